@@ -1,0 +1,26 @@
+import { execFile } from 'node:child_process';
+import type { CommandResult, CommandsPort } from '../ports.js';
+
+/** Runs programs with argument arrays (no shell). A non-zero exit is a result, not an exception. */
+export class ExecCommands implements CommandsPort {
+  run(file: string, args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<CommandResult> {
+    return new Promise((resolve, reject) => {
+      execFile(
+        file,
+        [...args],
+        { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8', killSignal: 'SIGKILL' },
+        (err, stdout, stderr) => {
+          if (err && typeof err.code === 'number') {
+            resolve({ code: err.code, stdout, stderr });
+          } else if (err && err.killed) {
+            resolve({ code: 124, stdout, stderr: `${stderr}\ntimed out after ${opts.timeoutMs ?? 30_000} ms`.trim() });
+          } else if (err) {
+            reject(err);
+          } else {
+            resolve({ code: 0, stdout, stderr });
+          }
+        },
+      );
+    });
+  }
+}

@@ -1,0 +1,11 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Clock } from '../ports.js';
+
+export class SystemClock implements Clock {
+  now(): number {
+    return Date.now();
+  }
+  sleep(ms: number): Promise<void> {
+    return delay(ms);
+  }
+}

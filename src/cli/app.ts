@@ -1,0 +1,133 @@
+/** Wiring: real adapters into the steps. */
+import { DockerodeDocker } from '../adapters/dockerode-docker.js';
+import { ExecCommands } from '../adapters/exec-commands.js';
+import { FetchHttp } from '../adapters/fetch-http.js';
+import { LinuxHost } from '../adapters/linux-host.js';
+import { NodeFiles } from '../adapters/node-files.js';
+import { SystemClock } from '../adapters/system-clock.js';
+import { Systemctl } from '../adapters/systemctl.js';
+import type { Config } from '../config.js';
+import { EcsGvisorError, messageOf } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { BackupStore } from '../runtime/backup-store.js';
+import { DockerReloader } from '../runtime/docker-reloader.js';
+import { isProbeArch } from '../runtime/probe-image.js';
+import { detectRunsc } from '../runtime/runsc.js';
+import { RunscInstaller } from '../runtime/runsc-install.js';
+import { RUNTIME_STATE, RuntimeStep, type RuntimeState } from '../runtime/runtime-step.js';
+import { SandboxProver } from '../runtime/sandbox-proof.js';
+import { StateStore } from '../state-store.js';
+import { VERSION } from '../version.js';
+
+export interface StatusReport {
+  version: string;
+  runtime: {
+    name: string;
+    runscPath: string;
+    runscVersion?: string;
+    runscProblem?: string;
+    dockerDefaultRuntime?: string;
+    dockerProblem?: string;
+    registered: boolean;
+    isDefault: boolean;
+    /** Proven by a probe, and Docker's live default is still ours. */
+    verified: boolean;
+    verifiedAt?: string;
+    evidence?: RuntimeState['evidence'];
+    lastError?: RuntimeState['lastError'];
+  };
+  agent: { implemented: false };
+  registration: { implemented: false };
+  lifecycle: { implemented: false };
+}
+
+export interface App {
+  runtime: RuntimeStep;
+  status(): Promise<StatusReport>;
+}
+
+export function buildApp(cfg: Config, log: Logger): App {
+  const files = new NodeFiles();
+  const commands = new ExecCommands();
+  const host = new LinuxHost();
+  const clock = new SystemClock();
+  const docker = new DockerodeDocker(cfg.DOCKER_HOST);
+  const state = new StateStore(files, cfg.STATE_DIR);
+  const rlog = log.child({ component: 'runtime' });
+  const arch = process.arch;
+  if (!isProbeArch(arch)) {
+    throw new EcsGvisorError('CONFIG_INVALID', `The built-in probe has no build for ${arch}; set ECS_GVISOR_PROBE_IMAGE to an image with /bin/sleep.`);
+  }
+  const installer = new RunscInstaller(
+    { files, commands, http: new FetchHttp(), state, log: log.child({ component: 'runsc-install' }) },
+    { path: cfg.RUNSC_PATH, source: cfg.RUNSC_SOURCE, sha512: cfg.RUNSC_SHA512 },
+  );
+  const runsc = async () => {
+    await installer.ensure();
+    return detectRunsc(files, commands, cfg.RUNSC_PATH);
+  };
+  const runtime = new RuntimeStep(
+    {
+      docker,
+      files,
+      clock,
+      log: rlog,
+      state,
+      runsc,
+      backups: new BackupStore(files, cfg.STATE_DIR),
+      reloader: new DockerReloader(
+        { docker, files, host, services: new Systemctl(commands), clock, log: rlog },
+        { pidfile: cfg.DOCKER_PIDFILE, unit: cfg.DOCKER_UNIT, timeoutMs: cfg.RELOAD_TIMEOUT_SECONDS * 1000 },
+      ),
+      prover: new SandboxProver(
+        { docker, files, host, clock, log: log.child({ component: 'probe' }) },
+        { image: cfg.PROBE_IMAGE, timeoutMs: cfg.PROBE_TIMEOUT_SECONDS * 1000, arch },
+      ),
+    },
+    {
+      daemonJson: cfg.DAEMON_JSON,
+      desired: { name: cfg.RUNTIME_NAME, path: cfg.RUNSC_PATH, runtimeArgs: cfg.RUNSC_ARGS },
+      replaceDefaultRuntime: cfg.REPLACE_DEFAULT_RUNTIME,
+    },
+  );
+
+  return {
+    runtime,
+    async status() {
+      const [saved, runscResult, infoResult] = await Promise.all([
+        state.read<RuntimeState>(RUNTIME_STATE),
+        detectRunsc(files, commands, cfg.RUNSC_PATH).then(
+          (v) => ({ v }),
+          (err: unknown) => ({ problem: messageOf(err) }),
+        ),
+        docker.info().then(
+          (i) => ({ i }),
+          (err: unknown) => ({ problem: messageOf(err) }),
+        ),
+      ]);
+      const info = 'i' in infoResult ? infoResult.i : undefined;
+      const registered = info ? cfg.RUNTIME_NAME in info.runtimes : false;
+      const isDefault = info?.defaultRuntime === cfg.RUNTIME_NAME;
+      return {
+        version: VERSION,
+        runtime: {
+          name: cfg.RUNTIME_NAME,
+          runscPath: cfg.RUNSC_PATH,
+          runscVersion: 'v' in runscResult ? runscResult.v.version : undefined,
+          runscProblem: 'problem' in runscResult ? runscResult.problem : undefined,
+          dockerDefaultRuntime: info?.defaultRuntime,
+          dockerProblem: 'problem' in infoResult ? infoResult.problem : undefined,
+          registered,
+          isDefault,
+          verified: Boolean(saved?.verified && isDefault && registered),
+          verifiedAt: saved?.verifiedAt,
+          evidence: saved?.evidence,
+          lastError: saved?.lastError,
+        },
+        agent: { implemented: false },
+        registration: { implemented: false },
+        lifecycle: { implemented: false },
+      };
+    },
+  };
+}

@@ -1,0 +1,149 @@
+/**
+ * The CLI entry and composition root: the only place that reads process.env, builds adapters and
+ * maps errors to exit codes. Everything below it gets its dependencies through constructors.
+ */
+import { NodeFiles } from '../adapters/node-files.js';
+import { configPath, parseConfig, type Config } from '../config.js';
+import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
+import { createLogger, type Logger } from '../logger.js';
+import { VERSION } from '../version.js';
+import { buildApp, type App } from './app.js';
+import { HELP, parseArgs, type Step } from './args.js';
+
+/** Steps this version implements; the others belong to later releases and are refused, not faked. */
+const IMPLEMENTED: ReadonlySet<Step> = new Set(['runtime']);
+
+export interface Io {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+export async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: Io = process): Promise<number> {
+  const fail = (err: unknown): number => {
+    io.stderr.write(`ecs-gvisor: ${messageOf(err)}\n`);
+    return exitCodeOf(err);
+  };
+
+  let parsed;
+  try {
+    parsed = parseArgs(argv);
+  } catch (err) {
+    return fail(err);
+  }
+  if (parsed.kind === 'help') {
+    io.stdout.write(HELP);
+    return ExitCode.ok;
+  }
+  if (parsed.kind === 'version') {
+    io.stdout.write(`ecs-gvisor ${VERSION}\n`);
+    return ExitCode.ok;
+  }
+
+  let cfg: Config;
+  try {
+    const files = new NodeFiles();
+    const path = configPath(env);
+    const raw = await files.read(path);
+    cfg = parseConfig({ fileText: raw && Buffer.from(raw).toString('utf8'), filePath: path, env });
+  } catch (err) {
+    return fail(err instanceof EcsGvisorError ? err : new EcsGvisorError('CONFIG_INVALID', `Cannot read the configuration: ${messageOf(err)}.`));
+  }
+
+  const { command, steps } = parsed;
+  // Commands whose answer is stdout log to stderr; the service commands log to stdout for journald.
+  const answerOnStdout = command === 'plan' || command === 'status';
+  // Their stderr is for people: only warnings and worse unless a lower level was asked for explicitly.
+  const level = answerOnStdout && !env.ECS_GVISOR_LOG_LEVEL ? 'warn' : cfg.LOG_LEVEL;
+  const log = createLogger(level, answerOnStdout ? io.stderr : io.stdout);
+  log.info({ command, steps, version: VERSION, config: loggableConfig(cfg) }, 'ecs-gvisor starting');
+
+  const missing = steps.filter((s) => !IMPLEMENTED.has(s));
+  if (command === 'run' || ((command === 'bootstrap' || command === 'plan' || command === 'rollback') && missing.length > 0)) {
+    const what =
+      command === 'run'
+        ? 'run needs the ecs-init, network and agent steps and the supervisor'
+        : `${command} step${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
+    return fail(
+      new EcsGvisorError('NOT_IMPLEMENTED', `${what} ${missing.length > 1 || command === 'run' ? 'are' : 'is'} not implemented in ecs-gvisor ${VERSION}; use --only runtime.`),
+    );
+  }
+
+  const app = buildApp(cfg, log);
+  try {
+    switch (command) {
+      case 'bootstrap':
+        return await bootstrap(app, log);
+      case 'plan':
+        io.stdout.write(await plan(app));
+        return ExitCode.ok;
+      case 'rollback':
+        return await rollback(app, log);
+      case 'status':
+        return await status(app, parsed.json, io);
+    }
+  } catch (err) {
+    if (!answerOnStdout) log.error({ code: (err as EcsGvisorError).code ?? 'INTERNAL', err: messageOf(err) }, 'failed');
+    return fail(err);
+  }
+  return ExitCode.internal;
+}
+
+async function bootstrap(app: App, log: Logger): Promise<number> {
+  const state = await app.runtime.apply();
+  log.info(
+    { runtime: state.name, runscVersion: state.runscVersion, verifiedAt: state.verifiedAt },
+    `${state.name} is Docker's default runtime and the sandbox is proven`,
+  );
+  return ExitCode.ok;
+}
+
+async function rollback(app: App, log: Logger): Promise<number> {
+  const { restored } = await app.runtime.rollback();
+  log.info({ restored }, restored ? 'runtime rolled back' : 'runtime: no backup, nothing of ours to roll back');
+  return ExitCode.ok;
+}
+
+async function plan(app: App): Promise<string> {
+  const p = await app.runtime.plan();
+  const lines = ['runtime:'];
+  lines.push(`  runsc: ${p.runsc.path} ${p.runsc.version ? `(version ${p.runsc.version})` : `(problem: ${p.runsc.problem})`}`);
+  if (p.daemonJson.changed) {
+    lines.push(`  daemon.json: ${p.daemonJson.file} would change:`);
+    for (const c of p.daemonJson.changes) lines.push(`    ${c}`);
+    lines.push(...p.daemonJson.diff.split('\n').map((l) => `    ${l}`));
+  } else {
+    lines.push(`  daemon.json: ${p.daemonJson.file} unchanged (already converged)`);
+  }
+  lines.push(`  docker: default runtime now "${p.live.defaultRuntime}"; ${p.live.converged ? 'no reload needed' : `reload by ${p.live.reloadBy}`}`);
+  lines.push(`  probe: ${p.probe.image} image${p.probe.build ? ' (to be built)' : ''}, then a probe container proves the sandbox and its memory limit`);
+  return `${lines.join('\n')}\n`;
+}
+
+async function status(app: App, json: boolean, io: Io): Promise<number> {
+  const s = await app.status();
+  if (json) {
+    io.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+  } else {
+    const r = s.runtime;
+    const rows: [string, string][] = [
+      ['runtime', r.name],
+      ['runsc', `${r.runscPath} ${r.runscVersion ?? `(unavailable: ${r.runscProblem})`}`],
+      ['docker default', r.dockerDefaultRuntime ?? `(unavailable: ${r.dockerProblem})`],
+      ['verified', r.verified ? `yes, at ${r.verifiedAt}` : 'no'],
+      ['evidence', r.evidence ? `pid ${r.evidence.pid} ${r.evidence.cmdline.split(' ')[0]}; memory limit on ${r.evidence.cgroupLimitFile}` : '-'],
+      ['last error', r.lastError ? `${r.lastError.at} ${r.lastError.code}: ${r.lastError.message}` : '-'],
+      ['agent', 'not implemented in this version'],
+      ['registration', 'not implemented in this version'],
+      ['lifecycle', 'not implemented in this version'],
+    ];
+    const w = Math.max(...rows.map(([k]) => k.length));
+    io.stdout.write(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`);
+  }
+  io.stderr.write(`ecs-gvisor: status reports the runtime only; agent, registration and lifecycle are not implemented in ${VERSION}.\n`);
+  return ExitCode.notImplemented;
+}
+
+/** Configuration for the start-up log line. None of our keys is secret today; keep it that way explicitly. */
+function loggableConfig(cfg: Config): Record<string, unknown> {
+  return { ...cfg };
+}

@@ -1,0 +1,152 @@
+/**
+ * ecs-gvisor configuration: `KEY=VALUE` lines in /etc/ecs/ecs-gvisor.config (ECS_GVISOR_CONFIG overrides
+ * the path), overridden by process environment variables of the same names. Parsed once, validated with
+ * zod, frozen. This module is pure: the caller reads the file and passes the environment.
+ */
+import { z } from 'zod';
+import { EcsGvisorError } from './errors.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/ecs/ecs-gvisor.config';
+export const PREFIX = 'ECS_GVISOR_';
+/** The probe image ecs-gvisor builds itself when missing (no registry needed); see runtime/probe-image.ts. */
+export const BUILTIN_PROBE_IMAGE = 'ecs-gvisor/probe:1';
+
+const absolutePath = z.string().regex(/^\//, 'must be an absolute path');
+const bool = z
+  .string()
+  .regex(/^(true|false|1|0|yes|no)$/i, 'must be true or false')
+  .transform((v) => /^(true|1|yes)$/i.test(v));
+const positiveInt = (max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(1, 'must be at least 1').max(max, `must be at most ${max}`));
+const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+/, 'must be an http:// or https:// URL');
+
+/** Keys, defaults and validation. Values arrive as strings (from the file or the environment). */
+const schema = z.object({
+  DOCKER_HOST: z
+    .string()
+    .regex(/^(unix:\/\/\/.+|tcp:\/\/[^\s/]+:[0-9]+|https?:\/\/[^\s/]+:[0-9]+)$/, 'must be unix:///path or tcp://host:port')
+    .default('unix:///var/run/docker.sock'),
+  DAEMON_JSON: absolutePath.default('/etc/docker/daemon.json'),
+  DOCKER_PIDFILE: absolutePath.default('/var/run/docker.pid'),
+  DOCKER_UNIT: z.string().regex(/^[A-Za-z0-9@_.:-]+$/, 'must be a systemd unit name').default('docker.service'),
+  RUNTIME_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be a runtime name of letters, digits, ".", "_" or "-"')
+    .refine((v) => v !== 'runc' && !v.startsWith('io.containerd.'), 'must not name one of Docker’s built-in runtimes')
+    .default('runsc'),
+  RUNSC_PATH: absolutePath.default('/usr/local/bin/runsc'),
+  RUNSC_ARGS: z
+    .string()
+    .refine((v) => v.trim() === '' || v.trim().split(/\s+/).every((a) => a.startsWith('--')), 'must be flags that each start with "--"')
+    .default(''),
+  /** Optional: install runsc from this http(s) URL or absolute path (a runsc binary or a release tarball). */
+  RUNSC_SOURCE: z
+    .string()
+    .regex(/^(https?:\/\/[^\s]+|\/[^\s]*)$/, 'must be an http(s) URL or an absolute path')
+    .optional(),
+  /** Optional pinned SHA-512 of RUNSC_SOURCE; without it `<source>.sha512` is fetched and used. */
+  RUNSC_SHA512: z
+    .string()
+    .regex(/^[0-9a-fA-F]{128}$/, 'must be 128 hexadecimal digits')
+    .transform((v) => v.toLowerCase())
+    .optional(),
+  PROBE_IMAGE: z.string().regex(/^[a-z0-9][^\s]*$/, 'must be an image reference').default(BUILTIN_PROBE_IMAGE),
+  PROBE_TIMEOUT_SECONDS: positiveInt(600).default(60),
+  RELOAD_TIMEOUT_SECONDS: positiveInt(600).default(20),
+  /** Replace a default-runtime other than runc that the operator set in daemon.json. */
+  REPLACE_DEFAULT_RUNTIME: bool.default(false),
+  STATE_DIR: absolutePath.default('/var/lib/ecs-gvisor'),
+  ECS_CONFIG: absolutePath.default('/etc/ecs/ecs.config'),
+  ECS_INIT_UNIT: z.string().regex(/^[A-Za-z0-9@_.:-]+$/, 'must be a systemd unit name').default('ecs.service'),
+  AGENT_IMAGE: z.string().regex(/^[a-z0-9][^\s]*$/, 'must be an image reference').default('amazon/amazon-ecs-agent:latest'),
+  IMDS_URL: httpUrl.default('http://169.254.169.254'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+});
+
+type Raw = z.infer<typeof schema>;
+export type Config = Readonly<
+  Omit<Raw, 'RUNSC_ARGS'> & {
+    RUNSC_ARGS: readonly string[];
+    /** Where the configuration file was looked for, and whether it existed. */
+    CONFIG_FILE: string;
+    CONFIG_FILE_FOUND: boolean;
+  }
+>;
+
+const KNOWN = new Set(Object.keys(schema.shape));
+/** Keys that steer where the config comes from; valid in the environment, not in the file. */
+const ENV_ONLY = new Set(['CONFIG']);
+
+export interface ConfigSource {
+  /** Text of the config file, or undefined when it does not exist. */
+  fileText: string | undefined;
+  filePath: string;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Where to look for the config file. */
+export function configPath(env: Readonly<Record<string, string | undefined>>): string {
+  return env[`${PREFIX}CONFIG`] || DEFAULT_CONFIG_PATH;
+}
+
+/** Parse and validate. Throws CONFIG_INVALID naming the file (or environment), key and value. */
+export function parseConfig(src: ConfigSource): Config {
+  const values: Record<string, string> = {};
+  const origin: Record<string, string> = {};
+
+  if (src.fileText !== undefined) {
+    src.fileText.split(/\r?\n/).forEach((rawLine, i) => {
+      const line = rawLine.trim();
+      if (line === '' || line.startsWith('#')) return;
+      const where = `${src.filePath} line ${i + 1}`;
+      const eq = line.indexOf('=');
+      if (eq <= 0) throw invalid(`${where}: "${clip(line)}" is not a KEY=VALUE line.`);
+      const key = line.slice(0, eq).trim();
+      const value = line.slice(eq + 1).trim();
+      const short = key.startsWith(PREFIX) ? key.slice(PREFIX.length) : undefined;
+      if (short === undefined || !KNOWN.has(short)) {
+        throw invalid(`${where}: unknown key ${key} (keys start with ${PREFIX}; see the README's configuration reference).`);
+      }
+      values[short] = value;
+      origin[short] = src.filePath;
+    });
+  }
+
+  for (const [key, value] of Object.entries(src.env)) {
+    if (!key.startsWith(PREFIX) || value === undefined) continue;
+    const short = key.slice(PREFIX.length);
+    if (!KNOWN.has(short) || ENV_ONLY.has(short)) continue;
+    values[short] = value;
+    origin[short] = 'environment';
+  }
+
+  // An empty value means "use the default" except where empty is itself meaningful.
+  for (const [k, v] of Object.entries(values)) if (v === '' && k !== 'RUNSC_ARGS') delete values[k];
+
+  const parsed = schema.safeParse(values);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = String(issue.path[0] ?? '');
+    const where = origin[key] ?? 'configuration';
+    throw invalid(`${where}: ${PREFIX}${key}="${clip(values[key] ?? '')}" ${issue.message}.`);
+  }
+  const cfg = parsed.data;
+  return Object.freeze({
+    ...cfg,
+    RUNSC_ARGS: Object.freeze(cfg.RUNSC_ARGS.trim() === '' ? [] : cfg.RUNSC_ARGS.trim().split(/\s+/)),
+    CONFIG_FILE: src.filePath,
+    CONFIG_FILE_FOUND: src.fileText !== undefined,
+  });
+}
+
+function invalid(message: string): EcsGvisorError {
+  return new EcsGvisorError('CONFIG_INVALID', message);
+}
+
+function clip(s: string): string {
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}

@@ -1,0 +1,71 @@
+/**
+ * Typed errors. Every failure the operator can see carries a stable code; the CLI maps codes to the
+ * documented exit codes (README "Exit codes"). Messages are one sentence naming the file, key or value
+ * at fault.
+ */
+
+export const ExitCode = {
+  ok: 0,
+  internal: 1,
+  /** Bad command line or bad ecs-gvisor configuration. Nothing was changed. */
+  usage: 2,
+  /** A host file we must edit (daemon.json, ecs.config) is malformed or conflicts. Nothing was changed. */
+  hostInput: 3,
+  /** Docker, runsc, systemctl or the network is unavailable or broken. Nothing was changed. */
+  unavailable: 4,
+  /** The sandbox could not be proven; our changes were rolled back (fail closed). */
+  unproven: 5,
+  /** Undoing a change failed: the host needs an operator (see the message and the state dir). */
+  rollbackFailed: 6,
+  /** The command or step is not implemented in this version. */
+  notImplemented: 7,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+const exitByCode = {
+  USAGE: ExitCode.usage,
+  CONFIG_INVALID: ExitCode.usage,
+  DAEMON_JSON_INVALID: ExitCode.hostInput,
+  DAEMON_JSON_CONFLICT: ExitCode.hostInput,
+  DOCKERD_FLAG_CONFLICT: ExitCode.hostInput,
+  HOST_WRITE_FAILED: ExitCode.unavailable,
+  DOCKER_UNAVAILABLE: ExitCode.unavailable,
+  DOCKER_API: ExitCode.unavailable,
+  RELOAD_FAILED: ExitCode.unavailable,
+  RUNSC_UNAVAILABLE: ExitCode.unavailable,
+  RUNSC_INSTALL_FAILED: ExitCode.unavailable,
+  RUNSC_CHECKSUM_MISMATCH: ExitCode.hostInput,
+  SANDBOX_UNPROVEN: ExitCode.unproven,
+  ROLLBACK_FAILED: ExitCode.rollbackFailed,
+  NOT_IMPLEMENTED: ExitCode.notImplemented,
+  INTERNAL: ExitCode.internal,
+} as const satisfies Record<string, ExitCode>;
+
+export type ErrorCode = keyof typeof exitByCode;
+
+export class EcsGvisorError extends Error {
+  readonly code: ErrorCode;
+  /** Extra structured facts for logs and status (never secrets). */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'EcsGvisorError';
+    this.code = code;
+    this.details = Object.freeze({ ...(options.details ?? {}) });
+  }
+
+  get exitCode(): ExitCode {
+    return exitByCode[this.code];
+  }
+}
+
+export function exitCodeOf(err: unknown): ExitCode {
+  return err instanceof EcsGvisorError ? err.exitCode : ExitCode.internal;
+}
+
+/** The one-line message of any thrown value. */
+export function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

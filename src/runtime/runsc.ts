@@ -1,0 +1,41 @@
+import { EcsGvisorError } from '../errors.js';
+import type { CommandsPort, FilesPort } from '../ports.js';
+
+export interface RunscVersion {
+  /** e.g. `release-20240807.0` or Debian's `0.0~20221219.0`. */
+  version: string;
+  spec: string | undefined;
+}
+
+/** Parse `runsc --version`: "runsc version <ver>" then "spec: <ver>". */
+export function parseRunscVersion(stdout: string): RunscVersion | undefined {
+  const v = /^runsc version (\S+)/m.exec(stdout);
+  if (!v) return undefined;
+  const spec = /^spec: (\S+)/m.exec(stdout);
+  return { version: v[1]!, spec: spec?.[1] };
+}
+
+/** Find runsc at the configured path and ask its version. Throws RUNSC_UNAVAILABLE with the reason. */
+export async function detectRunsc(files: FilesPort, commands: CommandsPort, path: string): Promise<RunscVersion> {
+  if (!(await files.exists(path))) {
+    throw new EcsGvisorError(
+      'RUNSC_UNAVAILABLE',
+      `ECS_GVISOR_RUNSC_PATH=${path} does not exist; install runsc there or set ECS_GVISOR_RUNSC_SOURCE to install it.`,
+    );
+  }
+  let r;
+  try {
+    r = await commands.run(path, ['--version'], { timeoutMs: 15_000 });
+  } catch (err) {
+    throw new EcsGvisorError('RUNSC_UNAVAILABLE', `ECS_GVISOR_RUNSC_PATH=${path} cannot be run (${(err as Error).message}).`, { cause: err });
+  }
+  const parsed = r.code === 0 ? parseRunscVersion(r.stdout) : undefined;
+  if (!parsed) {
+    const said = (r.stderr || r.stdout).trim().split('\n')[0]?.slice(0, 200) || 'no output';
+    throw new EcsGvisorError(
+      'RUNSC_UNAVAILABLE',
+      `ECS_GVISOR_RUNSC_PATH=${path} is not a working runsc: "${path} --version" exited ${r.code} (${said}).`,
+    );
+  }
+  return parsed;
+}

@@ -1,0 +1,281 @@
+/**
+ * The `runtime` step: runsc becomes Docker's default runtime — merged into daemon.json, applied by
+ * reload, proven on a probe, rolled back when any of that fails (fail closed).
+ */
+import { EcsGvisorError, messageOf } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Clock, DockerPort, FilesPort } from '../ports.js';
+import type { BackupStore } from './backup-store.js';
+import {
+  dockerdFlagConflict,
+  originalKeys,
+  parseDaemonJson,
+  planDaemonJson,
+  planRemoval,
+  renderDiff,
+  sha256,
+  transitionText,
+  type DaemonJson,
+  type DesiredRuntime,
+} from './daemon-json.js';
+import { matches, type DockerdProcess, type DockerReloader, type LiveExpectation } from './docker-reloader.js';
+import type { RunscVersion } from './runsc.js';
+import type { SandboxEvidence, SandboxProver } from './sandbox-proof.js';
+import type { StateStore } from '../state-store.js';
+
+export const DEFAULT_DOCKERD_CONFIG = '/etc/docker/daemon.json';
+export const RUNTIME_STATE = 'runtime.json';
+
+export interface RuntimeStepDeps {
+  docker: DockerPort;
+  files: FilesPort;
+  clock: Clock;
+  log: Logger;
+  reloader: DockerReloader;
+  prover: SandboxProver;
+  backups: BackupStore;
+  state: StateStore;
+  /** Installs runsc when a source is configured, then reports its version. */
+  runsc: () => Promise<RunscVersion>;
+}
+
+export interface RuntimeStepOptions {
+  daemonJson: string;
+  desired: DesiredRuntime;
+  replaceDefaultRuntime: boolean;
+}
+
+export interface RuntimePlan {
+  runsc: { path: string; version?: string; problem?: string };
+  daemonJson: { file: string; changed: boolean; changes: string[]; diff: string };
+  live: { defaultRuntime: string; converged: boolean; reloadBy: string };
+  probe: { image: string; build: boolean };
+}
+
+export interface RuntimeState {
+  name: string;
+  runscPath: string;
+  runscVersion?: string;
+  verified: boolean;
+  verifiedAt?: string;
+  evidence?: SandboxEvidence;
+  lastError?: { code: string; message: string; at: string };
+}
+
+export class RuntimeStep {
+  constructor(private readonly deps: RuntimeStepDeps, private readonly opts: RuntimeStepOptions) {}
+
+  private get file(): string {
+    return this.opts.daemonJson;
+  }
+
+  private expectation(): LiveExpectation {
+    const d = this.opts.desired;
+    return { defaultRuntime: d.name, present: { [d.name]: { path: d.path, runtimeArgs: d.runtimeArgs } }, absent: [] };
+  }
+
+  /** What apply would do; changes nothing. */
+  async plan(): Promise<RuntimePlan> {
+    let runsc: RuntimePlan['runsc'] = { path: this.opts.desired.path };
+    try {
+      runsc = { ...runsc, version: (await this.deps.runsc()).version };
+    } catch (err) {
+      runsc = { ...runsc, problem: messageOf(err) };
+    }
+    const info = await this.deps.docker.info();
+    const doc = await this.read();
+    const proc = await this.deps.reloader.locate();
+    await this.checkDockerd(proc);
+    const plan = planDaemonJson(doc, this.opts.desired, { replaceDefaultRuntime: this.opts.replaceDefaultRuntime });
+    const converged = !plan.changed && matches(info, this.expectation());
+    return {
+      runsc,
+      daemonJson: {
+        file: this.file,
+        changed: plan.changed,
+        changes: plan.changes,
+        diff: plan.changed ? renderDiff(this.file, doc.text, plan.next) : '',
+      },
+      live: { defaultRuntime: info.defaultRuntime, converged, reloadBy: converged ? 'none needed' : describeReload(proc) },
+      probe: { image: this.deps.prover.builtinImage ? 'built-in' : 'operator-supplied', build: !(await this.deps.docker.imageExists(this.deps.prover.image)) },
+    };
+  }
+
+  /** Converge and prove. Throws (after rolling our change back) when the sandbox cannot be proven. */
+  async apply(): Promise<RuntimeState> {
+    const log = this.deps.log;
+    const d = this.opts.desired;
+    let version: RunscVersion;
+    try {
+      version = await this.deps.runsc();
+    } catch (err) {
+      await this.recordFailure(err, undefined);
+      throw err;
+    }
+    log.info({ runsc: d.path, version: version.version }, 'runsc found');
+
+    const before = await this.deps.docker.info();
+    const doc = await this.read();
+    const proc = await this.deps.reloader.locate();
+    await this.checkDockerd(proc);
+    const plan = planDaemonJson(doc, d, { replaceDefaultRuntime: this.opts.replaceDefaultRuntime });
+    const needsReload = plan.changed || !matches(before, this.expectation());
+    if (needsReload && proc.pid === undefined && !proc.viaSystemd) {
+      // Refuse before writing: a file we cannot apply would only take effect at some later restart.
+      await this.deps.reloader.reload(proc);
+    }
+
+    try {
+      if (plan.changed) {
+        await this.deps.backups.record(this.file, doc.text, before.defaultRuntime, sha256(plan.next), new Date(this.deps.clock.now()));
+        await this.write(plan.next);
+        log.info({ file: this.file, changes: plan.changes }, 'daemon.json updated');
+      } else {
+        log.info({ file: this.file }, 'daemon.json already converged');
+      }
+      if (needsReload) {
+        await this.deps.reloader.apply(proc, this.expectation(), this.file);
+        log.info({ defaultRuntime: d.name }, 'dockerd reloaded; default runtime confirmed through the API');
+      }
+      const removed = await this.deps.prover.removeStale();
+      if (removed > 0) log.warn({ removed }, 'removed probe containers left by an earlier run');
+      const evidence = await this.deps.prover.prove(d.name);
+      log.info({ evidence }, 'sandbox proven');
+      const state: RuntimeState = {
+        name: d.name,
+        runscPath: d.path,
+        runscVersion: version.version,
+        verified: true,
+        verifiedAt: evidence.provenAt,
+        evidence,
+      };
+      await this.deps.state.write(RUNTIME_STATE, state);
+      return state;
+    } catch (err) {
+      throw await this.failClosed(err, proc, version);
+    }
+  }
+
+  /** Undo: daemon.json back to the original (or just our keys removed), Docker's live state as before. */
+  async rollback(): Promise<{ restored: boolean }> {
+    const proc = await this.deps.reloader.locate();
+    const restored = await this.restoreOriginal(proc);
+    await this.deps.prover.removeStale();
+    if (this.deps.prover.builtinImage) await this.deps.docker.removeImage(this.deps.prover.image);
+    await this.deps.state.remove(RUNTIME_STATE);
+    return { restored };
+  }
+
+  private async failClosed(err: unknown, proc: DockerdProcess, version: RunscVersion): Promise<unknown> {
+    const log = this.deps.log;
+    log.error({ err: messageOf(err) }, 'runtime step failed; rolling back (fail closed)');
+    let restored: boolean;
+    try {
+      restored = await this.restoreOriginal(proc);
+    } catch (undoErr) {
+      const failure = new EcsGvisorError(
+        'ROLLBACK_FAILED',
+        `${messageOf(err)} Rolling ${this.file} back failed as well: ${messageOf(undoErr)}`,
+        { cause: undoErr },
+      );
+      await this.recordFailure(failure, version);
+      return failure;
+    }
+    await this.recordFailure(err, version);
+    if (!(err instanceof EcsGvisorError)) return err;
+    const tail = restored
+      ? ` ${this.file} and Docker's default runtime were restored.`
+      : ` ${this.file} held no change of ecs-gvisor's to roll back.`;
+    return new EcsGvisorError(err.code, `${err.message}${tail}`, { cause: err.cause, details: { ...err.details, restored } });
+  }
+
+  /** Returns false when there was no backup, i.e. nothing of ours to undo. */
+  private async restoreOriginal(proc: DockerdProcess): Promise<boolean> {
+    const name = this.opts.desired.name;
+    const backup = await this.deps.backups.load(this.file);
+    if (!backup) return false;
+    const current = await this.read();
+    const untouched = current.text !== undefined && sha256(current.text) === backup.writtenSha256;
+    const target = untouched
+      ? backup.originalText
+      : planRemoval(current, name, originalKeys(parseDaemonJson(this.file, encode(backup.originalText)), name));
+    const transition = transitionText(target, backup.liveDefaultRuntime);
+    const t = JSON.parse(transition) as { 'default-runtime': string; runtimes: Record<string, unknown> };
+    const keep = name in t.runtimes;
+    const expect: LiveExpectation = {
+      defaultRuntime: t['default-runtime'],
+      present: keep ? { [name]: true } : {},
+      absent: keep ? [] : [name],
+    };
+    if (transition !== current.text) await this.write(transition);
+    await this.deps.reloader.apply(proc, expect, this.file);
+    if (target === undefined) await this.deps.files.remove(this.file);
+    else if (target !== transition) await this.write(target);
+    await this.deps.backups.clear();
+    this.deps.log.info({ file: this.file, defaultRuntime: expect.defaultRuntime }, 'daemon.json restored and Docker reloaded');
+    return true;
+  }
+
+  private async checkDockerd(proc: DockerdProcess): Promise<void> {
+    if (!proc.cmdline) return;
+    const conflict = dockerdFlagConflict(proc.cmdline, this.opts.desired.name);
+    if (conflict) {
+      throw new EcsGvisorError(
+        'DOCKERD_FLAG_CONFLICT',
+        `${conflict} (pid ${proc.pid}), so a ${this.opts.desired.name} default-runtime in ${this.file} would keep dockerd from starting; remove that flag first. ${this.file} was left unchanged.`,
+      );
+    }
+    const reads = dockerdConfigFile(proc.cmdline);
+    const [a, b] = await Promise.all([this.deps.files.realpath(reads), this.deps.files.realpath(this.file)]);
+    if (a !== b) {
+      throw new EcsGvisorError(
+        'DOCKERD_FLAG_CONFLICT',
+        `dockerd (pid ${proc.pid}) reads ${reads}, not ECS_GVISOR_DAEMON_JSON=${this.file}; point the key at the file dockerd reads. Nothing was changed.`,
+      );
+    }
+  }
+
+  private async read(): Promise<DaemonJson> {
+    return parseDaemonJson(this.file, await this.deps.files.read(this.file));
+  }
+
+  private async write(text: string): Promise<void> {
+    try {
+      await this.deps.files.writeAtomic(this.file, text, 0o644);
+    } catch (err) {
+      throw new EcsGvisorError('HOST_WRITE_FAILED', `Cannot write ${this.file} (${messageOf(err)}); the file was left as it was.`, { cause: err });
+    }
+  }
+
+  private async recordFailure(err: unknown, version: RunscVersion | undefined): Promise<void> {
+    const code = err instanceof EcsGvisorError ? err.code : 'INTERNAL';
+    const state: RuntimeState = {
+      name: this.opts.desired.name,
+      runscPath: this.opts.desired.path,
+      runscVersion: version?.version,
+      verified: false,
+      lastError: { code, message: messageOf(err), at: new Date(this.deps.clock.now()).toISOString() },
+    };
+    await this.deps.state.write(RUNTIME_STATE, state).catch(() => undefined);
+  }
+}
+
+/** The config file dockerd reads, from its command line. */
+export function dockerdConfigFile(cmdline: readonly string[]): string {
+  for (let i = 0; i < cmdline.length; i++) {
+    const a = cmdline[i]!;
+    if (a === '--config-file' && cmdline[i + 1]) return cmdline[i + 1]!;
+    if (a.startsWith('--config-file=')) return a.slice('--config-file='.length);
+  }
+  return DEFAULT_DOCKERD_CONFIG;
+}
+
+export function describeReload(proc: DockerdProcess): string {
+  if (proc.viaSystemd) return `systemctl reload (dockerd pid ${proc.pid})`;
+  if (proc.pid !== undefined) return `SIGHUP to dockerd pid ${proc.pid}`;
+  return 'impossible: no dockerd found through systemd or the pidfile';
+}
+
+function encode(text: string | undefined): Uint8Array | undefined {
+  return text === undefined ? undefined : Buffer.from(text, 'utf8');
+}

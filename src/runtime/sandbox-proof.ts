@@ -1,0 +1,148 @@
+/**
+ * Prove the sandbox from evidence on the host: a probe container created with no runtime named (so
+ * Docker's default applies) must run as a gVisor sandbox process, and the memory limit given to it must
+ * be set on the cgroup that process lives in (the article this replaces ends on gVisor ignoring limits).
+ */
+import { randomBytes } from 'node:crypto';
+import { EcsGvisorError, messageOf } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Clock, DockerPort, FilesPort, HostPort } from '../ports.js';
+import { BUILTIN_PROBE_IMAGE } from '../config.js';
+import { PROBE_CMD, probeRootfs, type ProbeArch } from './probe-image.js';
+
+export const PROBE_LABEL = 'ecs-gvisor.probe';
+export const PROBE_MEMORY_BYTES = 64 * 1024 * 1024;
+
+export interface SandboxEvidence {
+  runtime: string;
+  image: string;
+  /** The sandbox process on the host and its command line (first 200 characters). */
+  pid: number;
+  cmdline: string;
+  memoryLimitBytes: number;
+  cgroupLimitFile: string;
+  provenAt: string;
+}
+
+/** Whether a host process's argv is a gVisor sandbox (older runsc: runsc-sandbox; newer: gvisor_sentry). */
+export function isSandboxCmdline(argv: readonly string[]): boolean {
+  return /(^|\/)runsc-sandbox\b|gvisor_sentry/.test(argv[0] ?? '') || argv.some((a) => /^runsc-sandbox$/.test(a));
+}
+
+/** The file holding the memory limit of the cgroup in /proc/<pid>/cgroup (v1 memory controller, else v2). */
+export function memoryLimitFile(procCgroup: string, cgroupRoot: string): string | undefined {
+  const lines = procCgroup.split('\n').filter(Boolean).map((l) => l.split(':'));
+  const v1 = lines.find((f) => f.length >= 3 && f[1]!.split(',').includes('memory'));
+  if (v1) return `${cgroupRoot}/memory${v1.slice(2).join(':')}/memory.limit_in_bytes`.replace(/\/+/g, '/');
+  const v2 = lines.find((f) => f[0] === '0' && f[1] === '');
+  if (v2) return `${cgroupRoot}${v2.slice(2).join(':')}/memory.max`.replace(/\/+/g, '/');
+  return undefined;
+}
+
+export class SandboxProver {
+  constructor(
+    private readonly deps: { docker: DockerPort; files: FilesPort; host: HostPort; clock: Clock; log: Logger },
+    private readonly opts: { image: string; timeoutMs: number; arch: ProbeArch; cgroupRoot?: string },
+  ) {}
+
+  get image(): string {
+    return this.opts.image;
+  }
+
+  get builtinImage(): boolean {
+    return this.opts.image === BUILTIN_PROBE_IMAGE;
+  }
+
+  /** Build the built-in probe image when missing; an operator's image must already be there. */
+  async ensureImage(): Promise<void> {
+    if (await this.deps.docker.imageExists(this.opts.image)) return;
+    if (!this.builtinImage) {
+      throw new EcsGvisorError(
+        'SANDBOX_UNPROVEN',
+        `ECS_GVISOR_PROBE_IMAGE=${this.opts.image} is not present in Docker; load it first or unset the key to use the built-in probe.`,
+      );
+    }
+    this.deps.log.info({ image: this.opts.image }, 'building the built-in probe image');
+    await this.deps.docker.importImage(probeRootfs(this.opts.arch), this.opts.image, PROBE_CMD);
+  }
+
+  /** Remove probes a killed earlier run may have left. */
+  async removeStale(): Promise<number> {
+    const stale = await this.deps.docker.listContainers({ label: PROBE_LABEL, all: true });
+    await Promise.all(stale.map((c) => this.deps.docker.removeContainer(c.id)));
+    return stale.length;
+  }
+
+  /** Throws SANDBOX_UNPROVEN with the reason. The probe is removed in every case. */
+  async prove(runtimeName: string): Promise<SandboxEvidence> {
+    await this.ensureImage();
+    const name = `ecs-gvisor-probe-${randomBytes(4).toString('hex')}`;
+    let id: string | undefined;
+    try {
+      id = await this.deps.docker.createContainer({
+        name,
+        Image: this.opts.image,
+        Cmd: [...PROBE_CMD],
+        Labels: { [PROBE_LABEL]: '1' },
+        NetworkDisabled: true,
+        // No Runtime here: the point is that Docker's default applies.
+        HostConfig: { NetworkMode: 'none', Memory: PROBE_MEMORY_BYTES, MemorySwap: PROBE_MEMORY_BYTES, LogConfig: { Type: 'none', Config: {} } },
+      });
+      try {
+        await this.deps.docker.startContainer(id);
+      } catch (err) {
+        throw unproven(`the probe container did not start under the default runtime: ${messageOf(err)}`, err);
+      }
+      return await this.collect(id, runtimeName);
+    } finally {
+      if (id) await this.deps.docker.removeContainer(id).catch((err) => this.deps.log.warn({ err, id }, 'could not remove probe'));
+    }
+  }
+
+  private async collect(id: string, runtimeName: string): Promise<SandboxEvidence> {
+    const deadline = this.deps.clock.now() + this.opts.timeoutMs;
+    for (;;) {
+      const state = await this.deps.docker.inspectContainer(id);
+      if (!state) throw unproven('the probe container vanished before it could be inspected');
+      if (state.runtime !== runtimeName) {
+        throw unproven(`the probe was created with runtime "${state.runtime}", not "${runtimeName}": Docker's default is not ours`);
+      }
+      if (!state.running) throw unproven(`the probe exited with code ${state.exitCode} instead of staying up`);
+      const argv = state.pid > 0 ? await this.deps.host.cmdline(state.pid) : undefined;
+      if (argv && isSandboxCmdline(argv)) return this.checkLimit(state.pid, argv, runtimeName);
+      if (this.deps.clock.now() >= deadline) {
+        throw unproven(
+          `the probe's process ${state.pid} is "${(argv ?? []).join(' ').slice(0, 120)}", not a gVisor sandbox (runsc-sandbox)`,
+        );
+      }
+      await this.deps.clock.sleep(100);
+    }
+  }
+
+  private async checkLimit(pid: number, argv: string[], runtimeName: string): Promise<SandboxEvidence> {
+    const cgroupText = await this.deps.files.read(`/proc/${pid}/cgroup`);
+    const root = this.opts.cgroupRoot ?? '/sys/fs/cgroup';
+    const file = cgroupText && memoryLimitFile(Buffer.from(cgroupText).toString('utf8'), root);
+    if (!file) throw unproven(`the sandbox process ${pid} is in no memory cgroup, so Docker's limits do not reach it`);
+    const raw = await this.deps.files.read(file);
+    const limit = raw ? Buffer.from(raw).toString('utf8').trim() : '(missing)';
+    if (limit !== String(PROBE_MEMORY_BYTES)) {
+      throw unproven(
+        `the probe asked for a ${PROBE_MEMORY_BYTES}-byte memory limit but the sandbox's cgroup ${file} says ${limit}: limits would not be enforced`,
+      );
+    }
+    return {
+      runtime: runtimeName,
+      image: this.opts.image,
+      pid,
+      cmdline: argv.join(' ').slice(0, 200),
+      memoryLimitBytes: PROBE_MEMORY_BYTES,
+      cgroupLimitFile: file,
+      provenAt: new Date(this.deps.clock.now()).toISOString(),
+    };
+  }
+}
+
+function unproven(reason: string, cause?: unknown): EcsGvisorError {
+  return new EcsGvisorError('SANDBOX_UNPROVEN', `The sandbox is not proven: ${reason}.`, { cause });
+}
