@@ -236,7 +236,13 @@ export class RuntimeStep {
   }
 
   private async read(): Promise<DaemonJson> {
-    return parseDaemonJson(this.file, await this.deps.files.read(this.file));
+    let bytes;
+    try {
+      bytes = await this.deps.files.read(this.file);
+    } catch (err) {
+      throw new EcsGvisorError('DAEMON_JSON_INVALID', `${this.file} cannot be read (${messageOf(err)}); it was left unchanged.`, { cause: err });
+    }
+    return parseDaemonJson(this.file, bytes);
   }
 
   private async write(text: string): Promise<void> {

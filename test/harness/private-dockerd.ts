@@ -1,0 +1,115 @@
+/**
+ * A private dockerd for tests (DESIGN.md §6): its own data/exec roots, socket, pidfile and
+ * daemon.json, no bridge and no iptables, so it never touches another engine's state. Output goes to a
+ * log file, never to the test runner's pipes.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
+import Docker from 'dockerode';
+
+export interface DockerdInfo {
+  dir: string;
+  socket: string;
+  host: string;
+  pidfile: string;
+  daemonJson: string;
+  log: string;
+  pid: number;
+}
+
+export async function startPrivateDockerd(): Promise<DockerdInfo> {
+  const dockerd = which('dockerd');
+  const dir = mkdtempSync('/tmp/egv-dockerd-');
+  const info: Omit<DockerdInfo, 'pid'> = {
+    dir,
+    socket: `${dir}/docker.sock`,
+    host: `unix://${dir}/docker.sock`,
+    pidfile: `${dir}/docker.pid`,
+    daemonJson: `${dir}/daemon.json`,
+    log: `${dir}/dockerd.log`,
+  };
+  writeFileSync(info.daemonJson, '{}\n');
+  const args = [
+    '--data-root', `${dir}/data`, '--exec-root', `${dir}/exec`, '--pidfile', info.pidfile,
+    '-H', info.host, '--config-file', info.daemonJson, '--bridge=none', '--iptables=false',
+  ];
+  // A dockerd started with --bridge=none deletes an existing docker0; keep away from another engine's bridge.
+  const isolate = existsSync('/sys/class/net/docker0');
+  const out = openSync(info.log, 'a');
+  const child = spawn(isolate ? 'unshare' : dockerd, isolate ? ['--net', '--', dockerd, ...args] : args, {
+    detached: true,
+    stdio: ['ignore', out, out],
+  });
+  child.unref();
+  const docker = new Docker({ socketPath: info.socket });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`private dockerd exited ${child.exitCode}: ${tail(info.log)}`);
+    try {
+      if (existsSync(info.socket)) {
+        await docker.info();
+        break;
+      }
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`private dockerd did not come up in 60 s: ${tail(info.log)}`);
+    await delay(250);
+  }
+  const pid = Number(readFileSync(info.pidfile, 'utf8').trim());
+  return { ...info, pid };
+}
+
+export async function stopPrivateDockerd(info: DockerdInfo): Promise<void> {
+  try {
+    const docker = new Docker({ socketPath: info.socket });
+    const all = await docker.listContainers({ all: true });
+    await Promise.all(all.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  } catch {
+    // engine already gone
+  }
+  try {
+    process.kill(info.pid, 'SIGTERM');
+  } catch {
+    return cleanup(info);
+  }
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline && alive(info.pid)) await delay(200);
+  if (alive(info.pid)) process.kill(info.pid, 'SIGKILL');
+  await delay(200);
+  cleanup(info);
+}
+
+function cleanup(info: DockerdInfo): void {
+  try {
+    execFileSync('umount', ['-R', '-l', `${info.dir}/data`], { stdio: 'ignore' });
+  } catch {
+    // nothing mounted
+  }
+  rmSync(info.dir, { recursive: true, force: true, maxRetries: 3 });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function which(cmd: string): string {
+  for (const d of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/bin', '/sbin'])) {
+    if (existsSync(`${d}/${cmd}`)) return `${d}/${cmd}`;
+  }
+  throw new Error(`${cmd} is not installed: the integration tests need a real Docker engine (apt-get install docker.io runsc busybox-static); .ci/run installs them`);
+}
+
+function tail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-5).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
