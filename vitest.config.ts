@@ -2,12 +2,21 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/harness/global-setup.ts'],
-    // Integration tests share one private dockerd and reload it: one file at a time.
-    fileParallelism: false,
-    testTimeout: 120_000,
-    hookTimeout: 120_000,
     reporters: ['default'],
+    projects: [
+      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      {
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          // One private dockerd for the run (started here, stopped in teardown).
+          globalSetup: ['test/harness/global-setup.ts'],
+          // The files share that dockerd and reload it: one file at a time.
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
   },
 });

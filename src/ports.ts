@@ -94,6 +94,8 @@ export interface HostPort {
   cmdline(pid: number): Promise<string[] | undefined>;
   /** Send a signal; false when the process does not exist. */
   signal(pid: number, signal: NodeJS.Signals): boolean;
+  /** PIDs of live processes whose command line contains `text`. */
+  processesMentioning(text: string): Promise<number[]>;
   /** Whether systemd is PID 1's init (/run/systemd/system exists). */
   systemdRunning(): Promise<boolean>;
 }

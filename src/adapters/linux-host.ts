@@ -18,6 +18,17 @@ export class LinuxHost implements HostPort {
     }
   }
 
+  async processesMentioning(text: string): Promise<number[]> {
+    const pids = (await fs.readdir(this.procRoot)).filter((e) => /^[0-9]+$/.test(e)).map(Number);
+    const found: number[] = [];
+    for (const pid of pids) {
+      if (pid === process.pid) continue;
+      const argv = await this.cmdline(pid).catch(() => undefined);
+      if (argv?.some((a) => a.includes(text))) found.push(pid);
+    }
+    return found;
+  }
+
   signal(pid: number, signal: NodeJS.Signals): boolean {
     try {
       process.kill(pid, signal);

@@ -86,8 +86,14 @@ export class RunscInstaller {
     try {
       const staged = await this.stage(artifact, kind, work, source);
       const version = await this.check(staged.runsc, source);
-      if (staged.gvisorBin) await this.deps.files.installTree(staged.gvisorBin, `${dirname(this.opts.path)}/gvisor-bin`);
-      await this.deps.files.installFile(staged.runsc, this.opts.path, 0o755);
+      try {
+        await this.deps.files.mkdirp(dirname(this.opts.path), 0o755);
+        // gvisor-bin first: a runsc that needs it must never be in place without it.
+        if (staged.gvisorBin) await this.deps.files.installTree(staged.gvisorBin, `${dirname(this.opts.path)}/gvisor-bin`);
+        await this.deps.files.installFile(staged.runsc, this.opts.path, 0o755);
+      } catch (err) {
+        throw new EcsGvisorError('RUNSC_INSTALL_FAILED', `Cannot install runsc at ECS_GVISOR_RUNSC_PATH=${this.opts.path} (${messageOf(err)}).`, { cause: err });
+      }
       const bytes = await this.deps.files.read(this.opts.path);
       await this.deps.state.write(INSTALL_STATE, {
         source,

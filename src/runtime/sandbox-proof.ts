@@ -95,8 +95,38 @@ export class SandboxProver {
       }
       return await this.collect(id, runtimeName);
     } finally {
-      if (id) await this.deps.docker.removeContainer(id).catch((err) => this.deps.log.warn({ err, id }, 'could not remove probe'));
+      if (id) await this.remove(id);
     }
+  }
+
+  /**
+   * Remove the probe, then reap what Docker does not: when runsc fails to start a sandbox (e.g. its
+   * network setup fails), its runsc-sandbox, runsc-gofer and the containerd shim outlive the removed
+   * container. Left alone, every failed proof would leak three processes.
+   */
+  private async remove(id: string): Promise<void> {
+    await this.deps.docker.removeContainer(id).catch((err: unknown) => this.deps.log.warn({ err: messageOf(err), id }, 'could not remove probe'));
+    const killed = new Set<number>();
+    const deadline = this.deps.clock.now() + 10_000;
+    for (;;) {
+      const left = await this.deps.host.processesMentioning(id);
+      if (left.length === 0) break;
+      if (this.deps.clock.now() >= deadline) {
+        this.deps.log.warn({ id, pids: left }, 'processes of the removed probe are still running');
+        break;
+      }
+      // Kill the sandbox, gofer and shim; let the `delete` clean-ups containerd starts in reply finish.
+      for (const pid of left) {
+        if (killed.has(pid)) continue;
+        const argv = await this.deps.host.cmdline(pid);
+        if (argv && !argv.includes('delete')) {
+          this.deps.host.signal(pid, 'SIGKILL');
+          killed.add(pid);
+        }
+      }
+      await this.deps.clock.sleep(100);
+    }
+    if (killed.size > 0) this.deps.log.warn({ id, pids: [...killed] }, 'killed sandbox processes the failed probe left behind');
   }
 
   private async collect(id: string, runtimeName: string): Promise<SandboxEvidence> {

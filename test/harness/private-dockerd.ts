@@ -82,6 +82,12 @@ export async function stopPrivateDockerd(info: DockerdInfo): Promise<void> {
 }
 
 function cleanup(info: DockerdInfo): void {
+  // Shims and sandboxes of containers the engine could not stop outlive it; they all name its directory.
+  try {
+    execFileSync('pkill', ['-KILL', '-f', info.dir], { stdio: 'ignore' });
+  } catch {
+    // none left
+  }
   try {
     execFileSync('umount', ['-R', '-l', `${info.dir}/data`], { stdio: 'ignore' });
   } catch {

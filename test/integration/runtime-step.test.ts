@@ -2,7 +2,7 @@
  * The runtime step end to end: the built CLI against a real private dockerd with Debian's runsc.
  * Every assertion is on something observable: the bytes on disk, what Docker reports, the host's /proc.
  */
-import { readFileSync, statSync, existsSync, writeFileSync, chmodSync, mkdtempSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, existsSync, writeFileSync, chmodSync, mkdtempSync } from 'node:fs';
 import { beforeEach, describe, expect, inject, it } from 'vitest';
 import { runCli, logMessages } from '../harness/cli.js';
 import { cliEnv, cmdline, dockerClient, liveRuntime, reloadCount, resetDocker, RUNSC, RUNSC_ARGS } from '../harness/docker-state.js';
@@ -27,6 +27,20 @@ const RICH = `{
 
 function read(): string {
   return readFileSync(d.daemonJson, 'utf8');
+}
+
+/** Host processes (shims, sandboxes, gofers) working for a container of the private dockerd. */
+function processesUnder(execRoot: string): string[] {
+  return readdirSync('/proc')
+    .filter((e) => /^[0-9]+$/.test(e))
+    .map((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      } catch {
+        return '';
+      }
+    })
+    .filter((c) => c.includes(execRoot) && !c.startsWith('containerd ') && !c.includes('containerd.toml') && !/^\S*dockerd /.test(c));
 }
 
 async function probesLeft(): Promise<number> {
@@ -223,6 +237,8 @@ describe('fail closed', () => {
     expect(live.defaultRuntime).toBe('runc');
     expect(live.runtimes).not.toContain('runsc');
     expect(await probesLeft()).toBe(0);
+    // runsc leaves its sandbox, gofer and shim behind when a start fails; the probe reaps them.
+    expect(processesUnder(`${d.dir}/exec`)).toEqual([]);
     expect(existsSync(`${env.ECS_GVISOR_STATE_DIR}/backup/daemon.json.manifest`)).toBe(false);
     const status = JSON.parse((await runCli(['status', '--json'], env)).stdout) as { runtime: { verified: boolean; lastError: { code: string } } };
     expect(status.runtime.verified).toBe(false);

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Shows the runtime step on this machine without touching the host's Docker: starts a private dockerd
+# (own data root, socket, pidfile and daemon.json; no bridge, no iptables), gives it a daemon.json an
+# operator might have, then runs plan -> bootstrap -> a container under gVisor -> status -> rollback.
+# Needs root, docker.io, runsc and a built tree (npm ci && npm run build). Cleans up after itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ -f dist/cli/main.js ]] || npm run build >/dev/null
+
+dir=$(mktemp -d /tmp/egv-demo-XXXXXX)
+sock="$dir/docker.sock"
+cleanup() {
+  [[ -f $dir/docker.pid ]] && kill "$(cat "$dir/docker.pid")" 2>/dev/null || true
+  for _ in $(seq 1 50); do [[ -S $sock ]] || break; sleep 0.2; done
+  rm -rf "$dir" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+cat > "$dir/daemon.json" <<'JSON'
+{
+    "log-driver": "json-file",
+    "log-opts": { "max-size": "16m", "max-file": "4" },
+    "runtimes": {
+        "nvidia": { "path": "/usr/bin/nvidia-container-runtime", "runtimeArgs": [] }
+    }
+}
+JSON
+cp "$dir/daemon.json" "$dir/daemon.json.before"
+
+netns=()
+[[ -e /sys/class/net/docker0 ]] && netns=(unshare --net --)  # --bridge=none would delete another engine's docker0
+"${netns[@]}" dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/docker.pid" \
+  -H "unix://$sock" --config-file "$dir/daemon.json" --bridge=none --iptables=false >"$dir/dockerd.log" 2>&1 &
+for _ in $(seq 1 120); do docker -H "unix://$sock" info >/dev/null 2>&1 && break; sleep 0.25; done
+
+export ECS_GVISOR_CONFIG="$dir/ecs-gvisor.config"
+cat > "$ECS_GVISOR_CONFIG" <<CONF
+ECS_GVISOR_DOCKER_HOST=unix://$sock
+ECS_GVISOR_DAEMON_JSON=$dir/daemon.json
+ECS_GVISOR_DOCKER_PIDFILE=$dir/docker.pid
+ECS_GVISOR_STATE_DIR=$dir/state
+ECS_GVISOR_RUNSC_PATH=$(command -v runsc)
+# Debian's runsc (20221219) needs a network flag on current kernels; see the README.
+ECS_GVISOR_RUNSC_ARGS=--network=none
+CONF
+egv() { node bin/ecs-gvisor.js "$@"; }
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+step "ecs-gvisor plan --only runtime"
+egv plan --only runtime
+step "ecs-gvisor bootstrap --only runtime"
+egv bootstrap --only runtime | sed -n 's/.*"msg":"\([^"]*\)".*/  \1/p'
+step "docker info --format '{{.DefaultRuntime}}'"
+docker -H "unix://$sock" info --format '{{.DefaultRuntime}}'
+step "docker run -d --network none ecs-gvisor/probe:1   # no --runtime: the default applies"
+id=$(docker -H "unix://$sock" run -d --network none ecs-gvisor/probe:1)
+pid=$(docker -H "unix://$sock" inspect -f '{{.State.Pid}}' "$id")
+echo "  runtime: $(docker -H "unix://$sock" inspect -f '{{.HostConfig.Runtime}}' "$id"); host process $pid: $(tr '\0' ' ' < "/proc/$pid/cmdline" | cut -c1-60)..."
+docker -H "unix://$sock" rm -f "$id" >/dev/null
+step "ecs-gvisor status"
+egv status || true
+step "ecs-gvisor rollback --only runtime"
+egv rollback --only runtime | sed -n 's/.*"msg":"\([^"]*\)".*/  \1/p'
+step "cmp daemon.json daemon.json.before && docker info --format '{{.DefaultRuntime}}'"
+cmp "$dir/daemon.json" "$dir/daemon.json.before" && echo "  daemon.json is byte-identical to the original"
+docker -H "unix://$sock" info --format '  default runtime: {{.DefaultRuntime}}'
