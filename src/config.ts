@@ -61,6 +61,16 @@ const schema = z.object({
   REPLACE_DEFAULT_RUNTIME: bool.default(false),
   STATE_DIR: absolutePath.default('/var/lib/ecs-gvisor'),
   ECS_CONFIG: absolutePath.default('/etc/ecs/ecs.config'),
+  /** The instance config ecs-init reads before ECS_CONFIG (Amazon's per-instance settings). */
+  ECS_INSTANCE_CONFIG: absolutePath.default('/var/lib/ecs/ecs.config'),
+  /** ecs-init's agent image cache: ecs-agent.tar and its state file. */
+  AGENT_CACHE_DIR: absolutePath.default('/var/cache/ecs'),
+  AGENT_PULL_RETRIES: z
+    .string()
+    .regex(/^[0-9]+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().max(20, 'must be at most 20'))
+    .default(4),
   ECS_INIT_UNIT: z.string().regex(/^[A-Za-z0-9@_.:-]+$/, 'must be a systemd unit name').default('ecs.service'),
   AGENT_IMAGE: z.string().regex(/^[a-z0-9][^\s]*$/, 'must be an image reference').default('amazon/amazon-ecs-agent:latest'),
   IMDS_URL: httpUrl.default('http://169.254.169.254'),

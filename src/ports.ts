@@ -14,6 +14,8 @@ export interface FilesPort {
   /** Remove a file; absent is fine. */
   remove(path: string): Promise<void>;
   exists(path: string): Promise<boolean>;
+  /** What a path is (symlinks followed), or undefined when it does not exist. */
+  kind(path: string): Promise<'file' | 'dir' | 'other' | undefined>;
   mkdirp(path: string, mode: number): Promise<void>;
   /** Resolve symlinks of an existing path (the path itself when it does not exist). */
   realpath(path: string): Promise<string>;
@@ -80,6 +82,11 @@ export interface DockerPort {
   /** `docker import` of a root filesystem tarball as `ref`. */
   importImage(rootfsTar: Uint8Array, ref: string, cmd: readonly string[]): Promise<void>;
   removeImage(ref: string): Promise<void>;
+  /** `docker load` of an image tarball on this host. */
+  loadImage(tarballPath: string): Promise<void>;
+  pullImage(ref: string): Promise<void>;
+  /** The last `tail` lines of a container's output. */
+  containerLogs(id: string, tail: number): Promise<string>;
   createContainer(spec: ContainerSpec): Promise<string>;
   startContainer(id: string): Promise<void>;
   /** undefined when the container does not exist. */

@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { EcsGvisorError } from '../errors.js';
@@ -41,13 +42,7 @@ export class DockerodeDocker implements DockerPort {
         changes: [`CMD ${JSON.stringify(cmd)}`],
       } as unknown as object),
     );
-    await new Promise<void>((resolve, reject) => {
-      this.docker.modem.followProgress(stream as NodeJS.ReadableStream, (err: unknown, out: Array<{ error?: string }>) => {
-        const failed = err ?? out.find((o) => o.error)?.error;
-        if (failed) reject(this.wrap(`import image ${ref}`, failed));
-        else resolve();
-      });
-    });
+    await this.follow(stream as NodeJS.ReadableStream, `import image ${ref}`);
   }
 
   async removeImage(ref: string): Promise<void> {
@@ -57,6 +52,35 @@ export class DockerodeDocker implements DockerPort {
       if (statusOf(err) === 404) return;
       throw this.wrap(`remove image ${ref}`, err);
     }
+  }
+
+  async loadImage(tarballPath: string): Promise<void> {
+    const stream = await this.call(`load ${tarballPath}`, () => this.docker.loadImage(createReadStream(tarballPath) as unknown as string, { quiet: true }));
+    await this.follow(stream as NodeJS.ReadableStream, `load ${tarballPath}`);
+  }
+
+  async pullImage(ref: string): Promise<void> {
+    const stream = await this.call(`pull ${ref}`, () => this.docker.pull(ref));
+    await this.follow(stream as NodeJS.ReadableStream, `pull ${ref}`);
+  }
+
+  async containerLogs(id: string, tail: number): Promise<string> {
+    const buf = (await this.call(`read the logs of ${id.slice(0, 12)}`, () =>
+      this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail, follow: false }),
+    )) as unknown as Buffer;
+    return demux(Buffer.from(buf));
+  }
+
+  /** Wait for a progress stream to end; an `error` entry in it is a failure. */
+  private follow(stream: NodeJS.ReadableStream, what: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.docker.modem.followProgress(stream, (err: unknown, out: Array<{ error?: string; errorDetail?: { message?: string } }>) => {
+        if (err) return reject(this.wrap(what, err));
+        const failed = out.find((o) => o.error)?.error;
+        if (failed) reject(new EcsGvisorError('DOCKER_API', `Docker could not ${what} (${failed.trim()}).`));
+        else resolve();
+      });
+    });
   }
 
   async createContainer(spec: ContainerSpec): Promise<string> {
@@ -157,4 +181,16 @@ function toState(i: Docker.ContainerInspectInfo): ContainerState {
     exitCode: i.State.ExitCode,
     labels: i.Config.Labels ?? {},
   };
+}
+
+/** Docker multiplexes stdout/stderr of a non-TTY container in 8-byte-headed frames. */
+function demux(buf: Buffer): string {
+  const out: Buffer[] = [];
+  let i = 0;
+  while (i + 8 <= buf.length && (buf[i] === 1 || buf[i] === 2) && buf[i + 1] === 0) {
+    const len = buf.readUInt32BE(i + 4);
+    out.push(buf.subarray(i + 8, i + 8 + len));
+    i += 8 + len;
+  }
+  return i === 0 ? buf.toString('utf8') : Buffer.concat(out).toString('utf8');
 }

@@ -54,6 +54,16 @@ export class NodeFiles implements FilesPort {
     }
   }
 
+  async kind(path: string): Promise<'file' | 'dir' | 'other' | undefined> {
+    try {
+      const st = await fs.stat(path);
+      return st.isFile() ? 'file' : st.isDirectory() ? 'dir' : 'other';
+    } catch (err) {
+      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return undefined;
+      throw err;
+    }
+  }
+
   async mkdirp(path: string, mode: number): Promise<void> {
     await fs.mkdir(path, { recursive: true, mode });
   }

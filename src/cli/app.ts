@@ -1,5 +1,6 @@
 /** Wiring: real adapters into the steps. */
 import { DockerodeDocker } from '../adapters/dockerode-docker.js';
+import { AgentStep } from '../agent/agent-step.js';
 import { ExecCommands } from '../adapters/exec-commands.js';
 import { FetchHttp } from '../adapters/fetch-http.js';
 import { LinuxHost } from '../adapters/linux-host.js';
@@ -43,6 +44,7 @@ export interface StatusReport {
 
 export interface App {
   runtime: RuntimeStep;
+  agent: AgentStep;
   status(): Promise<StatusReport>;
 }
 
@@ -91,8 +93,21 @@ export function buildApp(cfg: Config, log: Logger): App {
     },
   );
 
+  const agent = new AgentStep(
+    { docker, files, state, log: log.child({ component: 'agent' }) },
+    {
+      image: cfg.AGENT_IMAGE,
+      dockerHost: cfg.DOCKER_HOST,
+      ecsConfig: cfg.ECS_CONFIG,
+      instanceConfig: cfg.ECS_INSTANCE_CONFIG,
+      cacheDir: cfg.AGENT_CACHE_DIR,
+      pullRetries: cfg.AGENT_PULL_RETRIES,
+    },
+  );
+
   return {
     runtime,
+    agent,
     async status() {
       const [saved, runscResult, infoResult] = await Promise.all([
         state.read<RuntimeState>(RUNTIME_STATE),

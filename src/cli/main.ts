@@ -11,7 +11,7 @@ import { buildApp, type App } from './app.js';
 import { HELP, parseArgs, type Step } from './args.js';
 
 /** Steps this version implements; the others belong to later releases and are refused, not faked. */
-const IMPLEMENTED: ReadonlySet<Step> = new Set(['runtime']);
+const IMPLEMENTED: ReadonlySet<Step> = new Set(['runtime', 'agent']);
 
 export interface Io {
   stdout: NodeJS.WritableStream;
@@ -64,7 +64,10 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
         ? 'run needs the ecs-init, network and agent steps and the supervisor'
         : `${command} step${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
     return fail(
-      new EcsGvisorError('NOT_IMPLEMENTED', `${what} ${missing.length > 1 || command === 'run' ? 'are' : 'is'} not implemented in ecs-gvisor ${VERSION}; use --only runtime.`),
+      new EcsGvisorError(
+        'NOT_IMPLEMENTED',
+        `${what} ${missing.length > 1 || command === 'run' ? 'are' : 'is'} not implemented in ecs-gvisor ${VERSION}; use --only ${[...IMPLEMENTED].join(',')}.`,
+      ),
     );
   }
 
@@ -72,12 +75,12 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
   try {
     switch (command) {
       case 'bootstrap':
-        return await bootstrap(app, log);
+        return await bootstrap(app, steps, log);
       case 'plan':
-        io.stdout.write(await plan(app));
+        io.stdout.write(await plan(app, steps));
         return ExitCode.ok;
       case 'rollback':
-        return await rollback(app, log);
+        return await rollback(app, steps, log);
       case 'status':
         return await status(app, parsed.json, io);
     }
@@ -88,34 +91,71 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
   return ExitCode.internal;
 }
 
-async function bootstrap(app: App, log: Logger): Promise<number> {
-  const state = await app.runtime.apply();
-  log.info(
-    { runtime: state.name, runscVersion: state.runscVersion, verifiedAt: state.verifiedAt },
-    `${state.name} is Docker's default runtime and the sandbox is proven`,
-  );
-  return ExitCode.ok;
-}
-
-async function rollback(app: App, log: Logger): Promise<number> {
-  const { restored } = await app.runtime.rollback();
-  log.info({ restored }, restored ? 'runtime rolled back' : 'runtime: no backup, nothing of ours to roll back');
-  return ExitCode.ok;
-}
-
-async function plan(app: App): Promise<string> {
-  const p = await app.runtime.plan();
-  const lines = ['runtime:'];
-  lines.push(`  runsc: ${p.runsc.path} ${p.runsc.version ? `(version ${p.runsc.version})` : `(problem: ${p.runsc.problem})`}`);
-  if (p.daemonJson.changed) {
-    lines.push(`  daemon.json: ${p.daemonJson.file} would change:`);
-    for (const c of p.daemonJson.changes) lines.push(`    ${c}`);
-    lines.push(...p.daemonJson.diff.split('\n').map((l) => `    ${l}`));
-  } else {
-    lines.push(`  daemon.json: ${p.daemonJson.file} unchanged (already converged)`);
+async function bootstrap(app: App, steps: Step[], log: Logger): Promise<number> {
+  let sandboxVerified = false;
+  if (steps.includes('runtime')) {
+    // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
+    const state = await app.runtime.apply();
+    sandboxVerified = state.verified;
+    log.info(
+      { runtime: state.name, runscVersion: state.runscVersion, verifiedAt: state.verifiedAt },
+      `${state.name} is Docker's default runtime and the sandbox is proven`,
+    );
   }
-  lines.push(`  docker: default runtime now "${p.live.defaultRuntime}"; ${p.live.converged ? 'no reload needed' : `reload by ${p.live.reloadBy}`}`);
-  lines.push(`  probe: ${p.probe.image} image${p.probe.build ? ' (to be built)' : ''}, then a probe container proves the sandbox and its memory limit`);
+  if (steps.includes('agent')) {
+    if (!sandboxVerified) {
+      log.warn('starting the agent without proving the sandbox in this run (--only agent): tasks may run outside gVisor');
+    }
+    const r = await app.agent.apply();
+    log.info({ id: r.id, action: r.action, runtime: r.runtime }, 'the ECS agent runs under runc');
+  }
+  return ExitCode.ok;
+}
+
+async function rollback(app: App, steps: Step[], log: Logger): Promise<number> {
+  // Reverse order: the agent goes before the runtime it was started beside.
+  if (steps.includes('agent')) {
+    const { removed } = await app.agent.rollback();
+    log.info({ removed }, removed ? 'agent container removed' : 'agent: no container of ours to remove');
+  }
+  if (steps.includes('runtime')) {
+    const { restored } = await app.runtime.rollback();
+    log.info({ restored }, restored ? 'runtime rolled back' : 'runtime: no backup, nothing of ours to roll back');
+  }
+  return ExitCode.ok;
+}
+
+async function plan(app: App, steps: Step[]): Promise<string> {
+  const lines: string[] = [];
+  if (steps.includes('runtime')) {
+    const p = await app.runtime.plan();
+    lines.push('runtime:');
+    lines.push(`  runsc: ${p.runsc.path} ${p.runsc.version ? `(version ${p.runsc.version})` : `(problem: ${p.runsc.problem})`}`);
+    if (p.daemonJson.changed) {
+      lines.push(`  daemon.json: ${p.daemonJson.file} would change:`);
+      for (const c of p.daemonJson.changes) lines.push(`    ${c}`);
+      lines.push(...p.daemonJson.diff.split('\n').map((l) => `    ${l}`));
+    } else {
+      lines.push(`  daemon.json: ${p.daemonJson.file} unchanged (already converged)`);
+    }
+    lines.push(`  docker: default runtime now "${p.live.defaultRuntime}"; ${p.live.converged ? 'no reload needed' : `reload by ${p.live.reloadBy}`}`);
+    lines.push(`  probe: ${p.probe.image} image${p.probe.build ? ' (to be built)' : ''}, then a probe container proves the sandbox and its memory limit`);
+  }
+  if (steps.includes('agent')) {
+    const p = await app.agent.plan();
+    lines.push('agent:');
+    lines.push(`  image: ${p.image.ref} (${{ use: 'present', load: 'to be loaded from the ecs-init cache', pull: 'to be pulled' }[p.image.action]})`);
+    const what = {
+      create: 'to be created',
+      keep: 'running with the desired spec: left alone',
+      start: 'stopped with the desired spec: to be started',
+      recreate: 'spec changed: to be recreated',
+      'replace-foreign': 'not created by ecs-gvisor (ecs-init?): to be replaced',
+    }[p.container.action];
+    lines.push(`  container: ecs-agent ${p.container.id ? `${p.container.id.slice(0, 12)} ` : ''}${what}`);
+    for (const w of p.warnings) lines.push(`  warning: ${w}`);
+    if (p.container.diff) lines.push(...p.container.diff.split('\n').map((l) => `    ${l}`));
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -2,6 +2,7 @@
  * The `runtime` step: runsc becomes Docker's default runtime — merged into daemon.json, applied by
  * reload, proven on a probe, rolled back when any of that fails (fail closed).
  */
+import { renderDiff } from '../diff.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, DockerPort, FilesPort } from '../ports.js';
@@ -12,7 +13,6 @@ import {
   parseDaemonJson,
   planDaemonJson,
   planRemoval,
-  renderDiff,
   sha256,
   transitionText,
   type DaemonJson,

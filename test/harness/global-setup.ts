@@ -1,11 +1,12 @@
 import type { TestProject } from 'vitest/node';
 import { startPrivateDockerd, stopPrivateDockerd, type DockerdInfo } from './private-dockerd.js';
-import { buildBusyboxImage, BUSYBOX_IMAGE } from './images.js';
+import { AGENT_STANDIN_IMAGE, buildBusyboxImage, BUSYBOX_IMAGE } from './images.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     dockerd: DockerdInfo;
     busyboxImage: string;
+    agentImage: string;
   }
 }
 
@@ -20,5 +21,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   project.provide('dockerd', dockerd);
   project.provide('busyboxImage', BUSYBOX_IMAGE);
+  project.provide('agentImage', AGENT_STANDIN_IMAGE);
   return () => stopPrivateDockerd(dockerd);
 }

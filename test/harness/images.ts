@@ -1,12 +1,29 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import Docker from 'dockerode';
 
 export const BUSYBOX_IMAGE = 'ecs-gvisor-test/busybox:1';
+export const AGENT_STANDIN_IMAGE = 'ecs-gvisor-test/ecs-agent:1';
+
+/**
+ * Stand-in for amazon-ecs-agent: like a registered agent it answers GET 127.0.0.1:51678/v1/metadata.
+ * A file /data/stand-in-exit (host: /var/lib/ecs/data) makes it exit with that code instead.
+ */
+const AGENT_SCRIPT = `#!/bin/sh
+mkdir -p /tmp/www/v1
+printf '{"Cluster":"%s","ContainerInstanceArn":"arn:aws:ecs:us-east-1:111122223333:container-instance/%s/0123456789abcdef","Version":"Amazon ECS Agent - v0.0.0 (stand-in)"}' "\${ECS_CLUSTER:-default}" "\${ECS_CLUSTER:-default}" > /tmp/www/v1/metadata
+if [ -f /data/stand-in-exit ]; then exit "$(cat /data/stand-in-exit)"; fi
+exec httpd -f -p 127.0.0.1:51678 -h /tmp/www
+`;
 const APPLETS = ['sh', 'sleep', 'dmesg', 'uname', 'cat', 'ls', 'echo', 'httpd', 'true', 'false', 'ps', 'mkdir'];
 
-/** A ~2 MB busybox image from the host's busybox-static, imported (no registry needed). */
+/** A ~2 MB busybox image from the host's busybox-static, imported (no registry needed), and the agent stand-in. */
 export async function buildBusyboxImage(host: string): Promise<void> {
+  await importRootfs(host, BUSYBOX_IMAGE, []);
+  await importRootfs(host, AGENT_STANDIN_IMAGE, ['ENTRYPOINT ["/agent"]'], (root) => writeFileSync(`${root}/agent`, AGENT_SCRIPT, { mode: 0o755 }));
+}
+
+async function importRootfs(host: string, ref: string, changes: string[], extra?: (root: string) => void): Promise<void> {
   const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
   if (!busybox) throw new Error('busybox is not installed (apt-get install busybox-static)');
   const root = mkdtempSync('/tmp/egv-bb-');
@@ -14,11 +31,13 @@ export async function buildBusyboxImage(host: string): Promise<void> {
     mkdirSync(`${root}/bin`);
     copyFileSync(busybox, `${root}/bin/busybox`);
     for (const a of APPLETS) symlinkSync('busybox', `${root}/bin/${a}`);
+    mkdirSync(`${root}/tmp`, { mode: 0o1777 });
+    extra?.(root);
     const tarball = `${root}.tar`;
     execFileSync('tar', ['-C', root, '-cf', tarball, '.']);
     const docker = new Docker({ socketPath: host.replace('unix://', '') });
-    const [repo, tag] = BUSYBOX_IMAGE.split(':');
-    const stream = await docker.importImage(tarball, { repo, tag } as object);
+    const [repo, tag] = ref.split(':');
+    const stream = await docker.importImage(tarball, { repo, tag, changes } as object);
     await new Promise<void>((resolve, reject) =>
       docker.modem.followProgress(stream as NodeJS.ReadableStream, (err: unknown) => (err ? reject(err) : resolve())),
     );

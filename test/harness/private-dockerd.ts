@@ -88,12 +88,19 @@ function cleanup(info: DockerdInfo): void {
   } catch {
     // none left
   }
-  try {
-    execFileSync('umount', ['-R', '-l', `${info.dir}/data`], { stdio: 'ignore' });
-  } catch {
-    // nothing mounted
+  // dockerd leaves mounts behind (overlay layers, its default netns file): detach them before removing.
+  for (const m of [`${info.dir}/exec/netns/default`, `${info.dir}/data`, `${info.dir}/exec`]) {
+    try {
+      execFileSync('umount', ['-R', '-l', m], { stdio: 'ignore' });
+    } catch {
+      // not mounted
+    }
   }
-  rmSync(info.dir, { recursive: true, force: true, maxRetries: 3 });
+  try {
+    rmSync(info.dir, { recursive: true, force: true, maxRetries: 3 });
+  } catch (err) {
+    process.stderr.write(`note: could not remove ${info.dir}: ${(err as Error).message}\n`);
+  }
 }
 
 function alive(pid: number): boolean {

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { renderDiff } from '../../src/diff.js';
 import { EcsGvisorError } from '../../src/errors.js';
 import {
   dockerdFlagConflict,
@@ -7,7 +8,6 @@ import {
   parseDaemonJson,
   planDaemonJson,
   planRemoval,
-  renderDiff,
   transitionText,
   type DesiredRuntime,
 } from '../../src/runtime/daemon-json.js';

@@ -1,0 +1,213 @@
+/**
+ * The `agent` step: the amazon-ecs-agent container under runc with ecs-init's spec. Recreated only when
+ * its spec changed (a hash label on the container); a container ecs-init made is replaced by ours.
+ */
+import pRetry, { AbortError } from 'p-retry';
+import { renderDiff } from '../diff.js';
+import { EcsGvisorError, messageOf } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { ContainerState, DockerPort, FilesPort } from '../ports.js';
+import type { StateStore } from '../state-store.js';
+import {
+  AGENT_NAME,
+  buildAgentContainerSpec,
+  cacheStatus,
+  HASH_LABEL,
+  MANAGED_LABEL,
+  PATHS_TO_CHECK,
+  planAgentImage,
+  type AgentSpec,
+} from './agent-spec.js';
+import { parseEcsConfig, redactEnv } from './ecs-config.js';
+
+export const AGENT_STATE = 'agent.json';
+
+export interface AgentStepOptions {
+  image: string;
+  dockerHost: string;
+  /** /etc/ecs/ecs.config */
+  ecsConfig: string;
+  /** /var/lib/ecs/ecs.config */
+  instanceConfig: string;
+  /** /var/cache/ecs: ecs-agent.tar, state, desired-image */
+  cacheDir: string;
+  pullRetries: number;
+}
+
+export type ContainerAction = 'create' | 'keep' | 'start' | 'recreate' | 'replace-foreign';
+
+export interface AgentPlan {
+  image: { ref: string; action: 'use' | 'load' | 'pull' };
+  container: { action: ContainerAction; id?: string; diff: string };
+  warnings: string[];
+}
+
+export interface AgentResult {
+  id: string;
+  action: ContainerAction;
+  runtime: string;
+  hash: string;
+}
+
+interface SavedSpec {
+  hash: string;
+  /** The spec with secret values redacted: what `plan` diffs against. */
+  spec: unknown;
+}
+
+export class AgentStep {
+  constructor(
+    private readonly deps: { docker: DockerPort; files: FilesPort; state: StateStore; log: Logger },
+    private readonly opts: AgentStepOptions,
+  ) {}
+
+  /** Desired spec from the host as it is now; warnings include ecs.config remarks. */
+  async desired(): Promise<AgentSpec> {
+    const f = this.deps.files;
+    const text = async (p: string) => {
+      const b = await f.read(p).catch((err: unknown) => {
+        throw new EcsGvisorError('ECS_CONFIG_INVALID', `${p} cannot be read (${messageOf(err)}).`, { cause: err });
+      });
+      return b && Buffer.from(b).toString('utf8');
+    };
+    const [instance, user, osRelease] = await Promise.all([text(this.opts.instanceConfig), text(this.opts.ecsConfig), text('/etc/os-release')]);
+    const exists = new Set<string>();
+    const dirs = new Set<string>();
+    await Promise.all(
+      PATHS_TO_CHECK.map(async (p) => {
+        const kind = await f.kind(p);
+        if (kind) exists.add(p);
+        if (kind === 'dir') dirs.add(p);
+      }),
+    );
+    const inst = parseEcsConfig(this.opts.instanceConfig, instance);
+    const usr = parseEcsConfig(this.opts.ecsConfig, user);
+    const built = buildAgentContainerSpec({
+      image: this.opts.image,
+      dockerHost: this.opts.dockerHost,
+      instanceVars: inst.vars,
+      userVars: usr.vars,
+      facts: { exists, dirs, osRelease },
+    });
+    return { ...built, warnings: [...inst.warnings, ...usr.warnings, ...built.warnings] };
+  }
+
+  async plan(): Promise<AgentPlan> {
+    const want = await this.desired();
+    const current = await this.deps.docker.inspectContainer(AGENT_NAME);
+    const saved = await this.deps.state.read<SavedSpec>(AGENT_STATE);
+    const action = containerAction(current, want.hash);
+    const before = action === 'create' || action === 'replace-foreign' ? undefined : saved?.spec;
+    const diff =
+      action === 'keep' || action === 'start'
+        ? ''
+        : renderDiff(`container ${AGENT_NAME}`, before === undefined ? undefined : pretty(before), pretty(redacted(want)));
+    return {
+      image: { ref: this.opts.image, action: planAgentImage(await this.deps.docker.imageExists(this.opts.image), await this.cache()) },
+      container: { action, id: current?.id, diff },
+      warnings: want.warnings,
+    };
+  }
+
+  async apply(): Promise<AgentResult> {
+    const log = this.deps.log;
+    const want = await this.desired();
+    for (const w of want.warnings) log.warn({ warning: w }, 'agent configuration');
+    await this.ensureImage();
+
+    const current = await this.deps.docker.inspectContainer(AGENT_NAME);
+    const action = containerAction(current, want.hash);
+    let id = current?.id;
+    if (action === 'replace-foreign' || action === 'recreate') {
+      log.warn({ id: current!.id, reason: action === 'recreate' ? 'spec changed' : 'not created by ecs-gvisor (ecs-init?)' }, 'replacing the agent container');
+      await this.deps.docker.removeContainer(current!.id);
+    }
+    if (action === 'create' || action === 'replace-foreign' || action === 'recreate') {
+      id = await this.deps.docker.createContainer(want.spec);
+      await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want) } satisfies SavedSpec);
+    }
+    if (action !== 'keep') await this.deps.docker.startContainer(id!);
+    const after = await this.deps.docker.inspectContainer(id!);
+    if (!after || after.runtime !== 'runc') {
+      throw new EcsGvisorError('DOCKER_API', `The agent container ${AGENT_NAME} has runtime "${after?.runtime}" instead of runc.`);
+    }
+    log.info({ id: after.id, action, runtime: after.runtime, running: after.running }, 'agent container converged');
+    return { id: after.id, action, runtime: after.runtime, hash: want.hash };
+  }
+
+  /** Remove our agent container (never one we did not create). */
+  async rollback(): Promise<{ removed: boolean }> {
+    const current = await this.deps.docker.inspectContainer(AGENT_NAME);
+    if (!current || current.labels[MANAGED_LABEL] !== 'true') return { removed: false };
+    await this.deps.docker.removeContainer(current.id);
+    await this.deps.state.remove(AGENT_STATE);
+    return { removed: true };
+  }
+
+  private async cache() {
+    const [state, tarball] = await Promise.all([
+      this.deps.files.read(`${this.opts.cacheDir}/state`),
+      this.deps.files.kind(`${this.opts.cacheDir}/ecs-agent.tar`),
+    ]);
+    return cacheStatus(state && Buffer.from(state).toString('utf8'), tarball === 'file');
+  }
+
+  /** Image present → use; ecs-init's cache says so → docker load; else pull with retries. */
+  async ensureImage(): Promise<'use' | 'load' | 'pull'> {
+    const { docker, log } = this.deps;
+    const ref = this.opts.image;
+    const how = planAgentImage(await docker.imageExists(ref), await this.cache());
+    if (how === 'load') {
+      const tarball = `${this.opts.cacheDir}/ecs-agent.tar`;
+      log.info({ tarball }, 'loading the agent image from the cache');
+      await docker.loadImage(tarball);
+      await this.deps.files.writeAtomic(`${this.opts.cacheDir}/state`, '1', 0o644); // cached: no reload until asked again
+    } else if (how === 'pull') {
+      log.info({ image: ref }, 'pulling the agent image');
+      try {
+        await pRetry(
+          async () => {
+            try {
+              await docker.pullImage(ref);
+            } catch (err) {
+              // Docker answers 404 for an image that does not exist: no point asking again.
+              if (err instanceof EcsGvisorError && err.details.statusCode === 404) throw new AbortError(err);
+              throw err;
+            }
+          },
+          {
+            retries: this.opts.pullRetries,
+            minTimeout: 1000,
+            factor: 2,
+            onFailedAttempt: (ctx) => log.warn({ attempt: ctx.attemptNumber, err: messageOf(ctx.error) }, 'agent image pull failed'),
+          },
+        );
+      } catch (err) {
+        throw new EcsGvisorError(
+          'AGENT_IMAGE_UNAVAILABLE',
+          `The agent image ${ref} is not in Docker, ${this.opts.cacheDir}/ecs-agent.tar is not cached, and pulling it failed: ${messageOf(err)}`,
+          { cause: err },
+        );
+      }
+    }
+    if (!(await docker.imageExists(ref))) {
+      throw new EcsGvisorError('AGENT_IMAGE_UNAVAILABLE', `The agent image ${ref} is still not in Docker after ${how === 'load' ? 'loading the cache' : 'pulling'}.`);
+    }
+    return how;
+  }
+}
+
+export function containerAction(current: ContainerState | undefined, hash: string): ContainerAction {
+  if (!current) return 'create';
+  if (current.labels[MANAGED_LABEL] !== 'true') return 'replace-foreign';
+  if (current.labels[HASH_LABEL] !== hash) return 'recreate';
+  return current.running ? 'keep' : 'start';
+}
+
+function redacted(a: AgentSpec): unknown {
+  return { ...a.spec, Env: redactEnv(a.spec.Env ?? []) };
+}
+
+function pretty(v: unknown): string {
+  return `${JSON.stringify(v, null, 2)}\n`;
+}
