@@ -71,6 +71,8 @@ const schema = z.object({
     .transform(Number)
     .pipe(z.number().int().max(20, 'must be at most 20'))
     .default(4),
+  /** Mask ecs-init's unit as well as stopping and disabling it (nothing can start it again). */
+  MASK_ECS_INIT: bool.default(true),
   ECS_INIT_UNIT: z.string().regex(/^[A-Za-z0-9@_.:-]+$/, 'must be a systemd unit name').default('ecs.service'),
   AGENT_IMAGE: z.string().regex(/^[a-z0-9][^\s]*$/, 'must be an image reference').default('amazon/amazon-ecs-agent:latest'),
   IMDS_URL: httpUrl.default('http://169.254.169.254'),

@@ -33,6 +33,7 @@ const exitByCode = {
   DOCKER_UNAVAILABLE: ExitCode.unavailable,
   DOCKER_API: ExitCode.unavailable,
   RELOAD_FAILED: ExitCode.unavailable,
+  SYSTEMCTL_FAILED: ExitCode.unavailable,
   RUNSC_UNAVAILABLE: ExitCode.unavailable,
   AGENT_IMAGE_UNAVAILABLE: ExitCode.unavailable,
   RUNSC_INSTALL_FAILED: ExitCode.unavailable,

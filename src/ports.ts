@@ -107,10 +107,24 @@ export interface HostPort {
   systemdRunning(): Promise<boolean>;
 }
 
+export interface UnitState {
+  /** loaded, not-found, masked, … */
+  load: string;
+  /** active, inactive, failed, activating, … */
+  active: string;
+  /** enabled, disabled, masked, static, … (empty when not-found) */
+  fileState: string;
+}
+
+export type UnitAction = 'stop' | 'disable' | 'mask' | 'unmask' | 'enable' | 'start';
+
 export interface ServiceManagerPort {
   /** MainPID of a unit, 0 when not running, undefined when the unit is unknown. */
   mainPid(unit: string): Promise<number | undefined>;
   reload(unit: string): Promise<void>;
+  /** A unit's state; undefined when there is no systemd to ask (no systemctl, or not booted with systemd). */
+  unitState(unit: string): Promise<UnitState | undefined>;
+  act(action: UnitAction, unit: string): Promise<void>;
 }
 
 export interface HttpPort {

@@ -1,5 +1,5 @@
 import { EcsGvisorError } from '../errors.js';
-import type { CommandsPort, ServiceManagerPort } from '../ports.js';
+import type { CommandsPort, ServiceManagerPort, UnitAction, UnitState } from '../ports.js';
 
 /** systemd through `systemctl` with argument arrays. */
 export class Systemctl implements ServiceManagerPort {
@@ -17,6 +17,31 @@ export class Systemctl implements ServiceManagerPort {
     const r = await this.commands.run(this.bin, ['reload', '--', unit], { timeoutMs: 60_000 });
     if (r.code !== 0) {
       throw new EcsGvisorError('RELOAD_FAILED', `systemctl reload ${unit} failed (exit ${r.code}): ${r.stderr.trim() || 'no output'}.`);
+    }
+  }
+
+  async unitState(unit: string): Promise<UnitState | undefined> {
+    let r;
+    try {
+      r = await this.commands.run(this.bin, ['show', '--property=LoadState,ActiveState,UnitFileState', '--', unit], { timeoutMs: 10_000 });
+    } catch {
+      return undefined; // no systemctl on this host
+    }
+    if (r.code !== 0) {
+      // "System has not been booted with systemd as init system": nothing to manage.
+      if (/not been booted with systemd|Failed to connect to bus/i.test(r.stderr)) return undefined;
+      throw new EcsGvisorError('DOCKER_UNAVAILABLE', `systemctl show ${unit} failed (exit ${r.code}): ${r.stderr.trim() || 'no output'}.`);
+    }
+    const props = Object.fromEntries(r.stdout.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    return { load: props.LoadState ?? '', active: props.ActiveState ?? '', fileState: props.UnitFileState ?? '' };
+  }
+
+  async act(action: UnitAction, unit: string): Promise<void> {
+    // start without waiting: ecs-init waits for Docker and cloud-init, and nothing should block on it.
+    const args = action === 'start' ? ['start', '--no-block', '--', unit] : [action, '--', unit];
+    const r = await this.commands.run(this.bin, args, { timeoutMs: 120_000 });
+    if (r.code !== 0) {
+      throw new EcsGvisorError('SYSTEMCTL_FAILED', `systemctl ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || 'no output'}.`);
     }
   }
 }

@@ -1,6 +1,7 @@
 /** Wiring: real adapters into the steps. */
 import { DockerodeDocker } from '../adapters/dockerode-docker.js';
 import { AgentStep } from '../agent/agent-step.js';
+import { EcsInitStep } from '../ecs-init/ecs-init-step.js';
 import { ExecCommands } from '../adapters/exec-commands.js';
 import { FetchHttp } from '../adapters/fetch-http.js';
 import { LinuxHost } from '../adapters/linux-host.js';
@@ -43,6 +44,7 @@ export interface StatusReport {
 }
 
 export interface App {
+  ecsInit: EcsInitStep;
   runtime: RuntimeStep;
   agent: AgentStep;
   status(): Promise<StatusReport>;
@@ -55,6 +57,7 @@ export function buildApp(cfg: Config, log: Logger): App {
   const clock = new SystemClock();
   const docker = new DockerodeDocker(cfg.DOCKER_HOST);
   const state = new StateStore(files, cfg.STATE_DIR);
+  const services = new Systemctl(commands);
   const rlog = log.child({ component: 'runtime' });
   const arch = process.arch;
   if (!isProbeArch(arch)) {
@@ -78,7 +81,7 @@ export function buildApp(cfg: Config, log: Logger): App {
       runsc,
       backups: new BackupStore(files, cfg.STATE_DIR),
       reloader: new DockerReloader(
-        { docker, files, host, services: new Systemctl(commands), clock, log: rlog },
+        { docker, files, host, services, clock, log: rlog },
         { pidfile: cfg.DOCKER_PIDFILE, unit: cfg.DOCKER_UNIT, timeoutMs: cfg.RELOAD_TIMEOUT_SECONDS * 1000 },
       ),
       prover: new SandboxProver(
@@ -105,7 +108,10 @@ export function buildApp(cfg: Config, log: Logger): App {
     },
   );
 
+  const ecsInit = new EcsInitStep({ services, log: log.child({ component: 'ecs-init' }) }, { unit: cfg.ECS_INIT_UNIT, mask: cfg.MASK_ECS_INIT });
+
   return {
+    ecsInit,
     runtime,
     agent,
     async status() {

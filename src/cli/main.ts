@@ -11,7 +11,7 @@ import { buildApp, type App } from './app.js';
 import { HELP, parseArgs, type Step } from './args.js';
 
 /** Steps this version implements; the others belong to later releases and are refused, not faked. */
-const IMPLEMENTED: ReadonlySet<Step> = new Set(['runtime', 'agent']);
+const IMPLEMENTED: ReadonlySet<Step> = new Set(['ecs-init', 'runtime', 'agent']);
 
 export interface Io {
   stdout: NodeJS.WritableStream;
@@ -93,6 +93,12 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
 
 async function bootstrap(app: App, steps: Step[], log: Logger): Promise<number> {
   let sandboxVerified = false;
+  if (steps.includes('ecs-init')) {
+    // First, so ecs-init cannot recreate the agent under runsc once it becomes the default. If a later
+    // step fails, ecs-init stays stopped: failing closed means no agent, hence no tasks, here.
+    const actions = await app.ecsInit.apply();
+    log.info({ actions }, actions.length ? 'ecs-init stopped and disabled' : 'ecs-init already out of the way');
+  }
   if (steps.includes('runtime')) {
     // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
     const state = await app.runtime.apply();
@@ -122,11 +128,21 @@ async function rollback(app: App, steps: Step[], log: Logger): Promise<number> {
     const { restored } = await app.runtime.rollback();
     log.info({ restored }, restored ? 'runtime rolled back' : 'runtime: no backup, nothing of ours to roll back');
   }
+  if (steps.includes('ecs-init')) {
+    // Last: with runc the default again, ecs-init may recreate its agent.
+    const actions = await app.ecsInit.rollback();
+    log.info({ actions }, actions.length ? 'ecs-init enabled and started again' : 'ecs-init: nothing to restore');
+  }
   return ExitCode.ok;
 }
 
 async function plan(app: App, steps: Step[]): Promise<string> {
   const lines: string[] = [];
+  if (steps.includes('ecs-init')) {
+    const p = await app.ecsInit.plan();
+    const state = p.state ? `${p.state.load}, ${p.state.active}, ${p.state.fileState || 'no unit file'}` : 'no systemd';
+    lines.push('ecs-init:', `  unit: ${state}`, `  actions: ${p.actions.length ? p.actions.map((a) => `systemctl ${a}`).join(', ') : 'none'}`);
+  }
   if (steps.includes('runtime')) {
     const p = await app.runtime.plan();
     lines.push('runtime:');

@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { planEcsInitRestore, planEcsInitStop } from '../../src/ecs-init/ecs-init-step.js';
+
+const s = (load: string, active: string, fileState: string) => ({ load, active, fileState });
+
+describe('ecs-init plans', () => {
+  it('stops, disables and masks only what needs it', () => {
+    expect(planEcsInitStop(s('loaded', 'active', 'enabled'), true)).toEqual(['stop', 'disable', 'mask']);
+    expect(planEcsInitStop(s('loaded', 'failed', 'enabled'), true)).toEqual(['disable', 'mask']);
+    expect(planEcsInitStop(s('loaded', 'activating', 'disabled'), false)).toEqual(['stop']);
+    expect(planEcsInitStop(s('masked', 'inactive', 'masked'), true)).toEqual([]);
+    expect(planEcsInitStop(s('not-found', 'inactive', ''), true)).toEqual([]);
+    expect(planEcsInitStop(undefined, true)).toEqual([]);
+  });
+
+  it('restores what was taken away', () => {
+    expect(planEcsInitRestore(s('masked', 'inactive', 'masked'))).toEqual(['unmask', 'enable', 'start']);
+    expect(planEcsInitRestore(s('loaded', 'inactive', 'disabled'))).toEqual(['enable', 'start']);
+    expect(planEcsInitRestore(s('loaded', 'active', 'enabled'))).toEqual([]);
+    expect(planEcsInitRestore(s('not-found', 'inactive', ''))).toEqual([]);
+    expect(planEcsInitRestore(undefined)).toEqual([]);
+  });
+});
