@@ -71,6 +71,9 @@ const schema = z.object({
     .transform(Number)
     .pipe(z.number().int().max(20, 'must be at most 20'))
     .default(4),
+  /** Keep bridge-mode task containers from instance metadata (169.254.169.254). */
+  BLOCK_TASK_IMDS: bool.default(true),
+  IPTABLES: z.string().regex(/^[^\s]+$/, 'must be a program name or path').default('iptables'),
   /** Mask ecs-init's unit as well as stopping and disabling it (nothing can start it again). */
   MASK_ECS_INIT: bool.default(true),
   ECS_INIT_UNIT: z.string().regex(/^[A-Za-z0-9@_.:-]+$/, 'must be a systemd unit name').default('ecs.service'),

@@ -34,6 +34,7 @@ const exitByCode = {
   DOCKER_API: ExitCode.unavailable,
   RELOAD_FAILED: ExitCode.unavailable,
   SYSTEMCTL_FAILED: ExitCode.unavailable,
+  IPTABLES_FAILED: ExitCode.unavailable,
   RUNSC_UNAVAILABLE: ExitCode.unavailable,
   AGENT_IMAGE_UNAVAILABLE: ExitCode.unavailable,
   RUNSC_INSTALL_FAILED: ExitCode.unavailable,

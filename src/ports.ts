@@ -11,6 +11,8 @@ export interface FilesPort {
    * A symlink is followed: the file it points at is replaced and the link kept.
    */
   writeAtomic(path: string, data: string | Uint8Array, mode: number): Promise<void>;
+  /** Write into an existing file in place (for /proc/sys, where rename is impossible). */
+  overwrite(path: string, data: string): Promise<void>;
   /** Remove a file; absent is fine. */
   remove(path: string): Promise<void>;
   exists(path: string): Promise<boolean>;

@@ -39,6 +39,10 @@ export class NodeFiles implements FilesPort {
     await syncDir(dir);
   }
 
+  async overwrite(path: string, data: string): Promise<void> {
+    await fs.writeFile(path, data, { flag: 'r+' });
+  }
+
   async remove(path: string): Promise<void> {
     await fs.rm(path, { force: true });
     await syncDir(dirname(path)).catch(() => undefined);

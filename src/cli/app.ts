@@ -2,6 +2,7 @@
 import { DockerodeDocker } from '../adapters/dockerode-docker.js';
 import { AgentStep } from '../agent/agent-step.js';
 import { EcsInitStep } from '../ecs-init/ecs-init-step.js';
+import { NetworkStep } from '../network/network-step.js';
 import { ExecCommands } from '../adapters/exec-commands.js';
 import { FetchHttp } from '../adapters/fetch-http.js';
 import { LinuxHost } from '../adapters/linux-host.js';
@@ -46,6 +47,7 @@ export interface StatusReport {
 export interface App {
   ecsInit: EcsInitStep;
   runtime: RuntimeStep;
+  network: NetworkStep;
   agent: AgentStep;
   status(): Promise<StatusReport>;
 }
@@ -110,9 +112,15 @@ export function buildApp(cfg: Config, log: Logger): App {
 
   const ecsInit = new EcsInitStep({ services, log: log.child({ component: 'ecs-init' }) }, { unit: cfg.ECS_INIT_UNIT, mask: cfg.MASK_ECS_INIT });
 
+  const network = new NetworkStep(
+    { commands, files, state, log: log.child({ component: 'network' }) },
+    { iptables: cfg.IPTABLES, ecsConfig: cfg.ECS_CONFIG, instanceConfig: cfg.ECS_INSTANCE_CONFIG, blockTaskImds: cfg.BLOCK_TASK_IMDS },
+  );
+
   return {
     ecsInit,
     runtime,
+    network,
     agent,
     async status() {
       const [saved, runscResult, infoResult] = await Promise.all([

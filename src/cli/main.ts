@@ -11,7 +11,7 @@ import { buildApp, type App } from './app.js';
 import { HELP, parseArgs, type Step } from './args.js';
 
 /** Steps this version implements; the others belong to later releases and are refused, not faked. */
-const IMPLEMENTED: ReadonlySet<Step> = new Set(['ecs-init', 'runtime', 'agent']);
+const IMPLEMENTED: ReadonlySet<Step> = new Set(['ecs-init', 'runtime', 'network', 'agent']);
 
 export interface Io {
   stdout: NodeJS.WritableStream;
@@ -108,6 +108,10 @@ async function bootstrap(app: App, steps: Step[], log: Logger): Promise<number> 
       `${state.name} is Docker's default runtime and the sandbox is proven`,
     );
   }
+  if (steps.includes('network')) {
+    const r = await app.network.apply();
+    log.info(r, 'host network rules in place');
+  }
   if (steps.includes('agent')) {
     if (!sandboxVerified) {
       log.warn('starting the agent without proving the sandbox in this run (--only agent): tasks may run outside gVisor');
@@ -123,6 +127,10 @@ async function rollback(app: App, steps: Step[], log: Logger): Promise<number> {
   if (steps.includes('agent')) {
     const { removed } = await app.agent.rollback();
     log.info({ removed }, removed ? 'agent container removed' : 'agent: no container of ours to remove');
+  }
+  if (steps.includes('network')) {
+    const { removed } = await app.network.rollback();
+    log.info({ removed }, 'network rules of ours removed');
   }
   if (steps.includes('runtime')) {
     const { restored } = await app.runtime.rollback();
@@ -156,6 +164,12 @@ async function plan(app: App, steps: Step[]): Promise<string> {
     }
     lines.push(`  docker: default runtime now "${p.live.defaultRuntime}"; ${p.live.converged ? 'no reload needed' : `reload by ${p.live.reloadBy}`}`);
     lines.push(`  probe: ${p.probe.image} image${p.probe.build ? ' (to be built)' : ''}, then a probe container proves the sandbox and its memory limit`);
+  }
+  if (steps.includes('network')) {
+    const p = await app.network.plan();
+    lines.push('network:');
+    lines.push(`  route_localnet: ${p.routeLocalnet.now ?? '?'}${p.routeLocalnet.change ? ' -> 1' : ' (already 1)'}`);
+    for (const r of p.rules) lines.push(`  ${r.present ? 'present' : 'add    '}  -t ${r.table} ${r.insert ? '-I' : '-A'} ${r.chain} ${r.args.join(' ')}`);
   }
   if (steps.includes('agent')) {
     const p = await app.agent.plan();

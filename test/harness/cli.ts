@@ -10,10 +10,12 @@ export interface CliResult {
 }
 
 /** Run the built CLI as an operator would, with exactly the given ECS_GVISOR_* environment. */
-export function runCli(args: string[], env: Record<string, string>, timeoutMs = 120_000): Promise<CliResult> {
+export function runCli(args: string[], env: Record<string, string>, timeoutMs = 120_000, netns?: string): Promise<CliResult> {
   const base: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' };
+  // nsenter switches only the network namespace; `ip netns exec` would also remount /sys (hiding cgroups).
+  const [file, argv] = netns ? ['nsenter', [`--net=/run/netns/${netns}`, process.execPath, BIN, ...args]] : [process.execPath, [BIN, ...args]];
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...base, ...env }, timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
+    execFile(file, argv, { env: { ...base, ...env }, timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });

@@ -1,0 +1,126 @@
+/**
+ * The `network` step: route_localnet and the rules of network-rules.ts, each checked with `iptables -C`
+ * before it is added (ecs-init appends without checking and duplicates them on every start).
+ */
+import { parseEcsConfig } from '../agent/ecs-config.js';
+import { EcsGvisorError, messageOf } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { CommandsPort, FilesPort } from '../ports.js';
+import type { StateStore } from '../state-store.js';
+import { defaultRouteInterface, planNetworkRules, ruleArgv, type NetRule } from './network-rules.js';
+
+export const NETWORK_STATE = 'network.json';
+const ROUTE_LOCALNET = '/proc/sys/net/ipv4/conf/all/route_localnet';
+
+interface NetworkState {
+  /** route_localnet before we set it, when we changed it. */
+  routeLocalnetBefore?: string;
+  /** Every rule this host ever got from us (rollback removes these). */
+  rules: NetRule[];
+}
+
+export interface NetworkPlan {
+  routeLocalnet: { now: string | undefined; change: boolean };
+  rules: Array<NetRule & { present: boolean }>;
+}
+
+export class NetworkStep {
+  constructor(
+    private readonly deps: { commands: CommandsPort; files: FilesPort; state: StateStore; log: Logger },
+    private readonly opts: { iptables: string; ecsConfig: string; instanceConfig: string; blockTaskImds: boolean },
+  ) {}
+
+  private async iptables(args: string[]): Promise<number> {
+    let r;
+    try {
+      r = await this.deps.commands.run(this.opts.iptables, args, { timeoutMs: 30_000 });
+    } catch (err) {
+      throw new EcsGvisorError('IPTABLES_FAILED', `${this.opts.iptables} cannot be run (${messageOf(err)}); install iptables.`, { cause: err });
+    }
+    if (r.code > 1) {
+      throw new EcsGvisorError('IPTABLES_FAILED', `iptables ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || 'no output'}.`);
+    }
+    return r.code;
+  }
+
+  async desired(): Promise<NetRule[]> {
+    const text = async (p: string) => {
+      const b = await this.deps.files.read(p);
+      return b && Buffer.from(b).toString('utf8');
+    };
+    const vars = new Map([
+      ...parseEcsConfig(this.opts.instanceConfig, await text(this.opts.instanceConfig)).vars,
+      ...parseEcsConfig(this.opts.ecsConfig, await text(this.opts.ecsConfig)).vars,
+    ]);
+    const hasDockerUser = (await this.iptables(['-w', '-t', 'filter', '-S', 'DOCKER-USER']).catch(() => 1)) === 0;
+    return planNetworkRules({
+      skipLocalhostFilter: vars.get('ECS_SKIP_LOCALHOST_TRAFFIC_FILTER') === 'true',
+      allowOffhostIntrospection: vars.get('ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS') === 'true',
+      introspectionInterface: vars.get('ECS_OFFHOST_INTROSPECTION_INTERFACE_NAME') || defaultRouteInterface(await text('/proc/net/route')) || 'eth0',
+      blockTaskImds: this.opts.blockTaskImds,
+      imdsChain: hasDockerUser ? 'DOCKER-USER' : 'FORWARD',
+    });
+  }
+
+  private async routeLocalnet(): Promise<string | undefined> {
+    const b = await this.deps.files.read(ROUTE_LOCALNET);
+    return b && Buffer.from(b).toString('utf8').trim();
+  }
+
+  async plan(): Promise<NetworkPlan> {
+    const now = await this.routeLocalnet();
+    const rules = [];
+    for (const r of await this.desired()) rules.push({ ...r, present: (await this.iptables(ruleArgv(r, 'check'))) === 0 });
+    return { routeLocalnet: { now, change: now !== '1' }, rules };
+  }
+
+  async apply(): Promise<{ added: number; present: number }> {
+    const log = this.deps.log;
+    const saved = (await this.deps.state.read<NetworkState>(NETWORK_STATE)) ?? { rules: [] };
+    const now = await this.routeLocalnet();
+    if (now !== '1') {
+      // Recorded before the change, so a crash between the two still lets rollback put it back.
+      if (saved.routeLocalnetBefore === undefined && now !== undefined) saved.routeLocalnetBefore = now;
+      await this.deps.state.write(NETWORK_STATE, saved);
+      await this.deps.files.overwrite(ROUTE_LOCALNET, '1\n');
+      log.info({ before: now }, 'net.ipv4.conf.all.route_localnet set to 1');
+    }
+    let added = 0;
+    let present = 0;
+    for (const r of await this.desired()) {
+      if (!saved.rules.some((s) => sameRule(s, r))) {
+        saved.rules.push(r);
+        await this.deps.state.write(NETWORK_STATE, saved); // before adding: rollback must know every rule of ours
+      }
+      if ((await this.iptables(ruleArgv(r, 'check'))) === 0) {
+        present++;
+        continue;
+      }
+      const code = await this.iptables(ruleArgv(r, 'add'));
+      if (code !== 0) throw new EcsGvisorError('IPTABLES_FAILED', `iptables could not add the rule for ${r.why} to ${r.table}/${r.chain}.`);
+      added++;
+      log.info({ table: r.table, chain: r.chain, why: r.why }, 'iptables rule added');
+    }
+    return { added, present };
+  }
+
+  /** Remove every rule of ours (all copies), and put route_localnet back. */
+  async rollback(): Promise<{ removed: number }> {
+    const saved = (await this.deps.state.read<NetworkState>(NETWORK_STATE)) ?? { rules: [] };
+    let removed = 0;
+    for (const r of [...saved.rules, ...(await this.desired())]) {
+      while ((await this.iptables(ruleArgv(r, 'check'))) === 0) {
+        await this.iptables(ruleArgv(r, 'delete'));
+        removed++;
+      }
+    }
+    if (saved.routeLocalnetBefore !== undefined) await this.deps.files.overwrite(ROUTE_LOCALNET, `${saved.routeLocalnetBefore}\n`);
+    await this.deps.state.remove(NETWORK_STATE);
+    this.deps.log.info({ removed, routeLocalnet: saved.routeLocalnetBefore ?? 'unchanged' }, 'network rules removed');
+    return { removed };
+  }
+}
+
+function sameRule(a: NetRule, b: NetRule): boolean {
+  return a.table === b.table && a.chain === b.chain && a.args.join('\0') === b.args.join('\0');
+}
