@@ -73,6 +73,7 @@ export interface ContainerState {
   running: boolean;
   pid: number;
   startedAt: string;
+  finishedAt: string;
   exitCode: number;
   labels: Record<string, string>;
 }
@@ -96,6 +97,18 @@ export interface DockerPort {
   /** Force-remove; absent is fine. */
   removeContainer(id: string): Promise<void>;
   listContainers(filter: { label?: string; all?: boolean }): Promise<ContainerState[]>;
+  /**
+   * Subscribe to one container's events. Resolves once Docker has accepted the subscription (so nothing
+   * after it is missed); the iterable ends when dockerd goes away or `signal` aborts.
+   */
+  containerEvents(name: string, signal: AbortSignal): Promise<AsyncIterable<ContainerEvent>>;
+}
+
+export interface ContainerEvent {
+  /** die, start, destroy, oom, health_status: healthy, … */
+  action: string;
+  id: string;
+  exitCode?: number;
 }
 
 export interface HostPort {

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { EcsGvisorError } from '../errors.js';
-import type { ContainerSpec, ContainerState, DockerInfo, DockerPort } from '../ports.js';
+import type { ContainerEvent, ContainerSpec, ContainerState, DockerInfo, DockerPort } from '../ports.js';
 
 /** Docker Engine API through dockerode. Errors are classified by HTTP status, never by message text. */
 export class DockerodeDocker implements DockerPort {
@@ -125,6 +125,35 @@ export class DockerodeDocker implements DockerPort {
     return states.filter((s): s is ContainerState => s !== undefined);
   }
 
+  async containerEvents(name: string, signal: AbortSignal): Promise<AsyncIterable<ContainerEvent>> {
+    const stream = (await this.call('watch container events', () =>
+      this.docker.getEvents({ filters: { type: ['container'], container: [name] } }),
+    )) as unknown as NodeJS.ReadableStream & { destroy(): void };
+    const stop = () => stream.destroy();
+    signal.addEventListener('abort', stop, { once: true });
+    return (async function* () {
+      let buf = '';
+      try {
+        for await (const chunk of stream) {
+          buf += chunk.toString();
+          for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+            const line = buf.slice(0, i).trim();
+            buf = buf.slice(i + 1);
+            if (!line) continue;
+            const e = JSON.parse(line) as { Action?: string; status?: string; id?: string; Actor?: { ID?: string; Attributes?: Record<string, string> } };
+            const code = e.Actor?.Attributes?.exitCode;
+            yield { action: e.Action ?? e.status ?? '', id: e.Actor?.ID ?? e.id ?? '', exitCode: code === undefined ? undefined : Number(code) };
+          }
+        }
+      } catch (err) {
+        if (!signal.aborted) throw err; // destroyed by our own abort: a normal end
+      } finally {
+        signal.removeEventListener('abort', stop);
+        stream.destroy();
+      }
+    })();
+  }
+
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
@@ -178,6 +207,7 @@ function toState(i: Docker.ContainerInspectInfo): ContainerState {
     running: i.State.Running,
     pid: i.State.Pid,
     startedAt: i.State.StartedAt,
+    finishedAt: i.State.FinishedAt,
     exitCode: i.State.ExitCode,
     labels: i.Config.Labels ?? {},
   };

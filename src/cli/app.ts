@@ -1,6 +1,7 @@
 /** Wiring: real adapters into the steps. */
 import { DockerodeDocker } from '../adapters/dockerode-docker.js';
 import { AgentStep } from '../agent/agent-step.js';
+import { AgentSupervisor } from '../agent/supervisor.js';
 import { EcsInitStep } from '../ecs-init/ecs-init-step.js';
 import { NetworkStep } from '../network/network-step.js';
 import { ExecCommands } from '../adapters/exec-commands.js';
@@ -49,6 +50,7 @@ export interface App {
   runtime: RuntimeStep;
   network: NetworkStep;
   agent: AgentStep;
+  supervisor: AgentSupervisor;
   status(): Promise<StatusReport>;
 }
 
@@ -117,11 +119,17 @@ export function buildApp(cfg: Config, log: Logger): App {
     { iptables: cfg.IPTABLES, ecsConfig: cfg.ECS_CONFIG, instanceConfig: cfg.ECS_INSTANCE_CONFIG, blockTaskImds: cfg.BLOCK_TASK_IMDS },
   );
 
+  const supervisor = new AgentSupervisor(
+    { docker, agent, files, state, clock, log: log.child({ component: 'supervisor' }) },
+    { cacheDir: cfg.AGENT_CACHE_DIR },
+  );
+
   return {
     ecsInit,
     runtime,
     network,
     agent,
+    supervisor,
     async status() {
       const [saved, runscResult, infoResult] = await Promise.all([
         state.read<RuntimeState>(RUNTIME_STATE),

@@ -18,7 +18,12 @@ export interface Io {
   stderr: NodeJS.WritableStream;
 }
 
-export async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: Io = process): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  io: Io = process,
+  signal?: AbortSignal,
+): Promise<number> {
   const fail = (err: unknown): number => {
     io.stderr.write(`ecs-gvisor: ${messageOf(err)}\n`);
     return exitCodeOf(err);
@@ -58,17 +63,8 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
   log.info({ command, steps, version: VERSION, config: loggableConfig(cfg) }, 'ecs-gvisor starting');
 
   const missing = steps.filter((s) => !IMPLEMENTED.has(s));
-  if (command === 'run' || ((command === 'bootstrap' || command === 'plan' || command === 'rollback') && missing.length > 0)) {
-    const what =
-      command === 'run'
-        ? 'run needs the ecs-init, network and agent steps and the supervisor'
-        : `${command} step${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
-    return fail(
-      new EcsGvisorError(
-        'NOT_IMPLEMENTED',
-        `${what} ${missing.length > 1 || command === 'run' ? 'are' : 'is'} not implemented in ecs-gvisor ${VERSION}; use --only ${[...IMPLEMENTED].join(',')}.`,
-      ),
-    );
+  if (missing.length > 0) {
+    return fail(new EcsGvisorError('NOT_IMPLEMENTED', `${command} step${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not implemented in ecs-gvisor ${VERSION}.`));
   }
 
   const app = buildApp(cfg, log);
@@ -76,6 +72,12 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
     switch (command) {
       case 'bootstrap':
         return await bootstrap(app, steps, log);
+      case 'run':
+        await bootstrap(app, steps, log);
+        log.info('bootstrap done; supervising the agent until SIGTERM');
+        await app.supervisor.run(signal ?? stopSignal());
+        log.info('stopping; the agent container keeps running');
+        return ExitCode.ok;
       case 'plan':
         io.stdout.write(await plan(app, steps));
         return ExitCode.ok;
@@ -216,4 +218,11 @@ async function status(app: App, json: boolean, io: Io): Promise<number> {
 /** Configuration for the start-up log line. None of our keys is secret today; keep it that way explicitly. */
 function loggableConfig(cfg: Config): Record<string, unknown> {
   return { ...cfg };
+}
+
+/** Aborted by SIGTERM (systemd stop) or SIGINT. */
+function stopSignal(): AbortSignal {
+  const ac = new AbortController();
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => ac.abort());
+  return ac.signal;
 }

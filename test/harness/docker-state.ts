@@ -11,6 +11,11 @@ export function dockerClient(d: DockerdInfo): Docker {
   return new Docker({ socketPath: d.socket });
 }
 
+/** The private dockerd's current PID (it changes when a test restarts dockerd). */
+export function dockerdPid(d: DockerdInfo): number {
+  return Number(readFileSync(d.pidfile, 'utf8').trim());
+}
+
 /** How many reloads dockerd has logged so far (a reload we did not want shows up here). */
 export function reloadCount(d: DockerdInfo): number {
   return readFileSync(d.log, 'utf8').split('\n').filter((l) => l.includes('Got signal to reload configuration')).length;
@@ -35,7 +40,7 @@ export async function resetDocker(d: DockerdInfo, text: string | undefined): Pro
   const docker = dockerClient(d);
   for (const c of await docker.listContainers({ all: true })) await docker.getContainer(c.Id).remove({ force: true });
   writeFileSync(d.daemonJson, '{"default-runtime": "runc", "runtimes": {}}\n');
-  process.kill(d.pid, 'SIGHUP');
+  process.kill(dockerdPid(d), 'SIGHUP');
   await waitFor('dockerd back on runc', async () => {
     const i = await docker.info();
     return i.DefaultRuntime === 'runc' && Object.keys(i.Runtimes).every((r: string) => r === 'runc' || r.startsWith('io.containerd')) ? true : undefined;

@@ -7,11 +7,13 @@ export const AGENT_STANDIN_IMAGE = 'ecs-gvisor-test/ecs-agent:1';
 
 /**
  * Stand-in for amazon-ecs-agent: like a registered agent it answers GET 127.0.0.1:51678/v1/metadata.
- * A file /data/stand-in-exit (host: /var/lib/ecs/data) makes it exit with that code instead.
+ * A file /data/stand-in-exit (host: /var/lib/ecs/data) makes it exit with that code instead;
+ * /data/stand-in-exit-once does so once (the file is removed).
  */
 const AGENT_SCRIPT = `#!/bin/sh
 mkdir -p /tmp/www/v1
 printf '{"Cluster":"%s","ContainerInstanceArn":"arn:aws:ecs:us-east-1:111122223333:container-instance/%s/0123456789abcdef","Version":"Amazon ECS Agent - v0.0.0 (stand-in)"}' "\${ECS_CLUSTER:-default}" "\${ECS_CLUSTER:-default}" > /tmp/www/v1/metadata
+if [ -f /data/stand-in-exit-once ]; then c=$(cat /data/stand-in-exit-once); rm -f /data/stand-in-exit-once; exit "$c"; fi
 if [ -f /data/stand-in-exit ]; then exit "$(cat /data/stand-in-exit)"; fi
 exec httpd -f -p 127.0.0.1:51678 -h /tmp/www
 `;

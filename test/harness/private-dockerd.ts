@@ -19,7 +19,6 @@ export interface DockerdInfo {
 }
 
 export async function startPrivateDockerd(): Promise<DockerdInfo> {
-  const dockerd = which('dockerd');
   const dir = mkdtempSync('/tmp/egv-dockerd-');
   const info: Omit<DockerdInfo, 'pid'> = {
     dir,
@@ -30,6 +29,21 @@ export async function startPrivateDockerd(): Promise<DockerdInfo> {
     log: `${dir}/dockerd.log`,
   };
   writeFileSync(info.daemonJson, '{}\n');
+  return spawnDockerd(info);
+}
+
+/** Stop the private dockerd (its containers stop with it) and start it again on the same state. */
+export async function restartPrivateDockerd(info: DockerdInfo): Promise<DockerdInfo> {
+  const pid = Number(readFileSync(info.pidfile, 'utf8').trim());
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline && alive(pid)) await delay(100);
+  return spawnDockerd(info);
+}
+
+async function spawnDockerd(info: Omit<DockerdInfo, 'pid'>): Promise<DockerdInfo> {
+  const dockerd = which('dockerd');
+  const dir = info.dir;
   const args = [
     '--data-root', `${dir}/data`, '--exec-root', `${dir}/exec`, '--pidfile', info.pidfile,
     '-H', info.host, '--config-file', info.daemonJson, '--bridge=none', '--iptables=false',
@@ -69,14 +83,15 @@ export async function stopPrivateDockerd(info: DockerdInfo): Promise<void> {
   } catch {
     // engine already gone
   }
+  const pid = Number(readFileSync(info.pidfile, 'utf8').trim());
   try {
-    process.kill(info.pid, 'SIGTERM');
+    process.kill(pid, 'SIGTERM');
   } catch {
     return cleanup(info);
   }
   const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline && alive(info.pid)) await delay(200);
-  if (alive(info.pid)) process.kill(info.pid, 'SIGKILL');
+  while (Date.now() < deadline && alive(pid)) await delay(200);
+  if (alive(pid)) process.kill(pid, 'SIGKILL');
   await delay(200);
   cleanup(info);
 }

@@ -14,7 +14,7 @@ import { SystemClock } from '../../src/adapters/system-clock.js';
 import { Systemctl } from '../../src/adapters/systemctl.js';
 import { DockerReloader } from '../../src/runtime/docker-reloader.js';
 import { runCli } from '../harness/cli.js';
-import { cliEnv, liveRuntime, resetDocker } from '../harness/docker-state.js';
+import { cliEnv, liveRuntime, resetDocker, dockerdPid } from '../harness/docker-state.js';
 
 const d = inject('dockerd');
 
@@ -65,10 +65,10 @@ beforeEach(async () => {
 
 describe('DockerReloader', () => {
   it('reloads through systemctl when systemd runs the dockerd of the pidfile, and confirms through the API', async () => {
-    const { bin, argvLog } = fakeSystemctl(d.pid);
+    const { bin, argvLog } = fakeSystemctl(dockerdPid(d));
     const r = reloader({ systemd: true, bin });
     const proc = await r.locate();
-    expect(proc).toMatchObject({ pid: d.pid, viaSystemd: true });
+    expect(proc).toMatchObject({ pid: dockerdPid(d), viaSystemd: true });
     const info = await r.apply(proc, EXPECT_RUNSC, d.daemonJson);
     expect(info.defaultRuntime).toBe('runsc');
     expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
@@ -83,17 +83,17 @@ describe('DockerReloader', () => {
     const { bin, argvLog } = fakeSystemctl(1); // docker.service's MainPID is someone else
     const r = reloader({ systemd: true, bin });
     const proc = await r.locate();
-    expect(proc).toMatchObject({ pid: d.pid, viaSystemd: false });
+    expect(proc).toMatchObject({ pid: dockerdPid(d), viaSystemd: false });
     await r.apply(proc, EXPECT_RUNSC, d.daemonJson);
     expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
     expect(readFileSync(argvLog, 'utf8')).not.toContain('reload');
   });
 
   it('uses SIGHUP without systemd, and never asks systemctl', async () => {
-    const { bin, argvLog } = fakeSystemctl(d.pid);
+    const { bin, argvLog } = fakeSystemctl(dockerdPid(d));
     const r = reloader({ systemd: false, bin });
     const proc = await r.locate();
-    expect(proc).toMatchObject({ pid: d.pid, viaSystemd: false });
+    expect(proc).toMatchObject({ pid: dockerdPid(d), viaSystemd: false });
     expect(proc.cmdline).toContain(`--config-file`);
     await r.apply(proc, EXPECT_RUNSC, d.daemonJson);
     expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');

@@ -5,7 +5,7 @@
 import { readFileSync, readdirSync, statSync, existsSync, writeFileSync, chmodSync, mkdtempSync } from 'node:fs';
 import { beforeEach, describe, expect, inject, it } from 'vitest';
 import { runCli, logMessages } from '../harness/cli.js';
-import { cliEnv, cmdline, dockerClient, liveRuntime, reloadCount, resetDocker, RUNSC, RUNSC_ARGS } from '../harness/docker-state.js';
+import { cliEnv, cmdline, dockerClient, liveRuntime, reloadCount, resetDocker, RUNSC, RUNSC_ARGS, dockerdPid } from '../harness/docker-state.js';
 
 const d = inject('dockerd');
 const busybox = inject('busyboxImage');
@@ -207,7 +207,7 @@ describe('rollback --only runtime', () => {
   it('brings back an operator’s own default runtime that it was told to replace', async () => {
     const withDefault = RICH.replace('"debug": false', '"debug": false,\n    "default-runtime": "nvidia"');
     await resetDocker(d, withDefault);
-    process.kill(d.pid, 'SIGHUP'); // make nvidia the live default, as on a real GPU host
+    process.kill(dockerdPid(d), 'SIGHUP'); // make nvidia the live default, as on a real GPU host
     await expect.poll(async () => (await liveRuntime(d)).defaultRuntime).toBe('nvidia');
 
     const refused = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d));

@@ -123,7 +123,7 @@ describe('image and container decisions', () => {
   });
 
   it('keeps, starts, recreates or replaces the container', () => {
-    const c = (labels: Record<string, string>, running = true) => ({ id: 'x', name: 'ecs-agent', runtime: 'runc', status: '', running, pid: 1, startedAt: '', exitCode: 0, labels });
+    const c = (labels: Record<string, string>, running = true) => ({ id: 'x', name: 'ecs-agent', runtime: 'runc', status: '', running, pid: 1, startedAt: '', finishedAt: '', exitCode: 0, labels });
     expect(containerAction(undefined, 'h')).toBe('create');
     expect(containerAction(c({}), 'h')).toBe('replace-foreign');
     expect(containerAction(c({ 'ecs-gvisor.managed': 'true', 'ecs-gvisor.spec-hash': 'old' }), 'h')).toBe('recreate');

@@ -1,0 +1,144 @@
+/**
+ * Keeps the agent running for `run`, reacting to Docker events rather than polling. ecs-gvisor is the one
+ * owner of agent restarts: the container has no Docker restart policy, so the two never fight. A dockerd
+ * restart ends the event stream; the supervisor waits for Docker to come back and converges again
+ * (ecs-init exits 255 there and relies on systemd).
+ */
+import { messageOf } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Clock, DockerPort, FilesPort } from '../ports.js';
+import type { StateStore } from '../state-store.js';
+import { AGENT_NAME } from './agent-spec.js';
+import type { AgentStep } from './agent-step.js';
+import { AGENT_BACKOFF, Backoff, decideExit, desiredImageTarball, type BackoffOptions, type ExitDecision } from './restart-policy.js';
+
+export const SUPERVISOR_STATE = 'supervisor.json';
+
+export interface SupervisorState {
+  restarts: number;
+  /** Set once the agent asked not to be restarted (0) or failed terminally (5). */
+  stopped?: 'done' | 'terminal';
+  lastExit?: { code: number; decision: ExitDecision['kind']; at: string; ranMs: number; lastLines?: string[]; loaded?: string };
+}
+
+export class AgentSupervisor {
+  private readonly backoff: Backoff;
+  private st: SupervisorState = { restarts: 0 };
+
+  constructor(
+    private readonly deps: { docker: DockerPort; agent: AgentStep; files: FilesPort; state: StateStore; clock: Clock; log: Logger; random?: () => number },
+    private readonly opts: { cacheDir: string; backoff?: BackoffOptions; dockerRetryMs?: number },
+  ) {
+    this.backoff = new Backoff(opts.backoff ?? AGENT_BACKOFF, deps.random);
+  }
+
+  get snapshot(): Readonly<SupervisorState> {
+    return this.st;
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const log = this.deps.log;
+    while (!signal.aborted) {
+      try {
+        const events = await this.deps.docker.containerEvents(AGENT_NAME, signal);
+        await this.converge(); // after subscribing, so an exit in between is not missed
+        for await (const ev of events) {
+          if (ev.action === 'die') await this.onDie(ev.id, ev.exitCode ?? -1, signal);
+          else if (ev.action === 'oom') log.warn({ id: ev.id }, 'the agent ran out of memory');
+          else if (ev.action === 'destroy' && !this.st.stopped) {
+            log.warn({ id: ev.id }, 'the agent container was removed; creating it again');
+            await this.converge();
+          }
+          if (signal.aborted) break;
+        }
+        if (!signal.aborted) log.warn('Docker’s event stream ended (dockerd stopped?); waiting for Docker');
+      } catch (err) {
+        if (signal.aborted) break;
+        log.warn({ err: messageOf(err) }, 'lost Docker; waiting for it to come back');
+      }
+      await this.waitForDocker(signal);
+    }
+  }
+
+  /** Bring the agent back to the desired state unless it asked to stay down. */
+  private async converge(): Promise<void> {
+    if (this.st.stopped) return;
+    const r = await this.deps.agent.apply();
+    if (r.action !== 'keep') this.deps.log.info({ id: r.id, action: r.action }, 'agent converged');
+  }
+
+  private async onDie(id: string, code: number, signal: AbortSignal): Promise<void> {
+    const { docker, log, clock } = this.deps;
+    const c = await docker.inspectContainer(id);
+    const ranMs = c ? Math.max(0, Date.parse(c.finishedAt) - Date.parse(c.startedAt)) : 0;
+    const decision = decideExit(code);
+    const lastExit: SupervisorState['lastExit'] = { code, decision: decision.kind, at: new Date(clock.now()).toISOString(), ranMs };
+    switch (decision.kind) {
+      case 'done':
+        this.st.stopped = 'done';
+        log.info({ code }, 'the agent exited 0: not restarting it');
+        break;
+      case 'terminal': {
+        this.st.stopped = 'terminal';
+        const lines = (await docker.containerLogs(id, 200).catch(() => '')).split('\n').filter(Boolean);
+        lastExit.lastLines = lines;
+        log.error({ code, lastLines: lines }, 'the agent failed terminally (exit 5: bad configuration or refused registration); not restarting it');
+        break;
+      }
+      case 'update': {
+        const desired = await this.deps.files.read(`${this.opts.cacheDir}/desired-image`);
+        const tarball = desiredImageTarball(this.opts.cacheDir, desired && Buffer.from(desired).toString('utf8'));
+        if (tarball && (await this.deps.files.kind(tarball)) === 'file') {
+          await docker.loadImage(tarball).then(
+            () => (lastExit.loaded = tarball),
+            (err: unknown) => log.error({ tarball, err: messageOf(err) }, 'could not load the desired agent image; restarting the old one'),
+          );
+        } else {
+          log.error({ tarball }, 'the agent asked for an update but the desired image is not in the cache');
+        }
+        // A new container, so the freshly loaded image is the one that runs.
+        await docker.removeContainer(id);
+        this.st.restarts++;
+        log.info({ loaded: lastExit.loaded }, 'agent update: restarting at once');
+        await this.converge();
+        break;
+      }
+      case 'restart': {
+        const delay = this.backoff.next(ranMs);
+        log.warn({ code, ranMs, delayMs: delay }, 'the agent exited; restarting it after a backoff');
+        await this.sleep(delay, signal);
+        if (signal.aborted) break;
+        this.st.restarts++;
+        await this.converge();
+        break;
+      }
+    }
+    this.st.lastExit = lastExit;
+    await this.deps.state.write(SUPERVISOR_STATE, this.st).catch(() => undefined);
+  }
+
+  private async waitForDocker(signal: AbortSignal): Promise<void> {
+    const step = this.opts.dockerRetryMs ?? 1000;
+    for (let wait = step; !signal.aborted; wait = Math.min(wait * 2, 15_000)) {
+      try {
+        await this.deps.docker.info();
+        this.deps.log.info('Docker is back; converging the agent again');
+        return;
+      } catch {
+        await this.sleep(wait, signal);
+      }
+    }
+  }
+
+  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => resolve();
+      signal.addEventListener('abort', done, { once: true });
+      void this.deps.clock.sleep(ms).then(() => {
+        signal.removeEventListener('abort', done);
+        resolve();
+      });
+    });
+  }
+}
