@@ -3,7 +3,8 @@
  * namespace of its own (host rules untouched), with a stand-in systemctl for ecs.service, against the real
  * private dockerd.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
@@ -68,5 +69,43 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
     expect((await liveRuntime(d)).defaultRuntime).toBe('runc');
     await expect(dockerClient(d).getContainer('ecs-agent').inspect()).rejects.toMatchObject({ statusCode: 404 });
     expect(execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', '-S'], { encoding: 'utf8' })).not.toContain('ecs-gvisor');
+  });
+
+  it('run: bootstraps, supervises (a killed agent comes back), and exits 0 on SIGTERM leaving the agent up', async () => {
+    const env = cliEnv(d, {
+      PATH: `${dir}:${process.env.PATH}`,
+      ECS_GVISOR_AGENT_IMAGE: agentImage,
+      ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
+      ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
+      ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
+    });
+    const bin = fileURLToPath(new URL('../../bin/ecs-gvisor.js', import.meta.url));
+    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, bin, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      const docker = dockerClient(d);
+      const wait = async (what: string, fn: () => Promise<boolean>) => {
+        for (let i = 0; i < 300; i++) {
+          if (await fn().catch(() => false)) return;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        throw new Error(`timed out waiting for ${what}: ${out}`);
+      };
+      await wait('supervising', async () => out.includes('supervising the agent until SIGTERM'));
+      const first = await docker.getContainer('ecs-agent').inspect();
+      await docker.getContainer('ecs-agent').kill(); // SIGKILL: exit 137, an ordinary failure
+      await wait('the agent back', async () => {
+        const c = await docker.getContainer('ecs-agent').inspect();
+        return c.State.Running && c.State.StartedAt !== first.State.StartedAt;
+      });
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect((await docker.getContainer('ecs-agent').inspect()).State.Running).toBe(true);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });
