@@ -43,15 +43,20 @@ afterEach(async () => {
   await resetDocker(d, '{}\n');
 });
 
+/** The CLI's environment: stand-in systemctl first on PATH, the stand-in agent, this test's ecs.config. */
+function hostEnv(): Record<string, string> {
+  return cliEnv(d, {
+    PATH: `${dir}:${process.env.PATH}`,
+    ECS_GVISOR_AGENT_IMAGE: agentImage,
+    ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
+    ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
+    ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
+  });
+}
+
 describe('bootstrap (all steps) and rollback (all steps)', () => {
   it('converges the whole host, then gives it back', async () => {
-    const env = cliEnv(d, {
-      PATH: `${dir}:${process.env.PATH}`,
-      ECS_GVISOR_AGENT_IMAGE: agentImage,
-      ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
-      ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
-      ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
-    });
+    const env = hostEnv();
     const r = await runCli(['bootstrap'], env, 120_000, ns);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -72,13 +77,7 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
   });
 
   it('run: bootstraps, supervises (a killed agent comes back), and exits 0 on SIGTERM leaving the agent up', async () => {
-    const env = cliEnv(d, {
-      PATH: `${dir}:${process.env.PATH}`,
-      ECS_GVISOR_AGENT_IMAGE: agentImage,
-      ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
-      ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
-      ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
-    });
+    const env = hostEnv();
     const bin = fileURLToPath(new URL('../../bin/ecs-gvisor.js', import.meta.url));
     const child = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, bin, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
