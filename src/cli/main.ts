@@ -10,8 +10,6 @@ import { VERSION } from '../version.js';
 import { buildApp, type App } from './app.js';
 import { HELP, parseArgs, type Step } from './args.js';
 
-/** Steps this version implements; the others belong to later releases and are refused, not faked. */
-const IMPLEMENTED: ReadonlySet<Step> = new Set(['ecs-init', 'runtime', 'network', 'agent']);
 
 export interface Io {
   stdout: NodeJS.WritableStream;
@@ -62,13 +60,8 @@ export async function main(
   const log = createLogger(level, answerOnStdout ? io.stderr : io.stdout);
   log.info({ command, steps, version: VERSION, config: loggableConfig(cfg) }, 'ecs-gvisor starting');
 
-  const missing = steps.filter((s) => !IMPLEMENTED.has(s));
-  if (missing.length > 0) {
-    return fail(new EcsGvisorError('NOT_IMPLEMENTED', `${command} step${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not implemented in ecs-gvisor ${VERSION}.`));
-  }
-
-  const app = buildApp(cfg, log);
   try {
+    const app = buildApp(cfg, log);
     switch (command) {
       case 'bootstrap':
         return await bootstrap(app, steps, log);
