@@ -6,6 +6,8 @@
 export interface FilesPort {
   /** File bytes, or undefined when the file does not exist. Other errors throw. */
   read(path: string): Promise<Uint8Array | undefined>;
+  /** The same as UTF-8 text. */
+  readText(path: string): Promise<string | undefined>;
   /**
    * Replace a file atomically: temp file in the same directory, fsync, rename, fsync the directory.
    * A symlink is followed: the file it points at is replaced and the link kept.
@@ -116,8 +118,8 @@ export interface HostPort {
   cmdline(pid: number): Promise<string[] | undefined>;
   /** Send a signal; false when the process does not exist. */
   signal(pid: number, signal: NodeJS.Signals): boolean;
-  /** PIDs of live processes whose command line contains `text`. */
-  processesMentioning(text: string): Promise<number[]>;
+  /** Live processes whose command line contains `text`, with that command line. */
+  processesMentioning(text: string): Promise<Array<{ pid: number; argv: string[] }>>;
   /** Whether systemd is PID 1's init (/run/systemd/system exists). */
   systemdRunning(): Promise<boolean>;
 }

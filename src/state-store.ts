@@ -5,10 +5,10 @@ export class StateStore {
   constructor(private readonly files: FilesPort, private readonly dir: string) {}
 
   async read<T>(name: string): Promise<T | undefined> {
-    const raw = await this.files.read(`${this.dir}/${name}`);
-    if (!raw) return undefined;
+    const raw = await this.files.readText(`${this.dir}/${name}`);
+    if (raw === undefined) return undefined;
     try {
-      return JSON.parse(Buffer.from(raw).toString('utf8')) as T;
+      return JSON.parse(raw) as T;
     } catch {
       return undefined; // a state file is a cache of facts; a bad one is as good as none
     }

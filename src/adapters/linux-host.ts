@@ -18,13 +18,13 @@ export class LinuxHost implements HostPort {
     }
   }
 
-  async processesMentioning(text: string): Promise<number[]> {
+  async processesMentioning(text: string): Promise<Array<{ pid: number; argv: string[] }>> {
     const pids = (await fs.readdir(this.procRoot)).filter((e) => /^[0-9]+$/.test(e)).map(Number);
-    const found: number[] = [];
+    const found: Array<{ pid: number; argv: string[] }> = [];
     for (const pid of pids) {
       if (pid === process.pid) continue;
       const argv = await this.cmdline(pid).catch(() => undefined);
-      if (argv?.some((a) => a.includes(text))) found.push(pid);
+      if (argv?.some((a) => a.includes(text))) found.push({ pid, argv });
     }
     return found;
   }

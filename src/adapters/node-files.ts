@@ -15,6 +15,11 @@ export class NodeFiles implements FilesPort {
     }
   }
 
+  async readText(path: string): Promise<string | undefined> {
+    const bytes = await this.read(path);
+    return bytes && Buffer.from(bytes).toString('utf8');
+  }
+
   async writeAtomic(path: string, data: string | Uint8Array, mode: number): Promise<void> {
     const target = await this.realpath(path);
     const dir = dirname(target);

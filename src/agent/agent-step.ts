@@ -18,7 +18,7 @@ import {
   planAgentImage,
   type AgentSpec,
 } from './agent-spec.js';
-import { parseEcsConfig, redactEnv } from './ecs-config.js';
+import { loadEcsConfigs, redactEnv } from './ecs-config.js';
 
 export const AGENT_STATE = 'agent.json';
 
@@ -64,13 +64,10 @@ export class AgentStep {
   /** Desired spec from the host as it is now; warnings include ecs.config remarks. */
   async desired(): Promise<AgentSpec> {
     const f = this.deps.files;
-    const text = async (p: string) => {
-      const b = await f.read(p).catch((err: unknown) => {
-        throw new EcsGvisorError('ECS_CONFIG_INVALID', `${p} cannot be read (${messageOf(err)}).`, { cause: err });
-      });
-      return b && Buffer.from(b).toString('utf8');
-    };
-    const [instance, user, osRelease] = await Promise.all([text(this.opts.instanceConfig), text(this.opts.ecsConfig), text('/etc/os-release')]);
+    const [configs, osRelease] = await Promise.all([
+      loadEcsConfigs(f, this.opts.instanceConfig, this.opts.ecsConfig),
+      f.readText('/etc/os-release').catch(() => undefined),
+    ]);
     const exists = new Set<string>();
     const dirs = new Set<string>();
     await Promise.all(
@@ -80,16 +77,14 @@ export class AgentStep {
         if (kind === 'dir') dirs.add(p);
       }),
     );
-    const inst = parseEcsConfig(this.opts.instanceConfig, instance);
-    const usr = parseEcsConfig(this.opts.ecsConfig, user);
     const built = buildAgentContainerSpec({
       image: this.opts.image,
       dockerHost: this.opts.dockerHost,
-      instanceVars: inst.vars,
-      userVars: usr.vars,
+      instanceVars: configs.instance.vars,
+      userVars: configs.user.vars,
       facts: { exists, dirs, osRelease },
     });
-    return { ...built, warnings: [...inst.warnings, ...usr.warnings, ...built.warnings] };
+    return { ...built, warnings: [...configs.warnings, ...built.warnings] };
   }
 
   async plan(): Promise<AgentPlan> {
@@ -146,10 +141,10 @@ export class AgentStep {
 
   private async cache() {
     const [state, tarball] = await Promise.all([
-      this.deps.files.read(`${this.opts.cacheDir}/state`),
+      this.deps.files.readText(`${this.opts.cacheDir}/state`),
       this.deps.files.kind(`${this.opts.cacheDir}/ecs-agent.tar`),
     ]);
-    return cacheStatus(state && Buffer.from(state).toString('utf8'), tarball === 'file');
+    return cacheStatus(state, tarball === 'file');
   }
 
   /** Image present → use; ecs-init's cache says so → docker load; else pull with retries. */

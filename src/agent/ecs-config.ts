@@ -5,6 +5,9 @@
  * and values wrapped in quotes are kept but warned about (the agent receives the quotes).
  */
 
+import { EcsGvisorError, messageOf } from '../errors.js';
+import type { FilesPort } from '../ports.js';
+
 export interface EcsConfigFile {
   vars: Map<string, string>;
   warnings: string[];
@@ -46,4 +49,24 @@ export function redactEnv(env: readonly string[]): string[] {
     const key = eq < 0 ? kv : kv.slice(0, eq);
     return isSecretKey(key) ? `${key}=[redacted]` : kv;
   });
+}
+
+export interface EcsConfigs {
+  instance: EcsConfigFile;
+  user: EcsConfigFile;
+  /** As ecs-init layers them: /var/lib/ecs/ecs.config, then /etc/ecs/ecs.config wins. */
+  merged: Map<string, string>;
+  warnings: string[];
+}
+
+/** Read and parse both files ecs-init reads; a missing file is empty, an unreadable one an error. */
+export async function loadEcsConfigs(files: FilesPort, instancePath: string, userPath: string): Promise<EcsConfigs> {
+  const read = (p: string) =>
+    files.readText(p).catch((err: unknown) => {
+      throw new EcsGvisorError('ECS_CONFIG_INVALID', `${p} cannot be read (${messageOf(err)}).`, { cause: err });
+    });
+  const [instanceText, userText] = await Promise.all([read(instancePath), read(userPath)]);
+  const instance = parseEcsConfig(instancePath, instanceText);
+  const user = parseEcsConfig(userPath, userText);
+  return { instance, user, merged: new Map([...instance.vars, ...user.vars]), warnings: [...instance.warnings, ...user.warnings] };
 }

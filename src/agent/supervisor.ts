@@ -86,8 +86,8 @@ export class AgentSupervisor {
         break;
       }
       case 'update': {
-        const desired = await this.deps.files.read(`${this.opts.cacheDir}/desired-image`);
-        const tarball = desiredImageTarball(this.opts.cacheDir, desired && Buffer.from(desired).toString('utf8'));
+        const desired = await this.deps.files.readText(`${this.opts.cacheDir}/desired-image`);
+        const tarball = desiredImageTarball(this.opts.cacheDir, desired);
         if (tarball && (await this.deps.files.kind(tarball)) === 'file') {
           await docker.loadImage(tarball).then(
             () => (lastExit.loaded = tarball),

@@ -46,8 +46,7 @@ export async function main(
   try {
     const files = new NodeFiles();
     const path = configPath(env);
-    const raw = await files.read(path);
-    cfg = parseConfig({ fileText: raw && Buffer.from(raw).toString('utf8'), filePath: path, env });
+    cfg = parseConfig({ fileText: await files.readText(path), filePath: path, env });
   } catch (err) {
     return fail(err instanceof EcsGvisorError ? err : new EcsGvisorError('CONFIG_INVALID', `Cannot read the configuration: ${messageOf(err)}.`));
   }
@@ -58,7 +57,8 @@ export async function main(
   // Their stderr is for people: only warnings and worse unless a lower level was asked for explicitly.
   const level = answerOnStdout && !env.ECS_GVISOR_LOG_LEVEL ? 'warn' : cfg.LOG_LEVEL;
   const log = createLogger(level, answerOnStdout ? io.stderr : io.stdout);
-  log.info({ command, steps, version: VERSION, config: loggableConfig(cfg) }, 'ecs-gvisor starting');
+  // Logged whole: no ecs-gvisor key holds a secret (ecs.config, which does, is never logged).
+  log.info({ command, steps, version: VERSION, config: cfg }, 'ecs-gvisor starting');
 
   try {
     const app = buildApp(cfg, log);
@@ -208,10 +208,6 @@ async function status(app: App, json: boolean, io: Io): Promise<number> {
   return ExitCode.notImplemented;
 }
 
-/** Configuration for the start-up log line. None of our keys is secret today; keep it that way explicitly. */
-function loggableConfig(cfg: Config): Record<string, unknown> {
-  return { ...cfg };
-}
 
 /** Aborted by SIGTERM (systemd stop) or SIGINT. */
 function stopSignal(): AbortSignal {

@@ -2,7 +2,7 @@
  * The `network` step: route_localnet and the rules of network-rules.ts, each checked with `iptables -C`
  * before it is added (ecs-init appends without checking and duplicates them on every start).
  */
-import { parseEcsConfig } from '../agent/ecs-config.js';
+import { loadEcsConfigs } from '../agent/ecs-config.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { CommandsPort, FilesPort } from '../ports.js';
@@ -44,27 +44,19 @@ export class NetworkStep {
   }
 
   async desired(): Promise<NetRule[]> {
-    const text = async (p: string) => {
-      const b = await this.deps.files.read(p);
-      return b && Buffer.from(b).toString('utf8');
-    };
-    const vars = new Map([
-      ...parseEcsConfig(this.opts.instanceConfig, await text(this.opts.instanceConfig)).vars,
-      ...parseEcsConfig(this.opts.ecsConfig, await text(this.opts.ecsConfig)).vars,
-    ]);
+    const vars = (await loadEcsConfigs(this.deps.files, this.opts.instanceConfig, this.opts.ecsConfig)).merged;
     const hasDockerUser = (await this.iptables(['-w', '-t', 'filter', '-S', 'DOCKER-USER']).catch(() => 1)) === 0;
     return planNetworkRules({
       skipLocalhostFilter: vars.get('ECS_SKIP_LOCALHOST_TRAFFIC_FILTER') === 'true',
       allowOffhostIntrospection: vars.get('ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS') === 'true',
-      introspectionInterface: vars.get('ECS_OFFHOST_INTROSPECTION_INTERFACE_NAME') || defaultRouteInterface(await text('/proc/net/route')) || 'eth0',
+      introspectionInterface: vars.get('ECS_OFFHOST_INTROSPECTION_INTERFACE_NAME') || defaultRouteInterface(await this.deps.files.readText('/proc/net/route')) || 'eth0',
       blockTaskImds: this.opts.blockTaskImds,
       imdsChain: hasDockerUser ? 'DOCKER-USER' : 'FORWARD',
     });
   }
 
   private async routeLocalnet(): Promise<string | undefined> {
-    const b = await this.deps.files.read(ROUTE_LOCALNET);
-    return b && Buffer.from(b).toString('utf8').trim();
+    return (await this.deps.files.readText(ROUTE_LOCALNET))?.trim();
   }
 
   async plan(): Promise<NetworkPlan> {

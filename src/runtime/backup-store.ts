@@ -37,11 +37,11 @@ export class BackupStore {
   }
 
   async load(file: string): Promise<DaemonJsonBackup | undefined> {
-    const raw = await this.files.read(this.manifestPath);
-    if (!raw) return undefined;
+    const raw = await this.files.readText(this.manifestPath);
+    if (raw === undefined) return undefined;
     let manifest;
     try {
-      manifest = manifestSchema.parse(JSON.parse(Buffer.from(raw).toString('utf8')));
+      manifest = manifestSchema.parse(JSON.parse(raw));
     } catch (err) {
       throw new EcsGvisorError('ROLLBACK_FAILED', `The backup record ${this.manifestPath} is corrupt; restore ${file} by hand from ${this.originalPath}.`, { cause: err });
     }

@@ -28,8 +28,8 @@ export class DockerReloader {
 
   /** Which dockerd we would reload, and how. */
   async locate(): Promise<DockerdProcess> {
-    const raw = await this.deps.files.read(this.opts.pidfile);
-    const fromFile = raw ? Number.parseInt(Buffer.from(raw).toString('utf8').trim(), 10) : NaN;
+    const raw = await this.deps.files.readText(this.opts.pidfile);
+    const fromFile = raw ? Number.parseInt(raw.trim(), 10) : NaN;
     let pid = Number.isInteger(fromFile) && fromFile > 0 ? fromFile : undefined;
     let viaSystemd = false;
     if (await this.deps.host.systemdRunning()) {

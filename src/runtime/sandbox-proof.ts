@@ -112,17 +112,14 @@ export class SandboxProver {
       const left = await this.deps.host.processesMentioning(id);
       if (left.length === 0) break;
       if (this.deps.clock.now() >= deadline) {
-        this.deps.log.warn({ id, pids: left }, 'processes of the removed probe are still running');
+        this.deps.log.warn({ id, pids: left.map((p) => p.pid) }, 'processes of the removed probe are still running');
         break;
       }
       // Kill the sandbox, gofer and shim; let the `delete` clean-ups containerd starts in reply finish.
-      for (const pid of left) {
-        if (killed.has(pid)) continue;
-        const argv = await this.deps.host.cmdline(pid);
-        if (argv && !argv.includes('delete')) {
-          this.deps.host.signal(pid, 'SIGKILL');
-          killed.add(pid);
-        }
+      for (const { pid, argv } of left) {
+        if (killed.has(pid) || argv.includes('delete')) continue;
+        this.deps.host.signal(pid, 'SIGKILL');
+        killed.add(pid);
       }
       await this.deps.clock.sleep(100);
     }
@@ -150,12 +147,11 @@ export class SandboxProver {
   }
 
   private async checkLimit(pid: number, argv: string[], runtimeName: string): Promise<SandboxEvidence> {
-    const cgroupText = await this.deps.files.read(`/proc/${pid}/cgroup`);
+    const cgroupText = await this.deps.files.readText(`/proc/${pid}/cgroup`);
     const root = this.opts.cgroupRoot ?? '/sys/fs/cgroup';
-    const file = cgroupText && memoryLimitFile(Buffer.from(cgroupText).toString('utf8'), root);
+    const file = cgroupText && memoryLimitFile(cgroupText, root);
     if (!file) throw unproven(`the sandbox process ${pid} is in no memory cgroup, so Docker's limits do not reach it`);
-    const raw = await this.deps.files.read(file);
-    const limit = raw ? Buffer.from(raw).toString('utf8').trim() : '(missing)';
+    const limit = (await this.deps.files.readText(file))?.trim() ?? '(missing)';
     if (limit !== String(PROBE_MEMORY_BYTES)) {
       throw unproven(
         `the probe asked for a ${PROBE_MEMORY_BYTES}-byte memory limit but the sandbox's cgroup ${file} says ${limit}: limits would not be enforced`,

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import Docker from 'dockerode';
 import type { DockerdInfo } from './private-dockerd.js';
@@ -46,7 +46,6 @@ export async function resetDocker(d: DockerdInfo, text: string | undefined): Pro
     return i.DefaultRuntime === 'runc' && Object.keys(i.Runtimes).every((r: string) => r === 'runc' || r.startsWith('io.containerd')) ? true : undefined;
   });
   if (text === undefined) {
-    const { rmSync } = await import('node:fs');
     rmSync(d.daemonJson, { force: true });
   } else {
     writeFileSync(d.daemonJson, text);
