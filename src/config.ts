@@ -79,6 +79,36 @@ const schema = z.object({
   ECS_INIT_UNIT: z.string().regex(/^[A-Za-z0-9@_.:-]+$/, 'must be a systemd unit name').default('ecs.service'),
   AGENT_IMAGE: z.string().regex(/^[a-z0-9][^\s]*$/, 'must be an image reference').default('amazon/amazon-ecs-agent:latest'),
   IMDS_URL: httpUrl.default('http://169.254.169.254'),
+  /** The agent's introspection API (it listens on the host's loopback once registered). */
+  INTROSPECTION_URL: httpUrl.default('http://127.0.0.1:51678'),
+  /** Region for ECS and Auto Scaling calls; default: the one in the container instance ARN. */
+  AWS_REGION: z.string().regex(/^[a-z]{2}(-[a-z]+)+-[0-9]+$/, 'must be an AWS region such as us-east-1').optional(),
+  /** Steady-state DescribeContainerInstances calls per hour (the fleet shares 20 per second). */
+  ECS_CALLS_PER_HOUR: positiveInt(3600).default(12),
+  /** Ceiling on every ECS call of this instance in any rolling hour (retries and attributes included). */
+  ECS_MAX_CALLS_PER_HOUR: positiveInt(3600).default(60),
+  /** Poll interval while something is wrong (bounded by the ceiling above). */
+  ECS_ALERT_POLL_SECONDS: positiveInt(3600).default(60),
+  INTROSPECTION_SECONDS: positiveInt(3600).default(15),
+  DRIFT_CHECK_SECONDS: positiveInt(86_400).default(60),
+  AUDIT_INTERVAL_SECONDS: positiveInt(86_400).default(60),
+  /** What the sandbox audit does with a container running outside gVisor. */
+  AUDIT_ACTION: z.enum(['report', 'stop'], { message: 'must be report or stop' }).default('report'),
+  /** How long the agent may be unregistered, disconnected or impaired before it is restarted. */
+  UNHEALTHY_SECONDS: positiveInt(86_400).default(300),
+  HEAL_MAX_RESTARTS: z
+    .string()
+    .regex(/^[0-9]+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().max(100, 'must be at most 100'))
+    .default(3),
+  HEAL_WINDOW_SECONDS: positiveInt(604_800).default(3600),
+  /** After HEAL_MAX_RESTARTS in the window, mark the instance Unhealthy in Auto Scaling (replaced). */
+  SET_INSTANCE_HEALTH: bool.default(false),
+  /** Publish ecs-gvisor.sandbox / ecs-gvisor.runsc-version attributes on the container instance. */
+  PUBLISH_ATTRIBUTES: bool.default(true),
+  /** Serve Prometheus metrics on 127.0.0.1:PORT (off when unset). */
+  METRICS_PORT: positiveInt(65_535).optional(),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 });
 
@@ -150,6 +180,10 @@ export function parseConfig(src: ConfigSource): Config {
     throw invalid(`${where}: ${PREFIX}${key}="${clip(values[key] ?? '')}" ${issue.message}.`);
   }
   const cfg = parsed.data;
+  if (cfg.ECS_MAX_CALLS_PER_HOUR < cfg.ECS_CALLS_PER_HOUR) {
+    const key = 'ECS_MAX_CALLS_PER_HOUR';
+    throw invalid(`${origin[key] ?? origin.ECS_CALLS_PER_HOUR ?? 'configuration'}: ${PREFIX}${key}=${cfg.ECS_MAX_CALLS_PER_HOUR} must be at least ${PREFIX}ECS_CALLS_PER_HOUR=${cfg.ECS_CALLS_PER_HOUR}.`);
+  }
   return Object.freeze({
     ...cfg,
     RUNSC_ARGS: Object.freeze(cfg.RUNSC_ARGS.trim() === '' ? [] : cfg.RUNSC_ARGS.trim().split(/\s+/)),

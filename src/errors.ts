@@ -39,6 +39,9 @@ const exitByCode = {
   AGENT_IMAGE_UNAVAILABLE: ExitCode.unavailable,
   RUNSC_INSTALL_FAILED: ExitCode.unavailable,
   RUNSC_CHECKSUM_MISMATCH: ExitCode.hostInput,
+  AWS_API: ExitCode.unavailable,
+  IMDS_FAILED: ExitCode.unavailable,
+  HTTP_FAILED: ExitCode.unavailable,
   SANDBOX_UNPROVEN: ExitCode.unproven,
   ROLLBACK_FAILED: ExitCode.rollbackFailed,
   NOT_IMPLEMENTED: ExitCode.notImplemented,
@@ -72,4 +75,20 @@ export function exitCodeOf(err: unknown): ExitCode {
 export function messageOf(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/** How an AWS call failed, from the exception's class and HTTP status (never its message). */
+export type AwsOutcome = 'throttled' | 'server-error' | 'client-error' | 'network' | 'timeout';
+
+/** An HTTP request that failed: refused (nothing listening), timeout, a status, or another network error. */
+export class HttpError extends Error {
+  constructor(
+    readonly kind: 'refused' | 'timeout' | 'status' | 'network' | 'too-large',
+    message: string,
+    readonly status?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'HttpError';
+  }
 }

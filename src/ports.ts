@@ -40,7 +40,7 @@ export interface CommandResult {
 
 export interface CommandsPort {
   /** Run a program with an argument array (never a shell string). Throws when it cannot be started. */
-  run(file: string, args: readonly string[], opts?: { timeoutMs?: number }): Promise<CommandResult>;
+  run(file: string, args: readonly string[], opts?: { timeoutMs?: number; env?: Record<string, string> }): Promise<CommandResult>;
 }
 
 export interface RuntimeInfo {
@@ -78,6 +78,8 @@ export interface ContainerState {
   finishedAt: string;
   exitCode: number;
   labels: Record<string, string>;
+  /** Docker's health check verdict (healthy, unhealthy, starting), when the container has one. */
+  health?: string;
 }
 
 export interface DockerPort {
@@ -98,18 +100,23 @@ export interface DockerPort {
   inspectContainer(id: string): Promise<ContainerState | undefined>;
   /** Force-remove; absent is fine. */
   removeContainer(id: string): Promise<void>;
+  /** Stop (SIGTERM, then SIGKILL after `timeoutSeconds`); absent or already stopped is fine. */
+  stopContainer(id: string, timeoutSeconds: number): Promise<void>;
   listContainers(filter: { label?: string; all?: boolean }): Promise<ContainerState[]>;
   /**
-   * Subscribe to one container's events. Resolves once Docker has accepted the subscription (so nothing
-   * after it is missed); the iterable ends when dockerd goes away or `signal` aborts.
+   * Subscribe to container events (one container's by name, or every container's). Resolves once Docker
+   * has accepted the subscription (so nothing after it is missed); the iterable ends when dockerd goes
+   * away or `signal` aborts.
    */
-  containerEvents(name: string, signal: AbortSignal): Promise<AsyncIterable<ContainerEvent>>;
+  containerEvents(name: string | undefined, signal: AbortSignal): Promise<AsyncIterable<ContainerEvent>>;
 }
 
 export interface ContainerEvent {
   /** die, start, destroy, oom, health_status: healthy, … */
   action: string;
   id: string;
+  /** The container's name (without the leading slash). */
+  name: string;
   exitCode?: number;
 }
 
@@ -145,11 +152,60 @@ export interface ServiceManagerPort {
 }
 
 export interface HttpPort {
-  /** GET a URL; throws on a non-2xx status or timeout. */
+  /** GET a URL; throws HttpError on a non-2xx status, a refused connection or a timeout. */
   get(url: string, opts: { timeoutMs: number; maxBytes: number }): Promise<Uint8Array>;
+}
+
+/** A container instance as DescribeContainerInstances reports it. */
+export interface ContainerInstanceView {
+  arn: string;
+  /** ACTIVE, DRAINING, REGISTERING, DEREGISTERING, REGISTRATION_FAILED, INACTIVE */
+  status: string;
+  agentConnected: boolean;
+  /** overallStatus of CONTAINER_INSTANCE_HEALTH: OK, IMPAIRED, INSUFFICIENT_DATA, INITIALIZING */
+  healthStatus?: string;
+  runningTasksCount: number;
+  pendingTasksCount: number;
+  /** Every attribute on the instance (ECS's own and custom), name → value. */
+  attributes: Record<string, string>;
+}
+
+/**
+ * The ECS API calls ecs-gvisor makes. Failures throw EcsGvisorError AWS_API with `details.outcome`
+ * (throttled, server-error, client-error, network, timeout) and `details.name` (the exception class).
+ */
+export interface EcsPort {
+  /** undefined when ECS reports the ARN as missing. */
+  describeContainerInstance(cluster: string, arn: string): Promise<ContainerInstanceView | undefined>;
+  putAttributes(cluster: string, arn: string, attributes: Readonly<Record<string, string>>): Promise<void>;
+  deleteAttributes(cluster: string, arn: string, names: readonly string[]): Promise<void>;
+}
+
+export interface AutoScalingPort {
+  setInstanceHealth(instanceId: string, health: 'Healthy' | 'Unhealthy', respectGracePeriod: boolean): Promise<void>;
+}
+
+/** Instance metadata (IMDSv2). */
+export interface ImdsPort {
+  /** The text at a metadata path (`/latest/meta-data/...`), or undefined on 404. Throws IMDS_FAILED. */
+  get(path: string): Promise<string | undefined>;
+}
+
+/** What the agent's introspection endpoint says once it has registered. */
+export interface AgentMetadata {
+  cluster: string;
+  containerInstanceArn: string;
+  version?: string;
+}
+
+/** systemd's notify protocol (READY=1, WATCHDOG=1, STATUS=…); a no-op when not started by systemd. */
+export interface NotifyPort {
+  readonly enabled: boolean;
+  notify(fields: Readonly<Record<string, string>>): Promise<void>;
 }
 
 export interface Clock {
   now(): number;
-  sleep(ms: number): Promise<void>;
+  /** Resolves after `ms`, or early (without error) once `signal` aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }

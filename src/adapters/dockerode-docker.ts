@@ -117,6 +117,16 @@ export class DockerodeDocker implements DockerPort {
     }
   }
 
+  async stopContainer(id: string, timeoutSeconds: number): Promise<void> {
+    try {
+      await this.docker.getContainer(id).stop({ t: timeoutSeconds });
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 304 || status === 404) return; // already stopped, or gone
+      throw this.wrap(`stop container ${id.slice(0, 12)}`, err);
+    }
+  }
+
   async listContainers(filter: { label?: string; all?: boolean }): Promise<ContainerState[]> {
     const list = await this.call('list containers', () =>
       this.docker.listContainers({ all: filter.all ?? false, filters: filter.label ? { label: [filter.label] } : {} }),
@@ -125,9 +135,9 @@ export class DockerodeDocker implements DockerPort {
     return states.filter((s): s is ContainerState => s !== undefined);
   }
 
-  async containerEvents(name: string, signal: AbortSignal): Promise<AsyncIterable<ContainerEvent>> {
+  async containerEvents(name: string | undefined, signal: AbortSignal): Promise<AsyncIterable<ContainerEvent>> {
     const stream = (await this.call('watch container events', () =>
-      this.docker.getEvents({ filters: { type: ['container'], container: [name] } }),
+      this.docker.getEvents({ filters: name ? { type: ['container'], container: [name] } : { type: ['container'] } }),
     )) as unknown as NodeJS.ReadableStream & { destroy(): void };
     const stop = () => stream.destroy();
     signal.addEventListener('abort', stop, { once: true });
@@ -142,7 +152,12 @@ export class DockerodeDocker implements DockerPort {
             if (!line) continue;
             const e = JSON.parse(line) as { Action?: string; status?: string; id?: string; Actor?: { ID?: string; Attributes?: Record<string, string> } };
             const code = e.Actor?.Attributes?.exitCode;
-            yield { action: e.Action ?? e.status ?? '', id: e.Actor?.ID ?? e.id ?? '', exitCode: code === undefined ? undefined : Number(code) };
+            yield {
+              action: e.Action ?? e.status ?? '',
+              id: e.Actor?.ID ?? e.id ?? '',
+              name: e.Actor?.Attributes?.name ?? '',
+              exitCode: code === undefined ? undefined : Number(code),
+            };
           }
         }
       } catch (err) {
@@ -210,6 +225,7 @@ function toState(i: Docker.ContainerInspectInfo): ContainerState {
     finishedAt: i.State.FinishedAt,
     exitCode: i.State.ExitCode,
     labels: i.Config.Labels ?? {},
+    health: (i.State as { Health?: { Status?: string } }).Health?.Status,
   };
 }
 

@@ -3,12 +3,12 @@ import type { CommandResult, CommandsPort } from '../ports.js';
 
 /** Runs programs with argument arrays (no shell). A non-zero exit is a result, not an exception. */
 export class ExecCommands implements CommandsPort {
-  run(file: string, args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<CommandResult> {
+  run(file: string, args: readonly string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<CommandResult> {
     return new Promise((resolve, reject) => {
       execFile(
         file,
         [...args],
-        { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8', killSignal: 'SIGKILL' },
+        { timeout: opts.timeoutMs ?? 30_000, env: opts.env ? { ...process.env, ...opts.env } : undefined, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8', killSignal: 'SIGKILL' },
         (err, stdout, stderr) => {
           if (err && typeof err.code === 'number') {
             resolve({ code: err.code, stdout, stderr });

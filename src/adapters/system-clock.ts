@@ -5,7 +5,7 @@ export class SystemClock implements Clock {
   now(): number {
     return Date.now();
   }
-  sleep(ms: number): Promise<void> {
-    return delay(ms);
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return delay(ms, undefined, { signal }).catch(() => undefined);
   }
 }

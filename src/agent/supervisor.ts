@@ -2,12 +2,15 @@
  * Keeps the agent running for `run`, reacting to Docker events rather than polling. ecs-gvisor is the one
  * owner of agent restarts: the container has no Docker restart policy, so the two never fight. A dockerd
  * restart ends the event stream; the supervisor waits for Docker to come back and converges again
- * (ecs-init exits 255 there and relies on systemd).
+ * (ecs-init exits 255 there and relies on systemd). It reads every container's events once and hands the
+ * ones that are not the agent's to the watch (the sandbox audit). Every change to the agent container,
+ * its own and the watch's (health restarts, drift), runs under one mutex.
  */
 import { messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Clock, DockerPort, FilesPort } from '../ports.js';
+import type { Clock, ContainerEvent, DockerPort, FilesPort } from '../ports.js';
 import type { StateStore } from '../state-store.js';
+import { Mutex } from '../watch/mutex.js';
 import { AGENT_NAME } from './agent-spec.js';
 import type { AgentStep } from './agent-step.js';
 import { AGENT_BACKOFF, Backoff, decideExit, desiredImageTarball, type BackoffOptions, type ExitDecision } from './restart-policy.js';
@@ -18,12 +21,17 @@ export interface SupervisorState {
   restarts: number;
   /** Set once the agent asked not to be restarted (0) or failed terminally (5). */
   stopped?: 'done' | 'terminal';
+  /** Why the agent is held stopped by ecs-gvisor (the sandbox is not proven); absent when not held. */
+  held?: string;
   lastExit?: { code: number; decision: ExitDecision['kind']; at: string; ranMs: number; lastLines?: string[]; loaded?: string };
 }
 
 export class AgentSupervisor {
   private readonly backoff: Backoff;
   private st: SupervisorState = { restarts: 0 };
+  private readonly mutex = new Mutex();
+  /** A stop we asked for ourselves: its die event is not a crash. */
+  private expectedStop?: { id: string; at: number };
 
   constructor(
     private readonly deps: { docker: DockerPort; agent: AgentStep; files: FilesPort; state: StateStore; clock: Clock; log: Logger; random?: () => number },
@@ -36,19 +44,29 @@ export class AgentSupervisor {
     return this.st;
   }
 
-  async run(signal: AbortSignal): Promise<void> {
+  /**
+   * Supervise until `signal` aborts. `onEvent` gets every other container's events, and the agent's too
+   * after they were handled (and `docker-back` when Docker returned after an outage).
+   */
+  async run(signal: AbortSignal, onEvent: (ev: ContainerEvent | { action: 'docker-back' }) => void = () => undefined): Promise<void> {
     const log = this.deps.log;
+    let outage = false;
     while (!signal.aborted) {
       try {
-        const events = await this.deps.docker.containerEvents(AGENT_NAME, signal);
+        const events = await this.deps.docker.containerEvents(undefined, signal);
         await this.converge(); // after subscribing, so an exit in between is not missed
+        if (outage) onEvent({ action: 'docker-back' });
+        outage = false;
         for await (const ev of events) {
-          if (ev.action === 'die') await this.onDie(ev.id, ev.exitCode ?? -1, signal);
-          else if (ev.action === 'oom') log.warn({ id: ev.id }, 'the agent ran out of memory');
-          else if (ev.action === 'destroy' && !this.st.stopped) {
-            log.warn({ id: ev.id }, 'the agent container was removed; creating it again');
-            await this.converge();
+          if (ev.name === AGENT_NAME) {
+            if (ev.action === 'die') await this.onDie(ev.id, ev.exitCode ?? -1, signal);
+            else if (ev.action === 'oom') log.warn({ id: ev.id }, 'the agent ran out of memory');
+            else if (ev.action === 'destroy' && !this.st.stopped && !this.st.held) {
+              log.warn({ id: ev.id }, 'the agent container was removed; creating it again');
+              await this.converge();
+            }
           }
+          onEvent(ev);
           if (signal.aborted) break;
         }
         if (!signal.aborted) log.warn('Docker’s event stream ended (dockerd stopped?); waiting for Docker');
@@ -56,18 +74,81 @@ export class AgentSupervisor {
         if (signal.aborted) break;
         log.warn({ err: messageOf(err) }, 'lost Docker; waiting for it to come back');
       }
+      outage = true;
       await this.waitForDocker(signal);
     }
   }
 
-  /** Bring the agent back to the desired state unless it asked to stay down. */
-  private async converge(): Promise<void> {
-    if (this.st.stopped) return;
+  /** Run a change to the agent container exclusively (the watch's drift repairs use this). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.mutex.run(fn);
+  }
+
+  /** Stop the agent and keep it stopped (no tasks may be placed here) until release(). */
+  async hold(reason: string): Promise<void> {
+    await this.mutex.run(async () => {
+      const first = !this.st.held;
+      this.st.held = reason;
+      if (first) this.deps.log.error({ reason }, 'holding the agent stopped: no tasks may start on this instance until the sandbox is proven again');
+      const c = await this.deps.docker.inspectContainer(AGENT_NAME);
+      if (c?.running) {
+        this.expectedStop = { id: c.id, at: this.deps.clock.now() };
+        await this.deps.docker.stopContainer(c.id, 30);
+      }
+      await this.save();
+    });
+  }
+
+  async release(): Promise<void> {
+    await this.mutex.run(async () => {
+      if (!this.st.held) return;
+      this.st.held = undefined;
+      this.deps.log.info('the sandbox is proven again: starting the agent');
+      await this.convergeNow();
+      await this.save();
+    });
+  }
+
+  /** Restart the agent container for a reason of the watch's (unhealthy, disconnected). */
+  async restartAgent(reason: string): Promise<void> {
+    await this.mutex.run(async () => {
+      if (this.st.held || this.st.stopped) return;
+      const c = await this.deps.docker.inspectContainer(AGENT_NAME);
+      if (c?.running) {
+        this.expectedStop = { id: c.id, at: this.deps.clock.now() };
+        await this.deps.docker.stopContainer(c.id, 30);
+      }
+      this.st.restarts++;
+      this.deps.log.warn({ reason }, 'restarting the agent');
+      await this.convergeNow();
+      await this.save();
+    });
+  }
+
+  /** Bring the agent back to the desired state unless it asked to stay down or is held. */
+  private converge(): Promise<void> {
+    return this.mutex.run(() => this.convergeNow());
+  }
+
+  private async convergeNow(): Promise<void> {
+    if (this.st.stopped || this.st.held) return;
     const r = await this.deps.agent.apply();
     if (r.action !== 'keep') this.deps.log.info({ id: r.id, action: r.action }, 'agent converged');
   }
 
-  private async onDie(id: string, code: number, signal: AbortSignal): Promise<void> {
+  private onDie(id: string, code: number, signal: AbortSignal): Promise<void> {
+    return this.mutex.run(async () => {
+      const exp = this.expectedStop;
+      if (exp?.id === id && this.deps.clock.now() - exp.at < 120_000) {
+        this.expectedStop = undefined;
+        return; // our own stop (hold or a health restart)
+      }
+      if (this.st.held) return;
+      await this.handleDie(id, code, signal);
+    });
+  }
+
+  private async handleDie(id: string, code: number, signal: AbortSignal): Promise<void> {
     const { docker, log, clock } = this.deps;
     const c = await docker.inspectContainer(id);
     const ranMs = c ? Math.max(0, Date.parse(c.finishedAt) - Date.parse(c.startedAt)) : 0;
@@ -100,7 +181,7 @@ export class AgentSupervisor {
         await docker.removeContainer(id);
         this.st.restarts++;
         log.info({ loaded: lastExit.loaded }, 'agent update: restarting at once');
-        await this.converge();
+        await this.convergeNow();
         break;
       }
       case 'restart': {
@@ -109,12 +190,16 @@ export class AgentSupervisor {
         await this.sleep(delay, signal);
         if (signal.aborted) break;
         this.st.restarts++;
-        await this.converge();
+        await this.convergeNow();
         break;
       }
     }
     this.st.lastExit = lastExit;
-    await this.deps.state.write(SUPERVISOR_STATE, this.st).catch(() => undefined);
+    await this.save();
+  }
+
+  private save(): Promise<void> {
+    return this.deps.state.write(SUPERVISOR_STATE, this.st).catch(() => undefined);
   }
 
   private async waitForDocker(signal: AbortSignal): Promise<void> {

@@ -1,7 +1,12 @@
 /** Wiring: real adapters into the steps. */
+import { AwsAutoScaling, AwsEcs } from '../adapters/aws.js';
 import { DockerodeDocker } from '../adapters/dockerode-docker.js';
+import { ImdsV2 } from '../adapters/imds-v2.js';
+import { startMetricsServer } from '../adapters/metrics-http.js';
+import { SystemdNotify } from '../adapters/systemd-notify.js';
+import { AGENT_NAME } from '../agent/agent-spec.js';
 import { AgentStep } from '../agent/agent-step.js';
-import { AgentSupervisor } from '../agent/supervisor.js';
+import { AgentSupervisor, SUPERVISOR_STATE, type SupervisorState } from '../agent/supervisor.js';
 import { EcsInitStep } from '../ecs-init/ecs-init-step.js';
 import { NetworkStep } from '../network/network-step.js';
 import { ExecCommands } from '../adapters/exec-commands.js';
@@ -22,6 +27,23 @@ import { RUNTIME_STATE, RuntimeStep, type RuntimeState } from '../runtime/runtim
 import { SandboxProver } from '../runtime/sandbox-proof.js';
 import { StateStore } from '../state-store.js';
 import { VERSION } from '../version.js';
+import type { AutoScalingPort, EcsPort } from '../ports.js';
+import { EcsCaller } from '../watch/ecs-caller.js';
+import { AgentIntrospection } from '../watch/introspection.js';
+import { WatchMetrics } from '../watch/metrics.js';
+import { WATCH_STATE, WatchLoop, type WatchSnapshot } from '../watch/watch-loop.js';
+
+/** What systemd tells a service through its environment (read by main, the one reader of process.env). */
+export interface ServiceEnv {
+  notifySocket?: string;
+  /** systemd's watchdog period, when armed for this process. */
+  watchdogUsec?: number;
+}
+
+/** ECS calls: retried with jittered backoff inside the budget. */
+export const ECS_RETRY = { retries: 3, minMs: 2_000, maxMs: 30_000 };
+/** watch.json is rewritten at least this often; older than three of these means `run` is not running. */
+export const HEARTBEAT_MS = 30_000;
 
 export interface StatusReport {
   version: string;
@@ -40,9 +62,30 @@ export interface StatusReport {
     evidence?: RuntimeState['evidence'];
     lastError?: RuntimeState['lastError'];
   };
-  agent: { implemented: false };
-  registration: { implemented: false };
+  /** Sandbox verified, agent running and (while `run` watches) registered, connected and no audit violation. */
+  healthy: boolean;
+  summary: string;
+  agent: {
+    container: string;
+    id?: string;
+    runtime?: string;
+    state?: string;
+    running: boolean;
+    health?: string;
+    restarts: number;
+    held?: string;
+    stopped?: string;
+    lastExit?: WatchSnapshot['agent']['lastExit'];
+  };
+  registration: Partial<WatchSnapshot['registration']>;
+  verdict?: WatchSnapshot['verdict'];
+  healing?: WatchSnapshot['healing'];
+  audit?: WatchSnapshot['audit'];
+  attributes?: WatchSnapshot['attributes'];
+  /** Whether `run` is watching (its watch.json is fresh and its process alive). */
+  watch: { running: boolean; pid?: number; updatedAt?: string };
   lifecycle: { implemented: false };
+  lastErrors: WatchSnapshot['lastErrors'];
 }
 
 export interface App {
@@ -51,10 +94,14 @@ export interface App {
   network: NetworkStep;
   agent: AgentStep;
   supervisor: AgentSupervisor;
+  /** The watch behind `run`, once bootstrap has verified the runtime. */
+  watch(runtime: RuntimeState | undefined): WatchLoop;
+  /** Serve metrics when ECS_GVISOR_METRICS_PORT is set; returns a closer. */
+  startMetrics(): Promise<(() => Promise<void>) | undefined>;
   status(): Promise<StatusReport>;
 }
 
-export function buildApp(cfg: Config, log: Logger): App {
+export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}): App {
   const files = new NodeFiles();
   const commands = new ExecCommands();
   const host = new LinuxHost();
@@ -124,14 +171,77 @@ export function buildApp(cfg: Config, log: Logger): App {
     { cacheDir: cfg.AGENT_CACHE_DIR },
   );
 
+  const metrics = new WatchMetrics(() => clock.now());
+  const cached = <T>(make: (region: string) => T) => {
+    const made = new Map<string, T>();
+    return (region: string): T => made.get(region) ?? made.set(region, make(region)).get(region)!;
+  };
+  const ecs = cached<EcsPort>((region) => new AwsEcs({ region }));
+  const autoScaling = cached<AutoScalingPort>((region) => new AwsAutoScaling({ region }));
+
   return {
     ecsInit,
     runtime,
     network,
     agent,
     supervisor,
+    watch(runtimeState) {
+      const introspection = new AgentIntrospection(new FetchHttp(), cfg.INTROSPECTION_URL);
+      const watchdogMs = service.watchdogUsec ? Math.max(1000, Math.floor(service.watchdogUsec / 2000)) : undefined;
+      return new WatchLoop(
+        {
+          docker,
+          host,
+          clock,
+          log: log.child({ component: 'watch' }),
+          state,
+          supervisor,
+          runtime,
+          agent,
+          introspection: () => introspection.metadata(),
+          ecs: new EcsCaller(
+            {
+              ecs,
+              clock,
+              log: log.child({ component: 'ecs-api' }),
+              onCall: (operation, outcome) => metrics.ecsCalls.inc({ operation, outcome }),
+            },
+            { maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, retry: ECS_RETRY },
+          ),
+          autoScaling,
+          imds: new ImdsV2(clock, { baseUrl: cfg.IMDS_URL }),
+          notify: new SystemdNotify(commands, service.notifySocket, process.pid),
+          metrics,
+        },
+        {
+          runtimeName: cfg.RUNTIME_NAME,
+          region: cfg.AWS_REGION,
+          budget: { callsPerHour: cfg.ECS_CALLS_PER_HOUR, maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, alertPollMs: cfg.ECS_ALERT_POLL_SECONDS * 1000 },
+          introspectMs: cfg.INTROSPECTION_SECONDS * 1000,
+          driftMs: cfg.DRIFT_CHECK_SECONDS * 1000,
+          auditMs: cfg.AUDIT_INTERVAL_SECONDS * 1000,
+          auditAction: cfg.AUDIT_ACTION,
+          healing: {
+            unhealthyMs: cfg.UNHEALTHY_SECONDS * 1000,
+            maxRestarts: cfg.HEAL_MAX_RESTARTS,
+            windowMs: cfg.HEAL_WINDOW_SECONDS * 1000,
+            setInstanceHealth: cfg.SET_INSTANCE_HEALTH,
+          },
+          publishAttributes: cfg.PUBLISH_ATTRIBUTES,
+          watchdogMs,
+          heartbeatMs: HEARTBEAT_MS,
+        },
+        runtimeState,
+      );
+    },
+    async startMetrics() {
+      if (cfg.METRICS_PORT === undefined) return undefined;
+      const server = await startMetricsServer(metrics.registry, cfg.METRICS_PORT);
+      log.info({ url: `http://127.0.0.1:${server.port}/metrics` }, 'serving metrics');
+      return server.close;
+    },
     async status() {
-      const [saved, runscResult, infoResult] = await Promise.all([
+      const [saved, runscResult, infoResult, watchSaved, supSaved, container] = await Promise.all([
         state.read<RuntimeState>(RUNTIME_STATE),
         detectRunsc(files, commands, cfg.RUNSC_PATH).then(
           (v) => ({ v }),
@@ -141,12 +251,40 @@ export function buildApp(cfg: Config, log: Logger): App {
           (i) => ({ i }),
           (err: unknown) => ({ problem: messageOf(err) }),
         ),
+        state.read<WatchSnapshot>(WATCH_STATE),
+        state.read<SupervisorState>(SUPERVISOR_STATE),
+        docker.inspectContainer(AGENT_NAME).catch(() => undefined),
       ]);
+      const watchLive =
+        watchSaved !== undefined &&
+        clock.now() - Date.parse(watchSaved.updatedAt) < 3 * HEARTBEAT_MS &&
+        (await host.cmdline(watchSaved.pid).catch(() => undefined)) !== undefined;
       const info = 'i' in infoResult ? infoResult.i : undefined;
       const registered = info ? cfg.RUNTIME_NAME in info.runtimes : false;
       const isDefault = info?.defaultRuntime === cfg.RUNTIME_NAME;
+      const verified = Boolean(saved?.verified && isDefault && registered);
+      const w = watchLive ? watchSaved : undefined;
+      const sup = w?.agent ?? supSaved;
+      const agentReport: StatusReport['agent'] = {
+        container: AGENT_NAME,
+        id: container?.id,
+        runtime: container?.runtime,
+        state: container?.status,
+        running: container?.running ?? false,
+        health: container?.health,
+        restarts: sup?.restarts ?? 0,
+        held: sup?.held,
+        stopped: sup?.stopped,
+        lastExit: sup?.lastExit && { code: sup.lastExit.code, decision: sup.lastExit.decision, at: sup.lastExit.at },
+      };
+      const healthy = verified && agentReport.running && (w ? w.healthy : true);
+      const summary = w
+        ? w.summary
+        : `${verified ? 'sandbox verified' : 'sandbox NOT verified'}; agent ${agentReport.running ? 'running' : (agentReport.state ?? 'absent')}; run is not watching`;
       return {
         version: VERSION,
+        healthy,
+        summary,
         runtime: {
           name: cfg.RUNTIME_NAME,
           runscPath: cfg.RUNSC_PATH,
@@ -156,14 +294,21 @@ export function buildApp(cfg: Config, log: Logger): App {
           dockerProblem: 'problem' in infoResult ? infoResult.problem : undefined,
           registered,
           isDefault,
-          verified: Boolean(saved?.verified && isDefault && registered),
+          verified,
           verifiedAt: saved?.verifiedAt,
           evidence: saved?.evidence,
           lastError: saved?.lastError,
         },
-        agent: { implemented: false },
-        registration: { implemented: false },
+        agent: agentReport,
+        // Last known even when run has stopped: the instance's registration outlives the process.
+        registration: watchSaved?.registration ?? {},
+        verdict: w?.verdict,
+        healing: w?.healing,
+        audit: w?.audit,
+        attributes: watchSaved?.attributes,
+        watch: { running: watchLive, pid: watchSaved?.pid, updatedAt: watchSaved?.updatedAt },
         lifecycle: { implemented: false },
+        lastErrors: w?.lastErrors ?? [],
       };
     },
   };

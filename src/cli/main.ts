@@ -7,7 +7,8 @@ import { configPath, parseConfig, type Config } from '../config.js';
 import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { VERSION } from '../version.js';
-import { buildApp, type App } from './app.js';
+import type { RuntimeState } from '../runtime/runtime-step.js';
+import { buildApp, type App, type ServiceEnv } from './app.js';
 import { HELP, parseArgs, type Step } from './args.js';
 
 
@@ -61,16 +62,24 @@ export async function main(
   log.info({ command, steps, version: VERSION, config: cfg }, 'ecs-gvisor starting');
 
   try {
-    const app = buildApp(cfg, log);
+    const app = buildApp(cfg, log, serviceEnv(env));
     switch (command) {
       case 'bootstrap':
-        return await bootstrap(app, steps, log);
-      case 'run':
         await bootstrap(app, steps, log);
-        log.info('bootstrap done; supervising the agent until SIGTERM');
-        await app.supervisor.run(signal ?? stopSignal());
+        return ExitCode.ok;
+      case 'run': {
+        const runtime = await bootstrap(app, steps, log);
+        const stop = signal ?? stopSignal();
+        const closeMetrics = await app.startMetrics();
+        try {
+          log.info('bootstrap verified; supervising the agent and watching until SIGTERM');
+          await app.watch(runtime).run(stop);
+        } finally {
+          await closeMetrics?.();
+        }
         log.info('stopping; the agent container keeps running');
         return ExitCode.ok;
+      }
       case 'plan':
         io.stdout.write(await plan(app, steps));
         return ExitCode.ok;
@@ -86,7 +95,19 @@ export async function main(
   return ExitCode.internal;
 }
 
-async function bootstrap(app: App, steps: Step[], log: Logger): Promise<number> {
+/** systemd's notify socket and watchdog, when it started us as a notify service. */
+function serviceEnv(env: Readonly<Record<string, string | undefined>>): ServiceEnv {
+  const usec = Number(env.WATCHDOG_USEC);
+  const forUs = !env.WATCHDOG_PID || Number(env.WATCHDOG_PID) === process.pid;
+  return {
+    notifySocket: env.NOTIFY_SOCKET || undefined,
+    watchdogUsec: forUs && Number.isFinite(usec) && usec > 0 ? usec : undefined,
+  };
+}
+
+/** Converge the steps in order; returns the runtime state this run proved (undefined without the step). */
+async function bootstrap(app: App, steps: Step[], log: Logger): Promise<RuntimeState | undefined> {
+  let proven: RuntimeState | undefined;
   let sandboxVerified = false;
   if (steps.includes('ecs-init')) {
     // First, so ecs-init cannot recreate the agent under runsc once it becomes the default. If a later
@@ -97,6 +118,7 @@ async function bootstrap(app: App, steps: Step[], log: Logger): Promise<number> 
   if (steps.includes('runtime')) {
     // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
     const state = await app.runtime.apply();
+    proven = state;
     sandboxVerified = state.verified;
     log.info(
       { runtime: state.name, runscVersion: state.runscVersion, verifiedAt: state.verifiedAt },
@@ -114,7 +136,7 @@ async function bootstrap(app: App, steps: Step[], log: Logger): Promise<number> 
     const r = await app.agent.apply();
     log.info({ id: r.id, action: r.action, runtime: r.runtime }, 'the ECS agent runs under runc');
   }
-  return ExitCode.ok;
+  return proven;
 }
 
 async function rollback(app: App, steps: Step[], log: Logger): Promise<number> {
@@ -188,26 +210,45 @@ async function status(app: App, json: boolean, io: Io): Promise<number> {
   const s = await app.status();
   if (json) {
     io.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
-  } else {
-    const r = s.runtime;
-    const rows: [string, string][] = [
-      ['runtime', r.name],
-      ['runsc', `${r.runscPath} ${r.runscVersion ?? `(unavailable: ${r.runscProblem})`}`],
-      ['docker default', r.dockerDefaultRuntime ?? `(unavailable: ${r.dockerProblem})`],
-      ['verified', r.verified ? `yes, at ${r.verifiedAt}` : 'no'],
-      ['evidence', r.evidence ? `pid ${r.evidence.pid} ${r.evidence.cmdline.split(' ')[0]}; memory limit on ${r.evidence.cgroupLimitFile}` : '-'],
-      ['last error', r.lastError ? `${r.lastError.at} ${r.lastError.code}: ${r.lastError.message}` : '-'],
-      ['agent', 'not implemented in this version'],
-      ['registration', 'not implemented in this version'],
-      ['lifecycle', 'not implemented in this version'],
-    ];
-    const w = Math.max(...rows.map(([k]) => k.length));
-    io.stdout.write(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`);
+    return ExitCode.ok;
   }
-  io.stderr.write(`ecs-gvisor: status reports the runtime only; agent, registration and lifecycle are not implemented in ${VERSION}.\n`);
-  return ExitCode.notImplemented;
+  const r = s.runtime;
+  const a = s.agent;
+  const g = s.registration;
+  const ago = (at?: string) => (at ? ` (at ${at})` : '');
+  const rows: [string, string][] = [
+    ['healthy', `${s.healthy ? 'yes' : 'NO'}: ${s.summary}`],
+    ['runtime', r.name],
+    ['runsc', `${r.runscPath} ${r.runscVersion ?? `(unavailable: ${r.runscProblem})`}`],
+    ['docker default', r.dockerDefaultRuntime ?? `(unavailable: ${r.dockerProblem})`],
+    ['verified', r.verified ? `yes, at ${r.verifiedAt}` : 'no'],
+    ['evidence', r.evidence ? `pid ${r.evidence.pid} ${r.evidence.cmdline.split(' ')[0]}; memory limit on ${r.evidence.cgroupLimitFile}` : '-'],
+    ['agent', a.id ? `${a.container} ${a.id.slice(0, 12)} ${a.state} (runtime ${a.runtime}${a.health ? `, ${a.health}` : ''}), ${a.restarts} restart(s)` : 'no container'],
+    ...(a.held ? ([['agent held', a.held]] as [string, string][]) : []),
+    ...(a.stopped ? ([['agent stopped', `${a.stopped} (exit ${a.lastExit?.code})`]] as [string, string][]) : []),
+    [
+      'registration',
+      g.containerInstanceArn
+        ? `${g.cluster} ${g.containerInstanceArn}; ${g.status ?? 'ECS not asked yet'}${g.status ? `, agentConnected=${g.agentConnected}, health ${g.healthStatus ?? '-'}` : ''}${ago(g.checkedAt)}`
+        : 'not registered',
+    ],
+    ['ecs calls', `${g.callsLastHour ?? 0} in the last hour${g.lastCall ? `; last ${g.lastCall.outcome}${ago(g.lastCall.at)}` : ''}`],
+    [
+      'audit',
+      s.audit
+        ? `${s.audit.checked} container(s), ${s.audit.violations.length} violation(s)${ago(s.audit.checkedAt)}${s.audit.violations.map((v) => `\n  ${v.name} ${v.id.slice(0, 12)}: ${v.reason}`).join('')}`
+        : '-',
+    ],
+    ['attributes', s.attributes && Object.keys(s.attributes.published).length ? Object.entries(s.attributes.published).map(([k, v]) => `${k}=${v}`).join(', ') : '-'],
+    ['watch', s.watch.running ? `running (pid ${s.watch.pid}, updated ${s.watch.updatedAt})` : 'not running (start ecs-gvisor run)'],
+    ['lifecycle', 'not implemented in this version'],
+    ['last error', r.lastError ? `${r.lastError.at} ${r.lastError.code}: ${r.lastError.message}` : '-'],
+    ...s.lastErrors.slice(0, 3).map((e) => ['watch error', `${e.at} ${e.component} ${e.code}: ${e.message}`] as [string, string]),
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length));
+  io.stdout.write(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`);
+  return ExitCode.ok;
 }
-
 
 /** Aborted by SIGTERM (systemd stop) or SIGINT. */
 function stopSignal(): AbortSignal {

@@ -1,0 +1,136 @@
+/**
+ * AWS API clients (ECS, Auto Scaling) through the AWS SDK. Endpoints follow the SDK's own settings
+ * (`AWS_ENDPOINT_URL_ECS`, `AWS_ENDPOINT_URL_AUTO_SCALING`), so tests and simulations reach local
+ * servers. The SDK's own retries are off (maxAttempts 1): callers retry with p-retry inside the ECS call
+ * budget, and one logical call is never multiplied by two retry layers.
+ */
+import { AutoScalingClient, SetInstanceHealthCommand } from '@aws-sdk/client-auto-scaling';
+import {
+  DeleteAttributesCommand,
+  DescribeContainerInstancesCommand,
+  ECSClient,
+  PutAttributesCommand,
+} from '@aws-sdk/client-ecs';
+import { EcsGvisorError, type AwsOutcome } from '../errors.js';
+import type { AutoScalingPort, ContainerInstanceView, EcsPort } from '../ports.js';
+
+export interface AwsClientOptions {
+  region: string;
+  /** Explicit endpoint; otherwise the SDK's own resolution (AWS_ENDPOINT_URL_<SERVICE>, then AWS). */
+  endpoint?: string;
+  /** Per-request limits: a slow endpoint must not wedge the watch loop. */
+  requestTimeoutMs?: number;
+  connectionTimeoutMs?: number;
+}
+
+const THROTTLING = new Set([
+  'ThrottlingException',
+  'Throttling',
+  'ThrottledException',
+  'RequestThrottledException',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'SlowDown',
+]);
+
+/** Classify an SDK failure by exception name and HTTP status. */
+export function awsOutcome(err: unknown): AwsOutcome {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number }; $retryable?: { throttling?: boolean }; code?: string } | null;
+  const status = e?.$metadata?.httpStatusCode;
+  if (e?.$retryable?.throttling || THROTTLING.has(e?.name ?? '') || status === 429) return 'throttled';
+  if (e?.name === 'TimeoutError' || e?.name === 'RequestTimeout' || e?.code === 'ETIMEDOUT') return 'timeout';
+  if (status !== undefined && status >= 500) return 'server-error';
+  if (status !== undefined && status >= 400) return 'client-error';
+  return 'network';
+}
+
+function awsError(service: string, operation: string, err: unknown): EcsGvisorError {
+  const outcome = awsOutcome(err);
+  const name = (err as { name?: string } | null)?.name ?? 'Error';
+  const status = (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+  const text = (err as Error | null)?.message ?? String(err);
+  return new EcsGvisorError('AWS_API', `${service} ${operation} failed: ${name}${status ? ` (HTTP ${status})` : ''}: ${text}`, {
+    cause: err,
+    details: { service, operation, outcome, name, status },
+  });
+}
+
+function clientConfig(o: AwsClientOptions) {
+  return {
+    region: o.region,
+    ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+    maxAttempts: 1,
+    requestHandler: { requestTimeout: o.requestTimeoutMs ?? 10_000, connectionTimeout: o.connectionTimeoutMs ?? 3_000 },
+  };
+}
+
+export class AwsEcs implements EcsPort {
+  private readonly client: ECSClient;
+
+  constructor(opts: AwsClientOptions) {
+    this.client = new ECSClient(clientConfig(opts));
+  }
+
+  async describeContainerInstance(cluster: string, arn: string): Promise<ContainerInstanceView | undefined> {
+    let out;
+    try {
+      out = await this.client.send(
+        new DescribeContainerInstancesCommand({ cluster, containerInstances: [arn], include: ['CONTAINER_INSTANCE_HEALTH'] }),
+      );
+    } catch (err) {
+      throw awsError('ECS', 'DescribeContainerInstances', err);
+    }
+    const ci = out.containerInstances?.find((c) => c.containerInstanceArn === arn) ?? out.containerInstances?.[0];
+    if (!ci) return undefined;
+    const attributes: Record<string, string> = {};
+    for (const a of ci.attributes ?? []) if (a.name) attributes[a.name] = a.value ?? '';
+    return {
+      arn: ci.containerInstanceArn ?? arn,
+      status: ci.status ?? 'UNKNOWN',
+      agentConnected: ci.agentConnected === true,
+      healthStatus: ci.healthStatus?.overallStatus,
+      runningTasksCount: ci.runningTasksCount ?? 0,
+      pendingTasksCount: ci.pendingTasksCount ?? 0,
+      attributes,
+    };
+  }
+
+  async putAttributes(cluster: string, arn: string, attributes: Readonly<Record<string, string>>): Promise<void> {
+    try {
+      await this.client.send(
+        new PutAttributesCommand({
+          cluster,
+          attributes: Object.entries(attributes).map(([name, value]) => ({ name, value, targetType: 'container-instance', targetId: arn })),
+        }),
+      );
+    } catch (err) {
+      throw awsError('ECS', 'PutAttributes', err);
+    }
+  }
+
+  async deleteAttributes(cluster: string, arn: string, names: readonly string[]): Promise<void> {
+    try {
+      await this.client.send(
+        new DeleteAttributesCommand({ cluster, attributes: names.map((name) => ({ name, targetType: 'container-instance', targetId: arn })) }),
+      );
+    } catch (err) {
+      throw awsError('ECS', 'DeleteAttributes', err);
+    }
+  }
+}
+
+export class AwsAutoScaling implements AutoScalingPort {
+  private readonly client: AutoScalingClient;
+
+  constructor(opts: AwsClientOptions) {
+    this.client = new AutoScalingClient(clientConfig(opts));
+  }
+
+  async setInstanceHealth(instanceId: string, health: 'Healthy' | 'Unhealthy', respectGracePeriod: boolean): Promise<void> {
+    try {
+      await this.client.send(new SetInstanceHealthCommand({ InstanceId: instanceId, HealthStatus: health, ShouldRespectGracePeriod: respectGracePeriod }));
+    } catch (err) {
+      throw awsError('AutoScaling', 'SetInstanceHealth', err);
+    }
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * The proof, published to the scheduler: ECS attributes on the container instance, so task definitions can
+ * require `memberOf(attribute:ecs-gvisor.sandbox == verified)`. Pure planning against the attributes the
+ * last DescribeContainerInstances returned, so a deleted or edited attribute is put back without an
+ * extra call.
+ */
+
+export const SANDBOX_ATTRIBUTE = 'ecs-gvisor.sandbox';
+export const RUNSC_ATTRIBUTE = 'ecs-gvisor.runsc-version';
+
+/** ECS attribute values: up to 128 letters, digits, and `-_.@/: ` (Debian's `0.0~20221219` has a `~`). */
+export function attributeValue(v: string): string {
+  return v.replace(/[^A-Za-z0-9_.@/: -]/g, '_').slice(0, 128) || 'unknown';
+}
+
+export function desiredAttributes(verified: boolean, runscVersion: string | undefined): Record<string, string> {
+  if (!verified) return { [SANDBOX_ATTRIBUTE]: 'unverified' };
+  return { [SANDBOX_ATTRIBUTE]: 'verified', [RUNSC_ATTRIBUTE]: attributeValue(runscVersion ?? 'unknown') };
+}
+
+export interface AttributePlan {
+  put: Record<string, string>;
+  remove: string[];
+}
+
+/** What to put and delete so `current` carries exactly `desired` among our attributes. */
+export function planAttributes(desired: Readonly<Record<string, string>>, current: Readonly<Record<string, string>>): AttributePlan {
+  const put: Record<string, string> = {};
+  for (const [k, v] of Object.entries(desired)) if (current[k] !== v) put[k] = v;
+  const remove = [SANDBOX_ATTRIBUTE, RUNSC_ATTRIBUTE].filter((k) => !(k in desired) && k in current);
+  return { put, remove };
+}
+
+export function isEmptyPlan(p: AttributePlan): boolean {
+  return Object.keys(p.put).length === 0 && p.remove.length === 0;
+}

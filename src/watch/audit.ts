@@ -1,0 +1,44 @@
+/**
+ * The sandbox audit: every running container except our own agent must have been created with our
+ * runtime and must show live gVisor evidence on the host (its process is a runsc sandbox). Pure: the
+ * containers and their processes' command lines come in, violations come out.
+ */
+import { AGENT_NAME, MANAGED_LABEL } from '../agent/agent-spec.js';
+import type { ContainerState } from '../ports.js';
+import { isSandboxCmdline, PROBE_LABEL } from '../runtime/sandbox-proof.js';
+
+export interface Violation {
+  id: string;
+  name: string;
+  runtime: string;
+  reason: string;
+}
+
+export interface AuditResult {
+  checked: number;
+  violations: Violation[];
+}
+
+/** Our agent runs under runc on purpose; probes are ours and short-lived. */
+export function exempt(c: ContainerState): boolean {
+  return (c.name === AGENT_NAME && c.labels[MANAGED_LABEL] === 'true') || c.labels[PROBE_LABEL] !== undefined;
+}
+
+export function audit(containers: readonly ContainerState[], cmdlines: ReadonlyMap<number, readonly string[] | undefined>, runtime: string): AuditResult {
+  const violations: Violation[] = [];
+  let checked = 0;
+  for (const c of containers) {
+    if (!c.running || exempt(c)) continue;
+    checked++;
+    const base = { id: c.id, name: c.name, runtime: c.runtime || '(default at creation)' };
+    if (c.runtime !== runtime) {
+      violations.push({ ...base, reason: `created with runtime "${c.runtime}", not ${runtime}` });
+      continue;
+    }
+    const argv = cmdlines.get(c.pid);
+    if (!argv || !isSandboxCmdline(argv)) {
+      violations.push({ ...base, reason: `its process (pid ${c.pid}) is not a gVisor sandbox` });
+    }
+  }
+  return { checked, violations };
+}

@@ -1,0 +1,40 @@
+/** The agent's introspection API: `/v1/metadata` answers once the agent has registered. */
+import { EcsGvisorError, HttpError } from '../errors.js';
+import type { AgentMetadata, HttpPort } from '../ports.js';
+
+export class AgentIntrospection {
+  constructor(private readonly http: HttpPort, private readonly baseUrl: string, private readonly timeoutMs = 3_000) {}
+
+  /** undefined while nothing listens: before registration that is normal, not an error. */
+  async metadata(): Promise<AgentMetadata | undefined> {
+    const url = `${this.baseUrl.replace(/\/+$/, '')}/v1/metadata`;
+    let body: Uint8Array;
+    try {
+      body = await this.http.get(url, { timeoutMs: this.timeoutMs, maxBytes: 64 * 1024 });
+    } catch (err) {
+      if (err instanceof HttpError && err.kind === 'refused') return undefined;
+      throw new EcsGvisorError('HTTP_FAILED', `The agent's introspection API ${url} failed: ${(err as Error).message}.`, { cause: err });
+    }
+    return parseMetadata(url, Buffer.from(body).toString('utf8'));
+  }
+}
+
+export function parseMetadata(url: string, text: string): AgentMetadata | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new EcsGvisorError('HTTP_FAILED', `The agent's introspection API ${url} answered something that is not JSON.`);
+  }
+  const d = doc as { Cluster?: unknown; ContainerInstanceArn?: unknown; Version?: unknown };
+  // Before registration completes the agent may answer with an empty ARN.
+  if (typeof d.ContainerInstanceArn !== 'string' || d.ContainerInstanceArn === '') return undefined;
+  if (!/^arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:container-instance\/\S+$/.test(d.ContainerInstanceArn)) {
+    throw new EcsGvisorError('HTTP_FAILED', `The agent's introspection API ${url} reports ContainerInstanceArn "${d.ContainerInstanceArn.slice(0, 200)}", which is not a container instance ARN.`);
+  }
+  return {
+    cluster: typeof d.Cluster === 'string' ? d.Cluster : '',
+    containerInstanceArn: d.ContainerInstanceArn,
+    version: typeof d.Version === 'string' ? d.Version : undefined,
+  };
+}

@@ -1,0 +1,578 @@
+/**
+ * The watch behind `run`: monitors (Docker events through the supervisor, introspection, ECS, drift, the
+ * sandbox audit, the systemd watchdog) feed one loop, which decides and acts one thing at a time. Time
+ * comes from the injected clock, so tests drive a simulated day. The loop's view is written atomically to
+ * `watch.json` for `status`, published to systemd (READY/STATUS/WATCHDOG) and to Prometheus.
+ */
+import { AGENT_NAME } from '../agent/agent-spec.js';
+import type { AgentStep } from '../agent/agent-step.js';
+import type { AgentSupervisor } from '../agent/supervisor.js';
+import { EcsGvisorError, messageOf } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type {
+  AgentMetadata,
+  AutoScalingPort,
+  Clock,
+  ContainerEvent,
+  ContainerInstanceView,
+  DockerPort,
+  HostPort,
+  ImdsPort,
+  NotifyPort,
+} from '../ports.js';
+import type { RuntimeState, RuntimeStep } from '../runtime/runtime-step.js';
+import type { StateStore } from '../state-store.js';
+import { desiredAttributes, isEmptyPlan, planAttributes } from './attributes.js';
+import { audit, type Violation } from './audit.js';
+import { firstPollMs, nextPollMs, type EcsBudget } from './budget.js';
+import type { EcsCaller } from './ecs-caller.js';
+import { outcomeOf } from './ecs-caller.js';
+import { classify, HealingLadder, type HealingOptions, type Observations, type Verdict } from './health.js';
+import type { WatchMetrics } from './metrics.js';
+
+export const WATCH_STATE = 'watch.json';
+
+export interface WatchDeps {
+  docker: DockerPort;
+  host: HostPort;
+  clock: Clock;
+  log: Logger;
+  state: StateStore;
+  supervisor: AgentSupervisor;
+  runtime: RuntimeStep;
+  agent: AgentStep;
+  /** The agent's introspection /v1/metadata; undefined while nothing listens. */
+  introspection: () => Promise<AgentMetadata | undefined>;
+  ecs: EcsCaller;
+  autoScaling: (region: string) => AutoScalingPort;
+  imds: ImdsPort;
+  notify: NotifyPort;
+  metrics: WatchMetrics;
+  random?: () => number;
+}
+
+export interface WatchOptions {
+  runtimeName: string;
+  /** Region for AWS calls; default: the region in the container instance ARN. */
+  region?: string;
+  budget: EcsBudget;
+  introspectMs: number;
+  driftMs: number;
+  auditMs: number;
+  auditAction: 'report' | 'stop';
+  healing: HealingOptions;
+  publishAttributes: boolean;
+  /** Half of systemd's WatchdogSec (WATCHDOG_USEC), when a watchdog is armed. */
+  watchdogMs?: number;
+  /** watch.json is rewritten at least this often, so `status` can tell a live loop from a dead one. */
+  heartbeatMs: number;
+}
+
+export interface WatchSnapshot {
+  pid: number;
+  startedAt: string;
+  updatedAt: string;
+  summary: string;
+  healthy: boolean;
+  runtime: { verified: boolean; verifiedAt?: string; runscVersion?: string; lapsed?: string };
+  agent: {
+    id?: string;
+    runtime?: string;
+    state?: string;
+    running: boolean;
+    health?: string;
+    restarts: number;
+    held?: string;
+    stopped?: string;
+    lastExit?: { code: number; decision: string; at: string };
+  };
+  registration: {
+    cluster?: string;
+    containerInstanceArn?: string;
+    agentVersion?: string;
+    registeredAt?: string;
+    status?: string;
+    agentConnected?: boolean;
+    healthStatus?: string;
+    runningTasksCount?: number;
+    missing?: boolean;
+    checkedAt?: string;
+    lastCall?: { outcome: string; at: string };
+    callsLastHour: number;
+  };
+  verdict: Verdict;
+  healing: { wrongSince?: string; restartsInWindow: number; markedUnhealthy: boolean };
+  audit: { checkedAt?: string; checked: number; violations: Violation[]; action: 'report' | 'stop'; stopped: string[] };
+  attributes: { published: Record<string, string>; at?: string };
+  lastErrors: Array<{ at: string; component: string; code: string; message: string }>;
+}
+
+type Task = 'introspect' | 'ecs' | 'drift' | 'audit' | 'watchdog' | 'heartbeat';
+
+export class WatchLoop {
+  private readonly due = new Map<Task, number>();
+  private readonly inbox: Array<ContainerEvent | { action: 'docker-back' }> = [];
+  private wake?: () => void;
+  private readonly ladder: HealingLadder;
+  private readonly random: () => number;
+  private obs: Observations = {};
+  private throttledStreak = 0;
+  private restartsCounted = 0;
+  private lastStatus?: string;
+  private lastWritten?: { json: string; at: number };
+  private readonly snap: WatchSnapshot;
+  private verified: { ok: boolean; at?: number; version?: string };
+
+  constructor(private readonly deps: WatchDeps, private readonly opts: WatchOptions, runtime: RuntimeState | undefined) {
+    this.ladder = new HealingLadder(opts.healing);
+    this.random = deps.random ?? Math.random;
+    const now = deps.clock.now();
+    this.verified = { ok: runtime?.verified === true, at: runtime?.verifiedAt ? Date.parse(runtime.verifiedAt) : undefined, version: runtime?.runscVersion };
+    this.snap = {
+      pid: process.pid,
+      startedAt: iso(now),
+      updatedAt: iso(now),
+      summary: '',
+      healthy: false,
+      runtime: { verified: this.verified.ok },
+      agent: { running: false, restarts: 0 },
+      registration: { callsLastHour: 0 },
+      verdict: { kind: 'down', reason: 'starting' },
+      healing: { restartsInWindow: 0, markedUnhealthy: false },
+      audit: { checked: 0, violations: [], action: opts.auditAction, stopped: [] },
+      attributes: { published: {} },
+      lastErrors: [],
+    };
+  }
+
+  get snapshot(): Readonly<WatchSnapshot> {
+    return this.snap;
+  }
+
+  /** Supervise and watch until `signal` aborts. Call after bootstrap verified the sandbox. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { clock, supervisor, notify, log } = this.deps;
+    const now = clock.now();
+    for (const t of ['introspect', 'drift', 'audit', 'heartbeat'] as const) this.due.set(t, now);
+    if (this.opts.watchdogMs) this.due.set('watchdog', now);
+    this.deps.metrics.markVerified(this.verified.ok ? this.verified.at : undefined);
+    const supervising = supervisor.run(signal, (ev) => this.push(ev));
+    await this.notify({ READY: '1', STATUS: 'bootstrap verified; watching' });
+    log.info({ intervals: { introspectMs: this.opts.introspectMs, driftMs: this.opts.driftMs, auditMs: this.opts.auditMs }, budget: this.opts.budget }, 'watching');
+    try {
+      while (!signal.aborted) {
+        await this.drainInbox();
+        for (const [task, at] of [...this.due.entries()].sort((a, b) => a[1] - b[1])) {
+          if (signal.aborted || at > clock.now()) continue;
+          this.due.delete(task);
+          await this.runTask(task, signal);
+        }
+        await this.publish();
+        await this.idle(signal);
+      }
+    } finally {
+      await supervising;
+      await notify.notify({ STOPPING: '1' }).catch(() => undefined);
+    }
+  }
+
+  private push(ev: ContainerEvent | { action: 'docker-back' }): void {
+    this.inbox.push(ev);
+    this.wake?.();
+  }
+
+  /** Sleep until the next task is due, an event arrives, or we are stopped. */
+  private async idle(signal: AbortSignal): Promise<void> {
+    if (this.inbox.length > 0 || signal.aborted) return;
+    const next = Math.min(...this.due.values());
+    const ms = Math.min(60_000, Math.max(0, next - this.deps.clock.now()));
+    const woken = new AbortController();
+    const stop = () => woken.abort();
+    this.wake = stop;
+    signal.addEventListener('abort', stop, { once: true });
+    try {
+      await this.deps.clock.sleep(ms, woken.signal);
+    } finally {
+      if (this.wake === stop) this.wake = undefined;
+      signal.removeEventListener('abort', stop);
+    }
+  }
+
+  private async drainInbox(): Promise<void> {
+    while (this.inbox.length > 0) {
+      const ev = this.inbox.shift()!;
+      if (ev.action === 'docker-back') {
+        // dockerd restarted: settings may have changed with it; check everything soon.
+        this.soon('drift', 0);
+        this.soon('audit', 0);
+        this.soon('introspect', 0);
+        continue;
+      }
+      const e = ev as ContainerEvent;
+      if (e.name === AGENT_NAME) {
+        if (e.action.startsWith('health_status')) this.soon('introspect', 0);
+        if (e.action === 'start' || e.action === 'die') this.soon('introspect', 1_000);
+      } else if (e.action === 'start') {
+        this.soon('audit', 500); // a new container: audit it now, not at the next round
+      }
+    }
+  }
+
+  /** Bring a task forward (never later than already planned). */
+  private soon(task: Task, ms: number): void {
+    const at = this.deps.clock.now() + ms;
+    const cur = this.due.get(task);
+    if (cur === undefined || at < cur) this.due.set(task, at);
+  }
+
+  private after(task: Task, ms: number): void {
+    this.due.set(task, this.deps.clock.now() + ms);
+  }
+
+  private async runTask(task: Task, signal: AbortSignal): Promise<void> {
+    try {
+      switch (task) {
+        case 'introspect':
+          await this.introspect();
+          break;
+        case 'ecs':
+          await this.pollEcs(signal);
+          break;
+        case 'drift':
+          await this.checkDrift();
+          break;
+        case 'audit':
+          await this.audit();
+          break;
+        case 'watchdog':
+          await this.notify({ WATCHDOG: '1' });
+          break;
+        case 'heartbeat':
+          break;
+      }
+    } catch (err) {
+      if (!signal.aborted) this.recordError(task, err);
+    } finally {
+      if (!this.due.has(task)) this.reschedule(task);
+    }
+  }
+
+  private reschedule(task: Task): void {
+    const o = this.opts;
+    switch (task) {
+      case 'introspect':
+        return this.after(task, o.introspectMs);
+      case 'drift':
+        return this.after(task, o.driftMs);
+      case 'audit':
+        return this.after(task, o.auditMs);
+      case 'watchdog':
+        return this.after(task, o.watchdogMs ?? 60_000);
+      case 'heartbeat':
+        return this.after(task, o.heartbeatMs);
+      case 'ecs':
+        // Only once registered; the introspect task schedules the first poll.
+        if (this.obs.metadata) this.after(task, nextPollMs(o.budget, { wrong: this.ecsWrong(), throttledStreak: this.throttledStreak }, this.random));
+        return;
+    }
+  }
+
+  // --- monitors -------------------------------------------------------------------------------
+
+  private async introspect(): Promise<void> {
+    const c = await this.deps.docker.inspectContainer(AGENT_NAME);
+    this.obs.agent = c ? { running: c.running, health: c.health } : undefined;
+    const sup = this.deps.supervisor.snapshot;
+    Object.assign(this.snap.agent, {
+      id: c?.id,
+      runtime: c?.runtime,
+      state: c?.status,
+      running: c?.running ?? false,
+      health: c?.health,
+      restarts: sup.restarts,
+      held: sup.held,
+      stopped: sup.stopped,
+      lastExit: sup.lastExit && { code: sup.lastExit.code, decision: sup.lastExit.decision, at: sup.lastExit.at },
+    });
+    this.deps.metrics.agentUp.set(c?.running ? 1 : 0);
+
+    let meta: AgentMetadata | undefined;
+    try {
+      meta = c?.running ? await this.deps.introspection() : undefined;
+    } catch (err) {
+      this.recordError('introspection', err);
+      meta = this.obs.metadata; // a bad answer is not "unregistered": keep what we knew
+    }
+    const before = this.obs.metadata?.containerInstanceArn;
+    this.obs.metadata = meta;
+    const r = this.snap.registration;
+    if (meta && meta.containerInstanceArn !== before) {
+      this.deps.log.info({ cluster: meta.cluster, containerInstanceArn: meta.containerInstanceArn, agentVersion: meta.version }, 'the agent registered');
+      Object.assign(r, {
+        cluster: meta.cluster,
+        containerInstanceArn: meta.containerInstanceArn,
+        agentVersion: meta.version,
+        registeredAt: iso(this.deps.clock.now()),
+      });
+      this.obs.ecs = undefined;
+      this.snap.attributes = { published: {} };
+      this.after('ecs', firstPollMs(this.opts.budget, this.random));
+    }
+    await this.heal();
+  }
+
+  private region(): string {
+    const arn = this.obs.metadata?.containerInstanceArn ?? '';
+    const fromArn = arn.split(':')[3];
+    const region = this.opts.region ?? fromArn;
+    if (!region) throw new EcsGvisorError('CONFIG_INVALID', `No AWS region: set ECS_GVISOR_AWS_REGION (the container instance ARN "${arn}" names none).`);
+    return region;
+  }
+
+  private ecsWrong(): boolean {
+    const e = this.obs.ecs;
+    return classify(this.obs).kind !== 'healthy' || e === undefined || e === 'missing' || e.status !== 'ACTIVE' || !e.agentConnected;
+  }
+
+  private async pollEcs(signal: AbortSignal): Promise<void> {
+    const meta = this.obs.metadata;
+    if (!meta) return;
+    const region = this.region();
+    const r = this.snap.registration;
+    let view: ContainerInstanceView | undefined;
+    try {
+      view = await this.deps.ecs.call(region, 'DescribeContainerInstances', (ecs) => ecs.describeContainerInstance(meta.cluster, meta.containerInstanceArn), signal);
+      this.throttledStreak = 0;
+      r.lastCall = { outcome: 'ok', at: iso(this.deps.clock.now()) };
+    } catch (err) {
+      const outcome = outcomeOf(err) ?? 'error';
+      if (outcome === 'throttled') this.throttledStreak++;
+      r.lastCall = { outcome, at: iso(this.deps.clock.now()) };
+      throw err;
+    } finally {
+      r.callsLastHour = this.deps.ecs.callsLastHour();
+    }
+    this.obs.ecs = view ?? 'missing';
+    Object.assign(r, {
+      status: view?.status,
+      agentConnected: view?.agentConnected,
+      healthStatus: view?.healthStatus,
+      runningTasksCount: view?.runningTasksCount,
+      missing: view ? undefined : true,
+      checkedAt: iso(this.deps.clock.now()),
+    });
+    this.deps.metrics.agentConnected.set(view?.agentConnected ? 1 : 0);
+    if (view) await this.syncAttributes(view.attributes, signal);
+    await this.heal();
+  }
+
+  /** Make the instance's attributes say what we know about the sandbox (no call when they already do). */
+  private async syncAttributes(current: Record<string, string>, signal?: AbortSignal): Promise<void> {
+    const meta = this.obs.metadata;
+    if (!this.opts.publishAttributes || !meta) return;
+    const want = desiredAttributes(this.verified.ok, this.verified.version);
+    const plan = planAttributes(want, current);
+    if (isEmptyPlan(plan)) {
+      this.snap.attributes.published = want;
+      return;
+    }
+    const region = this.region();
+    if (Object.keys(plan.put).length) {
+      await this.deps.ecs.call(region, 'PutAttributes', (ecs) => ecs.putAttributes(meta.cluster, meta.containerInstanceArn, plan.put), signal);
+    }
+    if (plan.remove.length) {
+      await this.deps.ecs.call(region, 'DeleteAttributes', (ecs) => ecs.deleteAttributes(meta.cluster, meta.containerInstanceArn, plan.remove), signal);
+    }
+    this.snap.attributes = { published: want, at: iso(this.deps.clock.now()) };
+    this.deps.log.info({ attributes: want, removed: plan.remove }, 'container instance attributes published');
+  }
+
+  /** The verification changed: publish it now rather than at the next poll. */
+  private async republish(): Promise<void> {
+    if (!this.obs.metadata || !this.opts.publishAttributes) return;
+    const known = this.obs.ecs && this.obs.ecs !== 'missing' ? this.obs.ecs.attributes : {};
+    // What we published last is what ECS holds unless someone changed it (the next poll repairs that).
+    const current = { ...known, ...this.snap.attributes.published };
+    try {
+      await this.syncAttributes(current);
+      if (this.obs.ecs && this.obs.ecs !== 'missing') this.obs.ecs = { ...this.obs.ecs, attributes: { ...this.obs.ecs.attributes, ...this.snap.attributes.published } };
+    } catch (err) {
+      this.recordError('attributes', err);
+      this.soon('ecs', this.opts.budget.alertPollMs);
+    }
+  }
+
+  private async heal(): Promise<void> {
+    const verdict = classify(this.obs);
+    this.snap.verdict = verdict;
+    const now = this.deps.clock.now();
+    const action = this.ladder.observe(now, verdict);
+    const st = this.ladder.state;
+    this.snap.healing = {
+      wrongSince: st.wrongSince === undefined ? undefined : iso(st.wrongSince),
+      restartsInWindow: st.restarts.length,
+      markedUnhealthy: st.markedUnhealthy,
+    };
+    const log = this.deps.log;
+    switch (action.kind) {
+      case 'none':
+        return;
+      case 'restart-agent':
+        log.warn({ reason: action.reason, attempt: action.attempt, maxRestarts: this.opts.healing.maxRestarts }, 'the agent is unhealthy: restarting it');
+        await this.deps.supervisor.restartAgent(action.reason);
+        this.obs.metadata = undefined; // it registers again
+        this.soon('introspect', 5_000);
+        return;
+      case 'mark-unhealthy': {
+        log.error({ reason: action.reason }, 'the agent cannot be healed here: marking the instance Unhealthy in Auto Scaling so it is replaced');
+        const instanceId = await this.deps.imds.get('/latest/meta-data/instance-id');
+        if (!instanceId) throw new EcsGvisorError('IMDS_FAILED', 'Instance metadata has no instance-id; cannot mark the instance unhealthy.');
+        await this.deps.autoScaling(this.region()).setInstanceHealth(instanceId.trim(), 'Unhealthy', true);
+        log.error({ instanceId }, 'instance marked Unhealthy in Auto Scaling');
+        return;
+      }
+      case 'exhausted':
+        log.error({ reason: action.reason }, 'the agent is still unhealthy after the allowed restarts; ECS_GVISOR_SET_INSTANCE_HEALTH is off, so an operator must look');
+        return;
+    }
+  }
+
+  private async checkDrift(): Promise<void> {
+    const { runtime, log, supervisor, agent, metrics } = this.deps;
+    const held = supervisor.snapshot.held;
+    const plan = await runtime.plan();
+    const runscChanged = plan.runsc.problem !== undefined || (this.verified.version !== undefined && plan.runsc.version !== this.verified.version);
+    const drifted = plan.daemonJson.changed || !plan.live.converged || runscChanged;
+    if (drifted || held) {
+      if (drifted) {
+        log.warn(
+          {
+            file: plan.daemonJson.file,
+            changes: plan.daemonJson.changes,
+            diff: plan.daemonJson.diff || undefined,
+            liveDefaultRuntime: plan.live.defaultRuntime,
+            runsc: plan.runsc,
+          },
+          'runtime drift: daemon.json, Docker’s default runtime or runsc changed under us; re-applying and proving again',
+        );
+        this.lapse(`drift: ${plan.daemonJson.changed ? `${plan.daemonJson.file} changed` : !plan.live.converged ? `Docker’s default runtime is "${plan.live.defaultRuntime}"` : 'runsc changed'}`);
+        await this.republish();
+      }
+      try {
+        const state = await runtime.apply();
+        this.verified = { ok: true, at: Date.parse(state.verifiedAt!), version: state.runscVersion };
+        this.snap.runtime = { verified: true, verifiedAt: state.verifiedAt, runscVersion: state.runscVersion };
+        metrics.sandboxVerified.set(1);
+        metrics.markVerified(this.verified.at);
+        if (drifted) metrics.repairs.inc({ kind: 'runtime' });
+        log.warn({ verifiedAt: state.verifiedAt }, 'runtime repaired and the sandbox proven again');
+        await this.republish();
+        if (held) await supervisor.release();
+      } catch (err) {
+        this.lapse(`not proven: ${messageOf(err)}`);
+        await supervisor.hold(`the sandbox is not proven: ${messageOf(err)}`);
+        throw err;
+      }
+      return;
+    }
+    if (!this.verified.ok) return;
+    this.snap.runtime = { verified: true, verifiedAt: iso(this.verified.at ?? 0), runscVersion: this.verified.version };
+    metrics.sandboxVerified.set(1);
+
+    if (supervisor.snapshot.stopped) return;
+    const p = await agent.plan();
+    if (p.container.action === 'recreate' || p.container.action === 'replace-foreign') {
+      log.warn({ action: p.container.action, diff: p.container.diff || undefined }, 'agent drift: the container no longer matches its spec; recreating it');
+      await supervisor.exclusive(() => agent.apply());
+      metrics.repairs.inc({ kind: 'agent' });
+    }
+  }
+
+  private lapse(reason: string): void {
+    this.verified = { ...this.verified, ok: false };
+    this.snap.runtime = { ...this.snap.runtime, verified: false, lapsed: reason };
+    this.deps.metrics.sandboxVerified.set(0);
+    this.deps.metrics.markVerified(undefined);
+  }
+
+  private async audit(): Promise<void> {
+    const { docker, host, log, metrics } = this.deps;
+    const running = await docker.listContainers({ all: false });
+    const cmdlines = new Map<number, readonly string[] | undefined>();
+    await Promise.all(running.filter((c) => c.pid > 0).map(async (c) => cmdlines.set(c.pid, await host.cmdline(c.pid).catch(() => undefined))));
+    const result = audit(running, cmdlines, this.opts.runtimeName);
+    const known = new Set(this.snap.audit.violations.map((v) => v.id));
+    for (const v of result.violations.filter((x) => !known.has(x.id))) {
+      log.error({ container: v.name, id: v.id.slice(0, 12), runtime: v.runtime, reason: v.reason, action: this.opts.auditAction }, 'sandbox audit: a container runs outside gVisor');
+    }
+    const stopped: string[] = [];
+    if (this.opts.auditAction === 'stop') {
+      for (const v of result.violations) {
+        await docker.stopContainer(v.id, 10);
+        stopped.push(v.id);
+        log.warn({ container: v.name, id: v.id.slice(0, 12) }, 'sandbox audit: stopped (ECS_GVISOR_AUDIT_ACTION=stop)');
+      }
+    }
+    this.snap.audit = { checkedAt: iso(this.deps.clock.now()), checked: result.checked, violations: result.violations, action: this.opts.auditAction, stopped };
+    metrics.auditViolations.set(result.violations.length);
+    metrics.auditedContainers.set(result.checked);
+  }
+
+  // --- output ---------------------------------------------------------------------------------
+
+  private recordError(component: string, err: unknown): void {
+    const code = err instanceof EcsGvisorError ? err.code : 'INTERNAL';
+    this.deps.log.warn({ component, code, err: messageOf(err) }, `${component} failed`);
+    this.snap.lastErrors = [{ at: iso(this.deps.clock.now()), component, code, message: messageOf(err) }, ...this.snap.lastErrors].slice(0, 10);
+  }
+
+  private summarize(): void {
+    const s = this.snap;
+    const r = s.registration;
+    const parts = [
+      s.runtime.verified ? `sandbox verified (runsc ${s.runtime.runscVersion ?? '?'})` : `sandbox NOT verified${s.runtime.lapsed ? ` (${s.runtime.lapsed})` : ''}`,
+      s.agent.held ? 'agent held stopped' : s.agent.running ? 'agent running' : `agent ${s.agent.stopped ?? s.agent.state ?? 'absent'}`,
+      r.containerInstanceArn
+        ? `registered in ${r.cluster}${r.status ? `, ${r.status}, ${r.agentConnected ? 'connected' : 'disconnected'}` : ''}`
+        : 'not registered',
+      `audit ${s.audit.violations.length} violation(s) in ${s.audit.checked}`,
+    ];
+    s.summary = parts.join('; ');
+    s.healthy = s.runtime.verified && s.verdict.kind === 'healthy' && s.audit.violations.length === 0;
+  }
+
+  private async publish(): Promise<void> {
+    const now = this.deps.clock.now();
+    const restarts = this.deps.supervisor.snapshot.restarts;
+    if (restarts > this.restartsCounted) this.deps.metrics.restarts.inc(restarts - this.restartsCounted);
+    this.restartsCounted = restarts;
+    this.snap.agent.restarts = restarts;
+    this.summarize();
+    const body = JSON.stringify({ ...this.snap, updatedAt: undefined });
+    if (!this.lastWritten || this.lastWritten.json !== body || now - this.lastWritten.at >= this.opts.heartbeatMs) {
+      this.snap.updatedAt = iso(now);
+      try {
+        await this.deps.state.write(WATCH_STATE, this.snap);
+        this.lastWritten = { json: body, at: now };
+      } catch (err) {
+        this.deps.log.warn({ err: messageOf(err) }, 'cannot write the watch state for status');
+      }
+    }
+    if (this.snap.summary !== this.lastStatus) {
+      this.lastStatus = this.snap.summary;
+      await this.notify({ STATUS: this.snap.summary });
+    }
+  }
+
+  private async notify(fields: Record<string, string>): Promise<void> {
+    try {
+      await this.deps.notify.notify(fields);
+    } catch (err) {
+      this.deps.log.warn({ err: messageOf(err) }, 'systemd notification failed');
+    }
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}

@@ -1,0 +1,239 @@
+/**
+ * Fake AWS endpoints as real HTTP servers on 127.0.0.1, driven through the real SDK clients: ECS (JSON
+ * 1.1 protocol), Auto Scaling (query protocol) and IMDSv2. They keep state, count every call with its
+ * outcome, and misbehave on request (throttle, 5xx, slow).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+
+export interface FakeInstance {
+  status: string;
+  agentConnected: boolean;
+  healthStatus?: string;
+  runningTasksCount: number;
+  attributes: Record<string, string>;
+}
+
+export type Behaviour = 'ok' | 'throttle' | 'server-error' | { slowMs: number };
+
+export interface Call {
+  operation: string;
+  at: number;
+  outcome: 'ok' | 'throttled' | 'server-error' | 'slow';
+  body: Record<string, unknown>;
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const addr = server.address() as { port: number };
+  return `http://127.0.0.1:${addr.port}`;
+}
+
+/** A token bucket like ECS's read bucket (burst, then `ratePerSec`), on the given clock. */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(private readonly burst: number, private readonly ratePerSec: number, private readonly now: () => number) {
+    this.tokens = burst;
+    this.last = now();
+  }
+
+  take(): boolean {
+    const t = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) / 1000) * this.ratePerSec);
+    this.last = t;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+export class FakeEcs {
+  readonly instances = new Map<string, FakeInstance>();
+  readonly calls: Call[] = [];
+  /** Decides how each call is answered; default: normally. */
+  behaviour: (operation: string, n: number) => Behaviour = () => 'ok';
+  bucket?: TokenBucket;
+  url = '';
+  private server?: Server;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => void this.handle(req, res));
+    this.url = await listen(this.server);
+    return this;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  count(operation: string, outcome?: Call['outcome']): number {
+    return this.calls.filter((c) => c.operation === operation && (!outcome || c.outcome === outcome)).length;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = JSON.parse((await readBody(req)) || '{}') as Record<string, unknown>;
+    const operation = String(req.headers['x-amz-target'] ?? '').split('.').pop() ?? '';
+    const n = this.calls.length;
+    const b = this.bucket && !this.bucket.take() ? 'throttle' : this.behaviour(operation, n);
+    const send = (status: number, doc: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-requestid': `req-${n}` });
+      res.end(JSON.stringify(doc));
+    };
+    if (b === 'throttle') {
+      this.calls.push({ operation, at: this.now(), outcome: 'throttled', body });
+      return send(400, { __type: 'ThrottlingException', message: 'Rate exceeded' });
+    }
+    if (b === 'server-error') {
+      this.calls.push({ operation, at: this.now(), outcome: 'server-error', body });
+      return send(500, { __type: 'ServerException', message: 'Internal failure' });
+    }
+    if (typeof b === 'object') {
+      this.calls.push({ operation, at: this.now(), outcome: 'slow', body });
+      await new Promise((r) => setTimeout(r, b.slowMs));
+    } else {
+      this.calls.push({ operation, at: this.now(), outcome: 'ok', body });
+    }
+    switch (operation) {
+      case 'DescribeContainerInstances': {
+        const arns = body.containerInstances as string[];
+        const found = arns.filter((a) => this.instances.has(a));
+        return send(200, {
+          containerInstances: found.map((arn) => {
+            const i = this.instances.get(arn)!;
+            return {
+              containerInstanceArn: arn,
+              status: i.status,
+              agentConnected: i.agentConnected,
+              runningTasksCount: i.runningTasksCount,
+              pendingTasksCount: 0,
+              attributes: Object.entries(i.attributes).map(([name, value]) => ({ name, value })),
+              ...(i.healthStatus ? { healthStatus: { overallStatus: i.healthStatus } } : {}),
+            };
+          }),
+          failures: arns.filter((a) => !this.instances.has(a)).map((arn) => ({ arn, reason: 'MISSING' })),
+        });
+      }
+      case 'PutAttributes':
+      case 'DeleteAttributes': {
+        const attrs = body.attributes as Array<{ name: string; value?: string; targetId: string }>;
+        for (const a of attrs) {
+          const i = this.instances.get(a.targetId);
+          if (!i) return send(400, { __type: 'TargetNotFoundException', message: `no target ${a.targetId}` });
+          if (operation === 'PutAttributes') i.attributes[a.name] = a.value ?? '';
+          else delete i.attributes[a.name];
+        }
+        return send(200, { attributes: attrs });
+      }
+      default:
+        return send(400, { __type: 'InvalidParameterException', message: `unknown operation ${operation}` });
+    }
+  }
+}
+
+export class FakeAutoScaling {
+  readonly calls: Array<Record<string, string>> = [];
+  url = '';
+  private server?: Server;
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => {
+      void readBody(req).then((text) => {
+        const params = Object.fromEntries(new URLSearchParams(text));
+        this.calls.push(params);
+        const action = params.Action ?? '';
+        res.writeHead(200, { 'content-type': 'text/xml' });
+        res.end(
+          `<${action}Response xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><ResponseMetadata><RequestId>r-${this.calls.length}</RequestId></ResponseMetadata></${action}Response>`,
+        );
+      });
+    });
+    this.url = await listen(this.server);
+    return this;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+/** IMDSv2: a token from PUT /latest/api/token, required on every GET. */
+export class FakeImds {
+  readonly paths = new Map<string, string>();
+  readonly requests: Array<{ method: string; path: string; token?: string }> = [];
+  private readonly tokens = new Set<string>();
+  url = '';
+  private server?: Server;
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => {
+      const token = req.headers['x-aws-ec2-metadata-token'] as string | undefined;
+      this.requests.push({ method: req.method ?? '', path: req.url ?? '', token });
+      if (req.method === 'PUT' && req.url === '/latest/api/token') {
+        const t = `token-${this.tokens.size + 1}`;
+        this.tokens.add(t);
+        res.writeHead(200).end(t);
+        return;
+      }
+      if (!token || !this.tokens.has(token)) return void res.writeHead(401).end();
+      const v = this.paths.get(req.url ?? '');
+      if (v === undefined) return void res.writeHead(404).end();
+      res.writeHead(200).end(v);
+    });
+    this.url = await listen(this.server);
+    return this;
+  }
+
+  /** Forget issued tokens (as if they expired). */
+  revokeTokens(): void {
+    this.tokens.clear();
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+/**
+ * A stand-in introspection endpoint: like the agent, nothing listens on its port until it registers
+ * (connection refused), then /v1/metadata answers.
+ */
+export class FakeIntrospection {
+  url = '';
+  private port = 0;
+  private server?: Server;
+
+  /** Reserve a free port on 127.0.0.1 (refusing connections until register). */
+  async reserve(): Promise<this> {
+    const probe = createServer();
+    this.url = await listen(probe);
+    this.port = Number(new URL(this.url).port);
+    await new Promise<void>((r) => probe.close(() => r()));
+    return this;
+  }
+
+  async register(meta: { Cluster: string; ContainerInstanceArn: string; Version?: string }): Promise<void> {
+    await this.stop();
+    this.server = createServer((req, res) => {
+      if (req.url !== '/v1/metadata') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ Version: 'Amazon ECS Agent - v1.0.0 (stand-in)', ...meta }));
+    });
+    await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', () => resolve()));
+  }
+
+  stop(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    return new Promise((resolve) => (s ? (s.closeAllConnections(), s.close(() => resolve())) : resolve()));
+  }
+}
+
+export const ARN = 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/0123456789abcdef0123456789abcdef';
