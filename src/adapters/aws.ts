@@ -60,7 +60,7 @@ function clientConfig(o: AwsClientOptions) {
     region: o.region,
     ...(o.endpoint ? { endpoint: o.endpoint } : {}),
     maxAttempts: 1,
-    requestHandler: { requestTimeout: o.requestTimeoutMs ?? 10_000, connectionTimeout: o.connectionTimeoutMs ?? 3_000 },
+    requestHandler: { requestTimeout: o.requestTimeoutMs ?? 10_000, connectionTimeout: o.connectionTimeoutMs ?? 3_000, throwOnRequestTimeout: true },
   };
 }
 

@@ -34,6 +34,29 @@ export class FakeClock implements Clock {
     });
   }
 
+  /** Advance simulated time, sleeper to sleeper, until `p` settles; returns its result. */
+  async drive<T>(p: Promise<T>): Promise<T> {
+    let settled = false;
+    const watched = p.finally(() => (settled = true));
+    watched.catch(() => undefined);
+    while (!settled) {
+      await delay(1);
+      if (settled || this.sleepers.length === 0) continue;
+      await new Promise((r) => setImmediate(r));
+      this.advanceToNext(Number.POSITIVE_INFINITY);
+    }
+    return watched;
+  }
+
+  private advanceToNext(end: number): void {
+    this.sleepers.sort((a, b) => a.at - b.at);
+    const next = this.sleepers[0]!;
+    this.t = Math.min(end, Math.max(this.t, next.at));
+    const due = this.sleepers.filter((s) => s.at <= this.t);
+    this.sleepers = this.sleepers.filter((s) => s.at > this.t);
+    for (const s of due) s.wake();
+  }
+
   /** Advance simulated time until `end`, stepping from sleeper to sleeper. */
   async runUntil(end: number, opts: { stuckMs?: number } = {}): Promise<void> {
     const stuckMs = opts.stuckMs ?? 30_000;
@@ -45,12 +68,7 @@ export class FakeClock implements Clock {
       }
       // Let anything just woken settle, so two sleepers due together both get registered.
       await new Promise((r) => setImmediate(r));
-      this.sleepers.sort((a, b) => a.at - b.at);
-      const next = this.sleepers[0]!;
-      this.t = Math.min(end, Math.max(this.t, next.at));
-      const due = this.sleepers.filter((s) => s.at <= this.t);
-      this.sleepers = this.sleepers.filter((s) => s.at > this.t);
-      for (const s of due) s.wake();
+      this.advanceToNext(end);
     }
   }
 }

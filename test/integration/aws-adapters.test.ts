@@ -1,0 +1,169 @@
+/**
+ * The adapters that leave the host, against real HTTP servers on 127.0.0.1 through the real SDK clients:
+ * ECS (JSON protocol) with the budgeted caller, Auto Scaling (query protocol), IMDSv2, and systemd's
+ * notify protocol through a local datagram socket.
+ */
+import { mkdtempSync } from 'node:fs';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AwsAutoScaling, AwsEcs } from '../../src/adapters/aws.js';
+import { ExecCommands } from '../../src/adapters/exec-commands.js';
+import { ImdsV2 } from '../../src/adapters/imds-v2.js';
+import { SystemClock } from '../../src/adapters/system-clock.js';
+import { SystemdNotify } from '../../src/adapters/systemd-notify.js';
+import { EcsGvisorError } from '../../src/errors.js';
+import { EcsCaller, type CallOutcome } from '../../src/watch/ecs-caller.js';
+import { ARN, FakeAutoScaling, FakeEcs, FakeImds } from '../harness/fake-aws.js';
+import { FakeClock } from '../harness/fake-clock.js';
+import { NotifySocket } from '../harness/notify-socket.js';
+
+const log = pino({ level: 'silent' });
+let ecs: FakeEcs;
+let asg: FakeAutoScaling;
+let imds: FakeImds;
+
+beforeAll(async () => {
+  // The SDK's default credential chain reads these; nothing leaves 127.0.0.1.
+  process.env.AWS_ACCESS_KEY_ID = 'AKIDTEST';
+  process.env.AWS_SECRET_ACCESS_KEY = 'secret';
+  ecs = await new FakeEcs().start();
+  asg = await new FakeAutoScaling().start();
+  imds = await new FakeImds().start();
+});
+afterAll(async () => {
+  await Promise.all([ecs.stop(), asg.stop(), imds.stop()]);
+});
+
+function caller(maxCallsPerHour = 100, port = new AwsEcs({ region: 'us-east-1', endpoint: ecs.url, requestTimeoutMs: 500 })) {
+  const outcomes: Array<[string, CallOutcome]> = [];
+  const c = new EcsCaller(
+    { ecs: () => port, clock: new SystemClock(), log, onCall: (op, o) => outcomes.push([op, o]) },
+    { maxCallsPerHour, retry: { retries: 3, minMs: 5, maxMs: 20 } },
+  );
+  return { c, outcomes };
+}
+
+describe('ECS through the SDK and the budgeted caller', () => {
+  it('describes a container instance with its health and attributes; a missing ARN is undefined', async () => {
+    ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 3, attributes: { 'ecs.os-type': 'linux' } });
+    ecs.behaviour = () => 'ok';
+    const { c } = caller();
+    const v = await c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
+    expect(v).toMatchObject({ status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 3, attributes: { 'ecs.os-type': 'linux' } });
+    const body = ecs.calls.at(-1)!.body;
+    expect(body).toMatchObject({ cluster: 'prod', containerInstances: [ARN], include: ['CONTAINER_INSTANCE_HEALTH'] });
+    expect(await c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', `${ARN}ff`))).toBeUndefined();
+  });
+
+  it('puts and deletes attributes on the container instance', async () => {
+    const { c } = caller();
+    await c.call('us-east-1', 'PutAttributes', (e) => e.putAttributes('prod', ARN, { 'ecs-gvisor.sandbox': 'verified' }));
+    expect(ecs.instances.get(ARN)!.attributes['ecs-gvisor.sandbox']).toBe('verified');
+    expect(ecs.calls.at(-1)!.body).toMatchObject({ attributes: [{ name: 'ecs-gvisor.sandbox', targetType: 'container-instance', targetId: ARN }] });
+    await c.call('us-east-1', 'DeleteAttributes', (e) => e.deleteAttributes('prod', ARN, ['ecs-gvisor.sandbox']));
+    expect(ecs.instances.get(ARN)!.attributes).not.toHaveProperty('ecs-gvisor.sandbox');
+  });
+
+  it('retries throttling and 5xx (each attempt counted), and does not retry a client error', async () => {
+    const before = ecs.calls.length;
+    ecs.behaviour = (_op, n) => (n - before === 0 ? 'throttle' : n - before === 1 ? 'server-error' : 'ok');
+    const { c, outcomes } = caller();
+    await c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
+    expect(outcomes.map((o) => o[1])).toEqual(['throttled', 'server-error', 'ok']);
+
+    ecs.behaviour = () => 'ok';
+    const bad = caller();
+    const err = await bad.c.call('us-east-1', 'PutAttributes', (e) => e.putAttributes('prod', `${ARN}-gone`, { a: 'b' })).catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(EcsGvisorError);
+    expect((err as EcsGvisorError).details).toMatchObject({ outcome: 'client-error', name: 'TargetNotFoundException', status: 400 });
+    expect(bad.outcomes).toEqual([['PutAttributes', 'client-error']]);
+  });
+
+  it('a slow endpoint times out (and is retried), a throttling storm gives up with a typed error', async () => {
+    ecs.behaviour = () => ({ slowMs: 1_500 });
+    const slow = caller();
+    const err = await slow.c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN)).catch((x: unknown) => x);
+    expect((err as EcsGvisorError).details.outcome).toMatch(/timeout|network/);
+    expect(slow.outcomes).toHaveLength(4);
+
+    ecs.behaviour = () => 'throttle';
+    const storm = caller();
+    const e2 = await storm.c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN)).catch((x: unknown) => x);
+    expect((e2 as EcsGvisorError).details).toMatchObject({ outcome: 'throttled', name: 'ThrottlingException' });
+    expect(storm.outcomes.every(([, o]) => o === 'throttled')).toBe(true);
+    ecs.behaviour = () => 'ok';
+  });
+
+  it('never exceeds the hourly ceiling: the next call waits (on the injected clock) until a slot frees', async () => {
+    const clock = new FakeClock();
+    const port = new AwsEcs({ region: 'us-east-1', endpoint: ecs.url });
+    const c = new EcsCaller({ ecs: () => port, clock, log }, { maxCallsPerHour: 2, retry: { retries: 0, minMs: 1, maxMs: 1 } });
+    const before = ecs.calls.length;
+    await c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
+    await c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
+    const start = clock.now();
+    await clock.drive(c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN)));
+    expect(ecs.calls.length - before).toBe(3);
+    expect(clock.now() - start).toBe(3_600_000); // waited exactly until the first call left the window
+    expect(c.callsLastHour()).toBe(1);
+  });
+});
+
+describe('Auto Scaling through the SDK', () => {
+  it('marks an instance unhealthy', async () => {
+    await new AwsAutoScaling({ region: 'us-east-1', endpoint: asg.url }).setInstanceHealth('i-0123456789abcdef0', 'Unhealthy', true);
+    expect(asg.calls.at(-1)).toMatchObject({ Action: 'SetInstanceHealth', InstanceId: 'i-0123456789abcdef0', HealthStatus: 'Unhealthy', ShouldRespectGracePeriod: 'true' });
+  });
+});
+
+describe('IMDSv2', () => {
+  it('gets a token once and reuses it, answers undefined on 404, refreshes on 401, times out', async () => {
+    imds.paths.set('/latest/meta-data/instance-id', 'i-0123456789abcdef0');
+    const client = new ImdsV2(new SystemClock(), { baseUrl: imds.url, timeoutMs: 500 });
+    expect(await client.get('/latest/meta-data/instance-id')).toBe('i-0123456789abcdef0');
+    expect(await client.get('/latest/meta-data/spot/instance-action')).toBeUndefined();
+    expect(imds.requests.filter((r) => r.method === 'PUT')).toHaveLength(1);
+    expect(imds.requests.filter((r) => r.method === 'GET').every((r) => r.token === 'token-1')).toBe(true);
+
+    imds.revokeTokens();
+    expect(await client.get('/latest/meta-data/instance-id')).toBe('i-0123456789abcdef0');
+    expect(imds.requests.filter((r) => r.method === 'PUT')).toHaveLength(2);
+
+    const dead = new ImdsV2(new SystemClock(), { baseUrl: 'http://127.0.0.1:1', timeoutMs: 300 });
+    await expect(dead.get('/latest/meta-data/instance-id')).rejects.toMatchObject({ code: 'IMDS_FAILED' });
+  });
+
+  it('renews the token before it expires', async () => {
+    const clock = new FakeClock();
+    const client = new ImdsV2(clock, { baseUrl: imds.url, tokenTtlSeconds: 60 });
+    const puts = () => imds.requests.filter((r) => r.method === 'PUT').length;
+    const before = puts();
+    await client.get('/latest/meta-data/instance-id');
+    await client.get('/latest/meta-data/instance-id');
+    expect(puts() - before).toBe(1);
+    await clock.drive(clock.sleep(55_000));
+    await client.get('/latest/meta-data/instance-id');
+    expect(puts() - before).toBe(2);
+  });
+});
+
+describe('systemd notify', () => {
+  it('sends our PID as the credentials, so NotifyAccess=main accepts it; a no-op without NOTIFY_SOCKET', async () => {
+    const sock = await new NotifySocket(`${mkdtempSync('/tmp/egv-notify-')}/notify.sock`).start();
+    try {
+      const n = new SystemdNotify(new ExecCommands(), sock.path, process.pid);
+      expect(n.enabled).toBe(true);
+      await n.notify({ READY: '1', STATUS: 'sandbox verified;\nagent running' });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(sock.messages).toHaveLength(1);
+      expect(sock.messages[0]).toMatchObject({ pid: process.pid, fields: { READY: '1', STATUS: 'sandbox verified; agent running', MAINPID: String(process.pid) } });
+      const off = new SystemdNotify(new ExecCommands(), undefined, process.pid);
+      expect(off.enabled).toBe(false);
+      await off.notify({ READY: '1' });
+      await new Promise((r) => setTimeout(r, 200));
+      expect(sock.messages).toHaveLength(1);
+    } finally {
+      sock.stop();
+    }
+  });
+});
