@@ -96,6 +96,7 @@ export interface App {
   supervisor: AgentSupervisor;
   /** The watch behind `run`, once bootstrap has verified the runtime. */
   watch(runtime: RuntimeState | undefined): WatchLoop;
+  metrics: WatchMetrics;
   /** Serve metrics when ECS_GVISOR_METRICS_PORT is set; returns a closer. */
   startMetrics(): Promise<(() => Promise<void>) | undefined>;
   status(): Promise<StatusReport>;
@@ -185,6 +186,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}): Ap
     network,
     agent,
     supervisor,
+    metrics,
     watch(runtimeState) {
       const introspection = new AgentIntrospection(new FetchHttp(), cfg.INTROSPECTION_URL);
       const watchdogMs = service.watchdogUsec ? Math.max(1000, Math.floor(service.watchdogUsec / 2000)) : undefined;

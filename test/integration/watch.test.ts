@@ -1,0 +1,159 @@
+/**
+ * The watch behind `run`, wired exactly as the CLI wires it (buildApp from a parsed configuration), against
+ * the real private dockerd with runsc, the stand-in agent, and fake ECS, Auto Scaling, IMDS and
+ * introspection endpoints on 127.0.0.1 reached through the real SDK clients. Intervals are shortened
+ * through configuration keys; assertions are on Docker, the files, the fakes' recorded calls and status.
+ */
+import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { buildApp, type App } from '../../src/cli/app.js';
+import { parseConfig } from '../../src/config.js';
+import { cliEnv, dockerClient, liveRuntime, resetDocker, RUNSC } from '../harness/docker-state.js';
+import { ARN, FakeAutoScaling, FakeEcs, FakeImds, FakeIntrospection } from '../harness/fake-aws.js';
+
+const d = inject('dockerd');
+const agentImage = inject('agentImage');
+const busybox = inject('busyboxImage');
+const docker = dockerClient(d);
+
+let ecs: FakeEcs;
+let asg: FakeAutoScaling;
+let imds: FakeImds;
+let intro: FakeIntrospection;
+let dir: string;
+let ac: AbortController;
+let running: Promise<void> | undefined;
+let app: App;
+
+beforeAll(async () => {
+  ecs = await new FakeEcs().start();
+  asg = await new FakeAutoScaling().start();
+  imds = await new FakeImds().start();
+  imds.paths.set('/latest/meta-data/instance-id', 'i-0123456789abcdef0');
+  // The SDK reads these itself (AWS_ENDPOINT_URL_<SERVICE>): how an operator points it elsewhere too.
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: 'AKIDTEST',
+    AWS_SECRET_ACCESS_KEY: 'secret',
+    AWS_ENDPOINT_URL_ECS: ecs.url,
+    AWS_ENDPOINT_URL_AUTO_SCALING: asg.url,
+  });
+});
+afterAll(async () => {
+  await Promise.all([ecs.stop(), asg.stop(), imds.stop()]);
+});
+
+beforeEach(async () => {
+  await resetDocker(d, '{}\n');
+  dir = mkdtempSync('/tmp/egv-watch-');
+  writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
+  symlinkSync(RUNSC, `${dir}/runsc`);
+  intro = await new FakeIntrospection().reserve();
+  ecs.instances.clear();
+  ecs.calls.length = 0;
+  ecs.behaviour = () => 'ok';
+  asg.calls.length = 0;
+  ac = new AbortController();
+});
+afterEach(async () => {
+  ac.abort();
+  await running;
+  running = undefined;
+  await intro.stop();
+});
+
+/** Wire the app from configuration as main does, bootstrap runtime + agent, and start the watch. */
+async function start(extra: Record<string, string> = {}): Promise<void> {
+  const env = cliEnv(d, {
+    ECS_GVISOR_RUNSC_PATH: `${dir}/runsc`,
+    ECS_GVISOR_AGENT_IMAGE: agentImage,
+    ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
+    ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
+    ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
+    ECS_GVISOR_INTROSPECTION_URL: intro.url,
+    ECS_GVISOR_IMDS_URL: imds.url,
+    ECS_GVISOR_INTROSPECTION_SECONDS: '1',
+    ECS_GVISOR_DRIFT_CHECK_SECONDS: '1',
+    ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '1',
+    ECS_GVISOR_ECS_ALERT_POLL_SECONDS: '1',
+    ECS_GVISOR_ECS_CALLS_PER_HOUR: '1800',
+    ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR: '3600',
+    ...extra,
+  });
+  const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
+  app = buildApp(cfg, pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }));
+  const runtime = await app.runtime.apply();
+  await app.agent.apply();
+  running = app.watch(runtime).run(ac.signal);
+}
+
+function register(o: Partial<{ status: string; agentConnected: boolean }> = {}): Promise<void> {
+  ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 0, attributes: {}, ...o });
+  return intro.register({ Cluster: 'prod', ContainerInstanceArn: ARN });
+}
+
+const agent = () => docker.getContainer('ecs-agent').inspect();
+const attrs = () => ecs.instances.get(ARN)?.attributes ?? {};
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await Promise.resolve()
+      .then(fn)
+      .catch(() => undefined);
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('watch', () => {
+  it('publishes the proof once registered, reports it in status, and heals a disconnected agent up to Auto Scaling', async () => {
+    await start({ ECS_GVISOR_UNHEALTHY_SECONDS: '2', ECS_GVISOR_HEAL_MAX_RESTARTS: '1', ECS_GVISOR_SET_INSTANCE_HEALTH: 'true' });
+    const s0 = await app.status();
+    expect(s0.registration.containerInstanceArn).toBeUndefined(); // introspection refuses: not registered yet, no ECS call
+    expect(ecs.calls).toHaveLength(0);
+
+    await register();
+    await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    expect(attrs()['ecs-gvisor.runsc-version']).toMatch(/^0\.0_20221219/);
+    const s = await until('status with the registration', async () => {
+      const st = await app.status();
+      return st.registration.agentConnected === true && st.audit ? st : undefined;
+    });
+    expect(s).toMatchObject({
+      healthy: true,
+      watch: { running: true },
+      agent: { container: 'ecs-agent', runtime: 'runc', running: true },
+      registration: { cluster: 'prod', containerInstanceArn: ARN, status: 'ACTIVE', agentConnected: true, healthStatus: 'OK' },
+      audit: { violations: [] },
+      attributes: { published: { 'ecs-gvisor.sandbox': 'verified' } },
+    });
+    const describes = ecs.count('DescribeContainerInstances');
+    const puts = ecs.count('PutAttributes');
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(ecs.count('PutAttributes')).toBe(puts); // already in place: no further writes
+
+    // Disconnected: after 2 s the agent is restarted; still disconnected after that, the instance is
+    // marked Unhealthy in Auto Scaling (the restart budget of 1 is spent).
+    const before = await agent();
+    ecs.instances.get(ARN)!.agentConnected = false;
+    await until('an agent restart', async () => (await agent()).State.StartedAt !== before.State.StartedAt && (await agent()).State.Running);
+    expect((await agent()).Id).toBe(before.Id);
+    const call = await until('SetInstanceHealth', () => asg.calls.find((c) => c.Action === 'SetInstanceHealth'));
+    expect(call).toMatchObject({ InstanceId: 'i-0123456789abcdef0', HealthStatus: 'Unhealthy' });
+    expect(asg.calls.filter((c) => c.Action === 'SetInstanceHealth')).toHaveLength(1);
+    expect(ecs.count('DescribeContainerInstances')).toBeGreaterThan(describes);
+    const after = await app.status();
+    expect(after.agent.restarts).toBe(1);
+    expect(after.healing).toMatchObject({ markedUnhealthy: true });
+    expect(after.healthy).toBe(false);
+    expect(imds.requests.some((r) => r.method === 'PUT')).toBe(true);
+    const metrics = await app.metrics.registry.metrics();
+    expect(metrics).toMatch(/^ecs_gvisor_agent_restarts_total 1$/m);
+    expect(metrics).toMatch(/^ecs_gvisor_ecs_api_calls_total\{operation="DescribeContainerInstances",outcome="ok"\} [1-9]/m);
+    expect(metrics).toMatch(/^ecs_gvisor_ecs_api_calls_total\{operation="PutAttributes",outcome="ok"\} 1$/m);
+    expect(metrics).toMatch(/^ecs_gvisor_sandbox_verified 1$/m);
+    expect(metrics).toMatch(/^ecs_gvisor_agent_connected 0$/m);
+  });
+});
