@@ -266,7 +266,8 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}): Ap
       const isDefault = info?.defaultRuntime === cfg.RUNTIME_NAME;
       const verified = Boolean(saved?.verified && isDefault && registered);
       const w = watchLive ? watchSaved : undefined;
-      const sup = w?.agent ?? supSaved;
+      // The supervisor's own file is the authority on restarts and holds; it is written as they happen.
+      const sup = supSaved ?? w?.agent;
       const agentReport: StatusReport['agent'] = {
         container: AGENT_NAME,
         id: container?.id,

@@ -157,3 +157,83 @@ describe('watch', () => {
     expect(metrics).toMatch(/^ecs_gvisor_agent_connected 0$/m);
   });
 });
+
+describe('watch: drift and audit', () => {
+  it('repairs daemon.json edited under it (unverified, then verified again) and recreates an agent whose spec changed', async () => {
+    await start();
+    await register();
+    await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    const putsBefore = ecs.count('PutAttributes');
+
+    // An operator (or a package upgrade) rewrites daemon.json without our runtime, and reloads Docker.
+    writeFileSync(d.daemonJson, '{"default-runtime": "runc", "runtimes": {}}\n');
+    process.kill(Number(readFileSync(d.pidfile, 'utf8')), 'SIGHUP');
+    await until('runc live', async () => (await liveRuntime(d)).defaultRuntime === 'runc');
+    await until('runsc back in daemon.json and live', async () => (await liveRuntime(d)).defaultRuntime === 'runsc' && readFileSync(d.daemonJson, 'utf8').includes('"runsc"'));
+    // The lapse was published, then the renewed proof: two writes, in that order.
+    await until('verified again', () => ecs.count('PutAttributes') >= putsBefore + 2 && attrs()['ecs-gvisor.sandbox'] === 'verified');
+    const sandboxPuts = ecs.calls
+      .filter((c) => c.operation === 'PutAttributes')
+      .slice(putsBefore)
+      .map((c) => (c.body.attributes as Array<{ name: string; value: string }>).find((a) => a.name === 'ecs-gvisor.sandbox')?.value);
+    expect(sandboxPuts).toEqual(['unverified', 'verified']);
+    expect(JSON.parse(readFileSync(d.daemonJson, 'utf8'))).toMatchObject({ 'default-runtime': 'runsc' });
+    const st = await app.status();
+    expect(st.runtime.verified).toBe(true);
+    expect((await app.metrics.registry.metrics())).toMatch(/^ecs_gvisor_drift_repairs_total\{kind="runtime"\} 1$/m);
+
+    // ecs.config changes: the agent's spec hash changes, so it is recreated (under runc).
+    const old = await agent();
+    writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\nECS_LOGLEVEL=debug\n');
+    const fresh = await until('a new agent container', async () => {
+      const c = await agent();
+      return c.Id !== old.Id && c.State.Running ? c : undefined;
+    });
+    expect(fresh.HostConfig.Runtime).toBe('runc');
+    expect(fresh.Config.Env).toContain('ECS_LOGLEVEL=debug');
+  });
+
+  it('audits every running container: one started with runc is reported and, with AUDIT_ACTION=stop, stopped', async () => {
+    await start({ ECS_GVISOR_AUDIT_ACTION: 'stop' });
+    const sandboxed = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'task-sandboxed' });
+    await sandboxed.start();
+    const rogue = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'task-rogue', HostConfig: { Runtime: 'runc', Init: true } });
+    await rogue.start();
+    await until('the rogue container stopped', async () => !(await rogue.inspect()).State.Running);
+    const st = await until('the audit in status', async () => {
+      const s = await app.status();
+      return s.audit?.violations.some((v) => v.name === 'task-rogue') ? s : undefined;
+    });
+    expect(st.audit!.violations).toEqual([expect.objectContaining({ name: 'task-rogue', runtime: 'runc', reason: expect.stringMatching(/runtime "runc"/) })]);
+    expect(st.audit!.stopped).toContain(st.audit!.violations[0]!.id);
+    expect((await sandboxed.inspect()).State.Running).toBe(true); // under runsc, with a sandbox process: fine
+    expect((await agent()).State.Running).toBe(true); // our agent runs under runc by design
+    expect(await app.metrics.registry.metrics()).toMatch(/^ecs_gvisor_audit_violations 1$/m);
+  });
+
+  it('holds the agent stopped while runsc is broken (fail closed, attribute unverified), and releases it once proven again', async () => {
+    await start();
+    await register();
+    await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    // runsc is replaced by something that does not work.
+    rmSync(`${dir}/runsc`);
+    writeFileSync(`${dir}/runsc`, '#!/bin/sh\nexit 1\n');
+    chmodSync(`${dir}/runsc`, 0o755);
+    await until('the agent held stopped', async () => !(await agent()).State.Running, 60_000);
+    await until('unverified published', () => attrs()['ecs-gvisor.sandbox'] === 'unverified');
+    const held = await until('status showing the hold', async () => ((await app.status()).agent.held ? app.status() : undefined));
+    expect(held.agent.held).toMatch(/not proven/);
+    expect(held.runtime.verified).toBe(false);
+    // runsc stays the default: nothing can start outside the sandbox (it just cannot start at all).
+    expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect((await agent()).State.Running).toBe(false); // and it stays down (no restart loop)
+
+    rmSync(`${dir}/runsc`);
+    symlinkSync(RUNSC, `${dir}/runsc`);
+    await until('the agent running again', async () => (await agent()).State.Running, 60_000);
+    await until('verified again', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
+    expect((await app.status()).agent.held).toBeUndefined();
+  });
+});
