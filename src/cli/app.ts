@@ -27,8 +27,8 @@ import { RUNTIME_STATE, RuntimeStep, type RuntimeState } from '../runtime/runtim
 import { SandboxProver } from '../runtime/sandbox-proof.js';
 import { StateStore } from '../state-store.js';
 import { VERSION } from '../version.js';
-import type { AutoScalingPort, EcsPort } from '../ports.js';
-import { EcsCaller } from '../watch/ecs-caller.js';
+import type { AutoScalingPort, Clock, EcsPort } from '../ports.js';
+import { EcsCaller, type RetryOptions } from '../watch/ecs-caller.js';
 import { AgentIntrospection } from '../watch/introspection.js';
 import { WatchMetrics } from '../watch/metrics.js';
 import { WATCH_STATE, WatchLoop, type WatchSnapshot } from '../watch/watch-loop.js';
@@ -102,11 +102,17 @@ export interface App {
   status(): Promise<StatusReport>;
 }
 
-export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}): App {
+/** Seams for simulations: a clock the caller moves, faster ECS retries. */
+export interface AppOverrides {
+  clock?: Clock;
+  ecsRetry?: RetryOptions;
+}
+
+export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, overrides: AppOverrides = {}): App {
   const files = new NodeFiles();
   const commands = new ExecCommands();
   const host = new LinuxHost();
-  const clock = new SystemClock();
+  const clock = overrides.clock ?? new SystemClock();
   const docker = new DockerodeDocker(cfg.DOCKER_HOST);
   const state = new StateStore(files, cfg.STATE_DIR);
   const services = new Systemctl(commands);
@@ -208,7 +214,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}): Ap
               log: log.child({ component: 'ecs-api' }),
               onCall: (operation, outcome) => metrics.ecsCalls.inc({ operation, outcome }),
             },
-            { maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, retry: ECS_RETRY },
+            { maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, retry: overrides.ecsRetry ?? ECS_RETRY },
           ),
           autoScaling,
           imds: new ImdsV2(clock, { baseUrl: cfg.IMDS_URL }),

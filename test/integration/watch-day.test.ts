@@ -1,0 +1,96 @@
+/**
+ * A simulated day of the watch on an injected clock: the real loop, wired by buildApp, against the real
+ * private dockerd and stand-in agent, polling a fake ECS through the real SDK. The day has a
+ * disconnected hour and an hour of 50 % throttling. Figures are counted from the fake's call log by
+ * simulated hour: the steady budget (≤ 12 calls per instance-hour), the bounded faster polling while
+ * something is wrong, detection latency, and throttling backed off.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { buildApp } from '../../src/cli/app.js';
+import { parseConfig } from '../../src/config.js';
+import { cliEnv, resetDocker } from '../harness/docker-state.js';
+import { ARN, FakeEcs, FakeIntrospection } from '../harness/fake-aws.js';
+import { FakeClock } from '../harness/fake-clock.js';
+
+const d = inject('dockerd');
+const agentImage = inject('agentImage');
+const HOUR = 3_600_000;
+
+let ecs: FakeEcs;
+let intro: FakeIntrospection;
+const clock = new FakeClock();
+const t0 = clock.now();
+const hourOf = (t: number) => Math.floor((t - t0) / HOUR);
+
+beforeAll(async () => {
+  ecs = await new FakeEcs(() => clock.now()).start();
+  intro = await new FakeIntrospection().reserve();
+  Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'secret', AWS_ENDPOINT_URL_ECS: ecs.url });
+});
+afterAll(async () => {
+  await Promise.all([ecs.stop(), intro.stop()]);
+});
+
+describe('a simulated day of ECS monitoring', () => {
+  it('stays within 12 calls per instance-hour when healthy, polls faster (bounded) only while wrong, backs off when throttled', async () => {
+    await resetDocker(d, '{}\n');
+    const dir = mkdtempSync('/tmp/egv-day-');
+    writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
+    const env = cliEnv(d, {
+      ECS_GVISOR_AGENT_IMAGE: agentImage,
+      ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
+      ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
+      ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
+      ECS_GVISOR_INTROSPECTION_URL: intro.url,
+      ECS_GVISOR_INTROSPECTION_SECONDS: '300',
+      ECS_GVISOR_DRIFT_CHECK_SECONDS: '86400',
+      ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '86400',
+      ECS_GVISOR_UNHEALTHY_SECONDS: '86400',
+    });
+    const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
+    const app = buildApp(cfg, pino({ level: 'silent' }), {}, { clock, ecsRetry: { retries: 2, minMs: 1, maxMs: 5 } });
+    const runtime = await clock.drive(app.runtime.apply());
+    await clock.drive(app.agent.apply());
+
+    ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 0, attributes: {} });
+    ecs.behaviour = (_op, n) => {
+      const h = hourOf(clock.now());
+      ecs.instances.get(ARN)!.agentConnected = h !== 10; // disconnected 10:00–11:00
+      return h === 15 && n % 2 === 0 ? 'throttle' : 'ok'; // every other call throttled 15:00–16:00
+    };
+    await intro.register({ Cluster: 'prod', ContainerInstanceArn: ARN });
+
+    const ac = new AbortController();
+    const start = clock.now();
+    const running = app.watch(runtime).run(ac.signal);
+    await clock.runUntil(start + 24 * HOUR);
+    ac.abort();
+    await running;
+
+    const describes = ecs.calls.filter((c) => c.operation === 'DescribeContainerInstances');
+    const perHour = Array.from({ length: 24 }, (_, h) => describes.filter((c) => hourOf(c.at) === h).length);
+    const allPerHour = Array.from({ length: 24 }, (_, h) => ecs.calls.filter((c) => hourOf(c.at) === h).length);
+    const steadyHours = perHour.filter((_, h) => ![10, 11, 15, 16].includes(h));
+    expect(Math.max(...steadyHours)).toBeLessThanOrEqual(12);
+    expect(Math.min(...steadyHours)).toBeGreaterThanOrEqual(10);
+    expect(Math.max(...allPerHour)).toBeLessThanOrEqual(cfg.ECS_MAX_CALLS_PER_HOUR);
+    // Disconnected hour: alert polling (60 s), bounded by the ceiling.
+    expect(perHour[10]).toBeGreaterThanOrEqual(30);
+    // Detection: the first poll after 10:00 comes within one steady interval (+10 % jitter) and sees it.
+    const firstIn10 = describes.find((c) => c.at >= t0 + 10 * HOUR)!;
+    expect(firstIn10.at - (t0 + 10 * HOUR)).toBeLessThanOrEqual(330_000);
+    // Recovery is seen at the alert interval.
+    const firstIn11 = describes.find((c) => c.at >= t0 + 11 * HOUR)!;
+    expect(firstIn11.at - (t0 + 11 * HOUR)).toBeLessThanOrEqual(66_000);
+    // Throttling: counted, retried a bounded number of times, never past the ceiling.
+    expect(ecs.count('DescribeContainerInstances', 'throttled')).toBeGreaterThan(0);
+    expect(allPerHour[15]).toBeLessThanOrEqual(24);
+    // Attributes: written once at registration, not per poll.
+    expect(ecs.count('PutAttributes')).toBe(1);
+    const metrics = await app.metrics.registry.metrics();
+    expect(metrics).toMatch(/outcome="throttled"\} [1-9]/);
+    expect((await app.status()).agent.restarts).toBe(0);
+  }, 240_000);
+});
