@@ -28,6 +28,7 @@ import { SandboxProver } from '../runtime/sandbox-proof.js';
 import { StateStore } from '../state-store.js';
 import { VERSION } from '../version.js';
 import type { AutoScalingPort, Clock, EcsPort } from '../ports.js';
+import { desiredAttributes, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
 import { EcsCaller, type RetryOptions } from '../watch/ecs-caller.js';
 import { AgentIntrospection } from '../watch/introspection.js';
 import { WatchMetrics } from '../watch/metrics.js';
@@ -97,6 +98,11 @@ export interface App {
   /** The watch behind `run`, once bootstrap has verified the runtime. */
   watch(runtime: RuntimeState | undefined): WatchLoop;
   metrics: WatchMetrics;
+  /**
+   * Before the runtime is rolled back: tell the scheduler this instance is no longer proven (the
+   * attributes outlive us on the container instance). Returns whether there was anything to withdraw.
+   */
+  withdrawProof(): Promise<boolean>;
   /** Serve metrics when ECS_GVISOR_METRICS_PORT is set; returns a closer. */
   startMetrics(): Promise<(() => Promise<void>) | undefined>;
   status(): Promise<StatusReport>;
@@ -241,6 +247,17 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
         },
         runtimeState,
       );
+    },
+    async withdrawProof() {
+      const w = await state.read<WatchSnapshot>(WATCH_STATE);
+      const r = w?.registration;
+      if (!cfg.PUBLISH_ATTRIBUTES || !r?.cluster || !r.containerInstanceArn || w?.attributes.published[SANDBOX_ATTRIBUTE] !== 'verified') return false;
+      const region = cfg.AWS_REGION ?? r.containerInstanceArn.split(':')[3]!;
+      const port = ecs(region);
+      await port.putAttributes(r.cluster, r.containerInstanceArn, desiredAttributes(false, undefined));
+      await port.deleteAttributes(r.cluster, r.containerInstanceArn, [RUNSC_ATTRIBUTE]);
+      await state.write(WATCH_STATE, { ...w, attributes: { published: desiredAttributes(false, undefined), at: new Date(clock.now()).toISOString() } });
+      return true;
     },
     async startMetrics() {
       if (cfg.METRICS_PORT === undefined) return undefined;

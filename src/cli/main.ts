@@ -150,6 +150,12 @@ async function rollback(app: App, steps: Step[], log: Logger): Promise<number> {
     log.info({ removed }, 'network rules of ours removed');
   }
   if (steps.includes('runtime')) {
+    // First, while the sandbox still stands: the scheduler must stop placing untrusted tasks here.
+    try {
+      if (await app.withdrawProof()) log.info('container instance attribute ecs-gvisor.sandbox set to unverified');
+    } catch (err) {
+      log.warn({ err: messageOf(err) }, 'could not mark the container instance unverified in ECS; remove its ecs-gvisor.sandbox attribute by hand');
+    }
     const { restored } = await app.runtime.rollback();
     log.info({ restored }, restored ? 'runtime rolled back' : 'runtime: no backup, nothing of ours to roll back');
   }

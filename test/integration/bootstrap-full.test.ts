@@ -7,7 +7,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
+import type { StatusReport } from '../../src/cli/app.js';
 import { runCli } from '../harness/cli.js';
+import { NotifySocket } from '../harness/notify-socket.js';
 import { cliEnv, dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';
 
 const d = inject('dockerd');
@@ -20,6 +22,7 @@ beforeEach(async () => {
   await resetDocker(d, ORIGINAL);
   ns = `egv-full-${process.pid}`;
   execFileSync('ip', ['netns', 'add', ns]);
+  execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']); // like a host: loopback up (metrics listen there)
   dir = mkdtempSync('/tmp/egv-full-');
   writeFileSync(`${dir}/unit`, 'active enabled\n');
   writeFileSync(
@@ -76,8 +79,15 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
     expect(execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', '-S'], { encoding: 'utf8' })).not.toContain('ecs-gvisor');
   });
 
-  it('run: bootstraps, supervises (a killed agent comes back), and exits 0 on SIGTERM leaving the agent up', async () => {
-    const env = hostEnv();
+  it('run: READY only once verified, watchdog pings, status while running, metrics on loopback; a killed agent comes back; SIGTERM exits 0 leaving the agent up', async () => {
+    const sock = await new NotifySocket(`${dir}/notify.sock`).start();
+    const env = {
+      ...hostEnv(),
+      NOTIFY_SOCKET: sock.path,
+      WATCHDOG_USEC: '2000000',
+      ECS_GVISOR_METRICS_PORT: '19464',
+      ECS_GVISOR_INTROSPECTION_SECONDS: '1',
+    };
     const bin = fileURLToPath(new URL('../../bin/ecs-gvisor.js', import.meta.url));
     const child = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, bin, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -93,7 +103,21 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
         }
         throw new Error(`timed out waiting for ${what}: ${out}`);
       };
-      await wait('supervising', async () => out.includes('supervising the agent until SIGTERM'));
+      await wait('READY=1', async () => sock.with('READY').length > 0);
+      // READY comes from our PID (the unit's NotifyAccess=main), after the sandbox was proven.
+      expect(sock.with('READY')[0]!.pid).toBe(child.pid);
+      const status = JSON.parse((await runCli(['status', '--json'], env, 10_000, ns)).stdout) as StatusReport;
+      expect(status.runtime.verified).toBe(true);
+      expect(status.agent).toMatchObject({ running: true, runtime: 'runc' });
+      await wait('status from the watch', async () => JSON.parse((await runCli(['status', '--json'], env, 10_000, ns)).stdout).watch.running === true);
+      const human = await runCli(['status'], env, 10_000, ns);
+      expect(human.code).toBe(0);
+      expect(human.stdout).toMatch(/^watch +running \(pid /m);
+      await wait('two watchdog pings', async () => sock.with('WATCHDOG').length >= 2);
+      expect(sock.with('STATUS').at(-1)!.fields.STATUS).toMatch(/sandbox verified/);
+      const metrics = execFileSync('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '-e', 'fetch("http://127.0.0.1:19464/metrics").then(r => r.text()).then(t => process.stdout.write(t))'], { encoding: 'utf8' });
+      expect(metrics).toMatch(/^ecs_gvisor_sandbox_verified 1$/m);
+      expect(metrics).toMatch(/^ecs_gvisor_agent_up 1$/m);
       const first = await docker.getContainer('ecs-agent').inspect();
       await docker.getContainer('ecs-agent').kill(); // SIGKILL: exit 137, an ordinary failure
       await wait('the agent back', async () => {
@@ -103,8 +127,10 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect((await docker.getContainer('ecs-agent').inspect()).State.Running).toBe(true);
+      expect(sock.with('STOPPING')).toHaveLength(1);
     } finally {
       child.kill('SIGKILL');
+      sock.stop();
     }
   });
 });

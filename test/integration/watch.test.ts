@@ -150,6 +150,13 @@ describe('watch', () => {
     expect(after.healthy).toBe(false);
     expect(imds.requests.some((r) => r.method === 'PUT')).toBe(true);
     const metrics = await app.metrics.registry.metrics();
+    ac.abort();
+    await running;
+    // rollback withdraws the proof before undoing the runtime (the attributes outlive the process).
+    expect(await app.withdrawProof()).toBe(true);
+    expect(attrs()).toMatchObject({ 'ecs-gvisor.sandbox': 'unverified' });
+    expect(attrs()).not.toHaveProperty('ecs-gvisor.runsc-version');
+    expect(await app.withdrawProof()).toBe(false); // nothing left to withdraw
     expect(metrics).toMatch(/^ecs_gvisor_agent_restarts_total 1$/m);
     expect(metrics).toMatch(/^ecs_gvisor_ecs_api_calls_total\{operation="DescribeContainerInstances",outcome="ok"\} [1-9]/m);
     expect(metrics).toMatch(/^ecs_gvisor_ecs_api_calls_total\{operation="PutAttributes",outcome="ok"\} 1$/m);
