@@ -45,6 +45,11 @@ describe('parseConfig', () => {
     ['ECS_GVISOR_PROBE_TIMEOUT_SECONDS=0\n', {}, `${FILE}: ECS_GVISOR_PROBE_TIMEOUT_SECONDS="0" must be at least 1.`],
     ['ECS_GVISOR_RUNSC_PAHT=/x\n', {}, `${FILE} line 1: unknown key ECS_GVISOR_RUNSC_PAHT (keys start with ECS_GVISOR_; see the README's configuration reference).`],
     ['\njust words\n', {}, `${FILE} line 2: "just words" is not a KEY=VALUE line.`],
+    ['ECS_GVISOR_AUDIT_ACTION=kill\n', {}, `${FILE}: ECS_GVISOR_AUDIT_ACTION="kill" must be report or stop.`],
+    ['ECS_GVISOR_AWS_REGION=mars\n', {}, `${FILE}: ECS_GVISOR_AWS_REGION="mars" must be an AWS region such as us-east-1.`],
+    ['ECS_GVISOR_METRICS_PORT=70000\n', {}, `${FILE}: ECS_GVISOR_METRICS_PORT="70000" must be at most 65535.`],
+    ['ECS_GVISOR_INTROSPECTION_URL=localhost:51678\n', {}, `${FILE}: ECS_GVISOR_INTROSPECTION_URL="localhost:51678" must be an http:// or https:// URL.`],
+    ['ECS_GVISOR_ECS_CALLS_PER_HOUR=30\n', { ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR: '20' }, 'environment: ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR=20 must be at least ECS_GVISOR_ECS_CALLS_PER_HOUR=30.'],
   ])('rejects %j %j with one sentence naming file, key and value', (text, env, message) => {
     try {
       parse(text, env as Record<string, string>);
@@ -54,6 +59,21 @@ describe('parseConfig', () => {
       expect((err as EcsGvisorError).exitCode).toBe(2);
       expect((err as Error).message).toBe(message);
     }
+  });
+
+  it('watch defaults: 12 ECS calls an hour, 60 at most, report-only audit, attributes on, no metrics, no Auto Scaling escalation', () => {
+    expect(parse('')).toMatchObject({
+      ECS_CALLS_PER_HOUR: 12,
+      ECS_MAX_CALLS_PER_HOUR: 60,
+      ECS_ALERT_POLL_SECONDS: 60,
+      AUDIT_ACTION: 'report',
+      PUBLISH_ATTRIBUTES: true,
+      SET_INSTANCE_HEALTH: false,
+      INTROSPECTION_URL: 'http://127.0.0.1:51678',
+      UNHEALTHY_SECONDS: 300,
+      HEAL_MAX_RESTARTS: 3,
+    });
+    expect(parse('').METRICS_PORT).toBeUndefined();
   });
 
   it('treats an empty value as the default', () => {
