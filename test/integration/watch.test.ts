@@ -11,6 +11,7 @@ import { buildApp, type App } from '../../src/cli/app.js';
 import { parseConfig } from '../../src/config.js';
 import { cliEnv, dockerClient, liveRuntime, resetDocker, RUNSC } from '../harness/docker-state.js';
 import { ARN, FakeAutoScaling, FakeEcs, FakeImds, FakeIntrospection } from '../harness/fake-aws.js';
+import { restartPrivateDockerd } from '../harness/private-dockerd.js';
 
 const d = inject('dockerd');
 const agentImage = inject('agentImage');
@@ -242,5 +243,24 @@ describe('watch: drift and audit', () => {
     await until('verified again', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
     expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
     expect((await app.status()).agent.held).toBeUndefined();
+  });
+});
+
+describe('watch: dockerd restarts', () => {
+  it('survives dockerd stopping and starting again: the agent comes back, polling and status go on', async () => {
+    await start();
+    await register();
+    await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    const first = await agent();
+    await restartPrivateDockerd(d);
+    await until('the agent running after dockerd came back', async () => (await agent()).State.Running && (await agent()).State.StartedAt !== first.State.StartedAt, 60_000);
+    const polls = ecs.count('DescribeContainerInstances');
+    await until('ECS polled again', () => ecs.count('DescribeContainerInstances') > polls);
+    const st = await until('status after the outage', async () => {
+      const s = await app.status();
+      return s.watch.running && s.agent.running && s.runtime.verified ? s : undefined;
+    });
+    expect(st.agent.id).toBe(first.Id);
+    expect((await liveRuntime(d)).defaultRuntime).toBe('runsc'); // daemon.json still says so after the restart
   });
 });
