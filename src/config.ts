@@ -22,6 +22,13 @@ const positiveInt = (max: number) =>
     .regex(/^[0-9]+$/, 'must be a whole number')
     .transform(Number)
     .pipe(z.number().int().min(1, 'must be at least 1').max(max, `must be at most ${max}`));
+/** 0 allowed: a count of retries or restarts. */
+const wholeNumber = (max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().max(max, `must be at most ${max}`));
 const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+/, 'must be an http:// or https:// URL');
 
 /** Keys, defaults and validation. Values arrive as strings (from the file or the environment). */
@@ -65,11 +72,7 @@ const schema = z.object({
   ECS_INSTANCE_CONFIG: absolutePath.default('/var/lib/ecs/ecs.config'),
   /** ecs-init's agent image cache: ecs-agent.tar and its state file. */
   AGENT_CACHE_DIR: absolutePath.default('/var/cache/ecs'),
-  AGENT_PULL_RETRIES: z
-    .string()
-    .regex(/^[0-9]+$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().max(20, 'must be at most 20'))
+  AGENT_PULL_RETRIES: wholeNumber(20)
     .default(4),
   /** Keep bridge-mode task containers from instance metadata (169.254.169.254). */
   BLOCK_TASK_IMDS: bool.default(true),
@@ -96,11 +99,7 @@ const schema = z.object({
   AUDIT_ACTION: z.enum(['report', 'stop'], { message: 'must be report or stop' }).default('report'),
   /** How long the agent may be unregistered, disconnected or impaired before it is restarted. */
   UNHEALTHY_SECONDS: positiveInt(86_400).default(300),
-  HEAL_MAX_RESTARTS: z
-    .string()
-    .regex(/^[0-9]+$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().max(100, 'must be at most 100'))
+  HEAL_MAX_RESTARTS: wholeNumber(100)
     .default(3),
   HEAL_WINDOW_SECONDS: positiveInt(604_800).default(3600),
   /** After HEAL_MAX_RESTARTS in the window, mark the instance Unhealthy in Auto Scaling (replaced). */

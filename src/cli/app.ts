@@ -66,18 +66,8 @@ export interface StatusReport {
   /** Sandbox verified, agent running and (while `run` watches) registered, connected and no audit violation. */
   healthy: boolean;
   summary: string;
-  agent: {
-    container: string;
-    id?: string;
-    runtime?: string;
-    state?: string;
-    running: boolean;
-    health?: string;
-    restarts: number;
-    held?: string;
-    stopped?: string;
-    lastExit?: WatchSnapshot['agent']['lastExit'];
-  };
+  /** Docker's live view of the container, with the supervisor's restarts and holds. */
+  agent: WatchSnapshot['agent'] & { container: string };
   registration: Partial<WatchSnapshot['registration']>;
   verdict?: WatchSnapshot['verdict'];
   healing?: WatchSnapshot['healing'];
