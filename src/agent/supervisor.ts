@@ -90,11 +90,7 @@ export class AgentSupervisor {
       const first = !this.st.held;
       this.st.held = reason;
       if (first) this.deps.log.error({ reason }, 'holding the agent stopped: no tasks may start on this instance until the sandbox is proven again');
-      const c = await this.deps.docker.inspectContainer(AGENT_NAME);
-      if (c?.running) {
-        this.expectedStop = { id: c.id, at: this.deps.clock.now() };
-        await this.deps.docker.stopContainer(c.id, 30);
-      }
+      await this.stopAgent();
       await this.save();
     });
   }
@@ -113,16 +109,20 @@ export class AgentSupervisor {
   async restartAgent(reason: string): Promise<void> {
     await this.mutex.run(async () => {
       if (this.st.held || this.st.stopped) return;
-      const c = await this.deps.docker.inspectContainer(AGENT_NAME);
-      if (c?.running) {
-        this.expectedStop = { id: c.id, at: this.deps.clock.now() };
-        await this.deps.docker.stopContainer(c.id, 30);
-      }
+      await this.stopAgent();
       this.st.restarts++;
       this.deps.log.warn({ reason }, 'restarting the agent');
       await this.convergeNow();
       await this.save();
     });
+  }
+
+  /** Stop a running agent ourselves: its die event is then not taken for a crash. */
+  private async stopAgent(): Promise<void> {
+    const c = await this.deps.docker.inspectContainer(AGENT_NAME);
+    if (!c?.running) return;
+    this.expectedStop = { id: c.id, at: this.deps.clock.now() };
+    await this.deps.docker.stopContainer(c.id, 30);
   }
 
   /** Bring the agent back to the desired state unless it asked to stay down or is held. */
@@ -187,7 +187,7 @@ export class AgentSupervisor {
       case 'restart': {
         const delay = this.backoff.next(ranMs);
         log.warn({ code, ranMs, delayMs: delay }, 'the agent exited; restarting it after a backoff');
-        await this.sleep(delay, signal);
+        await this.deps.clock.sleep(delay, signal);
         if (signal.aborted) break;
         this.st.restarts++;
         await this.convergeNow();
@@ -210,20 +210,8 @@ export class AgentSupervisor {
         this.deps.log.info('Docker is back; converging the agent again');
         return;
       } catch {
-        await this.sleep(wait, signal);
+        await this.deps.clock.sleep(wait, signal);
       }
     }
-  }
-
-  private sleep(ms: number, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => resolve();
-      signal.addEventListener('abort', done, { once: true });
-      void this.deps.clock.sleep(ms).then(() => {
-        signal.removeEventListener('abort', done);
-        resolve();
-      });
-    });
   }
 }

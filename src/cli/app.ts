@@ -121,9 +121,10 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     { files, commands, http: new FetchHttp(), state, log: log.child({ component: 'runsc-install' }) },
     { path: cfg.RUNSC_PATH, source: cfg.RUNSC_SOURCE, sha512: cfg.RUNSC_SHA512 },
   );
+  const detect = () => detectRunsc(files, commands, cfg.RUNSC_PATH);
   const runsc = async () => {
     await installer.ensure();
-    return detectRunsc(files, commands, cfg.RUNSC_PATH);
+    return detect();
   };
   const runtime = new RuntimeStep(
     {
@@ -133,6 +134,9 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
       log: rlog,
       state,
       runsc,
+      detectRunsc: cfg.RUNSC_SOURCE
+        ? () => detect().catch((err: unknown) => Promise.reject(new EcsGvisorError('RUNSC_UNAVAILABLE', `${messageOf(err)} bootstrap installs it from ECS_GVISOR_RUNSC_SOURCE=${cfg.RUNSC_SOURCE}.`, { cause: err })))
+        : detect,
       backups: new BackupStore(files, cfg.STATE_DIR),
       reloader: new DockerReloader(
         { docker, files, host, services, clock, log: rlog },
@@ -258,7 +262,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     async status() {
       const [saved, runscResult, infoResult, watchSaved, supSaved, container] = await Promise.all([
         state.read<RuntimeState>(RUNTIME_STATE),
-        detectRunsc(files, commands, cfg.RUNSC_PATH).then(
+        detect().then(
           (v) => ({ v }),
           (err: unknown) => ({ problem: messageOf(err) }),
         ),

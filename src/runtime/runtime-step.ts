@@ -35,8 +35,10 @@ export interface RuntimeStepDeps {
   prover: SandboxProver;
   backups: BackupStore;
   state: StateStore;
-  /** Installs runsc when a source is configured, then reports its version. */
+  /** Installs runsc when a source is configured, then reports its version (apply). */
   runsc: () => Promise<RunscVersion>;
+  /** Reports the installed runsc's version without installing anything (plan, and the watch's drift check). */
+  detectRunsc: () => Promise<RunscVersion>;
 }
 
 export interface RuntimeStepOptions {
@@ -78,7 +80,7 @@ export class RuntimeStep {
   async plan(): Promise<RuntimePlan> {
     let runsc: RuntimePlan['runsc'] = { path: this.opts.desired.path };
     try {
-      runsc = { ...runsc, version: (await this.deps.runsc()).version };
+      runsc = { ...runsc, version: (await this.deps.detectRunsc()).version };
     } catch (err) {
       runsc = { ...runsc, problem: messageOf(err) };
     }

@@ -121,7 +121,8 @@ export class WatchLoop {
   private lastStatus?: string;
   private lastWritten?: { json: string; at: number };
   private readonly snap: WatchSnapshot;
-  private verified: { ok: boolean; at?: number; version?: string };
+  /** The one record of the proof; status, metrics and attributes are derived from it. */
+  private verified: { ok: boolean; at?: number; version?: string; lapsed?: string };
 
   constructor(private readonly deps: WatchDeps, private readonly opts: WatchOptions, runtime: RuntimeState | undefined) {
     this.ladder = new HealingLadder(opts.healing);
@@ -155,7 +156,6 @@ export class WatchLoop {
     const now = clock.now();
     for (const t of ['introspect', 'drift', 'audit', 'heartbeat'] as const) this.due.set(t, now);
     if (this.opts.watchdogMs) this.due.set('watchdog', now);
-    this.deps.metrics.markVerified(this.verified.ok ? this.verified.at : undefined);
     const supervising = supervisor.run(signal, (ev) => this.push(ev));
     await this.notify({ READY: '1', STATUS: 'bootstrap verified; watching' });
     log.info({ intervals: { introspectMs: this.opts.introspectMs, driftMs: this.opts.driftMs, auditMs: this.opts.auditMs }, budget: this.opts.budget }, 'watching');
@@ -248,7 +248,7 @@ export class WatchLoop {
           await this.notify({ WATCHDOG: '1' });
           break;
         case 'heartbeat':
-          break;
+          break; // only wakes the loop, so publish() rewrites watch.json for status
       }
     } catch (err) {
       if (!signal.aborted) this.recordError(task, err);
@@ -289,7 +289,6 @@ export class WatchLoop {
       state: c?.status,
       running: c?.running ?? false,
       health: c?.health,
-      restarts: sup.restarts,
       held: sup.held,
       stopped: sup.stopped,
       lastExit: sup.lastExit && { code: sup.lastExit.code, decision: sup.lastExit.decision, at: sup.lastExit.at },
@@ -461,9 +460,6 @@ export class WatchLoop {
       try {
         const state = await runtime.apply();
         this.verified = { ok: true, at: Date.parse(state.verifiedAt!), version: state.runscVersion };
-        this.snap.runtime = { verified: true, verifiedAt: state.verifiedAt, runscVersion: state.runscVersion };
-        metrics.sandboxVerified.set(1);
-        metrics.markVerified(this.verified.at);
         if (drifted) metrics.repairs.inc({ kind: 'runtime' });
         log.warn({ verifiedAt: state.verifiedAt }, 'runtime repaired and the sandbox proven again');
         await this.republish();
@@ -476,8 +472,6 @@ export class WatchLoop {
       return;
     }
     if (!this.verified.ok) return;
-    this.snap.runtime = { verified: true, verifiedAt: iso(this.verified.at ?? 0), runscVersion: this.verified.version };
-    metrics.sandboxVerified.set(1);
 
     if (supervisor.snapshot.stopped) return;
     const p = await agent.plan();
@@ -489,10 +483,7 @@ export class WatchLoop {
   }
 
   private lapse(reason: string): void {
-    this.verified = { ...this.verified, ok: false };
-    this.snap.runtime = { ...this.snap.runtime, verified: false, lapsed: reason };
-    this.deps.metrics.sandboxVerified.set(0);
-    this.deps.metrics.markVerified(undefined);
+    this.verified = { ...this.verified, ok: false, lapsed: reason };
   }
 
   private async audit(): Promise<void> {
@@ -528,6 +519,10 @@ export class WatchLoop {
 
   private summarize(): void {
     const s = this.snap;
+    const v = this.verified;
+    s.runtime = { verified: v.ok, verifiedAt: v.at === undefined ? undefined : iso(v.at), runscVersion: v.version, lapsed: v.ok ? undefined : v.lapsed };
+    this.deps.metrics.sandboxVerified.set(v.ok ? 1 : 0);
+    this.deps.metrics.markVerified(v.ok ? v.at : undefined);
     const r = s.registration;
     const parts = [
       s.runtime.verified ? `sandbox verified (runsc ${s.runtime.runscVersion ?? '?'})` : `sandbox NOT verified${s.runtime.lapsed ? ` (${s.runtime.lapsed})` : ''}`,
