@@ -145,7 +145,8 @@ describe('watch', () => {
     expect(call).toMatchObject({ InstanceId: 'i-0123456789abcdef0', HealthStatus: 'Unhealthy' });
     expect(asg.calls.filter((c) => c.Action === 'SetInstanceHealth')).toHaveLength(1);
     expect(ecs.count('DescribeContainerInstances')).toBeGreaterThan(describes);
-    const after = await app.status();
+    // watch.json is written after the loop's step that made the call: wait for it, then check it all.
+    const after = await until('status after the escalation', async () => ((await app.status()).healing?.markedUnhealthy ? app.status() : undefined));
     expect(after.agent.restarts).toBe(1);
     expect(after.healing).toMatchObject({ markedUnhealthy: true });
     expect(after.healthy).toBe(false);
