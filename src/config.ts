@@ -29,6 +29,8 @@ const wholeNumber = (max: number) =>
     .regex(/^[0-9]+$/, 'must be a whole number')
     .transform(Number)
     .pipe(z.number().int().max(max, `must be at most ${max}`));
+/** Auto Scaling's pattern for lifecycle hook names. */
+const hookName = z.string().regex(/^[A-Za-z0-9\-_\/]{1,255}$/, 'must be a lifecycle hook name (letters, digits, "-", "_", "/")');
 const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+/, 'must be an http:// or https:// URL');
 
 /** Keys, defaults and validation. Values arrive as strings (from the file or the environment). */
@@ -106,6 +108,26 @@ const schema = z.object({
   SET_INSTANCE_HEALTH: bool.default(false),
   /** Publish ecs-gvisor.sandbox / ecs-gvisor.runsc-version attributes on the container instance. */
   PUBLISH_ATTRIBUTES: bool.default(true),
+  /**
+   * Auto Scaling lifecycle hooks, from the instance (IMDSv2). The lifecycle watch runs when a hook is
+   * named or SPOT_DRAIN is on; otherwise ecs-gvisor never asks IMDS about lifecycle.
+   */
+  LAUNCH_HOOK: hookName.optional(),
+  TERMINATE_HOOK: hookName.optional(),
+  /** The instance's Auto Scaling group; default: its aws:autoscaling:groupName tag (IMDS, then EC2). */
+  ASG_NAME: z.string().regex(/^[^\s:]{1,255}$/, 'must be an Auto Scaling group name').optional(),
+  /** The hooks' HeartbeatTimeout: heartbeats go out every third of it while an action waits. */
+  LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: positiveInt(7200)
+    .pipe(z.number().min(30, 'must be at least 30 (Auto Scaling’s minimum)'))
+    .default(3600),
+  /** Launch: not verified and registered after this long → ABANDON (the group replaces the instance). */
+  LAUNCH_TIMEOUT_SECONDS: positiveInt(172_800).default(1800),
+  /** Terminate: a drain still running after this long completes the hook anyway, and says so. */
+  DRAIN_TIMEOUT_SECONDS: positiveInt(172_800).default(1800),
+  /** Drain at once on a spot interruption notice (the two-minute warning). */
+  SPOT_DRAIN: bool.default(false),
+  /** How often IMDS is asked for the target lifecycle state and spot notices (local, no API budget). */
+  LIFECYCLE_POLL_SECONDS: positiveInt(300).default(5),
   /** Serve Prometheus metrics on 127.0.0.1:PORT (off when unset). */
   METRICS_PORT: positiveInt(65_535).optional(),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

@@ -179,10 +179,32 @@ export interface EcsPort {
   describeContainerInstance(cluster: string, arn: string): Promise<ContainerInstanceView | undefined>;
   putAttributes(cluster: string, arn: string, attributes: Readonly<Record<string, string>>): Promise<void>;
   deleteAttributes(cluster: string, arn: string, names: readonly string[]): Promise<void>;
+  /** UpdateContainerInstancesState → DRAINING: ECS stops placing tasks here and replaces service tasks. */
+  drain(cluster: string, arn: string): Promise<void>;
 }
 
+/** One pending lifecycle action of this instance: `InstanceId` names it (IMDS gives no action token). */
+export interface LifecycleActionRef {
+  group: string;
+  hook: string;
+  instanceId: string;
+}
+
+export type LifecycleResult = 'CONTINUE' | 'ABANDON';
+
+/**
+ * The Auto Scaling calls ecs-gvisor makes. Failures throw AWS_API like EcsPort's; Auto Scaling answers
+ * `ValidationError` (a client error) when no such lifecycle action is pending.
+ */
 export interface AutoScalingPort {
   setInstanceHealth(instanceId: string, health: 'Healthy' | 'Unhealthy', respectGracePeriod: boolean): Promise<void>;
+  completeLifecycleAction(action: LifecycleActionRef, result: LifecycleResult): Promise<void>;
+  recordLifecycleActionHeartbeat(action: LifecycleActionRef): Promise<void>;
+}
+
+export interface Ec2Port {
+  /** The instance's `aws:autoscaling:groupName` tag, or undefined when it is not in a group. */
+  autoScalingGroupOf(instanceId: string): Promise<string | undefined>;
 }
 
 /** Instance metadata (IMDSv2). */

@@ -1,18 +1,25 @@
 /**
- * AWS API clients (ECS, Auto Scaling) through the AWS SDK. Endpoints follow the SDK's own settings
- * (`AWS_ENDPOINT_URL_ECS`, `AWS_ENDPOINT_URL_AUTO_SCALING`), so tests and simulations reach local
+ * AWS API clients (ECS, Auto Scaling, EC2) through the AWS SDK. Endpoints follow the SDK's own settings
+ * (`AWS_ENDPOINT_URL_ECS`, `AWS_ENDPOINT_URL_AUTO_SCALING`, `AWS_ENDPOINT_URL_EC2`), so tests and simulations reach local
  * servers. The SDK's own retries are off (maxAttempts 1): callers retry with p-retry inside the ECS call
  * budget, and one logical call is never multiplied by two retry layers.
  */
-import { AutoScalingClient, SetInstanceHealthCommand } from '@aws-sdk/client-auto-scaling';
+import {
+  AutoScalingClient,
+  CompleteLifecycleActionCommand,
+  RecordLifecycleActionHeartbeatCommand,
+  SetInstanceHealthCommand,
+} from '@aws-sdk/client-auto-scaling';
+import { DescribeTagsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import {
   DeleteAttributesCommand,
   DescribeContainerInstancesCommand,
   ECSClient,
   PutAttributesCommand,
+  UpdateContainerInstancesStateCommand,
 } from '@aws-sdk/client-ecs';
 import { EcsGvisorError, type AwsOutcome } from '../errors.js';
-import type { AutoScalingPort, ContainerInstanceView, EcsPort } from '../ports.js';
+import type { AutoScalingPort, ContainerInstanceView, Ec2Port, EcsPort, LifecycleActionRef, LifecycleResult } from '../ports.js';
 
 export interface AwsClientOptions {
   region: string;
@@ -117,6 +124,21 @@ export class AwsEcs implements EcsPort {
       throw awsError('ECS', 'DeleteAttributes', err);
     }
   }
+
+  async drain(cluster: string, arn: string): Promise<void> {
+    let out;
+    try {
+      out = await this.client.send(new UpdateContainerInstancesStateCommand({ cluster, containerInstances: [arn], status: 'DRAINING' }));
+    } catch (err) {
+      throw awsError('ECS', 'UpdateContainerInstancesState', err);
+    }
+    const failure = out.failures?.[0];
+    if (failure) {
+      throw new EcsGvisorError('AWS_API', `ECS UpdateContainerInstancesState failed for ${arn}: ${failure.reason ?? 'unknown'}${failure.detail ? ` (${failure.detail})` : ''}.`, {
+        details: { service: 'ECS', operation: 'UpdateContainerInstancesState', outcome: 'client-error', name: failure.reason },
+      });
+    }
+  }
 }
 
 export class AwsAutoScaling implements AutoScalingPort {
@@ -132,5 +154,48 @@ export class AwsAutoScaling implements AutoScalingPort {
     } catch (err) {
       throw awsError('AutoScaling', 'SetInstanceHealth', err);
     }
+  }
+
+  async completeLifecycleAction(a: LifecycleActionRef, result: LifecycleResult): Promise<void> {
+    try {
+      await this.client.send(
+        new CompleteLifecycleActionCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId, LifecycleActionResult: result }),
+      );
+    } catch (err) {
+      throw awsError('AutoScaling', 'CompleteLifecycleAction', err);
+    }
+  }
+
+  async recordLifecycleActionHeartbeat(a: LifecycleActionRef): Promise<void> {
+    try {
+      await this.client.send(new RecordLifecycleActionHeartbeatCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId }));
+    } catch (err) {
+      throw awsError('AutoScaling', 'RecordLifecycleActionHeartbeat', err);
+    }
+  }
+}
+
+export class AwsEc2 implements Ec2Port {
+  private readonly client: EC2Client;
+
+  constructor(opts: AwsClientOptions) {
+    this.client = new EC2Client(clientConfig(opts));
+  }
+
+  async autoScalingGroupOf(instanceId: string): Promise<string | undefined> {
+    let out;
+    try {
+      out = await this.client.send(
+        new DescribeTagsCommand({
+          Filters: [
+            { Name: 'resource-id', Values: [instanceId] },
+            { Name: 'key', Values: ['aws:autoscaling:groupName'] },
+          ],
+        }),
+      );
+    } catch (err) {
+      throw awsError('EC2', 'DescribeTags', err);
+    }
+    return out.Tags?.find((t) => t.ResourceId === instanceId && t.Key === 'aws:autoscaling:groupName')?.Value || undefined;
   }
 }

@@ -17,12 +17,17 @@ import { AGENT_BACKOFF, Backoff, decideExit, desiredImageTarball, type BackoffOp
 
 export const SUPERVISOR_STATE = 'supervisor.json';
 
+/** Who holds the agent stopped: the drift check (sandbox not proven) or the lifecycle (warm pool). */
+export type HoldKind = 'sandbox' | 'lifecycle';
+
 export interface SupervisorState {
   restarts: number;
   /** Set once the agent asked not to be restarted (0) or failed terminally (5). */
   stopped?: 'done' | 'terminal';
-  /** Why the agent is held stopped by ecs-gvisor (the sandbox is not proven); absent when not held. */
+  /** Why the agent is held stopped by ecs-gvisor (all holds' reasons); absent when not held. */
   held?: string;
+  /** Each hold by kind: the sandbox is not proven, or the instance waits in a warm pool. */
+  holds?: Partial<Record<HoldKind, string>>;
   lastExit?: { code: number; decision: ExitDecision['kind']; at: string; ranMs: number; lastLines?: string[]; loaded?: string };
 }
 
@@ -84,25 +89,36 @@ export class AgentSupervisor {
     return this.mutex.run(fn);
   }
 
-  /** Stop the agent and keep it stopped (no tasks may be placed here) until release(). */
-  async hold(reason: string): Promise<void> {
+  /** Stop the agent and keep it stopped (no tasks may be placed here) until every hold is released. */
+  async hold(reason: string, kind: HoldKind = 'sandbox'): Promise<void> {
     await this.mutex.run(async () => {
-      const first = !this.st.held;
-      this.st.held = reason;
-      if (first) this.deps.log.error({ reason }, 'holding the agent stopped: no tasks may start on this instance until the sandbox is proven again');
+      const first = !this.st.holds?.[kind];
+      this.setHold(kind, reason);
+      if (first) {
+        if (kind === 'sandbox') this.deps.log.error({ reason }, 'holding the agent stopped: no tasks may start on this instance until the sandbox is proven again');
+        else this.deps.log.info({ reason }, 'holding the agent stopped');
+      }
       await this.stopAgent();
       await this.save();
     });
   }
 
-  async release(): Promise<void> {
+  async release(kind: HoldKind = 'sandbox'): Promise<void> {
     await this.mutex.run(async () => {
-      if (!this.st.held) return;
-      this.st.held = undefined;
-      this.deps.log.info('the sandbox is proven again: starting the agent');
+      if (!this.st.holds?.[kind]) return;
+      this.setHold(kind, undefined);
+      this.deps.log.info({ released: kind, stillHeld: this.st.held }, kind === 'sandbox' ? 'the sandbox is proven again: starting the agent' : 'hold released: starting the agent');
       await this.convergeNow();
       await this.save();
     });
+  }
+
+  private setHold(kind: HoldKind, reason: string | undefined): void {
+    const holds = { ...this.st.holds, [kind]: reason };
+    if (reason === undefined) delete holds[kind];
+    const reasons = Object.values(holds);
+    this.st.holds = reasons.length ? holds : undefined;
+    this.st.held = reasons.length ? reasons.join('; ') : undefined;
   }
 
   /** Restart the agent container for a reason of the watch's (unhealthy, disconnected). */

@@ -1,5 +1,5 @@
 /** Wiring: real adapters into the steps. */
-import { AwsAutoScaling, AwsEcs } from '../adapters/aws.js';
+import { AwsAutoScaling, AwsEc2, AwsEcs } from '../adapters/aws.js';
 import { DockerodeDocker } from '../adapters/dockerode-docker.js';
 import { ImdsV2 } from '../adapters/imds-v2.js';
 import { startMetricsServer } from '../adapters/metrics-http.js';
@@ -27,7 +27,9 @@ import { RUNTIME_STATE, RuntimeStep, type RuntimeState } from '../runtime/runtim
 import { SandboxProver } from '../runtime/sandbox-proof.js';
 import { StateStore } from '../state-store.js';
 import { VERSION } from '../version.js';
-import type { AutoScalingPort, Clock, EcsPort } from '../ports.js';
+import type { AutoScalingPort, Clock, Ec2Port, EcsPort } from '../ports.js';
+import { heartbeatIntervalMs, type LifecycleRecord } from '../lifecycle/lifecycle-plan.js';
+import { Lifecycle, LIFECYCLE_STATE } from '../lifecycle/lifecycle.js';
 import { desiredAttributes, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
 import { EcsCaller, type RetryOptions } from '../watch/ecs-caller.js';
 import { AgentIntrospection } from '../watch/introspection.js';
@@ -45,6 +47,8 @@ export interface ServiceEnv {
 export const ECS_RETRY = { retries: 3, minMs: 2_000, maxMs: 30_000 };
 /** watch.json is rewritten at least this often; older than three of these means `run` is not running. */
 export const HEARTBEAT_MS = 30_000;
+/** A new instance may answer 404 for its target lifecycle state for a while; then the agent starts anyway. */
+export const TARGET_STATE_WAIT_MS = 120_000;
 
 export interface StatusReport {
   version: string;
@@ -75,7 +79,8 @@ export interface StatusReport {
   attributes?: WatchSnapshot['attributes'];
   /** Whether `run` is watching (its watch.json is fresh and its process alive). */
   watch: { running: boolean; pid?: number; updatedAt?: string };
-  lifecycle: { implemented: false };
+  /** Auto Scaling lifecycle: off unless a hook or spot draining is configured; the record of lifecycle.json. */
+  lifecycle: { enabled: boolean; launchHook?: string; terminateHook?: string; spotDrain: boolean } & LifecycleRecord;
   lastErrors: WatchSnapshot['lastErrors'];
 }
 
@@ -85,6 +90,10 @@ export interface App {
   network: NetworkStep;
   agent: AgentStep;
   supervisor: AgentSupervisor;
+  /** Auto Scaling lifecycle hooks and drains; undefined unless configured (no IMDS traffic then). */
+  lifecycle?: Lifecycle;
+  /** How long `run` waits for IMDS's target lifecycle state before starting the agent anyway. */
+  targetStateWaitMs: number;
   /** The watch behind `run`, once bootstrap has verified the runtime. */
   watch(runtime: RuntimeState | undefined): WatchLoop;
   metrics: WatchMetrics;
@@ -102,6 +111,7 @@ export interface App {
 export interface AppOverrides {
   clock?: Clock;
   ecsRetry?: RetryOptions;
+  targetStateWaitMs?: number;
 }
 
 export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, overrides: AppOverrides = {}): App {
@@ -185,6 +195,36 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
   };
   const ecs = cached<EcsPort>((region) => new AwsEcs({ region }));
   const autoScaling = cached<AutoScalingPort>((region) => new AwsAutoScaling({ region }));
+  const ec2 = cached<Ec2Port>((region) => new AwsEc2({ region }));
+  const retry = overrides.ecsRetry ?? ECS_RETRY;
+  // One caller for the process: the watch's polls and the lifecycle's drains share one budget.
+  const ecsCaller = new EcsCaller(
+    {
+      ecs,
+      clock,
+      log: log.child({ component: 'ecs-api' }),
+      onCall: (operation, outcome) => metrics.ecsCalls.inc({ operation, outcome }),
+    },
+    { maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, retry },
+  );
+  const imds = new ImdsV2(clock, { baseUrl: cfg.IMDS_URL });
+  const lifecycleOn = cfg.LAUNCH_HOOK !== undefined || cfg.TERMINATE_HOOK !== undefined || cfg.SPOT_DRAIN;
+  const lifecycle = lifecycleOn
+    ? new Lifecycle(
+        { imds, autoScaling, ec2, ecs: ecsCaller, clock, log: log.child({ component: 'lifecycle' }), state, retry },
+        {
+          launchHook: cfg.LAUNCH_HOOK,
+          terminateHook: cfg.TERMINATE_HOOK,
+          spotDrain: cfg.SPOT_DRAIN,
+          heartbeatMs: heartbeatIntervalMs(cfg.LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS),
+          launchTimeoutMs: cfg.LAUNCH_TIMEOUT_SECONDS * 1000,
+          drainTimeoutMs: cfg.DRAIN_TIMEOUT_SECONDS * 1000,
+          region: cfg.AWS_REGION,
+          group: cfg.ASG_NAME,
+          pollMs: cfg.LIFECYCLE_POLL_SECONDS * 1000,
+        },
+      )
+    : undefined;
 
   return {
     ecsInit,
@@ -192,6 +232,8 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     network,
     agent,
     supervisor,
+    lifecycle,
+    targetStateWaitMs: overrides.targetStateWaitMs ?? TARGET_STATE_WAIT_MS,
     metrics,
     watch(runtimeState) {
       const introspection = new AgentIntrospection(new FetchHttp(), cfg.INTROSPECTION_URL);
@@ -207,17 +249,10 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
           runtime,
           agent,
           introspection: () => introspection.metadata(),
-          ecs: new EcsCaller(
-            {
-              ecs,
-              clock,
-              log: log.child({ component: 'ecs-api' }),
-              onCall: (operation, outcome) => metrics.ecsCalls.inc({ operation, outcome }),
-            },
-            { maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, retry: overrides.ecsRetry ?? ECS_RETRY },
-          ),
+          ecs: ecsCaller,
           autoScaling,
-          imds: new ImdsV2(clock, { baseUrl: cfg.IMDS_URL }),
+          imds,
+          lifecycle,
           notify: new SystemdNotify(commands, service.notifySocket, process.pid),
           metrics,
         },
@@ -260,7 +295,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
       return server.close;
     },
     async status() {
-      const [saved, runscResult, infoResult, watchSaved, supSaved, container] = await Promise.all([
+      const [saved, runscResult, infoResult, watchSaved, supSaved, container, lifecycleSaved] = await Promise.all([
         state.read<RuntimeState>(RUNTIME_STATE),
         detect().then(
           (v) => ({ v }),
@@ -273,6 +308,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
         state.read<WatchSnapshot>(WATCH_STATE),
         state.read<SupervisorState>(SUPERVISOR_STATE),
         docker.inspectContainer(AGENT_NAME).catch(() => undefined),
+        state.read<LifecycleRecord>(LIFECYCLE_STATE),
       ]);
       const watchLive =
         watchSaved !== undefined &&
@@ -327,7 +363,13 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
         audit: w?.audit,
         attributes: watchSaved?.attributes,
         watch: { running: watchLive, pid: watchSaved?.pid, updatedAt: watchSaved?.updatedAt },
-        lifecycle: { implemented: false },
+        lifecycle: {
+          enabled: lifecycleOn,
+          launchHook: cfg.LAUNCH_HOOK,
+          terminateHook: cfg.TERMINATE_HOOK,
+          spotDrain: cfg.SPOT_DRAIN,
+          ...(lifecycleOn ? lifecycleSaved : undefined),
+        },
         lastErrors: w?.lastErrors ?? [],
       };
     },

@@ -7,9 +7,9 @@ import { configPath, parseConfig, type Config } from '../config.js';
 import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { VERSION } from '../version.js';
-import type { RuntimeState } from '../runtime/runtime-step.js';
-import { buildApp, type App, type ServiceEnv } from './app.js';
+import { buildApp, type App, type ServiceEnv, type StatusReport } from './app.js';
 import { HELP, parseArgs, type Step } from './args.js';
+import { bootstrap, serve } from './run.js';
 
 
 export interface Io {
@@ -67,19 +67,9 @@ export async function main(
       case 'bootstrap':
         await bootstrap(app, steps, log);
         return ExitCode.ok;
-      case 'run': {
-        const runtime = await bootstrap(app, steps, log);
-        const stop = signal ?? stopSignal();
-        const closeMetrics = await app.startMetrics();
-        try {
-          log.info('bootstrap verified; supervising the agent and watching until SIGTERM');
-          await app.watch(runtime).run(stop);
-        } finally {
-          await closeMetrics?.();
-        }
-        log.info('stopping; the agent container keeps running');
+      case 'run':
+        await serve(app, steps, log, signal ?? stopSignal());
         return ExitCode.ok;
-      }
       case 'plan':
         io.stdout.write(await plan(app, steps));
         return ExitCode.ok;
@@ -103,40 +93,6 @@ function serviceEnv(env: Readonly<Record<string, string | undefined>>): ServiceE
     notifySocket: env.NOTIFY_SOCKET || undefined,
     watchdogUsec: forUs && Number.isFinite(usec) && usec > 0 ? usec : undefined,
   };
-}
-
-/** Converge the steps in order; returns the runtime state this run proved (undefined without the step). */
-async function bootstrap(app: App, steps: Step[], log: Logger): Promise<RuntimeState | undefined> {
-  let proven: RuntimeState | undefined;
-  let sandboxVerified = false;
-  if (steps.includes('ecs-init')) {
-    // First, so ecs-init cannot recreate the agent under runsc once it becomes the default. If a later
-    // step fails, ecs-init stays stopped: failing closed means no agent, hence no tasks, here.
-    const actions = await app.ecsInit.apply();
-    log.info({ actions }, actions.length ? 'ecs-init stopped and disabled' : 'ecs-init already out of the way');
-  }
-  if (steps.includes('runtime')) {
-    // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
-    const state = await app.runtime.apply();
-    proven = state;
-    sandboxVerified = state.verified;
-    log.info(
-      { runtime: state.name, runscVersion: state.runscVersion, verifiedAt: state.verifiedAt },
-      `${state.name} is Docker's default runtime and the sandbox is proven`,
-    );
-  }
-  if (steps.includes('network')) {
-    const r = await app.network.apply();
-    log.info(r, 'host network rules in place');
-  }
-  if (steps.includes('agent')) {
-    if (!sandboxVerified) {
-      log.warn('starting the agent without proving the sandbox in this run (--only agent): tasks may run outside gVisor');
-    }
-    const r = await app.agent.apply();
-    log.info({ id: r.id, action: r.action, runtime: r.runtime }, 'the ECS agent runs under runc');
-  }
-  return proven;
 }
 
 async function rollback(app: App, steps: Step[], log: Logger): Promise<number> {
@@ -247,13 +203,27 @@ async function status(app: App, json: boolean, io: Io): Promise<number> {
     ],
     ['attributes', s.attributes && Object.keys(s.attributes.published).length ? Object.entries(s.attributes.published).map(([k, v]) => `${k}=${v}`).join(', ') : '-'],
     ['watch', s.watch.running ? `running (pid ${s.watch.pid}, updated ${s.watch.updatedAt})` : 'not running (start ecs-gvisor run)'],
-    ['lifecycle', 'not implemented in this version'],
+    ['lifecycle', lifecycleRow(s.lifecycle)],
     ['last error', r.lastError ? `${r.lastError.at} ${r.lastError.code}: ${r.lastError.message}` : '-'],
     ...s.lastErrors.slice(0, 3).map((e) => ['watch error', `${e.at} ${e.component} ${e.code}: ${e.message}`] as [string, string]),
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   io.stdout.write(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`);
   return ExitCode.ok;
+}
+
+function lifecycleRow(l: StatusReport['lifecycle']): string {
+  if (!l.enabled) return 'off (no ECS_GVISOR_LAUNCH_HOOK, ECS_GVISOR_TERMINATE_HOOK or ECS_GVISOR_SPOT_DRAIN)';
+  const parts = [`${l.instanceId ?? 'instance ?'} in ${l.group ?? 'no Auto Scaling group'}`, `target ${l.targetState ?? 'unknown'}`];
+  const la = l.launch;
+  if (la) parts.push(`launch hook ${la.hook}: ${la.phase === 'completed' ? `${la.result} at ${la.completedAt}` : la.phase}${la.heartbeats ? `, ${la.heartbeats} heartbeat(s)` : ''}${la.reason ? ` (${la.reason})` : ''}`);
+  if (l.spot) parts.push(`spot notice ${l.spot.action}${l.spot.time ? ` at ${l.spot.time}` : ''}`);
+  const d = l.drain;
+  if (d) {
+    parts.push(`${d.reason} drain ${d.phase}${d.by ? ` (${d.by})` : ''}${d.runningTasks !== undefined ? `, ${d.runningTasks} task(s)` : ''}`);
+    if (d.hook) parts.push(`terminate hook ${d.hook.hook}: ${d.hook.phase === 'completed' ? `${d.hook.result} at ${d.hook.completedAt}` : d.hook.phase}`);
+  }
+  return parts.join('; ');
 }
 
 /** Aborted by SIGTERM (systemd stop) or SIGINT. */

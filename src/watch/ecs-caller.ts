@@ -1,7 +1,8 @@
 /**
  * Every ECS call of this instance goes through here: the rolling one-hour ceiling first, then the call;
  * throttling, 5xx, timeouts and network errors are retried with p-retry (jittered exponential backoff),
- * client errors are not. Each attempt counts against the budget and is counted by outcome.
+ * client errors are not. Each attempt counts against the budget and is counted by outcome. Auto Scaling
+ * calls use the same retries without the ECS budget.
  */
 import pRetry, { AbortError } from 'p-retry';
 import { EcsGvisorError, messageOf, type AwsOutcome } from '../errors.js';
@@ -19,6 +20,44 @@ export type CallOutcome = 'ok' | AwsOutcome;
 
 export function outcomeOf(err: unknown): AwsOutcome | undefined {
   return err instanceof EcsGvisorError && err.code === 'AWS_API' ? (err.details.outcome as AwsOutcome) : undefined;
+}
+
+/**
+ * One logical AWS call: throttling, 5xx, timeouts and network errors are retried with jittered
+ * exponential backoff; client errors (a bad request, "no such lifecycle action") are not. `attempt`
+ * runs once per try; `onOutcome` hears how each ended.
+ */
+export function withAwsRetries<T>(
+  operation: string,
+  attempt: () => Promise<T>,
+  o: { retry: RetryOptions; log: Logger; signal?: AbortSignal; onOutcome?: (outcome: CallOutcome) => void },
+): Promise<T> {
+  return pRetry(
+    async () => {
+      try {
+        const r = await attempt();
+        o.onOutcome?.('ok');
+        return r;
+      } catch (err) {
+        if (err instanceof AbortError) throw err;
+        const outcome = outcomeOf(err) ?? 'network';
+        o.onOutcome?.(outcome);
+        if (outcome === 'client-error') throw new AbortError(err as Error);
+        throw err;
+      }
+    },
+    {
+      retries: o.retry.retries,
+      minTimeout: o.retry.minMs,
+      maxTimeout: o.retry.maxMs,
+      factor: 2,
+      randomize: true,
+      signal: o.signal,
+      onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+        if (retriesLeft > 0) o.log.info({ operation, attempt: attemptNumber, outcome: outcomeOf(error), err: messageOf(error) }, 'AWS call failed; retrying');
+      },
+    },
+  );
 }
 
 export class EcsCaller {
@@ -41,10 +80,11 @@ export class EcsCaller {
     return this.window.count(this.deps.clock.now());
   }
 
-  async call<T>(region: string, operation: string, fn: (ecs: EcsPort) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  call<T>(region: string, operation: string, fn: (ecs: EcsPort) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const { clock, log } = this.deps;
     const ecs = this.deps.ecs(region);
-    return pRetry(
+    return withAwsRetries(
+      operation,
       async () => {
         for (let wait = this.window.waitMs(clock.now()); wait > 0; wait = this.window.waitMs(clock.now())) {
           log.warn({ operation, waitMs: wait, maxCallsPerHour: this.opts.maxCallsPerHour }, 'ECS call budget spent for this hour; waiting');
@@ -52,28 +92,9 @@ export class EcsCaller {
           if (signal?.aborted) throw new AbortError('stopping');
         }
         this.window.record(clock.now());
-        try {
-          const r = await fn(ecs);
-          this.deps.onCall?.(operation, 'ok');
-          return r;
-        } catch (err) {
-          const outcome = outcomeOf(err) ?? 'network';
-          this.deps.onCall?.(operation, outcome);
-          if (outcome === 'client-error') throw new AbortError(err as Error);
-          throw err;
-        }
+        return fn(ecs);
       },
-      {
-        retries: this.opts.retry.retries,
-        minTimeout: this.opts.retry.minMs,
-        maxTimeout: this.opts.retry.maxMs,
-        factor: 2,
-        randomize: true,
-        signal,
-        onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
-          if (retriesLeft > 0) log.info({ operation, attempt: attemptNumber, outcome: outcomeOf(error), err: messageOf(error) }, 'ECS call failed; retrying');
-        },
-      },
+      { retry: this.opts.retry, log, signal, onOutcome: (outcome) => this.deps.onCall?.(operation, outcome) },
     );
   }
 }

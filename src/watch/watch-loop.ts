@@ -22,6 +22,7 @@ import type {
 } from '../ports.js';
 import type { RuntimeState, RuntimeStep } from '../runtime/runtime-step.js';
 import type { StateStore } from '../state-store.js';
+import type { Lifecycle } from '../lifecycle/lifecycle.js';
 import { desiredAttributes, isEmptyPlan, planAttributes } from './attributes.js';
 import { audit, type Violation } from './audit.js';
 import { firstPollMs, nextPollMs, type EcsBudget } from './budget.js';
@@ -48,6 +49,8 @@ export interface WatchDeps {
   imds: ImdsPort;
   notify: NotifyPort;
   metrics: WatchMetrics;
+  /** Auto Scaling lifecycle (launch gate, warm pools, drains), when configured. */
+  lifecycle?: Lifecycle;
   random?: () => number;
 }
 
@@ -107,7 +110,7 @@ export interface WatchSnapshot {
   lastErrors: Array<{ at: string; component: string; code: string; message: string }>;
 }
 
-type Task = 'introspect' | 'ecs' | 'drift' | 'audit' | 'watchdog' | 'heartbeat';
+type Task = 'introspect' | 'ecs' | 'drift' | 'audit' | 'lifecycle' | 'watchdog' | 'heartbeat';
 
 export class WatchLoop {
   private readonly due = new Map<Task, number>();
@@ -117,6 +120,10 @@ export class WatchLoop {
   private readonly random: () => number;
   private obs: Observations = {};
   private throttledStreak = 0;
+  /** When obs.ecs was taken. */
+  private ecsAt?: number;
+  /** The lifecycle awaits ECS's view (launch gate, drain): poll at the alert interval. */
+  private lifecycleUrgent = false;
   private restartsCounted = 0;
   private lastStatus?: string;
   private lastWritten?: { json: string; at: number };
@@ -154,7 +161,9 @@ export class WatchLoop {
   async run(signal: AbortSignal): Promise<void> {
     const { clock, supervisor, notify, log } = this.deps;
     const now = clock.now();
+    // Lifecycle after introspect: its first round should know whether the agent registered.
     for (const t of ['introspect', 'drift', 'audit', 'heartbeat'] as const) this.due.set(t, now);
+    if (this.deps.lifecycle) this.due.set('lifecycle', now);
     if (this.opts.watchdogMs) this.due.set('watchdog', now);
     const supervising = supervisor.run(signal, (ev) => this.push(ev));
     await this.notify({ READY: '1', STATUS: 'bootstrap verified; watching' });
@@ -244,6 +253,9 @@ export class WatchLoop {
         case 'audit':
           await this.audit();
           break;
+        case 'lifecycle':
+          await this.lifecycle(signal);
+          break;
         case 'watchdog':
           await this.notify({ WATCHDOG: '1' });
           break;
@@ -266,13 +278,15 @@ export class WatchLoop {
         return this.after(task, o.driftMs);
       case 'audit':
         return this.after(task, o.auditMs);
+      case 'lifecycle':
+        return this.after(task, this.deps.lifecycle?.pollMs ?? 5_000);
       case 'watchdog':
         return this.after(task, o.watchdogMs ?? 60_000);
       case 'heartbeat':
         return this.after(task, o.heartbeatMs);
       case 'ecs':
         // Only once registered; the introspect task schedules the first poll.
-        if (this.obs.metadata) this.after(task, nextPollMs(o.budget, { wrong: this.ecsWrong(), throttledStreak: this.throttledStreak }, this.random));
+        if (this.obs.metadata) this.after(task, nextPollMs(o.budget, { wrong: this.ecsWrong() || this.lifecycleUrgent, throttledStreak: this.throttledStreak }, this.random));
         return;
     }
   }
@@ -352,6 +366,8 @@ export class WatchLoop {
       r.callsLastHour = this.deps.ecs.callsLastHour();
     }
     this.obs.ecs = view ?? 'missing';
+    this.ecsAt = this.deps.clock.now();
+    if (this.lifecycleUrgent) this.soon('lifecycle', 0); // a launch gate or a drain waits on this answer
     Object.assign(r, {
       status: view?.status,
       agentConnected: view?.agentConnected,
@@ -436,9 +452,23 @@ export class WatchLoop {
     }
   }
 
+  private async lifecycle(signal: AbortSignal): Promise<void> {
+    const lc = this.deps.lifecycle!;
+    const r = await lc.tick('watching', { verified: this.verified.ok, metadata: this.obs.metadata, ecs: this.obs.ecs, ecsAt: this.ecsAt }, signal);
+    const { supervisor } = this.deps;
+    const heldForLifecycle = supervisor.snapshot.holds?.lifecycle !== undefined;
+    if (r.agent?.want === 'hold' && !heldForLifecycle) await supervisor.hold(r.agent.reason, 'lifecycle');
+    if (r.agent?.want === 'run' && heldForLifecycle) {
+      await supervisor.release('lifecycle');
+      this.soon('introspect', 1_000);
+    }
+    if (r.urgentEcs && !this.lifecycleUrgent && this.obs.metadata) this.soon('ecs', this.opts.budget.alertPollMs);
+    this.lifecycleUrgent = r.urgentEcs;
+  }
+
   private async checkDrift(): Promise<void> {
     const { runtime, log, supervisor, agent, metrics } = this.deps;
-    const held = supervisor.snapshot.held;
+    const held = supervisor.snapshot.holds?.sandbox;
     const plan = await runtime.plan();
     const runscChanged = plan.runsc.problem !== undefined || (this.verified.version !== undefined && plan.runsc.version !== this.verified.version);
     const drifted = plan.daemonJson.changed || !plan.live.converged || runscChanged;
@@ -532,6 +562,9 @@ export class WatchLoop {
         : 'not registered',
       `audit ${s.audit.violations.length} violation(s) in ${s.audit.checked}`,
     ];
+    const lc = this.deps.lifecycle?.record;
+    if (lc?.drain) parts.push(`${lc.drain.reason} drain ${lc.drain.phase}${lc.drain.runningTasks !== undefined ? ` (${lc.drain.runningTasks} task(s))` : ''}`);
+    else if (lc?.launch) parts.push(`launch ${lc.launch.phase === 'completed' ? lc.launch.result : lc.launch.phase}${lc.targetState ? ` (${lc.targetState})` : ''}`);
     s.summary = parts.join('; ');
     s.healthy = s.runtime.verified && s.verdict.kind === 'healthy' && s.audit.violations.length === 0;
   }

@@ -1,0 +1,85 @@
+/** `bootstrap` and `run`: converge the steps in order, then (for `run`) supervise and watch. */
+import { isWarm } from '../lifecycle/lifecycle-plan.js';
+import type { Logger } from '../logger.js';
+import type { RuntimeState } from '../runtime/runtime-step.js';
+import type { App } from './app.js';
+import type { Step } from './args.js';
+
+/**
+ * Converge the steps in order; returns the runtime state this run proved (undefined without the step).
+ * `agentHold`, when given, is asked just before the agent step: a reason means "keep the agent down".
+ */
+export async function bootstrap(app: App, steps: readonly Step[], log: Logger, agentHold?: () => Promise<string | undefined>): Promise<RuntimeState | undefined> {
+  let proven: RuntimeState | undefined;
+  let sandboxVerified = false;
+  if (steps.includes('ecs-init')) {
+    // First, so ecs-init cannot recreate the agent under runsc once it becomes the default. If a later
+    // step fails, ecs-init stays stopped: failing closed means no agent, hence no tasks, here.
+    const actions = await app.ecsInit.apply();
+    log.info({ actions }, actions.length ? 'ecs-init stopped and disabled' : 'ecs-init already out of the way');
+  }
+  if (steps.includes('runtime')) {
+    // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
+    const state = await app.runtime.apply();
+    proven = state;
+    sandboxVerified = state.verified;
+    log.info(
+      { runtime: state.name, runscVersion: state.runscVersion, verifiedAt: state.verifiedAt },
+      `${state.name} is Docker's default runtime and the sandbox is proven`,
+    );
+  }
+  if (steps.includes('network')) {
+    const r = await app.network.apply();
+    log.info(r, 'host network rules in place');
+  }
+  if (steps.includes('agent')) {
+    const hold = await agentHold?.();
+    if (hold) {
+      await app.supervisor.hold(hold, 'lifecycle');
+    } else {
+      if (!sandboxVerified) {
+        log.warn('starting the agent without proving the sandbox in this run (--only agent): tasks may run outside gVisor');
+      }
+      const r = await app.agent.apply();
+      log.info({ id: r.id, action: r.action, runtime: r.runtime }, 'the ECS agent runs under runc');
+    }
+  }
+  return proven;
+}
+
+/**
+ * `run`: bootstrap, then watch until `signal` aborts. With lifecycle hooks configured, a pending launch
+ * action is heartbeated during bootstrap, a warm-pool instance keeps its agent down, and a failed
+ * bootstrap abandons the launch (fail closed: the group replaces the instance).
+ */
+export async function serve(app: App, steps: readonly Step[], log: Logger, signal: AbortSignal): Promise<void> {
+  const lc = app.lifecycle;
+  const guard = lc?.guardBootstrap(signal);
+  let runtime: RuntimeState | undefined;
+  try {
+    runtime = await bootstrap(
+      app,
+      steps,
+      log,
+      guard &&
+        (async () => {
+          const target = await guard.target(app.targetStateWaitMs);
+          if (target === undefined) log.warn('instance metadata has no target lifecycle state yet: starting the agent (the watch keeps asking)');
+          return isWarm(target) ? `the instance is in a warm pool (${target}): the agent starts when it goes InService` : undefined;
+        }),
+    );
+  } catch (err) {
+    await guard?.stop();
+    await lc?.abandonLaunch(err);
+    throw err;
+  }
+  await guard?.stop();
+  const closeMetrics = await app.startMetrics();
+  try {
+    log.info('bootstrap verified; supervising the agent and watching until SIGTERM');
+    await app.watch(runtime).run(signal);
+  } finally {
+    await closeMetrics?.();
+  }
+  log.info('stopping; the agent container keeps running');
+}

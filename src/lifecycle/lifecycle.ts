@@ -1,0 +1,290 @@
+/**
+ * Auto Scaling lifecycle from the instance: the launch gate (CONTINUE once the sandbox is proven and the
+ * agent registered and connected, ABANDON when bootstrap fails closed or the wait runs out), warm pools
+ * (no agent while `Warmed:*`), and termination and spot notices (drain, wait for the tasks, complete).
+ * Everything comes from IMDSv2 and the instance's own calls: no Lambda. Decisions are lifecycle-plan.ts's;
+ * this runner asks IMDS, applies effects through the Auto Scaling and ECS ports, and keeps the record in
+ * `lifecycle.json` for `status` and for a restarted `run`.
+ */
+import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { AgentMetadata, AutoScalingPort, Clock, ContainerInstanceView, Ec2Port, ImdsPort, LifecycleActionRef } from '../ports.js';
+import type { StateStore } from '../state-store.js';
+import { withAwsRetries, type EcsCaller, type RetryOptions } from '../watch/ecs-caller.js';
+import {
+  afterEffect,
+  awaitsEcs,
+  planLifecycle,
+  type Effect,
+  type EffectOutcome,
+  type LifecyclePolicy,
+  type LifecycleRecord,
+  type LifecycleView,
+} from './lifecycle-plan.js';
+
+export const LIFECYCLE_STATE = 'lifecycle.json';
+export const TARGET_STATE_PATH = '/latest/meta-data/autoscaling/target-lifecycle-state';
+export const SPOT_ACTION_PATH = '/latest/meta-data/spot/instance-action';
+const GROUP_TAG_PATH = '/latest/meta-data/tags/instance/aws:autoscaling:groupName';
+
+export interface LifecycleDeps {
+  imds: ImdsPort;
+  autoScaling: (region: string) => AutoScalingPort;
+  ec2: (region: string) => Ec2Port;
+  ecs: EcsCaller;
+  clock: Clock;
+  log: Logger;
+  state: StateStore;
+  retry: RetryOptions;
+}
+
+export interface LifecycleOptions extends LifecyclePolicy {
+  /** Region for Auto Scaling and EC2; default: IMDS placement/region. */
+  region?: string;
+  /** The Auto Scaling group; default: the instance's aws:autoscaling:groupName tag. */
+  group?: string;
+  pollMs: number;
+}
+
+/** What the watch knows, for one round. */
+export interface WatchView {
+  verified: boolean;
+  metadata?: AgentMetadata;
+  ecs?: ContainerInstanceView | 'missing';
+  /** When `ecs` was taken. */
+  ecsAt?: number;
+}
+
+export interface TickResult {
+  /** Keep the agent down (warm pool) or let it run. */
+  agent?: { want: 'hold' | 'run'; reason: string };
+  urgentEcs: boolean;
+}
+
+interface Identity {
+  instanceId: string;
+  region: string;
+  group?: string;
+}
+
+export class Lifecycle {
+  private rec: LifecycleRecord = {};
+  private identity?: Identity;
+  private loaded = false;
+  private lastSaved = '';
+
+  constructor(private readonly deps: LifecycleDeps, private readonly opts: LifecycleOptions) {}
+
+  get record(): Readonly<LifecycleRecord> {
+    return this.rec;
+  }
+
+  get pollMs(): number {
+    return this.opts.pollMs;
+  }
+
+  /** One round: ask IMDS, decide, act. IMDS failures throw (the caller records them and tries again). */
+  async tick(stage: LifecycleView['stage'], w: WatchView, signal?: AbortSignal): Promise<TickResult> {
+    const { imds, clock, log } = this.deps;
+    const id = await this.identify();
+    const [target, spotText] = await Promise.all([imds.get(TARGET_STATE_PATH), this.opts.spotDrain ? imds.get(SPOT_ACTION_PATH) : undefined]);
+    const ecs = w.ecs === 'missing' ? 'missing' : w.ecs && { ...w.ecs, at: w.ecsAt ?? 0 };
+    const plan = planLifecycle(
+      this.rec,
+      {
+        now: clock.now(),
+        stage,
+        target: target?.trim() || undefined,
+        spot: spotText ? parseSpotNotice(spotText) : undefined,
+        verified: w.verified,
+        registered: w.metadata !== undefined,
+        ecs,
+        inGroup: id.group !== undefined,
+      },
+      this.opts,
+    );
+    this.rec = plan.record;
+    for (const n of plan.notes) log[n.level](n.fields ?? {}, n.msg);
+    let agent: TickResult['agent'];
+    for (const e of plan.effects) {
+      if (e.kind === 'agent') {
+        agent = e;
+        continue;
+      }
+      const out = e.kind === 'drain' ? await this.drain(w.metadata, signal) : await this.hookCall(id, e, signal);
+      this.rec = afterEffect(this.rec, e, out, clock.now(), this.opts);
+    }
+    await this.save();
+    return { agent, urgentEcs: stage === 'watching' && awaitsEcs(this.rec) };
+  }
+
+  /**
+   * Bootstrap failed. Fail closed: ABANDON the pending launch action (the group replaces the instance)
+   * unless the failure may pass (Docker or the network unavailable) and the launch timeout has not run
+   * out; then systemd's restart tries again and the action keeps waiting.
+   */
+  async abandonLaunch(err: unknown): Promise<void> {
+    const { clock, log } = this.deps;
+    if (!this.opts.launchHook) return;
+    let id: Identity;
+    try {
+      id = await this.identify();
+    } catch (e) {
+      log.error({ err: messageOf(e) }, 'bootstrap failed and the launch lifecycle action cannot be abandoned (instance identity unknown); the hook’s timeout decides');
+      return;
+    }
+    if (!id.group) return;
+    const now = clock.now();
+    const l = (this.rec.launch ??= { hook: this.opts.launchHook, target: this.rec.targetState ?? 'unknown', phase: 'waiting', since: new Date(now).toISOString(), heartbeats: 0 });
+    if (l.phase !== 'waiting') return;
+    const transient = err instanceof EcsGvisorError && err.exitCode === ExitCode.unavailable;
+    const waited = now - Date.parse(l.since);
+    if (transient && waited < this.opts.launchTimeoutMs) {
+      log.warn({ err: messageOf(err), waitedSeconds: Math.round(waited / 1000) }, 'bootstrap failed; the launch lifecycle action stays pending while systemd tries again (abandoned after ECS_GVISOR_LAUNCH_TIMEOUT_SECONDS)');
+      await this.save();
+      return;
+    }
+    const e: Effect = { kind: 'complete', role: 'launch', hook: l.hook, result: 'ABANDON', reason: `bootstrap failed: ${messageOf(err)}` };
+    this.rec = afterEffect(this.rec, e, await this.hookCall(id, e), clock.now(), this.opts);
+    await this.save();
+  }
+
+  /**
+   * During bootstrap: heartbeat a pending launch action and learn the target state, so a long runsc
+   * install or image pull does not let the action time out.
+   */
+  guardBootstrap(signal: AbortSignal): BootstrapGuard {
+    const { clock, log } = this.deps;
+    const stop = new AbortController();
+    const end = () => stop.abort();
+    signal.addEventListener('abort', end, { once: true });
+    let lastProblem = '';
+    const loop = (async () => {
+      while (!stop.signal.aborted) {
+        try {
+          await this.tick('bootstrap', { verified: false }, stop.signal);
+        } catch (err) {
+          if (messageOf(err) !== lastProblem) log.warn({ err: messageOf(err) }, 'lifecycle: instance metadata or Auto Scaling failed during bootstrap; trying again');
+          lastProblem = messageOf(err);
+        }
+        await clock.sleep(this.opts.pollMs, stop.signal);
+      }
+    })();
+    return {
+      target: async (maxMs: number) => {
+        const until = clock.now() + maxMs;
+        while (this.rec.targetState === undefined && clock.now() < until && !stop.signal.aborted) await clock.sleep(Math.min(this.opts.pollMs, until - clock.now()), stop.signal);
+        return this.rec.targetState;
+      },
+      stop: async () => {
+        stop.abort();
+        signal.removeEventListener('abort', end);
+        await loop;
+      },
+    };
+  }
+
+  private async identify(): Promise<Identity> {
+    if (this.identity) return this.identity;
+    const { imds, log } = this.deps;
+    const instanceId = (await imds.get('/latest/meta-data/instance-id'))?.trim();
+    if (!instanceId) throw new EcsGvisorError('IMDS_FAILED', 'Instance metadata has no instance-id.');
+    const region = this.opts.region ?? (await imds.get('/latest/meta-data/placement/region'))?.trim();
+    if (!region) throw new EcsGvisorError('CONFIG_INVALID', 'No AWS region: set ECS_GVISOR_AWS_REGION (instance metadata has no placement/region).');
+    // The tag through IMDS needs no API call (when instance metadata tags are on); EC2 otherwise.
+    let group = this.opts.group ?? (await imds.get(GROUP_TAG_PATH))?.trim();
+    if (!group) {
+      group = await withAwsRetries('DescribeTags', () => this.deps.ec2(region).autoScalingGroupOf(instanceId), { retry: this.deps.retry, log });
+    }
+    if (!group) log.warn({ instanceId }, 'the instance is in no Auto Scaling group: lifecycle hooks do not apply (termination and spot drains still do)');
+    this.identity = { instanceId, region, group: group || undefined };
+    await this.load(this.identity);
+    return this.identity;
+  }
+
+  /** The record of this instance from an earlier `run`; a record of another instance (a baked image) is dropped. */
+  private async load(id: Identity): Promise<void> {
+    if (this.loaded) return;
+    this.loaded = true;
+    const saved = await this.deps.state.read<LifecycleRecord>(LIFECYCLE_STATE);
+    const fresh = { instanceId: id.instanceId, group: id.group };
+    // The target state is learned afresh; what was done for which target is kept.
+    this.rec = saved?.instanceId === id.instanceId ? { ...saved, ...fresh, targetState: undefined } : fresh;
+  }
+
+  private async save(): Promise<void> {
+    const json = JSON.stringify(this.rec);
+    if (json === this.lastSaved) return;
+    try {
+      await this.deps.state.write(LIFECYCLE_STATE, this.rec);
+      this.lastSaved = json;
+    } catch (err) {
+      this.deps.log.warn({ err: messageOf(err) }, 'cannot write the lifecycle state for status');
+    }
+  }
+
+  private async hookCall(id: Identity, e: Extract<Effect, { kind: 'heartbeat' | 'complete' }>, signal?: AbortSignal): Promise<EffectOutcome> {
+    const { log, retry } = this.deps;
+    const ref: LifecycleActionRef = { group: id.group!, hook: e.hook, instanceId: id.instanceId };
+    const as = this.deps.autoScaling(id.region);
+    const operation = e.kind === 'complete' ? 'CompleteLifecycleAction' : 'RecordLifecycleActionHeartbeat';
+    const fields = { hook: e.hook, group: ref.group, instanceId: ref.instanceId, role: e.role };
+    try {
+      await withAwsRetries(operation, () => (e.kind === 'complete' ? as.completeLifecycleAction(ref, e.result) : as.recordLifecycleActionHeartbeat(ref)), { retry, log, signal });
+    } catch (err) {
+      // Auto Scaling answers ValidationError when no such action waits for this instance (never
+      // launched under the hook, already completed, timed out) — or when the hook or group name is wrong.
+      if (err instanceof EcsGvisorError && err.details.name === 'ValidationError') {
+        log.warn({ ...fields, err: messageOf(err) }, `${operation}: Auto Scaling has no pending ${e.role} action for this instance (check the hook and group names if one was expected)`);
+        return { kind: 'not-pending', detail: messageOf(err) };
+      }
+      log.warn({ ...fields, err: messageOf(err) }, `${operation} failed; trying again`);
+      return { kind: 'failed' };
+    }
+    if (e.kind === 'complete') {
+      const level = e.result === 'CONTINUE' ? 'info' : 'error';
+      log[level]({ ...fields, result: e.result, reason: e.reason }, `${e.role} lifecycle action completed: ${e.result}`);
+    } else {
+      log.debug(fields, 'lifecycle action heartbeat');
+    }
+    return { kind: 'ok' };
+  }
+
+  /** DRAINING, unless the instance already is (ECS managed draining, the agent's own spot draining). */
+  private async drain(meta: AgentMetadata | undefined, signal?: AbortSignal): Promise<EffectOutcome> {
+    const { ecs, log } = this.deps;
+    if (!meta) return { kind: 'failed' };
+    const region = this.opts.region ?? meta.containerInstanceArn.split(':')[3]!;
+    const where = { cluster: meta.cluster, containerInstanceArn: meta.containerInstanceArn };
+    try {
+      const now = await ecs.call(region, 'DescribeContainerInstances', (e) => e.describeContainerInstance(meta.cluster, meta.containerInstanceArn), signal);
+      if (!now) return { kind: 'ok', missing: true };
+      if (now.status === 'DRAINING') {
+        log.info({ ...where, runningTasks: now.runningTasksCount }, 'the container instance is already DRAINING: waiting for its tasks, not draining again');
+        return { kind: 'ok', drainedBy: 'already-draining', runningTasks: now.runningTasksCount };
+      }
+      await ecs.call(region, 'UpdateContainerInstancesState', (e) => e.drain(meta.cluster, meta.containerInstanceArn), signal);
+      log.warn({ ...where, runningTasks: now.runningTasksCount }, 'container instance set to DRAINING');
+      return { kind: 'ok', drainedBy: 'ecs-gvisor', runningTasks: now.runningTasksCount };
+    } catch (err) {
+      log.warn({ ...where, err: messageOf(err) }, 'could not drain the container instance; trying again');
+      return { kind: 'failed' };
+    }
+  }
+}
+
+export interface BootstrapGuard {
+  /** The target lifecycle state once IMDS has one, waiting at most `maxMs` (undefined: still 404). */
+  target(maxMs: number): Promise<string | undefined>;
+  stop(): Promise<void>;
+}
+
+/** `{"action": "terminate", "time": "…"}`; anything at that path is a notice, even if unreadable. */
+export function parseSpotNotice(text: string): { action: string; time?: string } {
+  try {
+    const d = JSON.parse(text) as { action?: unknown; time?: unknown };
+    return { action: typeof d.action === 'string' ? d.action : 'unknown', time: typeof d.time === 'string' ? d.time : undefined };
+  } catch {
+    return { action: 'unknown' };
+  }
+}
