@@ -60,6 +60,8 @@ export class FakeEcs {
   /** Decides how each call is answered; default: normally. */
   behaviour: (operation: string, n: number) => Behaviour = () => 'ok';
   bucket?: TokenBucket;
+  /** Runs before each instance is described (tasks leaving a draining instance, say). */
+  onDescribe: (i: FakeInstance) => void = () => undefined;
   url = '';
   private server?: Server;
 
@@ -105,6 +107,7 @@ export class FakeEcs {
     switch (operation) {
       case 'DescribeContainerInstances': {
         const arns = body.containerInstances as string[];
+        for (const a of arns) if (this.instances.has(a)) this.onDescribe(this.instances.get(a)!);
         const found = arns.filter((a) => this.instances.has(a));
         return send(200, {
           containerInstances: found.map((arn) => {
@@ -119,6 +122,15 @@ export class FakeEcs {
               ...(i.healthStatus ? { healthStatus: { overallStatus: i.healthStatus } } : {}),
             };
           }),
+          failures: arns.filter((a) => !this.instances.has(a)).map((arn) => ({ arn, reason: 'MISSING' })),
+        });
+      }
+      case 'UpdateContainerInstancesState': {
+        const arns = body.containerInstances as string[];
+        const found = arns.filter((a) => this.instances.has(a));
+        for (const a of found) this.instances.get(a)!.status = String(body.status);
+        return send(200, {
+          containerInstances: found.map((arn) => ({ containerInstanceArn: arn, status: this.instances.get(arn)!.status })),
           failures: arns.filter((a) => !this.instances.has(a)).map((arn) => ({ arn, reason: 'MISSING' })),
         });
       }
@@ -139,7 +151,72 @@ export class FakeEcs {
   }
 }
 
+export type AsBehaviour = 'ok' | 'throttle';
+
+/**
+ * Auto Scaling (query protocol, XML). Lifecycle actions are modelled: `pend` opens one for an instance,
+ * heartbeats and completions of an action that is not pending get ValidationError, as AWS answers.
+ */
 export class FakeAutoScaling {
+  readonly calls: Array<{ params: Record<string, string>; Action: string; at: number; outcome: string }> = [];
+  /** Pending (or finished) lifecycle actions by group/hook/instance. */
+  readonly actions = new Map<string, { result?: string; heartbeats: number }>();
+  behaviour: (action: string, n: number) => AsBehaviour = () => 'ok';
+  url = '';
+  private server?: Server;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Open a lifecycle action, as the group does when an instance enters Pending:Wait or Terminating:Wait. */
+  pend(group: string, hook: string, instanceId: string): void {
+    this.actions.set(`${group}/${hook}/${instanceId}`, { heartbeats: 0 });
+  }
+
+  action(group: string, hook: string, instanceId: string): { result?: string; heartbeats: number } | undefined {
+    return this.actions.get(`${group}/${hook}/${instanceId}`);
+  }
+
+  count(action: string, outcome?: string): number {
+    return this.calls.filter((c) => c.Action === action && (!outcome || c.outcome === outcome)).length;
+  }
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => {
+      void readBody(req).then((text) => {
+        const params = Object.fromEntries(new URLSearchParams(text));
+        const action = params.Action ?? '';
+        const n = this.calls.length;
+        const fail = (status: number, code: string, message: string, outcome: string) => {
+          this.calls.push({ params, Action: action, at: this.now(), outcome });
+          res.writeHead(status, { 'content-type': 'text/xml' });
+          res.end(`<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type><Code>${code}</Code><Message>${message}</Message></Error><RequestId>r-${n}</RequestId></ErrorResponse>`);
+        };
+        if (this.behaviour(action, n) === 'throttle') return fail(400, 'Throttling', 'Rate exceeded', 'throttled');
+        if (action === 'CompleteLifecycleAction' || action === 'RecordLifecycleActionHeartbeat') {
+          const a = this.action(params.AutoScalingGroupName!, params.LifecycleHookName!, params.InstanceId!);
+          if (!a || a.result) return fail(400, 'ValidationError', `No active Lifecycle Action found with instance ID ${params.InstanceId}`, 'validation');
+          if (action === 'CompleteLifecycleAction') a.result = params.LifecycleActionResult;
+          else a.heartbeats++;
+        }
+        this.calls.push({ params, Action: action, at: this.now(), outcome: 'ok' });
+        res.writeHead(200, { 'content-type': 'text/xml' });
+        res.end(
+          `<${action}Response xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><${action}Result/><ResponseMetadata><RequestId>r-${n}</RequestId></ResponseMetadata></${action}Response>`,
+        );
+      });
+    });
+    this.url = await listen(this.server);
+    return this;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+/** EC2 (ec2 query protocol): DescribeTags over a tag table. */
+export class FakeEc2 {
+  readonly tags: Array<{ resourceId: string; key: string; value: string }> = [];
   readonly calls: Array<Record<string, string>> = [];
   url = '';
   private server?: Server;
@@ -149,11 +226,20 @@ export class FakeAutoScaling {
       void readBody(req).then((text) => {
         const params = Object.fromEntries(new URLSearchParams(text));
         this.calls.push(params);
-        const action = params.Action ?? '';
+        const filters = new Map<string, string[]>();
+        for (let i = 1; params[`Filter.${i}.Name`]; i++) {
+          const values: string[] = [];
+          for (let j = 1; params[`Filter.${i}.Value.${j}`]; j++) values.push(params[`Filter.${i}.Value.${j}`]!);
+          filters.set(params[`Filter.${i}.Name`]!, values);
+        }
+        const match = (t: { resourceId: string; key: string }) =>
+          (!filters.has('resource-id') || filters.get('resource-id')!.includes(t.resourceId)) && (!filters.has('key') || filters.get('key')!.includes(t.key));
+        const items = this.tags
+          .filter(match)
+          .map((t) => `<item><resourceId>${t.resourceId}</resourceId><resourceType>instance</resourceType><key>${t.key}</key><value>${t.value}</value></item>`)
+          .join('');
         res.writeHead(200, { 'content-type': 'text/xml' });
-        res.end(
-          `<${action}Response xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><ResponseMetadata><RequestId>r-${this.calls.length}</RequestId></ResponseMetadata></${action}Response>`,
-        );
+        res.end(`<DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r-${this.calls.length}</requestId><tagSet>${items}</tagSet></DescribeTagsResponse>`);
       });
     });
     this.url = await listen(this.server);
@@ -169,6 +255,8 @@ export class FakeAutoScaling {
 export class FakeImds {
   readonly paths = new Map<string, string>();
   readonly requests: Array<{ method: string; path: string; token?: string }> = [];
+  /** Per path: answer slowly (past the client's timeout) or with an error status. */
+  readonly faults = new Map<string, { delayMs?: number; status?: number }>();
   private readonly tokens = new Set<string>();
   url = '';
   private server?: Server;
@@ -184,6 +272,12 @@ export class FakeImds {
         return;
       }
       if (!token || !this.tokens.has(token)) return void res.writeHead(401).end();
+      const fault = this.faults.get(req.url ?? '');
+      if (fault?.delayMs) {
+        setTimeout(() => res.writeHead(fault.status ?? 200).end(this.paths.get(req.url ?? '') ?? ''), fault.delayMs);
+        return;
+      }
+      if (fault?.status) return void res.writeHead(fault.status).end();
       const v = this.paths.get(req.url ?? '');
       if (v === undefined) return void res.writeHead(404).end();
       res.writeHead(200).end(v);

@@ -1,19 +1,19 @@
 /**
  * The adapters that leave the host, against real HTTP servers on 127.0.0.1 through the real SDK clients:
- * ECS (JSON protocol) with the budgeted caller, Auto Scaling (query protocol), IMDSv2, and systemd's
+ * ECS (JSON protocol) with the budgeted caller, Auto Scaling (query protocol), EC2, IMDSv2, and systemd's
  * notify protocol through a local datagram socket.
  */
 import { mkdtempSync } from 'node:fs';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AwsAutoScaling, AwsEcs } from '../../src/adapters/aws.js';
+import { AwsAutoScaling, AwsEc2, AwsEcs } from '../../src/adapters/aws.js';
 import { ExecCommands } from '../../src/adapters/exec-commands.js';
 import { ImdsV2 } from '../../src/adapters/imds-v2.js';
 import { SystemClock } from '../../src/adapters/system-clock.js';
 import { SystemdNotify } from '../../src/adapters/systemd-notify.js';
 import { EcsGvisorError } from '../../src/errors.js';
 import { EcsCaller, type CallOutcome } from '../../src/watch/ecs-caller.js';
-import { ARN, FakeAutoScaling, FakeEcs, FakeImds } from '../harness/fake-aws.js';
+import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds } from '../harness/fake-aws.js';
 import { FakeClock } from '../harness/fake-clock.js';
 import { NotifySocket } from '../harness/notify-socket.js';
 
@@ -64,6 +64,16 @@ describe('ECS through the SDK and the budgeted caller', () => {
     expect(ecs.instances.get(ARN)!.attributes).not.toHaveProperty('ecs-gvisor.sandbox');
   });
 
+  it('drains a container instance (UpdateContainerInstancesState); an unknown one is an error naming it', async () => {
+    const { c } = caller();
+    ecs.instances.get(ARN)!.status = 'ACTIVE';
+    await c.call('us-east-1', 'UpdateContainerInstancesState', (e) => e.drain('prod', ARN));
+    expect(ecs.instances.get(ARN)!.status).toBe('DRAINING');
+    expect(ecs.calls.at(-1)!.body).toEqual({ cluster: 'prod', containerInstances: [ARN], status: 'DRAINING' });
+    await expect(c.call('us-east-1', 'UpdateContainerInstancesState', (e) => e.drain('prod', `${ARN}ff`))).rejects.toThrow(/MISSING/);
+    ecs.instances.get(ARN)!.status = 'ACTIVE';
+  });
+
   it('retries throttling and 5xx (each attempt counted), and does not retry a client error', async () => {
     const before = ecs.calls.length;
     ecs.behaviour = (_op, n) => (n - before === 0 ? 'throttle' : n - before === 1 ? 'server-error' : 'ok');
@@ -112,7 +122,41 @@ describe('ECS through the SDK and the budgeted caller', () => {
 describe('Auto Scaling through the SDK', () => {
   it('marks an instance unhealthy', async () => {
     await new AwsAutoScaling({ region: 'us-east-1', endpoint: asg.url }).setInstanceHealth('i-0123456789abcdef0', 'Unhealthy', true);
-    expect(asg.calls.at(-1)).toMatchObject({ Action: 'SetInstanceHealth', InstanceId: 'i-0123456789abcdef0', HealthStatus: 'Unhealthy', ShouldRespectGracePeriod: 'true' });
+    expect(asg.calls.at(-1)).toMatchObject({ Action: 'SetInstanceHealth' });
+    expect(asg.calls.at(-1)!.params).toMatchObject({ InstanceId: 'i-0123456789abcdef0', HealthStatus: 'Unhealthy', ShouldRespectGracePeriod: 'true' });
+  });
+
+  it('heartbeats and completes a pending lifecycle action; one not pending is a ValidationError, throttling is told apart', async () => {
+    const as = new AwsAutoScaling({ region: 'us-east-1', endpoint: asg.url });
+    const ref = { group: 'asg-1', hook: 'launch', instanceId: 'i-0123456789abcdef0' };
+    asg.pend('asg-1', 'launch', 'i-0123456789abcdef0');
+    await as.recordLifecycleActionHeartbeat(ref);
+    await as.completeLifecycleAction(ref, 'CONTINUE');
+    expect(asg.action('asg-1', 'launch', 'i-0123456789abcdef0')).toEqual({ result: 'CONTINUE', heartbeats: 1 });
+    expect(asg.calls.at(-1)!.params).toMatchObject({ AutoScalingGroupName: 'asg-1', LifecycleHookName: 'launch', InstanceId: 'i-0123456789abcdef0', LifecycleActionResult: 'CONTINUE' });
+    // Completed already: Auto Scaling has no pending action.
+    const again = await as.completeLifecycleAction(ref, 'ABANDON').catch((e: unknown) => e);
+    expect(again).toBeInstanceOf(EcsGvisorError);
+    expect((again as EcsGvisorError).details).toMatchObject({ outcome: 'client-error', name: 'ValidationError', status: 400 });
+    asg.behaviour = () => 'throttle';
+    const throttled = await as.recordLifecycleActionHeartbeat(ref).catch((e: unknown) => e);
+    asg.behaviour = () => 'ok';
+    expect((throttled as EcsGvisorError).details).toMatchObject({ outcome: 'throttled', name: 'Throttling' });
+  });
+});
+
+describe('EC2 through the SDK', () => {
+  it('finds the instance’s Auto Scaling group from its tag, and none for an instance outside a group', async () => {
+    const ec2 = await new FakeEc2().start();
+    try {
+      ec2.tags.push({ resourceId: 'i-0123456789abcdef0', key: 'aws:autoscaling:groupName', value: 'asg-1' }, { resourceId: 'i-0123456789abcdef0', key: 'Name', value: 'x' });
+      const port = new AwsEc2({ region: 'us-east-1', endpoint: ec2.url });
+      expect(await port.autoScalingGroupOf('i-0123456789abcdef0')).toBe('asg-1');
+      expect(await port.autoScalingGroupOf('i-0fffffffffffffff0')).toBeUndefined();
+      expect(ec2.calls[0]).toMatchObject({ Action: 'DescribeTags', 'Filter.1.Name': 'resource-id', 'Filter.1.Value.1': 'i-0123456789abcdef0' });
+    } finally {
+      await ec2.stop();
+    }
   });
 });
 

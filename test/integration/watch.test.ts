@@ -142,7 +142,7 @@ describe('watch', () => {
     await until('an agent restart', async () => (await agent()).State.StartedAt !== before.State.StartedAt && (await agent()).State.Running);
     expect((await agent()).Id).toBe(before.Id);
     const call = await until('SetInstanceHealth', () => asg.calls.find((c) => c.Action === 'SetInstanceHealth'));
-    expect(call).toMatchObject({ InstanceId: 'i-0123456789abcdef0', HealthStatus: 'Unhealthy' });
+    expect(call.params).toMatchObject({ InstanceId: 'i-0123456789abcdef0', HealthStatus: 'Unhealthy' });
     expect(asg.calls.filter((c) => c.Action === 'SetInstanceHealth')).toHaveLength(1);
     expect(ecs.count('DescribeContainerInstances')).toBeGreaterThan(describes);
     // watch.json is written after the loop's step that made the call: wait for it, then check it all.

@@ -1,0 +1,329 @@
+/**
+ * Auto Scaling lifecycle hooks from the instance, through `run`'s own path (serve: bootstrap, then the
+ * watch) wired by buildApp from configuration, against the real private dockerd with runsc and the
+ * stand-in agent, and fake IMDSv2, Auto Scaling, EC2, ECS and introspection endpoints on 127.0.0.1
+ * reached through the real SDK clients. Assertions are on the fakes' recorded calls and state, Docker,
+ * and status.
+ */
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { buildApp, type App } from '../../src/cli/app.js';
+import { serve } from '../../src/cli/run.js';
+import { parseConfig } from '../../src/config.js';
+import type { Step } from '../../src/cli/args.js';
+import { cliEnv, dockerClient, resetDocker, RUNSC } from '../harness/docker-state.js';
+import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds, FakeIntrospection } from '../harness/fake-aws.js';
+import { FakeClock } from '../harness/fake-clock.js';
+
+const d = inject('dockerd');
+const agentImage = inject('agentImage');
+const docker = dockerClient(d);
+const IID = 'i-0123456789abcdef0';
+const TARGET = '/latest/meta-data/autoscaling/target-lifecycle-state';
+const SPOT = '/latest/meta-data/spot/instance-action';
+const log = pino({ level: process.env.EGV_TEST_LOG ?? 'silent' });
+
+let ecs: FakeEcs;
+let asg: FakeAutoScaling;
+let ec2: FakeEc2;
+let imds: FakeImds;
+let intro: FakeIntrospection;
+let dir: string;
+let ac: AbortController;
+let running: Promise<void> | undefined;
+let app: App;
+
+beforeAll(async () => {
+  [ecs, asg, ec2, imds] = await Promise.all([new FakeEcs().start(), new FakeAutoScaling().start(), new FakeEc2().start(), new FakeImds().start()]);
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: 'AKIDTEST',
+    AWS_SECRET_ACCESS_KEY: 'secret',
+    AWS_ENDPOINT_URL_ECS: ecs.url,
+    AWS_ENDPOINT_URL_AUTO_SCALING: asg.url,
+    AWS_ENDPOINT_URL_EC2: ec2.url,
+  });
+  ec2.tags.push({ resourceId: IID, key: 'aws:autoscaling:groupName', value: 'asg-1' });
+});
+afterAll(async () => {
+  await Promise.all([ecs.stop(), asg.stop(), ec2.stop(), imds.stop()]);
+});
+
+beforeEach(async () => {
+  await resetDocker(d, '{}\n');
+  dir = mkdtempSync('/tmp/egv-lifecycle-');
+  writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
+  symlinkSync(RUNSC, `${dir}/runsc`);
+  intro = await new FakeIntrospection().reserve();
+  ecs.instances.clear();
+  ecs.calls.length = 0;
+  ecs.behaviour = () => 'ok';
+  ecs.onDescribe = () => undefined;
+  asg.calls.length = 0;
+  asg.actions.clear();
+  asg.behaviour = () => 'ok';
+  ec2.calls.length = 0;
+  imds.paths.clear();
+  imds.faults.clear();
+  imds.requests.length = 0;
+  imds.paths.set('/latest/meta-data/instance-id', IID);
+  imds.paths.set('/latest/meta-data/placement/region', 'us-east-1');
+  ac = new AbortController();
+});
+afterEach(async () => {
+  ac.abort();
+  await running?.catch(() => undefined);
+  running = undefined;
+  await intro.stop();
+});
+
+function configure(extra: Record<string, string>, clock?: FakeClock): App {
+  const env = cliEnv(d, {
+    ECS_GVISOR_RUNSC_PATH: `${dir}/runsc`,
+    ECS_GVISOR_AGENT_IMAGE: agentImage,
+    ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
+    ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
+    ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
+    ECS_GVISOR_INTROSPECTION_URL: intro.url,
+    ECS_GVISOR_IMDS_URL: imds.url,
+    ECS_GVISOR_INTROSPECTION_SECONDS: '1',
+    ECS_GVISOR_ECS_ALERT_POLL_SECONDS: '1',
+    ECS_GVISOR_ECS_CALLS_PER_HOUR: '1800',
+    ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR: '3600',
+    ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '1',
+    ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '30',
+    ...extra,
+  });
+  const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
+  return buildApp(cfg, log, {}, { clock, ecsRetry: { retries: 3, minMs: 20, maxMs: 100 }, targetStateWaitMs: 10_000 });
+}
+
+/** `run` as main runs it, for the runtime and agent steps (the others touch the host). */
+function start(extra: Record<string, string>, steps: Step[] = ['runtime', 'agent']): void {
+  app = configure(extra);
+  running = serve(app, steps, log, ac.signal);
+}
+
+function register(o: Partial<{ status: string; runningTasksCount: number }> = {}): Promise<void> {
+  ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 0, attributes: {}, ...o });
+  return intro.register({ Cluster: 'prod', ContainerInstanceArn: ARN });
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await Promise.resolve()
+      .then(fn)
+      .catch(() => undefined);
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const agent = () => docker.getContainer('ecs-agent').inspect();
+const completions = () => asg.calls.filter((c) => c.Action === 'CompleteLifecycleAction');
+const targetGets = () => imds.requests.filter((r) => r.path === TARGET).length;
+
+describe('launch', () => {
+  it('heartbeats from bootstrap on, completes CONTINUE only once verified, registered, ACTIVE and connected; rides out IMDS 404/401/timeouts and Auto Scaling throttling', async () => {
+    asg.pend('asg-1', 'launch', IID);
+    // A new instance: IMDS has no target lifecycle state yet (404) — keep asking.
+    start({ ECS_GVISOR_LAUNCH_HOOK: 'launch' });
+    await until('a heartbeat during bootstrap', () => asg.count('RecordLifecycleActionHeartbeat', 'ok') >= 1);
+    await until('two 404s for the target state', () => targetGets() >= 2);
+    expect(await agent().catch(() => undefined)).toBeUndefined(); // the agent waits for the target state
+    imds.paths.set(TARGET, 'InService');
+    const a = await until('the agent running', async () => ((await agent()).State.Running ? agent() : undefined));
+    expect(a.HostConfig.Runtime).toBe('runc');
+    // The group came from the instance's tag through EC2 (IMDS tags are off here: 404).
+    expect(ec2.calls).toHaveLength(1);
+
+    // Not registered: no completion, whatever the wait; IMDS misbehaves meanwhile.
+    imds.revokeTokens(); // 401: a fresh token, once
+    imds.faults.set(TARGET, { delayMs: 3_000 }); // slower than the client's 2 s timeout
+    const s1 = await until('the IMDS timeout in status', async () => {
+      const s = await app.status();
+      return s.lastErrors.some((e) => e.component === 'lifecycle' && e.code === 'IMDS_FAILED') ? s : undefined;
+    });
+    expect(s1.lifecycle).toMatchObject({ enabled: true, instanceId: IID, group: 'asg-1', targetState: 'InService', launch: { phase: 'waiting', target: 'InService' } });
+    imds.faults.clear();
+    expect(imds.requests.filter((r) => r.method === 'PUT').length).toBeGreaterThanOrEqual(2);
+    expect(completions()).toHaveLength(0);
+
+    // Registered, ACTIVE, connected: CONTINUE, through two throttled attempts.
+    asg.behaviour = (action) => (action === 'CompleteLifecycleAction' && asg.count('CompleteLifecycleAction') < 2 ? 'throttle' : 'ok');
+    const registeredAt = Date.now();
+    await register();
+    await until('CONTINUE', () => asg.action('asg-1', 'launch', IID)?.result === 'CONTINUE');
+    expect(completions().map((c) => c.outcome)).toEqual(['throttled', 'throttled', 'ok']);
+    expect(completions()[0]!.at).toBeGreaterThanOrEqual(registeredAt);
+    expect(completions()[2]!.params).toMatchObject({ AutoScalingGroupName: 'asg-1', LifecycleHookName: 'launch', InstanceId: IID, LifecycleActionResult: 'CONTINUE' });
+    // It waited on ECS's own word, not only on the introspection.
+    expect(ecs.calls.find((c) => c.operation === 'DescribeContainerInstances')!.at).toBeLessThanOrEqual(completions()[0]!.at);
+    const s = await until('status with the launch completed', async () => {
+      const st = await app.status();
+      return st.lifecycle.launch?.phase === 'completed' ? st : undefined;
+    });
+    expect(s.lifecycle.launch).toMatchObject({ result: 'CONTINUE', hook: 'launch', target: 'InService' });
+    expect(s.lifecycle.launch!.heartbeats).toBeGreaterThanOrEqual(1);
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(asg.count('CompleteLifecycleAction', 'ok')).toBe(1); // once
+  });
+
+  it('abandons the launch when bootstrap fails closed (sandbox not proven); a passing failure leaves it pending', async () => {
+    asg.pend('asg-1', 'launch', IID);
+    imds.paths.set(TARGET, 'InService');
+    // runsc without its network flag cannot start a sandbox on this kernel: unproven, rolled back.
+    start({ ECS_GVISOR_LAUNCH_HOOK: 'launch', ECS_GVISOR_RUNSC_ARGS: '' });
+    await expect(running).rejects.toMatchObject({ code: 'SANDBOX_UNPROVEN' });
+    expect(asg.action('asg-1', 'launch', IID)?.result).toBe('ABANDON');
+    expect(completions().at(-1)!.params.LifecycleActionResult).toBe('ABANDON');
+    expect((await app.status()).lifecycle.launch).toMatchObject({ phase: 'completed', result: 'ABANDON', reason: expect.stringMatching(/^bootstrap failed: /) });
+    expect(await agent().catch(() => undefined)).toBeUndefined();
+
+    // runsc missing: Docker or runsc may come right (systemd restarts run), so the action keeps waiting.
+    asg.pend('asg-1', 'launch', IID);
+    asg.calls.length = 0;
+    dir = mkdtempSync('/tmp/egv-lifecycle-');
+    writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
+    start({ ECS_GVISOR_LAUNCH_HOOK: 'launch' });
+    await expect(running).rejects.toMatchObject({ code: 'RUNSC_UNAVAILABLE' });
+    expect(completions()).toHaveLength(0);
+    expect(asg.action('asg-1', 'launch', IID)?.result).toBeUndefined();
+    expect((await app.status()).lifecycle.launch).toMatchObject({ phase: 'waiting' });
+  });
+});
+
+describe('warm pools', () => {
+  it('keeps the agent down while Warmed:Running and continues without ECS; InService starts the agent and gates on registration again', async () => {
+    asg.pend('asg-1', 'launch', IID);
+    imds.paths.set(TARGET, 'Warmed:Running');
+    start({ ECS_GVISOR_LAUNCH_HOOK: 'launch', ECS_GVISOR_ASG_NAME: 'asg-1' });
+    await until('CONTINUE into the warm pool', () => asg.action('asg-1', 'launch', IID)?.result === 'CONTINUE');
+    expect(ec2.calls).toHaveLength(0); // the group was configured
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(await agent().catch(() => undefined)).toBeUndefined(); // never created: it must not register from the pool
+    const warm = await app.status();
+    expect(warm.agent.held).toMatch(/warm pool \(Warmed:Running\)/);
+    expect(warm.lifecycle.launch).toMatchObject({ target: 'Warmed:Running', result: 'CONTINUE' });
+    expect(ecs.calls).toHaveLength(0);
+
+    // Out of the pool: a new launch action, the agent starts, and CONTINUE waits for the registration.
+    asg.pend('asg-1', 'launch', IID);
+    imds.paths.set(TARGET, 'InService');
+    await until('the agent running', async () => (await agent()).State.Running);
+    expect((await agent()).HostConfig.Runtime).toBe('runc');
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(asg.action('asg-1', 'launch', IID)?.result).toBeUndefined();
+    await register();
+    await until('CONTINUE into service', () => asg.action('asg-1', 'launch', IID)?.result === 'CONTINUE');
+    expect(asg.count('CompleteLifecycleAction', 'ok')).toBe(2);
+    const s = await app.status();
+    expect(s.agent.held).toBeUndefined();
+    expect(s.lifecycle.launch).toMatchObject({ target: 'InService', result: 'CONTINUE' });
+  });
+});
+
+describe('terminate and spot', () => {
+  it('drains on Terminated, waits for the tasks to go 3 → 0 with heartbeats, then completes CONTINUE', async () => {
+    start({ ECS_GVISOR_TERMINATE_HOOK: 'terminate' });
+    imds.paths.set(TARGET, 'InService');
+    await register({ runningTasksCount: 3 });
+    await until('registered and polled', () => ecs.count('DescribeContainerInstances') >= 1);
+    // Tasks leave the draining instance one per ECS poll.
+    ecs.onDescribe = (i) => {
+      if (i.status === 'DRAINING' && i.runningTasksCount > 0) i.runningTasksCount--;
+    };
+    asg.pend('asg-1', 'terminate', IID);
+    imds.paths.set(TARGET, 'Terminated');
+    await until('CONTINUE', () => asg.action('asg-1', 'terminate', IID)?.result === 'CONTINUE');
+    expect(ecs.count('UpdateContainerInstancesState')).toBe(1);
+    expect(ecs.instances.get(ARN)).toMatchObject({ status: 'DRAINING', runningTasksCount: 0 });
+    expect(asg.action('asg-1', 'terminate', IID)!.heartbeats).toBeGreaterThanOrEqual(1);
+    // The completion came after ECS reported no tasks.
+    const drainAt = ecs.calls.find((c) => c.operation === 'UpdateContainerInstancesState')!.at;
+    const describesAfter = ecs.calls.filter((c) => c.operation === 'DescribeContainerInstances' && c.at > drainAt).length;
+    expect(describesAfter).toBeGreaterThanOrEqual(2);
+    const s = await until('status drained', async () => ((await app.status()).lifecycle.drain?.hook?.phase === 'completed' ? app.status() : undefined));
+    expect(s.lifecycle.drain).toMatchObject({ reason: 'terminate', phase: 'drained', by: 'ecs-gvisor', runningTasks: 0, hook: { result: 'CONTINUE' } });
+    expect(s.summary).toMatch(/terminate drain drained/);
+    expect((await agent()).State.Running).toBe(true); // the agent stays to the end
+  });
+
+  it('does not drain again what ECS managed draining already drains, and completes when the drain exceeds its maximum', async () => {
+    start({ ECS_GVISOR_TERMINATE_HOOK: 'terminate', ECS_GVISOR_DRAIN_TIMEOUT_SECONDS: '3' });
+    imds.paths.set(TARGET, 'InService');
+    await register({ status: 'DRAINING', runningTasksCount: 2 });
+    await until('registered and polled', () => ecs.count('DescribeContainerInstances') >= 1);
+    asg.pend('asg-1', 'terminate', IID);
+    const t = Date.now();
+    imds.paths.set(TARGET, 'Terminated');
+    await until('CONTINUE after the drain timeout', () => asg.action('asg-1', 'terminate', IID)?.result === 'CONTINUE');
+    expect(Date.now() - t).toBeGreaterThanOrEqual(3_000);
+    expect(ecs.count('UpdateContainerInstancesState')).toBe(0);
+    const s = await until('status timed out', async () => ((await app.status()).lifecycle.drain?.hook?.phase === 'completed' ? app.status() : undefined));
+    expect(s.lifecycle.drain).toMatchObject({ phase: 'timed-out', by: 'already-draining', runningTasks: 2, hook: { reason: 'drain timed out with 2 task(s) still running' } });
+  });
+
+  it('drains at once on a spot interruption notice', async () => {
+    start({ ECS_GVISOR_SPOT_DRAIN: 'true' });
+    imds.paths.set(TARGET, 'InService');
+    await register({ runningTasksCount: 1 });
+    await until('registered and polled', () => ecs.count('DescribeContainerInstances') >= 1);
+    const t = Date.now();
+    imds.paths.set(SPOT, JSON.stringify({ action: 'terminate', time: new Date(Date.now() + 120_000).toISOString() }));
+    await until('DRAINING', () => ecs.instances.get(ARN)!.status === 'DRAINING');
+    expect(Date.now() - t).toBeLessThan(5_000);
+    expect(ecs.count('UpdateContainerInstancesState')).toBe(1);
+    expect(asg.calls).toHaveLength(0); // no hooks configured: nothing to complete
+    const s = await until('status with the spot drain', async () => ((await app.status()).lifecycle.drain ? app.status() : undefined));
+    expect(s.lifecycle).toMatchObject({ spot: { action: 'terminate' }, drain: { reason: 'spot', by: 'ecs-gvisor' } });
+  });
+
+  it('with no lifecycle keys set, never asks IMDS about lifecycle', async () => {
+    start({});
+    await register();
+    await until('polled', () => ecs.count('DescribeContainerInstances') >= 1);
+    expect(app.lifecycle).toBeUndefined();
+    expect(imds.requests).toHaveLength(0);
+    expect((await app.status()).lifecycle).toEqual({ enabled: false, spotDrain: false });
+  });
+});
+
+describe('a long launch wait on an injected clock', () => {
+  it('heartbeats every third of the heartbeat timeout and abandons at the launch timeout', async () => {
+    const clock = new FakeClock();
+    asg.pend('asg-1', 'launch', IID);
+    imds.paths.set(TARGET, 'InService');
+    const a = configure(
+      {
+        ECS_GVISOR_LAUNCH_HOOK: 'launch',
+        ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '300',
+        ECS_GVISOR_LAUNCH_TIMEOUT_SECONDS: '1800',
+        ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '5',
+        ECS_GVISOR_INTROSPECTION_SECONDS: '300',
+        ECS_GVISOR_DRIFT_CHECK_SECONDS: '86400',
+        ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '86400',
+        ECS_GVISOR_UNHEALTHY_SECONDS: '86400',
+      },
+      clock,
+    );
+    const runtime = await clock.drive(a.runtime.apply());
+    await clock.drive(a.agent.apply());
+    const start = clock.now();
+    // The agent never registers (introspection refuses).
+    const watching = a.watch(runtime).run(ac.signal);
+    await clock.runUntil(start + 2_000_000);
+    ac.abort();
+    await watching;
+    const l = (await a.status()).lifecycle.launch!;
+    expect(l).toMatchObject({ phase: 'completed', result: 'ABANDON', reason: expect.stringMatching(/the agent has not registered after 18\d\d s/) });
+    const waited = Date.parse(l.completedAt!) - Date.parse(l.since);
+    expect(waited).toBeGreaterThanOrEqual(1_800_000);
+    expect(waited).toBeLessThan(1_810_000);
+    // Every 100 s from the start: 0, 100, …, 1700 s.
+    expect(asg.action('asg-1', 'launch', IID)).toEqual({ result: 'ABANDON', heartbeats: 18 });
+    expect(l.heartbeats).toBe(18);
+  }, 120_000);
+});
