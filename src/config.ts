@@ -110,7 +110,7 @@ const schema = z.object({
   PUBLISH_ATTRIBUTES: bool.default(true),
   /**
    * Auto Scaling lifecycle hooks, from the instance (IMDSv2). The lifecycle watch runs when a hook is
-   * named or SPOT_DRAIN is on; otherwise ecs-gvisor never asks IMDS about lifecycle.
+   * named or SPOT_DRAIN=true; otherwise ecs-gvisor never asks IMDS about lifecycle.
    */
   LAUNCH_HOOK: hookName.optional(),
   TERMINATE_HOOK: hookName.optional(),
@@ -124,8 +124,8 @@ const schema = z.object({
   LAUNCH_TIMEOUT_SECONDS: positiveInt(172_800).default(1800),
   /** Terminate: a drain still running after this long completes the hook anyway, and says so. */
   DRAIN_TIMEOUT_SECONDS: positiveInt(172_800).default(1800),
-  /** Drain at once on a spot interruption notice (the two-minute warning). */
-  SPOT_DRAIN: bool.default(false),
+  /** Drain at once on a spot interruption notice (the two-minute warning); default: on with a hook. */
+  SPOT_DRAIN: bool.optional(),
   /** How often IMDS is asked for the target lifecycle state and spot notices (local, no API budget). */
   LIFECYCLE_POLL_SECONDS: positiveInt(300).default(5),
   /** Serve Prometheus metrics on 127.0.0.1:PORT (off when unset). */

@@ -208,14 +208,16 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     { maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, retry },
   );
   const imds = new ImdsV2(clock, { baseUrl: cfg.IMDS_URL });
-  const lifecycleOn = cfg.LAUNCH_HOOK !== undefined || cfg.TERMINATE_HOOK !== undefined || cfg.SPOT_DRAIN;
+  const lifecycleOn = cfg.LAUNCH_HOOK !== undefined || cfg.TERMINATE_HOOK !== undefined || cfg.SPOT_DRAIN === true;
+  // A spot notice ends the instance in two minutes: drain by default whenever the lifecycle is watched.
+  const spotDrain = cfg.SPOT_DRAIN ?? lifecycleOn;
   const lifecycle = lifecycleOn
     ? new Lifecycle(
         { imds, autoScaling, ec2, ecs: ecsCaller, clock, log: log.child({ component: 'lifecycle' }), state, retry },
         {
           launchHook: cfg.LAUNCH_HOOK,
           terminateHook: cfg.TERMINATE_HOOK,
-          spotDrain: cfg.SPOT_DRAIN,
+          spotDrain,
           heartbeatMs: heartbeatIntervalMs(cfg.LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS),
           launchTimeoutMs: cfg.LAUNCH_TIMEOUT_SECONDS * 1000,
           drainTimeoutMs: cfg.DRAIN_TIMEOUT_SECONDS * 1000,
@@ -367,7 +369,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
           enabled: lifecycleOn,
           launchHook: cfg.LAUNCH_HOOK,
           terminateHook: cfg.TERMINATE_HOOK,
-          spotDrain: cfg.SPOT_DRAIN,
+          spotDrain,
           ...(lifecycleOn ? lifecycleSaved : undefined),
         },
         lastErrors: w?.lastErrors ?? [],

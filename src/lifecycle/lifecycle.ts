@@ -245,7 +245,7 @@ export class Lifecycle {
       const level = e.result === 'CONTINUE' ? 'info' : 'error';
       log[level]({ ...fields, result: e.result, reason: e.reason }, `${e.role} lifecycle action completed: ${e.result}`);
     } else {
-      log.debug(fields, 'lifecycle action heartbeat');
+      log.info(fields, 'lifecycle action heartbeat sent');
     }
     return { kind: 'ok' };
   }

@@ -12,6 +12,7 @@ import { buildApp, type App } from '../../src/cli/app.js';
 import { serve } from '../../src/cli/run.js';
 import { parseConfig } from '../../src/config.js';
 import type { Step } from '../../src/cli/args.js';
+import { runCli } from '../harness/cli.js';
 import { cliEnv, dockerClient, resetDocker, RUNSC } from '../harness/docker-state.js';
 import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds, FakeIntrospection } from '../harness/fake-aws.js';
 import { FakeClock } from '../harness/fake-clock.js';
@@ -33,6 +34,8 @@ let dir: string;
 let ac: AbortController;
 let running: Promise<void> | undefined;
 let app: App;
+/** The configuration environment of the last app, for the CLI. */
+let env: Record<string, string>;
 
 beforeAll(async () => {
   [ecs, asg, ec2, imds] = await Promise.all([new FakeEcs().start(), new FakeAutoScaling().start(), new FakeEc2().start(), new FakeImds().start()]);
@@ -78,7 +81,7 @@ afterEach(async () => {
 });
 
 function configure(extra: Record<string, string>, clock?: FakeClock): App {
-  const env = cliEnv(d, {
+  env = cliEnv(d, {
     ECS_GVISOR_RUNSC_PATH: `${dir}/runsc`,
     ECS_GVISOR_AGENT_IMAGE: agentImage,
     ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
@@ -248,7 +251,10 @@ describe('terminate and spot', () => {
     const s = await until('status drained', async () => ((await app.status()).lifecycle.drain?.hook?.phase === 'completed' ? app.status() : undefined));
     expect(s.lifecycle.drain).toMatchObject({ reason: 'terminate', phase: 'drained', by: 'ecs-gvisor', runningTasks: 0, hook: { result: 'CONTINUE' } });
     expect(s.summary).toMatch(/terminate drain drained/);
+    const human = await runCli(['status'], env, 20_000);
+    expect(human.stdout).toMatch(/^lifecycle +i-0123456789abcdef0 in asg-1; target Terminated; terminate drain drained \(ecs-gvisor\), 0 task\(s\); terminate hook terminate: CONTINUE at /m);
     expect((await agent()).State.Running).toBe(true); // the agent stays to the end
+    expect(imds.requests.some((r) => r.path === SPOT)).toBe(true); // spot notices are watched whenever a hook is
   });
 
   it('does not drain again what ECS managed draining already drains, and completes when the drain exceeds its maximum', async () => {

@@ -49,6 +49,10 @@ describe('parseConfig', () => {
     ['ECS_GVISOR_AWS_REGION=mars\n', {}, `${FILE}: ECS_GVISOR_AWS_REGION="mars" must be an AWS region such as us-east-1.`],
     ['ECS_GVISOR_METRICS_PORT=70000\n', {}, `${FILE}: ECS_GVISOR_METRICS_PORT="70000" must be at most 65535.`],
     ['ECS_GVISOR_INTROSPECTION_URL=localhost:51678\n', {}, `${FILE}: ECS_GVISOR_INTROSPECTION_URL="localhost:51678" must be an http:// or https:// URL.`],
+    ['ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS=10\n', {}, `${FILE}: ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS="10" must be at least 30 (Auto Scaling’s minimum).`],
+    ['ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS=7201\n', {}, `${FILE}: ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS="7201" must be at most 7200.`],
+    ['', { ECS_GVISOR_LAUNCH_HOOK: 'my hook' }, 'environment: ECS_GVISOR_LAUNCH_HOOK="my hook" must be a lifecycle hook name (letters, digits, "-", "_", "/").'],
+    ['ECS_GVISOR_SPOT_DRAIN=maybe\n', {}, `${FILE}: ECS_GVISOR_SPOT_DRAIN="maybe" must be true or false.`],
     ['ECS_GVISOR_ECS_CALLS_PER_HOUR=30\n', { ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR: '20' }, 'environment: ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR=20 must be at least ECS_GVISOR_ECS_CALLS_PER_HOUR=30.'],
   ])('rejects %j %j with one sentence naming file, key and value', (text, env, message) => {
     try {
@@ -74,6 +78,13 @@ describe('parseConfig', () => {
       HEAL_MAX_RESTARTS: 3,
     });
     expect(parse('').METRICS_PORT).toBeUndefined();
+  });
+
+  it('lifecycle defaults: no hooks (no IMDS lifecycle traffic), heartbeat timeout 3600 s, 30 min launch and drain limits', () => {
+    expect(parse('')).toMatchObject({ LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: 3600, LAUNCH_TIMEOUT_SECONDS: 1800, DRAIN_TIMEOUT_SECONDS: 1800, LIFECYCLE_POLL_SECONDS: 5 });
+    const c = parse('');
+    expect([c.LAUNCH_HOOK, c.TERMINATE_HOOK, c.ASG_NAME, c.SPOT_DRAIN]).toEqual([undefined, undefined, undefined, undefined]);
+    expect(parse('ECS_GVISOR_LAUNCH_HOOK=ecs-gvisor/launch-1\n').LAUNCH_HOOK).toBe('ecs-gvisor/launch-1');
   });
 
   it('treats an empty value as the default', () => {
