@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const BIN = fileURLToPath(new URL('../../bin/ecs-gvisor.js', import.meta.url));
+/** The single-file bundle (`npm run bundle`): what install.sh puts on instances, so the tests run it. */
+export const BUNDLE = fileURLToPath(new URL('../../dist/bundle/ecs-gvisor.mjs', import.meta.url));
+const BIN = BUNDLE;
 
 export interface CliResult {
   code: number;
@@ -9,7 +11,7 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Run the built CLI as an operator would, with exactly the given ECS_GVISOR_* environment. */
+/** Run the bundled CLI as an operator would, with exactly the given ECS_GVISOR_* environment. */
 export function runCli(args: string[], env: Record<string, string>, timeoutMs = 120_000, netns?: string): Promise<CliResult> {
   const base: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' };
   // nsenter switches only the network namespace; `ip netns exec` would also remount /sys (hiding cgroups).

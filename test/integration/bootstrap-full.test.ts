@@ -4,11 +4,10 @@
  * private dockerd.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import type { StatusReport } from '../../src/cli/app.js';
-import { runCli } from '../harness/cli.js';
+import { BUNDLE, runCli } from '../harness/cli.js';
 import { NotifySocket } from '../harness/notify-socket.js';
 import { cliEnv, dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';
 
@@ -88,8 +87,7 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       ECS_GVISOR_METRICS_PORT: '19464',
       ECS_GVISOR_INTROSPECTION_SECONDS: '1',
     };
-    const bin = fileURLToPath(new URL('../../bin/ecs-gvisor.js', import.meta.url));
-    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, bin, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, BUNDLE, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.stderr.on('data', (b: Buffer) => (out += b.toString()));

@@ -1,0 +1,43 @@
+#!/bin/bash
+# Launch-template userdata: an ECS container instance whose tasks all run in gVisor. Fill in the block
+# below (the infra/ CDK app does). It only installs: ecs-gvisor starts with --no-block, so cloud-init
+# never waits for Docker, the sandbox proof or ECS registration.
+set -euo pipefail
+
+ECS_CLUSTER_NAME='__ECS_CLUSTER__'                # the cluster the agent joins
+RELEASE_URL='__RELEASE_URL__'                     # ecs-gvisor-<version>.tar.gz (an S3 or HTTPS URL)
+RELEASE_SHA512='__RELEASE_SHA512__'               # its SHA-512, pinned
+RUNSC_RELEASE='__RUNSC_RELEASE__'                 # a gVisor point release, e.g. 20261012.0
+RUNSC_SHA512='__RUNSC_SHA512__'                   # the SHA-512 of that release's gvisor.tar.bz2
+LAUNCH_HOOK='__LAUNCH_HOOK__'                     # Auto Scaling launch hook name ('' for none)
+TERMINATE_HOOK='__TERMINATE_HOOK__'               # Auto Scaling terminate hook name ('' for none)
+
+log() { printf 'ecs-gvisor userdata: %s\n' "$*"; }
+
+# The agent's own settings: ECS_CLUSTER set (or replaced), every other line kept.
+mkdir -p /etc/ecs
+touch /etc/ecs/ecs.config
+grep -v '^ECS_CLUSTER=' /etc/ecs/ecs.config > /etc/ecs/ecs.config.new || true
+printf 'ECS_CLUSTER=%s\n' "$ECS_CLUSTER_NAME" >> /etc/ecs/ecs.config.new
+mv -f /etc/ecs/ecs.config.new /etc/ecs/ecs.config
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+log "fetching $RELEASE_URL"
+case $RELEASE_URL in
+  s3://*) aws s3 cp --only-show-errors "$RELEASE_URL" "$work/release.tar.gz" ;;
+  *) curl -fsSL --retry 5 --connect-timeout 10 -o "$work/release.tar.gz" "$RELEASE_URL" ;;
+esac
+have=$(sha512sum "$work/release.tar.gz")
+if [[ ${have%% *} != "$RELEASE_SHA512" ]]; then
+  log "SHA-512 of $RELEASE_URL is ${have%% *}, expected $RELEASE_SHA512; not installing"
+  exit 1
+fi
+tar -xzf "$work/release.tar.gz" -C "$work"
+
+args=(--runsc-release "$RUNSC_RELEASE" --runsc-sha512 "$RUNSC_SHA512")
+if [[ -n $LAUNCH_HOOK ]]; then args+=(--set "ECS_GVISOR_LAUNCH_HOOK=$LAUNCH_HOOK"); fi
+if [[ -n $TERMINATE_HOOK ]]; then args+=(--set "ECS_GVISOR_TERMINATE_HOOK=$TERMINATE_HOOK"); fi
+installer=("$work"/ecs-gvisor-*/install.sh)
+"${installer[0]}" "${args[@]}"
+log "installed; follow it with: journalctl -u ecs-gvisor -f"

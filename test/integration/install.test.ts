@@ -1,0 +1,144 @@
+/**
+ * The release artifacts: the single-file bundle runs with a plain node and no node_modules, the tarball
+ * holds what an instance needs, the unit passes systemd's own checker, the scripts pass shellcheck, and
+ * install.sh installs (runsc from a pinned tarball with gvisor-bin/), converges on a second run, refuses
+ * a checksum mismatch or a bad setting without installing, and --uninstall removes exactly what it added.
+ * install.sh runs with --root (no systemctl here); the simulated instance runs it for real.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { BUNDLE } from '../harness/cli.js';
+import { RUNSC } from '../harness/docker-state.js';
+
+const repo = fileURLToPath(new URL('../../', import.meta.url));
+const INSTALL = `${repo}scripts/install.sh`;
+const UNIT = `${repo}scripts/ecs-gvisor.service`;
+const clean = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' };
+
+function install(args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync('bash', [INSTALL, '--bundle', BUNDLE, '--unit', UNIT, ...args], { env: clean, encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+let tarball: string;
+let sha: string;
+
+beforeAll(() => {
+  // A release-shaped tarball: runsc with gvisor-bin/ beside it, bzip2-compressed.
+  const d = mkdtempSync('/tmp/egv-release-');
+  mkdirSync(`${d}/gvisor/gvisor-bin`, { recursive: true });
+  copyFileSync(RUNSC, `${d}/gvisor/runsc`);
+  writeFileSync(`${d}/gvisor/gvisor-bin/helper`, '#!/bin/sh\n');
+  tarball = `${d}/gvisor.tar.bz2`;
+  execFileSync('tar', ['-cjf', tarball, '-C', d, 'gvisor']);
+  sha = createHash('sha512').update(readFileSync(tarball)).digest('hex');
+});
+
+describe('the bundle and the release', () => {
+  it('runs with a plain node from an empty directory (no node_modules), and the npx entry works too', () => {
+    const dir = mkdtempSync('/tmp/egv-bundle-');
+    copyFileSync(BUNDLE, `${dir}/ecs-gvisor.mjs`);
+    expect(execFileSync(process.execPath, [`${dir}/ecs-gvisor.mjs`, '--version'], { cwd: dir, env: clean, encoding: 'utf8' })).toBe('ecs-gvisor 0.1.0\n');
+    const status = spawnSync(process.execPath, [`${dir}/ecs-gvisor.mjs`, 'status', '--json'], {
+      cwd: dir,
+      env: { ...clean, ECS_GVISOR_CONFIG: '/nonexistent', ECS_GVISOR_DOCKER_HOST: 'unix:///nonexistent.sock', ECS_GVISOR_STATE_DIR: dir },
+      encoding: 'utf8',
+    });
+    expect(status.status).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ version: '0.1.0', healthy: false, lifecycle: { enabled: false } });
+    expect(execFileSync(process.execPath, [`${repo}bin/ecs-gvisor.js`, '--version'], { env: clean, encoding: 'utf8' })).toBe('ecs-gvisor 0.1.0\n');
+  });
+
+  it('the release tarball holds the bundle, the unit and the scripts, executable where they run', () => {
+    const list = execFileSync('tar', ['-tzvf', `${repo}dist/release/ecs-gvisor-0.1.0.tar.gz`], { encoding: 'utf8' });
+    for (const f of ['ecs-gvisor.mjs', 'install.sh', 'userdata.sh']) expect(list).toMatch(new RegExp(`^-rwxr-xr-x 0/0 .* ecs-gvisor-0\\.1\\.0/${f.replace('.', '\\.')}$`, 'm'));
+    expect(list).toMatch(/^-rw-r--r-- 0\/0 .* ecs-gvisor-0\.1\.0\/ecs-gvisor\.service$/m);
+  });
+
+  it('the scripts pass shellcheck', () => {
+    const r = spawnSync('shellcheck', [INSTALL, `${repo}scripts/userdata.sh`, `${repo}.ci/run`], { encoding: 'utf8' });
+    expect(r.error).toBeUndefined(); // shellcheck is installed (CI installs it)
+    expect(r.stdout).toBe('');
+    expect(r.status).toBe(0);
+  });
+});
+
+describe('install.sh', () => {
+  it('installs runsc from a pinned tarball, the bundle, the unit and the config; converges on a second run; --uninstall removes what it added', () => {
+    const root = mkdtempSync('/tmp/egv-root-');
+    const first = install(['--root', root, '--runsc-file', tarball, '--runsc-sha512', sha, '--set', 'ECS_GVISOR_LAUNCH_HOOK=launch', '--set', 'ECS_GVISOR_RUNSC_ARGS=--network=none']);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(execFileSync(`${root}/usr/local/bin/runsc`, ['--version'], { encoding: 'utf8' })).toMatch(/^runsc version /);
+    expect(statSync(`${root}/usr/local/bin/runsc`).mode & 0o777).toBe(0o755);
+    expect(existsSync(`${root}/usr/local/bin/gvisor-bin/helper`)).toBe(true);
+    expect(readFileSync(`${root}/usr/local/lib/ecs-gvisor/ecs-gvisor.mjs`)).toEqual(readFileSync(BUNDLE));
+    // The wrapper runs the bundle with the node it found.
+    expect(readFileSync(`${root}/usr/local/bin/ecs-gvisor`, 'utf8')).toBe(`#!/bin/sh\nexec ${process.execPath} /usr/local/lib/ecs-gvisor/ecs-gvisor.mjs "$@"\n`);
+    const unit = readFileSync(`${root}/etc/systemd/system/ecs-gvisor.service`, 'utf8');
+    expect(unit).toContain(`ExecStart=${process.execPath} /usr/local/lib/ecs-gvisor/ecs-gvisor.mjs run`);
+    expect(unit).not.toContain('@');
+    expect(unit).toMatch(/^Type=notify$/m);
+    expect(unit).toMatch(/^RestartPreventExitStatus=2 3 5 6$/m);
+    expect(unit).toMatch(/^Conflicts=ecs\.service$/m);
+    // systemd's own checker accepts it (stderr would name any line it could not parse).
+    const verify = spawnSync('systemd-analyze', ['verify', `${root}/etc/systemd/system/ecs-gvisor.service`], { encoding: 'utf8' });
+    expect(verify.stderr).toBe('');
+    expect(verify.status).toBe(0);
+    const config = () => readFileSync(`${root}/etc/ecs/ecs-gvisor.config`, 'utf8');
+    expect(config()).toMatch(/^ECS_GVISOR_LAUNCH_HOOK=launch$/m);
+    expect(config()).toMatch(/^ECS_GVISOR_RUNSC_ARGS=--network=none$/m);
+    const manifest = readFileSync(`${root}/var/lib/ecs-gvisor/install.manifest`, 'utf8');
+
+    // Again, with one setting changed: the key is replaced, not repeated; nothing else moves.
+    writeFileSync(`${root}/etc/ecs/ecs-gvisor.config`, `${config()}# an operator's note\n`);
+    const second = install(['--root', root, '--runsc-file', tarball, '--runsc-sha512', sha, '--set', 'ECS_GVISOR_LAUNCH_HOOK=launch-2']);
+    expect(second.code).toBe(0);
+    expect(config().match(/ECS_GVISOR_LAUNCH_HOOK=/g)).toHaveLength(1);
+    expect(config()).toMatch(/^ECS_GVISOR_LAUNCH_HOOK=launch-2$/m);
+    expect(config()).toContain("# an operator's note");
+    expect(config()).toMatch(/^ECS_GVISOR_RUNSC_ARGS=--network=none$/m);
+    expect(readFileSync(`${root}/var/lib/ecs-gvisor/install.manifest`, 'utf8')).toBe(manifest);
+
+    const gone = install(['--root', root, '--uninstall']);
+    expect(gone.code).toBe(0);
+    for (const f of ['usr/local/bin/runsc', 'usr/local/bin/gvisor-bin', 'usr/local/lib/ecs-gvisor', 'usr/local/bin/ecs-gvisor', 'etc/systemd/system/ecs-gvisor.service', 'etc/ecs/ecs-gvisor.config', 'var/lib/ecs-gvisor/install.manifest']) {
+      expect(existsSync(`${root}/${f}`), f).toBe(false);
+    }
+  });
+
+  it('keeps a configuration it did not create, and a runsc it did not install', () => {
+    const root = mkdtempSync('/tmp/egv-root-');
+    mkdirSync(`${root}/etc/ecs`, { recursive: true });
+    writeFileSync(`${root}/etc/ecs/ecs-gvisor.config`, 'ECS_GVISOR_AUDIT_ACTION=stop\n');
+    expect(install(['--root', root, '--runsc-path', RUNSC]).code).toBe(0);
+    expect(readFileSync(`${root}/etc/ecs/ecs-gvisor.config`, 'utf8')).toBe(`ECS_GVISOR_AUDIT_ACTION=stop\nECS_GVISOR_RUNSC_PATH=${RUNSC}\n`);
+    expect(install(['--root', root, '--uninstall']).code).toBe(0);
+    expect(existsSync(`${root}/etc/ecs/ecs-gvisor.config`)).toBe(true);
+    expect(existsSync(RUNSC)).toBe(true);
+  });
+
+  it('refuses a checksum mismatch, a download without a pin and a bad setting, installing nothing', () => {
+    const root = mkdtempSync('/tmp/egv-root-');
+    const bad = install(['--root', root, '--runsc-file', tarball, '--runsc-sha512', 'a'.repeat(128)]);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toBe(`install.sh: SHA-512 of ${tarball} is ${sha}, expected ${'a'.repeat(128)}; nothing installed\n`);
+    expect(existsSync(`${root}/usr/local/bin/runsc`)).toBe(false);
+    expect(existsSync(`${root}/usr/local/lib/ecs-gvisor`)).toBe(false);
+
+    const unpinned = install(['--root', root, '--runsc-release', '20261012.0']);
+    expect(unpinned.code).toBe(2);
+    expect(unpinned.stderr).toMatch(/must be pinned: give --runsc-sha512/);
+
+    const setting = install(['--root', root, '--runsc-path', RUNSC, '--set', 'ECS_GVISOR_SPOT_DRAIN=maybe']);
+    expect(setting.code).toBe(2);
+    expect(setting.stderr).toBe(`install.sh: ecs-gvisor: ${root}/etc/ecs/ecs-gvisor.config: ECS_GVISOR_SPOT_DRAIN="maybe" must be true or false.\n`);
+    expect(existsSync(`${root}/usr/local/lib/ecs-gvisor`)).toBe(false);
+    expect(existsSync(`${root}/etc/ecs/ecs-gvisor.config`)).toBe(false);
+    expect(readdirSync(`${root}/etc/ecs`)).toEqual([]); // no temporary file left either
+    expect(install(['--root', root, '--set', 'LAUNCH_HOOK=x']).stderr).toBe('install.sh: --set needs ECS_GVISOR_KEY=VALUE, not "LAUNCH_HOOK=x"\n');
+  });
+});
