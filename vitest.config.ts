@@ -5,6 +5,8 @@ export default defineConfig({
     reporters: ['default'],
     projects: [
       { test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      // The CDK app (its own package in infra/, installed by .ci/run): synthesized templates, no AWS.
+      { test: { name: 'infra', include: ['infra/test/**/*.test.ts'], testTimeout: 60_000 } },
       {
         test: {
           name: 'integration',

@@ -11,6 +11,8 @@ RUNSC_RELEASE='__RUNSC_RELEASE__'                 # a gVisor point release, e.g.
 RUNSC_SHA512='__RUNSC_SHA512__'                   # the SHA-512 of that release's gvisor.tar.bz2
 LAUNCH_HOOK='__LAUNCH_HOOK__'                     # Auto Scaling launch hook name ('' for none)
 TERMINATE_HOOK='__TERMINATE_HOOK__'               # Auto Scaling terminate hook name ('' for none)
+HEARTBEAT_TIMEOUT='__HEARTBEAT_TIMEOUT__'         # the hooks' HeartbeatTimeout in seconds ('' for 3600)
+ASG_NAME='__ASG_NAME__'                           # the group ('' to read the instance's tag)
 
 log() { printf 'ecs-gvisor userdata: %s\n' "$*"; }
 
@@ -38,6 +40,8 @@ tar -xzf "$work/release.tar.gz" -C "$work"
 args=(--runsc-release "$RUNSC_RELEASE" --runsc-sha512 "$RUNSC_SHA512")
 if [[ -n $LAUNCH_HOOK ]]; then args+=(--set "ECS_GVISOR_LAUNCH_HOOK=$LAUNCH_HOOK"); fi
 if [[ -n $TERMINATE_HOOK ]]; then args+=(--set "ECS_GVISOR_TERMINATE_HOOK=$TERMINATE_HOOK"); fi
+if [[ -n $HEARTBEAT_TIMEOUT ]]; then args+=(--set "ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS=$HEARTBEAT_TIMEOUT"); fi
+if [[ -n $ASG_NAME ]]; then args+=(--set "ECS_GVISOR_ASG_NAME=$ASG_NAME"); fi
 installer=("$work"/ecs-gvisor-*/install.sh)
 "${installer[0]}" "${args[@]}"
 log "installed; follow it with: journalctl -u ecs-gvisor -f"

@@ -1,0 +1,191 @@
+/**
+ * An ECS cluster on EC2 whose instances run every task in gVisor: a launch template (IMDSv2 required,
+ * hop limit 1, ecs-gvisor's userdata), an Auto Scaling group with the launch and terminate hooks
+ * ecs-gvisor completes from the instance, a capacity provider, a least-privilege instance role, and an
+ * example service that lands only on instances whose sandbox is proven.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Annotations, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type { Construct } from 'constructs';
+
+/** Where the instances get ecs-gvisor and runsc; both pinned by SHA-512. */
+export interface Artifacts {
+  /** The ecs-gvisor release tarball (`npm run package`), on S3 (s3://…) or HTTPS. */
+  releaseUrl: string;
+  releaseSha512: string;
+  /** A gVisor point release (e.g. 20261012.0) and the SHA-512 of its gvisor.tar.bz2. */
+  runscRelease: string;
+  runscSha512: string;
+}
+
+export interface EcsGvisorStackProps extends StackProps {
+  clusterName: string;
+  instanceType: string;
+  minCapacity: number;
+  maxCapacity: number;
+  /** The hooks' HeartbeatTimeout (30–7200 s); ecs-gvisor heartbeats every third of it. */
+  heartbeatTimeoutSeconds: number;
+  launchHookName: string;
+  terminateHookName: string;
+  artifacts: Artifacts;
+  /**
+   * ECS managed instance draining on the capacity provider as well. ecs-gvisor's terminate hook drains
+   * already; with both on, ECS's hook sets DRAINING, ecs-gvisor sees it and does not drain again, and the
+   * instance terminates once both hooks are complete.
+   */
+  managedDraining: boolean;
+  /** Add the example service (its task definition carries the sandbox placement constraint). */
+  exampleService: boolean;
+}
+
+/** The attribute ecs-gvisor publishes once it has proven the sandbox on an instance. */
+export const SANDBOX_CONSTRAINT = 'attribute:ecs-gvisor.sandbox == verified';
+
+const USERDATA = fileURLToPath(new URL('../../scripts/userdata.sh', import.meta.url));
+
+export class EcsGvisorStack extends Stack {
+  readonly cluster: ecs.Cluster;
+  readonly group: autoscaling.AutoScalingGroup;
+  readonly role: iam.Role;
+
+  constructor(scope: Construct, id: string, props: EcsGvisorStackProps) {
+    super(scope, id, props);
+    const { clusterName, heartbeatTimeoutSeconds: heartbeat } = props;
+    if (heartbeat < 30 || heartbeat > 7200) throw new Error(`heartbeatTimeoutSeconds=${heartbeat} must be 30–7200 (Auto Scaling's range).`);
+    // A name known at synth time: the role's policy names the group without depending on it.
+    const groupName = `${this.stackName}-ecs-gvisor`;
+
+    const vpc = new ec2.Vpc(this, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    this.cluster = new ecs.Cluster(this, 'Cluster', { clusterName, vpc });
+
+    this.role = new iam.Role(this, 'InstanceRole', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      description: 'ECS container instance with ecs-gvisor: the ECS agent, plus only the calls ecs-gvisor makes',
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AmazonEC2ContainerServiceforEC2Role')],
+    });
+    const arn = (service: string, resource: string) => `arn:${this.partition}:${service}:${this.region}:${this.account}:${resource}`;
+    const clusterArn = arn('ecs', `cluster/${clusterName}`);
+    // ecs-gvisor's own calls, each scoped to this cluster's container instances or this group.
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'EcsGvisorContainerInstance',
+        actions: ['ecs:DescribeContainerInstances', 'ecs:UpdateContainerInstancesState', 'ecs:PutAttributes', 'ecs:DeleteAttributes'],
+        resources: [arn('ecs', `container-instance/${clusterName}/*`)],
+        conditions: { ArnEquals: { 'ecs:cluster': clusterArn } },
+      }),
+    );
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'EcsGvisorLifecycle',
+        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat', 'autoscaling:SetInstanceHealth'],
+        resources: [arn('autoscaling', `autoScalingGroup:*:autoScalingGroupName/${groupName}`)],
+      }),
+    );
+    // Read-only, and EC2 offers no resource-level scoping for these.
+    this.role.addToPolicy(new iam.PolicyStatement({ sid: 'EcsGvisorDescribe', actions: ['ec2:DescribeInstances', 'ec2:DescribeTags'], resources: ['*'] }));
+
+    const userData = ec2.UserData.custom(
+      fill(readFileSync(USERDATA, 'utf8'), {
+        ECS_CLUSTER: clusterName,
+        RELEASE_URL: props.artifacts.releaseUrl,
+        RELEASE_SHA512: props.artifacts.releaseSha512,
+        RUNSC_RELEASE: props.artifacts.runscRelease,
+        RUNSC_SHA512: props.artifacts.runscSha512,
+        LAUNCH_HOOK: props.launchHookName,
+        TERMINATE_HOOK: props.terminateHookName,
+        HEARTBEAT_TIMEOUT: String(heartbeat),
+        ASG_NAME: groupName,
+      }),
+    );
+
+    const launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
+      machineImage: ecs.EcsOptimizedImage.amazonLinux2023(),
+      instanceType: new ec2.InstanceType(props.instanceType),
+      role: this.role,
+      userData,
+      // IMDSv2 only; a hop limit of 1 keeps bridge-mode task containers (one hop further) from the
+      // instance's metadata and role, while the agent and ecs-gvisor (host network) reach it.
+      requireImdsv2: true,
+      httpPutResponseHopLimit: 1,
+      instanceMetadataTags: true,
+      securityGroup: new ec2.SecurityGroup(this, 'InstanceSecurityGroup', { vpc, description: 'ECS container instances (gVisor)' }),
+    });
+
+    this.group = new autoscaling.AutoScalingGroup(this, 'Group', {
+      vpc,
+      autoScalingGroupName: groupName,
+      launchTemplate,
+      minCapacity: props.minCapacity,
+      maxCapacity: props.maxCapacity,
+    });
+    this.group.addLifecycleHook('LaunchHook', {
+      lifecycleHookName: props.launchHookName,
+      lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_LAUNCHING,
+      heartbeatTimeout: Duration.seconds(heartbeat),
+      // No word from the instance means no proof: replace it.
+      defaultResult: autoscaling.DefaultResult.ABANDON,
+    });
+    this.group.addLifecycleHook('TerminateHook', {
+      lifecycleHookName: props.terminateHookName,
+      lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_TERMINATING,
+      heartbeatTimeout: Duration.seconds(heartbeat),
+      defaultResult: autoscaling.DefaultResult.CONTINUE,
+    });
+
+    const provider = new ecs.AsgCapacityProvider(this, 'CapacityProvider', {
+      autoScalingGroup: this.group,
+      enableManagedDraining: props.managedDraining,
+      // Scale-in protection would keep Auto Scaling from terminating instances with tasks; ecs-gvisor's
+      // terminate hook drains them instead.
+      enableManagedTerminationProtection: false,
+    });
+    // taskDrainTime 0: no draining Lambda of CDK's own (the very thing the terminate hook replaces). The
+    // option is deprecated and gone from the typings, but still honoured.
+    this.cluster.addAsgCapacityProvider(provider, { taskDrainTime: Duration.seconds(0) } as ecs.AddAutoScalingGroupCapacityOptions);
+
+    if (props.exampleService) {
+      const task = new ecs.Ec2TaskDefinition(this, 'ExampleTask', {
+        networkMode: ecs.NetworkMode.BRIDGE,
+        // Only on instances where ecs-gvisor has proven the sandbox (and withdraws it when it lapses).
+        placementConstraints: [ecs.PlacementConstraint.memberOf(SANDBOX_CONSTRAINT)],
+      });
+      task.addContainer('app', {
+        image: ecs.ContainerImage.fromRegistry('public.ecr.aws/docker/library/busybox:stable'),
+        command: ['sh', '-c', 'dmesg | head -1; uname -r; sleep 3600'],
+        memoryLimitMiB: 128,
+        logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'gvisor-example' }),
+      });
+      new ecs.Ec2Service(this, 'ExampleService', {
+        cluster: this.cluster,
+        taskDefinition: task,
+        desiredCount: 1,
+        minHealthyPercent: 0,
+        circuitBreaker: { rollback: true },
+        capacityProviderStrategies: [{ capacityProvider: provider.capacityProviderName, weight: 1 }],
+      });
+    }
+
+    if (Object.values(props.artifacts).some((v) => v.includes('example.invalid') || /^0+$/.test(v))) {
+      Annotations.of(this).addWarning(
+        'ecs-gvisor artifacts are placeholders: pass -c releaseUrl=… -c releaseSha512=… -c runscRelease=… -c runscSha512=… before deploying (instances would refuse to install).',
+      );
+    }
+  }
+}
+
+/** Replace `__KEY__` placeholders, refusing to leave one unfilled or to put a quote into the shell. */
+export function fill(template: string, values: Record<string, string>): string {
+  let out = template;
+  for (const [k, v] of Object.entries(values)) {
+    if (/['\n\\]/.test(v)) throw new Error(`userdata value for ${k} must not contain quotes, backslashes or newlines: ${JSON.stringify(v)}`);
+    out = out.replaceAll(`__${k}__`, v);
+  }
+  const left = /__[A-Z0-9_]+__/.exec(out);
+  if (left) throw new Error(`userdata placeholder ${left[0]} has no value`);
+  return out;
+}
