@@ -5,7 +5,7 @@
  * reached through the real SDK clients. Assertions are on the fakes' recorded calls and state, Docker,
  * and status.
  */
-import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { buildApp, type App } from '../../src/cli/app.js';
@@ -13,8 +13,9 @@ import { serve } from '../../src/cli/run.js';
 import { parseConfig } from '../../src/config.js';
 import type { Step } from '../../src/cli/args.js';
 import { runCli } from '../harness/cli.js';
-import { cliEnv, dockerClient, resetDocker, RUNSC } from '../harness/docker-state.js';
-import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds, FakeIntrospection } from '../harness/fake-aws.js';
+import { dockerClient, resetDocker } from '../harness/docker-state.js';
+import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds, FakeIntrospection, type FakeInstance } from '../harness/fake-aws.js';
+import { agentHostDir, registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
 import { FakeClock } from '../harness/fake-clock.js';
 
 const d = inject('dockerd');
@@ -54,9 +55,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await resetDocker(d, '{}\n');
-  dir = mkdtempSync('/tmp/egv-lifecycle-');
-  writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
-  symlinkSync(RUNSC, `${dir}/runsc`);
+  dir = agentHostDir('/tmp/egv-lifecycle-');
   intro = await new FakeIntrospection().reserve();
   ecs.instances.clear();
   ecs.calls.length = 0;
@@ -81,22 +80,7 @@ afterEach(async () => {
 });
 
 function configure(extra: Record<string, string>, clock?: FakeClock): App {
-  env = cliEnv(d, {
-    ECS_GVISOR_RUNSC_PATH: `${dir}/runsc`,
-    ECS_GVISOR_AGENT_IMAGE: agentImage,
-    ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
-    ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
-    ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
-    ECS_GVISOR_INTROSPECTION_URL: intro.url,
-    ECS_GVISOR_IMDS_URL: imds.url,
-    ECS_GVISOR_INTROSPECTION_SECONDS: '1',
-    ECS_GVISOR_ECS_ALERT_POLL_SECONDS: '1',
-    ECS_GVISOR_ECS_CALLS_PER_HOUR: '1800',
-    ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR: '3600',
-    ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '1',
-    ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '30',
-    ...extra,
-  });
+  env = watchEnv(d, { dir, agentImage, intro, imdsUrl: imds.url }, { ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '1', ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '30', ...extra });
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
   return buildApp(cfg, log, {}, { clock, ecsRetry: { retries: 3, minMs: 20, maxMs: 100 }, targetStateWaitMs: 10_000 });
 }
@@ -107,22 +91,7 @@ function start(extra: Record<string, string>, steps: Step[] = ['runtime', 'agent
   running = serve(app, steps, log, ac.signal);
 }
 
-function register(o: Partial<{ status: string; runningTasksCount: number }> = {}): Promise<void> {
-  ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 0, attributes: {}, ...o });
-  return intro.register({ Cluster: 'prod', ContainerInstanceArn: ARN });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await Promise.resolve()
-      .then(fn)
-      .catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const register = (o: Partial<FakeInstance> = {}) => registerAgent(ecs, intro, o);
 
 const agent = () => docker.getContainer('ecs-agent').inspect();
 const completions = () => asg.calls.filter((c) => c.Action === 'CompleteLifecycleAction');

@@ -15,6 +15,7 @@ import { AgentSupervisor, SUPERVISOR_STATE, type SupervisorState } from '../../s
 import { StateStore } from '../../src/state-store.js';
 import { dockerClient, resetDocker } from '../harness/docker-state.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';
+import { until } from '../harness/watch-fixture.js';
 
 const d = inject('dockerd');
 const agentImage = inject('agentImage');
@@ -44,16 +45,6 @@ function supervisor() {
 
 const agent = () => docker.getContainer('ecs-agent').inspect();
 const saved = () => JSON.parse(readFileSync(`${dir}/state/${SUPERVISOR_STATE}`, 'utf8')) as SupervisorState;
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 beforeEach(async () => {
   await resetDocker(d, '{}\n');

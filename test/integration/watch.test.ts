@@ -4,13 +4,14 @@
  * introspection endpoints on 127.0.0.1 reached through the real SDK clients. Intervals are shortened
  * through configuration keys; assertions are on Docker, the files, the fakes' recorded calls and status.
  */
-import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { buildApp, type App } from '../../src/cli/app.js';
 import { parseConfig } from '../../src/config.js';
-import { cliEnv, dockerClient, liveRuntime, resetDocker, RUNSC } from '../harness/docker-state.js';
-import { ARN, FakeAutoScaling, FakeEcs, FakeImds, FakeIntrospection } from '../harness/fake-aws.js';
+import { dockerClient, liveRuntime, resetDocker, RUNSC } from '../harness/docker-state.js';
+import { ARN, FakeAutoScaling, FakeEcs, FakeImds, FakeIntrospection, type FakeInstance } from '../harness/fake-aws.js';
+import { agentHostDir, registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';
 
 const d = inject('dockerd');
@@ -46,9 +47,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await resetDocker(d, '{}\n');
-  dir = mkdtempSync('/tmp/egv-watch-');
-  writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
-  symlinkSync(RUNSC, `${dir}/runsc`);
+  dir = agentHostDir('/tmp/egv-watch-');
   intro = await new FakeIntrospection().reserve();
   ecs.instances.clear();
   ecs.calls.length = 0;
@@ -65,22 +64,7 @@ afterEach(async () => {
 
 /** Wire the app from configuration as main does, bootstrap runtime + agent, and start the watch. */
 async function start(extra: Record<string, string> = {}): Promise<void> {
-  const env = cliEnv(d, {
-    ECS_GVISOR_RUNSC_PATH: `${dir}/runsc`,
-    ECS_GVISOR_AGENT_IMAGE: agentImage,
-    ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
-    ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
-    ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
-    ECS_GVISOR_INTROSPECTION_URL: intro.url,
-    ECS_GVISOR_IMDS_URL: imds.url,
-    ECS_GVISOR_INTROSPECTION_SECONDS: '1',
-    ECS_GVISOR_DRIFT_CHECK_SECONDS: '1',
-    ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '1',
-    ECS_GVISOR_ECS_ALERT_POLL_SECONDS: '1',
-    ECS_GVISOR_ECS_CALLS_PER_HOUR: '1800',
-    ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR: '3600',
-    ...extra,
-  });
+  const env = watchEnv(d, { dir, agentImage, intro, imdsUrl: imds.url }, { ECS_GVISOR_DRIFT_CHECK_SECONDS: '1', ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '1', ...extra });
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
   app = buildApp(cfg, pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }));
   const runtime = await app.runtime.apply();
@@ -88,25 +72,11 @@ async function start(extra: Record<string, string> = {}): Promise<void> {
   running = app.watch(runtime).run(ac.signal);
 }
 
-function register(o: Partial<{ status: string; agentConnected: boolean }> = {}): Promise<void> {
-  ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 0, attributes: {}, ...o });
-  return intro.register({ Cluster: 'prod', ContainerInstanceArn: ARN });
-}
+const register = (o: Partial<FakeInstance> = {}) => registerAgent(ecs, intro, o);
 
 const agent = () => docker.getContainer('ecs-agent').inspect();
 const attrs = () => ecs.instances.get(ARN)?.attributes ?? {};
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await Promise.resolve()
-      .then(fn)
-      .catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('watch', () => {
   it('publishes the proof once registered, reports it in status, and heals a disconnected agent up to Auto Scaling', async () => {

@@ -1,0 +1,54 @@
+/** What the watch and lifecycle tests share: a host directory for the agent, the configuration, waiting. */
+import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { ARN, type FakeEcs, type FakeInstance, type FakeIntrospection } from './fake-aws.js';
+import { cliEnv, RUNSC } from './docker-state.js';
+import type { DockerdInfo } from './private-dockerd.js';
+
+/** A fresh directory with the agent's ecs.config (cluster prod) and a runsc link the test may break. */
+export function agentHostDir(prefix: string): string {
+  const dir = mkdtempSync(prefix);
+  writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
+  symlinkSync(RUNSC, `${dir}/runsc`);
+  return dir;
+}
+
+/** The configuration `run` gets in these tests: the stand-in agent, local fakes, one-second intervals. */
+export function watchEnv(
+  d: DockerdInfo,
+  o: { dir: string; agentImage: string; intro: FakeIntrospection; imdsUrl?: string },
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return cliEnv(d, {
+    ECS_GVISOR_RUNSC_PATH: `${o.dir}/runsc`,
+    ECS_GVISOR_AGENT_IMAGE: o.agentImage,
+    ECS_GVISOR_ECS_CONFIG: `${o.dir}/ecs.config`,
+    ECS_GVISOR_ECS_INSTANCE_CONFIG: `${o.dir}/none`,
+    ECS_GVISOR_AGENT_CACHE_DIR: `${o.dir}/cache`,
+    ECS_GVISOR_INTROSPECTION_URL: o.intro.url,
+    ...(o.imdsUrl ? { ECS_GVISOR_IMDS_URL: o.imdsUrl } : {}),
+    ECS_GVISOR_INTROSPECTION_SECONDS: '1',
+    ECS_GVISOR_ECS_ALERT_POLL_SECONDS: '1',
+    ECS_GVISOR_ECS_CALLS_PER_HOUR: '1800',
+    ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR: '3600',
+    ...extra,
+  });
+}
+
+/** The agent registers: ECS knows the instance (ACTIVE, connected unless told otherwise), introspection answers. */
+export function registerAgent(ecs: FakeEcs, intro: FakeIntrospection, o: Partial<FakeInstance> = {}): Promise<void> {
+  ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 0, attributes: {}, ...o });
+  return intro.register({ Cluster: 'prod', ContainerInstanceArn: ARN });
+}
+
+/** Poll `fn` every 100 ms until it gives something truthy (errors count as not yet). */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await Promise.resolve()
+      .then(fn)
+      .catch(() => undefined);
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
