@@ -81,6 +81,14 @@ export class FakeEcs {
     return this.calls.filter((c) => c.operation === operation && (!outcome || c.outcome === outcome)).length;
   }
 
+  /** Forget instances and calls, behave normally again (between tests). */
+  reset(): void {
+    this.instances.clear();
+    this.calls.length = 0;
+    this.behaviour = () => 'ok';
+    this.onDescribe = () => undefined;
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = JSON.parse((await readBody(req)) || '{}') as Record<string, unknown>;
     const operation = String(req.headers['x-amz-target'] ?? '').split('.').pop() ?? '';
@@ -178,6 +186,12 @@ export class FakeAutoScaling {
 
   count(action: string, outcome?: string): number {
     return this.calls.filter((c) => c.Action === action && (!outcome || c.outcome === outcome)).length;
+  }
+
+  reset(): void {
+    this.calls.length = 0;
+    this.actions.clear();
+    this.behaviour = () => 'ok';
   }
 
   async start(): Promise<this> {

@@ -57,13 +57,8 @@ beforeEach(async () => {
   await resetDocker(d, '{}\n');
   dir = agentHostDir('/tmp/egv-lifecycle-');
   intro = await new FakeIntrospection().reserve();
-  ecs.instances.clear();
-  ecs.calls.length = 0;
-  ecs.behaviour = () => 'ok';
-  ecs.onDescribe = () => undefined;
-  asg.calls.length = 0;
-  asg.actions.clear();
-  asg.behaviour = () => 'ok';
+  ecs.reset();
+  asg.reset();
   ec2.calls.length = 0;
   imds.paths.clear();
   imds.faults.clear();

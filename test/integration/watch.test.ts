@@ -49,10 +49,8 @@ beforeEach(async () => {
   await resetDocker(d, '{}\n');
   dir = agentHostDir('/tmp/egv-watch-');
   intro = await new FakeIntrospection().reserve();
-  ecs.instances.clear();
-  ecs.calls.length = 0;
-  ecs.behaviour = () => 'ok';
-  asg.calls.length = 0;
+  ecs.reset();
+  asg.reset();
   ac = new AbortController();
 });
 afterEach(async () => {
