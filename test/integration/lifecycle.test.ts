@@ -186,7 +186,8 @@ describe('warm pools', () => {
     await register();
     await until('CONTINUE into service', () => asg.action('asg-1', 'launch', IID)?.result === 'CONTINUE');
     expect(asg.count('CompleteLifecycleAction', 'ok')).toBe(2);
-    const s = await app.status();
+    // lifecycle.json is written once the round that made the call ends.
+    const s = await until('status with the InService launch completed', async () => ((await app.status()).lifecycle.launch?.target === 'InService' && (await app.status()).lifecycle.launch?.phase === 'completed' ? app.status() : undefined));
     expect(s.agent.held).toBeUndefined();
     expect(s.lifecycle.launch).toMatchObject({ target: 'InService', result: 'CONTINUE' });
   });
