@@ -31,7 +31,7 @@ import type { AutoScalingPort, Clock, Ec2Port, EcsPort } from '../ports.js';
 import { heartbeatIntervalMs, type LifecycleRecord } from '../lifecycle/lifecycle-plan.js';
 import { Lifecycle, LIFECYCLE_STATE } from '../lifecycle/lifecycle.js';
 import { desiredAttributes, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
-import { EcsCaller, type RetryOptions } from '../watch/ecs-caller.js';
+import { EcsCaller, regionOf, type RetryOptions } from '../watch/ecs-caller.js';
 import { AgentIntrospection } from '../watch/introspection.js';
 import { WatchMetrics } from '../watch/metrics.js';
 import { WATCH_STATE, WatchLoop, type WatchSnapshot } from '../watch/watch-loop.js';
@@ -283,8 +283,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
       const w = await state.read<WatchSnapshot>(WATCH_STATE);
       const r = w?.registration;
       if (!cfg.PUBLISH_ATTRIBUTES || !r?.cluster || !r.containerInstanceArn || w?.attributes.published[SANDBOX_ATTRIBUTE] !== 'verified') return false;
-      const region = cfg.AWS_REGION ?? r.containerInstanceArn.split(':')[3]!;
-      const port = ecs(region);
+      const port = ecs(regionOf(r.containerInstanceArn, cfg.AWS_REGION));
       await port.putAttributes(r.cluster, r.containerInstanceArn, desiredAttributes(false, undefined));
       await port.deleteAttributes(r.cluster, r.containerInstanceArn, [RUNSC_ATTRIBUTE]);
       await state.write(WATCH_STATE, { ...w, attributes: { published: desiredAttributes(false, undefined), at: new Date(clock.now()).toISOString() } });

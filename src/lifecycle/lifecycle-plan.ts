@@ -134,7 +134,7 @@ export function planLifecycle(rec: LifecycleRecord, v: LifecycleView, p: Lifecyc
     const key = target ?? 'unknown';
     let l = next.launch;
     if (!l || (l.target !== key && l.target !== 'unknown' && key !== 'unknown')) {
-      l = next.launch = { hook: p.launchHook, target: key, phase: 'waiting', since: iso(now), heartbeats: 0 };
+      l = next.launch = newLaunch(p.launchHook, key, now);
     } else if (l.target === 'unknown') {
       l.target = key;
     }
@@ -189,6 +189,11 @@ export function planLifecycle(rec: LifecycleRecord, v: LifecycleView, p: Lifecyc
 export function awaitsEcs(rec: LifecycleRecord): boolean {
   const t = rec.targetState;
   return (rec.launch?.phase === 'waiting' && !isWarm(t) && t !== 'Terminated') || rec.drain?.phase === 'draining';
+}
+
+/** A launch action Auto Scaling is waiting on, from now. */
+export function newLaunch(hook: string, target: string, now: number): LaunchRecord {
+  return { hook, target, phase: 'waiting', since: iso(now), heartbeats: 0 };
 }
 
 /** CONTINUE when ready, ABANDON after the timeout, else nothing yet. */

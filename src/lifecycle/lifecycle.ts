@@ -10,10 +10,11 @@ import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentMetadata, AutoScalingPort, Clock, ContainerInstanceView, Ec2Port, ImdsPort, LifecycleActionRef } from '../ports.js';
 import type { StateStore } from '../state-store.js';
-import { withAwsRetries, type EcsCaller, type RetryOptions } from '../watch/ecs-caller.js';
+import { regionOf, withAwsRetries, type EcsCaller, type RetryOptions } from '../watch/ecs-caller.js';
 import {
   afterEffect,
   awaitsEcs,
+  newLaunch,
   planLifecycle,
   type Effect,
   type EffectOutcome,
@@ -135,7 +136,7 @@ export class Lifecycle {
     }
     if (!id.group) return;
     const now = clock.now();
-    const l = (this.rec.launch ??= { hook: this.opts.launchHook, target: this.rec.targetState ?? 'unknown', phase: 'waiting', since: new Date(now).toISOString(), heartbeats: 0 });
+    const l = (this.rec.launch ??= newLaunch(this.opts.launchHook, this.rec.targetState ?? 'unknown', now));
     if (l.phase !== 'waiting') return;
     const transient = err instanceof EcsGvisorError && err.exitCode === ExitCode.unavailable;
     const waited = now - Date.parse(l.since);
@@ -254,9 +255,9 @@ export class Lifecycle {
   private async drain(meta: AgentMetadata | undefined, signal?: AbortSignal): Promise<EffectOutcome> {
     const { ecs, log } = this.deps;
     if (!meta) return { kind: 'failed' };
-    const region = this.opts.region ?? meta.containerInstanceArn.split(':')[3]!;
     const where = { cluster: meta.cluster, containerInstanceArn: meta.containerInstanceArn };
     try {
+      const region = regionOf(meta.containerInstanceArn, this.opts.region);
       const now = await ecs.call(region, 'DescribeContainerInstances', (e) => e.describeContainerInstance(meta.cluster, meta.containerInstanceArn), signal);
       if (!now) return { kind: 'ok', missing: true };
       if (now.status === 'DRAINING') {

@@ -18,6 +18,13 @@ export interface RetryOptions {
 
 export type CallOutcome = 'ok' | AwsOutcome;
 
+/** The region for ECS calls about a container instance: the configured one, else the ARN's own. */
+export function regionOf(containerInstanceArn: string, configured: string | undefined): string {
+  const region = configured ?? containerInstanceArn.split(':')[3];
+  if (!region) throw new EcsGvisorError('CONFIG_INVALID', `No AWS region: set ECS_GVISOR_AWS_REGION (the container instance ARN "${containerInstanceArn}" names none).`);
+  return region;
+}
+
 export function outcomeOf(err: unknown): AwsOutcome | undefined {
   return err instanceof EcsGvisorError && err.code === 'AWS_API' ? (err.details.outcome as AwsOutcome) : undefined;
 }

@@ -27,7 +27,7 @@ import { desiredAttributes, isEmptyPlan, planAttributes } from './attributes.js'
 import { audit, type Violation } from './audit.js';
 import { firstPollMs, nextPollMs, type EcsBudget } from './budget.js';
 import type { EcsCaller } from './ecs-caller.js';
-import { outcomeOf } from './ecs-caller.js';
+import { outcomeOf, regionOf } from './ecs-caller.js';
 import { classify, HealingLadder, type HealingOptions, type Observations, type Verdict } from './health.js';
 import type { WatchMetrics } from './metrics.js';
 
@@ -335,11 +335,7 @@ export class WatchLoop {
   }
 
   private region(): string {
-    const arn = this.obs.metadata?.containerInstanceArn ?? '';
-    const fromArn = arn.split(':')[3];
-    const region = this.opts.region ?? fromArn;
-    if (!region) throw new EcsGvisorError('CONFIG_INVALID', `No AWS region: set ECS_GVISOR_AWS_REGION (the container instance ARN "${arn}" names none).`);
-    return region;
+    return regionOf(this.obs.metadata?.containerInstanceArn ?? '', this.opts.region);
   }
 
   private ecsWrong(): boolean {
