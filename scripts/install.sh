@@ -131,7 +131,7 @@ find_node() {
 }
 
 install_runsc() {
-  local work src sha have dir
+  local work src sha have dir version
   [[ -n $RUNSC_URL || -n $RUNSC_FILE ]] || {
     [[ -x $R$RUNSC_PATH ]] || say "warning: no runsc at $RUNSC_PATH yet; give --runsc-release/--runsc-url/--runsc-file or set ECS_GVISOR_RUNSC_SOURCE, or bootstrap fails closed"
     return 0
@@ -165,7 +165,9 @@ install_runsc() {
       ;;
   esac
   chmod 0755 "$dir/runsc"
-  "$dir/runsc" --version 2> /dev/null | grep -q '^runsc version ' || die 3 "${RUNSC_URL:-$RUNSC_FILE} is not a working runsc ('runsc --version' failed); nothing installed"
+  # Captured, not piped into grep -q: under pipefail, grep leaving early can SIGPIPE runsc and fail a good binary.
+  version=$("$dir/runsc" --version 2> /dev/null) || version=
+  [[ $version == "runsc version "* ]] || die 3 "${RUNSC_URL:-$RUNSC_FILE} is not a working runsc ('runsc --version' failed); nothing installed"
   # gvisor-bin/ first, then runsc: a runsc never points at helpers of another release.
   if [[ -d $dir/gvisor-bin ]]; then
     mkdir -p "$R$(dirname "$RUNSC_PATH")"
@@ -177,7 +179,7 @@ install_runsc() {
   fi
   put 0755 "$dir/runsc" "$R$RUNSC_PATH"
   record file "$RUNSC_PATH"
-  say "runsc installed at $RUNSC_PATH: $("$R$RUNSC_PATH" --version | head -1)"
+  say "runsc installed at $RUNSC_PATH: ${version%%$'\n'*}"
 }
 
 # The config as it will be: KEY=VALUE lines set (replacing the key where it is), every other line kept.

@@ -141,4 +141,16 @@ describe('install.sh', () => {
     expect(readdirSync(`${root}/etc/ecs`)).toEqual([]); // no temporary file left either
     expect(install(['--root', root, '--set', 'LAUNCH_HOOK=x']).stderr).toBe('install.sh: --set needs ECS_GVISOR_KEY=VALUE, not "LAUNCH_HOOK=x"\n');
   });
+
+  it('accepts a runsc that prints more after its version line than a pipe holds', () => {
+    // Reading only the first line through a pipe would kill such a runsc with SIGPIPE and call it broken.
+    const dir = mkdtempSync('/tmp/egv-chatty-');
+    writeFileSync(`${dir}/runsc`, '#!/bin/sh\necho "runsc version chatty"\nyes spec | head -c 1000000\n', { mode: 0o755 });
+    const root = mkdtempSync('/tmp/egv-root-');
+    const r = install(['--root', root, '--runsc-file', `${dir}/runsc`, '--no-start']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('runsc installed at /usr/local/bin/runsc: runsc version chatty\n');
+    expect(readFileSync(`${root}/usr/local/bin/runsc`)).toEqual(readFileSync(`${dir}/runsc`));
+  });
 });
