@@ -19,6 +19,18 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      {
+        // Simulated ECS instances (systemd, nested dockerd, runsc) in their own private dockerd. Run on
+        // their own (`npm run test:e2e`, part of `npm test`): they are slow and load both cores.
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          globalSetup: ['test/e2e/global-setup.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 600_000,
+        },
+      },
     ],
   },
 });

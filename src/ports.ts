@@ -138,6 +138,8 @@ export interface UnitState {
   active: string;
   /** enabled, disabled, masked, static, … (empty when not-found) */
   fileState: string;
+  /** Where the unit file is (FragmentPath); empty when unknown. */
+  fragmentPath?: string;
 }
 
 export type UnitAction = 'stop' | 'disable' | 'mask' | 'unmask' | 'enable' | 'start';

@@ -23,7 +23,7 @@ export class Systemctl implements ServiceManagerPort {
   async unitState(unit: string): Promise<UnitState | undefined> {
     let r;
     try {
-      r = await this.commands.run(this.bin, ['show', '--property=LoadState,ActiveState,UnitFileState', '--', unit], { timeoutMs: 10_000 });
+      r = await this.commands.run(this.bin, ['show', '--property=LoadState,ActiveState,UnitFileState,FragmentPath', '--', unit], { timeoutMs: 10_000 });
     } catch {
       return undefined; // no systemctl on this host
     }
@@ -33,7 +33,7 @@ export class Systemctl implements ServiceManagerPort {
       throw new EcsGvisorError('DOCKER_UNAVAILABLE', `systemctl show ${unit} failed (exit ${r.code}): ${r.stderr.trim() || 'no output'}.`);
     }
     const props = Object.fromEntries(r.stdout.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-    return { load: props.LoadState ?? '', active: props.ActiveState ?? '', fileState: props.UnitFileState ?? '' };
+    return { load: props.LoadState ?? '', active: props.ActiveState ?? '', fileState: props.UnitFileState ?? '', fragmentPath: props.FragmentPath ?? '' };
   }
 
   async act(action: UnitAction, unit: string): Promise<void> {

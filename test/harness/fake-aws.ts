@@ -28,8 +28,9 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function listen(server: Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+/** Listen on 127.0.0.1 (a free port unless one is given: the simulated instance uses fixed ones). */
+async function listen(server: Server, port = 0): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
   const addr = server.address() as { port: number };
   return `http://127.0.0.1:${addr.port}`;
 }
@@ -67,9 +68,9 @@ export class FakeEcs {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  async start(): Promise<this> {
+  async start(port = 0): Promise<this> {
     this.server = createServer((req, res) => void this.handle(req, res));
-    this.url = await listen(this.server);
+    this.url = await listen(this.server, port);
     return this;
   }
 
@@ -133,6 +134,13 @@ export class FakeEcs {
           failures: arns.filter((a) => !this.instances.has(a)).map((arn) => ({ arn, reason: 'MISSING' })),
         });
       }
+      case 'RegisterContainerInstance': {
+        // The agent registers (again, when it names its ARN): ACTIVE and connected, attributes kept.
+        const arn = String(body.containerInstanceArn ?? `arn:aws:ecs:us-east-1:111122223333:container-instance/${String(body.cluster ?? 'default')}/${this.instances.size}`);
+        const i = this.instances.get(arn);
+        this.instances.set(arn, { runningTasksCount: 0, attributes: {}, ...i, status: i?.status === 'DRAINING' ? 'DRAINING' : 'ACTIVE', agentConnected: true });
+        return send(200, { containerInstance: { containerInstanceArn: arn, status: this.instances.get(arn)!.status } });
+      }
       case 'UpdateContainerInstancesState': {
         const arns = body.containerInstances as string[];
         const found = arns.filter((a) => this.instances.has(a));
@@ -194,7 +202,7 @@ export class FakeAutoScaling {
     this.behaviour = () => 'ok';
   }
 
-  async start(): Promise<this> {
+  async start(port = 0): Promise<this> {
     this.server = createServer((req, res) => {
       void readBody(req).then((text) => {
         const params = Object.fromEntries(new URLSearchParams(text));
@@ -219,7 +227,7 @@ export class FakeAutoScaling {
         );
       });
     });
-    this.url = await listen(this.server);
+    this.url = await listen(this.server, port);
     return this;
   }
 
@@ -235,7 +243,7 @@ export class FakeEc2 {
   url = '';
   private server?: Server;
 
-  async start(): Promise<this> {
+  async start(port = 0): Promise<this> {
     this.server = createServer((req, res) => {
       void readBody(req).then((text) => {
         const params = Object.fromEntries(new URLSearchParams(text));
@@ -256,7 +264,7 @@ export class FakeEc2 {
         res.end(`<DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r-${this.calls.length}</requestId><tagSet>${items}</tagSet></DescribeTagsResponse>`);
       });
     });
-    this.url = await listen(this.server);
+    this.url = await listen(this.server, port);
     return this;
   }
 
@@ -275,7 +283,7 @@ export class FakeImds {
   url = '';
   private server?: Server;
 
-  async start(): Promise<this> {
+  async start(port = 0): Promise<this> {
     this.server = createServer((req, res) => {
       const token = req.headers['x-aws-ec2-metadata-token'] as string | undefined;
       this.requests.push({ method: req.method ?? '', path: req.url ?? '', token });
@@ -296,7 +304,7 @@ export class FakeImds {
       if (v === undefined) return void res.writeHead(404).end();
       res.writeHead(200).end(v);
     });
-    this.url = await listen(this.server);
+    this.url = await listen(this.server, port);
     return this;
   }
 

@@ -192,7 +192,7 @@ describe('IMDSv2', () => {
 });
 
 describe('systemd notify', () => {
-  it('sends our PID as the credentials, so NotifyAccess=main accepts it; a no-op without NOTIFY_SOCKET', async () => {
+  it('names our PID (MAINPID, and the credentials where the kernel lets it); a no-op without NOTIFY_SOCKET', async () => {
     const sock = await new NotifySocket(`${mkdtempSync('/tmp/egv-notify-')}/notify.sock`).start();
     try {
       const n = new SystemdNotify(new ExecCommands(), sock.path, process.pid);

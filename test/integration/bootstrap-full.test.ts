@@ -102,7 +102,7 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
         throw new Error(`timed out waiting for ${what}: ${out}`);
       };
       await wait('READY=1', async () => sock.with('READY').length > 0);
-      // READY comes from our PID (the unit's NotifyAccess=main), after the sandbox was proven.
+      // READY names our PID, after the sandbox was proven.
       expect(sock.with('READY')[0]!.pid).toBe(child.pid);
       const status = JSON.parse((await runCli(['status', '--json'], env, 10_000, ns)).stdout) as StatusReport;
       expect(status.runtime.verified).toBe(true);

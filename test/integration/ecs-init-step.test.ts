@@ -55,7 +55,7 @@ describe('bootstrap --only ecs-init', () => {
     expect(r.code).toBe(0);
     expect(unit()).toBe('LOAD=masked\nACTIVE=inactive\nFILE=masked\n');
     expect(argv()).toEqual([
-      'show --property=LoadState,ActiveState,UnitFileState -- ecs.service',
+      'show --property=LoadState,ActiveState,UnitFileState,FragmentPath -- ecs.service',
       'stop -- ecs.service',
       'disable -- ecs.service',
       'mask -- ecs.service',
@@ -63,7 +63,7 @@ describe('bootstrap --only ecs-init', () => {
 
     const again = await runCli(['bootstrap', '--only', 'ecs-init'], env());
     expect(again.code).toBe(0);
-    expect(argv().slice(4)).toEqual(['show --property=LoadState,ActiveState,UnitFileState -- ecs.service']);
+    expect(argv().slice(4)).toEqual(['show --property=LoadState,ActiveState,UnitFileState,FragmentPath -- ecs.service']);
   });
 
   it('does not mask when told not to', async () => {

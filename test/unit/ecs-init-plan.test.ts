@@ -13,6 +13,13 @@ describe('ecs-init plans', () => {
     expect(planEcsInitStop(undefined, true)).toEqual([]);
   });
 
+  it('does not plan a mask systemd would refuse: the unit file is in /etc/systemd/system', () => {
+    const own = { ...s('loaded', 'active', 'enabled'), fragmentPath: '/etc/systemd/system/ecs.service' };
+    expect(planEcsInitStop(own, true)).toEqual(['stop', 'disable']);
+    expect(planEcsInitStop({ ...own, active: 'inactive', fileState: 'disabled' }, true)).toEqual([]);
+    expect(planEcsInitStop({ ...own, fragmentPath: '/usr/lib/systemd/system/ecs.service' }, true)).toEqual(['stop', 'disable', 'mask']);
+  });
+
   it('restores what was taken away', () => {
     expect(planEcsInitRestore(s('masked', 'inactive', 'masked'))).toEqual(['unmask', 'enable', 'start']);
     expect(planEcsInitRestore(s('loaded', 'inactive', 'disabled'))).toEqual(['enable', 'start']);

@@ -1,0 +1,65 @@
+/**
+ * The end-to-end run's outer world: a private dockerd to hold the simulated instances, the instance
+ * image, the images an instance needs (the stand-in agent as amazon/amazon-ecs-agent:latest, a busybox
+ * for task-like containers) saved as tarballs, the fakes bundled for the instance's node, and the
+ * release tarball `npm run package` built.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { build } from 'esbuild';
+import type { TestProject } from 'vitest/node';
+import { AGENT_STANDIN_IMAGE, BUSYBOX_IMAGE, buildBusyboxImage } from '../harness/images.js';
+import { startPrivateDockerd, stopPrivateDockerd } from '../harness/private-dockerd.js';
+import { importInstanceImage } from './instance-image.js';
+
+const run = promisify(execFile);
+const repo = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface E2eWorld {
+  dockerHost: string;
+  image: string;
+  /** fakes.mjs, ecs-agent.tar, busybox.tar, release.tar.gz */
+  dir: string;
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    e2e: E2eWorld;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const release = `${repo}dist/release/ecs-gvisor-${(await import('../../package.json', { with: { type: 'json' } })).default.version}.tar.gz`;
+  if (!existsSync(release)) throw new Error(`${release} is missing: run \`npm run package\` first (npm test does)`);
+  const dockerd = await startPrivateDockerd();
+  const dir = mkdtempSync('/tmp/egv-e2e-world-');
+  const docker = async (args: string[]) => (await run('docker', ['-H', dockerd.host, ...args], { maxBuffer: 64 << 20 })).stdout;
+  try {
+    await buildBusyboxImage(dockerd.host);
+    await docker(['tag', AGENT_STANDIN_IMAGE, 'amazon/amazon-ecs-agent:latest']);
+    await docker(['save', '-o', `${dir}/ecs-agent.tar`, 'amazon/amazon-ecs-agent:latest']);
+    await docker(['tag', BUSYBOX_IMAGE, 'busybox:latest']);
+    await docker(['save', '-o', `${dir}/busybox.tar`, 'busybox:latest']);
+    await run('cp', [release, `${dir}/release.tar.gz`]);
+    await build({
+      entryPoints: [`${repo}test/e2e/fakes-main.ts`],
+      outfile: `${dir}/fakes.mjs`,
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'esm',
+      logLevel: 'warning',
+    });
+    const image = await importInstanceImage(docker, (l) => process.stderr.write(`e2e: ${l}\n`));
+    project.provide('e2e', { dockerHost: dockerd.host, image, dir });
+  } catch (err) {
+    await stopPrivateDockerd(dockerd);
+    throw err;
+  }
+  return async () => {
+    await stopPrivateDockerd(dockerd);
+    rmSync(dir, { recursive: true, force: true });
+  };
+}

@@ -1,0 +1,214 @@
+/**
+ * One simulated ECS instance (DESIGN.md §6): the instance image booted with systemd as PID 1 in a
+ * container of the outer private dockerd, its own network namespace (loopback only), its own nested
+ * dockerd on a volume, the host's node mounted read-only, and /opt/e2e holding its userdata, the release
+ * and the fakes. Its first boot runs the userdata (install.sh from the release), as cloud-init would.
+ */
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import type { E2eWorld } from './global-setup.js';
+import { E2E_PORTS, type FakesSeed, type FakesState } from './ports.js';
+
+const run = promisify(execFile);
+
+export const CLUSTER = 'e2e';
+export const INSTANCE_ID = 'i-0e2e0e2e0e2e0e2e0';
+export const GROUP = 'e2e-asg';
+export const AGENT_ARN = `arn:aws:ecs:us-east-1:111122223333:container-instance/${CLUSTER}/0123456789abcdef`;
+
+export interface InstanceOptions {
+  /** runsc as the userdata installs it (--runsc-path); default Debian's /usr/bin/runsc. */
+  runscPath?: string;
+  /** A file placed at /opt/e2e/<name> (a broken runsc, say). */
+  files?: Record<string, { text: string; mode: number }>;
+  /** More ECS_GVISOR_* settings for install.sh --set. */
+  settings?: Record<string, string>;
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Fast intervals so the scenarios take seconds; the endpoints are the fakes on the instance's loopback. */
+const SETTINGS: Record<string, string> = {
+  ECS_GVISOR_RUNSC_ARGS: '--network=none', // Debian's runsc on this kernel (DESIGN.md §6)
+  ECS_GVISOR_IMDS_URL: `http://127.0.0.1:${E2E_PORTS.imds}`,
+  ECS_GVISOR_AWS_REGION: 'us-east-1',
+  ECS_GVISOR_LAUNCH_HOOK: 'launch',
+  ECS_GVISOR_TERMINATE_HOOK: 'terminate',
+  ECS_GVISOR_ASG_NAME: GROUP,
+  ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '30',
+  ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '1',
+  ECS_GVISOR_ECS_ALERT_POLL_SECONDS: '1',
+  ECS_GVISOR_ECS_CALLS_PER_HOUR: '1800',
+  ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR: '3600',
+  ECS_GVISOR_INTROSPECTION_SECONDS: '1',
+  ECS_GVISOR_DRIFT_CHECK_SECONDS: '2',
+  ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '5',
+};
+
+/** The launch template's userdata: the agent's config, where AWS is (the fakes), then install.sh. */
+function userdata(o: InstanceOptions): string {
+  const settings = { ...SETTINGS, ...o.settings };
+  const sets = Object.entries(settings)
+    .map(([k, v]) => `--set '${k}=${v}'`)
+    .join(' ');
+  return `#!/bin/bash
+set -euo pipefail
+mkdir -p /etc/ecs
+printf 'ECS_CLUSTER=${CLUSTER}\\nECS_BACKEND_HOST=http://127.0.0.1:${E2E_PORTS.ecs}\\nECS_ENGINE_AUTH_DATA={"secret":"hunter2"}\\n' > /etc/ecs/ecs.config
+mkdir -p /etc/systemd/system/ecs-gvisor.service.d
+cat > /etc/systemd/system/ecs-gvisor.service.d/aws.conf <<'EOF'
+[Service]
+Environment=AWS_ENDPOINT_URL_ECS=http://127.0.0.1:${E2E_PORTS.ecs}
+Environment=AWS_ENDPOINT_URL_AUTO_SCALING=http://127.0.0.1:${E2E_PORTS.autoScaling}
+Environment=AWS_ENDPOINT_URL_EC2=http://127.0.0.1:${E2E_PORTS.ec2}
+Environment=AWS_ACCESS_KEY_ID=AKIAE2E AWS_SECRET_ACCESS_KEY=e2e AWS_EC2_METADATA_DISABLED=true
+EOF
+work=$(mktemp -d)
+tar -xzf /opt/e2e/release.tar.gz -C "$work"
+"$work"/ecs-gvisor-*/install.sh --runsc-path ${o.runscPath ?? '/usr/bin/runsc'} ${sets}
+`;
+}
+
+const SEED: FakesSeed = {
+  instanceId: INSTANCE_ID,
+  group: GROUP,
+  imds: {
+    '/latest/meta-data/instance-id': INSTANCE_ID,
+    '/latest/meta-data/placement/region': 'us-east-1',
+    // During Pending:Wait, IMDS already names the state the instance is headed for.
+    '/latest/meta-data/autoscaling/target-lifecycle-state': 'InService',
+  },
+  pend: ['launch'],
+};
+
+export class Instance {
+  private constructor(
+    readonly name: string,
+    private readonly world: E2eWorld,
+    readonly dir: string,
+  ) {}
+
+  /** Create and boot a fresh instance: its first boot runs the userdata. */
+  static async launch(world: E2eWorld, name: string, o: InstanceOptions = {}): Promise<Instance> {
+    const dir = mkdtempSync(`/tmp/egv-e2e-${name}-`);
+    for (const f of ['fakes.mjs', 'release.tar.gz', 'busybox.tar']) copyFileSync(`${world.dir}/${f}`, `${dir}/${f}`);
+    writeFileSync(`${dir}/userdata.sh`, userdata(o));
+    writeFileSync(`${dir}/fakes.json`, JSON.stringify(SEED));
+    for (const [f, { text, mode }] of Object.entries(o.files ?? {})) writeFileSync(`${dir}/${f}`, text, { mode });
+    // The AMI's agent image cache (ecs-init's /var/cache/ecs: the tarball and state 1 = cached).
+    mkdirSync(`${dir}/cache`);
+    copyFileSync(`${world.dir}/ecs-agent.tar`, `${dir}/cache/ecs-agent.tar`);
+    writeFileSync(`${dir}/cache/state`, '1');
+    const i = new Instance(`egv-e2e-${name}`, world, dir);
+    await i.outer(['rm', '-f', '-v', i.name]).catch(() => undefined);
+    await i.outer([
+      'create', '--name', i.name, '--hostname', 'ip-127-0-0-1', '--runtime', 'runc',
+      '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE', '--cgroupns=host', '-v', '/sys/fs/cgroup:/sys/fs/cgroup',
+      '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined',
+      '--tmpfs', '/run:exec', '--tmpfs', '/tmp:exec', // as on a host; Docker's default is noexec
+       '--network', 'none', '--stop-signal', 'SIGRTMIN+3', '--stop-timeout', '60',
+      '-v', `${i.name}-docker:/var/lib/docker`, '-v', '/usr/bin/node:/usr/bin/node:ro', '-v', `${dir}:/opt/e2e:ro`,
+      world.image, '/sbin/init',
+    ]);
+    await i.outer(['cp', `${dir}/cache/.`, `${i.name}:/var/cache/ecs/`]);
+    await i.outer(['start', i.name]);
+    await i.booted();
+    return i;
+  }
+
+  /** The outer engine's CLI. */
+  private async outer(args: string[]): Promise<string> {
+    return (await run('docker', ['-H', this.world.dockerHost, ...args], { maxBuffer: 64 << 20 })).stdout;
+  }
+
+  /** A command on the instance, as root; never throws. */
+  async exec(argv: string[], timeoutMs = 120_000): Promise<ExecResult> {
+    try {
+      const r = await run('docker', ['-H', this.world.dockerHost, 'exec', this.name, ...argv], { maxBuffer: 64 << 20, timeout: timeoutMs });
+      return { code: 0, stdout: r.stdout, stderr: r.stderr };
+    } catch (err) {
+      const e = err as { code?: number; stdout?: string; stderr?: string };
+      return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+    }
+  }
+
+  /** A shell line on the instance; its stdout, or an error naming what it printed. */
+  async sh(script: string): Promise<string> {
+    const r = await this.exec(['sh', '-c', script]);
+    if (r.code !== 0) throw new Error(`on ${this.name}: \`${script}\` exited ${r.code}: ${r.stderr || r.stdout}`);
+    return r.stdout;
+  }
+
+  /** Until systemd has finished booting (the initial transaction). */
+  async booted(ms = 120_000): Promise<void> {
+    await this.until('systemd to finish booting', async () => {
+      const s = (await this.exec(['systemctl', 'is-system-running'])).stdout.trim();
+      return s === 'running' || s === 'degraded';
+    }, ms);
+  }
+
+  /** The fakes' control port: GET /state, or a change (POST). */
+  async fakes(method = 'GET', path = '/state', body?: unknown): Promise<FakesState> {
+    const argv = ['node', '/opt/e2e/fakes.mjs', 'ctl', method, path, ...(body === undefined ? [] : [JSON.stringify(body)])];
+    const r = await this.exec(argv);
+    if (r.code !== 0) throw new Error(`fakes ${method} ${path}: ${r.stdout}${r.stderr}`);
+    return JSON.parse(r.stdout) as FakesState;
+  }
+
+  /** `ecs-gvisor status --json`, as an operator runs it. */
+  async status(): Promise<Record<string, any>> {
+    const r = await this.exec(['ecs-gvisor', 'status', '--json']);
+    return JSON.parse(r.stdout) as Record<string, any>;
+  }
+
+  async unit(name: string): Promise<{ active: string; enabled: string; pid: number }> {
+    const show = await this.exec(['systemctl', 'show', name, '-p', 'ActiveState,UnitFileState,MainPID']);
+    const p = Object.fromEntries(show.stdout.trim().split('\n').map((l) => l.split('=') as [string, string]));
+    return { active: p.ActiveState ?? '', enabled: p.UnitFileState ?? '', pid: Number(p.MainPID ?? 0) };
+  }
+
+  /** `docker inspect` inside the instance (its nested dockerd). */
+  async inspect(container: string): Promise<Record<string, any> | undefined> {
+    const r = await this.exec(['docker', 'inspect', container]);
+    return r.code === 0 ? (JSON.parse(r.stdout) as Array<Record<string, any>>)[0] : undefined;
+  }
+
+  async until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 120_000): Promise<T> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const v = await fn().catch(() => undefined);
+      if (v) return v;
+      if (Date.now() > end) throw new Error(`${this.name}: timed out after ${ms / 1000} s waiting for ${what}\n${await this.diagnose()}`);
+      await delay(500);
+    }
+  }
+
+  /** A clean reboot: systemd shuts down (the stop signal), the container starts again on the same disk. */
+  async reboot(): Promise<void> {
+    await this.outer(['stop', this.name]);
+    await this.outer(['start', this.name]);
+    await this.booted();
+  }
+
+  /** What an operator would look at first: the units' journals and status. */
+  async diagnose(): Promise<string> {
+    const journal = async (n: number, ...units: string[]) => {
+      const r = await this.exec(['journalctl', '--no-pager', '-o', 'short-precise', '-n', String(n), ...units.flatMap((u) => ['-u', u])]);
+      return `--- journal of ${units.join(', ')} (last ${n} lines)\n${r.stdout}${r.stderr}`;
+    };
+    const status = await this.exec(['ecs-gvisor', 'status']);
+    return [await journal(60, 'ecs-gvisor'), await journal(30, 'cloud-final', 'ecs', 'e2e-fakes'), await journal(10, 'docker'), `--- ecs-gvisor status\n${status.stdout}${status.stderr}`].join('\n');
+  }
+
+  async destroy(): Promise<void> {
+    await this.outer(['rm', '-f', '-v', this.name]).catch(() => undefined);
+    await this.outer(['volume', 'rm', '-f', `${this.name}-docker`]).catch(() => undefined);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
