@@ -27,7 +27,7 @@ import { RUNTIME_STATE, RuntimeStep, type RuntimeState } from '../runtime/runtim
 import { SandboxProver } from '../runtime/sandbox-proof.js';
 import { StateStore } from '../state-store.js';
 import { VERSION } from '../version.js';
-import type { AutoScalingPort, Clock, Ec2Port, EcsPort } from '../ports.js';
+import type { AutoScalingPort, Clock, Ec2Port, EcsPort, ServiceManagerPort } from '../ports.js';
 import { heartbeatIntervalMs, type LifecycleRecord } from '../lifecycle/lifecycle-plan.js';
 import { Lifecycle, LIFECYCLE_STATE } from '../lifecycle/lifecycle.js';
 import { desiredAttributes, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
@@ -85,6 +85,8 @@ export interface StatusReport {
 }
 
 export interface App {
+  /** systemd, for ecs-gvisor's own unit (rollback takes it down first). */
+  services: ServiceManagerPort;
   ecsInit: EcsInitStep;
   runtime: RuntimeStep;
   network: NetworkStep;
@@ -229,6 +231,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     : undefined;
 
   return {
+    services,
     ecsInit,
     runtime,
     network,

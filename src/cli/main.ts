@@ -10,6 +10,7 @@ import { VERSION } from '../version.js';
 import { buildApp, type App, type ServiceEnv, type StatusReport } from './app.js';
 import { HELP, parseArgs, type Step } from './args.js';
 import { bootstrap, serve } from './run.js';
+import { OWN_UNIT, takeDownOwnUnit } from './own-unit.js';
 
 
 export interface Io {
@@ -96,6 +97,8 @@ function serviceEnv(env: Readonly<Record<string, string | undefined>>): ServiceE
 }
 
 async function rollback(app: App, steps: Step[], log: Logger): Promise<number> {
+  const own = await takeDownOwnUnit(app.services);
+  if (own.length) log.info({ unit: OWN_UNIT, actions: own }, `${OWN_UNIT} stopped and disabled first, so its watch does not put back what rollback removes (systemctl enable --now ${OWN_UNIT} to return)`);
   // Reverse order: the agent goes before the runtime it was started beside.
   if (steps.includes('agent')) {
     const { removed } = await app.agent.rollback();

@@ -76,4 +76,128 @@ describe('a healthy instance, from launch to rollback', () => {
     // ecs.config carries a credential: it never reaches the journal.
     expect(await i().sh('journalctl --no-pager -o cat')).not.toContain('hunter2');
   });
+
+  it('2. reboot: converges again, the same agent container, each rule once, the launch not completed twice', async () => {
+    diagnoseOnFailure(i);
+    const agentId = (await i().inspect('ecs-agent'))!.Id as string;
+    const rulesBefore = ours(await i().sh('iptables-save'));
+    await i().reboot();
+    await i().until('ecs-gvisor.service active again', async () => (await i().unit('ecs-gvisor.service')).active === 'active');
+    const agent = (await i().inspect('ecs-agent'))!;
+    expect(agent.Id).toBe(agentId);
+    expect(agent.State.Running).toBe(true);
+    expect(ours(await i().sh('iptables-save'))).toEqual(rulesBefore);
+    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runsc');
+    expect(await i().unit('ecs.service')).toMatchObject({ active: 'inactive', enabled: 'masked' });
+    // The userdata ran once (cloud-init's marker), and the launch action was completed once.
+    expect(await i().sh('journalctl --no-pager -o cat -u cloud-final | grep -c "install.sh: enabled and starting" || true')).toBe('1\n');
+    const fakes = await i().fakes();
+    expect(fakes.autoScaling.calls.filter((c) => c.Action === 'CompleteLifecycleAction')).toHaveLength(1);
+  });
+
+  it('3. an operator takes runsc out of daemon.json and reloads Docker: the drift is repaired, their edit kept', async () => {
+    diagnoseOnFailure(i);
+    await i().sh(`printf '%s' '${SEED_DAEMON_JSON.replace(/'/g, "'\\''")}' > /etc/docker/daemon.json && systemctl reload docker`);
+    const repaired = await i().until('daemon.json to name runsc again', async () => {
+      const d = JSON.parse(await i().sh('cat /etc/docker/daemon.json')) as Record<string, any>;
+      return d['default-runtime'] === 'runsc' && d.runtimes?.runsc ? d : undefined;
+    }, 60_000);
+    expect(repaired['log-opts']).toEqual({ 'max-size': '10m', 'max-file': '3' });
+    await i().until('Docker to default to runsc', async () => (await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim() === 'runsc', 30_000);
+    expect(await i().sh('docker run --rm busybox:latest dmesg')).toContain('Starting gVisor');
+    expect((await i().inspect('ecs-agent'))!.HostConfig.Runtime).toBe('runc');
+  });
+
+  it('4. the agent killed comes back under runc; a Docker restart is survived and converged', async () => {
+    diagnoseOnFailure(i);
+    const before = (await i().inspect('ecs-agent'))!;
+    await i().sh('docker kill ecs-agent');
+    const t0 = Date.now();
+    const back = await i().until('the agent running again', async () => {
+      const a = await i().inspect('ecs-agent');
+      return a?.State.Running && a.State.StartedAt !== before.State.StartedAt ? a : undefined;
+    }, 60_000);
+    process.stderr.write(`e2e: agent back ${((Date.now() - t0) / 1000).toFixed(1)} s after docker kill\n`);
+    expect(back.HostConfig.Runtime).toBe('runc');
+
+    const service = await i().unit('ecs-gvisor.service');
+    await i().sh('systemctl restart docker');
+    await i().until('the agent running after the Docker restart', async () => (await i().inspect('ecs-agent'))?.State.Running === true, 90_000);
+    expect(await i().unit('ecs-gvisor.service')).toMatchObject({ active: 'active', pid: service.pid });
+    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runsc');
+    expect((await i().inspect('ecs-agent'))!.HostConfig.Runtime).toBe('runc');
+    await i().until('status healthy again', async () => (await i().status()).healthy === true, 60_000);
+
+    // systemd takes the watchdog pings (WatchdogSec=10 here): the last one moves on, no restart ever.
+    const watchdog = async () => Number((await i().sh('systemctl show ecs-gvisor.service -p WatchdogTimestampMonotonic --value')).trim());
+    const first = await watchdog();
+    await i().until('another watchdog ping', async () => (await watchdog()) > first, 15_000);
+    expect((await i().sh('systemctl show ecs-gvisor.service -p NRestarts --value')).trim()).toBe('0');
+  });
+
+  it('6. terminate: DRAINING, the tasks leave, then CONTINUE', async () => {
+    diagnoseOnFailure(i);
+    await i().fakes('POST', '/ecs/instance', { arn: AGENT_ARN, runningTasksCount: 3 });
+    await i().fakes('POST', '/as/pend', { hook: 'terminate' });
+    await i().fakes('POST', '/imds', { '/latest/meta-data/autoscaling/target-lifecycle-state': 'Terminated' });
+    const done = await i().until('the terminate action completed', async () => {
+      const f = await i().fakes();
+      return f.autoScaling.actions[`${GROUP}/terminate/${INSTANCE_ID}`]?.result ? f : undefined;
+    }, 90_000);
+    expect(done.autoScaling.actions[`${GROUP}/terminate/${INSTANCE_ID}`]!.result).toBe('CONTINUE');
+    expect(done.ecs.instances[AGENT_ARN]).toMatchObject({ status: 'DRAINING', runningTasksCount: 0 });
+    const drain = done.ecs.calls.findIndex((c) => c.operation === 'UpdateContainerInstancesState' && c.body.status === 'DRAINING');
+    expect(drain).toBeGreaterThanOrEqual(0);
+    const complete = done.autoScaling.calls.find((c) => c.Action === 'CompleteLifecycleAction' && c.params.LifecycleHookName === 'terminate')!;
+    expect(complete.at).toBeGreaterThan(done.ecs.calls[drain]!.at);
+  });
+
+  it('7. rollback: ecs-init back and running its agent, daemon.json as before, our rules gone, ecs-gvisor stopped', async () => {
+    diagnoseOnFailure(i);
+    // As from an operator's login session (sshd's children run in systemd's context, not docker exec's).
+    const r = await i().exec(['systemd-run', '--quiet', '--wait', '--pipe', '--collect', '--', 'ecs-gvisor', 'rollback']);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    await i().until('ecs.service running its agent', async () => (await i().unit('ecs.service')).active === 'active' && (await i().inspect('ecs-agent'))?.State.Running === true, 90_000);
+    expect(await i().unit('ecs.service')).toMatchObject({ active: 'active', enabled: 'enabled' });
+    expect(await i().unit('ecs-gvisor.service')).toMatchObject({ active: 'inactive', enabled: 'disabled' });
+    expect(await i().sh('cat /etc/docker/daemon.json')).toBe(SEED_DAEMON_JSON);
+    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
+    expect(ours(await i().sh('iptables-save'))).toEqual([]);
+    // ecs-init's own agent, under the default runtime again.
+    expect((await i().inspect('ecs-agent'))!.HostConfig.Runtime).toBe('runc');
+  });
+});
+
+describe('an instance whose runsc cannot start a sandbox', () => {
+  let inst: Instance | undefined;
+  const i = () => inst!;
+  const BROKEN = `#!/bin/sh
+# Answers --version like runsc, cannot start a sandbox.
+for a; do [ "$a" = --version ] && exec /usr/bin/runsc --version; done
+echo "runsc: cannot create sandbox: broken on purpose" >&2
+exit 1
+`;
+
+  beforeAll(async () => {
+    inst = await Instance.launch(world, 'broken', { runscPath: '/opt/e2e/runsc', files: { runsc: { text: BROKEN, mode: 0o755 } } });
+  });
+  afterAll(async () => {
+    await inst?.destroy();
+  });
+
+  it('5. fails closed: no agent, the launch ABANDONed, daemon.json restored, not restarted', async () => {
+    diagnoseOnFailure(i);
+    const failed = await i().until('ecs-gvisor.service to fail', async () => {
+      const u = await i().unit('ecs-gvisor.service');
+      return u.active === 'failed' ? u : undefined;
+    });
+    expect(failed.pid).toBe(0);
+    expect((await i().sh('systemctl show ecs-gvisor.service -p ExecMainStatus -p NRestarts')).trim().split('\n').sort()).toEqual(['ExecMainStatus=5', 'NRestarts=0']);
+    expect(await i().inspect('ecs-agent')).toBeUndefined();
+    expect(await i().sh('cat /etc/docker/daemon.json')).toBe(SEED_DAEMON_JSON);
+    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
+    const fakes = await i().fakes();
+    expect(fakes.autoScaling.actions[`${GROUP}/launch/${INSTANCE_ID}`]).toMatchObject({ result: 'ABANDON' });
+    expect(await i().sh('journalctl --no-pager -o cat -u ecs-gvisor')).toContain('SANDBOX_UNPROVEN');
+  });
 });

@@ -62,8 +62,10 @@ set -euo pipefail
 mkdir -p /etc/ecs
 printf 'ECS_CLUSTER=${CLUSTER}\\nECS_BACKEND_HOST=http://127.0.0.1:${E2E_PORTS.ecs}\\nECS_ENGINE_AUTH_DATA={"secret":"hunter2"}\\n' > /etc/ecs/ecs.config
 mkdir -p /etc/systemd/system/ecs-gvisor.service.d
-cat > /etc/systemd/system/ecs-gvisor.service.d/aws.conf <<'EOF'
+cat > /etc/systemd/system/ecs-gvisor.service.d/e2e.conf <<'EOF'
 [Service]
+# Pings every 5 s, so a scenario sees systemd take them.
+WatchdogSec=10
 Environment=AWS_ENDPOINT_URL_ECS=http://127.0.0.1:${E2E_PORTS.ecs}
 Environment=AWS_ENDPOINT_URL_AUTO_SCALING=http://127.0.0.1:${E2E_PORTS.autoScaling}
 Environment=AWS_ENDPOINT_URL_EC2=http://127.0.0.1:${E2E_PORTS.ec2}
@@ -111,6 +113,9 @@ export class Instance {
       'create', '--name', i.name, '--hostname', 'ip-127-0-0-1', '--runtime', 'runc',
       '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE', '--cgroupns=host', '-v', '/sys/fs/cgroup:/sys/fs/cgroup',
       '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined',
+      // /proc/sys writable as on a host (route_localnet is per network namespace: the instance's own);
+      // the image masks systemd-sysctl so boot never writes the outer kernel's settings.
+      '--security-opt', 'systempaths=unconfined',
       '--tmpfs', '/run:exec', '--tmpfs', '/tmp:exec', // as on a host; Docker's default is noexec
        '--network', 'none', '--stop-signal', 'SIGRTMIN+3', '--stop-timeout', '60',
       '-v', `${i.name}-docker:/var/lib/docker`, '-v', '/usr/bin/node:/usr/bin/node:ro', '-v', `${dir}:/opt/e2e:ro`,
