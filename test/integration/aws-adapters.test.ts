@@ -192,20 +192,21 @@ describe('IMDSv2', () => {
 });
 
 describe('systemd notify', () => {
-  it('names our PID (MAINPID, and the credentials where the kernel lets it); a no-op without NOTIFY_SOCKET', async () => {
+  it('names our PID (MAINPID, and the credentials where the kernel lets it), then waits on a barrier; a no-op without NOTIFY_SOCKET', async () => {
     const sock = await new NotifySocket(`${mkdtempSync('/tmp/egv-notify-')}/notify.sock`).start();
     try {
       const n = new SystemdNotify(new ExecCommands(), sock.path, process.pid);
       expect(n.enabled).toBe(true);
       await n.notify({ READY: '1', STATUS: 'sandbox verified;\nagent running' });
-      await new Promise((r) => setTimeout(r, 300));
-      expect(sock.messages).toHaveLength(1);
+      // Resolved only once the receiver has read the message and closed the barrier's descriptor.
+      expect(sock.messages).toHaveLength(2);
       expect(sock.messages[0]).toMatchObject({ pid: process.pid, fields: { READY: '1', STATUS: 'sandbox verified; agent running', MAINPID: String(process.pid) } });
+      expect(sock.messages[1]!.fields).toEqual({ BARRIER: '1' });
       const off = new SystemdNotify(new ExecCommands(), undefined, process.pid);
       expect(off.enabled).toBe(false);
       await off.notify({ READY: '1' });
       await new Promise((r) => setTimeout(r, 200));
-      expect(sock.messages).toHaveLength(1);
+      expect(sock.messages).toHaveLength(2);
     } finally {
       sock.stop();
     }
