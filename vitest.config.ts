@@ -10,7 +10,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['test/integration/**/*.test.ts'],
+          include: ['test/integration/**/*.test.ts', 'test/faults/**/*.test.ts'],
           // One private dockerd for the run (started here, stopped in teardown).
           globalSetup: ['test/harness/global-setup.ts'],
           // The files share that dockerd and reload it: one file at a time.

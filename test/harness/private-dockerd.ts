@@ -32,12 +32,13 @@ export async function startPrivateDockerd(): Promise<DockerdInfo> {
   return spawnDockerd(info);
 }
 
-/** Stop the private dockerd (its containers stop with it) and start it again on the same state. */
-export async function restartPrivateDockerd(info: DockerdInfo): Promise<DockerdInfo> {
+/** Stop the private dockerd (its containers stop with it), leave it down `downMs`, start it on the same state. */
+export async function restartPrivateDockerd(info: DockerdInfo, downMs = 0): Promise<DockerdInfo> {
   const pid = Number(readFileSync(info.pidfile, 'utf8').trim());
   process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline && alive(pid)) await delay(100);
+  await delay(downMs);
   return spawnDockerd(info);
 }
 

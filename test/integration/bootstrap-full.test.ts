@@ -4,57 +4,32 @@
  * private dockerd.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import type { StatusReport } from '../../src/cli/app.js';
 import { BUNDLE, runCli } from '../harness/cli.js';
 import { NotifySocket } from '../harness/notify-socket.js';
-import { cliEnv, dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';
+import { dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';
+import { standInHost, type StandInHost } from '../harness/stand-in-host.js';
 
 const d = inject('dockerd');
 const agentImage = inject('agentImage');
 const ORIGINAL = '{\n  "log-driver": "json-file"\n}\n';
+let host: StandInHost;
 let ns: string;
 let dir: string;
 
 beforeEach(async () => {
   await resetDocker(d, ORIGINAL);
-  ns = `egv-full-${process.pid}`;
-  execFileSync('ip', ['netns', 'add', ns]);
-  execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']); // like a host: loopback up (metrics listen there)
-  dir = mkdtempSync('/tmp/egv-full-');
-  writeFileSync(`${dir}/unit`, 'active enabled\n');
-  writeFileSync(
-    `${dir}/systemctl`,
-    `#!/bin/sh
-for a; do unit=$a; done
-[ "$unit" = ecs.service ] || { [ "$1" = show ] && printf 'LoadState=not-found\\nActiveState=inactive\\nUnitFileState=\\n'; exit 0; }
-read active file < ${dir}/unit
-case "$1" in
-  show) load=loaded; [ "$file" = masked ] && load=masked; printf 'LoadState=%s\\nActiveState=%s\\nUnitFileState=%s\\n' $load $active $file; exit 0 ;;
-  stop) active=inactive ;; disable) file=disabled ;; mask) file=masked ;; unmask) file=disabled ;; enable) file=enabled ;; start) active=active ;;
-esac
-echo "$active $file" > ${dir}/unit
-`,
-  );
-  chmodSync(`${dir}/systemctl`, 0o755);
-  writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
+  host = standInHost(d, agentImage, 'full');
+  ({ ns, dir } = host);
 });
 afterEach(async () => {
-  execFileSync('ip', ['netns', 'del', ns]);
+  host.remove();
   await resetDocker(d, '{}\n');
 });
 
-/** The CLI's environment: stand-in systemctl first on PATH, the stand-in agent, this test's ecs.config. */
-function hostEnv(): Record<string, string> {
-  return cliEnv(d, {
-    PATH: `${dir}:${process.env.PATH}`,
-    ECS_GVISOR_AGENT_IMAGE: agentImage,
-    ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
-    ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
-    ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
-  });
-}
+const hostEnv = () => host.env();
 
 describe('bootstrap (all steps) and rollback (all steps)', () => {
   it('converges the whole host, then gives it back', async () => {

@@ -1,0 +1,134 @@
+/**
+ * Faults: `bootstrap` killed with SIGKILL at every point it reports (each log line: every step boundary
+ * and each change inside a step), and at instants spread over the daemon.json write and reload. All the
+ * while daemon.json is read in a tight loop and must parse every time. After each kill: the backup of the
+ * original is intact, a second bootstrap converges (runsc the default, the agent under runc), and
+ * rollback gives back the original bytes.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { BUNDLE, runCli } from '../harness/cli.js';
+import { dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';
+import { standInHost, type StandInHost } from '../harness/stand-in-host.js';
+
+const d = inject('dockerd');
+const agentImage = inject('agentImage');
+const ORIGINAL = '{\n  "log-driver": "json-file",\n  "log-opts": { "max-size": "10m" }\n}\n';
+let host: StandInHost;
+
+beforeAll(() => {
+  host = standInHost(d, agentImage, 'kill');
+});
+afterAll(async () => {
+  host.remove();
+  await resetDocker(d, '{}\n');
+});
+
+interface Outcome {
+  lines: number;
+  reads: number;
+  unparsable: string[];
+}
+
+/** One bootstrap, killed when `kill(lines seen, ms since start)` says so; daemon.json read all the while. */
+async function bootstrapKilled(env: Record<string, string>, kill: (lines: number) => number | undefined): Promise<Outcome> {
+  const child = spawn('nsenter', [`--net=/run/netns/${host.ns}`, process.execPath, BUNDLE, 'bootstrap'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+  const started = Date.now();
+  let lines = 0;
+  let buffered = '';
+  let exited = false;
+  const done = new Promise<void>((resolve) => child.on('exit', () => ((exited = true), resolve())));
+  const killAfter = (ms: number) => setTimeout(() => child.kill('SIGKILL'), Math.max(0, ms - (Date.now() - started)));
+  const first = kill(0);
+  if (first !== undefined) killAfter(first);
+  child.stdout.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString('utf8');
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+      buffered = buffered.slice(nl + 1);
+      const ms = kill(++lines);
+      if (ms === 0) child.kill('SIGKILL');
+      else if (ms !== undefined) killAfter(ms);
+    }
+  });
+  // "Valid JSON at every instant": as many reads as the event loop allows while the child runs.
+  let reads = 0;
+  const unparsable: string[] = [];
+  while (!exited) {
+    const text = readFileSync(d.daemonJson, 'utf8');
+    reads++;
+    try {
+      JSON.parse(text);
+    } catch {
+      unparsable.push(text);
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  await done;
+  return { lines, reads, unparsable };
+}
+
+/** After a kill: nothing lost, and the next bootstrap and rollback work. Resets for the next round. */
+async function recovers(env: Record<string, string>, o: Outcome): Promise<void> {
+  expect(o.unparsable).toEqual([]);
+  const orig = `${env.ECS_GVISOR_STATE_DIR}/backup/daemon.json.orig`;
+  if (existsSync(`${env.ECS_GVISOR_STATE_DIR}/backup/daemon.json.manifest`)) expect(readFileSync(orig, 'utf8')).toBe(ORIGINAL);
+  const again = await runCli(['bootstrap'], env, 120_000, host.ns);
+  expect(again.code, again.stderr).toBe(0);
+  expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
+  const agent = await dockerClient(d).getContainer('ecs-agent').inspect();
+  expect(agent).toMatchObject({ HostConfig: { Runtime: 'runc' }, State: { Running: true } });
+  const back = await runCli(['rollback'], env, 120_000, host.ns);
+  expect(back.code, back.stderr).toBe(0);
+  expect(readFileSync(d.daemonJson, 'utf8')).toBe(ORIGINAL);
+  expect((await liveRuntime(d)).defaultRuntime).toBe('runc');
+  await resetDocker(d, ORIGINAL);
+  writeFileSync(`${host.dir}/unit`, 'active enabled\n');
+}
+
+describe('bootstrap killed with SIGKILL', () => {
+  let total = 0;
+  const tally = { tried: 0, survived: 0 };
+
+  it('counts the points a whole bootstrap reports', async () => {
+    await resetDocker(d, ORIGINAL);
+    const env = host.env();
+    const o = await bootstrapKilled(env, () => undefined);
+    total = o.lines;
+    expect(total).toBeGreaterThanOrEqual(8);
+    await recovers(env, o);
+  });
+
+  it('at every reported point: daemon.json always parses, the backup holds, the next run converges', async () => {
+    for (let k = 1; k < total; k++) {
+      const env = host.env();
+      const o = await bootstrapKilled(env, (lines) => (lines === k ? 0 : undefined));
+      tally.tried++;
+      await recovers(env, o);
+      tally.survived++;
+    }
+    expect(tally.survived).toBe(total - 1);
+  });
+
+  it('at instants spread over the daemon.json write and the reload', async () => {
+    // From the line that reports runsc found (just before the write), kill after 0 to 40 ms.
+    const anchor = await (async () => {
+      const env = host.env();
+      const lines: string[] = [];
+      const child = spawn('nsenter', [`--net=/run/netns/${host.ns}`, process.execPath, BUNDLE, 'bootstrap'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+      child.stdout.on('data', (c: Buffer) => lines.push(...c.toString('utf8').split('\n').filter(Boolean)));
+      await new Promise((r) => child.on('exit', r));
+      await recovers(env, { lines: lines.length, reads: 1, unparsable: [] });
+      return lines.findIndex((l) => l.includes('"runsc found"')) + 1;
+    })();
+    expect(anchor).toBeGreaterThan(0);
+    for (const ms of [0, 1, 2, 3, 5, 8, 12, 16, 20, 25, 30, 40]) {
+      const env = host.env();
+      const o = await bootstrapKilled(env, (lines) => (lines === anchor ? ms : undefined));
+      tally.tried++;
+      await recovers(env, o);
+      tally.survived++;
+    }
+    process.stderr.write(`faults: bootstrap SIGKILL: tried ${tally.tried}, survived ${tally.survived}, lost ${tally.tried - tally.survived}\n`);
+  });
+});
