@@ -197,6 +197,12 @@ export class RuntimeStep {
     const backup = await this.deps.backups.load(this.file);
     if (!backup) return false;
     const current = await this.read();
+    // Our write never landed (it failed: a read-only or full disk) and Docker still runs as before: there is
+    // nothing to undo, and writing a transition file would only fail the same way.
+    if (current.text === backup.originalText && (await this.deps.docker.info()).defaultRuntime === backup.liveDefaultRuntime) {
+      await this.deps.backups.clear();
+      return false;
+    }
     const untouched = current.text !== undefined && sha256(current.text) === backup.writtenSha256;
     const target = untouched
       ? backup.originalText
