@@ -70,11 +70,10 @@ async function serve(seedFile: string | undefined): Promise<void> {
       } else if (route === 'POST /as/pend') {
         as.pend(seed!.group, String(body.hook), seed!.instanceId);
       } else if (route === 'POST /ecs/instance') {
-        const arn = String(body.arn ?? [...ecs.instances.keys()][0]);
-        const i = ecs.instances.get(arn);
-        if (!i) return void res.writeHead(404).end(`no instance ${arn}\n`);
-        Object.assign(i, body, { arn: undefined });
-        delete (i as { arn?: string }).arn;
+        const { arn = [...ecs.instances.keys()][0], ...fields } = body;
+        const i = ecs.instances.get(String(arn));
+        if (!i) return void res.writeHead(404).end(`no instance ${String(arn)}\n`);
+        Object.assign(i, fields);
       } else if (route !== 'GET /state') {
         return void res.writeHead(404).end(`no route ${route}\n`);
       }

@@ -6,8 +6,8 @@
  */
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { until } from '../harness/watch-fixture.js';
 import type { E2eWorld } from './global-setup.js';
 import { E2E_PORTS, type FakesSeed, type FakesState } from './ports.js';
 
@@ -184,13 +184,12 @@ export class Instance {
     return r.code === 0 ? (JSON.parse(r.stdout) as Array<Record<string, any>>)[0] : undefined;
   }
 
+  /** The fixture's `until`, with what an operator would look at when it times out. */
   async until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 120_000): Promise<T> {
-    const end = Date.now() + ms;
-    for (;;) {
-      const v = await fn().catch(() => undefined);
-      if (v) return v;
-      if (Date.now() > end) throw new Error(`${this.name}: timed out after ${ms / 1000} s waiting for ${what}\n${await this.diagnose()}`);
-      await delay(500);
+    try {
+      return await until(what, fn, ms, 500); // each look is a docker exec or two
+    } catch (err) {
+      throw new Error(`${this.name}: ${(err as Error).message} (${ms / 1000} s)\n${await this.diagnose()}`);
     }
   }
 

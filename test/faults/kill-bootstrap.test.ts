@@ -26,37 +26,32 @@ afterAll(async () => {
 });
 
 interface Outcome {
-  lines: number;
-  reads: number;
+  /** The log lines it wrote before it ended. */
+  lines: string[];
   unparsable: string[];
 }
 
-/** One bootstrap, killed when `kill(lines seen, ms since start)` says so; daemon.json read all the while. */
-async function bootstrapKilled(env: Record<string, string>, kill: (lines: number) => number | undefined): Promise<Outcome> {
+/** One bootstrap, SIGKILLed `kill(n)` ms after its n-th log line (undefined: not then); daemon.json read all the while. */
+async function bootstrapKilled(env: Record<string, string>, kill: (n: number) => number | undefined): Promise<Outcome> {
   const child = spawn('nsenter', [`--net=/run/netns/${host.ns}`, process.execPath, BUNDLE, 'bootstrap'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
-  const started = Date.now();
-  let lines = 0;
+  const lines: string[] = [];
   let buffered = '';
   let exited = false;
   const done = new Promise<void>((resolve) => child.on('exit', () => ((exited = true), resolve())));
-  const killAfter = (ms: number) => setTimeout(() => child.kill('SIGKILL'), Math.max(0, ms - (Date.now() - started)));
-  const first = kill(0);
-  if (first !== undefined) killAfter(first);
   child.stdout.on('data', (chunk: Buffer) => {
     buffered += chunk.toString('utf8');
     for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+      lines.push(buffered.slice(0, nl));
       buffered = buffered.slice(nl + 1);
-      const ms = kill(++lines);
+      const ms = kill(lines.length);
       if (ms === 0) child.kill('SIGKILL');
-      else if (ms !== undefined) killAfter(ms);
+      else if (ms !== undefined) setTimeout(() => child.kill('SIGKILL'), ms);
     }
   });
   // "Valid JSON at every instant": as many reads as the event loop allows while the child runs.
-  let reads = 0;
   const unparsable: string[] = [];
   while (!exited) {
     const text = readFileSync(d.daemonJson, 'utf8');
-    reads++;
     try {
       JSON.parse(text);
     } catch {
@@ -65,7 +60,7 @@ async function bootstrapKilled(env: Record<string, string>, kill: (lines: number
     await new Promise((r) => setImmediate(r));
   }
   await done;
-  return { lines, reads, unparsable };
+  return { lines, unparsable };
 }
 
 /** After a kill: nothing lost, and the next bootstrap and rollback work. Resets for the next round. */
@@ -87,40 +82,33 @@ async function recovers(env: Record<string, string>, o: Outcome): Promise<void> 
 }
 
 describe('bootstrap killed with SIGKILL', () => {
-  let total = 0;
+  /** What a whole bootstrap reports, line by line. */
+  let whole: string[] = [];
   const tally = { tried: 0, survived: 0 };
 
   it('counts the points a whole bootstrap reports', async () => {
     await resetDocker(d, ORIGINAL);
     const env = host.env();
     const o = await bootstrapKilled(env, () => undefined);
-    total = o.lines;
-    expect(total).toBeGreaterThanOrEqual(8);
+    whole = o.lines;
+    expect(whole.length).toBeGreaterThanOrEqual(8);
     await recovers(env, o);
   });
 
   it('at every reported point: daemon.json always parses, the backup holds, the next run converges', async () => {
-    for (let k = 1; k < total; k++) {
+    for (let k = 1; k < whole.length; k++) {
       const env = host.env();
       const o = await bootstrapKilled(env, (lines) => (lines === k ? 0 : undefined));
       tally.tried++;
       await recovers(env, o);
       tally.survived++;
     }
-    expect(tally.survived).toBe(total - 1);
+    expect(tally.survived).toBe(whole.length - 1);
   });
 
   it('at instants spread over the daemon.json write and the reload', async () => {
     // From the line that reports runsc found (just before the write), kill after 0 to 40 ms.
-    const anchor = await (async () => {
-      const env = host.env();
-      const lines: string[] = [];
-      const child = spawn('nsenter', [`--net=/run/netns/${host.ns}`, process.execPath, BUNDLE, 'bootstrap'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
-      child.stdout.on('data', (c: Buffer) => lines.push(...c.toString('utf8').split('\n').filter(Boolean)));
-      await new Promise((r) => child.on('exit', r));
-      await recovers(env, { lines: lines.length, reads: 1, unparsable: [] });
-      return lines.findIndex((l) => l.includes('"runsc found"')) + 1;
-    })();
+    const anchor = whole.findIndex((l) => l.includes('"runsc found"')) + 1;
     expect(anchor).toBeGreaterThan(0);
     for (const ms of [0, 1, 2, 3, 5, 8, 12, 16, 20, 25, 30, 40]) {
       const env = host.env();

@@ -308,6 +308,13 @@ export class FakeImds {
     return this;
   }
 
+  /** Forget paths, faults and requests (between tests). */
+  reset(): void {
+    this.paths.clear();
+    this.faults.clear();
+    this.requests.length = 0;
+  }
+
   /** Forget issued tokens (as if they expired). */
   revokeTokens(): void {
     this.tokens.clear();

@@ -1,8 +1,43 @@
 /** What the watch and lifecycle tests share: a host directory for the agent, the configuration, waiting. */
 import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
-import { ARN, type FakeEcs, type FakeInstance, type FakeIntrospection } from './fake-aws.js';
+import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds, type FakeInstance, type FakeIntrospection } from './fake-aws.js';
 import { cliEnv, RUNSC } from './docker-state.js';
 import type { DockerdInfo } from './private-dockerd.js';
+
+export interface FakeAws {
+  ecs: FakeEcs;
+  asg: FakeAutoScaling;
+  ec2: FakeEc2;
+  imds: FakeImds;
+  /** Forget state and calls between tests. */
+  reset(): void;
+  stop(): Promise<void>;
+}
+
+/** The fake endpoints, with the SDK pointed at them as an operator would (AWS_ENDPOINT_URL_<SERVICE>). */
+export async function startFakeAws(): Promise<FakeAws> {
+  const [ecs, asg, ec2, imds] = await Promise.all([new FakeEcs().start(), new FakeAutoScaling().start(), new FakeEc2().start(), new FakeImds().start()]);
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: 'AKIDTEST',
+    AWS_SECRET_ACCESS_KEY: 'secret',
+    AWS_ENDPOINT_URL_ECS: ecs.url,
+    AWS_ENDPOINT_URL_AUTO_SCALING: asg.url,
+    AWS_ENDPOINT_URL_EC2: ec2.url,
+  });
+  return {
+    ecs,
+    asg,
+    ec2,
+    imds,
+    reset: () => {
+      ecs.reset();
+      asg.reset();
+      ec2.calls.length = 0;
+      imds.reset();
+    },
+    stop: async () => void (await Promise.all([ecs.stop(), asg.stop(), ec2.stop(), imds.stop()])),
+  };
+}
 
 /** A fresh directory with the agent's ecs.config (cluster prod) and a runsc link the test may break. */
 export function agentHostDir(prefix: string): string {
@@ -40,8 +75,8 @@ export function registerAgent(ecs: FakeEcs, intro: FakeIntrospection, o: Partial
   return intro.register({ Cluster: 'prod', ContainerInstanceArn: ARN });
 }
 
-/** Poll `fn` every 100 ms until it gives something truthy (errors count as not yet). */
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms = 30_000): Promise<T> {
+/** Poll `fn` every `everyMs` until it gives something truthy (errors count as not yet). */
+export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms = 30_000, everyMs = 100): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await Promise.resolve()
@@ -49,6 +84,6 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | f
       .catch(() => undefined);
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }

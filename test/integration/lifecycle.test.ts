@@ -14,8 +14,8 @@ import { parseConfig } from '../../src/config.js';
 import type { Step } from '../../src/cli/args.js';
 import { runCli } from '../harness/cli.js';
 import { dockerClient, resetDocker } from '../harness/docker-state.js';
-import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds, FakeIntrospection, type FakeInstance } from '../harness/fake-aws.js';
-import { agentHostDir, registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
+import { ARN, FakeIntrospection, type FakeAutoScaling, type FakeEc2, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
+import { agentHostDir, registerAgent, startFakeAws, until, watchEnv, type FakeAws } from '../harness/watch-fixture.js';
 import { FakeClock } from '../harness/fake-clock.js';
 
 const d = inject('dockerd');
@@ -26,6 +26,7 @@ const TARGET = '/latest/meta-data/autoscaling/target-lifecycle-state';
 const SPOT = '/latest/meta-data/spot/instance-action';
 const log = pino({ level: process.env.EGV_TEST_LOG ?? 'silent' });
 
+let aws: FakeAws;
 let ecs: FakeEcs;
 let asg: FakeAutoScaling;
 let ec2: FakeEc2;
@@ -39,30 +40,19 @@ let app: App;
 let env: Record<string, string>;
 
 beforeAll(async () => {
-  [ecs, asg, ec2, imds] = await Promise.all([new FakeEcs().start(), new FakeAutoScaling().start(), new FakeEc2().start(), new FakeImds().start()]);
-  Object.assign(process.env, {
-    AWS_ACCESS_KEY_ID: 'AKIDTEST',
-    AWS_SECRET_ACCESS_KEY: 'secret',
-    AWS_ENDPOINT_URL_ECS: ecs.url,
-    AWS_ENDPOINT_URL_AUTO_SCALING: asg.url,
-    AWS_ENDPOINT_URL_EC2: ec2.url,
-  });
+  aws = await startFakeAws();
+  ({ ecs, asg, ec2, imds } = aws);
   ec2.tags.push({ resourceId: IID, key: 'aws:autoscaling:groupName', value: 'asg-1' });
 });
 afterAll(async () => {
-  await Promise.all([ecs.stop(), asg.stop(), ec2.stop(), imds.stop()]);
+  await aws.stop();
 });
 
 beforeEach(async () => {
   await resetDocker(d, '{}\n');
   dir = agentHostDir('/tmp/egv-lifecycle-');
   intro = await new FakeIntrospection().reserve();
-  ecs.reset();
-  asg.reset();
-  ec2.calls.length = 0;
-  imds.paths.clear();
-  imds.faults.clear();
-  imds.requests.length = 0;
+  aws.reset();
   imds.paths.set('/latest/meta-data/instance-id', IID);
   imds.paths.set('/latest/meta-data/placement/region', 'us-east-1');
   ac = new AbortController();
