@@ -106,9 +106,13 @@ export interface DockerPort {
   /**
    * Subscribe to container events (one container's by name, or every container's). Resolves once Docker
    * has accepted the subscription (so nothing after it is missed); the iterable ends when dockerd goes
-   * away or `signal` aborts.
+   * away, `signal` aborts, or it is closed (which an iteration never started needs: nothing else ends it).
    */
-  containerEvents(name: string | undefined, signal: AbortSignal): Promise<AsyncIterable<ContainerEvent>>;
+  containerEvents(name: string | undefined, signal: AbortSignal): Promise<ContainerEvents>;
+}
+
+export interface ContainerEvents extends AsyncIterable<ContainerEvent> {
+  close(): void;
 }
 
 export interface ContainerEvent {

@@ -2,18 +2,30 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { EcsGvisorError } from '../errors.js';
-import type { ContainerEvent, ContainerSpec, ContainerState, DockerInfo, DockerPort } from '../ports.js';
+import type { ContainerEvents, ContainerSpec, ContainerState, DockerInfo, DockerPort } from '../ports.js';
 
-/** Docker Engine API through dockerode. Errors are classified by HTTP status, never by message text. */
+/**
+ * Docker Engine API through dockerode. Errors are classified by HTTP status, never by message text.
+ *
+ * Every request-response call has a deadline: a dockerd that accepted the connection but never answers
+ * (stopped, wedged, or mid-restart behind systemd's socket) must not stall the supervisor, whose mutex
+ * every agent change waits on. Streams (events, image load/pull progress) only have the idle timeout.
+ */
 export class DockerodeDocker implements DockerPort {
   private readonly docker: Docker;
 
-  constructor(private readonly host: string, timeoutMs = 120_000) {
-    this.docker = new Docker({ ...connectionOptions(host), timeout: timeoutMs });
+  constructor(
+    private readonly host: string,
+    opts: { idleTimeoutMs?: number; deadlineMs?: number } = {},
+  ) {
+    this.docker = new Docker({ ...connectionOptions(host), timeout: opts.idleTimeoutMs ?? 120_000 });
+    this.deadlineMs = opts.deadlineMs ?? DOCKER_DEADLINE_MS;
   }
 
+  private readonly deadlineMs: number;
+
   async info(): Promise<DockerInfo> {
-    const i = await this.call('get info', () => this.docker.info());
+    const i = await this.call('get info', (abortSignal) => (this.docker.info as (o: object) => Promise<Record<string, unknown>>).call(this.docker, { abortSignal }));
     return {
       serverVersion: String(i.ServerVersion ?? ''),
       defaultRuntime: String(i.DefaultRuntime ?? ''),
@@ -24,13 +36,7 @@ export class DockerodeDocker implements DockerPort {
   }
 
   async imageExists(ref: string): Promise<boolean> {
-    try {
-      await this.docker.getImage(ref).inspect();
-      return true;
-    } catch (err) {
-      if (statusOf(err) === 404) return false;
-      throw this.wrap(`inspect image ${ref}`, err);
-    }
+    return this.call(`inspect image ${ref}`, async (abortSignal) => (await this.docker.getImage(ref).inspect({ abortSignal } as object), true), { 404: false });
   }
 
   async importImage(rootfsTar: Uint8Array, ref: string, cmd: readonly string[]): Promise<void> {
@@ -41,32 +47,30 @@ export class DockerodeDocker implements DockerPort {
         tag,
         changes: [`CMD ${JSON.stringify(cmd)}`],
       } as unknown as object),
+      {},
+      false,
     );
     await this.follow(stream as NodeJS.ReadableStream, `import image ${ref}`);
   }
 
   async removeImage(ref: string): Promise<void> {
-    try {
-      await this.docker.getImage(ref).remove({ force: true });
-    } catch (err) {
-      if (statusOf(err) === 404) return;
-      throw this.wrap(`remove image ${ref}`, err);
-    }
+    await this.call(`remove image ${ref}`, (abortSignal) => this.docker.getImage(ref).remove({ force: true, abortSignal }), { 404: undefined });
   }
 
+  // Loads and pulls stream progress for as long as they take: only the idle timeout applies.
   async loadImage(tarballPath: string): Promise<void> {
-    const stream = await this.call(`load ${tarballPath}`, () => this.docker.loadImage(createReadStream(tarballPath) as unknown as string, { quiet: true }));
+    const stream = await this.call(`load ${tarballPath}`, () => this.docker.loadImage(createReadStream(tarballPath) as unknown as string, { quiet: true }), {}, false);
     await this.follow(stream as NodeJS.ReadableStream, `load ${tarballPath}`);
   }
 
   async pullImage(ref: string): Promise<void> {
-    const stream = await this.call(`pull ${ref}`, () => this.docker.pull(ref));
+    const stream = await this.call(`pull ${ref}`, () => this.docker.pull(ref), {}, false);
     await this.follow(stream as NodeJS.ReadableStream, `pull ${ref}`);
   }
 
   async containerLogs(id: string, tail: number): Promise<string> {
-    const buf = (await this.call(`read the logs of ${id.slice(0, 12)}`, () =>
-      this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail, follow: false }),
+    const buf = (await this.call(`read the logs of ${id.slice(0, 12)}`, (abortSignal) =>
+      this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail, follow: false, abortSignal }),
     )) as unknown as Buffer;
     return demux(Buffer.from(buf));
   }
@@ -84,64 +88,52 @@ export class DockerodeDocker implements DockerPort {
   }
 
   async createContainer(spec: ContainerSpec): Promise<string> {
-    const c = await this.call(`create container from ${spec.Image}`, () => this.docker.createContainer(spec as Docker.ContainerCreateOptions));
+    const c = await this.call(`create container from ${spec.Image}`, (abortSignal) => this.docker.createContainer({ ...(spec as Docker.ContainerCreateOptions), abortSignal }));
     return c.id;
   }
 
   async startContainer(id: string): Promise<void> {
-    try {
-      await this.docker.getContainer(id).start();
-    } catch (err) {
-      if (statusOf(err) === 304) return; // already started
-      throw this.wrap(`start container ${id.slice(0, 12)}`, err);
-    }
+    // 304: already started.
+    await this.call(`start container ${id.slice(0, 12)}`, (abortSignal) => this.docker.getContainer(id).start({ abortSignal }), { 304: undefined });
   }
 
   async inspectContainer(id: string): Promise<ContainerState | undefined> {
-    try {
-      return toState(await this.docker.getContainer(id).inspect());
-    } catch (err) {
-      if (statusOf(err) === 404) return undefined;
-      throw this.wrap(`inspect container ${id.slice(0, 12)}`, err);
-    }
+    return this.call(`inspect container ${id.slice(0, 12)}`, async (abortSignal) => toState(await this.docker.getContainer(id).inspect({ abortSignal })), { 404: undefined });
   }
 
   async removeContainer(id: string): Promise<void> {
-    try {
-      await this.docker.getContainer(id).remove({ force: true, v: true });
-    } catch (err) {
-      const status = statusOf(err);
-      if (status === 404) return;
-      if (status === 409) return; // removal already in progress
-      throw this.wrap(`remove container ${id.slice(0, 12)}`, err);
-    }
+    // 404: gone; 409: removal already in progress.
+    await this.call(`remove container ${id.slice(0, 12)}`, (abortSignal) => this.docker.getContainer(id).remove({ force: true, v: true, abortSignal }), { 404: undefined, 409: undefined });
   }
 
   async stopContainer(id: string, timeoutSeconds: number): Promise<void> {
-    try {
-      await this.docker.getContainer(id).stop({ t: timeoutSeconds });
-    } catch (err) {
-      const status = statusOf(err);
-      if (status === 304 || status === 404) return; // already stopped, or gone
-      throw this.wrap(`stop container ${id.slice(0, 12)}`, err);
-    }
+    // Docker waits up to timeoutSeconds before it kills: the deadline starts after that. 304/404: already stopped, or gone.
+    await this.call(
+      `stop container ${id.slice(0, 12)}`,
+      (abortSignal) => this.docker.getContainer(id).stop({ t: timeoutSeconds, abortSignal }),
+      { 304: undefined, 404: undefined },
+      timeoutSeconds * 1000 + this.deadlineMs,
+    );
   }
 
   async listContainers(filter: { label?: string; all?: boolean }): Promise<ContainerState[]> {
-    const list = await this.call('list containers', () =>
-      this.docker.listContainers({ all: filter.all ?? false, filters: filter.label ? { label: [filter.label] } : {} }),
+    const list = await this.call('list containers', (abortSignal) =>
+      this.docker.listContainers({ all: filter.all ?? false, filters: filter.label ? { label: [filter.label] } : {}, abortSignal }),
     );
     const states = await Promise.all(list.map((c) => this.inspectContainer(c.Id)));
     return states.filter((s): s is ContainerState => s !== undefined);
   }
 
-  async containerEvents(name: string | undefined, signal: AbortSignal): Promise<AsyncIterable<ContainerEvent>> {
-    const stream = (await this.call('watch container events', () =>
-      this.docker.getEvents({ filters: name ? { type: ['container'], container: [name] } : { type: ['container'] } }),
+  async containerEvents(name: string | undefined, signal: AbortSignal): Promise<ContainerEvents> {
+    const stream = (await this.call('watch container events', (abortSignal) =>
+      this.docker.getEvents({ filters: name ? { type: ['container'], container: [name] } : { type: ['container'] }, abortSignal }),
     )) as unknown as NodeJS.ReadableStream & { destroy(): void };
-    const stop = () => stream.destroy();
-    signal.addEventListener('abort', stop, { once: true });
-    return (async function* () {
+    const close = () => {
+      signal.removeEventListener('abort', close);
+      stream.destroy();
+    };
+    signal.addEventListener('abort', close, { once: true });
+    const events = (async function* () {
       let buf = '';
       try {
         for await (const chunk of stream) {
@@ -163,17 +155,37 @@ export class DockerodeDocker implements DockerPort {
       } catch (err) {
         if (!signal.aborted) throw err; // destroyed by our own abort: a normal end
       } finally {
-        signal.removeEventListener('abort', stop);
-        stream.destroy();
+        close();
       }
     })();
+    return { [Symbol.asyncIterator]: () => events, close };
   }
 
-  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * One API call under a deadline (`false`: none, for streams). `expected` maps HTTP statuses that are
+   * not failures here (404 on a lookup, 304 on a start) to the value to return instead.
+   */
+  private async call<T, E = never>(
+    what: string,
+    fn: (abortSignal?: AbortSignal) => Promise<T>,
+    expected: Partial<Record<number, E>> = {},
+    deadlineMs: number | false = this.deadlineMs,
+  ): Promise<T | E> {
+    // Aborted only if the call has not settled by the deadline: a stream it returned lives on after.
+    const ac = deadlineMs === false ? undefined : new AbortController();
+    const timer = ac && setTimeout(() => ac.abort(), deadlineMs as number);
     try {
-      return await fn();
+      // Raced as well: not every dockerode call hands the signal on to its request.
+      return await (ac ? Promise.race([fn(ac.signal), rejectOnAbort(ac.signal)]) : fn());
     } catch (err) {
+      const status = statusOf(err);
+      if (status !== undefined && status in expected) return expected[status] as E;
+      if (ac?.signal.aborted) {
+        throw new EcsGvisorError('DOCKER_UNAVAILABLE', `Docker at ${this.host} did not answer within ${(deadlineMs as number) / 1000} s to ${what}.`, { cause: err });
+      }
       throw this.wrap(what, err);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -189,6 +201,9 @@ export class DockerodeDocker implements DockerPort {
   }
 }
 
+/** How long a request-response call to Docker may take before it counts as Docker being unavailable. */
+export const DOCKER_DEADLINE_MS = 60_000;
+
 function connectionOptions(host: string): Docker.DockerOptions {
   if (host.startsWith('unix://')) return { socketPath: host.slice('unix://'.length) };
   const u = new URL(host.replace(/^tcp:/, 'http:'));
@@ -199,6 +214,10 @@ function splitRef(ref: string): [string, string] {
   const slash = ref.lastIndexOf('/');
   const colon = ref.lastIndexOf(':');
   return colon > slash ? [ref.slice(0, colon), ref.slice(colon + 1)] : [ref, 'latest'];
+}
+
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
 }
 
 export function statusOf(err: unknown): number | undefined {

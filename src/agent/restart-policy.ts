@@ -25,9 +25,15 @@ export interface BackoffOptions {
   jitter: number;
   /** A run at least this long counts as healthy and resets the backoff. */
   healthyAfterMs: number;
+  /**
+   * Each whole `decayMs` of a shorter run takes the backoff one step back: the delay follows how dense the
+   * crashes are, so an agent killed now and then (OOM, an operator) is back at once, while one that keeps
+   * dying within seconds still reaches the cap.
+   */
+  decayMs?: number;
 }
 
-export const AGENT_BACKOFF: BackoffOptions = { minMs: 500, maxMs: 15_000, factor: 2, jitter: 0.2, healthyAfterMs: 60_000 };
+export const AGENT_BACKOFF: BackoffOptions = { minMs: 500, maxMs: 15_000, factor: 2, jitter: 0.2, healthyAfterMs: 60_000, decayMs: 10_000 };
 
 export class Backoff {
   private attempt = 0;
@@ -37,6 +43,7 @@ export class Backoff {
   /** Delay before the next restart, given how long the run that just ended lasted. */
   next(runMs: number): number {
     if (runMs >= this.opts.healthyAfterMs) this.attempt = 0;
+    else if (this.opts.decayMs) this.attempt = Math.max(0, this.attempt - Math.floor(runMs / this.opts.decayMs));
     const base = Math.min(this.opts.maxMs, this.opts.minMs * this.opts.factor ** this.attempt);
     this.attempt++;
     const spread = base * this.opts.jitter * (2 * this.random() - 1);

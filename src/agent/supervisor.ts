@@ -34,7 +34,7 @@ export interface SupervisorState {
 export class AgentSupervisor {
   private readonly backoff: Backoff;
   private st: SupervisorState = { restarts: 0 };
-  private readonly mutex = new Mutex();
+  private readonly mutex: Mutex;
   /** A stop we asked for ourselves: its die event is not a crash. */
   private expectedStop?: { id: string; at: number };
 
@@ -43,6 +43,15 @@ export class AgentSupervisor {
     private readonly opts: { cacheDir: string; backoff?: BackoffOptions; dockerRetryMs?: number },
   ) {
     this.backoff = new Backoff(opts.backoff ?? AGENT_BACKOFF, deps.random);
+    this.mutex = new Mutex(() => deps.clock.now());
+  }
+
+  /**
+   * How long the change to the agent now under way has taken (0 when none is). Every Docker call in it
+   * has a deadline, so one that runs far longer is stuck: the watch then stops feeding systemd's watchdog.
+   */
+  busyMs(): number {
+    return this.mutex.busyMs();
   }
 
   get snapshot(): Readonly<SupervisorState> {
@@ -59,20 +68,24 @@ export class AgentSupervisor {
     while (!signal.aborted) {
       try {
         const events = await this.deps.docker.containerEvents(undefined, signal);
-        await this.converge(); // after subscribing, so an exit in between is not missed
-        if (outage) onEvent({ action: 'docker-back' });
-        outage = false;
-        for await (const ev of events) {
-          if (ev.name === AGENT_NAME) {
-            if (ev.action === 'die') await this.onDie(ev.id, ev.exitCode ?? -1, signal);
-            else if (ev.action === 'oom') log.warn({ id: ev.id }, 'the agent ran out of memory');
-            else if (ev.action === 'destroy' && !this.st.stopped && !this.st.held) {
-              log.warn({ id: ev.id }, 'the agent container was removed; creating it again');
-              await this.converge();
+        try {
+          await this.converge(); // after subscribing, so an exit in between is not missed
+          if (outage) onEvent({ action: 'docker-back' });
+          outage = false;
+          for await (const ev of events) {
+            if (ev.name === AGENT_NAME) {
+              if (ev.action === 'die') await this.onDie(ev.id, ev.exitCode ?? -1, signal);
+              else if (ev.action === 'oom') log.warn({ id: ev.id }, 'the agent ran out of memory');
+              else if (ev.action === 'destroy' && !this.st.stopped && !this.st.held) {
+                log.warn({ id: ev.id }, 'the agent container was removed; creating it again');
+                await this.converge();
+              }
             }
+            onEvent(ev);
+            if (signal.aborted) break;
           }
-          onEvent(ev);
-          if (signal.aborted) break;
+        } finally {
+          events.close(); // also when converging failed before the stream was read
         }
         if (!signal.aborted) log.warn('Docker’s event stream ended (dockerd stopped?); waiting for Docker');
       } catch (err) {

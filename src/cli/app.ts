@@ -114,6 +114,9 @@ export interface AppOverrides {
   clock?: Clock;
   ecsRetry?: RetryOptions;
   targetStateWaitMs?: number;
+  /** Deadline of each request-response Docker call (tests: a wedged dockerd within seconds). */
+  dockerDeadlineMs?: number;
+  supervisorStallMs?: number;
 }
 
 export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, overrides: AppOverrides = {}): App {
@@ -121,7 +124,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
   const commands = new ExecCommands();
   const host = new LinuxHost();
   const clock = overrides.clock ?? new SystemClock();
-  const docker = new DockerodeDocker(cfg.DOCKER_HOST);
+  const docker = new DockerodeDocker(cfg.DOCKER_HOST, { deadlineMs: overrides.dockerDeadlineMs });
   const state = new StateStore(files, cfg.STATE_DIR);
   const services = new Systemctl(commands);
   const rlog = log.child({ component: 'runtime' });
@@ -277,6 +280,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
           },
           publishAttributes: cfg.PUBLISH_ATTRIBUTES,
           watchdogMs,
+          supervisorStallMs: overrides.supervisorStallMs,
           heartbeatMs: HEARTBEAT_MS,
         },
         runtimeState,

@@ -54,6 +54,9 @@ export interface WatchDeps {
   random?: () => number;
 }
 
+/** Far past the longest legitimate change: a 30 s stop, a 15 s backoff and each Docker call's 60 s deadline. */
+export const SUPERVISOR_STALL_MS = 10 * 60_000;
+
 export interface WatchOptions {
   runtimeName: string;
   /** Region for AWS calls; default: the region in the container instance ARN. */
@@ -67,6 +70,8 @@ export interface WatchOptions {
   publishAttributes: boolean;
   /** Half of systemd's WatchdogSec (WATCHDOG_USEC), when a watchdog is armed. */
   watchdogMs?: number;
+  /** The supervisor stuck in one change this long counts as hung: systemd's watchdog is no longer fed. */
+  supervisorStallMs?: number;
   /** watch.json is rewritten at least this often, so `status` can tell a live loop from a dead one. */
   heartbeatMs: number;
 }
@@ -257,7 +262,7 @@ export class WatchLoop {
           await this.lifecycle(signal);
           break;
         case 'watchdog':
-          await this.notify({ WATCHDOG: '1' });
+          await this.feedWatchdog();
           break;
         case 'heartbeat':
           break; // only wakes the loop, so publish() rewrites watch.json for status
@@ -586,6 +591,21 @@ export class WatchLoop {
       this.lastStatus = this.snap.summary;
       await this.notify({ STATUS: this.snap.summary });
     }
+  }
+
+  /**
+   * Ping systemd's watchdog while both loops make progress. The watch loop pings from its own turn; the
+   * supervisor runs beside it, so a change to the agent stuck far past every Docker deadline withholds
+   * the ping, and systemd restarts ecs-gvisor (the agent container keeps running meanwhile).
+   */
+  private async feedWatchdog(): Promise<void> {
+    const busy = this.deps.supervisor.busyMs();
+    const limit = this.opts.supervisorStallMs ?? SUPERVISOR_STALL_MS;
+    if (busy <= limit) {
+      await this.notify({ WATCHDOG: '1' });
+      return;
+    }
+    this.deps.log.error({ busyMs: busy, limitMs: limit }, 'the supervisor is stuck in one change to the agent: no longer pinging systemd’s watchdog, so systemd restarts ecs-gvisor');
   }
 
   private async notify(fields: Record<string, string>): Promise<void> {

@@ -111,8 +111,6 @@ describe('a healthy instance, from launch to rollback', () => {
   it('4. the agent killed comes back under runc; a Docker restart is survived and converged', async () => {
     diagnoseOnFailure(i);
     const before = (await i().inspect('ecs-agent'))!;
-    const converged = async () => Number((await i().sh(`journalctl -u ecs-gvisor -o cat | grep -c '"component":"supervisor".*"msg":"agent converged"' || true`)).trim());
-    const convergedBefore = await converged();
     await i().sh('docker kill ecs-agent');
     const t0 = Date.now();
     const back = await i().until('the agent running again', async () => {
@@ -121,11 +119,7 @@ describe('a healthy instance, from launch to rollback', () => {
     }, 60_000);
     process.stderr.write(`e2e: agent back ${((Date.now() - t0) / 1000).toFixed(1)} s after docker kill\n`);
     expect(back.HostConfig.Runtime).toBe('runc');
-    // The supervisor has finished its restart before Docker goes away (a restart of dockerd within the
-    // same second has hung the supervisor once; see the closing note of this stop).
-    await i().until('the supervisor done restarting the agent', async () => (await converged()) > convergedBefore, 30_000);
-    await new Promise((r) => setTimeout(r, 2000));
-
+    // Docker restarted within the second of the agent's restart: the moment that once hung the supervisor.
     const service = await i().unit('ecs-gvisor.service');
     await i().sh('systemctl restart docker');
     await i().until('the agent running after the Docker restart', async () => (await i().inspect('ecs-agent'))?.State.Running === true, 90_000);

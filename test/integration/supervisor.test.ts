@@ -26,9 +26,9 @@ let dir: string;
 let ac: AbortController;
 let running: Promise<void> | undefined;
 
-function supervisor() {
+function supervisor(dockerDeadlineMs?: number) {
   const files = new NodeFiles();
-  const port = new DockerodeDocker(d.host);
+  const port = new DockerodeDocker(d.host, { deadlineMs: dockerDeadlineMs });
   const state = new StateStore(files, `${dir}/state`);
   const log = pino({ level: 'silent' });
   const agent = new AgentStep(
@@ -44,6 +44,9 @@ function supervisor() {
 }
 
 const agent = () => docker.getContainer('ecs-agent').inspect();
+const running_ = async () => ((await agent()).State.Running ? agent() : undefined);
+/** SIGSTOP/SIGCONT the private dockerd: it keeps its socket and accepts connections but answers nothing. */
+const wedge = (on: boolean) => process.kill(Number(readFileSync(d.pidfile, 'utf8').trim()), on ? 'SIGSTOP' : 'SIGCONT');
 const saved = () => JSON.parse(readFileSync(`${dir}/state/${SUPERVISOR_STATE}`, 'utf8')) as SupervisorState;
 
 beforeEach(async () => {
@@ -120,5 +123,45 @@ describe('AgentSupervisor', () => {
     expect(back.Id).toBe(first.Id); // same container, started again: its spec did not change
     expect(back.State.StartedAt).not.toBe(first.State.StartedAt);
     expect(sup.snapshot.stopped).toBeUndefined();
+  });
+
+  it('a dockerd restart at any moment of an agent restart is survived (the restart comes within its second)', async () => {
+    const sup = supervisor();
+    let before = await until('the agent running', running_);
+    for (const offsetMs of [0, 40, 120, 250, 500]) {
+      await docker.getContainer('ecs-agent').kill();
+      await new Promise((r) => setTimeout(r, offsetMs));
+      await restartPrivateDockerd(d);
+      const back = await until(`the agent back (dockerd restarted ${offsetMs} ms after the kill)`, async () => {
+        const c = await running_();
+        return c && c.State.StartedAt !== before.State.StartedAt ? c : undefined;
+      }, 30_000);
+      expect(back.HostConfig.Runtime).toBe('runc');
+      before = back;
+    }
+    expect(sup.snapshot.stopped).toBeUndefined();
+  });
+
+  it('a wedged dockerd (accepts, never answers) does not hang the supervisor: each call gives up at its deadline, then it converges', async () => {
+    const sup = supervisor(1000);
+    const first = await until('the agent running', running_);
+    await docker.getContainer('ecs-agent').kill();
+    // Wedge it before the supervisor's restart after the 50 ms backoff can reach Docker.
+    wedge(true);
+    try {
+      await new Promise((r) => setTimeout(r, 4000));
+      // A change to the agent is refused at the deadline, not left waiting on the mutex.
+      const t0 = Date.now();
+      await expect(sup.restartAgent('test')).rejects.toThrow(/did not answer within 1 s/);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(sup.busyMs()).toBe(0);
+    } finally {
+      wedge(false);
+    }
+    const back = await until('the agent back once Docker answers', async () => {
+      const c = await running_();
+      return c && c.State.StartedAt !== first.State.StartedAt ? c : undefined;
+    }, 30_000);
+    expect(back.Id).toBe(first.Id);
   });
 });

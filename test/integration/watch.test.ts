@@ -7,11 +7,12 @@
 import { chmodSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { buildApp, type App } from '../../src/cli/app.js';
+import { buildApp, type App, type AppOverrides, type ServiceEnv } from '../../src/cli/app.js';
 import { parseConfig } from '../../src/config.js';
 import { dockerClient, liveRuntime, resetDocker, RUNSC } from '../harness/docker-state.js';
 import { ARN, FakeIntrospection, type FakeAutoScaling, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
 import { agentHostDir, registerAgent, startFakeAws, until, watchEnv, type FakeAws } from '../harness/watch-fixture.js';
+import { NotifySocket } from '../harness/notify-socket.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';
 
 const d = inject('dockerd');
@@ -53,10 +54,10 @@ afterEach(async () => {
 });
 
 /** Wire the app from configuration as main does, bootstrap runtime + agent, and start the watch. */
-async function start(extra: Record<string, string> = {}): Promise<void> {
+async function start(extra: Record<string, string> = {}, service: ServiceEnv = {}, overrides: AppOverrides = {}): Promise<void> {
   const env = watchEnv(d, { dir, agentImage, intro, imdsUrl: imds.url }, { ECS_GVISOR_DRIFT_CHECK_SECONDS: '1', ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '1', ...extra });
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
-  app = buildApp(cfg, pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }));
+  app = buildApp(cfg, pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }), service, overrides);
   const runtime = await app.runtime.apply();
   await app.agent.apply();
   running = app.watch(runtime).run(ac.signal);
@@ -224,5 +225,29 @@ describe('watch: dockerd restarts', () => {
     });
     expect(st.agent.id).toBe(first.Id);
     expect((await liveRuntime(d)).defaultRuntime).toBe('runsc'); // daemon.json still says so after the restart
+  });
+});
+
+describe('watch: systemd watchdog', () => {
+  it('withholds the watchdog ping while the supervisor is stuck in one change to the agent, and pings again once it moves', async () => {
+    const sock = await new NotifySocket(`${dir}/notify.sock`).start();
+    try {
+      // Pings every second; the supervisor counts as stuck after 1.5 s in one change.
+      await start({}, { notifySocket: sock.path, watchdogUsec: 2_000_000 }, { supervisorStallMs: 1500 });
+      await until('a watchdog ping', () => sock.with('WATCHDOG').length >= 2);
+      let release!: () => void;
+      const stuck = app.supervisor.exclusive(() => new Promise<void>((r) => (release = r)));
+      await new Promise((r) => setTimeout(r, 2600)); // past the limit and the ping that may have been under way
+      const pings = sock.with('WATCHDOG').length;
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(sock.with('WATCHDOG').length).toBe(pings); // systemd would restart ecs-gvisor now
+      const s = await app.status();
+      expect(s.watch.running).toBe(true); // the watch loop itself carries on
+      release();
+      await stuck;
+      await until('pings again', () => sock.with('WATCHDOG').length > pings);
+    } finally {
+      sock.stop();
+    }
   });
 });

@@ -32,6 +32,17 @@ describe('Backoff', () => {
     expect(b.next(1000)).toBe(1000);
   });
 
+  it('steps back once per 10 s of a shorter run: occasional kills come back at once, a crash loop still reaches the cap', () => {
+    const b = new Backoff({ ...AGENT_BACKOFF, jitter: 0 });
+    // Killed every 12 s or so: every restart after the minimum delay.
+    expect(Array.from({ length: 5 }, () => b.next(12_000))).toEqual([500, 500, 500, 500, 500]);
+    // Dying within 9 s: no step back, so it grows to the cap.
+    expect(Array.from({ length: 7 }, () => b.next(9_000))).toEqual([1000, 2000, 4000, 8000, 15000, 15000, 15000]);
+    // A 25 s run takes two steps back from the cap's attempt count (7 → 5): 15 s is still the cap there.
+    expect(b.next(25_000)).toBe(15000);
+    expect(b.next(35_000)).toBe(8000);
+  });
+
   it('jitters within ±20 % and never past the cap', () => {
     for (const r of [0, 0.5, 0.999]) {
       const b = new Backoff(AGENT_BACKOFF, () => r);
