@@ -25,13 +25,17 @@ export function steadyPollMs(b: EcsBudget): number {
 
 /**
  * Delay before the next poll. `throttledStreak` counts polls in a row that ended throttled: each doubles
- * the delay (up to an hour), so a throttled fleet backs off together instead of pressing on.
+ * the longest delay (up to an hour), and the delay is drawn anywhere between the base and that, so a
+ * fleet throttled together (a mass launch, every instance on the alert interval after a regional blip)
+ * spreads over the whole window instead of arriving together again: the 0–10 % steady jitter is too
+ * narrow to break up such a crowd.
  */
 export function nextPollMs(b: EcsBudget, s: { wrong: boolean; throttledStreak: number }, random: () => number): number {
   const steady = steadyPollMs(b);
   const base = s.wrong ? Math.min(steady, b.alertPollMs) : steady;
-  const backedOff = Math.min(HOUR, base * 2 ** Math.min(s.throttledStreak, 10));
-  return Math.round(backedOff * (1 + JITTER * random()));
+  if (s.throttledStreak === 0) return Math.round(base * (1 + JITTER * random()));
+  const longest = Math.min(HOUR, base * 2 ** Math.min(s.throttledStreak, 10));
+  return Math.round(base + (Math.max(base, longest) - base) * random());
 }
 
 /** The first poll after registration: soon (launch gates wait on it), spread over the alert interval. */

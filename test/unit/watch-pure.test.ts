@@ -32,8 +32,12 @@ describe('ECS budget', () => {
 
   it('polls at the alert interval while wrong, and backs off (capped at an hour) while throttled', () => {
     expect(nextPollMs(budget, { wrong: true, throttledStreak: 0 }, () => 0)).toBe(60_000);
-    expect(nextPollMs(budget, { wrong: true, throttledStreak: 2 }, () => 0)).toBe(240_000);
-    expect(nextPollMs(budget, { wrong: false, throttledStreak: 9 }, () => 0)).toBe(3_600_000);
+    // Throttled: anywhere from the base up to base × 2^streak (an hour at most), so a crowd spreads out.
+    expect(nextPollMs(budget, { wrong: true, throttledStreak: 2 }, () => 0)).toBe(60_000);
+    expect(nextPollMs(budget, { wrong: true, throttledStreak: 2 }, () => 0.999_999)).toBe(240_000);
+    expect(nextPollMs(budget, { wrong: false, throttledStreak: 9 }, () => 0.999_999)).toBeGreaterThan(3_599_000);
+    expect(nextPollMs(budget, { wrong: false, throttledStreak: 30 }, () => 1)).toBe(3_600_000);
+    expect(nextPollMs(budget, { wrong: false, throttledStreak: 9 }, () => 0.5)).toBe(1_950_000);
     expect(firstPollMs(budget, () => 1)).toBeLessThanOrEqual(10_000);
   });
 
