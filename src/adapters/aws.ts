@@ -87,6 +87,10 @@ export class AwsEcs implements EcsPort {
     } catch (err) {
       throw awsError('ECS', 'DescribeContainerInstances', err);
     }
+    const list: unknown = out.containerInstances;
+    if (list !== undefined && !(Array.isArray(list) && list.every((c) => c !== null && typeof c === 'object'))) {
+      throw awsError('ECS', 'DescribeContainerInstances', new Error(`the reply's containerInstances is not a list of instances (${JSON.stringify(list)?.slice(0, 60)})`));
+    }
     const ci = out.containerInstances?.find((c) => c.containerInstanceArn === arn) ?? out.containerInstances?.[0];
     if (!ci) return undefined;
     const attributes: Record<string, string> = {};

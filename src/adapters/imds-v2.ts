@@ -49,8 +49,13 @@ export class ImdsV2 implements ImdsPort {
         details: { status: res.status },
       });
     }
+    const value = res.body.trim();
+    // A token is one header value: printable, no spaces. Anything else (an HTML page) is not one.
+    if (!/^[\x21-\x7e]{1,512}$/.test(value)) {
+      throw new EcsGvisorError('IMDS_FAILED', `Instance metadata ${this.base} answered ${JSON.stringify(value.slice(0, 40))}${value.length > 40 ? '…' : ''} for a session token, which is not one.`);
+    }
     // Renew well before expiry so a call never carries a token that lapses in flight.
-    this.token = { value: res.body.trim(), expiresAt: now + Math.max(1, ttl - Math.min(300, ttl / 10)) * 1000 };
+    this.token = { value, expiresAt: now + Math.max(1, ttl - Math.min(300, ttl / 10)) * 1000 };
     return this.token.value;
   }
 

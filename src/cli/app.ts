@@ -5,6 +5,7 @@ import { ImdsV2 } from '../adapters/imds-v2.js';
 import { startMetricsServer } from '../adapters/metrics-http.js';
 import { SystemdNotify } from '../adapters/systemd-notify.js';
 import { AGENT_NAME } from '../agent/agent-spec.js';
+import { loadEcsConfigs } from '../agent/ecs-config.js';
 import { AgentStep } from '../agent/agent-step.js';
 import { AgentSupervisor, SUPERVISOR_STATE, type SupervisorState } from '../agent/supervisor.js';
 import { EcsInitStep } from '../ecs-init/ecs-init-step.js';
@@ -26,6 +27,7 @@ import { RunscInstaller } from '../runtime/runsc-install.js';
 import { RUNTIME_STATE, RuntimeStep, type RuntimeState } from '../runtime/runtime-step.js';
 import { SandboxProver } from '../runtime/sandbox-proof.js';
 import { StateStore } from '../state-store.js';
+import type { Step } from './args.js';
 import { VERSION } from '../version.js';
 import type { AutoScalingPort, Clock, Ec2Port, EcsPort, ServiceManagerPort } from '../ports.js';
 import { heartbeatIntervalMs, type LifecycleRecord } from '../lifecycle/lifecycle-plan.js';
@@ -85,6 +87,11 @@ export interface StatusReport {
 }
 
 export interface App {
+  /**
+   * Read every input the steps will need before any of them changes the host, so a bad one (an
+   * unreadable ecs.config) fails with nothing written rather than halfway through.
+   */
+  checkInputs(steps: readonly Step[]): Promise<void>;
   /** systemd, for ecs-gvisor's own unit (rollback takes it down first). */
   services: ServiceManagerPort;
   ecsInit: EcsInitStep;
@@ -234,6 +241,9 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     : undefined;
 
   return {
+    async checkInputs(steps) {
+      if (steps.includes('network') || steps.includes('agent')) await loadEcsConfigs(files, cfg.ECS_INSTANCE_CONFIG, cfg.ECS_CONFIG);
+    },
     services,
     ecsInit,
     runtime,

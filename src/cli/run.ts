@@ -12,6 +12,7 @@ import type { Step } from './args.js';
 export async function bootstrap(app: App, steps: readonly Step[], log: Logger, agentHold?: () => Promise<string | undefined>): Promise<RuntimeState | undefined> {
   let proven: RuntimeState | undefined;
   let sandboxVerified = false;
+  await app.checkInputs(steps);
   if (steps.includes('ecs-init')) {
     // First, so ecs-init cannot recreate the agent under runsc once it becomes the default. If a later
     // step fails, ecs-init stays stopped: failing closed means no agent, hence no tasks, here.

@@ -6,6 +6,7 @@
  * this runner asks IMDS, applies effects through the Auto Scaling and ECS ports, and keeps the record in
  * `lifecycle.json` for `status` and for a restarted `run`.
  */
+import { GROUP_TAG_PATH, groupTagOf, INSTANCE_ID_PATH, instanceIdOf, REGION_PATH, regionOfImds, TARGET_STATE_PATH, targetStateOf } from './imds-values.js';
 import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentMetadata, AutoScalingPort, Clock, ContainerInstanceView, Ec2Port, ImdsPort, LifecycleActionRef } from '../ports.js';
@@ -24,9 +25,8 @@ import {
 } from './lifecycle-plan.js';
 
 export const LIFECYCLE_STATE = 'lifecycle.json';
-export const TARGET_STATE_PATH = '/latest/meta-data/autoscaling/target-lifecycle-state';
+export { TARGET_STATE_PATH };
 export const SPOT_ACTION_PATH = '/latest/meta-data/spot/instance-action';
-const GROUP_TAG_PATH = '/latest/meta-data/tags/instance/aws:autoscaling:groupName';
 
 export interface LifecycleDeps {
   imds: ImdsPort;
@@ -95,7 +95,7 @@ export class Lifecycle {
       {
         now: clock.now(),
         stage,
-        target: target?.trim() || undefined,
+        target: targetStateOf(target),
         spot: spotText ? parseSpotNotice(spotText) : undefined,
         verified: w.verified,
         registered: w.metadata !== undefined,
@@ -188,12 +188,11 @@ export class Lifecycle {
   private async identify(): Promise<Identity> {
     if (this.identity) return this.identity;
     const { imds, log } = this.deps;
-    const instanceId = (await imds.get('/latest/meta-data/instance-id'))?.trim();
-    if (!instanceId) throw new EcsGvisorError('IMDS_FAILED', 'Instance metadata has no instance-id.');
-    const region = this.opts.region ?? (await imds.get('/latest/meta-data/placement/region'))?.trim();
+    const instanceId = instanceIdOf(await imds.get(INSTANCE_ID_PATH));
+    const region = this.opts.region ?? regionOfImds(await imds.get(REGION_PATH));
     if (!region) throw new EcsGvisorError('CONFIG_INVALID', 'No AWS region: set ECS_GVISOR_AWS_REGION (instance metadata has no placement/region).');
     // The tag through IMDS needs no API call (when instance metadata tags are on); EC2 otherwise.
-    let group = this.opts.group ?? (await imds.get(GROUP_TAG_PATH))?.trim();
+    let group = this.opts.group ?? groupTagOf(await imds.get(GROUP_TAG_PATH));
     if (!group) {
       group = await withAwsRetries('DescribeTags', () => this.deps.ec2(region).autoScalingGroupOf(instanceId), { retry: this.deps.retry, log });
     }

@@ -26,6 +26,9 @@ export function parseMetadata(url: string, text: string): AgentMetadata | undefi
   } catch {
     throw new EcsGvisorError('HTTP_FAILED', `The agent's introspection API ${url} answered something that is not JSON.`);
   }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new EcsGvisorError('HTTP_FAILED', `The agent's introspection API ${url} answered JSON that is not an object (${JSON.stringify(doc)?.slice(0, 60)}).`);
+  }
   const d = doc as { Cluster?: unknown; ContainerInstanceArn?: unknown; Version?: unknown };
   // Before registration completes the agent may answer with an empty ARN.
   if (typeof d.ContainerInstanceArn !== 'string' || d.ContainerInstanceArn === '') return undefined;

@@ -4,6 +4,7 @@
  * comes from the injected clock, so tests drive a simulated day. The loop's view is written atomically to
  * `watch.json` for `status`, published to systemd (READY/STATUS/WATCHDOG) and to Prometheus.
  */
+import { INSTANCE_ID_PATH, instanceIdOf } from '../lifecycle/imds-values.js';
 import { AGENT_NAME } from '../agent/agent-spec.js';
 import type { AgentStep } from '../agent/agent-step.js';
 import type { AgentSupervisor } from '../agent/supervisor.js';
@@ -441,8 +442,7 @@ export class WatchLoop {
         return;
       case 'mark-unhealthy': {
         log.error({ reason: action.reason }, 'the agent cannot be healed here: marking the instance Unhealthy in Auto Scaling so it is replaced');
-        const instanceId = await this.deps.imds.get('/latest/meta-data/instance-id');
-        if (!instanceId) throw new EcsGvisorError('IMDS_FAILED', 'Instance metadata has no instance-id; cannot mark the instance unhealthy.');
+        const instanceId = instanceIdOf(await this.deps.imds.get(INSTANCE_ID_PATH));
         await this.deps.autoScaling(this.region()).setInstanceHealth(instanceId.trim(), 'Unhealthy', true);
         log.error({ instanceId }, 'instance marked Unhealthy in Auto Scaling');
         return;

@@ -13,12 +13,12 @@ export interface FakeInstance {
   attributes: Record<string, string>;
 }
 
-export type Behaviour = 'ok' | 'throttle' | 'server-error' | { slowMs: number };
+export type Behaviour = 'ok' | 'throttle' | 'server-error' | { slowMs: number } | { raw: string; status?: number; contentType?: string };
 
 export interface Call {
   operation: string;
   at: number;
-  outcome: 'ok' | 'throttled' | 'server-error' | 'slow';
+  outcome: 'ok' | 'throttled' | 'server-error' | 'slow' | 'raw';
   body: Record<string, unknown>;
 }
 
@@ -66,7 +66,11 @@ export class FakeEcs {
   url = '';
   private server?: Server;
 
-  constructor(private readonly now: () => number = Date.now) {}
+  /** `sleep` waits out a slow answer: real time by default, a test's simulated clock otherwise. */
+  constructor(
+    private readonly now: () => number = Date.now,
+    private readonly sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+  ) {}
 
   async start(port = 0): Promise<this> {
     this.server = createServer((req, res) => void this.handle(req, res));
@@ -107,9 +111,15 @@ export class FakeEcs {
       this.calls.push({ operation, at: this.now(), outcome: 'server-error', body });
       return send(500, { __type: 'ServerException', message: 'Internal failure' });
     }
+    if (typeof b === 'object' && 'raw' in b) {
+      // A malformed answer: whatever bytes, status and content type the test chose.
+      this.calls.push({ operation, at: this.now(), outcome: 'raw', body });
+      res.writeHead(b.status ?? 200, { 'content-type': b.contentType ?? 'application/x-amz-json-1.1', 'x-amzn-requestid': `req-${n}` });
+      return void res.end(b.raw);
+    }
     if (typeof b === 'object') {
       this.calls.push({ operation, at: this.now(), outcome: 'slow', body });
-      await new Promise((r) => setTimeout(r, b.slowMs));
+      await this.sleep(b.slowMs);
     } else {
       this.calls.push({ operation, at: this.now(), outcome: 'ok', body });
     }
@@ -279,6 +289,8 @@ export class FakeImds {
   readonly requests: Array<{ method: string; path: string; token?: string }> = [];
   /** Per path: answer slowly (past the client's timeout) or with an error status. */
   readonly faults = new Map<string, { delayMs?: number; status?: number }>();
+  /** What PUT /latest/api/token answers instead of a fresh token (a malformed one). */
+  tokenReply?: string;
   private readonly tokens = new Set<string>();
   url = '';
   private server?: Server;
@@ -288,7 +300,7 @@ export class FakeImds {
       const token = req.headers['x-aws-ec2-metadata-token'] as string | undefined;
       this.requests.push({ method: req.method ?? '', path: req.url ?? '', token });
       if (req.method === 'PUT' && req.url === '/latest/api/token') {
-        const t = `token-${this.tokens.size + 1}`;
+        const t = this.tokenReply ?? `token-${this.tokens.size + 1}`;
         this.tokens.add(t);
         res.writeHead(200).end(t);
         return;
@@ -312,6 +324,7 @@ export class FakeImds {
   reset(): void {
     this.paths.clear();
     this.faults.clear();
+    this.tokenReply = undefined;
     this.requests.length = 0;
   }
 

@@ -1,7 +1,8 @@
 /**
  * A simulated day of the watch on an injected clock: the real loop, wired by buildApp, against the real
  * private dockerd and stand-in agent, polling a fake ECS through the real SDK. The day has a
- * disconnected hour and an hour of 50 % throttling. Figures are counted from the fake's call log by
+ * disconnected hour, an hour of 50 % throttling, an hour of 50 % server errors (5xx) and an hour in
+ * which every answer takes 10 s (simulated; the SDK's real 10 s timeout is tested in aws-adapters). Figures are counted from the fake's call log by
  * simulated hour: the steady budget (≤ 12 calls per instance-hour), the bounded faster polling while
  * something is wrong, detection latency, and throttling backed off.
  */
@@ -25,7 +26,7 @@ const t0 = clock.now();
 const hourOf = (t: number) => Math.floor((t - t0) / HOUR);
 
 beforeAll(async () => {
-  ecs = await new FakeEcs(() => clock.now()).start();
+  ecs = await new FakeEcs(() => clock.now(), (ms) => clock.sleep(ms)).start();
   intro = await new FakeIntrospection().reserve();
   Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'secret', AWS_ENDPOINT_URL_ECS: ecs.url });
 });
@@ -58,7 +59,10 @@ describe('a simulated day of ECS monitoring', () => {
     ecs.behaviour = (_op, n) => {
       const h = hourOf(clock.now());
       ecs.instances.get(ARN)!.agentConnected = h !== 10; // disconnected 10:00–11:00
-      return h === 15 && n % 2 === 0 ? 'throttle' : 'ok'; // every other call throttled 15:00–16:00
+      if (h === 15 && n % 2 === 0) return 'throttle'; // every other call throttled 15:00–16:00
+      if (h === 18 && n % 2 === 0) return 'server-error'; // every other call a 500 18:00–19:00
+      if (h === 20) return { slowMs: 10_000 }; // every answer 10 s late 20:00–21:00
+      return 'ok';
     };
     await intro.register({ Cluster: 'prod', ContainerInstanceArn: ARN });
 
@@ -72,7 +76,7 @@ describe('a simulated day of ECS monitoring', () => {
     const describes = ecs.calls.filter((c) => c.operation === 'DescribeContainerInstances');
     const perHour = Array.from({ length: 24 }, (_, h) => describes.filter((c) => hourOf(c.at) === h).length);
     const allPerHour = Array.from({ length: 24 }, (_, h) => ecs.calls.filter((c) => hourOf(c.at) === h).length);
-    const steadyHours = perHour.filter((_, h) => ![10, 11, 15, 16].includes(h));
+    const steadyHours = perHour.filter((_, h) => ![10, 11, 15, 16, 18, 19, 20, 21].includes(h));
     expect(Math.max(...steadyHours)).toBeLessThanOrEqual(12);
     expect(Math.min(...steadyHours)).toBeGreaterThanOrEqual(10);
     expect(Math.max(...allPerHour)).toBeLessThanOrEqual(cfg.ECS_MAX_CALLS_PER_HOUR);
@@ -87,10 +91,18 @@ describe('a simulated day of ECS monitoring', () => {
     // Throttling: counted, retried a bounded number of times, never past the ceiling.
     expect(ecs.count('DescribeContainerInstances', 'throttled')).toBeGreaterThan(0);
     expect(allPerHour[15]).toBeLessThanOrEqual(24);
+    // Server errors: retried the same bounded way; slow answers: waited for, one at a time, never piled up.
+    expect(ecs.count('DescribeContainerInstances', 'server-error')).toBeGreaterThan(0);
+    expect(allPerHour[18]).toBeLessThanOrEqual(24);
+    expect(ecs.count('DescribeContainerInstances', 'slow')).toBeGreaterThanOrEqual(10);
+    expect(allPerHour[20]).toBeLessThanOrEqual(12);
     // Attributes: written once at registration, not per poll.
     expect(ecs.count('PutAttributes')).toBe(1);
     const metrics = await app.metrics.registry.metrics();
     expect(metrics).toMatch(/outcome="throttled"\} [1-9]/);
+    expect(metrics).toMatch(/outcome="server-error"\} [1-9]/);
+    // None of it was taken for the agent's fault, and the loop ran to the end of the day.
     expect((await app.status()).agent.restarts).toBe(0);
+    expect(describes.at(-1)!.at).toBeGreaterThan(t0 + 23 * HOUR);
   }, 240_000);
 });
