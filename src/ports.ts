@@ -20,6 +20,8 @@ export interface FilesPort {
   exists(path: string): Promise<boolean>;
   /** What a path is (symlinks followed), or undefined when it does not exist. */
   kind(path: string): Promise<'file' | 'dir' | 'other' | undefined>;
+  /** Device, inode, size and mtime (symlinks followed): changes whenever the file is replaced or written. */
+  identity(path: string): Promise<string | undefined>;
   mkdirp(path: string, mode: number): Promise<void>;
   /** Resolve symlinks of an existing path (the path itself when it does not exist). */
   realpath(path: string): Promise<string>;

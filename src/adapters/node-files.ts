@@ -63,6 +63,16 @@ export class NodeFiles implements FilesPort {
     }
   }
 
+  async identity(path: string): Promise<string | undefined> {
+    try {
+      const st = await fs.stat(path, { bigint: true });
+      return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    } catch (err) {
+      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return undefined;
+      throw err;
+    }
+  }
+
   async kind(path: string): Promise<'file' | 'dir' | 'other' | undefined> {
     try {
       const st = await fs.stat(path);

@@ -22,7 +22,7 @@ import type { Logger } from '../logger.js';
 import { BackupStore } from '../runtime/backup-store.js';
 import { DockerReloader } from '../runtime/docker-reloader.js';
 import { isProbeArch } from '../runtime/probe-image.js';
-import { detectRunsc } from '../runtime/runsc.js';
+import { cachedRunscDetector } from '../runtime/runsc.js';
 import { RunscInstaller } from '../runtime/runsc-install.js';
 import { RUNTIME_STATE, RuntimeStep, type RuntimeState } from '../runtime/runtime-step.js';
 import { SandboxProver } from '../runtime/sandbox-proof.js';
@@ -143,7 +143,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     { files, commands, http: new FetchHttp(), state, log: log.child({ component: 'runsc-install' }) },
     { path: cfg.RUNSC_PATH, source: cfg.RUNSC_SOURCE, sha512: cfg.RUNSC_SHA512 },
   );
-  const detect = () => detectRunsc(files, commands, cfg.RUNSC_PATH);
+  const detect = cachedRunscDetector(files, commands, cfg.RUNSC_PATH);
   const runsc = async () => {
     await installer.ensure();
     return detect();

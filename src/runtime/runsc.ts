@@ -39,3 +39,18 @@ export async function detectRunsc(files: FilesPort, commands: CommandsPort, path
   }
   return parsed;
 }
+
+/**
+ * detectRunsc, run again only when the binary changed (replaced, rewritten or touched): the drift check
+ * asks every minute, and `runsc --version` was most of an idle `run`'s CPU.
+ */
+export function cachedRunscDetector(files: FilesPort, commands: CommandsPort, path: string): () => Promise<RunscVersion> {
+  let last: { identity: string; version: RunscVersion } | undefined;
+  return async () => {
+    const identity = await files.identity(path).catch(() => undefined);
+    if (identity !== undefined && last?.identity === identity) return last.version;
+    const version = await detectRunsc(files, commands, path);
+    last = identity === undefined ? undefined : { identity, version };
+    return version;
+  };
+}
