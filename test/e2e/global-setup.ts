@@ -30,12 +30,17 @@ declare module 'vitest' {
   }
 }
 
-export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+/** The outer private dockerd, the instance image and the files every instance gets; `stop` undoes it. */
+export async function startE2eWorld(log: (line: string) => void = (l) => process.stderr.write(`e2e: ${l}\n`)): Promise<{ world: E2eWorld; stop: () => Promise<void> }> {
   const release = `${repo}dist/release/ecs-gvisor-${(await import('../../package.json', { with: { type: 'json' } })).default.version}.tar.gz`;
   if (!existsSync(release)) throw new Error(`${release} is missing: run \`npm run package\` first (npm test does)`);
   const dockerd = await startPrivateDockerd();
   const dir = mkdtempSync('/tmp/egv-e2e-world-');
   const docker = async (args: string[]) => (await run('docker', ['-H', dockerd.host, ...args], { maxBuffer: 64 << 20 })).stdout;
+  const stop = async () => {
+    await stopPrivateDockerd(dockerd);
+    rmSync(dir, { recursive: true, force: true });
+  };
   try {
     await buildBusyboxImage(dockerd.host);
     await docker(['tag', AGENT_STANDIN_IMAGE, 'amazon/amazon-ecs-agent:latest']);
@@ -52,14 +57,16 @@ export default async function setup(project: TestProject): Promise<() => Promise
       format: 'esm',
       logLevel: 'warning',
     });
-    const image = await importInstanceImage(docker, (l) => process.stderr.write(`e2e: ${l}\n`));
-    project.provide('e2e', { dockerHost: dockerd.host, image, dir });
+    const image = await importInstanceImage(docker, log);
+    return { world: { dockerHost: dockerd.host, image, dir }, stop };
   } catch (err) {
-    await stopPrivateDockerd(dockerd);
+    await stop();
     throw err;
   }
-  return async () => {
-    await stopPrivateDockerd(dockerd);
-    rmSync(dir, { recursive: true, force: true });
-  };
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const { world, stop } = await startE2eWorld();
+  project.provide('e2e', world);
+  return stop;
 }

@@ -25,6 +25,12 @@ export interface InstanceOptions {
   files?: Record<string, { text: string; mode: number }>;
   /** More ECS_GVISOR_* settings for install.sh --set. */
   settings?: Record<string, string>;
+  /** The scenarios' short intervals and 10 s watchdog (default), or the product's own (benchmarks). */
+  fast?: boolean;
+  /** install.sh starts the service (default), only enables it, or is not run at all. */
+  install?: 'start' | 'no-start' | 'none';
+  /** Shell lines the userdata runs before the install. */
+  before?: string;
 }
 
 export interface ExecResult {
@@ -33,11 +39,15 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** Fast intervals so the scenarios take seconds; the endpoints are the fakes on the instance's loopback. */
-const SETTINGS: Record<string, string> = {
-  ECS_GVISOR_RUNSC_ARGS: '--network=none', // Debian's runsc on this kernel (DESIGN.md §6)
+/** Where AWS is (the fakes on the instance's loopback), and Debian's runsc on this kernel (DESIGN.md §6). */
+const ENDPOINTS: Record<string, string> = {
+  ECS_GVISOR_RUNSC_ARGS: '--network=none',
   ECS_GVISOR_IMDS_URL: `http://127.0.0.1:${E2E_PORTS.imds}`,
   ECS_GVISOR_AWS_REGION: 'us-east-1',
+};
+
+/** Fast intervals and the lifecycle hooks, so the scenarios take seconds. */
+const FAST: Record<string, string> = {
   ECS_GVISOR_LAUNCH_HOOK: 'launch',
   ECS_GVISOR_TERMINATE_HOOK: 'terminate',
   ECS_GVISOR_ASG_NAME: GROUP,
@@ -53,7 +63,9 @@ const SETTINGS: Record<string, string> = {
 
 /** The launch template's userdata: the agent's config, where AWS is (the fakes), then install.sh. */
 function userdata(o: InstanceOptions): string {
-  const settings = { ...SETTINGS, ...o.settings };
+  const fast = o.fast ?? true;
+  const settings = { ...ENDPOINTS, ...(fast ? FAST : {}), ...o.settings };
+  const install = o.install ?? 'start';
   const sets = Object.entries(settings)
     .map(([k, v]) => `--set '${k}=${v}'`)
     .join(' ');
@@ -64,16 +76,16 @@ printf 'ECS_CLUSTER=${CLUSTER}\\nECS_BACKEND_HOST=http://127.0.0.1:${E2E_PORTS.e
 mkdir -p /etc/systemd/system/ecs-gvisor.service.d
 cat > /etc/systemd/system/ecs-gvisor.service.d/e2e.conf <<'EOF'
 [Service]
-# Pings every 5 s, so a scenario sees systemd take them.
-WatchdogSec=10
-Environment=AWS_ENDPOINT_URL_ECS=http://127.0.0.1:${E2E_PORTS.ecs}
+${fast ? '# Pings every 5 s, so a scenario sees systemd take them.\nWatchdogSec=10\n' : ''}Environment=AWS_ENDPOINT_URL_ECS=http://127.0.0.1:${E2E_PORTS.ecs}
 Environment=AWS_ENDPOINT_URL_AUTO_SCALING=http://127.0.0.1:${E2E_PORTS.autoScaling}
 Environment=AWS_ENDPOINT_URL_EC2=http://127.0.0.1:${E2E_PORTS.ec2}
 Environment=AWS_ACCESS_KEY_ID=AKIAE2E AWS_SECRET_ACCESS_KEY=e2e AWS_EC2_METADATA_DISABLED=true
 EOF
+${o.before ?? ''}
+${install === 'none' ? 'exit 0' : ''}
 work=$(mktemp -d)
 tar -xzf /opt/e2e/release.tar.gz -C "$work"
-"$work"/ecs-gvisor-*/install.sh --runsc-path ${o.runscPath ?? '/usr/bin/runsc'} ${sets}
+"$work"/ecs-gvisor-*/install.sh --runsc-path ${o.runscPath ?? '/usr/bin/runsc'} ${install === 'no-start' ? '--no-start' : ''} ${sets}
 `;
 }
 

@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+// Measurements taken on a simulated instance itself (copied to /opt/e2e by bench/instance.bench.ts), so
+// no `docker exec` round trip is in the figures. Plain Node, no dependencies; prints one JSON line.
+//   recovery N      kill the agent N times (each after it has run 10.5 s), time until it runs again
+//   idle SECONDS    CPU and RSS of ecs-gvisor.service over that long
+//   status N        wall time of `ecs-gvisor status --json`, N runs
+//   baseline        Docker's own work in a bootstrap: a reload, a runsc container, the agent's create+start
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const [what, arg] = process.argv.slice(2);
+
+function docker(method, path) {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: '/var/run/docker.sock', method, path }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode, body: body ? JSON.parse(body) : undefined }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const agent = async () => (await docker('GET', '/containers/ecs-agent/json')).body?.State;
+const timed = (f) => {
+  const t = performance.now();
+  f();
+  return performance.now() - t;
+};
+const sh = (cmd) => execFileSync('sh', ['-c', cmd], { encoding: 'utf8' });
+const show = (prop) => sh(`systemctl show ecs-gvisor.service -p ${prop} --value`).trim();
+
+if (what === 'recovery') {
+  const ms = [];
+  for (let i = 0; i < Number(arg); i++) {
+    let s;
+    for (;;) {
+      s = await agent();
+      if (s?.Running && Date.now() - Date.parse(s.StartedAt) >= 10_500) break;
+      await sleep(100);
+    }
+    await docker('POST', '/containers/ecs-agent/kill');
+    const t = performance.now();
+    for (;;) {
+      const n = await agent().catch(() => undefined);
+      if (n?.Running && n.StartedAt !== s.StartedAt) break;
+      await sleep(20);
+    }
+    ms.push(performance.now() - t);
+  }
+  console.log(JSON.stringify({ ms }));
+} else if (what === 'idle') {
+  const pid = Number(show('MainPID'));
+  const ticks = () => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 15).reduce((a, b) => a + Number(b), 0);
+  const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+  const hz = Number(sh('getconf CLK_TCK'));
+  const cg0 = Number(show('CPUUsageNSec'));
+  const t0 = ticks();
+  const w0 = performance.now();
+  const rss = [];
+  while (performance.now() - w0 < Number(arg) * 1000) {
+    rss.push(rssKb());
+    await sleep(1000);
+  }
+  const wall = (performance.now() - w0) / 1000;
+  const cg1 = Number(show('CPUUsageNSec'));
+  console.log(
+    JSON.stringify({
+      seconds: wall,
+      // The process and the children it waited for (systemd-notify), and the unit's cgroup as systemd counts it.
+      cpuPercent: (((ticks() - t0) / hz) / wall) * 100,
+      cgroupCpuPercent: Number.isFinite(cg0) && Number.isFinite(cg1) && cg1 > 0 ? ((cg1 - cg0) / 1e9 / wall) * 100 : null,
+      rssMbMax: Math.max(...rss) / 1024,
+      rssMbLast: rss.at(-1) / 1024,
+    }),
+  );
+} else if (what === 'status') {
+  const ms = [];
+  for (let i = 0; i < Number(arg); i++) ms.push(timed(() => sh('ecs-gvisor status --json > /dev/null')));
+  console.log(JSON.stringify({ ms }));
+} else if (what === 'baseline') {
+  const reload = timed(() => sh('systemctl reload docker'));
+  const sandbox = timed(() => sh('docker run --rm --runtime runsc --memory 64m busybox:latest true'));
+  const agentRun = timed(() => sh('docker run -d --runtime runc --name bench-agent --net host amazon/amazon-ecs-agent:latest > /dev/null'));
+  sh('docker rm -f bench-agent > /dev/null');
+  console.log(JSON.stringify({ reload, sandbox, agentRun, total: reload + sandbox + agentRun }));
+} else {
+  console.error(`unknown measurement "${what}"`);
+  process.exit(2);
+}
