@@ -7,15 +7,16 @@
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp, type App } from '../../src/cli/app.js';
 import { serve } from '../../src/cli/run.js';
 import { parseConfig } from '../../src/config.js';
 import type { Step } from '../../src/cli/args.js';
 import { runCli } from '../harness/cli.js';
-import { dockerClient, resetDocker } from '../harness/docker-state.js';
-import { ARN, FakeIntrospection, type FakeAutoScaling, type FakeEc2, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
-import { agentHostDir, registerAgent, startFakeAws, until, watchEnv, type FakeAws } from '../harness/watch-fixture.js';
+import { dockerClient } from '../harness/docker-state.js';
+import { ARN, type FakeAutoScaling, type FakeEc2, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
+import { registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
+import { useWatchHost } from '../harness/watch-host.js';
 import { FakeClock } from '../harness/fake-clock.js';
 
 const d = inject('dockerd');
@@ -26,46 +27,22 @@ const TARGET = '/latest/meta-data/autoscaling/target-lifecycle-state';
 const SPOT = '/latest/meta-data/spot/instance-action';
 const log = pino({ level: process.env.EGV_TEST_LOG ?? 'silent' });
 
-let aws: FakeAws;
+const host = useWatchHost(d, '/tmp/egv-lifecycle-', { '/latest/meta-data/instance-id': IID, '/latest/meta-data/placement/region': 'us-east-1' }, { runMayFail: true });
 let ecs: FakeEcs;
 let asg: FakeAutoScaling;
 let ec2: FakeEc2;
 let imds: FakeImds;
-let intro: FakeIntrospection;
-let dir: string;
-let ac: AbortController;
-let running: Promise<void> | undefined;
 let app: App;
 /** The configuration environment of the last app, for the CLI. */
 let env: Record<string, string>;
 
-beforeAll(async () => {
-  aws = await startFakeAws();
-  ({ ecs, asg, ec2, imds } = aws);
+beforeAll(() => {
+  ({ ecs, asg, ec2, imds } = host.aws);
   ec2.tags.push({ resourceId: IID, key: 'aws:autoscaling:groupName', value: 'asg-1' });
-});
-afterAll(async () => {
-  await aws.stop();
-});
-
-beforeEach(async () => {
-  await resetDocker(d, '{}\n');
-  dir = agentHostDir('/tmp/egv-lifecycle-');
-  intro = await new FakeIntrospection().reserve();
-  aws.reset();
-  imds.paths.set('/latest/meta-data/instance-id', IID);
-  imds.paths.set('/latest/meta-data/placement/region', 'us-east-1');
-  ac = new AbortController();
-});
-afterEach(async () => {
-  ac.abort();
-  await running?.catch(() => undefined);
-  running = undefined;
-  await intro.stop();
 });
 
 function configure(extra: Record<string, string>, clock?: FakeClock): App {
-  env = watchEnv(d, { dir, agentImage, intro, imdsUrl: imds.url }, { ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '1', ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '30', ...extra });
+  env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: imds.url }, { ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '1', ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '30', ...extra });
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
   return buildApp(cfg, log, {}, { clock, ecsRetry: { retries: 3, minMs: 20, maxMs: 100 }, targetStateWaitMs: 10_000 });
 }
@@ -73,10 +50,10 @@ function configure(extra: Record<string, string>, clock?: FakeClock): App {
 /** `run` as main runs it, for the runtime and agent steps (the others touch the host). */
 function start(extra: Record<string, string>, steps: Step[] = ['runtime', 'agent']): void {
   app = configure(extra);
-  running = serve(app, steps, log, ac.signal);
+  host.running = serve(app, steps, log, host.ac.signal);
 }
 
-const register = (o: Partial<FakeInstance> = {}) => registerAgent(ecs, intro, o);
+const register = (o: Partial<FakeInstance> = {}) => registerAgent(ecs, host.intro, o);
 
 const agent = () => docker.getContainer('ecs-agent').inspect();
 const completions = () => asg.calls.filter((c) => c.Action === 'CompleteLifecycleAction');
@@ -133,7 +110,7 @@ describe('launch', () => {
     imds.paths.set(TARGET, 'InService');
     // runsc without its network flag cannot start a sandbox on this kernel: unproven, rolled back.
     start({ ECS_GVISOR_LAUNCH_HOOK: 'launch', ECS_GVISOR_RUNSC_ARGS: '' });
-    await expect(running).rejects.toMatchObject({ code: 'SANDBOX_UNPROVEN' });
+    await expect(host.running).rejects.toMatchObject({ code: 'SANDBOX_UNPROVEN' });
     expect(asg.action('asg-1', 'launch', IID)?.result).toBe('ABANDON');
     expect(completions().at(-1)!.params.LifecycleActionResult).toBe('ABANDON');
     expect((await app.status()).lifecycle.launch).toMatchObject({ phase: 'completed', result: 'ABANDON', reason: expect.stringMatching(/^bootstrap failed: /) });
@@ -142,10 +119,10 @@ describe('launch', () => {
     // runsc missing: Docker or runsc may come right (systemd restarts run), so the action keeps waiting.
     asg.pend('asg-1', 'launch', IID);
     asg.calls.length = 0;
-    dir = mkdtempSync('/tmp/egv-lifecycle-');
-    writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
+    host.dir = mkdtempSync('/tmp/egv-lifecycle-');
+    writeFileSync(`${host.dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
     start({ ECS_GVISOR_LAUNCH_HOOK: 'launch' });
-    await expect(running).rejects.toMatchObject({ code: 'RUNSC_UNAVAILABLE' });
+    await expect(host.running).rejects.toMatchObject({ code: 'RUNSC_UNAVAILABLE' });
     expect(completions()).toHaveLength(0);
     expect(asg.action('asg-1', 'launch', IID)?.result).toBeUndefined();
     expect((await app.status()).lifecycle.launch).toMatchObject({ phase: 'waiting' });
@@ -274,9 +251,9 @@ describe('a long launch wait on an injected clock', () => {
     await clock.drive(a.agent.apply());
     const start = clock.now();
     // The agent never registers (introspection refuses).
-    const watching = a.watch(runtime).run(ac.signal);
+    const watching = a.watch(runtime).run(host.ac.signal);
     await clock.runUntil(start + 2_000_000);
-    ac.abort();
+    host.ac.abort();
     await watching;
     const l = (await a.status()).lifecycle.launch!;
     expect(l).toMatchObject({ phase: 'completed', result: 'ABANDON', reason: expect.stringMatching(/the agent has not registered after 18\d\d s/) });

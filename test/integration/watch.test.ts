@@ -6,12 +6,13 @@
  */
 import { chmodSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp, type App, type AppOverrides, type ServiceEnv } from '../../src/cli/app.js';
 import { parseConfig } from '../../src/config.js';
-import { dockerClient, liveRuntime, resetDocker, RUNSC } from '../harness/docker-state.js';
-import { ARN, FakeIntrospection, type FakeAutoScaling, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
-import { agentHostDir, registerAgent, startFakeAws, until, watchEnv, type FakeAws } from '../harness/watch-fixture.js';
+import { dockerClient, liveRuntime, RUNSC } from '../harness/docker-state.js';
+import { ARN, type FakeAutoScaling, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
+import { registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
+import { useWatchHost } from '../harness/watch-host.js';
 import { NotifySocket } from '../harness/notify-socket.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';
 
@@ -20,50 +21,27 @@ const agentImage = inject('agentImage');
 const busybox = inject('busyboxImage');
 const docker = dockerClient(d);
 
-let aws: FakeAws;
+const host = useWatchHost(d, '/tmp/egv-watch-', { '/latest/meta-data/instance-id': 'i-0123456789abcdef0' });
 let ecs: FakeEcs;
 let asg: FakeAutoScaling;
 let imds: FakeImds;
-let intro: FakeIntrospection;
-let dir: string;
-let ac: AbortController;
-let running: Promise<void> | undefined;
 let app: App;
 
-beforeAll(async () => {
-  aws = await startFakeAws();
-  ({ ecs, asg, imds } = aws);
-});
-afterAll(async () => {
-  await aws.stop();
-});
-
-beforeEach(async () => {
-  await resetDocker(d, '{}\n');
-  dir = agentHostDir('/tmp/egv-watch-');
-  intro = await new FakeIntrospection().reserve();
-  aws.reset();
-  imds.paths.set('/latest/meta-data/instance-id', 'i-0123456789abcdef0');
-  ac = new AbortController();
-});
-afterEach(async () => {
-  ac.abort();
-  await running;
-  running = undefined;
-  await intro.stop();
+beforeAll(() => {
+  ({ ecs, asg, imds } = host.aws);
 });
 
 /** Wire the app from configuration as main does, bootstrap runtime + agent, and start the watch. */
 async function start(extra: Record<string, string> = {}, service: ServiceEnv = {}, overrides: AppOverrides = {}): Promise<void> {
-  const env = watchEnv(d, { dir, agentImage, intro, imdsUrl: imds.url }, { ECS_GVISOR_DRIFT_CHECK_SECONDS: '1', ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '1', ...extra });
+  const env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: imds.url }, { ECS_GVISOR_DRIFT_CHECK_SECONDS: '1', ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '1', ...extra });
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
   app = buildApp(cfg, pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }), service, overrides);
   const runtime = await app.runtime.apply();
   await app.agent.apply();
-  running = app.watch(runtime).run(ac.signal);
+  host.running = app.watch(runtime).run(host.ac.signal);
 }
 
-const register = (o: Partial<FakeInstance> = {}) => registerAgent(ecs, intro, o);
+const register = (o: Partial<FakeInstance> = {}) => registerAgent(ecs, host.intro, o);
 
 const agent = () => docker.getContainer('ecs-agent').inspect();
 const attrs = () => ecs.instances.get(ARN)?.attributes ?? {};
@@ -113,8 +91,8 @@ describe('watch', () => {
     expect(after.healthy).toBe(false);
     expect(imds.requests.some((r) => r.method === 'PUT')).toBe(true);
     const metrics = await app.metrics.registry.metrics();
-    ac.abort();
-    await running;
+    host.ac.abort();
+    await host.running;
     // rollback withdraws the proof before undoing the runtime (the attributes outlive the process).
     expect(await app.withdrawProof()).toBe(true);
     expect(attrs()).toMatchObject({ 'ecs-gvisor.sandbox': 'unverified' });
@@ -155,7 +133,7 @@ describe('watch: drift and audit', () => {
 
     // ecs.config changes: the agent's spec hash changes, so it is recreated (under runc).
     const old = await agent();
-    writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\nECS_LOGLEVEL=debug\n');
+    writeFileSync(`${host.dir}/ecs.config`, 'ECS_CLUSTER=prod\nECS_LOGLEVEL=debug\n');
     const fresh = await until('a new agent container', async () => {
       const c = await agent();
       return c.Id !== old.Id && c.State.Running ? c : undefined;
@@ -187,9 +165,9 @@ describe('watch: drift and audit', () => {
     await register();
     await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
     // runsc is replaced by something that does not work.
-    rmSync(`${dir}/runsc`);
-    writeFileSync(`${dir}/runsc`, '#!/bin/sh\nexit 1\n');
-    chmodSync(`${dir}/runsc`, 0o755);
+    rmSync(`${host.dir}/runsc`);
+    writeFileSync(`${host.dir}/runsc`, '#!/bin/sh\nexit 1\n');
+    chmodSync(`${host.dir}/runsc`, 0o755);
     await until('the agent held stopped', async () => !(await agent()).State.Running, 60_000);
     await until('unverified published', () => attrs()['ecs-gvisor.sandbox'] === 'unverified');
     const held = await until('status showing the hold', async () => ((await app.status()).agent.held ? app.status() : undefined));
@@ -200,8 +178,8 @@ describe('watch: drift and audit', () => {
     await new Promise((r) => setTimeout(r, 1_500));
     expect((await agent()).State.Running).toBe(false); // and it stays down (no restart loop)
 
-    rmSync(`${dir}/runsc`);
-    symlinkSync(RUNSC, `${dir}/runsc`);
+    rmSync(`${host.dir}/runsc`);
+    symlinkSync(RUNSC, `${host.dir}/runsc`);
     await until('the agent running again', async () => (await agent()).State.Running, 60_000);
     await until('verified again', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
     expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
@@ -230,7 +208,7 @@ describe('watch: dockerd restarts', () => {
 
 describe('watch: systemd watchdog', () => {
   it('withholds the watchdog ping while the supervisor is stuck in one change to the agent, and pings again once it moves', async () => {
-    const sock = await new NotifySocket(`${dir}/notify.sock`).start();
+    const sock = await new NotifySocket(`${host.dir}/notify.sock`).start();
     try {
       // Pings every second; the supervisor counts as stuck after 1.5 s in one change.
       await start({}, { notifySocket: sock.path, watchdogUsec: 2_000_000 }, { supervisorStallMs: 1500 });
