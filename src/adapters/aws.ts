@@ -87,11 +87,12 @@ export class AwsEcs implements EcsPort {
     } catch (err) {
       throw awsError('ECS', 'DescribeContainerInstances', err);
     }
+    // ECS always answers with a list (empty, with a failure, for an unknown ARN): no list is not "missing".
     const list: unknown = out.containerInstances;
-    if (list !== undefined && !(Array.isArray(list) && list.every((c) => c !== null && typeof c === 'object'))) {
+    if (!(Array.isArray(list) && list.every((c) => c !== null && typeof c === 'object'))) {
       throw awsError('ECS', 'DescribeContainerInstances', new Error(`the reply's containerInstances is not a list of instances (${JSON.stringify(list)?.slice(0, 60)})`));
     }
-    const ci = out.containerInstances?.find((c) => c.containerInstanceArn === arn) ?? out.containerInstances?.[0];
+    const ci = out.containerInstances!.find((c) => c.containerInstanceArn === arn) ?? out.containerInstances![0];
     if (!ci) return undefined;
     const attributes: Record<string, string> = {};
     for (const a of ci.attributes ?? []) if (a.name) attributes[a.name] = a.value ?? '';

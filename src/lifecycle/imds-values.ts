@@ -8,6 +8,7 @@ import { EcsGvisorError } from '../errors.js';
 export const INSTANCE_ID_PATH = '/latest/meta-data/instance-id';
 export const REGION_PATH = '/latest/meta-data/placement/region';
 export const TARGET_STATE_PATH = '/latest/meta-data/autoscaling/target-lifecycle-state';
+export const SPOT_ACTION_PATH = '/latest/meta-data/spot/instance-action';
 export const GROUP_TAG_PATH = '/latest/meta-data/tags/instance/aws:autoscaling:groupName';
 
 const INSTANCE_ID = /^i-[0-9a-f]{8}(?:[0-9a-f]{9})?$/;

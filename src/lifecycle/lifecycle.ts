@@ -6,7 +6,7 @@
  * this runner asks IMDS, applies effects through the Auto Scaling and ECS ports, and keeps the record in
  * `lifecycle.json` for `status` and for a restarted `run`.
  */
-import { GROUP_TAG_PATH, groupTagOf, INSTANCE_ID_PATH, instanceIdOf, REGION_PATH, regionOfImds, TARGET_STATE_PATH, targetStateOf } from './imds-values.js';
+import { GROUP_TAG_PATH, groupTagOf, INSTANCE_ID_PATH, instanceIdOf, REGION_PATH, regionOfImds, SPOT_ACTION_PATH, TARGET_STATE_PATH, targetStateOf } from './imds-values.js';
 import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentMetadata, AutoScalingPort, Clock, ContainerInstanceView, Ec2Port, ImdsPort, LifecycleActionRef } from '../ports.js';
@@ -25,8 +25,6 @@ import {
 } from './lifecycle-plan.js';
 
 export const LIFECYCLE_STATE = 'lifecycle.json';
-export { TARGET_STATE_PATH };
-export const SPOT_ACTION_PATH = '/latest/meta-data/spot/instance-action';
 
 export interface LifecycleDeps {
   imds: ImdsPort;
