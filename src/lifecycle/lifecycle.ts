@@ -6,7 +6,6 @@
  * this runner asks IMDS, applies effects through the Auto Scaling and ECS ports, and keeps the record in
  * `lifecycle.json` for `status` and for a restarted `run`.
  */
-import { GROUP_TAG_PATH, groupTagOf, INSTANCE_ID_PATH, instanceIdOf, REGION_PATH, regionOfImds, SPOT_ACTION_PATH, TARGET_STATE_PATH, targetStateOf } from './imds-values.js';
 import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentMetadata, AutoScalingPort, Clock, ContainerInstanceView, Ec2Port, ImdsPort, LifecycleActionRef } from '../ports.js';
@@ -23,6 +22,7 @@ import {
   type LifecycleRecord,
   type LifecycleView,
 } from './lifecycle-plan.js';
+import { GROUP_TAG_PATH, groupTagOf, INSTANCE_ID_PATH, instanceIdOf, REGION_PATH, regionOfImds, SPOT_ACTION_PATH, TARGET_STATE_PATH, targetStateOf } from './imds-values.js';
 
 export const LIFECYCLE_STATE = 'lifecycle.json';
 

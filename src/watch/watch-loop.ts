@@ -4,7 +4,6 @@
  * comes from the injected clock, so tests drive a simulated day. The loop's view is written atomically to
  * `watch.json` for `status`, published to systemd (READY/STATUS/WATCHDOG) and to Prometheus.
  */
-import { INSTANCE_ID_PATH, instanceIdOf } from '../lifecycle/imds-values.js';
 import { AGENT_NAME } from '../agent/agent-spec.js';
 import type { AgentStep } from '../agent/agent-step.js';
 import type { AgentSupervisor } from '../agent/supervisor.js';
@@ -23,6 +22,7 @@ import type {
 } from '../ports.js';
 import type { RuntimeState, RuntimeStep } from '../runtime/runtime-step.js';
 import type { StateStore } from '../state-store.js';
+import { INSTANCE_ID_PATH, instanceIdOf } from '../lifecycle/imds-values.js';
 import type { Lifecycle } from '../lifecycle/lifecycle.js';
 import { desiredAttributes, isEmptyPlan, planAttributes } from './attributes.js';
 import { audit, type Violation } from './audit.js';
