@@ -5,7 +5,7 @@
 //   node scripts/package.mjs --bundle-only dist/bundle/ecs-gvisor.mjs only (what the tests run)
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -13,21 +13,73 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const bundle = join(root, 'dist/bundle/ecs-gvisor.mjs');
 
-await build({
-  entryPoints: [join(root, 'src/cli/entry.ts')],
-  outfile: bundle,
+// Transports dockerode requires at load but ecs-gvisor never uses: SSH (docker-modem; DOCKER_HOST is
+// unix:// or tcp:// only) and BuildKit sessions over gRPC and protobuf (buildImage; images are imported
+// or pulled). Left out, they are not parsed by every command. Any use fails with this message.
+const UNUSED = /^(ssh2|@grpc\/grpc-js|@grpc\/proto-loader|protobufjs)$/;
+const leaveOut = {
+  name: 'leave-out',
+  setup(b) {
+    b.onResolve({ filter: UNUSED }, (a) => ({ path: a.path, namespace: 'left-out' }));
+    b.onLoad({ filter: /.*/, namespace: 'left-out' }, (a) => ({
+      loader: 'js',
+      contents: `function leftOut() { throw new Error(${JSON.stringify(`${a.path} is not part of the ecs-gvisor bundle`)}); }
+module.exports = new Proxy({}, { get: (_, key) => (key === '__esModule' ? false : leftOut) });`,
+    }));
+  },
+};
+
+const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
-  format: 'esm',
   // jsonc-parser's "main" is a UMD build whose requires esbuild cannot follow; its "module" build is plain ESM.
   mainFields: ['module', 'main'],
-  // ssh2 (dockerode's SSH transport, unused here) tries these optional native parts and copes without them.
-  external: ['cpu-features', '*.node'],
   minify: true,
   keepNames: true,
   legalComments: 'none',
   logLevel: 'warning',
+};
+
+// The AWS SDK is most of the code by size (EC2's model alone describes every EC2 operation), yet `status`,
+// `plan` and `bootstrap` never call AWS, and EC2 is called only when neither the configuration nor IMDS
+// names the Auto Scaling group. Code in the bundle is parsed by every command, even code that only runs on
+// first use; a string is not. So each SDK module below is bundled on its own (CommonJS) and carried as a
+// string, compiled the first time it is imported.
+const EMBEDDED = /\/aws-sdk\/(ecs-autoscaling|ec2)\.js$/;
+const embed = {
+  name: 'embed',
+  setup(b) {
+    b.onResolve({ filter: EMBEDDED }, (a) => ({ path: join(root, 'src/adapters/aws-sdk', `${EMBEDDED.exec(a.path)[1]}.ts`), namespace: 'embedded' }));
+    b.onLoad({ filter: /.*/, namespace: 'embedded' }, async (a) => {
+      const names = [...readFileSync(a.path, 'utf8').matchAll(/export \{([^}]*)\}/g)].flatMap((m) => m[1].split(',')).map((n) => n.trim()).filter(Boolean);
+      if (!names.length) throw new Error(`${a.path}: expected "export { ... } from" lines`);
+      const out = await build({ ...common, entryPoints: [a.path], format: 'cjs', write: false, plugins: [leaveOut] });
+      const wrapped = `(function (exports, require, module, __filename, __dirname) {${out.outputFiles[0].text}\n})`;
+      return {
+        loader: 'js',
+        resolveDir: root,
+        contents: [
+          "import { createRequire } from 'node:module';",
+          "import { dirname } from 'node:path';",
+          "import { fileURLToPath } from 'node:url';",
+          "import { runInThisContext } from 'node:vm';",
+          'const module = { exports: {} };',
+          'const file = fileURLToPath(import.meta.url);',
+          `runInThisContext(${JSON.stringify(wrapped)}, { filename: ${JSON.stringify(`ecs-gvisor.mjs:${relative(root, a.path)}`)} })(module.exports, createRequire(file), module, file, dirname(file));`,
+          `export const { ${names.join(', ')} } = module.exports;`,
+        ].join('\n'),
+      };
+    });
+  },
+};
+
+await build({
+  entryPoints: [join(root, 'src/cli/entry.ts')],
+  outfile: bundle,
+  ...common,
+  format: 'esm',
+  plugins: [leaveOut, embed],
   // CommonJS dependencies bundled into ESM still call require() and read __dirname.
   banner: {
     js: [

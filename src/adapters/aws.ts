@@ -4,21 +4,10 @@
  * servers. The SDK's own retries are off (maxAttempts 1): callers retry with p-retry inside the ECS call
  * budget, and one logical call is never multiplied by two retry layers.
  */
-import {
-  AutoScalingClient,
-  CompleteLifecycleActionCommand,
-  RecordLifecycleActionHeartbeatCommand,
-  SetInstanceHealthCommand,
-} from '@aws-sdk/client-auto-scaling';
-import { DescribeTagsCommand, EC2Client } from '@aws-sdk/client-ec2';
-import {
-  DeleteAttributesCommand,
-  DescribeContainerInstancesCommand,
-  ECSClient,
-  PutAttributesCommand,
-  UpdateContainerInstancesStateCommand,
-} from '@aws-sdk/client-ecs';
 import { EcsGvisorError, type AwsOutcome } from '../errors.js';
+import type { AutoScalingClient } from './aws-sdk/ecs-autoscaling.js';
+import type { EC2Client } from './aws-sdk/ec2.js';
+import type { ECSClient } from './aws-sdk/ecs-autoscaling.js';
 import type { AutoScalingPort, ContainerInstanceView, Ec2Port, EcsPort, LifecycleActionRef, LifecycleResult } from '../ports.js';
 
 export interface AwsClientOptions {
@@ -71,18 +60,38 @@ function clientConfig(o: AwsClientOptions) {
   };
 }
 
+/**
+ * A client and its SDK module, loaded once on first use; a failed load is tried again next time. Commands
+ * that never call AWS (status, plan, bootstrap without a lifecycle hook) then never evaluate the SDK, and
+ * EC2's large model loads only when its one call is made.
+ */
+type LazySdk<M, C> = () => Promise<{ m: M; client: C }>;
+
+function lazySdk<M, C>(load: () => Promise<M>, make: (m: M) => C): LazySdk<M, C> {
+  let loaded: ReturnType<LazySdk<M, C>> | undefined;
+  return () =>
+    (loaded ??= load().then(
+      (m) => ({ m, client: make(m) }),
+      (err: unknown) => {
+        loaded = undefined;
+        throw err;
+      },
+    ));
+}
+
 export class AwsEcs implements EcsPort {
-  private readonly client: ECSClient;
+  private readonly sdk: LazySdk<typeof import('./aws-sdk/ecs-autoscaling.js'), ECSClient>;
 
   constructor(opts: AwsClientOptions) {
-    this.client = new ECSClient(clientConfig(opts));
+    this.sdk = lazySdk(() => import('./aws-sdk/ecs-autoscaling.js'), (m) => new m.ECSClient(clientConfig(opts)));
   }
 
   async describeContainerInstance(cluster: string, arn: string): Promise<ContainerInstanceView | undefined> {
     let out;
+    const { m, client } = await this.sdk();
     try {
-      out = await this.client.send(
-        new DescribeContainerInstancesCommand({ cluster, containerInstances: [arn], include: ['CONTAINER_INSTANCE_HEALTH'] }),
+      out = await client.send(
+        new m.DescribeContainerInstancesCommand({ cluster, containerInstances: [arn], include: ['CONTAINER_INSTANCE_HEALTH'] }),
       );
     } catch (err) {
       throw awsError('ECS', 'DescribeContainerInstances', err);
@@ -108,9 +117,10 @@ export class AwsEcs implements EcsPort {
   }
 
   async putAttributes(cluster: string, arn: string, attributes: Readonly<Record<string, string>>): Promise<void> {
+    const { m, client } = await this.sdk();
     try {
-      await this.client.send(
-        new PutAttributesCommand({
+      await client.send(
+        new m.PutAttributesCommand({
           cluster,
           attributes: Object.entries(attributes).map(([name, value]) => ({ name, value, targetType: 'container-instance', targetId: arn })),
         }),
@@ -121,9 +131,10 @@ export class AwsEcs implements EcsPort {
   }
 
   async deleteAttributes(cluster: string, arn: string, names: readonly string[]): Promise<void> {
+    const { m, client } = await this.sdk();
     try {
-      await this.client.send(
-        new DeleteAttributesCommand({ cluster, attributes: names.map((name) => ({ name, targetType: 'container-instance', targetId: arn })) }),
+      await client.send(
+        new m.DeleteAttributesCommand({ cluster, attributes: names.map((name) => ({ name, targetType: 'container-instance', targetId: arn })) }),
       );
     } catch (err) {
       throw awsError('ECS', 'DeleteAttributes', err);
@@ -132,8 +143,9 @@ export class AwsEcs implements EcsPort {
 
   async drain(cluster: string, arn: string): Promise<void> {
     let out;
+    const { m, client } = await this.sdk();
     try {
-      out = await this.client.send(new UpdateContainerInstancesStateCommand({ cluster, containerInstances: [arn], status: 'DRAINING' }));
+      out = await client.send(new m.UpdateContainerInstancesStateCommand({ cluster, containerInstances: [arn], status: 'DRAINING' }));
     } catch (err) {
       throw awsError('ECS', 'UpdateContainerInstancesState', err);
     }
@@ -147,24 +159,26 @@ export class AwsEcs implements EcsPort {
 }
 
 export class AwsAutoScaling implements AutoScalingPort {
-  private readonly client: AutoScalingClient;
+  private readonly sdk: LazySdk<typeof import('./aws-sdk/ecs-autoscaling.js'), AutoScalingClient>;
 
   constructor(opts: AwsClientOptions) {
-    this.client = new AutoScalingClient(clientConfig(opts));
+    this.sdk = lazySdk(() => import('./aws-sdk/ecs-autoscaling.js'), (m) => new m.AutoScalingClient(clientConfig(opts)));
   }
 
   async setInstanceHealth(instanceId: string, health: 'Healthy' | 'Unhealthy', respectGracePeriod: boolean): Promise<void> {
+    const { m, client } = await this.sdk();
     try {
-      await this.client.send(new SetInstanceHealthCommand({ InstanceId: instanceId, HealthStatus: health, ShouldRespectGracePeriod: respectGracePeriod }));
+      await client.send(new m.SetInstanceHealthCommand({ InstanceId: instanceId, HealthStatus: health, ShouldRespectGracePeriod: respectGracePeriod }));
     } catch (err) {
       throw awsError('AutoScaling', 'SetInstanceHealth', err);
     }
   }
 
   async completeLifecycleAction(a: LifecycleActionRef, result: LifecycleResult): Promise<void> {
+    const { m, client } = await this.sdk();
     try {
-      await this.client.send(
-        new CompleteLifecycleActionCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId, LifecycleActionResult: result }),
+      await client.send(
+        new m.CompleteLifecycleActionCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId, LifecycleActionResult: result }),
       );
     } catch (err) {
       throw awsError('AutoScaling', 'CompleteLifecycleAction', err);
@@ -172,8 +186,9 @@ export class AwsAutoScaling implements AutoScalingPort {
   }
 
   async recordLifecycleActionHeartbeat(a: LifecycleActionRef): Promise<void> {
+    const { m, client } = await this.sdk();
     try {
-      await this.client.send(new RecordLifecycleActionHeartbeatCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId }));
+      await client.send(new m.RecordLifecycleActionHeartbeatCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId }));
     } catch (err) {
       throw awsError('AutoScaling', 'RecordLifecycleActionHeartbeat', err);
     }
@@ -181,17 +196,18 @@ export class AwsAutoScaling implements AutoScalingPort {
 }
 
 export class AwsEc2 implements Ec2Port {
-  private readonly client: EC2Client;
+  private readonly sdk: LazySdk<typeof import('./aws-sdk/ec2.js'), EC2Client>;
 
   constructor(opts: AwsClientOptions) {
-    this.client = new EC2Client(clientConfig(opts));
+    this.sdk = lazySdk(() => import('./aws-sdk/ec2.js'), (m) => new m.EC2Client(clientConfig(opts)));
   }
 
   async autoScalingGroupOf(instanceId: string): Promise<string | undefined> {
     let out;
+    const { m, client } = await this.sdk();
     try {
-      out = await this.client.send(
-        new DescribeTagsCommand({
+      out = await client.send(
+        new m.DescribeTagsCommand({
           Filters: [
             { Name: 'resource-id', Values: [instanceId] },
             { Name: 'key', Values: ['aws:autoscaling:groupName'] },

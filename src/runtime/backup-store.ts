@@ -3,7 +3,8 @@
  * written first and the manifest last, so a manifest on disk always has its original beside it; the
  * first original is never overwritten by later runs.
  */
-import { z } from 'zod';
+// A namespace import lets the bundler drop what is unused (the named `z` export pulls in every locale).
+import * as z from 'zod';
 import { EcsGvisorError } from '../errors.js';
 import type { FilesPort } from '../ports.js';
 import { sha256 } from './daemon-json.js';

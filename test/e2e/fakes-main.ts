@@ -28,6 +28,7 @@ async function serve(seedFile: string | undefined): Promise<void> {
     ecs: { instances: Object.fromEntries(ecs.instances), calls: ecs.calls },
     autoScaling: { actions: Object.fromEntries(as.actions), calls: as.calls },
     imds: { paths: Object.fromEntries(imds.paths), requests: imds.requests.length },
+    ec2: { calls: ec2.calls },
   });
   const save = () => {
     mkdirSync('/var/lib/e2e-fakes', { recursive: true });
@@ -43,11 +44,14 @@ async function serve(seedFile: string | undefined): Promise<void> {
     for (const [k, v] of Object.entries(s.autoScaling.actions)) as.actions.set(k, v);
     as.calls.push(...s.autoScaling.calls);
     for (const [k, v] of Object.entries(s.imds.paths)) imds.paths.set(k, v);
+    ec2.calls.push(...(s.ec2?.calls ?? []));
   } else {
     seed = JSON.parse(readFileSync(seedFile ?? '/opt/e2e/fakes.json', 'utf8')) as FakesSeed;
     for (const [k, v] of Object.entries(seed.imds)) imds.paths.set(k, v);
     for (const hook of seed.pend) as.pend(seed.group, hook, seed.instanceId);
   }
+  // The group's tag, as Auto Scaling puts it on its instances (IMDS does not carry tags here).
+  ec2.tags.push({ resourceId: seed.instanceId, key: 'aws:autoscaling:groupName', value: seed.group });
   // Tasks leave a draining instance one per look, as ECS stops them.
   ecs.onDescribe = (i: FakeInstance) => {
     if (i.status === 'DRAINING' && i.runningTasksCount > 0) i.runningTasksCount--;

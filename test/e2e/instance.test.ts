@@ -66,6 +66,8 @@ describe('a healthy instance, from launch to rollback', () => {
     expect(status).toMatchObject({ healthy: true });
     const fakes = await i().fakes();
     expect(fakes.autoScaling.actions[`${GROUP}/launch/${INSTANCE_ID}`]).toMatchObject({ result: 'CONTINUE' });
+    // The group was read from the instance's tag through EC2 (the bundle carries that SDK as a string).
+    expect(fakes.ec2.calls).toEqual([expect.objectContaining({ Action: 'DescribeTags', 'Filter.1.Value.1': INSTANCE_ID })]);
     expect(fakes.ecs.instances[AGENT_ARN]).toMatchObject({ status: 'ACTIVE', agentConnected: true, attributes: { 'ecs-gvisor.sandbox': 'verified' } });
 
     // The network rules ecs-init would add, each once.

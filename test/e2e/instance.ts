@@ -46,11 +46,10 @@ const ENDPOINTS: Record<string, string> = {
   ECS_GVISOR_AWS_REGION: 'us-east-1',
 };
 
-/** Fast intervals and the lifecycle hooks, so the scenarios take seconds. */
+/** Fast intervals and the lifecycle hooks, so the scenarios take seconds. The group comes from EC2's tags. */
 const FAST: Record<string, string> = {
   ECS_GVISOR_LAUNCH_HOOK: 'launch',
   ECS_GVISOR_TERMINATE_HOOK: 'terminate',
-  ECS_GVISOR_ASG_NAME: GROUP,
   ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '30',
   ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '1',
   ECS_GVISOR_ECS_ALERT_POLL_SECONDS: '1',

@@ -23,4 +23,6 @@ export interface FakesState {
     calls: Array<{ params: Record<string, string>; Action: string; at: number; outcome: string }>;
   };
   imds: { paths: Record<string, string>; requests: number };
+  /** EC2 DescribeTags calls (how the instance learns its Auto Scaling group when not configured). */
+  ec2: { calls: Array<Record<string, string>> };
 }
