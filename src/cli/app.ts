@@ -308,7 +308,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     },
     async startMetrics() {
       if (cfg.METRICS_PORT === undefined) return undefined;
-      const server = await startMetricsServer(metrics.registry, cfg.METRICS_PORT);
+      const server = await startMetricsServer(() => metrics.render(), cfg.METRICS_PORT);
       log.info({ url: `http://127.0.0.1:${server.port}/metrics` }, 'serving metrics');
       return server.close;
     },

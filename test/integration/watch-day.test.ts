@@ -98,7 +98,7 @@ describe('a simulated day of ECS monitoring', () => {
     expect(allPerHour[20]).toBeLessThanOrEqual(12);
     // Attributes: written once at registration, not per poll.
     expect(ecs.count('PutAttributes')).toBe(1);
-    const metrics = await app.metrics.registry.metrics();
+    const metrics = (await app.metrics.render()).text;
     expect(metrics).toMatch(/outcome="throttled"\} [1-9]/);
     expect(metrics).toMatch(/outcome="server-error"\} [1-9]/);
     // None of it was taken for the agent's fault, and the loop ran to the end of the day.

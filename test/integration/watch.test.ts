@@ -90,7 +90,7 @@ describe('watch', () => {
     expect(after.healing).toMatchObject({ markedUnhealthy: true });
     expect(after.healthy).toBe(false);
     expect(imds.requests.some((r) => r.method === 'PUT')).toBe(true);
-    const metrics = await app.metrics.registry.metrics();
+    const metrics = (await app.metrics.render()).text;
     host.ac.abort();
     await host.running;
     // rollback withdraws the proof before undoing the runtime (the attributes outlive the process).
@@ -129,7 +129,7 @@ describe('watch: drift and audit', () => {
     expect(JSON.parse(readFileSync(d.daemonJson, 'utf8'))).toMatchObject({ 'default-runtime': 'runsc' });
     const st = await app.status();
     expect(st.runtime.verified).toBe(true);
-    expect((await app.metrics.registry.metrics())).toMatch(/^ecs_gvisor_drift_repairs_total\{kind="runtime"\} 1$/m);
+    expect((await app.metrics.render()).text).toMatch(/^ecs_gvisor_drift_repairs_total\{kind="runtime"\} 1$/m);
 
     // ecs.config changes: the agent's spec hash changes, so it is recreated (under runc).
     const old = await agent();
@@ -157,7 +157,7 @@ describe('watch: drift and audit', () => {
     expect(st.audit!.stopped).toContain(st.audit!.violations[0]!.id);
     expect((await sandboxed.inspect()).State.Running).toBe(true); // under runsc, with a sandbox process: fine
     expect((await agent()).State.Running).toBe(true); // our agent runs under runc by design
-    expect(await app.metrics.registry.metrics()).toMatch(/^ecs_gvisor_audit_violations 1$/m);
+    expect((await app.metrics.render()).text).toMatch(/^ecs_gvisor_audit_violations 1$/m);
   });
 
   it('holds the agent stopped while runsc is broken (fail closed, attribute unverified), and releases it once proven again', async () => {
