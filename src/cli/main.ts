@@ -7,9 +7,8 @@ import { configPath, parseConfig, type Config } from '../config.js';
 import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
 import { VERSION } from '../version.js';
-import { buildApp, type App, type ServiceEnv, type StatusReport } from './app.js';
+import type { App, ServiceEnv, StatusReport } from './app.js';
 import { HELP, parseArgs, type Step } from './args.js';
-import { bootstrap, serve } from './run.js';
 import { OWN_UNIT, takeDownOwnUnit } from './own-unit.js';
 
 
@@ -63,6 +62,9 @@ export async function main(
   log.info({ command, steps, version: VERSION, config: cfg }, 'ecs-gvisor starting');
 
   try {
+    // Loaded here, not at the top: --help, --version and a refused argument or configuration answer
+    // without evaluating the adapters and their dependencies.
+    const [{ buildApp }, { bootstrap, serve }] = await Promise.all([import('./app.js'), import('./run.js')]);
     const app = buildApp(cfg, log, serviceEnv(env));
     switch (command) {
       case 'bootstrap':
