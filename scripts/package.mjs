@@ -5,6 +5,7 @@
 //   node scripts/package.mjs --bundle-only dist/bundle/ecs-gvisor.mjs only (what the tests run)
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -55,7 +56,13 @@ const embed = {
       const names = [...readFileSync(a.path, 'utf8').matchAll(/export \{([^}]*)\}/g)].flatMap((m) => m[1].split(',')).map((n) => n.trim()).filter(Boolean);
       if (!names.length) throw new Error(`${a.path}: expected "export { ... } from" lines`);
       const out = await build({ ...common, entryPoints: [a.path], format: 'cjs', write: false, plugins: [leaveOut] });
-      const wrapped = `(function (exports, require, module, __filename, __dirname) {${out.outputFiles[0].text}\n})`;
+      // A script has no dynamic import(); the SDK uses it only for Node's own modules, which require gives.
+      const code = out.outputFiles[0].text.replace(/\bimport\(("[^"]+")\)/g, (call, name) => {
+        if (!isBuiltin(JSON.parse(name))) throw new Error(`${a.path}: import(${name}) of a module that is not Node's own`);
+        return `Promise.resolve().then(() => require(${name}))`;
+      });
+      if (/\bimport\(/.test(code)) throw new Error(`${a.path}: an import() that cannot become a require`);
+      const wrapped = `(function (exports, require, module, __filename, __dirname) {${code}\n})`;
       return {
         loader: 'js',
         resolveDir: root,
