@@ -10,11 +10,11 @@ const runs = Number(process.argv[2] ?? 15);
 const state = mkdtempSync('/tmp/egv-bench-');
 const env = { PATH: process.env.PATH, ECS_GVISOR_CONFIG: '/nonexistent', ECS_GVISOR_DOCKER_HOST: 'unix:///nonexistent.sock', ECS_GVISOR_STATE_DIR: state };
 
-function median(args) {
+function median(args, file = bundle) {
   const times = [];
   for (let i = 0; i < runs; i++) {
     const t = process.hrtime.bigint();
-    execFileSync(process.execPath, [bundle, ...args], { env, stdio: 'ignore' });
+    execFileSync(process.execPath, file ? [file, ...args] : args, { env, stdio: 'ignore' });
     times.push(Number(process.hrtime.bigint() - t) / 1e6);
   }
   times.sort((a, b) => a - b);
@@ -23,5 +23,6 @@ function median(args) {
 
 console.log(`node ${process.version}, ${runs} runs each`);
 console.log(`bundle size          ${(statSync(bundle).size / 1024).toFixed(0)} KiB`);
+console.log(`node -e 0            ${median(['-e', '0'], null).toFixed(0)} ms (median; Node itself)`);
 console.log(`--version            ${median(['--version']).toFixed(0)} ms (median)`);
 console.log(`status --json        ${median(['status', '--json']).toFixed(0)} ms (median)`);

@@ -202,7 +202,11 @@ try {
   const i = steady!;
   await new Promise((r) => setTimeout(r, 20_000)); // past the first ECS poll and audit
   log('idle for 60 s');
-  const idle = await measure<{ cpuPercent: number; cgroupCpuPercent: number | null; rssMbMax: number }>(i, 'idle', '60');
+  const idle = await measure<{ cpuPercent: number; cgroupCpuPercent: number | null; rssMbMax: number; anonMb: number; fileMb: number; bareRssMb: number; bareAnonMb: number }>(
+    i,
+    'idle',
+    '60',
+  );
   const status = await measure<{ ms: number[] }>(i, 'status', '15');
   log('killing the agent 20 times');
   const recovery = await measure<{ ms: number[] }>(i, 'recovery', '20');
@@ -223,6 +227,8 @@ try {
     { metric: 'the script with the instance’s own daemon.json in place', value: seededOutcome, unit: '', target: 'report', ok: true },
     { metric: 'idle `run` over 60 s: CPU (process and children; unit cgroup)', value: `${idle.cpuPercent.toFixed(3)}; ${idle.cgroupCpuPercent?.toFixed(3) ?? 'n/a'}`, unit: '% of a core', target: '≤ 0.2 %', ok: idle.cpuPercent <= 0.2 },
     { metric: 'idle `run` over 60 s: RSS (max)', value: idle.rssMbMax, unit: 'MB', target: '≤ 45 MB', ok: idle.rssMbMax <= 45 },
+    { metric: 'idle `run`: RSS at the end, anonymous (own) + file-backed (node binary)', value: `${idle.anonMb.toFixed(0)} + ${idle.fileMb.toFixed(0)}`, unit: 'MB', target: 'report', ok: true },
+    { metric: 'a bare idle `node` on the instance: RSS (anonymous)', value: `${idle.bareRssMb.toFixed(0)} (${idle.bareAnonMb.toFixed(0)})`, unit: 'MB', target: 'report', ok: true },
     { metric: '`status --json` cold start (median of 15)', value: median(status.ms), unit: 'ms', target: '≤ 300 ms', ok: median(status.ms) <= 300 },
     { metric: 'agent killed 20×: back running p50 / p95', value: `${s(median(recovery.ms))} / ${s(percentile(recovery.ms, 95))}`, unit: 's', target: 'p95 ≤ 3 s', ok: percentile(recovery.ms, 95) <= 3000 },
   ]);

@@ -2,10 +2,10 @@
 // Measurements taken on a simulated instance itself (copied to /opt/e2e by bench/instance.bench.ts), so
 // no `docker exec` round trip is in the figures. Plain Node, no dependencies; prints one JSON line.
 //   recovery N      kill the agent N times (each after it has run 10.5 s), time until it runs again
-//   idle SECONDS    CPU and RSS of ecs-gvisor.service over that long
+//   idle SECONDS    CPU and RSS of ecs-gvisor.service over that long, and a bare idle Node's RSS beside it
 //   status N        wall time of `ecs-gvisor status --json`, N runs
 //   baseline        Docker's own work in a bootstrap: a reload, a runsc container, the agent's create+start
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -31,6 +31,8 @@ const timed = (f) => {
   f();
   return performance.now() - t;
 };
+const memKb = (pid) =>
+  Object.fromEntries([...readFileSync(`/proc/${pid}/status`, 'utf8').matchAll(/^(VmRSS|RssAnon|RssFile):\s+(\d+) kB$/gm)].map((m) => [m[1], Number(m[2])]));
 const sh = (cmd) => execFileSync('sh', ['-c', cmd], { encoding: 'utf8' });
 const show = (prop) => sh(`systemctl show ecs-gvisor.service -p ${prop} --value`).trim();
 
@@ -56,7 +58,7 @@ if (what === 'recovery') {
 } else if (what === 'idle') {
   const pid = Number(show('MainPID'));
   const ticks = () => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 15).reduce((a, b) => a + Number(b), 0);
-  const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+  const rssKb = () => memKb(pid).VmRSS;
   const hz = Number(sh('getconf CLK_TCK'));
   const cg0 = Number(show('CPUUsageNSec'));
   const t0 = ticks();
@@ -68,6 +70,12 @@ if (what === 'recovery') {
   }
   const wall = (performance.now() - w0) / 1000;
   const cg1 = Number(show('CPUUsageNSec'));
+  const ours = memKb(pid);
+  // The floor: the same node doing nothing (its binary's pages are most of any Node process's RSS).
+  const bare = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  await sleep(5000);
+  const bareMem = memKb(bare.pid);
+  bare.kill();
   console.log(
     JSON.stringify({
       seconds: wall,
@@ -76,6 +84,11 @@ if (what === 'recovery') {
       cgroupCpuPercent: Number.isFinite(cg0) && Number.isFinite(cg1) && cg1 > 0 ? ((cg1 - cg0) / 1e9 / wall) * 100 : null,
       rssMbMax: Math.max(...rss) / 1024,
       rssMbLast: rss.at(-1) / 1024,
+      // Anonymous: the process's own memory; file: mapped files (node's binary), shared and reclaimable.
+      anonMb: ours.RssAnon / 1024,
+      fileMb: ours.RssFile / 1024,
+      bareRssMb: bareMem.VmRSS / 1024,
+      bareAnonMb: bareMem.RssAnon / 1024,
     }),
   );
 } else if (what === 'status') {
