@@ -14,9 +14,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const bundle = join(root, 'dist/bundle/ecs-gvisor.mjs');
 
-// Transports dockerode requires at load but ecs-gvisor never uses: SSH (docker-modem; DOCKER_HOST is
-// unix:// or tcp:// only) and BuildKit sessions over gRPC and protobuf (buildImage; images are imported
-// or pulled). Left out, they are not parsed by every command. Any use fails with this message.
+// Transports dockerode requires at load but ecs-gvisor never uses: SSH (docker-modem; the configuration
+// refuses an ssh:// DOCKER_HOST) and BuildKit sessions over gRPC and protobuf (buildImage; images are
+// imported or pulled). Left out, they are not parsed by every command. Any use fails with this message.
 const UNUSED = /^(ssh2|@grpc\/grpc-js|@grpc\/proto-loader|protobufjs)$/;
 const leaveOut = {
   name: 'leave-out',

@@ -5,9 +5,8 @@
  * budget, and one logical call is never multiplied by two retry layers.
  */
 import { EcsGvisorError, type AwsOutcome } from '../errors.js';
-import type { AutoScalingClient } from './aws-sdk/ecs-autoscaling.js';
 import type { EC2Client } from './aws-sdk/ec2.js';
-import type { ECSClient } from './aws-sdk/ecs-autoscaling.js';
+import type { AutoScalingClient, ECSClient } from './aws-sdk/ecs-autoscaling.js';
 import type { AutoScalingPort, ContainerInstanceView, Ec2Port, EcsPort, LifecycleActionRef, LifecycleResult } from '../ports.js';
 
 export interface AwsClientOptions {
@@ -60,13 +59,13 @@ function clientConfig(o: AwsClientOptions) {
   };
 }
 
+type LazySdk<M, C> = () => Promise<{ m: M; client: C }>;
+
 /**
  * A client and its SDK module, loaded once on first use; a failed load is tried again next time. Commands
  * that never call AWS (status, plan, bootstrap without a lifecycle hook) then never evaluate the SDK, and
  * EC2's large model loads only when its one call is made.
  */
-type LazySdk<M, C> = () => Promise<{ m: M; client: C }>;
-
 function lazySdk<M, C>(load: () => Promise<M>, make: (m: M) => C): LazySdk<M, C> {
   let loaded: ReturnType<LazySdk<M, C>> | undefined;
   return () =>
