@@ -221,6 +221,8 @@ try {
   report('instance', [
     { metric: `time to ready, first boot (median of ${ROUNDS}): ecs-gvisor / script`, value: `${s(oursMs)} / ${s(scriptMedian)}`, unit: 's', target: 'report', ok: oursRunc && scriptRunc && verified },
     { metric: 'ratio ecs-gvisor : script', value: oursMs / scriptMedian, unit: '×', target: '≤ 0.5×', ok: oursMs / scriptMedian <= 0.5 },
+    // The script proves nothing; with one runsc container of its own (Docker's cost of a proof) it would.
+    { metric: `ratio ecs-gvisor : the script followed by one runsc container (${s(baseline.sandbox)} s), like for like`, value: oursMs / (scriptMedian + baseline.sandbox), unit: '×', target: 'report', ok: true },
     { metric: `overhead beyond Docker's own work (reload ${s(baseline.reload)} + runsc container ${s(baseline.sandbox)} + agent create/start ${s(baseline.agentRun)} s)`, value: s(overhead), unit: 's', target: '≤ 1.5 s', ok: overhead <= 1500 },
     { metric: 'in service: time to ready, ecs-gvisor / script', value: `${s(oursInService)} / ${Number.isNaN(scriptInService) ? scriptOutcome : s(scriptInService)}`, unit: 's', target: 'report', ok: a2Runc },
     { metric: `in service: task containers kept, ecs-gvisor / script (of ${WORKLOADS})`, value: `${oursKept} / ${scriptKept}`, unit: '', target: `${WORKLOADS} (100 %)`, ok: oursKept === WORKLOADS },

@@ -7,6 +7,9 @@
 import * as z from 'zod';
 import { EcsGvisorError } from './errors.js';
 
+// Each schema here parses once per process: compiling zod's fast path for it costs more than it saves.
+z.config({ jitless: true });
+
 export const DEFAULT_CONFIG_PATH = '/etc/ecs/ecs-gvisor.config';
 export const PREFIX = 'ECS_GVISOR_';
 /** The probe image ecs-gvisor builds itself when missing (no registry needed); see runtime/probe-image.ts. */
