@@ -36,9 +36,12 @@ export class Systemctl implements ServiceManagerPort {
     return { load: props.LoadState ?? '', active: props.ActiveState ?? '', fileState: props.UnitFileState ?? '', fragmentPath: props.FragmentPath ?? '' };
   }
 
-  async act(action: UnitAction, unit: string): Promise<void> {
+  async act(action: UnitAction, unit: string, opts: { reload?: boolean } = {}): Promise<void> {
     // start without waiting: ecs-init waits for Docker and cloud-init, and nothing should block on it.
-    const args = action === 'start' ? ['start', '--no-block', '--', unit] : [action, '--', unit];
+    const args =
+      action === 'start'
+        ? ['start', '--no-block', '--', unit]
+        : [action, ...(opts.reload === false ? ['--no-reload'] : []), '--', unit];
     const r = await this.commands.run(this.bin, args, { timeoutMs: 120_000 });
     if (r.code !== 0) {
       throw new EcsGvisorError('SYSTEMCTL_FAILED', `systemctl ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || 'no output'}.`);

@@ -26,6 +26,15 @@ export function planEcsInitStop(state: UnitState | undefined, mask: boolean): Un
   return actions;
 }
 
+/** enable, disable, mask and unmask change unit files; systemctl reloads systemd after each (~0.15 s). */
+const CHANGES_FILES: ReadonlySet<UnitAction> = new Set(['enable', 'disable', 'mask', 'unmask']);
+
+/** For each action, whether systemd reloads after it: of the unit-file changes, only the last one's. */
+export function reloadAfter(actions: readonly UnitAction[]): boolean[] {
+  const last = actions.findLastIndex((a) => CHANGES_FILES.has(a));
+  return actions.map((a, i) => !CHANGES_FILES.has(a) || i === last);
+}
+
 /** What to do to give ecs-init back its place. */
 export function planEcsInitRestore(state: UnitState | undefined): UnitAction[] {
   if (!state) return [];
@@ -53,19 +62,21 @@ export class EcsInitStep {
     else if (this.opts.mask && !canMask(state) && state.fileState !== 'masked') {
       this.deps.log.warn({ unit: this.opts.unit, file: state.fragmentPath }, 'cannot mask ecs-init: its unit file is in /etc/systemd/system; stopped and disabled only (Conflicts= in ecs-gvisor.service keeps it from running beside us)');
     }
-    for (const a of actions) {
-      await this.deps.services.act(a, this.opts.unit);
-      this.deps.log.info({ unit: this.opts.unit, action: a }, 'ecs-init unit changed');
-    }
+    await this.act(actions, 'ecs-init unit changed');
     return actions;
   }
 
   async rollback(): Promise<UnitAction[]> {
     const actions = planEcsInitRestore(await this.deps.services.unitState(this.opts.unit));
-    for (const a of actions) {
-      await this.deps.services.act(a, this.opts.unit);
-      this.deps.log.info({ unit: this.opts.unit, action: a }, 'ecs-init unit restored');
-    }
+    await this.act(actions, 'ecs-init unit restored');
     return actions;
+  }
+
+  private async act(actions: readonly UnitAction[], msg: string): Promise<void> {
+    const reloads = reloadAfter(actions);
+    for (const [i, action] of actions.entries()) {
+      await this.deps.services.act(action, this.opts.unit, { reload: reloads[i] });
+      this.deps.log.info({ unit: this.opts.unit, action }, msg);
+    }
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { planEcsInitRestore, planEcsInitStop } from '../../src/ecs-init/ecs-init-step.js';
+import { planEcsInitRestore, planEcsInitStop, reloadAfter } from '../../src/ecs-init/ecs-init-step.js';
 
 const s = (load: string, active: string, fileState: string) => ({ load, active, fileState });
 
@@ -26,5 +26,14 @@ describe('ecs-init plans', () => {
     expect(planEcsInitRestore(s('loaded', 'active', 'enabled'))).toEqual([]);
     expect(planEcsInitRestore(s('not-found', 'inactive', ''))).toEqual([]);
     expect(planEcsInitRestore(undefined)).toEqual([]);
+  });
+
+  it('reloads systemd once, after the last unit-file change of a run', () => {
+    expect(reloadAfter(['stop', 'disable', 'mask'])).toEqual([true, false, true]);
+    expect(reloadAfter(['unmask', 'enable', 'start'])).toEqual([false, true, true]);
+    expect(reloadAfter(['stop', 'disable'])).toEqual([true, true]);
+    expect(reloadAfter(['mask'])).toEqual([true]);
+    expect(reloadAfter(['stop'])).toEqual([true]);
+    expect(reloadAfter([])).toEqual([]);
   });
 });
