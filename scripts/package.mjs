@@ -53,8 +53,6 @@ const embed = {
   setup(b) {
     b.onResolve({ filter: EMBEDDED }, (a) => ({ path: join(root, 'src/adapters/aws-sdk', `${EMBEDDED.exec(a.path)[1]}.ts`), namespace: 'embedded' }));
     b.onLoad({ filter: /.*/, namespace: 'embedded' }, async (a) => {
-      const names = [...readFileSync(a.path, 'utf8').matchAll(/export \{([^}]*)\}/g)].flatMap((m) => m[1].split(',')).map((n) => n.trim()).filter(Boolean);
-      if (!names.length) throw new Error(`${a.path}: expected "export { ... } from" lines`);
       const out = await build({ ...common, entryPoints: [a.path], format: 'cjs', write: false, plugins: [leaveOut] });
       // A script has no dynamic import(); the SDK uses it only for Node's own modules, which require gives.
       const code = out.outputFiles[0].text.replace(/\bimport\(("[^"]+")\)/g, (call, name) => {
@@ -63,19 +61,12 @@ const embed = {
       });
       if (/\bimport\(/.test(code)) throw new Error(`${a.path}: an import() that cannot become a require`);
       const wrapped = `(function (exports, require, module, __filename, __dirname) {${code}\n})`;
+      // A CommonJS module: importing it gives its exports as named bindings, so nothing here lists them.
+      // require, __filename and __dirname are the bundle's own (its banner).
       return {
         loader: 'js',
         resolveDir: root,
-        contents: [
-          "import { createRequire } from 'node:module';",
-          "import { dirname } from 'node:path';",
-          "import { fileURLToPath } from 'node:url';",
-          "import { runInThisContext } from 'node:vm';",
-          'const module = { exports: {} };',
-          'const file = fileURLToPath(import.meta.url);',
-          `runInThisContext(${JSON.stringify(wrapped)}, { filename: ${JSON.stringify(`ecs-gvisor.mjs:${relative(root, a.path)}`)} })(module.exports, createRequire(file), module, file, dirname(file));`,
-          `export const { ${names.join(', ')} } = module.exports;`,
-        ].join('\n'),
+        contents: `require('node:vm').runInThisContext(${JSON.stringify(wrapped)}, { filename: ${JSON.stringify(`ecs-gvisor.mjs:${relative(root, a.path)}`)} })(exports, require, module, __filename, __dirname);`,
       };
     });
   },
