@@ -253,6 +253,11 @@ export class FakeEc2 {
   url = '';
   private server?: Server;
 
+  /** Forget calls (between tests); the tags stay. */
+  reset(): void {
+    this.calls.length = 0;
+  }
+
   async start(port = 0): Promise<this> {
     this.server = createServer((req, res) => {
       void readBody(req).then((text) => {

@@ -32,7 +32,7 @@ export async function startFakeAws(): Promise<FakeAws> {
     reset: () => {
       ecs.reset();
       asg.reset();
-      ec2.calls.length = 0;
+      ec2.reset();
       imds.reset();
     },
     stop: async () => void (await Promise.all([ecs.stop(), asg.stop(), ec2.stop(), imds.stop()])),
