@@ -14,6 +14,7 @@
 import { ECS_RETRY } from '../src/cli/app.js';
 import { parseConfig } from '../src/config.js';
 import { firstPollMs, nextPollMs, RollingWindow, type EcsBudget } from '../src/watch/budget.js';
+import { TokenBucket } from '../test/harness/fake-aws.js';
 import { report, percentile, seeded } from './figures.js';
 
 const N = Number(process.argv[2] ?? 5000);
@@ -23,19 +24,6 @@ const BUCKET = { burst: 100, perSecond: 20 };
 
 const cfg = parseConfig({ fileText: undefined, filePath: '/nonexistent', env: {} });
 const budget: EcsBudget = { callsPerHour: cfg.ECS_CALLS_PER_HOUR, maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, alertPollMs: cfg.ECS_ALERT_POLL_SECONDS * 1000 };
-
-/** The account's bucket: `burst` tokens, refilled continuously at `perSecond`. */
-class TokenBucket {
-  private tokens = BUCKET.burst;
-  private at = 0;
-  take(now: number): boolean {
-    this.tokens = Math.min(BUCKET.burst, this.tokens + ((now - this.at) / 1000) * BUCKET.perSecond);
-    this.at = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
 
 /** A binary min-heap of events by time. */
 class Events<T extends { at: number }> {
@@ -84,7 +72,9 @@ interface Instance {
 type Ev = { at: number; i: number; kind: 'poll' } | { at: number; i: number; kind: 'attempt'; n: number };
 
 function simulate(launchSpreadMs: number, random: () => number) {
-  const bucket = new TokenBucket();
+  let now = 0;
+  // The account's bucket, as the fake ECS of the tests enforces it, on the simulation's clock.
+  const bucket = new TokenBucket(BUCKET.burst, BUCKET.perSecond, () => now);
   const q = new Events<Ev>();
   const fleet: Instance[] = [];
   let calls = 0;
@@ -115,7 +105,8 @@ function simulate(launchSpreadMs: number, random: () => number) {
     inst.maxInAnHour = Math.max(inst.maxInAnHour, inst.window.count(e.at));
     calls++;
     perHour[Math.floor(e.at / HOUR)]!++;
-    if (!bucket.take(e.at)) {
+    now = e.at;
+    if (!bucket.take()) {
       throttled++;
       lastThrottledAt = e.at;
       if (n < ECS_RETRY.retries) {
