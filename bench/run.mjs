@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run bench`: bundle each bench/*.bench.ts (the product's sources and the e2e harness, packages left
 // to node_modules), run them one after another, print their output, and collect their figures (the
-// `BENCH {json}` lines) into bench/results.md as one markdown table. Usage: node bench/run.mjs [name…]
+// `BENCH {json}` lines) into bench/results.md as one markdown table (a run of some, by name, only prints
+// theirs). Usage: node bench/run.mjs [name…]
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +50,7 @@ const table = [
   ...rows.map((r) => `| ${r.bench} | ${cell(r.metric)} | ${cell(r.value)}${r.unit ? ` ${r.unit}` : ''} | ${cell(r.target)} | ${r.ok ? 'yes' : '**no**'} |`),
 ].join('\n');
 const header = `Measured ${new Date().toISOString().slice(0, 10)} on ${process.arch}, node ${process.version} (\`npm run bench\`).\n\n`;
-writeFileSync(`${dir}results.md`, `${header}${table}\n`);
-process.stdout.write(`\n${table}\n\n(written to bench/results.md)\n`);
+// Only a whole run replaces the recorded table: a run of some benches would drop the others' rows.
+if (only.length === 0) writeFileSync(`${dir}results.md`, `${header}${table}\n`);
+process.stdout.write(`\n${table}\n\n${only.length === 0 ? '(written to bench/results.md)' : '(bench/results.md left as it was: not every bench ran)'}\n`);
 process.exit(failed ? 1 : 0);
