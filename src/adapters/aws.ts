@@ -59,16 +59,18 @@ function clientConfig(o: AwsClientOptions) {
   };
 }
 
-type LazySdk<M, C> = () => Promise<{ m: M; client: C }>;
+/** One AWS call through a client: `send` gets the SDK module and the client. */
+type SdkCall<M, C> = <O>(operation: string, send: (m: M, client: C) => Promise<O>) => Promise<O>;
 
 /**
- * A client and its SDK module, loaded once on first use; a failed load is tried again next time. Commands
- * that never call AWS (status, plan, bootstrap without a lifecycle hook) then never evaluate the SDK, and
+ * Calls through a client whose SDK module is loaded once, on the first call (a failed load is tried
+ * again next time); a call's failure is an AWS_API error classified by name and status. Commands that
+ * never call AWS (status, plan, bootstrap without a lifecycle hook) then never evaluate the SDK, and
  * EC2's large model loads only when its one call is made.
  */
-function lazySdk<M, C>(load: () => Promise<M>, make: (m: M) => C): LazySdk<M, C> {
-  let loaded: ReturnType<LazySdk<M, C>> | undefined;
-  return () =>
+function lazySdk<M, C>(service: string, load: () => Promise<M>, make: (m: M) => C): SdkCall<M, C> {
+  let loaded: Promise<{ m: M; client: C }> | undefined;
+  const sdk = () =>
     (loaded ??= load().then(
       (m) => ({ m, client: make(m) }),
       (err: unknown) => {
@@ -76,25 +78,27 @@ function lazySdk<M, C>(load: () => Promise<M>, make: (m: M) => C): LazySdk<M, C>
         throw err;
       },
     ));
+  return async (operation, send) => {
+    const { m, client } = await sdk();
+    try {
+      return await send(m, client);
+    } catch (err) {
+      throw awsError(service, operation, err);
+    }
+  };
 }
 
 export class AwsEcs implements EcsPort {
-  private readonly sdk: LazySdk<typeof import('./aws-sdk/ecs-autoscaling.js'), ECSClient>;
+  private readonly call: SdkCall<typeof import('./aws-sdk/ecs-autoscaling.js'), ECSClient>;
 
   constructor(opts: AwsClientOptions) {
-    this.sdk = lazySdk(() => import('./aws-sdk/ecs-autoscaling.js'), (m) => new m.ECSClient(clientConfig(opts)));
+    this.call = lazySdk('ECS', () => import('./aws-sdk/ecs-autoscaling.js'), (m) => new m.ECSClient(clientConfig(opts)));
   }
 
   async describeContainerInstance(cluster: string, arn: string): Promise<ContainerInstanceView | undefined> {
-    let out;
-    const { m, client } = await this.sdk();
-    try {
-      out = await client.send(
-        new m.DescribeContainerInstancesCommand({ cluster, containerInstances: [arn], include: ['CONTAINER_INSTANCE_HEALTH'] }),
-      );
-    } catch (err) {
-      throw awsError('ECS', 'DescribeContainerInstances', err);
-    }
+    const out = await this.call('DescribeContainerInstances', (m, client) =>
+      client.send(new m.DescribeContainerInstancesCommand({ cluster, containerInstances: [arn], include: ['CONTAINER_INSTANCE_HEALTH'] })),
+    );
     // ECS always answers with a list (empty, with a failure, for an unknown ARN): no list is not "missing".
     const list: unknown = out.containerInstances;
     if (!(Array.isArray(list) && list.every((c) => c !== null && typeof c === 'object'))) {
@@ -116,38 +120,26 @@ export class AwsEcs implements EcsPort {
   }
 
   async putAttributes(cluster: string, arn: string, attributes: Readonly<Record<string, string>>): Promise<void> {
-    const { m, client } = await this.sdk();
-    try {
-      await client.send(
+    await this.call('PutAttributes', (m, client) =>
+      client.send(
         new m.PutAttributesCommand({
           cluster,
           attributes: Object.entries(attributes).map(([name, value]) => ({ name, value, targetType: 'container-instance', targetId: arn })),
         }),
-      );
-    } catch (err) {
-      throw awsError('ECS', 'PutAttributes', err);
-    }
+      ),
+    );
   }
 
   async deleteAttributes(cluster: string, arn: string, names: readonly string[]): Promise<void> {
-    const { m, client } = await this.sdk();
-    try {
-      await client.send(
-        new m.DeleteAttributesCommand({ cluster, attributes: names.map((name) => ({ name, targetType: 'container-instance', targetId: arn })) }),
-      );
-    } catch (err) {
-      throw awsError('ECS', 'DeleteAttributes', err);
-    }
+    await this.call('DeleteAttributes', (m, client) =>
+      client.send(new m.DeleteAttributesCommand({ cluster, attributes: names.map((name) => ({ name, targetType: 'container-instance', targetId: arn })) })),
+    );
   }
 
   async drain(cluster: string, arn: string): Promise<void> {
-    let out;
-    const { m, client } = await this.sdk();
-    try {
-      out = await client.send(new m.UpdateContainerInstancesStateCommand({ cluster, containerInstances: [arn], status: 'DRAINING' }));
-    } catch (err) {
-      throw awsError('ECS', 'UpdateContainerInstancesState', err);
-    }
+    const out = await this.call('UpdateContainerInstancesState', (m, client) =>
+      client.send(new m.UpdateContainerInstancesStateCommand({ cluster, containerInstances: [arn], status: 'DRAINING' })),
+    );
     const failure = out.failures?.[0];
     if (failure) {
       throw new EcsGvisorError('AWS_API', `ECS UpdateContainerInstancesState failed for ${arn}: ${failure.reason ?? 'unknown'}${failure.detail ? ` (${failure.detail})` : ''}.`, {
@@ -158,64 +150,51 @@ export class AwsEcs implements EcsPort {
 }
 
 export class AwsAutoScaling implements AutoScalingPort {
-  private readonly sdk: LazySdk<typeof import('./aws-sdk/ecs-autoscaling.js'), AutoScalingClient>;
+  private readonly call: SdkCall<typeof import('./aws-sdk/ecs-autoscaling.js'), AutoScalingClient>;
 
   constructor(opts: AwsClientOptions) {
-    this.sdk = lazySdk(() => import('./aws-sdk/ecs-autoscaling.js'), (m) => new m.AutoScalingClient(clientConfig(opts)));
+    this.call = lazySdk('AutoScaling', () => import('./aws-sdk/ecs-autoscaling.js'), (m) => new m.AutoScalingClient(clientConfig(opts)));
   }
 
   async setInstanceHealth(instanceId: string, health: 'Healthy' | 'Unhealthy', respectGracePeriod: boolean): Promise<void> {
-    const { m, client } = await this.sdk();
-    try {
-      await client.send(new m.SetInstanceHealthCommand({ InstanceId: instanceId, HealthStatus: health, ShouldRespectGracePeriod: respectGracePeriod }));
-    } catch (err) {
-      throw awsError('AutoScaling', 'SetInstanceHealth', err);
-    }
+    await this.call('SetInstanceHealth', (m, client) =>
+      client.send(new m.SetInstanceHealthCommand({ InstanceId: instanceId, HealthStatus: health, ShouldRespectGracePeriod: respectGracePeriod })),
+    );
   }
 
   async completeLifecycleAction(a: LifecycleActionRef, result: LifecycleResult): Promise<void> {
-    const { m, client } = await this.sdk();
-    try {
-      await client.send(
+    await this.call('CompleteLifecycleAction', (m, client) =>
+      client.send(
         new m.CompleteLifecycleActionCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId, LifecycleActionResult: result }),
-      );
-    } catch (err) {
-      throw awsError('AutoScaling', 'CompleteLifecycleAction', err);
-    }
+      ),
+    );
   }
 
   async recordLifecycleActionHeartbeat(a: LifecycleActionRef): Promise<void> {
-    const { m, client } = await this.sdk();
-    try {
-      await client.send(new m.RecordLifecycleActionHeartbeatCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId }));
-    } catch (err) {
-      throw awsError('AutoScaling', 'RecordLifecycleActionHeartbeat', err);
-    }
+    await this.call('RecordLifecycleActionHeartbeat', (m, client) =>
+      client.send(new m.RecordLifecycleActionHeartbeatCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId })),
+    );
   }
 }
 
 export class AwsEc2 implements Ec2Port {
-  private readonly sdk: LazySdk<typeof import('./aws-sdk/ec2.js'), EC2Client>;
+  private readonly call: SdkCall<typeof import('./aws-sdk/ec2.js'), EC2Client>;
 
   constructor(opts: AwsClientOptions) {
-    this.sdk = lazySdk(() => import('./aws-sdk/ec2.js'), (m) => new m.EC2Client(clientConfig(opts)));
+    this.call = lazySdk('EC2', () => import('./aws-sdk/ec2.js'), (m) => new m.EC2Client(clientConfig(opts)));
   }
 
   async autoScalingGroupOf(instanceId: string): Promise<string | undefined> {
-    let out;
-    const { m, client } = await this.sdk();
-    try {
-      out = await client.send(
+    const out = await this.call('DescribeTags', (m, client) =>
+      client.send(
         new m.DescribeTagsCommand({
           Filters: [
             { Name: 'resource-id', Values: [instanceId] },
             { Name: 'key', Values: ['aws:autoscaling:groupName'] },
           ],
         }),
-      );
-    } catch (err) {
-      throw awsError('EC2', 'DescribeTags', err);
-    }
+      ),
+    );
     return out.Tags?.find((t) => t.ResourceId === instanceId && t.Key === 'aws:autoscaling:groupName')?.Value || undefined;
   }
 }
