@@ -1,14 +1,27 @@
 /**
- * The amazon-ecs-agent container exactly as ecs-init (v1.105.1) would create it, plus `Runtime: runc`:
- * with runsc as Docker's default, a container created without a runtime would land in the sandbox,
- * where the agent cannot work. Pure: host facts come in, a spec and its hash come out.
+ * The amazon-ecs-agent container exactly as ecs-init would create it (read from ecs-init's
+ * `docker/docker.go` and `docker/docker_config.go` at agent v1.101.2, the version the tests run), plus
+ * `Runtime: runc`: with runsc as Docker's default, a container created without a runtime would land in
+ * the sandbox, where the agent cannot work. Pure: host facts come in, a spec and its hash come out.
+ *
+ * ecs-init reads two kinds of settings. The agent's environment comes from both ecs.config files (its
+ * own parser). Its own switches (privileged, PID namespace, log driver, AppArmor profile, ECS_EXTERNAL)
+ * come from its process environment, which ecs.service fills from /etc/ecs/ecs.config only
+ * (`EnvironmentFile=`): so those are read from that file alone, with systemd's quotes taken off.
  */
 import { createHash } from 'node:crypto';
+import { EcsGvisorError } from '../errors.js';
 import type { ContainerSpec } from '../ports.js';
 
 export const AGENT_NAME = 'ecs-agent';
 export const MANAGED_LABEL = 'ecs-gvisor.managed';
 export const HASH_LABEL = 'ecs-gvisor.spec-hash';
+/** The image ID the container was created from: a re-tagged image name is a new agent. */
+export const IMAGE_ID_LABEL = 'ecs-gvisor.image-id';
+/** Where ecs-init mounts EBS task volumes; the agent supports them only when the directory exists. */
+export const EBS_MOUNT_DIR = '/mnt/ecs/ebs';
+/** ecs-init's AppArmor profile for the agent (ECS_AGENT_APPARMOR_PROFILE overrides the name). */
+export const DEFAULT_APPARMOR_PROFILE = 'ecs-agent-default';
 
 export interface AgentHostFacts {
   /** Host paths that exist (files or directories), among those the spec asks about. */
@@ -17,6 +30,8 @@ export interface AgentHostFacts {
   dirs: ReadonlySet<string>;
   /** /etc/os-release text, when readable. */
   osRelease: string | undefined;
+  /** AppArmor is enabled and usable (containerd's HostSupports: securityfs, apparmor_parser, enabled=Y). */
+  apparmor?: boolean;
 }
 
 export interface AgentSpecInput {
@@ -26,7 +41,11 @@ export interface AgentSpecInput {
   /** Variables from /var/lib/ecs/ecs.config then /etc/ecs/ecs.config (later wins). */
   instanceVars: ReadonlyMap<string, string>;
   userVars: ReadonlyMap<string, string>;
+  /** The file userVars came from (named in errors). */
+  userFile?: string;
   facts: AgentHostFacts;
+  /** The ID of the image `image` names now; part of the hash, so a moved tag recreates the agent. */
+  imageId?: string;
 }
 
 export interface AgentSpec {
@@ -39,7 +58,7 @@ export interface AgentSpec {
 export const PATHS_TO_CHECK = [
   '/etc/pki', '/etc/pki/tls/certs', '/etc/ssl', '/etc/ssl/certs', '/var/lib/ecs/deps', '/var/lib/ecs/deps/execute-command',
   '/usr/lib', '/lib', '/usr/lib64', '/lib64', '/sbin', '/etc/alternatives', '/usr/sbin', '/usr/bin/lsblk',
-  '/usr/bin/nsenter', '/sbin/modinfo', '/usr/sbin/modinfo', '/var/lib/cloud/data/result.json',
+  '/usr/bin/nsenter', '/sbin/modinfo', '/usr/sbin/modinfo', '/var/lib/cloud/data/result.json', EBS_MOUNT_DIR,
 ] as const;
 
 const RO = ':ro';
@@ -83,6 +102,8 @@ export function buildAgentContainerSpec(input: AgentSpecInput): AgentSpec {
     ['ECS_AVAILABLE_LOGGING_DRIVERS', '["json-file","syslog","awslogs","fluentd","none"]'],
     ['ECS_ENABLE_TASK_IAM_ROLE', 'true'],
     ['ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST', 'true'],
+    ['ECS_EBSTA_SUPPORTED', 'true'],
+    ['ECS_AGENT_LABELS', ''],
     ['ECS_VOLUME_PLUGIN_CAPABILITIES', '["efsAuth"]'],
     ['ECS_DETAILED_OS_FAMILY', osFamily(facts.osRelease)],
     ...(certs.certs ? [['SSL_CERT_DIR', certs.certs] as [string, string]] : []),
@@ -90,6 +111,10 @@ export function buildAgentContainerSpec(input: AgentSpecInput): AgentSpec {
     ['ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE', 'true'],
   ]);
   for (const [k, v] of fileVars) env.set(k, v);
+  // Set after the files, as ecs-init does: without the mount directory EBS task volumes cannot work.
+  if (!facts.dirs.has(EBS_MOUNT_DIR)) env.set('ECS_EBSTA_SUPPORTED', 'false');
+
+  const own = ecsInitSwitches(input.userVars, input.userFile ?? '/etc/ecs/ecs.config');
 
   // The agent must reach the dockerd that runs it.
   const socket = input.dockerHost.startsWith('unix://') ? input.dockerHost.slice('unix://'.length) : '/var/run/docker.sock';
@@ -131,11 +156,13 @@ export function buildAgentContainerSpec(input: AgentSpecInput): AgentSpec {
   const labels: Record<string, string> = {};
   const rawLabels = fileVars.get('ECS_AGENT_LABELS');
   if (rawLabels) {
-    const parsed = parseLabels(rawLabels);
+    const parsed = parseStringMap(rawLabels);
     if (parsed) Object.assign(labels, parsed);
     else warnings.push('ECS_AGENT_LABELS is not a JSON object of strings; no labels were set (as with ecs-init)');
   }
   if (!fileVars.has('ECS_CLUSTER')) warnings.push('ECS_CLUSTER is not set; the agent registers in the cluster named "default"');
+
+  warnings.push(...own.warnings);
 
   const spec = {
     name: AGENT_NAME,
@@ -148,16 +175,76 @@ export function buildAgentContainerSpec(input: AgentSpecInput): AgentSpec {
       UsernsMode: 'host',
       CapAdd: ['NET_ADMIN', 'SYS_ADMIN'],
       Init: true,
-      LogConfig: { Type: 'json-file', Config: { 'max-size': '16m', 'max-file': '4' } },
+      LogConfig: own.logConfig,
       Binds: binds,
-    },
+      ...(facts.apparmor ? { SecurityOpt: [`apparmor:${own.apparmorProfile}`] } : {}),
+      ...(own.privileged ? { Privileged: true } : {}),
+      ...(own.pidHost ? { PidMode: 'host' } : {}),
+    } as Record<string, unknown>,
   };
-  const hash = createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 32);
+  // The image ID is hashed but not a field of the spec: Docker keeps the name, as with ecs-init.
+  const hash = createHash('sha256').update(JSON.stringify(spec)).update(input.imageId ?? '').digest('hex').slice(0, 32);
   spec.Labels[HASH_LABEL] = hash;
+  if (input.imageId) spec.Labels[IMAGE_ID_LABEL] = input.imageId;
   return { spec, hash, warnings };
 }
 
-function parseLabels(raw: string): Record<string, string> | undefined {
+/** A value as systemd's EnvironmentFile= gives it to ecs-init: one pair of surrounding quotes removed. */
+function unquote(v: string): string {
+  return /^(["']).*\1$/s.test(v) && v.length >= 2 ? v.slice(1, -1) : v;
+}
+
+/** Go's strconv.ParseBool, which ecs-init uses for ECS_AGENT_PID_NAMESPACE_HOST. */
+function goTrue(v: string | undefined): boolean {
+  return v !== undefined && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v);
+}
+
+/** The log drivers ecs-init accepts for the agent container. */
+const LOG_DRIVERS = new Set(['awslogs', 'fluentd', 'gelf', 'json-file', 'journald', 'logentries', 'syslog', 'splunk']);
+
+/** ecs-init's own switches, from its process environment (see the header). Throws on ECS_EXTERNAL=true. */
+export function ecsInitSwitches(userVars: ReadonlyMap<string, string>, file: string) {
+  const get = (k: string) => {
+    const v = userVars.get(k);
+    return v === undefined ? undefined : unquote(v);
+  };
+  const warnings: string[] = [];
+  if (get('ECS_EXTERNAL') === 'true') {
+    throw new EcsGvisorError(
+      'ECS_CONFIG_INVALID',
+      `${file} sets ECS_EXTERNAL=true (ECS Anywhere), but ecs-gvisor runs the agent only on EC2 container instances; remove the key or leave this host to ecs-init.`,
+    );
+  }
+  // Log configuration, as ecs-init's AgentDockerLogDriverConfiguration builds it.
+  let driver = 'json-file';
+  let options: Record<string, string> | undefined;
+  const rawOpts = get('ECS_LOG_OPTS');
+  if (rawOpts) {
+    options = parseStringMap(rawOpts);
+    if (!options) warnings.push(`${file}: ECS_LOG_OPTS is not a JSON object of strings; ignored (as with ecs-init)`);
+  }
+  const wanted = get('ECS_LOG_DRIVER');
+  if (wanted) {
+    if (LOG_DRIVERS.has(wanted)) driver = wanted;
+    else {
+      warnings.push(`${file}: ECS_LOG_DRIVER=${wanted} is not a log driver ecs-init supports; json-file with default options is used (as with ecs-init)`);
+      options = undefined;
+    }
+  }
+  if (driver === 'json-file' && options === undefined) {
+    options = { 'max-size': get('ECS_INIT_DOCKER_LOG_FILE_SIZE') || '16m', 'max-file': get('ECS_INIT_DOCKER_LOG_FILE_NUM') || '4' };
+  }
+  const profile = get('ECS_AGENT_APPARMOR_PROFILE')?.trim();
+  return {
+    warnings,
+    logConfig: { Type: driver, Config: options ?? {} },
+    apparmorProfile: profile || DEFAULT_APPARMOR_PROFILE,
+    privileged: get('ECS_AGENT_RUN_PRIVILEGED') === 'true',
+    pidHost: goTrue(get('ECS_AGENT_PID_NAMESPACE_HOST')),
+  };
+}
+
+function parseStringMap(raw: string): Record<string, string> | undefined {
   try {
     const v = JSON.parse(raw) as unknown;
     if (v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
@@ -167,6 +254,7 @@ function parseLabels(raw: string): Record<string, string> | undefined {
     return undefined;
   }
 }
+
 
 /** ecs-init's agent image cache: /var/cache/ecs/state says 1 (cached) or 2 (reload needed). */
 export type CacheStatus = 'uncached' | 'cached' | 'reload-needed';

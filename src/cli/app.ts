@@ -4,7 +4,7 @@ import { DockerodeDocker } from '../adapters/dockerode-docker.js';
 import { ImdsV2 } from '../adapters/imds-v2.js';
 import { startMetricsServer } from '../adapters/metrics-http.js';
 import { SystemdNotify } from '../adapters/systemd-notify.js';
-import { AGENT_NAME } from '../agent/agent-spec.js';
+import { AGENT_NAME, ecsInitSwitches } from '../agent/agent-spec.js';
 import { loadEcsConfigs } from '../agent/ecs-config.js';
 import { AgentStep } from '../agent/agent-step.js';
 import { AgentSupervisor, SUPERVISOR_STATE, type SupervisorState } from '../agent/supervisor.js';
@@ -99,6 +99,7 @@ export interface App {
   network: NetworkStep;
   agent: AgentStep;
   supervisor: AgentSupervisor;
+  clock: Clock;
   /** Auto Scaling lifecycle hooks and drains; undefined unless configured (no IMDS traffic then). */
   lifecycle?: Lifecycle;
   /** How long `run` waits for IMDS's target lifecycle state before starting the agent anyway. */
@@ -242,7 +243,10 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
 
   return {
     async checkInputs(steps) {
-      if (steps.includes('network') || steps.includes('agent')) await loadEcsConfigs(files, cfg.ECS_INSTANCE_CONFIG, cfg.ECS_CONFIG);
+      if (steps.includes('network') || steps.includes('agent')) {
+        const configs = await loadEcsConfigs(files, cfg.ECS_INSTANCE_CONFIG, cfg.ECS_CONFIG);
+        ecsInitSwitches(configs.user.vars, cfg.ECS_CONFIG); // refuses what ecs-gvisor cannot do, before any step
+      }
     },
     services,
     ecsInit,
@@ -250,6 +254,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     network,
     agent,
     supervisor,
+    clock,
     lifecycle,
     targetStateWaitMs: overrides.targetStateWaitMs ?? TARGET_STATE_WAIT_MS,
     metrics,

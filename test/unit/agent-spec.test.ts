@@ -103,10 +103,87 @@ describe('buildAgentContainerSpec', () => {
     expect(bad.warnings).toContain('ECS_CLUSTER is not set; the agent registers in the cluster named "default"');
   });
 
-  it('hashes the spec: same input same hash, any change a new one', () => {
+  it('hashes the spec and the image ID: same input same hash, any change a new one', () => {
     expect(build().hash).toBe(build().hash);
     expect(build({ userVars: new Map([['ECS_CLUSTER', 'other']]) }).hash).not.toBe(build().hash);
     expect(build().spec.Labels!['ecs-gvisor.spec-hash']).toBe(build().hash);
+    // The same name on a new image (pulled, re-tagged, loaded from a new AMI cache) is a new agent.
+    const a = build({ imageId: 'sha256:aaa' });
+    const b = build({ imageId: 'sha256:bbb' });
+    expect(a.hash).not.toBe(b.hash);
+    expect(a.spec.Image).toBe('amazon/amazon-ecs-agent:latest'); // the name, as ecs-init creates it
+    expect(b.spec.Labels!['ecs-gvisor.image-id']).toBe('sha256:bbb');
+  });
+});
+
+/**
+ * ecs-init's own switches (v1.101.2 `createHostConfig`, `AgentDockerLogDriverConfiguration`,
+ * `getContainerConfig`): read from its process environment, i.e. /etc/ecs/ecs.config through systemd's
+ * EnvironmentFile, never from /var/lib/ecs/ecs.config.
+ */
+describe('buildAgentContainerSpec: ecs-init parity settings', () => {
+  const user = (...kv: Array<[string, string]>) => new Map([['ECS_CLUSTER', 'prod'], ...kv]);
+  const hc = (over: Partial<Parameters<typeof buildAgentContainerSpec>[0]>) => build(over).spec.HostConfig as Record<string, unknown>;
+
+  it('ECS_AGENT_RUN_PRIVILEGED=true (exactly) makes the agent privileged', () => {
+    expect(hc({ userVars: user(['ECS_AGENT_RUN_PRIVILEGED', 'true']) }).Privileged).toBe(true);
+    expect(hc({ userVars: user(['ECS_AGENT_RUN_PRIVILEGED', '"true"']) }).Privileged).toBe(true); // systemd unquotes
+    expect(hc({ userVars: user(['ECS_AGENT_RUN_PRIVILEGED', 'TRUE']) }).Privileged).toBeUndefined(); // ecs-init compares to "true"
+    expect(hc({}).Privileged).toBeUndefined();
+    // Only ecs-init's process environment counts: the instance file never reaches it.
+    expect(hc({ instanceVars: new Map([['ECS_AGENT_RUN_PRIVILEGED', 'true']]) }).Privileged).toBeUndefined();
+  });
+
+  it('ECS_AGENT_PID_NAMESPACE_HOST follows Go’s ParseBool', () => {
+    for (const v of ['1', 't', 'T', 'TRUE', 'true', 'True']) expect(hc({ userVars: user(['ECS_AGENT_PID_NAMESPACE_HOST', v]) }).PidMode).toBe('host');
+    for (const v of ['yes', '0', 'false', '']) expect(hc({ userVars: user(['ECS_AGENT_PID_NAMESPACE_HOST', v]) }).PidMode).toBeUndefined();
+  });
+
+  it('ECS_LOG_DRIVER / ECS_LOG_OPTS / ECS_INIT_DOCKER_LOG_FILE_*: the agent container’s log config', () => {
+    expect(hc({}).LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': '16m', 'max-file': '4' } });
+    expect(hc({ userVars: user(['ECS_INIT_DOCKER_LOG_FILE_SIZE', '32m'], ['ECS_INIT_DOCKER_LOG_FILE_NUM', '9']) }).LogConfig).toEqual({
+      Type: 'json-file',
+      Config: { 'max-size': '32m', 'max-file': '9' },
+    });
+    expect(hc({ userVars: user(['ECS_LOG_DRIVER', 'awslogs'], ['ECS_LOG_OPTS', '{"awslogs-group":"ecs","awslogs-region":"eu-west-1"}']) }).LogConfig).toEqual({
+      Type: 'awslogs',
+      Config: { 'awslogs-group': 'ecs', 'awslogs-region': 'eu-west-1' },
+    });
+    // Options given for json-file replace the defaults, as in ecs-init.
+    expect(hc({ userVars: user(['ECS_LOG_OPTS', '{"max-size":"1m"}']) }).LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': '1m' } });
+    // An unsupported driver falls back to json-file with default options, and says so.
+    const bad = build({ userVars: user(['ECS_LOG_DRIVER', 'local'], ['ECS_LOG_OPTS', '{"a":"b"}']) });
+    expect(bad.spec.HostConfig!.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': '16m', 'max-file': '4' } });
+    expect(bad.warnings.some((w) => w.includes('ECS_LOG_DRIVER=local'))).toBe(true);
+    const badOpts = build({ userVars: user(['ECS_LOG_DRIVER', 'syslog'], ['ECS_LOG_OPTS', '{"a":1}']) });
+    expect(badOpts.spec.HostConfig!.LogConfig).toEqual({ Type: 'syslog', Config: {} });
+    expect(badOpts.warnings.some((w) => w.includes('ECS_LOG_OPTS'))).toBe(true);
+  });
+
+  it('sets ecs-init’s AppArmor profile on AppArmor hosts only', () => {
+    const aa = (apparmor: boolean, extra: Array<[string, string]> = []) =>
+      hc({ userVars: user(...extra), facts: { ...facts([], ['/etc/pki']), apparmor } }).SecurityOpt;
+    expect(aa(false)).toBeUndefined();
+    expect(aa(true)).toEqual(['apparmor:ecs-agent-default']);
+    expect(aa(true, [['ECS_AGENT_APPARMOR_PROFILE', 'custom']])).toEqual(['apparmor:custom']);
+  });
+
+  it('ECS_EBSTA_SUPPORTED: true with the EBS mount directory, false without, whatever the files say', () => {
+    expect(build({ facts: facts([], ['/mnt/ecs/ebs']) }).spec.Env).toContain('ECS_EBSTA_SUPPORTED=true');
+    expect(build({ facts: facts([]) }).spec.Env).toContain('ECS_EBSTA_SUPPORTED=false');
+    expect(build({ facts: facts([]), userVars: user(['ECS_EBSTA_SUPPORTED', 'true']) }).spec.Env).toContain('ECS_EBSTA_SUPPORTED=false');
+    expect(build({ facts: facts([], ['/mnt/ecs/ebs']), userVars: user(['ECS_EBSTA_SUPPORTED', 'false']) }).spec.Env).toContain('ECS_EBSTA_SUPPORTED=false');
+  });
+
+  it('passes ECS_AGENT_LABELS through (empty by default), as ecs-init does', () => {
+    expect(build().spec.Env).toContain('ECS_AGENT_LABELS=');
+  });
+
+  it('refuses ECS_EXTERNAL=true (ECS Anywhere) with one sentence naming the file', () => {
+    expect(() => build({ userVars: user(['ECS_EXTERNAL', 'true']), userFile: '/etc/ecs/ecs.config' })).toThrow(
+      /^\/etc\/ecs\/ecs.config sets ECS_EXTERNAL=true \(ECS Anywhere\), but ecs-gvisor runs the agent only on EC2 container instances/,
+    );
+    expect(() => build({ userVars: user(['ECS_EXTERNAL', 'false']) })).not.toThrow();
   });
 });
 
@@ -124,11 +201,17 @@ describe('image and container decisions', () => {
 
   it('keeps, starts, recreates or replaces the container', () => {
     const c = (labels: Record<string, string>, running = true) => ({ id: 'x', name: 'ecs-agent', runtime: 'runc', status: '', running, pid: 1, startedAt: '', finishedAt: '', exitCode: 0, labels });
-    expect(containerAction(undefined, 'h')).toBe('create');
-    expect(containerAction(c({}), 'h')).toBe('replace-foreign');
-    expect(containerAction(c({ 'ecs-gvisor.managed': 'true', 'ecs-gvisor.spec-hash': 'old' }), 'h')).toBe('recreate');
-    expect(containerAction(c({ 'ecs-gvisor.managed': 'true', 'ecs-gvisor.spec-hash': 'h' }), 'h')).toBe('keep');
-    expect(containerAction(c({ 'ecs-gvisor.managed': 'true', 'ecs-gvisor.spec-hash': 'h' }, false), 'h')).toBe('start');
+    const want = { hash: 'h', spec: { name: 'ecs-agent', Image: 'agent', Labels: { 'ecs-gvisor.image-id': 'sha256:new' } } };
+    const ours = { 'ecs-gvisor.managed': 'true', 'ecs-gvisor.spec-hash': 'h' };
+    expect(containerAction(undefined, want)).toBe('create');
+    expect(containerAction(c({}), want)).toBe('replace-foreign');
+    expect(containerAction(c({ ...ours, 'ecs-gvisor.spec-hash': 'old' }), want)).toBe('recreate');
+    expect(containerAction(c(ours), want)).toBe('keep');
+    expect(containerAction(c(ours, false), want)).toBe('start');
+    // Docker says the container runs another image than the name points at now (a re-tag): recreate,
+    // whatever its labels claim.
+    expect(containerAction({ ...c(ours), imageId: 'sha256:old' }, want)).toBe('recreate');
+    expect(containerAction({ ...c(ours), imageId: 'sha256:new' }, want)).toBe('keep');
   });
 
   it('reads os-release like ecs-init', () => {
