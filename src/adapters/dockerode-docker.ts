@@ -9,16 +9,21 @@ import type { ContainerEvents, ContainerSpec, ContainerState, DockerInfo, Docker
  *
  * Every request-response call has a deadline: a dockerd that accepted the connection but never answers
  * (stopped, wedged, or mid-restart behind systemd's socket) must not stall the supervisor, whose mutex
- * every agent change waits on. Streams (events, image load/pull progress) only have the idle timeout.
+ * every agent change waits on. Image load/pull progress streams only have the idle timeout; the event
+ * stream has none, since a quiet engine sends nothing for hours: it ends only when dockerd closes it (it
+ * stopped or died), which is what the supervisor takes for a Docker restart.
  */
 export class DockerodeDocker implements DockerPort {
   private readonly docker: Docker;
+  /** For the event stream: no idle timeout. */
+  private readonly events: Docker;
 
   constructor(
     private readonly host: string,
     opts: { idleTimeoutMs?: number; deadlineMs?: number } = {},
   ) {
     this.docker = new Docker({ ...connectionOptions(host), timeout: opts.idleTimeoutMs ?? 120_000 });
+    this.events = new Docker(connectionOptions(host));
     this.deadlineMs = opts.deadlineMs ?? DOCKER_DEADLINE_MS;
   }
 
@@ -37,6 +42,10 @@ export class DockerodeDocker implements DockerPort {
 
   async imageExists(ref: string): Promise<boolean> {
     return this.call(`inspect image ${ref}`, async (abortSignal) => (await this.docker.getImage(ref).inspect({ abortSignal } as object), true), { 404: false });
+  }
+
+  async imageId(ref: string): Promise<string | undefined> {
+    return this.call(`inspect image ${ref}`, async (abortSignal) => String((await this.docker.getImage(ref).inspect({ abortSignal } as object)).Id), { 404: undefined });
   }
 
   async importImage(rootfsTar: Uint8Array, ref: string, cmd: readonly string[]): Promise<void> {
@@ -126,7 +135,7 @@ export class DockerodeDocker implements DockerPort {
 
   async containerEvents(name: string | undefined, signal: AbortSignal): Promise<ContainerEvents> {
     const stream = (await this.call('watch container events', (abortSignal) =>
-      this.docker.getEvents({ filters: name ? { type: ['container'], container: [name] } : { type: ['container'] }, abortSignal }),
+      this.events.getEvents({ filters: name ? { type: ['container'], container: [name] } : { type: ['container'] }, abortSignal }),
     )) as unknown as NodeJS.ReadableStream & { destroy(): void };
     const close = () => {
       signal.removeEventListener('abort', close);
@@ -243,6 +252,7 @@ function toState(i: Docker.ContainerInspectInfo): ContainerState {
     startedAt: i.State.StartedAt,
     finishedAt: i.State.FinishedAt,
     exitCode: i.State.ExitCode,
+    imageId: i.Image,
     labels: i.Config.Labels ?? {},
     health: (i.State as { Health?: { Status?: string } }).Health?.Status,
   };

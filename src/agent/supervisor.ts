@@ -2,7 +2,13 @@
  * Keeps the agent running for `run`, reacting to Docker events rather than polling. ecs-gvisor is the one
  * owner of agent restarts: the container has no Docker restart policy, so the two never fight. A dockerd
  * restart ends the event stream; the supervisor waits for Docker to come back and converges again
- * (ecs-init exits 255 there and relies on systemd). It reads every container's events once and hands the
+ * (ecs-init exits 255 there and relies on systemd).
+ *
+ * When exit 0 ("done") and exit 5 ("terminal") keep the agent down: until Docker restarts. The real agent
+ * exits 0 on the SIGTERM dockerd sends it when dockerd stops, so an exit 0 is often Docker's doing, not
+ * the agent's wish; and ecs.service is `PartOf=docker.service`, so with ecs-init every Docker restart
+ * starts the agent again whatever its last exit was. Here, too: a stop that holds for the life of one
+ * dockerd, and is forgotten when the event stream ends and Docker answers again. It reads every container's events once and hands the
  * ones that are not the agent's to the watch (the sandbox audit). Every change to the agent container,
  * its own and the watch's (health restarts, drift), runs under one mutex.
  */
@@ -22,7 +28,7 @@ export type HoldKind = 'sandbox' | 'lifecycle';
 
 export interface SupervisorState {
   restarts: number;
-  /** Set once the agent asked not to be restarted (0) or failed terminally (5). */
+  /** Set once the agent asked not to be restarted (0) or failed terminally (5); cleared when Docker restarts. */
   stopped?: 'done' | 'terminal';
   /** Why the agent is held stopped by ecs-gvisor (all holds' reasons); absent when not held. */
   held?: string;
@@ -65,10 +71,12 @@ export class AgentSupervisor {
   async run(signal: AbortSignal, onEvent: (ev: ContainerEvent | { action: 'docker-back' }) => void = () => undefined): Promise<void> {
     const log = this.deps.log;
     let outage = false;
+    await this.save(); // this run's count from zero: an earlier run's restarts are not this one's
     while (!signal.aborted) {
       try {
         const events = await this.deps.docker.containerEvents(undefined, signal);
         try {
+          if (outage) await this.mutex.run(() => this.dockerRestarted());
           await this.converge(); // after subscribing, so an exit in between is not missed
           if (outage) onEvent({ action: 'docker-back' });
           outage = false;
@@ -95,6 +103,20 @@ export class AgentSupervisor {
       outage = true;
       await this.waitForDocker(signal);
     }
+  }
+
+  /** Docker came back after its event stream ended: a stop the agent asked for held only for that dockerd. */
+  private async dockerRestarted(): Promise<void> {
+    const was = this.st.stopped;
+    if (!was) return;
+    this.st.stopped = undefined;
+    this.deps.log.warn(
+      { lastExit: this.st.lastExit?.code, was },
+      was === 'done'
+        ? 'Docker restarted: starting the agent again (its exit 0 came with Docker stopping it, or held only until a Docker restart, as with ecs-init)'
+        : 'Docker restarted: trying the agent again after its terminal exit, as ecs-init would',
+    );
+    await this.save();
   }
 
   /** Run a change to the agent container exclusively (the watch's drift repairs use this). */
@@ -186,7 +208,7 @@ export class AgentSupervisor {
     switch (decision.kind) {
       case 'done':
         this.st.stopped = 'done';
-        log.info({ code }, 'the agent exited 0: not restarting it');
+        log.info({ code }, 'the agent exited 0: not restarting it until Docker restarts (if Docker is stopping now, it starts again once Docker is back)');
         break;
       case 'terminal': {
         this.st.stopped = 'terminal';

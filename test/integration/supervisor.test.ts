@@ -102,6 +102,33 @@ describe('AgentSupervisor', () => {
     expect(sup.snapshot.restarts).toBe(0);
   });
 
+  it('exit 0 holds only until Docker restarts: after a dockerd restart the agent runs again (ecs.service is PartOf=docker.service)', async () => {
+    writeFileSync(`${DATA}/stand-in-exit-once`, '0');
+    const sup = supervisor();
+    await until('the exit', async () => sup.snapshot.stopped === 'done');
+    expect(saved().stopped).toBe('done');
+    await restartPrivateDockerd(d);
+    await until('the agent running after dockerd came back', async () => (await agent()).State.Running, 60_000);
+    expect(sup.snapshot.stopped).toBeUndefined();
+    expect(saved().stopped).toBeUndefined();
+  });
+
+  it('a quiet event stream is not an outage: no idle timeout ends it, and the next event still arrives', async () => {
+    const port = new DockerodeDocker(d.host, { idleTimeoutMs: 300 });
+    const ac2 = new AbortController();
+    const events = await port.containerEvents(undefined, ac2.signal);
+    const it = events[Symbol.asyncIterator]();
+    const next = it.next();
+    await new Promise((r) => setTimeout(r, 1500)); // five idle timeouts' worth of silence
+    const c = await docker.createContainer({ Image: agentImage, name: 'quiet-stream-probe', Entrypoint: ['true'] });
+    const ev = await next;
+    expect(ev.done).toBe(false);
+    expect(ev.value).toMatchObject({ action: 'create', id: c.id });
+    ac2.abort();
+    events.close();
+    await c.remove({ force: true });
+  });
+
   it('exit 42 loads the desired image from the cache and restarts at once in a new container', async () => {
     const tarball = `${dir}/cache/ecs-agent-v9.9.9.tar`;
     await pipeline((await docker.getImage(agentImage).get()) as NodeJS.ReadableStream, createWriteStream(tarball));
