@@ -80,6 +80,9 @@ const schema = z.object({
   AGENT_CACHE_DIR: absolutePath.default('/var/cache/ecs'),
   AGENT_PULL_RETRIES: wholeNumber(20)
     .default(4),
+  /** `bootstrap` converged only once the agent it started is still running this long later (0: don't wait). */
+  AGENT_SETTLE_SECONDS: wholeNumber(300)
+    .default(5),
   /** Keep bridge-mode task containers from instance metadata (169.254.169.254). */
   BLOCK_TASK_IMDS: bool.default(true),
   IPTABLES: z.string().regex(/^[^\s]+$/, 'must be a program name or path').default('iptables'),

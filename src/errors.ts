@@ -37,6 +37,7 @@ const exitByCode = {
   IPTABLES_FAILED: ExitCode.unavailable,
   RUNSC_UNAVAILABLE: ExitCode.unavailable,
   AGENT_IMAGE_UNAVAILABLE: ExitCode.unavailable,
+  AGENT_EXITED: ExitCode.unavailable,
   RUNSC_INSTALL_FAILED: ExitCode.unavailable,
   RUNSC_CHECKSUM_MISMATCH: ExitCode.hostInput,
   AWS_API: ExitCode.unavailable,

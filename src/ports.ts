@@ -79,6 +79,8 @@ export interface ContainerState {
   startedAt: string;
   finishedAt: string;
   exitCode: number;
+  /** The ID of the image the container was created from. */
+  imageId?: string;
   labels: Record<string, string>;
   /** Docker's health check verdict (healthy, unhealthy, starting), when the container has one. */
   health?: string;
@@ -88,6 +90,8 @@ export interface DockerPort {
   /** Throws DOCKER_UNAVAILABLE when the API cannot be reached. */
   info(): Promise<DockerInfo>;
   imageExists(ref: string): Promise<boolean>;
+  /** The ID (`sha256:…`) of the image `ref` names now, or undefined when there is none. */
+  imageId(ref: string): Promise<string | undefined>;
   /** `docker import` of a root filesystem tarball as `ref`. */
   importImage(rootfsTar: Uint8Array, ref: string, cmd: readonly string[]): Promise<void>;
   removeImage(ref: string): Promise<void>;

@@ -1,6 +1,7 @@
 /**
- * The `agent` step: the amazon-ecs-agent container under runc with ecs-init's spec. Recreated only when
- * its spec changed (a hash label on the container); a container ecs-init made is replaced by ours.
+ * The `agent` step: the amazon-ecs-agent container under runc with ecs-init's spec. Recreated when its
+ * spec or its image changed (ecs-init recreates it on every start, so a re-tagged image always runs);
+ * a container ecs-init made is replaced by ours.
  */
 import pRetry, { AbortError } from 'p-retry';
 import { renderDiff } from '../diff.js';
@@ -12,13 +13,16 @@ import {
   AGENT_NAME,
   buildAgentContainerSpec,
   cacheStatus,
+  EBS_MOUNT_DIR,
   HASH_LABEL,
+  IMAGE_ID_LABEL,
   MANAGED_LABEL,
   PATHS_TO_CHECK,
   planAgentImage,
   type AgentSpec,
 } from './agent-spec.js';
 import { loadEcsConfigs, redactEnv } from './ecs-config.js';
+import { SUPERVISOR_STATE } from './supervisor.js';
 
 export const AGENT_STATE = 'agent.json';
 
@@ -64,9 +68,11 @@ export class AgentStep {
   /** Desired spec from the host as it is now; warnings include ecs.config remarks. */
   async desired(): Promise<AgentSpec> {
     const f = this.deps.files;
-    const [configs, osRelease] = await Promise.all([
+    const [configs, osRelease, imageId, apparmor] = await Promise.all([
       loadEcsConfigs(f, this.opts.instanceConfig, this.opts.ecsConfig),
       f.readText('/etc/os-release').catch(() => undefined),
+      this.deps.docker.imageId(this.opts.image),
+      apparmorEnabled(f),
     ]);
     const exists = new Set<string>();
     const dirs = new Set<string>();
@@ -82,7 +88,9 @@ export class AgentStep {
       dockerHost: this.opts.dockerHost,
       instanceVars: configs.instance.vars,
       userVars: configs.user.vars,
-      facts: { exists, dirs, osRelease },
+      userFile: this.opts.ecsConfig,
+      facts: { exists, dirs, osRelease, apparmor },
+      imageId,
     });
     return { ...built, warnings: [...configs.warnings, ...built.warnings] };
   }
@@ -91,7 +99,7 @@ export class AgentStep {
     const want = await this.desired();
     const current = await this.deps.docker.inspectContainer(AGENT_NAME);
     const saved = await this.deps.state.read<SavedSpec>(AGENT_STATE);
-    const action = containerAction(current, want.hash);
+    const action = containerAction(current, want);
     const before = action === 'create' || action === 'replace-foreign' ? undefined : saved?.spec;
     const diff =
       action === 'keep' || action === 'start'
@@ -106,15 +114,18 @@ export class AgentStep {
 
   async apply(): Promise<AgentResult> {
     const log = this.deps.log;
+    // ecs-init's pre-start makes the EBS mount point; the agent supports EBS task volumes only with it.
+    await this.deps.files.mkdirp(EBS_MOUNT_DIR, 0o755).catch((err: unknown) => log.warn({ dir: EBS_MOUNT_DIR, err: messageOf(err) }, 'cannot create the EBS mount directory; EBS task volumes are off'));
+    await this.ensureImage(); // first: the image ID is part of the desired spec
     const want = await this.desired();
     for (const w of want.warnings) log.warn({ warning: w }, 'agent configuration');
-    await this.ensureImage();
 
     const current = await this.deps.docker.inspectContainer(AGENT_NAME);
-    const action = containerAction(current, want.hash);
+    const action = containerAction(current, want);
     let id = current?.id;
     if (action === 'replace-foreign' || action === 'recreate') {
-      log.warn({ id: current!.id, reason: action === 'recreate' ? 'spec changed' : 'not created by ecs-gvisor (ecs-init?)' }, 'replacing the agent container');
+      const reason = action === 'replace-foreign' ? 'not created by ecs-gvisor (ecs-init?)' : current!.imageId !== want.spec.Labels?.[IMAGE_ID_LABEL] ? 'the agent image changed' : 'spec changed';
+      log.warn({ id: current!.id, reason, from: current!.imageId, to: want.spec.Labels?.[IMAGE_ID_LABEL] }, 'replacing the agent container');
       await this.deps.docker.removeContainer(current!.id);
     }
     if (action === 'create' || action === 'replace-foreign' || action === 'recreate') {
@@ -130,12 +141,36 @@ export class AgentStep {
     return { id: after.id, action, runtime: after.runtime, hash: want.hash };
   }
 
+  /**
+   * "Converged" for the agent: its container is still running `ms` after it was started. A spec Docker
+   * accepted but the agent refuses (bad ecs.config, a refused registration: exit 5 within a second or
+   * two) shows up here rather than after bootstrap has said "converged".
+   */
+  async settle(id: string, ms: number, sleep: (ms: number) => Promise<void>): Promise<void> {
+    for (let waited = 0; ; waited += 250) {
+      const c = await this.deps.docker.inspectContainer(id);
+      if (!c?.running) {
+        throw new EcsGvisorError(
+          'AGENT_EXITED',
+          c
+            ? `The agent container ${AGENT_NAME} exited with code ${c.exitCode} within ${Math.ceil(ms / 1000)} s of its start; see docker logs ${AGENT_NAME}.`
+            : `The agent container ${AGENT_NAME} was removed within ${Math.ceil(ms / 1000)} s of its start.`,
+          { details: { exitCode: c?.exitCode } },
+        );
+      }
+      if (waited >= ms) return;
+      await sleep(Math.min(250, ms - waited));
+    }
+  }
+
   /** Remove our agent container (never one we did not create). */
   async rollback(): Promise<{ removed: boolean }> {
     const current = await this.deps.docker.inspectContainer(AGENT_NAME);
     if (!current || current.labels[MANAGED_LABEL] !== 'true') return { removed: false };
     await this.deps.docker.removeContainer(current.id);
     await this.deps.state.remove(AGENT_STATE);
+    // Its restarts and last exit belong to the container that is gone, not to the next one.
+    await this.deps.state.remove(SUPERVISOR_STATE);
     return { removed: true };
   }
 
@@ -192,11 +227,24 @@ export class AgentStep {
   }
 }
 
-export function containerAction(current: ContainerState | undefined, hash: string): ContainerAction {
+export function containerAction(current: ContainerState | undefined, want: Pick<AgentSpec, 'hash' | 'spec'>): ContainerAction {
   if (!current) return 'create';
   if (current.labels[MANAGED_LABEL] !== 'true') return 'replace-foreign';
-  if (current.labels[HASH_LABEL] !== hash) return 'recreate';
+  if (current.labels[HASH_LABEL] !== want.hash) return 'recreate';
+  // What Docker says the container runs, not only our label: the name may point at a new image now.
+  const wantImage = want.spec.Labels?.[IMAGE_ID_LABEL];
+  if (wantImage && current.imageId && current.imageId !== wantImage) return 'recreate';
   return current.running ? 'keep' : 'start';
+}
+
+/** containerd's AppArmor check, which ecs-init uses: securityfs, apparmor_parser and enabled=Y. */
+async function apparmorEnabled(files: FilesPort): Promise<boolean> {
+  const [fs, parser, enabled] = await Promise.all([
+    files.kind('/sys/kernel/security/apparmor'),
+    files.kind('/sbin/apparmor_parser'),
+    files.readText('/sys/module/apparmor/parameters/enabled').catch(() => undefined),
+  ]);
+  return fs !== undefined && parser !== undefined && (enabled ?? '').startsWith('Y');
 }
 
 function redacted(a: AgentSpec): unknown {

@@ -68,7 +68,7 @@ export async function main(
     const app = buildApp(cfg, log, serviceEnv(env));
     switch (command) {
       case 'bootstrap':
-        await bootstrap(app, steps, log);
+        await bootstrap(app, steps, log, undefined, cfg.AGENT_SETTLE_SECONDS * 1000);
         return ExitCode.ok;
       case 'run':
         await serve(app, steps, log, signal ?? stopSignal());
@@ -117,8 +117,11 @@ async function rollback(app: App, steps: Step[], log: Logger): Promise<number> {
     } catch (err) {
       log.warn({ err: messageOf(err) }, 'could not mark the container instance unverified in ECS; remove its ecs-gvisor.sandbox attribute by hand');
     }
-    const { restored } = await app.runtime.rollback();
-    log.info({ restored }, restored ? 'runtime rolled back' : 'runtime: no backup, nothing of ours to roll back');
+    const { restored, keptFor } = await app.runtime.rollback();
+    log.info(
+      { restored, keptFor: keptFor.length ? keptFor : undefined },
+      !restored ? 'runtime: no backup, nothing of ours to roll back' : keptFor.length ? 'runtime rolled back; its entry kept for the containers created with it' : 'runtime rolled back',
+    );
   }
   if (steps.includes('ecs-init')) {
     // Last: with runc the default again, ecs-init may recreate its agent.

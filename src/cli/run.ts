@@ -8,8 +8,16 @@ import type { Step } from './args.js';
 /**
  * Converge the steps in order; returns the runtime state this run proved (undefined without the step).
  * `agentHold`, when given, is asked just before the agent step: a reason means "keep the agent down".
+ * `agentSettleMs`: the agent must still run that long after its start (`bootstrap`'s definition of
+ * converged; exit 4 when it does not).
  */
-export async function bootstrap(app: App, steps: readonly Step[], log: Logger, agentHold?: () => Promise<string | undefined>): Promise<RuntimeState | undefined> {
+export async function bootstrap(
+  app: App,
+  steps: readonly Step[],
+  log: Logger,
+  agentHold?: () => Promise<string | undefined>,
+  agentSettleMs = 0,
+): Promise<RuntimeState | undefined> {
   let proven: RuntimeState | undefined;
   let sandboxVerified = false;
   await app.checkInputs(steps);
@@ -42,6 +50,8 @@ export async function bootstrap(app: App, steps: readonly Step[], log: Logger, a
         log.warn('starting the agent without proving the sandbox in this run (--only agent): tasks may run outside gVisor');
       }
       const r = await app.agent.apply();
+      // Only `bootstrap` waits: under `run` the supervisor restarts an agent that exits.
+      if (agentSettleMs > 0) await app.agent.settle(r.id, agentSettleMs, (ms) => app.clock.sleep(ms));
       log.info({ id: r.id, action: r.action, runtime: r.runtime }, 'the ECS agent runs under runc');
     }
   }

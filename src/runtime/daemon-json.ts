@@ -170,6 +170,19 @@ export function planRemoval(current: DaemonJson, name: string, original: Origina
 }
 
 /**
+ * The way back while containers created with our runtime still exist: `target` (the original, or the
+ * original with the operator's later edits) plus our runtime entry as it stands now. Docker runs
+ * `docker exec` and `docker restart` through the runtime named at creation, so without the entry those
+ * containers can neither be entered nor restarted; the default still goes back.
+ */
+export function keepRuntimeEntry(target: string | undefined, current: DaemonJson, name: string): string | undefined {
+  const entry = (current.value.runtimes as Record<string, unknown> | undefined)?.[name];
+  if (entry === undefined) return target; // the operator removed it already: nothing to keep
+  const base = target === undefined || target.trim() === '' ? '{}\n' : target;
+  return setJsonValue(base, ['runtimes', name], entry);
+}
+
+/**
  * dockerd's reload applies only the keys present in the file, so going back to a file without
  * default-runtime/runtimes would leave our runtime live until dockerd restarts. The transition text
  * states the old live default and an empty runtimes map explicitly; once dockerd has applied it, the

@@ -9,6 +9,7 @@ import type { Clock, DockerPort, FilesPort } from '../ports.js';
 import type { BackupStore } from './backup-store.js';
 import {
   dockerdFlagConflict,
+  keepRuntimeEntry,
   originalKeys,
   parseDaemonJson,
   planDaemonJson,
@@ -158,14 +159,21 @@ export class RuntimeStep {
     }
   }
 
-  /** Undo: daemon.json back to the original (or just our keys removed), Docker's live state as before. */
-  async rollback(): Promise<{ restored: boolean }> {
+  /**
+   * Undo: daemon.json back to the original (or just our keys removed), Docker's live state as before.
+   * While containers created with our runtime exist (tasks keep running through a rollback), the default
+   * goes back but the runtime entry stays, so `docker exec` (ECS Exec) and restarts of those containers
+   * still work; the backup is kept, and a later rollback with none of them left removes the entry.
+   */
+  async rollback(): Promise<{ restored: boolean; keptFor: string[] }> {
     const proc = await this.deps.reloader.locate();
-    const restored = await this.restoreOriginal(proc);
     await this.deps.prover.removeStale();
+    const name = this.opts.desired.name;
+    const users = (await this.deps.docker.listContainers({ all: true })).filter((c) => c.runtime === name).map((c) => c.name);
+    const restored = await this.restoreOriginal(proc, users);
     if (this.deps.prover.builtinImage) await this.deps.docker.removeImage(this.deps.prover.image);
     await this.deps.state.remove(RUNTIME_STATE);
-    return { restored };
+    return { restored, keptFor: restored ? users : [] };
   }
 
   private async failClosed(err: unknown, proc: DockerdProcess, version: RunscVersion): Promise<unknown> {
@@ -191,8 +199,11 @@ export class RuntimeStep {
     return new EcsGvisorError(err.code, `${err.message}${tail}`, { cause: err.cause, details: { ...err.details, restored } });
   }
 
-  /** Returns false when there was no backup, i.e. nothing of ours to undo. */
-  private async restoreOriginal(proc: DockerdProcess): Promise<boolean> {
+  /**
+   * Returns false when there was no backup, i.e. nothing of ours to undo. `keepFor`: containers created
+   * with our runtime; while there are any, its entry stays in the file (and the backup stays).
+   */
+  private async restoreOriginal(proc: DockerdProcess, keepFor: readonly string[] = []): Promise<boolean> {
     const name = this.opts.desired.name;
     const backup = await this.deps.backups.load(this.file);
     if (!backup) return false;
@@ -204,9 +215,11 @@ export class RuntimeStep {
       return false;
     }
     const untouched = current.text !== undefined && sha256(current.text) === backup.writtenSha256;
-    const target = untouched
+    const original = untouched
       ? backup.originalText
       : planRemoval(current, name, originalKeys(parseDaemonJson(this.file, encode(backup.originalText)), name));
+    const target = keepFor.length ? keepRuntimeEntry(original, current, name) : original;
+    const keeping = target !== original;
     const transition = transitionText(target, backup.liveDefaultRuntime);
     const t = JSON.parse(transition) as { 'default-runtime': string; runtimes: Record<string, unknown> };
     const keep = name in t.runtimes;
@@ -219,6 +232,16 @@ export class RuntimeStep {
     await this.deps.reloader.apply(proc, expect, this.file);
     if (target === undefined) await this.deps.files.remove(this.file);
     else if (target !== transition) await this.write(target);
+    if (keeping) {
+      // The backup stays, now recording what we left: the next rollback finds the file as we wrote it
+      // and puts the original bytes back.
+      await this.deps.backups.record(this.file, backup.originalText, backup.liveDefaultRuntime, sha256(target!), new Date(this.deps.clock.now()));
+      this.deps.log.warn(
+        { file: this.file, runtime: name, containers: keepFor, defaultRuntime: expect.defaultRuntime },
+        `Docker's default runtime is back to ${expect.defaultRuntime}, but runtimes.${name} stays in ${this.file} while ${keepFor.length} container(s) created with it exist (${keepFor.slice(0, 10).join(', ')}${keepFor.length > 10 ? ', …' : ''}): docker exec and restarts need it. Run rollback again once they are gone to remove it.`,
+      );
+      return true;
+    }
     await this.deps.backups.clear();
     this.deps.log.info({ file: this.file, defaultRuntime: expect.defaultRuntime }, 'daemon.json restored and Docker reloaded');
     return true;

@@ -63,6 +63,8 @@ export function cliEnv(d: DockerdInfo, extra: Record<string, string> = {}): Reco
     ECS_GVISOR_RUNSC_PATH: RUNSC,
     ECS_GVISOR_RUNSC_ARGS: RUNSC_ARGS,
     ECS_GVISOR_RELOAD_TIMEOUT_SECONDS: '10',
+    // bootstrap waits this long for the agent to stay up (5 s by default): shorter in tests.
+    ECS_GVISOR_AGENT_SETTLE_SECONDS: '1',
     ...extra,
   };
 }

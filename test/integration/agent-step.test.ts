@@ -217,6 +217,34 @@ describe('agent image', () => {
   });
 });
 
+describe('bootstrap: converged means the agent stays up', () => {
+  it('an agent that exits right after its start is exit 4 with one sentence, not "converged"', async () => {
+    writeFileSync('/var/lib/ecs/data/stand-in-exit', '5'); // as the real agent does when its registration is refused
+    try {
+      const r = await runCli(['bootstrap', '--only', 'runtime,agent'], env({ ECS_GVISOR_AGENT_SETTLE_SECONDS: '3' }));
+      expect(r.code).toBe(4);
+      expect(r.stderr.trim()).toBe('The agent container ecs-agent exited with code 5 within 3 s of its start; see docker logs ecs-agent.');
+      expect(r.stdout).not.toContain('the ECS agent runs under runc');
+    } finally {
+      rmSync('/var/lib/ecs/data/stand-in-exit', { force: true });
+    }
+    // Once it stays up, the same command converges.
+    expect((await runCli(['bootstrap', '--only', 'runtime,agent'], env({ ECS_GVISOR_AGENT_SETTLE_SECONDS: '3' }))).code).toBe(0);
+    expect((await agent()).State.Running).toBe(true);
+  });
+
+  it('ECS_EXTERNAL=true is refused before any step, with nothing changed', async () => {
+    writeFileSync(`${dir}/etc-ecs.config`, 'ECS_CLUSTER=prod\nECS_EXTERNAL=true\n');
+    const before = readFileSync(d.daemonJson, 'utf8');
+    const r = await runCli(['bootstrap', '--only', 'runtime,agent'], env());
+    expect(r.code).toBe(3);
+    expect(r.stderr.trim()).toBe(`${dir}/etc-ecs.config sets ECS_EXTERNAL=true (ECS Anywhere), but ecs-gvisor runs the agent only on EC2 container instances; remove the key or leave this host to ecs-init.`);
+    expect(readFileSync(d.daemonJson, 'utf8')).toBe(before);
+    expect((await liveRuntime(d)).defaultRuntime).toBe('runc');
+    await expect(agent()).rejects.toMatchObject({ statusCode: 404 });
+  });
+});
+
 describe('rollback --only agent', () => {
   it('removes our agent container but never one it did not create', async () => {
     expect((await runCli(['bootstrap', '--only', 'runtime,agent'], env())).code).toBe(0);
