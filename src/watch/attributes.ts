@@ -13,9 +13,13 @@ export function attributeValue(v: string): string {
   return v.replace(/[^A-Za-z0-9_.@/: -]/g, '_').slice(0, 128) || 'unknown';
 }
 
-export function desiredAttributes(verified: boolean, runscVersion: string | undefined): Record<string, string> {
+/**
+ * `verified` only while the proof stands and no container runs outside gVisor: a violation the audit
+ * only reports still makes the instance no place for untrusted tasks, so the attribute says `violated`.
+ */
+export function desiredAttributes(verified: boolean, runscVersion: string | undefined, violations = 0): Record<string, string> {
   if (!verified) return { [SANDBOX_ATTRIBUTE]: 'unverified' };
-  return { [SANDBOX_ATTRIBUTE]: 'verified', [RUNSC_ATTRIBUTE]: attributeValue(runscVersion ?? 'unknown') };
+  return { [SANDBOX_ATTRIBUTE]: violations > 0 ? 'violated' : 'verified', [RUNSC_ATTRIBUTE]: attributeValue(runscVersion ?? 'unknown') };
 }
 
 export interface AttributePlan {

@@ -387,7 +387,7 @@ export class WatchLoop {
   private async syncAttributes(current: Record<string, string>, signal?: AbortSignal): Promise<void> {
     const meta = this.obs.metadata;
     if (!this.opts.publishAttributes || !meta) return;
-    const want = desiredAttributes(this.verified.ok, this.verified.version);
+    const want = desiredAttributes(this.verified.ok, this.verified.version, this.snap.audit.violations.length);
     const plan = planAttributes(want, current);
     if (isEmptyPlan(plan)) {
       this.snap.attributes.published = want;
@@ -535,9 +535,12 @@ export class WatchLoop {
         log.warn({ container: v.name, id: v.id.slice(0, 12) }, 'sandbox audit: stopped (ECS_GVISOR_AUDIT_ACTION=stop)');
       }
     }
+    const wasViolated = this.snap.audit.violations.length > 0;
     this.snap.audit = { checkedAt: iso(this.deps.clock.now()), checked: result.checked, violations: result.violations, action: this.opts.auditAction, stopped };
     metrics.auditViolations.set(result.violations.length);
     metrics.auditedContainers.set(result.checked);
+    // The scheduler must know at once: no untrusted task is placed here while a violation stands.
+    if (wasViolated !== result.violations.length > 0) await this.republish();
   }
 
   // --- output ---------------------------------------------------------------------------------

@@ -160,6 +160,19 @@ describe('watch: drift and audit', () => {
     expect((await app.metrics.render()).text).toMatch(/^ecs_gvisor_audit_violations 1$/m);
   });
 
+  it('while a container runs outside gVisor (AUDIT_ACTION=report) the attribute says violated, and verified again once it is gone', async () => {
+    await start();
+    await register();
+    await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    const rogue = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'task-rogue-report', HostConfig: { Runtime: 'runc', Init: true } });
+    await rogue.start();
+    await until('violated published', () => attrs()['ecs-gvisor.sandbox'] === 'violated');
+    expect((await rogue.inspect()).State.Running).toBe(true); // report only: it keeps running
+    expect((await app.status()).healthy).toBe(false);
+    await rogue.remove({ force: true });
+    await until('verified again', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+  });
+
   it('holds the agent stopped while runsc is broken (fail closed, attribute unverified), and releases it once proven again', async () => {
     await start();
     await register();
