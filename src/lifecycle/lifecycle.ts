@@ -236,6 +236,8 @@ export class Lifecycle {
         log.warn({ ...fields, err: messageOf(err) }, `${operation}: Auto Scaling has no pending ${e.role} action for this instance (check the hook and group names if one was expected)`);
         return { kind: 'not-pending', detail: messageOf(err) };
       }
+      // Our own stop aborted the call (bootstrap ended, or SIGTERM): not a failure of Auto Scaling's.
+      if (signal?.aborted) return { kind: 'failed' };
       log.warn({ ...fields, err: messageOf(err) }, `${operation} failed; trying again`);
       return { kind: 'failed' };
     }
