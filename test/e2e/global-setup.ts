@@ -1,6 +1,6 @@
 /**
  * The end-to-end run's outer world: a private dockerd to hold the simulated instances, the instance
- * image, the images an instance needs (the stand-in agent as amazon/amazon-ecs-agent:latest, a busybox
+ * image, the images an instance needs (the stand-in agent and the real one, each as amazon/amazon-ecs-agent:latest, a busybox
  * for task-like containers) saved as tarballs, the fakes bundled for the instance's node, and the
  * release tarball `npm run package` built.
  */
@@ -12,6 +12,7 @@ import { build } from 'esbuild';
 import type { TestProject } from 'vitest/node';
 import { AGENT_STANDIN_IMAGE, BUSYBOX_IMAGE, buildBusyboxImage } from '../harness/images.js';
 import { startPrivateDockerd, stopPrivateDockerd } from '../harness/private-dockerd.js';
+import { importRealAgent } from '../harness/real-agent.js';
 import { importInstanceImage } from './instance-image.js';
 
 const run = promisify(execFile);
@@ -20,7 +21,7 @@ const repo = fileURLToPath(new URL('../../', import.meta.url));
 export interface E2eWorld {
   dockerHost: string;
   image: string;
-  /** fakes.mjs, ecs-agent.tar, busybox.tar, release.tar.gz */
+  /** fakes.mjs, ecs-agent.tar (the stand-in), real-ecs-agent.tar (the real agent), busybox.tar, release.tar.gz */
   dir: string;
 }
 
@@ -45,6 +46,9 @@ export async function startE2eWorld(log: (line: string) => void = (l) => process
     await buildBusyboxImage(dockerd.host);
     await docker(['tag', AGENT_STANDIN_IMAGE, 'amazon/amazon-ecs-agent:latest']);
     await docker(['save', '-o', `${dir}/ecs-agent.tar`, 'amazon/amazon-ecs-agent:latest']);
+    // The real agent, under the same name, for the instance that runs it (the AMI's cache has it).
+    await importRealAgent(dockerd.socket);
+    await docker(['save', '-o', `${dir}/real-ecs-agent.tar`, 'amazon/amazon-ecs-agent:latest']);
     await docker(['tag', BUSYBOX_IMAGE, 'busybox:latest']);
     await docker(['save', '-o', `${dir}/busybox.tar`, 'busybox:latest']);
     await run('cp', [release, `${dir}/release.tar.gz`]);

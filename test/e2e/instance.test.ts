@@ -203,3 +203,55 @@ exit 1
     expect(await i().sh('journalctl --no-pager -o cat -u ecs-gvisor')).toContain('SANDBOX_UNPROVEN');
   });
 });
+
+describe('an instance running the real ECS agent', () => {
+  let inst: Instance | undefined;
+  const i = () => inst!;
+
+  beforeAll(async () => {
+    inst = await Instance.launch(world, 'real-agent', { realAgent: true });
+  });
+  afterAll(async () => {
+    await inst?.destroy();
+  });
+
+  it('8. boot: the real agent registers itself, the proof is published on its record; a Docker restart brings it back as the same instance', async () => {
+    diagnoseOnFailure(i);
+    await i().until('ecs-gvisor.service active', async () => (await i().unit('ecs-gvisor.service')).active === 'active');
+    const agent = (await i().inspect('ecs-agent'))!;
+    expect(agent.HostConfig.Runtime).toBe('runc');
+    // Its own RegisterContainerInstance, with its identity document: not the stand-in's.
+    const registered = await i().until('the agent registered and the attribute published', async () => {
+      const f = await i().fakes();
+      const [arn, rec] = Object.entries(f.ecs.instances).find(([, v]) => v.ec2InstanceId === INSTANCE_ID) ?? [];
+      return arn && rec?.attributes['ecs-gvisor.sandbox'] === 'verified' ? { arn, f } : undefined;
+    });
+    const register = registered.f.ecs.calls.filter((c) => c.operation === 'RegisterContainerInstance');
+    expect(register.length).toBeGreaterThanOrEqual(1);
+    expect(register[0]!.body).toHaveProperty('instanceIdentityDocument');
+    const st = await i().until('status healthy', async () => {
+      const s = await i().status();
+      return s.healthy === true ? s : undefined;
+    });
+    expect(st.registration.containerInstanceArn).toBe(registered.arn);
+    expect(st.registration.agentVersion).toMatch(/1\.101\.2/);
+
+    const service = await i().unit('ecs-gvisor.service');
+    await i().sh('systemctl restart docker');
+    const back = await i().until('the agent running again after the Docker restart', async () => {
+      const a = await i().inspect('ecs-agent');
+      return a?.State.Running && a.State.StartedAt !== agent.State.StartedAt ? a : undefined;
+    }, 120_000);
+    expect(back.HostConfig.Runtime).toBe('runc');
+    const after = await i().until('status healthy again', async () => {
+      const s = await i().status();
+      return s.healthy === true && s.agent.lastExit ? s : undefined;
+    }, 120_000);
+    // Docker's SIGTERM made it exit 0; that did not keep it down.
+    expect(after.agent.lastExit).toMatchObject({ code: 0 });
+    expect(after.registration.containerInstanceArn).toBe(registered.arn);
+    expect(await i().unit('ecs-gvisor.service')).toMatchObject({ active: 'active', pid: service.pid });
+    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runsc');
+    expect(await i().sh('journalctl --no-pager -o cat -u ecs-gvisor')).not.toContain('test-secret-not-real');
+  });
+});

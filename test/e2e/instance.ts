@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { realAgentImds, realAgentSettings } from '../harness/real-agent.js';
 import { until } from '../harness/watch-fixture.js';
 import type { E2eWorld } from './global-setup.js';
 import { E2E_PORTS, type FakesSeed, type FakesState } from './ports.js';
@@ -31,6 +32,8 @@ export interface InstanceOptions {
   install?: 'start' | 'no-start' | 'none';
   /** Shell lines the userdata runs before the install. */
   before?: string;
+  /** The AMI's cache holds the real ECS agent (1.101.2) instead of the stand-in; it registers with the fakes itself. */
+  realAgent?: boolean;
 }
 
 export interface ExecResult {
@@ -68,10 +71,16 @@ function userdata(o: InstanceOptions): string {
   const sets = Object.entries(settings)
     .map(([k, v]) => `--set '${k}=${v}'`)
     .join(' ');
+  const agentLines = o.realAgent
+    ? realAgentSettings({ ecsUrl: `http://127.0.0.1:${E2E_PORTS.ecs}`, imdsUrl: `http://127.0.0.1:${E2E_PORTS.imds}` }).filter((l) => !l.startsWith('ECS_BACKEND_HOST='))
+    : [];
+  const ecsConfig = [`ECS_CLUSTER=${CLUSTER}`, `ECS_BACKEND_HOST=http://127.0.0.1:${E2E_PORTS.ecs}`, 'ECS_ENGINE_AUTH_DATA={"secret":"hunter2"}', ...agentLines];
   return `#!/bin/bash
 set -euo pipefail
 mkdir -p /etc/ecs
-printf 'ECS_CLUSTER=${CLUSTER}\\nECS_BACKEND_HOST=http://127.0.0.1:${E2E_PORTS.ecs}\\nECS_ENGINE_AUTH_DATA={"secret":"hunter2"}\\n' > /etc/ecs/ecs.config
+cat > /etc/ecs/ecs.config <<'EOF'
+${ecsConfig.join('\n')}
+EOF
 mkdir -p /etc/systemd/system/ecs-gvisor.service.d
 cat > /etc/systemd/system/ecs-gvisor.service.d/e2e.conf <<'EOF'
 [Service]
@@ -112,11 +121,11 @@ export class Instance {
     const dir = mkdtempSync(`/tmp/egv-e2e-${name}-`);
     for (const f of ['fakes.mjs', 'release.tar.gz', 'busybox.tar']) copyFileSync(`${world.dir}/${f}`, `${dir}/${f}`);
     writeFileSync(`${dir}/userdata.sh`, userdata(o));
-    writeFileSync(`${dir}/fakes.json`, JSON.stringify(SEED));
+    writeFileSync(`${dir}/fakes.json`, JSON.stringify(o.realAgent ? { ...SEED, imds: { ...SEED.imds, ...realAgentImds(INSTANCE_ID) } } : SEED));
     for (const [f, { text, mode }] of Object.entries(o.files ?? {})) writeFileSync(`${dir}/${f}`, text, { mode });
     // The AMI's agent image cache (ecs-init's /var/cache/ecs: the tarball and state 1 = cached).
     mkdirSync(`${dir}/cache`);
-    copyFileSync(`${world.dir}/ecs-agent.tar`, `${dir}/cache/ecs-agent.tar`);
+    copyFileSync(`${world.dir}/${o.realAgent ? 'real-ecs-agent.tar' : 'ecs-agent.tar'}`, `${dir}/cache/ecs-agent.tar`);
     writeFileSync(`${dir}/cache/state`, '1');
     const i = new Instance(`egv-e2e-${name}`, world, dir);
     await i.outer(['rm', '-f', '-v', i.name]).catch(() => undefined);

@@ -6,6 +6,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 export interface FakeInstance {
+  /** The EC2 instance the agent registered from (its instance identity document), when it sent one. */
+  ec2InstanceId?: string;
   status: string;
   agentConnected: boolean;
   healthStatus?: string;
@@ -133,6 +135,7 @@ export class FakeEcs {
             const i = this.instances.get(arn)!;
             return {
               containerInstanceArn: arn,
+              ...(i.ec2InstanceId ? { ec2InstanceId: i.ec2InstanceId } : {}),
               status: i.status,
               agentConnected: i.agentConnected,
               runningTasksCount: i.runningTasksCount,
@@ -144,12 +147,35 @@ export class FakeEcs {
           failures: arns.filter((a) => !this.instances.has(a)).map((arn) => ({ arn, reason: 'MISSING' })),
         });
       }
+      case 'DiscoverPollEndpoint':
+        // Where the real agent opens its ACS and TCS websockets: a closed port, so it only logs reconnects.
+        return send(200, { endpoint: 'https://127.0.0.1:1/', telemetryEndpoint: 'https://127.0.0.1:1/', serviceConnectEndpoint: 'https://127.0.0.1:1/' });
       case 'RegisterContainerInstance': {
-        // The agent registers (again, when it names its ARN): ACTIVE and connected, attributes kept.
-        const arn = String(body.containerInstanceArn ?? `arn:aws:ecs:us-east-1:111122223333:container-instance/${String(body.cluster ?? 'default')}/${this.instances.size}`);
+        // The agent registers (again, when it names its ARN): ACTIVE and connected. The attributes it sends
+        // are kept and answered back (the real agent exits 5 when they are not).
+        const cluster = String(body.cluster ?? 'default');
+        const n = [...this.instances.keys()].filter((k) => k.includes(`/${cluster}/`)).length;
+        const arn = String(body.containerInstanceArn ?? `arn:aws:ecs:us-east-1:111122223333:container-instance/${cluster}/${n.toString(16).padStart(32, '0')}`);
         const i = this.instances.get(arn);
-        this.instances.set(arn, { runningTasksCount: 0, attributes: {}, ...i, status: i?.status === 'DRAINING' ? 'DRAINING' : 'ACTIVE', agentConnected: true });
-        return send(200, { containerInstance: { containerInstanceArn: arn, status: this.instances.get(arn)!.status } });
+        const sent = Object.fromEntries(((body.attributes ?? []) as Array<{ name: string; value?: string }>).map((a) => [a.name, a.value ?? '']));
+        const doc = typeof body.instanceIdentityDocument === 'string' && body.instanceIdentityDocument ? (JSON.parse(body.instanceIdentityDocument) as { instanceId?: string }) : undefined;
+        this.instances.set(arn, {
+          runningTasksCount: 0,
+          ...i,
+          ...(doc?.instanceId ? { ec2InstanceId: doc.instanceId } : {}),
+          attributes: { ...i?.attributes, ...sent },
+          status: i?.status === 'DRAINING' ? 'DRAINING' : 'ACTIVE',
+          agentConnected: true,
+        });
+        const now = this.instances.get(arn)!;
+        return send(200, {
+          containerInstance: {
+            containerInstanceArn: arn,
+            status: now.status,
+            ...(now.ec2InstanceId ? { ec2InstanceId: now.ec2InstanceId } : {}),
+            attributes: Object.entries(now.attributes).map(([name, value]) => ({ name, value })),
+          },
+        });
       }
       case 'UpdateContainerInstancesState': {
         const arns = body.containerInstances as string[];
@@ -307,7 +333,8 @@ export class FakeImds {
       if (req.method === 'PUT' && req.url === '/latest/api/token') {
         const t = this.tokenReply ?? `token-${this.tokens.size + 1}`;
         this.tokens.add(t);
-        res.writeHead(200).end(t);
+        // IMDS states the token's lifetime; the Go SDK (the real agent's) refuses a token without it.
+        res.writeHead(200, { 'x-aws-ec2-metadata-token-ttl-seconds': String(req.headers['x-aws-ec2-metadata-token-ttl-seconds'] ?? 21600) }).end(t);
         return;
       }
       if (!token || !this.tokens.has(token)) return void res.writeHead(401).end();
