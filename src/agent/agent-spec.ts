@@ -30,8 +30,11 @@ export interface AgentHostFacts {
   dirs: ReadonlySet<string>;
   /** /etc/os-release text, when readable. */
   osRelease: string | undefined;
-  /** AppArmor is enabled and usable (containerd's HostSupports: securityfs, apparmor_parser, enabled=Y). */
-  apparmor?: boolean;
+  /**
+   * The AppArmor profiles loaded, when AppArmor is enabled and usable (containerd's HostSupports:
+   * securityfs, apparmor_parser, enabled=Y); undefined otherwise.
+   */
+  apparmorProfiles?: ReadonlySet<string>;
 }
 
 export interface AgentSpecInput {
@@ -163,6 +166,11 @@ export function buildAgentContainerSpec(input: AgentSpecInput): AgentSpec {
   if (!fileVars.has('ECS_CLUSTER')) warnings.push('ECS_CLUSTER is not set; the agent registers in the cluster named "default"');
 
   warnings.push(...own.warnings);
+  // ecs-init loads its profile at pre-start, which no longer runs; naming a profile that is not loaded
+  // would keep Docker from starting the agent at all.
+  if (facts.apparmorProfiles && !facts.apparmorProfiles.has(own.apparmorProfile)) {
+    warnings.push(`the AppArmor profile ${own.apparmorProfile} ecs-init gives the agent is not loaded; the agent runs under Docker's default profile (load it with apparmor_parser, as ecs-init's pre-start does)`);
+  }
 
   const spec = {
     name: AGENT_NAME,
@@ -177,7 +185,7 @@ export function buildAgentContainerSpec(input: AgentSpecInput): AgentSpec {
       Init: true,
       LogConfig: own.logConfig,
       Binds: binds,
-      ...(facts.apparmor ? { SecurityOpt: [`apparmor:${own.apparmorProfile}`] } : {}),
+      ...(facts.apparmorProfiles?.has(own.apparmorProfile) ? { SecurityOpt: [`apparmor:${own.apparmorProfile}`] } : {}),
       ...(own.privileged ? { Privileged: true } : {}),
       ...(own.pidHost ? { PidMode: 'host' } : {}),
     } as Record<string, unknown>,

@@ -89,7 +89,7 @@ export class AgentStep {
       instanceVars: configs.instance.vars,
       userVars: configs.user.vars,
       userFile: this.opts.ecsConfig,
-      facts: { exists, dirs, osRelease, apparmor },
+      facts: { exists, dirs, osRelease, apparmorProfiles: apparmor },
       imageId,
     });
     return { ...built, warnings: [...configs.warnings, ...built.warnings] };
@@ -237,14 +237,20 @@ export function containerAction(current: ContainerState | undefined, want: Pick<
   return current.running ? 'keep' : 'start';
 }
 
-/** containerd's AppArmor check, which ecs-init uses: securityfs, apparmor_parser and enabled=Y. */
-async function apparmorEnabled(files: FilesPort): Promise<boolean> {
+/**
+ * The loaded AppArmor profiles when AppArmor is on by containerd's check, which ecs-init uses
+ * (securityfs, apparmor_parser and enabled=Y); undefined when it is off.
+ */
+async function apparmorEnabled(files: FilesPort): Promise<ReadonlySet<string> | undefined> {
   const [fs, parser, enabled] = await Promise.all([
     files.kind('/sys/kernel/security/apparmor'),
     files.kind('/sbin/apparmor_parser'),
     files.readText('/sys/module/apparmor/parameters/enabled').catch(() => undefined),
   ]);
-  return fs !== undefined && parser !== undefined && (enabled ?? '').startsWith('Y');
+  if (fs === undefined || parser === undefined || !(enabled ?? '').startsWith('Y')) return undefined;
+  const listed = await files.readText('/sys/kernel/security/apparmor/profiles').catch(() => undefined);
+  // One profile a line: "name (mode)".
+  return new Set((listed ?? '').split('\n').map((l) => l.replace(/ \([a-z]+\)$/, '').trim()).filter(Boolean));
 }
 
 function redacted(a: AgentSpec): unknown {

@@ -160,12 +160,17 @@ describe('buildAgentContainerSpec: ecs-init parity settings', () => {
     expect(badOpts.warnings.some((w) => w.includes('ECS_LOG_OPTS'))).toBe(true);
   });
 
-  it('sets ecs-init’s AppArmor profile on AppArmor hosts only', () => {
-    const aa = (apparmor: boolean, extra: Array<[string, string]> = []) =>
-      hc({ userVars: user(...extra), facts: { ...facts([], ['/etc/pki']), apparmor } }).SecurityOpt;
-    expect(aa(false)).toBeUndefined();
-    expect(aa(true)).toEqual(['apparmor:ecs-agent-default']);
-    expect(aa(true, [['ECS_AGENT_APPARMOR_PROFILE', 'custom']])).toEqual(['apparmor:custom']);
+  it('sets ecs-init’s AppArmor profile on AppArmor hosts where it is loaded, and says so when it is not', () => {
+    const loaded = new Set(['docker-default', 'ecs-agent-default', 'custom']);
+    const aa = (apparmorProfiles: ReadonlySet<string> | undefined, extra: Array<[string, string]> = []) =>
+      build({ userVars: user(...extra), facts: { ...facts([], ['/etc/pki']), apparmorProfiles } });
+    expect(aa(undefined).spec.HostConfig!.SecurityOpt).toBeUndefined();
+    expect(aa(loaded).spec.HostConfig!.SecurityOpt).toEqual(['apparmor:ecs-agent-default']);
+    expect(aa(loaded, [['ECS_AGENT_APPARMOR_PROFILE', 'custom']]).spec.HostConfig!.SecurityOpt).toEqual(['apparmor:custom']);
+    // Not loaded (ecs-init's pre-start never ran): Docker would refuse to start the agent with it.
+    const missing = aa(new Set(['docker-default']));
+    expect(missing.spec.HostConfig!.SecurityOpt).toBeUndefined();
+    expect(missing.warnings.some((w) => w.includes('AppArmor profile ecs-agent-default') && w.includes('not loaded'))).toBe(true);
   });
 
   it('ECS_EBSTA_SUPPORTED: true with the EBS mount directory, false without, whatever the files say', () => {
