@@ -223,7 +223,7 @@ describe('bootstrap: converged means the agent stays up', () => {
     try {
       const r = await runCli(['bootstrap', '--only', 'runtime,agent'], env({ ECS_GVISOR_AGENT_SETTLE_SECONDS: '3' }));
       expect(r.code).toBe(4);
-      expect(r.stderr.trim()).toBe('The agent container ecs-agent exited with code 5 within 3 s of its start; see docker logs ecs-agent.');
+      expect(r.stderr.trim()).toBe('ecs-gvisor: The agent container ecs-agent exited with code 5 within 3 s of its start; see docker logs ecs-agent.');
       expect(r.stdout).not.toContain('the ECS agent runs under runc');
     } finally {
       rmSync('/var/lib/ecs/data/stand-in-exit', { force: true });
@@ -238,7 +238,7 @@ describe('bootstrap: converged means the agent stays up', () => {
     const before = readFileSync(d.daemonJson, 'utf8');
     const r = await runCli(['bootstrap', '--only', 'runtime,agent'], env());
     expect(r.code).toBe(3);
-    expect(r.stderr.trim()).toBe(`${dir}/etc-ecs.config sets ECS_EXTERNAL=true (ECS Anywhere), but ecs-gvisor runs the agent only on EC2 container instances; remove the key or leave this host to ecs-init.`);
+    expect(r.stderr.trim()).toBe(`ecs-gvisor: ${dir}/etc-ecs.config sets ECS_EXTERNAL=true (ECS Anywhere), but ecs-gvisor runs the agent only on EC2 container instances; remove the key or leave this host to ecs-init.`);
     expect(readFileSync(d.daemonJson, 'utf8')).toBe(before);
     expect((await liveRuntime(d)).defaultRuntime).toBe('runc');
     await expect(agent()).rejects.toMatchObject({ statusCode: 404 });
