@@ -72,6 +72,8 @@ const schema = z.object({
   RELOAD_TIMEOUT_SECONDS: positiveInt(600).default(20),
   /** Replace a default-runtime other than runc that the operator set in daemon.json. */
   REPLACE_DEFAULT_RUNTIME: bool.default(false),
+  /** gVisor's network stack per container: auto (netstack unless it joins another's or the host's namespace), passthrough, sandbox. */
+  NETWORK_POLICY: z.enum(['auto', 'passthrough', 'sandbox'], { message: 'must be auto, passthrough or sandbox' }).default('auto'),
   STATE_DIR: absolutePath.default('/var/lib/ecs-gvisor'),
   ECS_CONFIG: absolutePath.default('/etc/ecs/ecs.config'),
   /** The instance config ecs-init reads before ECS_CONFIG (Amazon's per-instance settings). */

@@ -81,6 +81,8 @@ export interface ContainerState {
   exitCode: number;
   /** The ID of the image the container was created from. */
   imageId?: string;
+  /** HostConfig.NetworkMode: none, bridge, host, container:<id>, a network's name. */
+  networkMode?: string;
   labels: Record<string, string>;
   /** Docker's health check verdict (healthy, unhealthy, starting), when the container has one. */
   health?: string;

@@ -253,6 +253,7 @@ function toState(i: Docker.ContainerInspectInfo): ContainerState {
     finishedAt: i.State.FinishedAt,
     exitCode: i.State.ExitCode,
     imageId: i.Image,
+    networkMode: String((i.HostConfig as { NetworkMode?: string }).NetworkMode ?? ''),
     labels: i.Config.Labels ?? {},
     health: (i.State as { Health?: { Status?: string } }).Health?.Status,
   };

@@ -24,6 +24,7 @@ import { DockerReloader } from '../runtime/docker-reloader.js';
 import { isProbeArch } from '../runtime/probe-image.js';
 import { cachedRunscDetector } from '../runtime/runsc.js';
 import { RunscInstaller } from '../runtime/runsc-install.js';
+import { runtimeEntryPath } from '../runtime/runtime-entry.js';
 import { RUNTIME_STATE, RuntimeStep, type RuntimeState } from '../runtime/runtime-step.js';
 import { SandboxProver } from '../runtime/sandbox-proof.js';
 import { StateStore } from '../state-store.js';
@@ -32,7 +33,7 @@ import { VERSION } from '../version.js';
 import type { AutoScalingPort, Clock, Ec2Port, EcsPort, ServiceManagerPort } from '../ports.js';
 import { heartbeatIntervalMs, type LifecycleRecord } from '../lifecycle/lifecycle-plan.js';
 import { Lifecycle, LIFECYCLE_STATE } from '../lifecycle/lifecycle.js';
-import { desiredAttributes, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
+import { desiredAttributes, NETWORK_ATTRIBUTES, provenEcsModes, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
 import { EcsCaller, regionOf, type RetryOptions } from '../watch/ecs-caller.js';
 import { AgentIntrospection } from '../watch/introspection.js';
 import { WatchMetrics } from '../watch/metrics.js';
@@ -68,6 +69,9 @@ export interface StatusReport {
     verifiedAt?: string;
     evidence?: RuntimeState['evidence'];
     lastError?: RuntimeState['lastError'];
+    /** ECS_GVISOR_NETWORK_POLICY, and the ECS network modes the last proof showed working here. */
+    networkPolicy: string;
+    networkModes: string[];
   };
   /** Sandbox verified, agent running and (while `run` watches) registered, connected and no audit violation. */
   healthy: boolean;
@@ -172,7 +176,9 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     },
     {
       daemonJson: cfg.DAEMON_JSON,
-      desired: { name: cfg.RUNTIME_NAME, path: cfg.RUNSC_PATH, runtimeArgs: cfg.RUNSC_ARGS },
+      // daemon.json names the entry point, which picks the network stack per container and runs runsc.
+      desired: { name: cfg.RUNTIME_NAME, path: runtimeEntryPath(cfg.STATE_DIR, cfg.RUNTIME_NAME), runtimeArgs: cfg.RUNSC_ARGS },
+      entry: { runscPath: cfg.RUNSC_PATH, policy: cfg.NETWORK_POLICY },
       replaceDefaultRuntime: cfg.REPLACE_DEFAULT_RUNTIME,
     },
   );
@@ -307,7 +313,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
       if (!cfg.PUBLISH_ATTRIBUTES || !r?.cluster || !r.containerInstanceArn || w?.attributes.published[SANDBOX_ATTRIBUTE] !== 'verified') return false;
       const port = ecs(regionOf(r.containerInstanceArn, cfg.AWS_REGION));
       await port.putAttributes(r.cluster, r.containerInstanceArn, desiredAttributes(false, undefined));
-      await port.deleteAttributes(r.cluster, r.containerInstanceArn, [RUNSC_ATTRIBUTE]);
+      await port.deleteAttributes(r.cluster, r.containerInstanceArn, [RUNSC_ATTRIBUTE, ...Object.values(NETWORK_ATTRIBUTES)]);
       await state.write(WATCH_STATE, { ...w, attributes: { published: desiredAttributes(false, undefined), at: new Date(clock.now()).toISOString() } });
       return true;
     },
@@ -377,6 +383,8 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
           verifiedAt: saved?.verifiedAt,
           evidence: saved?.evidence,
           lastError: saved?.lastError,
+          networkPolicy: cfg.NETWORK_POLICY,
+          networkModes: verified ? provenEcsModes(saved?.evidence?.networks) : [],
         },
         agent: agentReport,
         // Last known even when run has stopped: the instance's registration outlives the process.

@@ -149,6 +149,7 @@ async function plan(app: App, steps: Step[]): Promise<string> {
     } else {
       lines.push(`  daemon.json: ${p.daemonJson.file} unchanged (already converged)`);
     }
+    lines.push(`  entry point: ${p.entry.path} (network policy ${p.entry.policy})${p.entry.changed ? ' would be written' : ' unchanged'}`);
     lines.push(`  docker: default runtime now "${p.live.defaultRuntime}"; ${p.live.converged ? 'no reload needed' : `reload by ${p.live.reloadBy}`}`);
     lines.push(`  probe: ${p.probe.image} image${p.probe.build ? ' (to be built)' : ''}, then a probe container proves the sandbox and its memory limit`);
   }
@@ -193,6 +194,12 @@ async function status(app: App, json: boolean, io: Io): Promise<number> {
     ['docker default', r.dockerDefaultRuntime ?? `(unavailable: ${r.dockerProblem})`],
     ['verified', r.verified ? `yes, at ${r.verifiedAt}` : 'no'],
     ['evidence', r.evidence ? `pid ${r.evidence.pid} ${r.evidence.cmdline.split(' ')[0]}; memory limit on ${r.evidence.cgroupLimitFile}` : '-'],
+    [
+      'networks',
+      `policy ${r.networkPolicy}; ECS modes proven: ${r.networkModes.join(', ') || 'none'}${Object.entries(r.evidence?.networks ?? {})
+        .map(([m, p]) => `\n  ${m}: ${p.proven ? p.stack : `not proven (${p.reason})`}`)
+        .join('')}`,
+    ],
     ['agent', a.id ? `${a.container} ${a.id.slice(0, 12)} ${a.state} (runtime ${a.runtime}${a.health ? `, ${a.health}` : ''}), ${a.restarts} restart(s)` : 'no container'],
     ...(a.held ? ([['agent held', a.held]] as [string, string][]) : []),
     ...(a.stopped ? ([['agent stopped', `${a.stopped} (exit ${a.lastExit?.code})`]] as [string, string][]) : []),
@@ -206,7 +213,7 @@ async function status(app: App, json: boolean, io: Io): Promise<number> {
     [
       'audit',
       s.audit
-        ? `${s.audit.checked} container(s), ${s.audit.violations.length} violation(s)${ago(s.audit.checkedAt)}${s.audit.violations.map((v) => `\n  ${v.name} ${v.id.slice(0, 12)}: ${v.reason}`).join('')}`
+        ? `${s.audit.checked} container(s), ${s.audit.violations.length} violation(s)${ago(s.audit.checkedAt)}${s.audit.violations.map((v) => `\n  ${v.name} ${v.id.slice(0, 12)}: ${v.reason}`).join('')}${(s.audit.networks ?? []).map((n) => `\n  ${n.name}: network ${n.networkMode || '-'}, ${n.stack === 'none' ? 'no sandbox' : n.stack}`).join('')}`
         : '-',
     ],
     ['attributes', s.attributes && Object.keys(s.attributes.published).length ? Object.entries(s.attributes.published).map(([k, v]) => `${k}=${v}`).join(', ') : '-'],

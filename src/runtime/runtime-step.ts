@@ -20,6 +20,7 @@ import {
   type DesiredRuntime,
 } from './daemon-json.js';
 import { matches, type DockerdProcess, type DockerReloader, type LiveExpectation } from './docker-reloader.js';
+import { renderRuntimeEntry, type NetworkPolicy } from './runtime-entry.js';
 import type { RunscVersion } from './runsc.js';
 import type { SandboxEvidence, SandboxProver } from './sandbox-proof.js';
 import type { StateStore } from '../state-store.js';
@@ -44,13 +45,18 @@ export interface RuntimeStepDeps {
 
 export interface RuntimeStepOptions {
   daemonJson: string;
+  /** Our runtime entry in daemon.json; its path is the entry point below. */
   desired: DesiredRuntime;
+  /** The entry point written at desired.path: runsc behind a per-container network policy. */
+  entry: { runscPath: string; policy: NetworkPolicy };
   replaceDefaultRuntime: boolean;
 }
 
 export interface RuntimePlan {
   runsc: { path: string; version?: string; problem?: string };
   daemonJson: { file: string; changed: boolean; changes: string[]; diff: string };
+  /** The runtime entry point: missing or not what this configuration writes (policy, runsc path). */
+  entry: { path: string; policy: NetworkPolicy; changed: boolean };
   live: { defaultRuntime: string; converged: boolean; reloadBy: string };
   probe: { image: string; build: boolean };
 }
@@ -59,6 +65,8 @@ export interface RuntimeState {
   name: string;
   runscPath: string;
   runscVersion?: string;
+  /** The network policy the entry point applies. */
+  networkPolicy?: NetworkPolicy;
   verified: boolean;
   verifiedAt?: string;
   evidence?: SandboxEvidence;
@@ -99,6 +107,7 @@ export class RuntimeStep {
         changes: plan.changes,
         diff: plan.changed ? renderDiff(this.file, doc.text, plan.next) : '',
       },
+      entry: { path: this.opts.desired.path, policy: this.opts.entry.policy, changed: await this.entryChanged() },
       live: { defaultRuntime: info.defaultRuntime, converged, reloadBy: converged ? 'none needed' : describeReload(proc) },
       probe: { image: this.deps.prover.builtinImage ? 'built-in' : 'operator-supplied', build: !(await this.deps.docker.imageExists(this.deps.prover.image)) },
     };
@@ -129,6 +138,12 @@ export class RuntimeStep {
     }
 
     try {
+      // Before daemon.json names it: Docker must never point at an entry point that is not there.
+      if (await this.entryChanged()) {
+        await this.deps.files.mkdirp(dirOf(d.path), 0o755);
+        await this.deps.files.writeAtomic(d.path, this.entryText(), 0o755);
+        log.info({ entry: d.path, policy: this.opts.entry.policy, runsc: this.opts.entry.runscPath }, 'runtime entry point written');
+      }
       if (plan.changed) {
         await this.deps.backups.record(this.file, doc.text, before.defaultRuntime, sha256(plan.next), new Date(this.deps.clock.now()));
         await this.write(plan.next);
@@ -142,12 +157,13 @@ export class RuntimeStep {
       }
       const removed = await this.deps.prover.removeStale();
       if (removed > 0) log.warn({ removed }, 'removed probe containers left by an earlier run');
-      const evidence = await this.deps.prover.prove(d.name);
+      const evidence = await this.deps.prover.prove(d.name, this.opts.entry.policy);
       log.info({ evidence }, 'sandbox proven');
       const state: RuntimeState = {
         name: d.name,
-        runscPath: d.path,
+        runscPath: this.opts.entry.runscPath,
         runscVersion: version.version,
+        networkPolicy: this.opts.entry.policy,
         verified: true,
         verifiedAt: evidence.provenAt,
         evidence,
@@ -171,6 +187,8 @@ export class RuntimeStep {
     const name = this.opts.desired.name;
     const users = (await this.deps.docker.listContainers({ all: true })).filter((c) => c.runtime === name).map((c) => c.name);
     const restored = await this.restoreOriginal(proc, users);
+    // The entry point goes with the runtime entry that names it; while that stays, so does it.
+    if (!(restored && users.length)) await this.deps.files.remove(this.opts.desired.path);
     if (this.deps.prover.builtinImage) await this.deps.docker.removeImage(this.deps.prover.image);
     await this.deps.state.remove(RUNTIME_STATE);
     return { restored, keptFor: restored ? users : [] };
@@ -284,11 +302,19 @@ export class RuntimeStep {
     }
   }
 
+  private entryText(): string {
+    return renderRuntimeEntry(this.opts.entry);
+  }
+
+  private async entryChanged(): Promise<boolean> {
+    return (await this.deps.files.readText(this.opts.desired.path).catch(() => undefined)) !== this.entryText();
+  }
+
   private async recordFailure(err: unknown, version: RunscVersion | undefined): Promise<void> {
     const code = err instanceof EcsGvisorError ? err.code : 'INTERNAL';
     const state: RuntimeState = {
       name: this.opts.desired.name,
-      runscPath: this.opts.desired.path,
+      runscPath: this.opts.entry.runscPath,
       runscVersion: version?.version,
       verified: false,
       lastError: { code, message: messageOf(err), at: new Date(this.deps.clock.now()).toISOString() },
@@ -311,6 +337,10 @@ export function describeReload(proc: DockerdProcess): string {
   if (proc.viaSystemd) return `systemctl reload (dockerd pid ${proc.pid})`;
   if (proc.pid !== undefined) return `SIGHUP to dockerd pid ${proc.pid}`;
   return 'impossible: no dockerd found through systemd or the pidfile';
+}
+
+function dirOf(path: string): string {
+  return path.slice(0, path.lastIndexOf('/')) || '/';
 }
 
 function encode(text: string | undefined): Uint8Array | undefined {

@@ -9,6 +9,7 @@ import type { Logger } from '../logger.js';
 import type { Clock, DockerPort, FilesPort, HostPort } from '../ports.js';
 import { BUILTIN_PROBE_IMAGE } from '../config.js';
 import { PROBE_CMD, probeRootfs, type ProbeArch } from './probe-image.js';
+import { modesAllowed, NETWORK_MODES, stackFor, type NetworkMode, type NetworkPolicy } from './runtime-entry.js';
 
 export const PROBE_LABEL = 'ecs-gvisor.probe';
 export const PROBE_MEMORY_BYTES = 64 * 1024 * 1024;
@@ -22,6 +23,20 @@ export interface SandboxEvidence {
   memoryLimitBytes: number;
   cgroupLimitFile: string;
   provenAt: string;
+  /**
+   * Each network mode: proven (a sandbox on the stack the policy gives it) or why not. `own`: a namespace
+   * of its own (bridge, none, the awsvpc pause container); `joined`: another container's (awsvpc task
+   * containers); `host`: the host's. A mode the policy refuses is `refused`.
+   */
+  networks?: Record<NetworkMode, NetworkProof>;
+}
+
+export type NetworkProof = { proven: true; stack: 'netstack' | 'passthrough' } | { proven: false; reason: string };
+
+/** Whether a sandbox runs gVisor's passthrough stack: the last --network flag on its command line. */
+export function sandboxStack(argv: readonly string[]): 'netstack' | 'passthrough' {
+  const net = argv.filter((a) => a.startsWith('--network=')).pop();
+  return net === '--network=host' ? 'passthrough' : 'netstack';
 }
 
 /** Whether a host process's argv is a gVisor sandbox (older runsc: runsc-sandbox; newer: gvisor_sentry). */
@@ -73,30 +88,73 @@ export class SandboxProver {
     return stale.length;
   }
 
-  /** Throws SANDBOX_UNPROVEN with the reason. The probe is removed in every case. */
-  async prove(runtimeName: string): Promise<SandboxEvidence> {
+  /**
+   * Throws SANDBOX_UNPROVEN with the reason. The probes are removed in every case. The sandbox proof is
+   * the probe in a namespace of its own (with its memory limit); beside it, each network mode the policy
+   * allows gets a probe of its own (the host's namespace at once, another's once the first runs), and
+   * what they show is recorded per mode: a mode that fails is reported, not fatal.
+   */
+  async prove(runtimeName: string, policy: NetworkPolicy = 'sandbox'): Promise<SandboxEvidence> {
     await this.ensureImage();
-    const name = `ecs-gvisor-probe-${randomBytes(4).toString('hex')}`;
-    let id: string | undefined;
+    const created: string[] = [];
+    const modes = modesAllowed(policy);
     try {
-      id = await this.deps.docker.createContainer({
-        name,
-        Image: this.opts.image,
-        Cmd: [...PROBE_CMD],
-        Labels: { [PROBE_LABEL]: '1' },
-        NetworkDisabled: true,
-        // No Runtime here: the point is that Docker's default applies.
-        HostConfig: { NetworkMode: 'none', Memory: PROBE_MEMORY_BYTES, MemorySwap: PROBE_MEMORY_BYTES, LogConfig: { Type: 'none', Config: {} } },
-      });
-      try {
-        await this.deps.docker.startContainer(id);
-      } catch (err) {
-        throw unproven(`the probe container did not start under the default runtime: ${messageOf(err)}`, err);
+      const own = await this.probe({ NetworkMode: 'none', Memory: PROBE_MEMORY_BYTES, MemorySwap: PROBE_MEMORY_BYTES }, created, true);
+      const host = modes.includes('host') ? this.probe({ NetworkMode: 'host' }, created).then((id) => this.modeProof(id, runtimeName, policy, 'host'), failed) : undefined;
+      const { pid, argv } = await this.sandboxOf(own, runtimeName);
+      const evidence = await this.checkLimit(pid, argv, runtimeName);
+      const joined = modes.includes('joined')
+        ? this.probe({ NetworkMode: `container:${own}` }, created).then((id) => this.modeProof(id, runtimeName, policy, 'joined'), failed)
+        : undefined;
+      const ownStack = sandboxStack(argv);
+      const networks = {} as Record<NetworkMode, NetworkProof>;
+      const proofs = { own: Promise.resolve(this.expectStack(policy, 'own', ownStack)), joined, host };
+      for (const m of NETWORK_MODES) {
+        networks[m] = (await proofs[m]) ?? { proven: false, reason: `refused by ECS_GVISOR_NETWORK_POLICY=${policy}` };
       }
-      return await this.collect(id, runtimeName);
+      for (const [m, p] of Object.entries(networks)) {
+        if (!p.proven && modes.includes(m as NetworkMode)) this.deps.log.warn({ mode: m, reason: p.reason }, 'a network mode the policy allows is not proven');
+      }
+      return { ...evidence, networks };
     } finally {
-      if (id) await this.remove(id);
+      await Promise.all(created.map((id) => this.remove(id)));
     }
+  }
+
+  /** Create and start one probe under Docker's default runtime; `created` collects it for removal. */
+  private async probe(hostConfig: Record<string, unknown>, created: string[], mustStart = false): Promise<string> {
+    const id = await this.deps.docker.createContainer({
+      name: `ecs-gvisor-probe-${randomBytes(4).toString('hex')}`,
+      Image: this.opts.image,
+      Cmd: [...PROBE_CMD],
+      Labels: { [PROBE_LABEL]: '1' },
+      ...(hostConfig.NetworkMode === 'none' ? { NetworkDisabled: true } : {}),
+      // No Runtime here: the point is that Docker's default applies.
+      HostConfig: { ...hostConfig, LogConfig: { Type: 'none', Config: {} } },
+    });
+    created.push(id);
+    try {
+      await this.deps.docker.startContainer(id);
+    } catch (err) {
+      if (mustStart) throw unproven(`the probe container did not start under the default runtime: ${messageOf(err)}`, err);
+      throw err;
+    }
+    return id;
+  }
+
+  /** One network mode's probe: a sandbox, on the stack the policy gives that mode. */
+  private async modeProof(id: string, runtimeName: string, policy: NetworkPolicy, mode: NetworkMode): Promise<NetworkProof> {
+    try {
+      const { argv } = await this.sandboxOf(id, runtimeName);
+      return this.expectStack(policy, mode, sandboxStack(argv));
+    } catch (err) {
+      return failed(err);
+    }
+  }
+
+  private expectStack(policy: NetworkPolicy, mode: NetworkMode, stack: 'netstack' | 'passthrough'): NetworkProof {
+    const want = stackFor(policy, mode);
+    return stack === want ? { proven: true, stack } : { proven: false, reason: `the sandbox runs ${stack}, not ${want} as ECS_GVISOR_NETWORK_POLICY=${policy} says` };
   }
 
   /**
@@ -126,7 +184,8 @@ export class SandboxProver {
     if (killed.size > 0) this.deps.log.warn({ id, pids: [...killed] }, 'killed sandbox processes the failed probe left behind');
   }
 
-  private async collect(id: string, runtimeName: string): Promise<SandboxEvidence> {
+  /** The probe's sandbox process, once it shows; SANDBOX_UNPROVEN when it does not. */
+  private async sandboxOf(id: string, runtimeName: string): Promise<{ pid: number; argv: string[] }> {
     const deadline = this.deps.clock.now() + this.opts.timeoutMs;
     for (;;) {
       const state = await this.deps.docker.inspectContainer(id);
@@ -136,7 +195,7 @@ export class SandboxProver {
       }
       if (!state.running) throw unproven(`the probe exited with code ${state.exitCode} instead of staying up`);
       const argv = state.pid > 0 ? await this.deps.host.cmdline(state.pid) : undefined;
-      if (argv && isSandboxCmdline(argv)) return this.checkLimit(state.pid, argv, runtimeName);
+      if (argv && isSandboxCmdline(argv)) return { pid: state.pid, argv };
       if (this.deps.clock.now() >= deadline) {
         throw unproven(
           `the probe's process ${state.pid} is "${(argv ?? []).join(' ').slice(0, 120)}", not a gVisor sandbox (runsc-sandbox)`,
@@ -167,6 +226,10 @@ export class SandboxProver {
       provenAt: new Date(this.deps.clock.now()).toISOString(),
     };
   }
+}
+
+function failed(err: unknown): NetworkProof {
+  return { proven: false, reason: messageOf(err).replace(/^The sandbox is not proven: /, '') };
 }
 
 function unproven(reason: string, cause?: unknown): EcsGvisorError {

@@ -5,8 +5,28 @@
  * extra call.
  */
 
+import type { NetworkMode } from '../runtime/runtime-entry.js';
+import type { NetworkProof } from '../runtime/sandbox-proof.js';
+
 export const SANDBOX_ATTRIBUTE = 'ecs-gvisor.sandbox';
 export const RUNSC_ATTRIBUTE = 'ecs-gvisor.runsc-version';
+/**
+ * One attribute per ECS network mode whose containers are proven to start in gVisor here, so a task
+ * definition can require its own: bridge needs a namespace of its own proven, host the host's, awsvpc both
+ * (its pause container has its own, its task containers join it).
+ */
+export const NETWORK_ATTRIBUTES = {
+  bridge: 'ecs-gvisor.network.bridge',
+  awsvpc: 'ecs-gvisor.network.awsvpc',
+  host: 'ecs-gvisor.network.host',
+} as const;
+const OURS = [SANDBOX_ATTRIBUTE, RUNSC_ATTRIBUTE, ...Object.values(NETWORK_ATTRIBUTES)];
+
+/** The ECS network modes that work here, from the proof of each namespace kind. */
+export function provenEcsModes(networks: Partial<Record<NetworkMode, NetworkProof>> | undefined): Array<keyof typeof NETWORK_ATTRIBUTES> {
+  const ok = (m: NetworkMode) => networks?.[m]?.proven === true;
+  return [...(ok('own') ? (['bridge'] as const) : []), ...(ok('own') && ok('joined') ? (['awsvpc'] as const) : []), ...(ok('host') ? (['host'] as const) : [])];
+}
 
 /** ECS attribute values: up to 128 letters, digits, and `-_.@/: ` (Debian's `0.0~20221219` has a `~`). */
 export function attributeValue(v: string): string {
@@ -17,9 +37,15 @@ export function attributeValue(v: string): string {
  * `verified` only while the proof stands and no container runs outside gVisor: a violation the audit
  * only reports still makes the instance no place for untrusted tasks, so the attribute says `violated`.
  */
-export function desiredAttributes(verified: boolean, runscVersion: string | undefined, violations = 0): Record<string, string> {
+export function desiredAttributes(
+  verified: boolean,
+  runscVersion: string | undefined,
+  violations = 0,
+  networks?: Partial<Record<NetworkMode, NetworkProof>>,
+): Record<string, string> {
   if (!verified) return { [SANDBOX_ATTRIBUTE]: 'unverified' };
-  return { [SANDBOX_ATTRIBUTE]: violations > 0 ? 'violated' : 'verified', [RUNSC_ATTRIBUTE]: attributeValue(runscVersion ?? 'unknown') };
+  const modes = Object.fromEntries(provenEcsModes(networks).map((m) => [NETWORK_ATTRIBUTES[m], 'verified']));
+  return { [SANDBOX_ATTRIBUTE]: violations > 0 ? 'violated' : 'verified', [RUNSC_ATTRIBUTE]: attributeValue(runscVersion ?? 'unknown'), ...modes };
 }
 
 export interface AttributePlan {
@@ -31,7 +57,7 @@ export interface AttributePlan {
 export function planAttributes(desired: Readonly<Record<string, string>>, current: Readonly<Record<string, string>>): AttributePlan {
   const put: Record<string, string> = {};
   for (const [k, v] of Object.entries(desired)) if (current[k] !== v) put[k] = v;
-  const remove = [SANDBOX_ATTRIBUTE, RUNSC_ATTRIBUTE].filter((k) => !(k in desired) && k in current);
+  const remove = OURS.filter((k) => !(k in desired) && k in current);
   return { put, remove };
 }
 

@@ -5,7 +5,7 @@
  */
 import { AGENT_NAME, MANAGED_LABEL } from '../agent/agent-spec.js';
 import type { ContainerState } from '../ports.js';
-import { isSandboxCmdline, PROBE_LABEL } from '../runtime/sandbox-proof.js';
+import { isSandboxCmdline, PROBE_LABEL, sandboxStack } from '../runtime/sandbox-proof.js';
 
 export interface Violation {
   id: string;
@@ -14,9 +14,18 @@ export interface Violation {
   reason: string;
 }
 
+/** Each audited container's network mode (Docker's NetworkMode) and the stack its sandbox runs. */
+export interface ContainerNetwork {
+  id: string;
+  name: string;
+  networkMode: string;
+  stack: 'netstack' | 'passthrough' | 'none';
+}
+
 export interface AuditResult {
   checked: number;
   violations: Violation[];
+  networks: ContainerNetwork[];
 }
 
 /** Our agent runs under runc on purpose; probes are ours and short-lived. */
@@ -26,19 +35,20 @@ export function exempt(c: ContainerState): boolean {
 
 export function audit(containers: readonly ContainerState[], cmdlines: ReadonlyMap<number, readonly string[] | undefined>, runtime: string): AuditResult {
   const violations: Violation[] = [];
+  const networks: ContainerNetwork[] = [];
   let checked = 0;
   for (const c of containers) {
     if (!c.running || exempt(c)) continue;
     checked++;
     const base = { id: c.id, name: c.name, runtime: c.runtime || '(default at creation)' };
+    const argv = cmdlines.get(c.pid);
+    const sandboxed = c.runtime === runtime && argv !== undefined && isSandboxCmdline(argv);
+    networks.push({ id: c.id, name: c.name, networkMode: c.networkMode ?? '', stack: sandboxed ? sandboxStack(argv) : 'none' });
     if (c.runtime !== runtime) {
       violations.push({ ...base, reason: `created with runtime "${c.runtime}", not ${runtime}` });
-      continue;
-    }
-    const argv = cmdlines.get(c.pid);
-    if (!argv || !isSandboxCmdline(argv)) {
+    } else if (!sandboxed) {
       violations.push({ ...base, reason: `its process (pid ${c.pid}) is not a gVisor sandbox` });
     }
   }
-  return { checked, violations };
+  return { checked, violations, networks };
 }

@@ -20,12 +20,13 @@ import type {
   ImdsPort,
   NotifyPort,
 } from '../ports.js';
+import type { SandboxEvidence } from '../runtime/sandbox-proof.js';
 import type { RuntimeState, RuntimeStep } from '../runtime/runtime-step.js';
 import type { StateStore } from '../state-store.js';
 import { INSTANCE_ID_PATH, instanceIdOf } from '../lifecycle/imds-values.js';
 import type { Lifecycle } from '../lifecycle/lifecycle.js';
 import { desiredAttributes, isEmptyPlan, planAttributes } from './attributes.js';
-import { audit, type Violation } from './audit.js';
+import { audit, type ContainerNetwork, type Violation } from './audit.js';
 import { firstPollMs, nextPollMs, type EcsBudget } from './budget.js';
 import type { EcsCaller } from './ecs-caller.js';
 import { outcomeOf, regionOf } from './ecs-caller.js';
@@ -111,7 +112,7 @@ export interface WatchSnapshot {
   };
   verdict: Verdict;
   healing: { wrongSince?: string; restartsInWindow: number; markedUnhealthy: boolean };
-  audit: { checkedAt?: string; checked: number; violations: Violation[]; action: 'report' | 'stop'; stopped: string[] };
+  audit: { checkedAt?: string; checked: number; violations: Violation[]; action: 'report' | 'stop'; stopped: string[]; networks?: ContainerNetwork[] };
   attributes: { published: Record<string, string>; at?: string };
   lastErrors: Array<{ at: string; component: string; code: string; message: string }>;
 }
@@ -135,13 +136,18 @@ export class WatchLoop {
   private lastWritten?: { json: string; at: number };
   private readonly snap: WatchSnapshot;
   /** The one record of the proof; status, metrics and attributes are derived from it. */
-  private verified: { ok: boolean; at?: number; version?: string; lapsed?: string };
+  private verified: { ok: boolean; at?: number; version?: string; lapsed?: string; networks?: SandboxEvidence['networks'] };
 
   constructor(private readonly deps: WatchDeps, private readonly opts: WatchOptions, runtime: RuntimeState | undefined) {
     this.ladder = new HealingLadder(opts.healing);
     this.random = deps.random ?? Math.random;
     const now = deps.clock.now();
-    this.verified = { ok: runtime?.verified === true, at: runtime?.verifiedAt ? Date.parse(runtime.verifiedAt) : undefined, version: runtime?.runscVersion };
+    this.verified = {
+      ok: runtime?.verified === true,
+      at: runtime?.verifiedAt ? Date.parse(runtime.verifiedAt) : undefined,
+      version: runtime?.runscVersion,
+      networks: runtime?.evidence?.networks,
+    };
     this.snap = {
       pid: process.pid,
       startedAt: iso(now),
@@ -387,7 +393,7 @@ export class WatchLoop {
   private async syncAttributes(current: Record<string, string>, signal?: AbortSignal): Promise<void> {
     const meta = this.obs.metadata;
     if (!this.opts.publishAttributes || !meta) return;
-    const want = desiredAttributes(this.verified.ok, this.verified.version, this.snap.audit.violations.length);
+    const want = desiredAttributes(this.verified.ok, this.verified.version, this.snap.audit.violations.length, this.verified.networks);
     const plan = planAttributes(want, current);
     if (isEmptyPlan(plan)) {
       this.snap.attributes.published = want;
@@ -472,7 +478,7 @@ export class WatchLoop {
     const held = supervisor.snapshot.holds?.sandbox;
     const plan = await runtime.plan();
     const runscChanged = plan.runsc.problem !== undefined || (this.verified.version !== undefined && plan.runsc.version !== this.verified.version);
-    const drifted = plan.daemonJson.changed || !plan.live.converged || runscChanged;
+    const drifted = plan.daemonJson.changed || plan.entry.changed || !plan.live.converged || runscChanged;
     if (drifted || held) {
       if (drifted) {
         log.warn(
@@ -485,12 +491,14 @@ export class WatchLoop {
           },
           'runtime drift: daemon.json, Docker’s default runtime or runsc changed under us; re-applying and proving again',
         );
-        this.lapse(`drift: ${plan.daemonJson.changed ? `${plan.daemonJson.file} changed` : !plan.live.converged ? `Docker’s default runtime is "${plan.live.defaultRuntime}"` : 'runsc changed'}`);
+        this.lapse(
+          `drift: ${plan.daemonJson.changed ? `${plan.daemonJson.file} changed` : plan.entry.changed ? `the runtime entry point ${plan.entry.path} changed` : !plan.live.converged ? `Docker’s default runtime is "${plan.live.defaultRuntime}"` : 'runsc changed'}`,
+        );
         await this.republish();
       }
       try {
         const state = await runtime.apply();
-        this.verified = { ok: true, at: Date.parse(state.verifiedAt!), version: state.runscVersion };
+        this.verified = { ok: true, at: Date.parse(state.verifiedAt!), version: state.runscVersion, networks: state.evidence?.networks };
         if (drifted) metrics.repairs.inc({ kind: 'runtime' });
         log.warn({ verifiedAt: state.verifiedAt }, 'runtime repaired and the sandbox proven again');
         await this.republish();
@@ -536,7 +544,14 @@ export class WatchLoop {
       }
     }
     const wasViolated = this.snap.audit.violations.length > 0;
-    this.snap.audit = { checkedAt: iso(this.deps.clock.now()), checked: result.checked, violations: result.violations, action: this.opts.auditAction, stopped };
+    this.snap.audit = {
+      checkedAt: iso(this.deps.clock.now()),
+      checked: result.checked,
+      violations: result.violations,
+      action: this.opts.auditAction,
+      stopped,
+      networks: result.networks,
+    };
     metrics.auditViolations.set(result.violations.length);
     metrics.auditedContainers.set(result.checked);
     // The scheduler must know at once: no untrusted task is placed here while a violation stands.

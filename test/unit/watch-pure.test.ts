@@ -1,7 +1,7 @@
 /** The watch's pure parts: budget arithmetic, the health verdict, the healing ladder, audit, attributes. */
 import { describe, expect, it } from 'vitest';
 import type { ContainerInstanceView, ContainerState } from '../../src/ports.js';
-import { attributeValue, desiredAttributes, planAttributes } from '../../src/watch/attributes.js';
+import { attributeValue, desiredAttributes, planAttributes, provenEcsModes } from '../../src/watch/attributes.js';
 import { audit } from '../../src/watch/audit.js';
 import { firstPollMs, nextPollMs, RollingWindow, steadyPollMs } from '../../src/watch/budget.js';
 import { classify, HealingLadder } from '../../src/watch/health.js';
@@ -125,6 +125,19 @@ describe('sandbox audit', () => {
       ['e', expect.stringMatching(/runtime "runc"/)],
     ]);
   });
+  it('reports each container’s network mode and the stack its sandbox runs', () => {
+    const cmd = new Map<number, string[] | undefined>([
+      [10, ['runsc-sandbox', '--network=none', 'boot']],
+      [11, ['runsc-sandbox', '--network=none', '--network=host', 'boot']], // the entry point's flag comes last
+      [12, ['sleep']],
+    ]);
+    const r = audit([c({ id: 'a', pid: 10, networkMode: 'bridge' }), c({ id: 'b', pid: 11, networkMode: 'container:pause' }), c({ id: 'c', pid: 12, runtime: 'runc', networkMode: 'host' })], cmd, 'runsc');
+    expect(r.networks.map((n) => [n.id, n.networkMode, n.stack])).toEqual([
+      ['a', 'bridge', 'netstack'],
+      ['b', 'container:pause', 'passthrough'],
+      ['c', 'host', 'none'],
+    ]);
+  });
 });
 
 describe('attributes', () => {
@@ -137,6 +150,22 @@ describe('attributes', () => {
       put: { 'ecs-gvisor.sandbox': 'unverified' },
       remove: ['ecs-gvisor.runsc-version'],
     });
+  });
+  it('publishes one attribute per ECS network mode proven (awsvpc needs its own and a joined namespace), and removes them when not', () => {
+    const ok = { proven: true as const, stack: 'netstack' as const };
+    const no = { proven: false as const, reason: 'x' };
+    expect(provenEcsModes({ own: ok, joined: ok, host: ok })).toEqual(['bridge', 'awsvpc', 'host']);
+    expect(provenEcsModes({ own: ok, joined: no, host: no })).toEqual(['bridge']);
+    expect(provenEcsModes({ own: no, joined: ok, host: ok })).toEqual(['host']);
+    const all = desiredAttributes(true, '1', 0, { own: ok, joined: ok, host: ok });
+    expect(all).toMatchObject({ 'ecs-gvisor.network.bridge': 'verified', 'ecs-gvisor.network.awsvpc': 'verified', 'ecs-gvisor.network.host': 'verified' });
+    expect(planAttributes(desiredAttributes(true, '1', 0, { own: ok, joined: no, host: no }), all).remove).toEqual(['ecs-gvisor.network.awsvpc', 'ecs-gvisor.network.host']);
+    expect(planAttributes(desiredAttributes(false, undefined), all).remove).toEqual([
+      'ecs-gvisor.runsc-version',
+      'ecs-gvisor.network.bridge',
+      'ecs-gvisor.network.awsvpc',
+      'ecs-gvisor.network.host',
+    ]);
   });
 });
 
