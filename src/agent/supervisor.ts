@@ -17,7 +17,7 @@ import type { Logger } from '../logger.js';
 import type { Clock, ContainerEvent, DockerPort, FilesPort } from '../ports.js';
 import type { StateStore } from '../state-store.js';
 import { Mutex } from '../watch/mutex.js';
-import { AGENT_NAME } from './agent-spec.js';
+import { AGENT_NAME, MANAGED_LABEL } from './agent-spec.js';
 import type { AgentStep } from './agent-step.js';
 import { AGENT_BACKOFF, Backoff, decideExit, desiredImageTarball, type BackoffOptions, type ExitDecision } from './restart-policy.js';
 
@@ -105,18 +105,32 @@ export class AgentSupervisor {
     }
   }
 
-  /** Docker came back after its event stream ended: a stop the agent asked for held only for that dockerd. */
+  /**
+   * Docker came back after its event stream ended: a stop the agent asked for held only for that dockerd.
+   * An exit whose die event went with the stream (dockerd closing while it stopped the agent) is recorded
+   * from what Docker kept of it, so status still says how the agent ended.
+   */
   private async dockerRestarted(): Promise<void> {
+    const c = await this.deps.docker.inspectContainer(AGENT_NAME);
+    const finished = c && !c.running && c.labels[MANAGED_LABEL] === 'true' ? Date.parse(c.finishedAt) : Number.NaN;
+    const missed = Number.isFinite(finished) && finished > (this.st.lastExit ? Date.parse(this.st.lastExit.at) : 0);
+    if (missed) {
+      const ranMs = Math.max(0, finished - Date.parse(c!.startedAt));
+      this.st.lastExit = { code: c!.exitCode, decision: decideExit(c!.exitCode).kind, at: new Date(finished).toISOString(), ranMs };
+    }
     const was = this.st.stopped;
-    if (!was) return;
     this.st.stopped = undefined;
-    this.deps.log.warn(
-      { lastExit: this.st.lastExit?.code, was },
-      was === 'done'
-        ? 'Docker restarted: starting the agent again (its exit 0 came with Docker stopping it, or held only until a Docker restart, as with ecs-init)'
-        : 'Docker restarted: trying the agent again after its terminal exit, as ecs-init would',
-    );
-    await this.save();
+    if (was) {
+      this.deps.log.warn(
+        { lastExit: this.st.lastExit?.code, was },
+        was === 'done'
+          ? 'Docker restarted: starting the agent again (its exit 0 came with Docker stopping it, or held only until a Docker restart, as with ecs-init)'
+          : 'Docker restarted: trying the agent again after its terminal exit, as ecs-init would',
+      );
+    } else if (missed) {
+      this.deps.log.info({ code: this.st.lastExit!.code }, 'Docker restarted: the agent exited with it; starting it again');
+    }
+    if (was || missed) await this.save();
   }
 
   /** Run a change to the agent container exclusively (the watch's drift repairs use this). */

@@ -16,7 +16,8 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-const PACKAGES = ['systemd', 'systemd-sysv', 'dbus', 'procps', 'iptables', 'docker.io', 'runsc'];
+// iproute2: the network-mode scenario plays the CNI plugin (a veth into a pause container's namespace).
+const PACKAGES = ['systemd', 'systemd-sysv', 'dbus', 'procps', 'iptables', 'iproute2', 'docker.io', 'runsc'];
 
 /** ecs-init as the agent sees it: load the cached image, run `ecs-agent` under Docker's default runtime. */
 const ECS_INIT = `#!/bin/sh

@@ -5,6 +5,7 @@
  * answered, all against fakes on the instance's own loopback. One instance walks through the life of a
  * healthy host in order (boot, reboot, drift, faults, terminate, rollback); another has a broken runsc.
  */
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
 import { SEED_DAEMON_JSON } from './instance-image.js';
 import { AGENT_ARN, GROUP, Instance, INSTANCE_ID } from './instance.js';
@@ -43,7 +44,8 @@ describe('a healthy instance, from launch to rollback', () => {
       'log-driver': 'json-file',
       'log-opts': { 'max-size': '10m', 'max-file': '3' },
       'default-runtime': 'runsc',
-      runtimes: { runsc: { path: '/usr/bin/runsc', runtimeArgs: ['--network=none'] } },
+      // The entry point, which runs /usr/bin/runsc with the network stack each container needs.
+      runtimes: { runsc: { path: '/var/lib/ecs-gvisor/bin/runsc', runtimeArgs: ['--network=none'] } },
     });
     expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runsc');
 
@@ -253,5 +255,94 @@ describe('an instance running the real ECS agent', () => {
     expect(await i().unit('ecs-gvisor.service')).toMatchObject({ active: 'active', pid: service.pid });
     expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runsc');
     expect(await i().sh('journalctl --no-pager -o cat -u ecs-gvisor')).not.toContain('test-secret-not-real');
+  });
+});
+
+describe('an instance with a current runsc: every network mode', () => {
+  let inst: Instance | undefined;
+  const i = () => inst!;
+  const SHARED_RUNSC = fileURLToPath(new URL('../../../shared/gvisor/runsc', import.meta.url));
+
+  beforeAll(async () => {
+    // The current runsc as the instance's own, no runtimeArgs: gVisor's netstack wherever it can work.
+    inst = await Instance.launch(world, 'netmodes', { runscPath: '/opt/e2e/runsc', copies: { runsc: SHARED_RUNSC }, settings: { ECS_GVISOR_RUNSC_ARGS: '' } });
+  });
+  afterAll(async () => {
+    await inst?.destroy();
+  });
+
+  it('9. awsvpc under real systemd: an interface the CNI plugin adds after the pause container started is shared by the task’s containers', async () => {
+    diagnoseOnFailure(i);
+    await i().until('ecs-gvisor.service active', async () => (await i().unit('ecs-gvisor.service')).active === 'active');
+    const st = await i().status();
+    expect(st.runtime.networkModes).toEqual(['bridge', 'awsvpc', 'host']);
+    await i().sh('docker load -q -i /opt/e2e/busybox.tar');
+    await i().sh('docker run -d --name pause --network none busybox sleep 600');
+    // What the CNI plugin does, after the pause container started.
+    await i().sh(
+      'pid=$(docker inspect -f "{{.State.Pid}}" pause) && ip link add eni0 type veth peer name eni1 && ip link set eni1 netns "$pid" && nsenter -t "$pid" -n ip addr add 10.213.0.2/24 dev eni1 && nsenter -t "$pid" -n ip link set eni1 up',
+    );
+    await i().sh("docker run -d --name task-a --network container:pause busybox sh -c 'mkdir -p /tmp/w && echo from-a > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w'");
+    await i().sh('docker run -d --name task-b --network container:pause busybox sleep 600');
+    const get = (url: string) => i().until(`task-b reaching ${url}`, async () => (await i().exec(['docker', 'exec', 'task-b', 'wget', '-T', '3', '-qO-', url])).stdout.trim() || undefined, 60_000);
+    expect(await get('http://127.0.0.1:8080/')).toBe('from-a');
+    expect(await get('http://10.213.0.2:8080/')).toBe('from-a');
+    const audit = await i().until('the audit of the task', async () => {
+      const s = await i().status();
+      return (s.audit?.networks ?? []).some((n: { name: string }) => n.name === 'task-b') ? s.audit : undefined;
+    }, 60_000);
+    const stackOf = (name: string) => audit.networks.find((n: { name: string }) => n.name === name);
+    expect(stackOf('pause')).toMatchObject({ networkMode: 'none', stack: 'netstack' });
+    expect(stackOf('task-b')).toMatchObject({ networkMode: expect.stringMatching(/^container:/), stack: 'passthrough' });
+    expect(audit.violations).toEqual([]);
+    await i().sh('docker rm -f task-a task-b pause');
+  });
+
+  it('10. bridge tasks on netstack and on passthrough: instance metadata blocked on the wire, the credentials endpoint reached', async () => {
+    diagnoseOnFailure(i);
+    // Instance metadata as on EC2: routed off the instance (here to a namespace of the test's, with
+    // .254 and a neighbour .253 on it), not a local address.
+    await i().sh(
+      [
+        'ip netns add imds',
+        'ip link add imds0 type veth peer name imds1',
+        'ip link set imds1 netns imds',
+        'ip addr add 169.254.169.1/24 dev imds0',
+        'ip link set imds0 up',
+        'ip -n imds addr add 169.254.169.254/24 dev imds1',
+        'ip -n imds addr add 169.254.169.253/24 dev imds1',
+        'ip -n imds link set imds1 up',
+        'ip -n imds link set lo up',
+      ].join(' && '),
+    );
+    const serve = (where: string, host: string, port: number, text: string) =>
+      i().sh(`${where} setsid node -e 'require("http").createServer((q, s) => s.end("${text}")).listen(${port}, "${host}")' > /dev/null 2>&1 < /dev/null &`);
+    await serve('nsenter --net=/run/netns/imds', '0.0.0.0', 80, 'metadata');
+    await serve('', '127.0.0.1', 51679, 'credentials'); // where the agent serves task credentials
+    const fromHost = await i().until('metadata answering the instance itself', async () => (await i().exec(['node', '-e', 'fetch("http://169.254.169.254/").then((r) => r.text()).then((t) => process.stdout.write(t))'])).stdout || undefined, 30_000);
+    expect(fromHost).toBe('metadata');
+
+    const bridgeTask = async (name: string, stack: 'netstack' | 'passthrough') => {
+      await i().sh(`docker run -d --name ${name} busybox sleep 600`);
+      const wget = async (url: string) => {
+        const r = await i().exec(['docker', 'exec', name, 'wget', '-T', '3', '-qO-', url]);
+        return r.code === 0 ? r.stdout.trim() : `failed: ${r.stderr.trim()}`;
+      };
+      const audit = await i().until(`${name} in the audit`, async () => {
+        const a = (await i().status()).audit;
+        return (a?.networks ?? []).some((n: { name: string }) => n.name === name) ? a : undefined;
+      }, 60_000);
+      expect(audit.networks.find((n: { name: string }) => n.name === name)).toMatchObject({ networkMode: 'default', stack });
+      // The path off the instance works (the neighbour answers), and metadata itself does not.
+      expect(await i().until(`${name} reaching 169.254.169.253`, async () => ((await wget('http://169.254.169.253/')) === 'metadata' ? 'metadata' : undefined), 30_000)).toBe('metadata');
+      expect(await wget('http://169.254.169.254/')).toMatch(/^failed/);
+      expect(await wget('http://169.254.170.2/v2/credentials/x')).toBe('credentials');
+      await i().sh(`docker rm -f ${name}`);
+    };
+    await bridgeTask('bridge-netstack', 'netstack');
+    // The operator chooses passthrough everywhere; the service restarts and the entry point follows.
+    await i().sh("sed -i 's/^ECS_GVISOR_NETWORK_POLICY=.*//' /etc/ecs/ecs-gvisor.config && echo ECS_GVISOR_NETWORK_POLICY=passthrough >> /etc/ecs/ecs-gvisor.config && systemctl restart ecs-gvisor");
+    await i().until('ecs-gvisor.service active with passthrough', async () => (await i().unit('ecs-gvisor.service')).active === 'active' && (await i().status()).runtime.networkPolicy === 'passthrough');
+    await bridgeTask('bridge-passthrough', 'passthrough');
   });
 });

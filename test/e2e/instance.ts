@@ -24,6 +24,8 @@ export interface InstanceOptions {
   runscPath?: string;
   /** A file placed at /opt/e2e/<name> (a broken runsc, say). */
   files?: Record<string, { text: string; mode: number }>;
+  /** A host file copied to /opt/e2e/<name> (a current runsc). */
+  copies?: Record<string, string>;
   /** More ECS_GVISOR_* settings for install.sh --set. */
   settings?: Record<string, string>;
   /** The scenarios' short intervals and 10 s watchdog (default), or the product's own (benchmarks). */
@@ -123,6 +125,7 @@ export class Instance {
     writeFileSync(`${dir}/userdata.sh`, userdata(o));
     writeFileSync(`${dir}/fakes.json`, JSON.stringify(o.realAgent ? { ...SEED, imds: { ...SEED.imds, ...realAgentImds(INSTANCE_ID) } } : SEED));
     for (const [f, { text, mode }] of Object.entries(o.files ?? {})) writeFileSync(`${dir}/${f}`, text, { mode });
+    for (const [f, from] of Object.entries(o.copies ?? {})) copyFileSync(from, `${dir}/${f}`);
     // The AMI's agent image cache (ecs-init's /var/cache/ecs: the tarball and state 1 = cached).
     mkdirSync(`${dir}/cache`);
     copyFileSync(`${world.dir}/${o.realAgent ? 'real-ecs-agent.tar' : 'ecs-agent.tar'}`, `${dir}/cache/ecs-agent.tar`);

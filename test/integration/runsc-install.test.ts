@@ -58,7 +58,9 @@ describe('runsc install', () => {
     expect(r.code).toBe(0);
     expect(readFileSync(path).equals(runscBytes)).toBe(true);
     expect(statSync(path).mode & 0o777).toBe(0o755);
-    expect(JSON.parse(readFileSync(d.daemonJson, 'utf8')).runtimes.runsc.path).toBe(path);
+    // daemon.json names the entry point, which runs the installed runsc.
+    expect(JSON.parse(readFileSync(d.daemonJson, 'utf8')).runtimes.runsc.path).toBe(`${env.ECS_GVISOR_STATE_DIR}/bin/runsc`);
+    expect(readFileSync(`${env.ECS_GVISOR_STATE_DIR}/bin/runsc`, 'utf8')).toContain(`\nrunsc=${path}\n`);
     expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
 
     // Already installed from that source: no download the second time.

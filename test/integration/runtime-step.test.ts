@@ -66,8 +66,10 @@ describe('bootstrap --only runtime', () => {
     for (const [k, v] of Object.entries(original)) if (k !== 'runtimes') expect(parsed[k]).toEqual(v);
     expect(parsed.runtimes).toEqual({
       nvidia: { path: '/usr/bin/nvidia-container-runtime', runtimeArgs: [] },
-      runsc: { path: RUNSC, runtimeArgs: [RUNSC_ARGS] },
+      // The entry point, which picks the network stack per container and runs the configured runsc.
+      runsc: { path: `${env.ECS_GVISOR_STATE_DIR}/bin/runsc`, runtimeArgs: [RUNSC_ARGS] },
     });
+    expect(readFileSync(`${env.ECS_GVISOR_STATE_DIR}/bin/runsc`, 'utf8')).toContain(`\nrunsc=${RUNSC}\n`);
     expect(parsed['default-runtime']).toBe('runsc');
     // Byte-level: the operator's lines are untouched (only the runtimes block grew).
     for (const line of RICH.split('\n').filter((l) => !l.includes('nvidia') && l.trim() !== '}')) expect(after).toContain(line);
@@ -150,7 +152,7 @@ describe('bootstrap --only runtime', () => {
     await resetDocker(d, undefined);
     const env = cliEnv(d);
     expect((await runCli(['bootstrap', '--only', 'runtime'], env)).code).toBe(0);
-    expect(JSON.parse(read())).toEqual({ runtimes: { runsc: { path: RUNSC, runtimeArgs: [RUNSC_ARGS] } }, 'default-runtime': 'runsc' });
+    expect(JSON.parse(read())).toEqual({ runtimes: { runsc: { path: `${env.ECS_GVISOR_STATE_DIR}/bin/runsc`, runtimeArgs: [RUNSC_ARGS] } }, 'default-runtime': 'runsc' });
 
     const rb = await runCli(['rollback', '--only', 'runtime'], env);
     expect(rb.code).toBe(0);
