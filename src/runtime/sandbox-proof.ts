@@ -26,7 +26,7 @@ export interface SandboxEvidence {
   /**
    * Each network mode: proven (a sandbox on the stack the policy gives it) or why not. `own`: a namespace
    * of its own (bridge, none, the awsvpc pause container); `joined`: another container's (awsvpc task
-   * containers); `host`: the host's. A mode the policy refuses is `refused`.
+   * containers); `host`: the host's. A mode the policy refuses is not proven, with that as the reason.
    */
   networks?: Record<NetworkMode, NetworkProof>;
 }
@@ -98,9 +98,10 @@ export class SandboxProver {
     await this.ensureImage();
     const created: string[] = [];
     const modes = modesAllowed(policy);
+    let host: Promise<NetworkProof> | undefined;
     try {
       const own = await this.probe({ NetworkMode: 'none', Memory: PROBE_MEMORY_BYTES, MemorySwap: PROBE_MEMORY_BYTES }, created, true);
-      const host = modes.includes('host') ? this.probe({ NetworkMode: 'host' }, created).then((id) => this.modeProof(id, runtimeName, policy, 'host'), failed) : undefined;
+      host = modes.includes('host') ? this.probe({ NetworkMode: 'host' }, created).then((id) => this.modeProof(id, runtimeName, policy, 'host'), failed) : undefined;
       const { pid, argv } = await this.sandboxOf(own, runtimeName);
       const evidence = await this.checkLimit(pid, argv, runtimeName);
       const joined = modes.includes('joined')
@@ -117,6 +118,7 @@ export class SandboxProver {
       }
       return { ...evidence, networks };
     } finally {
+      await host; // settled either way (failures become a proof's reason): its probe is in `created` then
       await Promise.all(created.map((id) => this.remove(id)));
     }
   }
