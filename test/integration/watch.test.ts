@@ -4,7 +4,7 @@
  * introspection endpoints on 127.0.0.1 reached through the real SDK clients. Intervals are shortened
  * through configuration keys; assertions are on Docker, the files, the fakes' recorded calls and status.
  */
-import { chmodSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp, type App, type AppOverrides, type ServiceEnv } from '../../src/cli/app.js';
@@ -26,6 +26,7 @@ let ecs: FakeEcs;
 let asg: FakeAutoScaling;
 let imds: FakeImds;
 let app: App;
+let stateDir: string;
 
 beforeAll(() => {
   ({ ecs, asg, imds } = host.aws);
@@ -35,6 +36,7 @@ beforeAll(() => {
 async function start(extra: Record<string, string> = {}, service: ServiceEnv = {}, overrides: AppOverrides = {}): Promise<void> {
   const env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: imds.url }, { ECS_GVISOR_DRIFT_CHECK_SECONDS: '1', ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '1', ...extra });
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
+  stateDir = cfg.STATE_DIR;
   app = buildApp(cfg, pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }), service, overrides);
   const runtime = await app.runtime.apply();
   await app.agent.apply();
@@ -158,6 +160,23 @@ describe('watch: drift and audit', () => {
     expect((await sandboxed.inspect()).State.Running).toBe(true); // under runsc, with a sandbox process: fine
     expect((await agent()).State.Running).toBe(true); // our agent runs under runc by design
     expect((await app.metrics.render()).text).toMatch(/^ecs_gvisor_audit_violations 1$/m);
+  });
+
+  it('puts back a runtime entry point that was removed or edited, and proves the sandbox again', async () => {
+    await start();
+    await register();
+    await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    const entry = `${stateDir}/bin/runsc`;
+    const original = readFileSync(entry, 'utf8');
+    rmSync(entry);
+    await until('the entry point back', () => existsSync(entry) && readFileSync(entry, 'utf8') === original, 60_000);
+    writeFileSync(entry, original.replace('policy=auto\n', 'policy=passthrough\n'), { mode: 0o755 }); // someone's edit
+    await until('the entry point repaired', () => readFileSync(entry, 'utf8') === original, 60_000);
+    await until('verified again', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    // Containers start through it as before.
+    const c = await docker.createContainer({ Image: busybox, Cmd: ['true'], name: 'after-repair' });
+    await c.start();
+    expect((await c.wait()).StatusCode).toBe(0);
   });
 
   it('while a container runs outside gVisor (AUDIT_ACTION=report) the attribute says violated, and verified again once it is gone', async () => {
