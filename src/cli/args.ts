@@ -1,4 +1,4 @@
-/** Pure command-line parsing for the operator contract (DESIGN.md §2). */
+/** Pure command-line parsing for the operator contract (README: Usage, Configuration, Exit codes). */
 import { EcsGvisorError } from '../errors.js';
 
 export const STEPS = ['ecs-init', 'runtime', 'network', 'agent'] as const;

@@ -52,7 +52,7 @@ describe('a healthy instance, from launch to rollback', () => {
     const agent = (await i().inspect('ecs-agent'))!;
     expect(agent.State.Running).toBe(true);
     expect(agent.Config.Image).toBe('amazon/amazon-ecs-agent:latest');
-    // ecs-init parity (DESIGN.md §3), and runc stated explicitly.
+    // ecs-init parity (README: The agent step), and runc stated explicitly.
     expect(agent.HostConfig).toMatchObject({ Runtime: 'runc', NetworkMode: 'host', UsernsMode: 'host', Init: true });
     expect(agent.HostConfig.CapAdd).toEqual(expect.arrayContaining(['NET_ADMIN', 'SYS_ADMIN']));
     expect(agent.HostConfig.Binds).toEqual(

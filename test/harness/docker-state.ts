@@ -4,7 +4,7 @@ import Docker from 'dockerode';
 import type { DockerdInfo } from './private-dockerd.js';
 
 export const RUNSC = '/usr/bin/runsc';
-/** Debian's runsc predates the root-netns fix; on this kernel it needs a network flag (DESIGN.md §6). */
+/** Debian's runsc predates the root-netns fix; on this kernel it needs a network flag (README: Network modes). */
 export const RUNSC_ARGS = '--network=none';
 
 export function dockerClient(d: DockerdInfo): Docker {

@@ -1,5 +1,5 @@
 /**
- * A private dockerd for tests (DESIGN.md §6): its own data/exec roots, socket, pidfile and
+ * A private dockerd for tests: its own data/exec roots, socket, pidfile and
  * daemon.json, no bridge and no iptables, so it never touches another engine's state. Output goes to a
  * log file, never to the test runner's pipes.
  */
