@@ -57,6 +57,13 @@ interface SavedSpec {
   hash: string;
   /** The spec with secret values redacted: what `plan` diffs against. */
   spec: unknown;
+  /** The container we created: a label can be copied by anyone, its ID cannot. */
+  id?: string;
+}
+
+/** The ID of the agent container ecs-gvisor created, as recorded in the state dir. */
+export async function ourAgentId(state: StateStore): Promise<string | undefined> {
+  return (await state.read<SavedSpec>(AGENT_STATE).catch(() => undefined))?.id;
 }
 
 export class AgentStep {
@@ -130,7 +137,10 @@ export class AgentStep {
     }
     if (action === 'create' || action === 'replace-foreign' || action === 'recreate') {
       id = await this.deps.docker.createContainer(want.spec);
-      await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want) } satisfies SavedSpec);
+      await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want), id } satisfies SavedSpec);
+    } else if ((await ourAgentId(this.deps.state)) !== id) {
+      // Created by an earlier version that did not record it: ours by its labels and the spec hash.
+      await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want), id } satisfies SavedSpec);
     }
     if (action !== 'keep') await this.deps.docker.startContainer(id!);
     const after = await this.deps.docker.inspectContainer(id!);

@@ -170,7 +170,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
         { pidfile: cfg.DOCKER_PIDFILE, unit: cfg.DOCKER_UNIT, timeoutMs: cfg.RELOAD_TIMEOUT_SECONDS * 1000 },
       ),
       prover: new SandboxProver(
-        { docker, files, host, clock, log: log.child({ component: 'probe' }) },
+        { docker, files, host, clock, log: log.child({ component: 'probe' }), state },
         { image: cfg.PROBE_IMAGE, timeoutMs: cfg.PROBE_TIMEOUT_SECONDS * 1000, arch },
       ),
     },

@@ -7,11 +7,17 @@ import { randomBytes } from 'node:crypto';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, DockerPort, FilesPort, HostPort } from '../ports.js';
+import type { StateStore } from '../state-store.js';
 import { BUILTIN_PROBE_IMAGE } from '../config.js';
 import { PROBE_CMD, probeRootfs, type ProbeArch } from './probe-image.js';
 import { modesAllowed, NETWORK_MODES, stackFor, type NetworkMode, type NetworkPolicy } from './runtime-entry.js';
 
 export const PROBE_LABEL = 'ecs-gvisor.probe';
+/**
+ * The IDs of the probes this host's ecs-gvisor created and has not removed yet. The label is for people;
+ * a task definition can set any Docker label, so only an ID recorded here makes a container our probe.
+ */
+export const PROBES_STATE = 'probes.json';
 export const PROBE_MEMORY_BYTES = 64 * 1024 * 1024;
 
 export interface SandboxEvidence {
@@ -56,7 +62,7 @@ export function memoryLimitFile(procCgroup: string, cgroupRoot: string): string 
 
 export class SandboxProver {
   constructor(
-    private readonly deps: { docker: DockerPort; files: FilesPort; host: HostPort; clock: Clock; log: Logger },
+    private readonly deps: { docker: DockerPort; files: FilesPort; host: HostPort; clock: Clock; log: Logger; state: StateStore },
     private readonly opts: { image: string; timeoutMs: number; arch: ProbeArch; cgroupRoot?: string },
   ) {}
 
@@ -81,11 +87,29 @@ export class SandboxProver {
     await this.deps.docker.importImage(probeRootfs(this.opts.arch), this.opts.image, PROBE_CMD);
   }
 
-  /** Remove probes a killed earlier run may have left. */
+  /** Remove probes a killed earlier run may have left: those it recorded, never a container by its label. */
   async removeStale(): Promise<number> {
-    const stale = await this.deps.docker.listContainers({ label: PROBE_LABEL, all: true });
+    const recorded = await probeIds(this.deps.state);
+    const labelled = await this.deps.docker.listContainers({ label: PROBE_LABEL, all: true });
+    const stale = labelled.filter((c) => recorded.has(c.id));
+    for (const c of labelled.filter((x) => !recorded.has(x.id))) {
+      this.deps.log.warn({ container: c.name, id: c.id.slice(0, 12) }, `a container carries the ${PROBE_LABEL} label but is not a probe of ours: left alone`);
+    }
     await Promise.all(stale.map((c) => this.deps.docker.removeContainer(c.id)));
+    if (recorded.size) await this.record(() => recorded.clear());
     return stale.length;
+  }
+
+  /** Our probe IDs, changed one at a time (probes are created side by side). */
+  private recording: Promise<unknown> = Promise.resolve();
+  private record(change: (ids: Set<string>) => void): Promise<void> {
+    const next = this.recording.then(async () => {
+      const ids = await probeIds(this.deps.state);
+      change(ids);
+      await (ids.size ? this.deps.state.write(PROBES_STATE, { ids: [...ids] }) : this.deps.state.remove(PROBES_STATE));
+    });
+    this.recording = next.catch(() => undefined);
+    return next;
   }
 
   /**
@@ -135,6 +159,7 @@ export class SandboxProver {
       HostConfig: { ...hostConfig, LogConfig: { Type: 'none', Config: {} } },
     });
     created.push(id);
+    await this.record((ids) => ids.add(id));
     try {
       await this.deps.docker.startContainer(id);
     } catch (err) {
@@ -165,7 +190,10 @@ export class SandboxProver {
    * container. Left alone, every failed proof would leak three processes.
    */
   private async remove(id: string): Promise<void> {
-    await this.deps.docker.removeContainer(id).catch((err: unknown) => this.deps.log.warn({ err: messageOf(err), id }, 'could not remove probe'));
+    await this.deps.docker.removeContainer(id).then(
+      () => this.record((ids) => ids.delete(id)),
+      (err: unknown) => this.deps.log.warn({ err: messageOf(err), id }, 'could not remove probe'),
+    );
     const killed = new Set<number>();
     const deadline = this.deps.clock.now() + 10_000;
     for (;;) {
@@ -228,6 +256,12 @@ export class SandboxProver {
       provenAt: new Date(this.deps.clock.now()).toISOString(),
     };
   }
+}
+
+/** The probe IDs recorded in the state dir. */
+export async function probeIds(state: StateStore): Promise<Set<string>> {
+  const saved = await state.read<{ ids?: unknown }>(PROBES_STATE).catch(() => undefined);
+  return new Set(Array.isArray(saved?.ids) ? saved.ids.filter((x): x is string => typeof x === 'string') : []);
 }
 
 function failed(err: unknown): NetworkProof {

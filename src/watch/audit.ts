@@ -3,9 +3,8 @@
  * runtime and must show live gVisor evidence on the host (its process is a runsc sandbox). Pure: the
  * containers and their processes' command lines come in, violations come out.
  */
-import { AGENT_NAME, MANAGED_LABEL } from '../agent/agent-spec.js';
 import type { ContainerState } from '../ports.js';
-import { isSandboxCmdline, PROBE_LABEL, sandboxStack } from '../runtime/sandbox-proof.js';
+import { isSandboxCmdline, sandboxStack } from '../runtime/sandbox-proof.js';
 
 export interface Violation {
   id: string;
@@ -28,17 +27,25 @@ export interface AuditResult {
   networks: ContainerNetwork[];
 }
 
-/** Our agent runs under runc on purpose; probes are ours and short-lived. */
-export function exempt(c: ContainerState): boolean {
-  return (c.name === AGENT_NAME && c.labels[MANAGED_LABEL] === 'true') || c.labels[PROBE_LABEL] !== undefined;
+/**
+ * Our agent runs under runc on purpose; probes are ours and short-lived. Both are known by the IDs
+ * ecs-gvisor recorded when it created them (`ours`): a task can set any label and any name it likes.
+ */
+export function exempt(c: ContainerState, ours: ReadonlySet<string>): boolean {
+  return ours.has(c.id);
 }
 
-export function audit(containers: readonly ContainerState[], cmdlines: ReadonlyMap<number, readonly string[] | undefined>, runtime: string): AuditResult {
+export function audit(
+  containers: readonly ContainerState[],
+  cmdlines: ReadonlyMap<number, readonly string[] | undefined>,
+  runtime: string,
+  ours: ReadonlySet<string>,
+): AuditResult {
   const violations: Violation[] = [];
   const networks: ContainerNetwork[] = [];
   let checked = 0;
   for (const c of containers) {
-    if (!c.running || exempt(c)) continue;
+    if (!c.running || exempt(c, ours)) continue;
     checked++;
     const base = { id: c.id, name: c.name, runtime: c.runtime || '(default at creation)' };
     const argv = cmdlines.get(c.pid);

@@ -2,7 +2,7 @@
  * The runtime step end to end: the built CLI against a real private dockerd with Debian's runsc.
  * Every assertion is on something observable: the bytes on disk, what Docker reports, the host's /proc.
  */
-import { readFileSync, readdirSync, statSync, existsSync, writeFileSync, chmodSync, mkdtempSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, existsSync, writeFileSync, chmodSync, mkdtempSync, mkdirSync } from 'node:fs';
 import { beforeEach, describe, expect, inject, it } from 'vitest';
 import { runCli, logMessages } from '../harness/cli.js';
 import { cliEnv, cmdline, dockerClient, liveRuntime, reloadCount, resetDocker, RUNSC, RUNSC_ARGS, dockerdPid } from '../harness/docker-state.js';
@@ -52,6 +52,23 @@ beforeEach(async () => {
 });
 
 describe('bootstrap --only runtime', () => {
+  it('removes probes a killed run left by the IDs it recorded, never a task that carries the probe label', async () => {
+    const env = cliEnv(d);
+    // A task definition can set any Docker label, ours included.
+    const task = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'task-labelled', Labels: { 'ecs-gvisor.probe': '1' }, HostConfig: { Runtime: 'runc' } });
+    await task.start();
+    // A probe of ours that a killed run left behind: created and recorded, never removed.
+    const left = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'ecs-gvisor-probe-left', Labels: { 'ecs-gvisor.probe': '1' } });
+    mkdirSync(env.ECS_GVISOR_STATE_DIR!, { recursive: true });
+    writeFileSync(`${env.ECS_GVISOR_STATE_DIR}/probes.json`, JSON.stringify({ ids: [left.id] }));
+    const r = await runCli(['bootstrap', '--only', 'runtime'], env);
+    expect(r.code).toBe(0);
+    await expect(left.inspect()).rejects.toMatchObject({ statusCode: 404 });
+    expect((await task.inspect()).State.Running).toBe(true);
+    expect(r.stdout).toContain('is not a probe of ours: left alone');
+    expect(existsSync(`${env.ECS_GVISOR_STATE_DIR}/probes.json`)).toBe(false); // every probe of this run removed
+  });
+
   it('merges runsc into a rich daemon.json, keeps every other byte, reloads and proves the sandbox', async () => {
     const env = cliEnv(d);
     const r = await runCli(['bootstrap', '--only', 'runtime'], env);

@@ -150,7 +150,11 @@ describe('watch: drift and audit', () => {
     await sandboxed.start();
     const rogue = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'task-rogue', HostConfig: { Runtime: 'runc', Init: true } });
     await rogue.start();
+    // Our probe's label does not make a container ours.
+    const disguised = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'task-disguised', Labels: { 'ecs-gvisor.probe': '1' }, HostConfig: { Runtime: 'runc' } });
+    await disguised.start();
     await until('the rogue container stopped', async () => !(await rogue.inspect()).State.Running);
+    await until('the disguised container stopped', async () => !(await disguised.inspect()).State.Running);
     const st = await until('the audit in status', async () => {
       const s = await app.status();
       return s.audit?.violations.some((v) => v.name === 'task-rogue') ? s : undefined;

@@ -99,7 +99,7 @@ describe('sandbox audit', () => {
   const c = (o: Partial<ContainerState>): ContainerState => ({
     id: 'id', name: 'task', runtime: 'runsc', status: 'running', running: true, pid: 10, startedAt: '', finishedAt: '', exitCode: 0, labels: {}, ...o,
   });
-  it('flags other runtimes and runsc containers without a sandbox process; exempts our agent and probes', () => {
+  it('flags other runtimes and runsc containers without a sandbox process; exempts our agent and probes by their recorded IDs only', () => {
     const cmd = new Map<number, string[] | undefined>([
       [10, ['runsc-sandbox', '--root=/x', 'boot']],
       [11, ['/pause']],
@@ -114,15 +114,19 @@ describe('sandbox audit', () => {
         c({ id: 'e', name: 'ecs-agent', runtime: 'runc' }), // someone else's: not exempt
         c({ id: 'f', runtime: 'runc', labels: { 'ecs-gvisor.probe': '1' } }),
         c({ id: 'g', running: false, runtime: 'runc' }),
+        // A task can set any label: our probe's label on a runc container makes it no probe of ours.
+        c({ id: 'h', name: 'task-h', runtime: 'runc', labels: { 'ecs-gvisor.probe': '1', 'ecs-gvisor.managed': 'true' } }),
       ],
       cmd,
       'runsc',
+      new Set(['d', 'f']), // the IDs ecs-gvisor recorded when it created them
     );
-    expect(r.checked).toBe(4);
+    expect(r.checked).toBe(5);
     expect(r.violations.map((v) => [v.id, v.reason])).toEqual([
       ['b', expect.stringMatching(/not a gVisor sandbox/)],
       ['c', expect.stringMatching(/runtime "nvidia"/)],
       ['e', expect.stringMatching(/runtime "runc"/)],
+      ['h', expect.stringMatching(/runtime "runc"/)],
     ]);
   });
   it('reports each container’s network mode and the stack its sandbox runs', () => {
@@ -131,7 +135,7 @@ describe('sandbox audit', () => {
       [11, ['runsc-sandbox', '--network=none', '--network=host', 'boot']], // the entry point's flag comes last
       [12, ['sleep']],
     ]);
-    const r = audit([c({ id: 'a', pid: 10, networkMode: 'bridge' }), c({ id: 'b', pid: 11, networkMode: 'container:pause' }), c({ id: 'c', pid: 12, runtime: 'runc', networkMode: 'host' })], cmd, 'runsc');
+    const r = audit([c({ id: 'a', pid: 10, networkMode: 'bridge' }), c({ id: 'b', pid: 11, networkMode: 'container:pause' }), c({ id: 'c', pid: 12, runtime: 'runc', networkMode: 'host' })], cmd, 'runsc', new Set());
     expect(r.networks.map((n) => [n.id, n.networkMode, n.stack])).toEqual([
       ['a', 'bridge', 'netstack'],
       ['b', 'container:pause', 'passthrough'],
