@@ -14,8 +14,10 @@ import { modesAllowed, NETWORK_MODES, stackFor, type NetworkMode, type NetworkPo
 
 export const PROBE_LABEL = 'ecs-gvisor.probe';
 /**
- * The IDs of the probes this host's ecs-gvisor created and has not removed yet. The label is for people;
- * a task definition can set any Docker label, so only an ID recorded here makes a container our probe.
+ * The names of the probes this host's ecs-gvisor created and has not removed yet, each recorded before
+ * its container is created (so a kill in between leaves nothing unrecorded), random so that nobody can
+ * take one first. The label is for people: a task definition can set any Docker label, so only a name
+ * recorded here makes a container our probe.
  */
 export const PROBES_STATE = 'probes.json';
 export const PROBE_MEMORY_BYTES = 64 * 1024 * 1024;
@@ -89,10 +91,10 @@ export class SandboxProver {
 
   /** Remove probes a killed earlier run may have left: those it recorded, never a container by its label. */
   async removeStale(): Promise<number> {
-    const recorded = await probeIds(this.deps.state);
+    const recorded = await probeNames(this.deps.state);
     const labelled = await this.deps.docker.listContainers({ label: PROBE_LABEL, all: true });
-    const stale = labelled.filter((c) => recorded.has(c.id));
-    for (const c of labelled.filter((x) => !recorded.has(x.id))) {
+    const stale = labelled.filter((c) => recorded.has(c.name));
+    for (const c of labelled.filter((x) => !recorded.has(x.name))) {
       this.deps.log.warn({ container: c.name, id: c.id.slice(0, 12) }, `a container carries the ${PROBE_LABEL} label but is not a probe of ours: left alone`);
     }
     await Promise.all(stale.map((c) => this.deps.docker.removeContainer(c.id)));
@@ -100,13 +102,13 @@ export class SandboxProver {
     return stale.length;
   }
 
-  /** Our probe IDs, changed one at a time (probes are created side by side). */
+  /** Our probe names, changed one at a time (probes are created side by side). */
   private recording: Promise<unknown> = Promise.resolve();
-  private record(change: (ids: Set<string>) => void): Promise<void> {
+  private record(change: (names: Set<string>) => void): Promise<void> {
     const next = this.recording.then(async () => {
-      const ids = await probeIds(this.deps.state);
-      change(ids);
-      await (ids.size ? this.deps.state.write(PROBES_STATE, { ids: [...ids] }) : this.deps.state.remove(PROBES_STATE));
+      const names = await probeNames(this.deps.state);
+      change(names);
+      await (names.size ? this.deps.state.write(PROBES_STATE, { names: [...names] }) : this.deps.state.remove(PROBES_STATE));
     });
     this.recording = next.catch(() => undefined);
     return next;
@@ -149,8 +151,10 @@ export class SandboxProver {
 
   /** Create and start one probe under Docker's default runtime; `created` collects it for removal. */
   private async probe(hostConfig: Record<string, unknown>, created: string[], mustStart = false): Promise<string> {
+    const name = `ecs-gvisor-probe-${randomBytes(8).toString('hex')}`;
+    await this.record((names) => names.add(name));
     const id = await this.deps.docker.createContainer({
-      name: `ecs-gvisor-probe-${randomBytes(4).toString('hex')}`,
+      name,
       Image: this.opts.image,
       Cmd: [...PROBE_CMD],
       Labels: { [PROBE_LABEL]: '1' },
@@ -159,7 +163,6 @@ export class SandboxProver {
       HostConfig: { ...hostConfig, LogConfig: { Type: 'none', Config: {} } },
     });
     created.push(id);
-    await this.record((ids) => ids.add(id));
     try {
       await this.deps.docker.startContainer(id);
     } catch (err) {
@@ -190,8 +193,9 @@ export class SandboxProver {
    * container. Left alone, every failed proof would leak three processes.
    */
   private async remove(id: string): Promise<void> {
+    const name = (await this.deps.docker.inspectContainer(id).catch(() => undefined))?.name;
     await this.deps.docker.removeContainer(id).then(
-      () => this.record((ids) => ids.delete(id)),
+      () => (name ? this.record((names) => names.delete(name)) : undefined),
       (err: unknown) => this.deps.log.warn({ err: messageOf(err), id }, 'could not remove probe'),
     );
     const killed = new Set<number>();
@@ -258,10 +262,10 @@ export class SandboxProver {
   }
 }
 
-/** The probe IDs recorded in the state dir. */
-export async function probeIds(state: StateStore): Promise<Set<string>> {
-  const saved = await state.read<{ ids?: unknown }>(PROBES_STATE).catch(() => undefined);
-  return new Set(Array.isArray(saved?.ids) ? saved.ids.filter((x): x is string => typeof x === 'string') : []);
+/** The probe names recorded in the state dir. */
+export async function probeNames(state: StateStore): Promise<Set<string>> {
+  const saved = await state.read<{ names?: unknown }>(PROBES_STATE).catch(() => undefined);
+  return new Set(Array.isArray(saved?.names) ? saved.names.filter((x): x is string => typeof x === 'string') : []);
 }
 
 function failed(err: unknown): NetworkProof {

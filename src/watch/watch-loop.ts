@@ -20,7 +20,7 @@ import type {
   ImdsPort,
   NotifyPort,
 } from '../ports.js';
-import { probeIds, type SandboxEvidence } from '../runtime/sandbox-proof.js';
+import { probeNames, type SandboxEvidence } from '../runtime/sandbox-proof.js';
 import { ourAgentId } from '../agent/agent-step.js';
 import type { RuntimeState, RuntimeStep } from '../runtime/runtime-step.js';
 import type { StateStore } from '../state-store.js';
@@ -531,8 +531,9 @@ export class WatchLoop {
     const running = await docker.listContainers({ all: false });
     const cmdlines = new Map<number, readonly string[] | undefined>();
     await Promise.all(running.filter((c) => c.pid > 0).map(async (c) => cmdlines.set(c.pid, await host.cmdline(c.pid).catch(() => undefined))));
-    const [probes, agentId] = await Promise.all([probeIds(this.deps.state), ourAgentId(this.deps.state)]);
-    const result = audit(running, cmdlines, this.opts.runtimeName, new Set([...probes, ...(agentId ? [agentId] : [])]));
+    const [probes, agentId] = await Promise.all([probeNames(this.deps.state), ourAgentId(this.deps.state)]);
+    const ours = new Set([...running.filter((c) => probes.has(c.name)).map((c) => c.id), ...(agentId ? [agentId] : [])]);
+    const result = audit(running, cmdlines, this.opts.runtimeName, ours);
     const known = new Set(this.snap.audit.violations.map((v) => v.id));
     for (const v of result.violations.filter((x) => !known.has(x.id))) {
       log.error({ container: v.name, id: v.id.slice(0, 12), runtime: v.runtime, reason: v.reason, action: this.opts.auditAction }, 'sandbox audit: a container runs outside gVisor');

@@ -52,7 +52,7 @@ beforeEach(async () => {
 });
 
 describe('bootstrap --only runtime', () => {
-  it('removes probes a killed run left by the IDs it recorded, never a task that carries the probe label', async () => {
+  it('removes probes a killed run left by the names it recorded, never a task that carries the probe label', async () => {
     const env = cliEnv(d);
     // A task definition can set any Docker label, ours included.
     const task = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'task-labelled', Labels: { 'ecs-gvisor.probe': '1' }, HostConfig: { Runtime: 'runc' } });
@@ -60,7 +60,7 @@ describe('bootstrap --only runtime', () => {
     // A probe of ours that a killed run left behind: created and recorded, never removed.
     const left = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'ecs-gvisor-probe-left', Labels: { 'ecs-gvisor.probe': '1' } });
     mkdirSync(env.ECS_GVISOR_STATE_DIR!, { recursive: true });
-    writeFileSync(`${env.ECS_GVISOR_STATE_DIR}/probes.json`, JSON.stringify({ ids: [left.id] }));
+    writeFileSync(`${env.ECS_GVISOR_STATE_DIR}/probes.json`, JSON.stringify({ names: ['ecs-gvisor-probe-left'] }));
     const r = await runCli(['bootstrap', '--only', 'runtime'], env);
     expect(r.code).toBe(0);
     await expect(left.inspect()).rejects.toMatchObject({ statusCode: 404 });
