@@ -106,7 +106,7 @@ export class AgentStep {
     const want = await this.desired();
     const current = await this.deps.docker.inspectContainer(AGENT_NAME);
     const saved = await this.deps.state.read<SavedSpec>(AGENT_STATE);
-    const action = containerAction(current, want);
+    const action = containerAction(current, want, await ourAgentId(this.deps.state));
     const before = action === 'create' || action === 'replace-foreign' ? undefined : saved?.spec;
     const diff =
       action === 'keep' || action === 'start'
@@ -128,7 +128,7 @@ export class AgentStep {
     for (const w of want.warnings) log.warn({ warning: w }, 'agent configuration');
 
     const current = await this.deps.docker.inspectContainer(AGENT_NAME);
-    const action = containerAction(current, want);
+    const action = containerAction(current, want, await ourAgentId(this.deps.state));
     let id = current?.id;
     if (action === 'replace-foreign' || action === 'recreate') {
       const reason = action === 'replace-foreign' ? 'not created by ecs-gvisor (ecs-init?)' : current!.imageId !== want.spec.Labels?.[IMAGE_ID_LABEL] ? 'the agent image changed' : 'spec changed';
@@ -176,7 +176,7 @@ export class AgentStep {
   /** Remove our agent container (never one we did not create). */
   async rollback(): Promise<{ removed: boolean }> {
     const current = await this.deps.docker.inspectContainer(AGENT_NAME);
-    if (!current || current.labels[MANAGED_LABEL] !== 'true') return { removed: false };
+    if (!current || !isOurs(current, await ourAgentId(this.deps.state))) return { removed: false };
     await this.deps.docker.removeContainer(current.id);
     await this.deps.state.remove(AGENT_STATE);
     // Its restarts and last exit belong to the container that is gone, not to the next one.
@@ -237,9 +237,17 @@ export class AgentStep {
   }
 }
 
-export function containerAction(current: ContainerState | undefined, want: Pick<AgentSpec, 'hash' | 'spec'>): ContainerAction {
+/**
+ * Ours: the container whose ID we recorded when we created it. Our label alone proves nothing (anyone can
+ * create an ecs-agent with it); it counts only where no ID was recorded, by a version that did not.
+ */
+function isOurs(c: ContainerState, recordedId: string | undefined): boolean {
+  return recordedId ? c.id === recordedId : c.labels[MANAGED_LABEL] === 'true';
+}
+
+export function containerAction(current: ContainerState | undefined, want: Pick<AgentSpec, 'hash' | 'spec'>, recordedId?: string): ContainerAction {
   if (!current) return 'create';
-  if (current.labels[MANAGED_LABEL] !== 'true') return 'replace-foreign';
+  if (!isOurs(current, recordedId)) return 'replace-foreign';
   if (current.labels[HASH_LABEL] !== want.hash) return 'recreate';
   // What Docker says the container runs, not only our label: the name may point at a new image now.
   const wantImage = want.spec.Labels?.[IMAGE_ID_LABEL];

@@ -217,6 +217,23 @@ describe('agent image', () => {
   });
 });
 
+describe('our agent is the container we created', () => {
+  it('an ecs-agent someone else created with our labels is replaced, not kept, and rollback leaves it alone', async () => {
+    const e = env();
+    expect((await runCli(['bootstrap', '--only', 'runtime,agent'], e)).code).toBe(0);
+    const ours = await agent();
+    await docker.getContainer(ours.Id).remove({ force: true });
+    // Our labels, copied: the spec hash included.
+    const fake = await docker.createContainer({ name: 'ecs-agent', Image: agentImage, Labels: ours.Config.Labels, HostConfig: { NetworkMode: 'none', Runtime: 'runc' } });
+    expect((await runCli(['rollback', '--only', 'agent'], { ...e })).stdout).toContain('no container of ours to remove');
+    expect((await agent()).Id).toBe(fake.id);
+    expect((await runCli(['bootstrap', '--only', 'runtime,agent'], e)).code).toBe(0);
+    const now = await agent();
+    expect(now.Id).not.toBe(fake.id);
+    expect(now.HostConfig.NetworkMode).toBe('host');
+  });
+});
+
 describe('bootstrap: converged means the agent stays up', () => {
   it('an agent that exits right after its start is exit 4 with one sentence, not "converged"', async () => {
     writeFileSync('/var/lib/ecs/data/stand-in-exit', '5'); // as the real agent does when its registration is refused

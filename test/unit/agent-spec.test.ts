@@ -217,6 +217,9 @@ describe('image and container decisions', () => {
     // whatever its labels claim.
     expect(containerAction({ ...c(ours), imageId: 'sha256:old' }, want)).toBe('recreate');
     expect(containerAction({ ...c(ours), imageId: 'sha256:new' }, want)).toBe('keep');
+    // Once an ID is recorded, our labels on another container make it no agent of ours.
+    expect(containerAction(c(ours), want, 'x')).toBe('keep');
+    expect(containerAction(c(ours), want, 'the-one-we-created')).toBe('replace-foreign');
   });
 
   it('reads os-release like ecs-init', () => {
