@@ -98,7 +98,8 @@ export class SandboxProver {
       this.deps.log.warn({ container: c.name, id: c.id.slice(0, 12) }, `a container carries the ${PROBE_LABEL} label but is not a probe of ours: left alone`);
     }
     await Promise.all(stale.map((c) => this.deps.docker.removeContainer(c.id)));
-    if (recorded.size) await this.record(() => recorded.clear());
+    // Every name recorded then is gone now: removed here, or never created (killed before Docker answered).
+    if (recorded.size) await this.record((names) => recorded.forEach((n) => names.delete(n)));
     return stale.length;
   }
 
