@@ -61,7 +61,10 @@ const schema = z.object({
     .string()
     .regex(/^(https?:\/\/[^\s]+|\/[^\s]*)$/, 'must be an http(s) URL or an absolute path')
     .optional(),
-  /** Optional pinned SHA-512 of RUNSC_SOURCE; without it `<source>.sha512` is fetched and used. */
+  /**
+   * Pinned SHA-512 of RUNSC_SOURCE: required for http:// (whoever answers plain HTTP would also choose
+   * the checksum); for https:// and local paths `<source>.sha512` is used when it is unset.
+   */
   RUNSC_SHA512: z
     .string()
     .regex(/^[0-9a-fA-F]{128}$/, 'must be 128 hexadecimal digits')
@@ -213,6 +216,11 @@ export function parseConfig(src: ConfigSource): Config {
   if (cfg.ECS_MAX_CALLS_PER_HOUR < cfg.ECS_CALLS_PER_HOUR) {
     const key = 'ECS_MAX_CALLS_PER_HOUR';
     throw invalid(`${origin[key] ?? origin.ECS_CALLS_PER_HOUR ?? 'configuration'}: ${PREFIX}${key}=${cfg.ECS_MAX_CALLS_PER_HOUR} must be at least ${PREFIX}ECS_CALLS_PER_HOUR=${cfg.ECS_CALLS_PER_HOUR}.`);
+  }
+  if (cfg.RUNSC_SOURCE?.startsWith('http://') && cfg.RUNSC_SHA512 === undefined) {
+    throw invalid(
+      `${origin.RUNSC_SOURCE}: ${PREFIX}RUNSC_SOURCE="${clip(cfg.RUNSC_SOURCE)}" is plain http:// and needs ${PREFIX}RUNSC_SHA512 (a checksum from the same server proves nothing).`,
+    );
   }
   return Object.freeze({
     ...cfg,

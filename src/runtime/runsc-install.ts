@@ -1,7 +1,8 @@
 /**
  * Optional install of runsc from a release URL or a local file: a runsc binary, or a release tarball
  * (gvisor.tar.bz2 keeps gvisor-bin/ beside runsc). The artifact's SHA-512 must match the pinned value
- * or the `<source>.sha512` file (`<hex>  <name>`); a mismatch refuses and installs nothing.
+ * or, for https:// and local sources only, the `<source>.sha512` file (`<hex>  <name>`); a mismatch
+ * refuses and installs nothing.
  */
 import { createHash } from 'node:crypto';
 import { EcsGvisorError, messageOf } from '../errors.js';
@@ -151,6 +152,10 @@ export class RunscInstaller {
   }
 
   private async publishedSha512(source: string): Promise<string> {
+    // The config refuses this too; kept here so no caller can skip it.
+    if (source.startsWith('http://')) {
+      throw new EcsGvisorError('CONFIG_INVALID', `ECS_GVISOR_RUNSC_SOURCE=${source} is plain http:// and needs ECS_GVISOR_RUNSC_SHA512; nothing was installed.`);
+    }
     const text = Buffer.from(await this.fetch(`${source}.sha512`, 'checksum')).toString('utf8');
     const hex = parseSha512File(text, basename(source));
     if (!hex) {

@@ -48,11 +48,10 @@ function target(): string {
 }
 
 describe('runsc install', () => {
-  it('installs a release binary from a URL with its published .sha512, then proves the sandbox with it', async () => {
+  it('installs a release binary from a URL with a pinned SHA-512, then proves the sandbox with it', async () => {
     served.set('/release/runsc', runscBytes);
-    served.set('/release/runsc.sha512', Buffer.from(`${sha512(runscBytes)}  runsc\n`));
     const path = target();
-    const env = cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc` });
+    const env = cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc`, ECS_GVISOR_RUNSC_SHA512: sha512(runscBytes) });
     const r = await runCli(['bootstrap', '--only', 'runtime'], env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -67,6 +66,31 @@ describe('runsc install', () => {
     hits.length = 0;
     expect((await runCli(['bootstrap', '--only', 'runtime'], env)).code).toBe(0);
     expect(hits).toEqual([]);
+  });
+
+  it('refuses a plain http:// source without a pinned SHA-512 before fetching anything, even when the server offers a .sha512', async () => {
+    // Whoever answers plain HTTP chooses both the binary and its checksum: the proof would then vouch for their runsc.
+    const evil = Buffer.concat([runscBytes.subarray(0, 4), Buffer.from('not the release')]);
+    served.set('/release/runsc', evil);
+    served.set('/release/runsc.sha512', Buffer.from(`${sha512(evil)}  runsc\n`));
+    const path = target();
+    const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc` }));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/ECS_GVISOR_RUNSC_SOURCE="http:\/\/127\.0\.0\.1:\d+\/release\/runsc" is plain http:\/\/ and needs ECS_GVISOR_RUNSC_SHA512/);
+    expect(hits).toEqual([]);
+    expect(existsSync(path)).toBe(false);
+    expect(readFileSync(d.daemonJson, 'utf8')).toBe('{}\n');
+  });
+
+  it('uses the .sha512 beside a local source when no SHA-512 is pinned', async () => {
+    const dir = mkdtempSync('/tmp/egv-rel-');
+    copyFileSync(RUNSC, `${dir}/runsc`);
+    writeFileSync(`${dir}/runsc.sha512`, `${sha512(runscBytes)}  runsc\n`);
+    const path = target();
+    const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${dir}/runsc` }));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(readFileSync(path).equals(runscBytes)).toBe(true);
   });
 
   it('installs runsc and gvisor-bin/ from a local .tar.bz2 with a pinned SHA-512', async () => {
@@ -91,9 +115,8 @@ describe('runsc install', () => {
 
   it('refuses a checksum mismatch and installs nothing, changes nothing', async () => {
     served.set('/release/runsc', runscBytes);
-    served.set('/release/runsc.sha512', Buffer.from(`${'0'.repeat(128)}  runsc\n`));
     const path = target();
-    const env = cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc` });
+    const env = cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc`, ECS_GVISOR_RUNSC_SHA512: '0'.repeat(128) });
     const r = await runCli(['bootstrap', '--only', 'runtime'], env);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/runsc from http:\/\/127\.0\.0\.1:\d+\/release\/runsc has SHA-512 [0-9a-f]{16}…, expected 0000000000000000… .*nothing was installed\./);
@@ -105,17 +128,21 @@ describe('runsc install', () => {
   it('refuses a download that is not runsc (an error page) and a missing checksum file', async () => {
     const page = Buffer.from('<html>gateway error</html>');
     served.set('/release/runsc', page);
-    served.set('/release/runsc.sha512', Buffer.from(`${sha512(page)}  runsc\n`));
     const path = target();
-    let r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc` }));
+    let r = await runCli(
+      ['bootstrap', '--only', 'runtime'],
+      cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc`, ECS_GVISOR_RUNSC_SHA512: sha512(page) }),
+    );
     expect(r.code).toBe(4);
     expect(r.stderr).toContain('is neither a runsc binary nor a release tarball');
     expect(existsSync(path)).toBe(false);
 
-    served.delete('/release/runsc.sha512');
-    r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc` }));
+    // A local source without a pin and without a .sha512 beside it.
+    const dir = mkdtempSync('/tmp/egv-rel-');
+    copyFileSync(RUNSC, `${dir}/runsc`);
+    r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${dir}/runsc` }));
     expect(r.code).toBe(4);
-    expect(r.stderr).toMatch(/Cannot get the checksum from .*runsc\.sha512 .*404/);
+    expect(r.stderr).toMatch(/Cannot get the checksum from .*runsc\.sha512/);
     expect(existsSync(path)).toBe(false);
     expect(readFileSync(d.daemonJson, 'utf8')).toBe('{}\n');
   });

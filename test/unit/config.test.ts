@@ -42,6 +42,11 @@ describe('parseConfig', () => {
     ['ECS_GVISOR_DOCKER_HOST=/var/run/docker.sock\n', {}, `${FILE}: ECS_GVISOR_DOCKER_HOST="/var/run/docker.sock" must be unix:///path or tcp://host:port.`],
     ['ECS_GVISOR_RUNSC_ARGS=network=host\n', {}, `${FILE}: ECS_GVISOR_RUNSC_ARGS="network=host" must be flags that each start with "--".`],
     ['ECS_GVISOR_RUNSC_SHA512=abc\n', {}, `${FILE}: ECS_GVISOR_RUNSC_SHA512="abc" must be 128 hexadecimal digits.`],
+    [
+      'ECS_GVISOR_RUNSC_SOURCE=http://mirror.internal/runsc\n',
+      {},
+      `${FILE}: ECS_GVISOR_RUNSC_SOURCE="http://mirror.internal/runsc" is plain http:// and needs ECS_GVISOR_RUNSC_SHA512 (a checksum from the same server proves nothing).`,
+    ],
     ['ECS_GVISOR_PROBE_TIMEOUT_SECONDS=0\n', {}, `${FILE}: ECS_GVISOR_PROBE_TIMEOUT_SECONDS="0" must be at least 1.`],
     ['ECS_GVISOR_RUNSC_PAHT=/x\n', {}, `${FILE} line 1: unknown key ECS_GVISOR_RUNSC_PAHT (keys start with ECS_GVISOR_; see the README's configuration reference).`],
     ['\njust words\n', {}, `${FILE} line 2: "just words" is not a KEY=VALUE line.`],
@@ -63,6 +68,12 @@ describe('parseConfig', () => {
       expect((err as EcsGvisorError).exitCode).toBe(2);
       expect((err as Error).message).toBe(message);
     }
+  });
+
+  it('https:// and local sources may rely on the .sha512 beside them; http:// with a pin is accepted', () => {
+    expect(parse('ECS_GVISOR_RUNSC_SOURCE=https://storage.example/runsc\n').RUNSC_SHA512).toBeUndefined();
+    expect(parse('ECS_GVISOR_RUNSC_SOURCE=/opt/gvisor/runsc\n').RUNSC_SOURCE).toBe('/opt/gvisor/runsc');
+    expect(parse(`ECS_GVISOR_RUNSC_SOURCE=http://mirror.internal/runsc\nECS_GVISOR_RUNSC_SHA512=${'A'.repeat(128)}\n`).RUNSC_SHA512).toBe('a'.repeat(128));
   });
 
   it('watch defaults: 12 ECS calls an hour, 60 at most, report-only audit, attributes on, no metrics, no Auto Scaling escalation', () => {
