@@ -87,7 +87,17 @@ export interface StatusReport {
   watch: { running: boolean; pid?: number; updatedAt?: string };
   /** Auto Scaling lifecycle: off unless a hook or spot draining is configured; the record of lifecycle.json. */
   lifecycle: { enabled: boolean; launchHook?: string; terminateHook?: string; spotDrain: boolean } & LifecycleRecord;
+  /** ECS_GVISOR_METRICS_PORT's endpoint, when set: whether `run` serves it, and why not. */
+  metrics?: { port: number; serving: boolean; problem?: string };
   lastErrors: WatchSnapshot['lastErrors'];
+}
+
+const METRICS_STATE = 'metrics.json';
+interface MetricsRecord {
+  port: number;
+  serving: boolean;
+  problem?: string;
+  at: string;
 }
 
 export interface App {
@@ -116,7 +126,10 @@ export interface App {
    * attributes outlive us on the container instance). Returns whether there was anything to withdraw.
    */
   withdrawProof(): Promise<boolean>;
-  /** Serve metrics when ECS_GVISOR_METRICS_PORT is set; returns a closer. */
+  /**
+   * Serve metrics when ECS_GVISOR_METRICS_PORT is set; returns a closer. A port someone else holds is
+   * logged and recorded for status, never fatal: the watch matters more than its figures.
+   */
   startMetrics(): Promise<(() => Promise<void>) | undefined>;
   status(): Promise<StatusReport>;
 }
@@ -319,12 +332,21 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     },
     async startMetrics() {
       if (cfg.METRICS_PORT === undefined) return undefined;
-      const server = await startMetricsServer(() => metrics.render(), cfg.METRICS_PORT);
-      log.info({ url: `http://127.0.0.1:${server.port}/metrics` }, 'serving metrics');
-      return server.close;
+      const port = cfg.METRICS_PORT;
+      try {
+        const server = await startMetricsServer(() => metrics.render(), port);
+        log.info({ url: `http://127.0.0.1:${server.port}/metrics` }, 'serving metrics');
+        await state.write(METRICS_STATE, { port, serving: true, at: new Date(clock.now()).toISOString() } satisfies MetricsRecord);
+        return server.close;
+      } catch (err) {
+        const problem = `cannot listen on 127.0.0.1:${port} (${messageOf(err)})`;
+        log.warn({ port, err: messageOf(err) }, `metrics are off: ${problem}; watching without them`);
+        await state.write(METRICS_STATE, { port, serving: false, problem, at: new Date(clock.now()).toISOString() } satisfies MetricsRecord);
+        return undefined;
+      }
     },
     async status() {
-      const [saved, runscResult, infoResult, watchSaved, supSaved, container, lifecycleSaved] = await Promise.all([
+      const [saved, runscResult, infoResult, watchSaved, supSaved, container, lifecycleSaved, metricsSaved] = await Promise.all([
         state.read<RuntimeState>(RUNTIME_STATE),
         detect().then(
           (v) => ({ v }),
@@ -338,6 +360,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
         state.read<SupervisorState>(SUPERVISOR_STATE),
         docker.inspectContainer(AGENT_NAME).catch(() => undefined),
         state.read<LifecycleRecord>(LIFECYCLE_STATE),
+        state.read<MetricsRecord>(METRICS_STATE),
       ]);
       const watchLive =
         watchSaved !== undefined &&
@@ -401,6 +424,15 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
           spotDrain,
           ...(lifecycleOn ? lifecycleSaved : undefined),
         },
+        metrics:
+          cfg.METRICS_PORT === undefined
+            ? undefined
+            : {
+                port: cfg.METRICS_PORT,
+                // Only what the watching process recorded for this port counts.
+                serving: Boolean(watchLive && metricsSaved?.port === cfg.METRICS_PORT && metricsSaved.serving),
+                problem: watchLive && metricsSaved?.port === cfg.METRICS_PORT ? metricsSaved.problem : undefined,
+              },
         lastErrors: w?.lastErrors ?? [],
       };
     },

@@ -219,6 +219,7 @@ async function status(app: App, json: boolean, io: Io): Promise<number> {
     ['attributes', s.attributes && Object.keys(s.attributes.published).length ? Object.entries(s.attributes.published).map(([k, v]) => `${k}=${v}`).join(', ') : '-'],
     ['watch', s.watch.running ? `running (pid ${s.watch.pid}, updated ${s.watch.updatedAt})` : 'not running (start ecs-gvisor run)'],
     ['lifecycle', lifecycleRow(s.lifecycle)],
+    ...(s.metrics ? ([['metrics', s.metrics.serving ? `http://127.0.0.1:${s.metrics.port}/metrics` : `off: ${s.metrics.problem ?? 'run is not serving them'}`]] as [string, string][]) : []),
     ['last error', r.lastError ? `${r.lastError.at} ${r.lastError.code}: ${r.lastError.message}` : '-'],
     ...s.lastErrors.slice(0, 3).map((e) => ['watch error', `${e.at} ${e.component} ${e.code}: ${e.message}`] as [string, string]),
   ];

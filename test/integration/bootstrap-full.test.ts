@@ -106,4 +106,43 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       sock.stop();
     }
   });
+
+  it('run: a metrics port someone else holds is reported in status and the log, and the watch goes on without it', async () => {
+    // A local user binds the port first (in the test's namespace, so nothing else sees it).
+    const squatter = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '-e', 'require("net").createServer().listen(19465, "127.0.0.1", () => console.log("bound"))'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    await new Promise<void>((r) => squatter.stdout.once('data', () => r()));
+    const sock = await new NotifySocket(`${dir}/notify.sock`).start();
+    const env = { ...hostEnv(), NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '2000000', ECS_GVISOR_METRICS_PORT: '19465' };
+    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, BUNDLE, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      const deadline = Date.now() + 60_000;
+      let status: StatusReport | undefined;
+      while (Date.now() < deadline) {
+        status = JSON.parse((await runCli(['status', '--json'], env, 10_000, ns)).stdout) as StatusReport;
+        if (status.watch.running && status.metrics?.problem) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(status?.metrics).toEqual({ port: 19465, serving: false, problem: expect.stringMatching(/^cannot listen on 127\.0\.0\.1:19465 \(.*EADDRINUSE/) });
+      expect(status?.watch.running).toBe(true);
+      expect((await runCli(['status'], env, 10_000, ns)).stdout).toMatch(/^metrics +off: cannot listen on 127\.0\.0\.1:19465/m);
+      expect(out).toMatch(/"level":"warn"[^\n]*metrics are off: cannot listen on 127\.0\.0\.1:19465/);
+      // Still watching, still pinging the watchdog: no exit, so no restart loop.
+      const pings = sock.with('WATCHDOG').length;
+      for (let i = 0; i < 100 && sock.with('WATCHDOG').length <= pings; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(sock.with('WATCHDOG').length).toBeGreaterThan(pings);
+      expect(child.exitCode).toBeNull();
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      squatter.kill('SIGKILL');
+      sock.stop();
+    }
+  });
 });
