@@ -88,6 +88,8 @@ const schema = z.object({
   /** `bootstrap` converged only once the agent it started is still running this long later (0: don't wait). */
   AGENT_SETTLE_SECONDS: wholeNumber(300)
     .default(5),
+  /** How long bootstrap and rollback wait for another ecs-gvisor command to give the host lock back. */
+  LOCK_TIMEOUT_SECONDS: positiveInt(3600).default(600),
   /** Keep bridge-mode task containers from instance metadata (169.254.169.254). */
   BLOCK_TASK_IMDS: bool.default(true),
   IPTABLES: z.string().regex(/^[^\s]+$/, 'must be a program name or path').default('iptables'),

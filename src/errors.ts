@@ -39,6 +39,8 @@ const exitByCode = {
   AGENT_IMAGE_UNAVAILABLE: ExitCode.unavailable,
   AGENT_EXITED: ExitCode.unavailable,
   RUNSC_INSTALL_FAILED: ExitCode.unavailable,
+  /** Another ecs-gvisor command held the host lock for longer than we may wait. */
+  HOST_LOCKED: ExitCode.unavailable,
   RUNSC_CHECKSUM_MISMATCH: ExitCode.hostInput,
   AWS_API: ExitCode.unavailable,
   IMDS_FAILED: ExitCode.unavailable,

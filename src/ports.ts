@@ -244,6 +244,17 @@ export interface NotifyPort {
   notify(fields: Readonly<Record<string, string>>): Promise<void>;
 }
 
+/** Gives the lock back; resolves once it is free for the next holder. */
+export type ReleaseLock = () => Promise<void>;
+
+/** One host-wide lock for the commands that change the host (bootstrap, rollback, the watch's repairs). */
+export interface HostLockPort {
+  /** Take it, waiting up to `waitMs` for a holder to finish; throws HOST_LOCKED naming the holder after that. */
+  acquire(purpose: string, waitMs: number): Promise<ReleaseLock>;
+  /** Take it if it is free now; undefined when another process holds it. */
+  tryAcquire(purpose: string): Promise<ReleaseLock | undefined>;
+}
+
 export interface Clock {
   now(): number;
   /** Resolves after `ms`, or early (without error) once `signal` aborts. */

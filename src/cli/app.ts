@@ -2,6 +2,7 @@
 import { AwsAutoScaling, AwsEc2, AwsEcs } from '../adapters/aws.js';
 import { DockerodeDocker } from '../adapters/dockerode-docker.js';
 import { ImdsV2 } from '../adapters/imds-v2.js';
+import { FlockHostLock } from '../adapters/host-lock.js';
 import { startMetricsServer } from '../adapters/metrics-http.js';
 import { SystemdNotify } from '../adapters/systemd-notify.js';
 import { AGENT_NAME, ecsInitSwitches } from '../agent/agent-spec.js';
@@ -30,7 +31,7 @@ import { SandboxProver } from '../runtime/sandbox-proof.js';
 import { StateStore } from '../state-store.js';
 import type { Step } from './args.js';
 import { VERSION } from '../version.js';
-import type { AutoScalingPort, Clock, Ec2Port, EcsPort, ServiceManagerPort } from '../ports.js';
+import type { AutoScalingPort, Clock, Ec2Port, EcsPort, HostLockPort, ServiceManagerPort } from '../ports.js';
 import { heartbeatIntervalMs, type LifecycleRecord } from '../lifecycle/lifecycle-plan.js';
 import { Lifecycle, LIFECYCLE_STATE } from '../lifecycle/lifecycle.js';
 import { desiredAttributes, NETWORK_ATTRIBUTES, provenEcsModes, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
@@ -116,6 +117,9 @@ export interface App {
   clock: Clock;
   /** Auto Scaling lifecycle hooks and drains; undefined unless configured (no IMDS traffic then). */
   lifecycle?: Lifecycle;
+  /** The host-wide lock of the commands that change the host, and how long they wait for it. */
+  lock: HostLockPort;
+  lockWaitMs: number;
   /** How long `run` waits for IMDS's target lifecycle state before starting the agent anyway. */
   targetStateWaitMs: number;
   /** The watch behind `run`, once bootstrap has verified the runtime. */
@@ -151,6 +155,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
   const clock = overrides.clock ?? new SystemClock();
   const docker = new DockerodeDocker(cfg.DOCKER_HOST, { deadlineMs: overrides.dockerDeadlineMs });
   const state = new StateStore(files, cfg.STATE_DIR);
+  const lock = new FlockHostLock({ state, log: log.child({ component: 'lock' }) }, { path: `${cfg.STATE_DIR}/lock` });
   const services = new Systemctl(commands);
   const rlog = log.child({ component: 'runtime' });
   const arch = process.arch;
@@ -275,6 +280,8 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     supervisor,
     clock,
     lifecycle,
+    lock,
+    lockWaitMs: cfg.LOCK_TIMEOUT_SECONDS * 1000,
     targetStateWaitMs: overrides.targetStateWaitMs ?? TARGET_STATE_WAIT_MS,
     metrics,
     watch(runtimeState) {
@@ -291,6 +298,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
           runtime,
           agent,
           introspection: () => introspection.metadata(),
+          lock,
           ecs: ecsCaller,
           autoScaling,
           imds,

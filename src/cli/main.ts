@@ -101,6 +101,15 @@ function serviceEnv(env: Readonly<Record<string, string | undefined>>): ServiceE
 async function rollback(app: App, steps: Step[], log: Logger): Promise<number> {
   const own = await takeDownOwnUnit(app.services);
   if (own.length) log.info({ unit: OWN_UNIT, actions: own }, `${OWN_UNIT} stopped and disabled first, so its watch does not put back what rollback removes (systemctl enable --now ${OWN_UNIT} to return)`);
+  const release = await app.lock.acquire('rollback', app.lockWaitMs);
+  try {
+    return await undo(app, steps, log);
+  } finally {
+    await release();
+  }
+}
+
+async function undo(app: App, steps: Step[], log: Logger): Promise<number> {
   // Reverse order: the agent goes before the runtime it was started beside.
   if (steps.includes('agent')) {
     const { removed } = await app.agent.rollback();

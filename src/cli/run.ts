@@ -18,6 +18,22 @@ export async function bootstrap(
   agentHold?: () => Promise<string | undefined>,
   agentSettleMs = 0,
 ): Promise<RuntimeState | undefined> {
+  // Two bootstraps at once (or one beside a rollback) would undo each other's changes mid-proof.
+  const release = await app.lock.acquire('bootstrap', app.lockWaitMs);
+  try {
+    return await converge(app, steps, log, agentHold, agentSettleMs);
+  } finally {
+    await release();
+  }
+}
+
+async function converge(
+  app: App,
+  steps: readonly Step[],
+  log: Logger,
+  agentHold: (() => Promise<string | undefined>) | undefined,
+  agentSettleMs: number,
+): Promise<RuntimeState | undefined> {
   let proven: RuntimeState | undefined;
   let sandboxVerified = false;
   await app.checkInputs(steps);

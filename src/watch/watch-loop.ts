@@ -10,6 +10,7 @@ import type { AgentSupervisor } from '../agent/supervisor.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type {
+  HostLockPort,
   AgentMetadata,
   AutoScalingPort,
   Clock,
@@ -47,6 +48,8 @@ export interface WatchDeps {
   agent: AgentStep;
   /** The agent's introspection /v1/metadata; undefined while nothing listens. */
   introspection: () => Promise<AgentMetadata | undefined>;
+  /** The host lock: a repair waits for the next check while an operator's bootstrap or rollback holds it. */
+  lock?: HostLockPort;
   ecs: EcsCaller;
   autoScaling: (region: string) => AutoScalingPort;
   imds: ImdsPort;
@@ -475,11 +478,36 @@ export class WatchLoop {
   }
 
   private async checkDrift(): Promise<void> {
-    const { runtime, log, supervisor, agent, metrics } = this.deps;
+    const { log, supervisor } = this.deps;
+    if (!(await this.drift()).any) return;
+    // What we see may be an operator's bootstrap or rollback halfway through: never repair beside it.
+    const release = this.deps.lock ? await this.deps.lock.tryAcquire('drift repair') : async () => {};
+    if (!release) {
+      log.info('another ecs-gvisor command holds the host lock: the repair waits for the next drift check');
+      return;
+    }
+    try {
+      // Read again under the lock: the holder may have changed everything (or put it right).
+      await this.repair(await this.drift(), supervisor.snapshot.holds?.sandbox);
+    } finally {
+      await release();
+    }
+  }
+
+  /** What differs from what we applied: the runtime (daemon.json, entry point, Docker's default, runsc) or the agent. */
+  private async drift() {
+    const { runtime, supervisor, agent } = this.deps;
     const held = supervisor.snapshot.holds?.sandbox;
     const plan = await runtime.plan();
     const runscChanged = plan.runsc.problem !== undefined || (this.verified.version !== undefined && plan.runsc.version !== this.verified.version);
     const drifted = plan.daemonJson.changed || plan.entry.changed || !plan.live.converged || runscChanged;
+    const agentPlan = drifted || held || !this.verified.ok || supervisor.snapshot.stopped ? undefined : await agent.plan();
+    const agentDrift = agentPlan?.container.action === 'recreate' || agentPlan?.container.action === 'replace-foreign';
+    return { plan, drifted, agentPlan: agentDrift ? agentPlan : undefined, any: drifted || held !== undefined || agentDrift };
+  }
+
+  private async repair({ plan, drifted, agentPlan }: Awaited<ReturnType<WatchLoop['drift']>>, held: string | undefined): Promise<void> {
+    const { runtime, log, supervisor, agent, metrics } = this.deps;
     if (drifted || held) {
       if (drifted) {
         log.warn(
@@ -511,15 +539,10 @@ export class WatchLoop {
       }
       return;
     }
-    if (!this.verified.ok) return;
-
-    if (supervisor.snapshot.stopped) return;
-    const p = await agent.plan();
-    if (p.container.action === 'recreate' || p.container.action === 'replace-foreign') {
-      log.warn({ action: p.container.action, diff: p.container.diff || undefined }, 'agent drift: the container no longer matches its spec; recreating it');
-      await supervisor.exclusive(() => agent.apply());
-      metrics.repairs.inc({ kind: 'agent' });
-    }
+    if (!agentPlan) return;
+    log.warn({ action: agentPlan.container.action, diff: agentPlan.container.diff || undefined }, 'agent drift: the container no longer matches its spec; recreating it');
+    await supervisor.exclusive(() => agent.apply());
+    metrics.repairs.inc({ kind: 'agent' });
   }
 
   private lapse(reason: string): void {

@@ -6,7 +6,7 @@
  * rollback gives back the original bytes.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { BUNDLE, runCli } from '../harness/cli.js';
 import { dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';
@@ -29,6 +29,10 @@ interface Outcome {
   /** The log lines it wrote before it ended. */
   lines: string[];
   unparsable: string[];
+  /** What the killed PID was running. */
+  exe: string | undefined;
+  /** Processes of the bootstrap's still alive after it was killed. */
+  survivors: string[];
 }
 
 /** One bootstrap, SIGKILLed `kill(n)` ms after its n-th log line (undefined: not then); daemon.json read all the while. */
@@ -37,8 +41,18 @@ async function bootstrapKilled(env: Record<string, string>, kill: (n: number) =>
   const lines: string[] = [];
   let buffered = '';
   let exited = false;
+  // SIGKILL must reach the bootstrap itself: nsenter execs node without forking, so this is its PID
+  // (read once it has logged, so after the exec).
+  let exe: string | undefined;
   const done = new Promise<void>((resolve) => child.on('exit', () => ((exited = true), resolve())));
   child.stdout.on('data', (chunk: Buffer) => {
+    if (exe === undefined) {
+      try {
+        exe = readlinkSync(`/proc/${child.pid}/exe`);
+      } catch {
+        exe = 'unreadable';
+      }
+    }
     buffered += chunk.toString('utf8');
     for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
       lines.push(buffered.slice(0, nl));
@@ -60,12 +74,31 @@ async function bootstrapKilled(env: Record<string, string>, kill: (n: number) =>
     await new Promise((r) => setImmediate(r));
   }
   await done;
-  return { lines, unparsable };
+  return { lines, unparsable, exe, survivors: await survivorsOf(env.ECS_GVISOR_STATE_DIR!) };
+}
+
+/** Processes still naming the killed bootstrap's state dir (its lock holder, say) once they had a moment to go. */
+async function survivorsOf(stateDir: string): Promise<string[]> {
+  const find = () =>
+    readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .map((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' ');
+        } catch {
+          return '';
+        }
+      })
+      .filter((c) => c.includes(stateDir));
+  for (let i = 0; i < 100 && find().length; i++) await new Promise((r) => setTimeout(r, 100));
+  return find();
 }
 
 /** After a kill: nothing lost, and the next bootstrap and rollback work. Resets for the next round. */
 async function recovers(env: Record<string, string>, o: Outcome): Promise<void> {
   expect(o.unparsable).toEqual([]);
+  if (o.lines.length) expect(o.exe).toBe(realpathSync(process.execPath));
+  expect(o.survivors).toEqual([]);
   const orig = `${env.ECS_GVISOR_STATE_DIR}/backup/daemon.json.orig`;
   if (existsSync(`${env.ECS_GVISOR_STATE_DIR}/backup/daemon.json.manifest`)) expect(readFileSync(orig, 'utf8')).toBe(ORIGINAL);
   const again = await runCli(['bootstrap'], env, 120_000, host.ns);
