@@ -29,6 +29,8 @@ const exitByCode = {
   DAEMON_JSON_CONFLICT: ExitCode.hostInput,
   DOCKERD_FLAG_CONFLICT: ExitCode.hostInput,
   ECS_CONFIG_INVALID: ExitCode.hostInput,
+  /** The state dir is a link, someone else's or writable by others. */
+  STATE_DIR_UNSAFE: ExitCode.hostInput,
   HOST_WRITE_FAILED: ExitCode.unavailable,
   DOCKER_UNAVAILABLE: ExitCode.unavailable,
   DOCKER_API: ExitCode.unavailable,

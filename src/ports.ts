@@ -3,16 +3,27 @@
  * them; tests and other environments can pass their own.
  */
 
+export interface ReadOptions {
+  /** Refuse a larger file (default: 128 MiB for bytes, 4 MiB for text). */
+  maxBytes?: number;
+  /** Refuse a symbolic link instead of reading what it points at. */
+  noFollow?: boolean;
+}
+
 export interface FilesPort {
-  /** File bytes, or undefined when the file does not exist. Other errors throw. */
-  read(path: string): Promise<Uint8Array | undefined>;
+  /**
+   * File bytes, or undefined when the file does not exist. A FIFO, device or other non-regular file,
+   * or one past the limit, throws (never hangs, never reads it whole). Other errors throw.
+   */
+  read(path: string, opts?: ReadOptions): Promise<Uint8Array | undefined>;
   /** The same as UTF-8 text. */
-  readText(path: string): Promise<string | undefined>;
+  readText(path: string, opts?: ReadOptions): Promise<string | undefined>;
   /**
    * Replace a file atomically: temp file in the same directory, fsync, rename, fsync the directory.
-   * A symlink is followed: the file it points at is replaced and the link kept.
+   * A symlink is followed: the file it points at is replaced and the link kept (`noFollow`: the link
+   * itself is replaced).
    */
-  writeAtomic(path: string, data: string | Uint8Array, mode: number): Promise<void>;
+  writeAtomic(path: string, data: string | Uint8Array, mode: number, opts?: { noFollow?: boolean }): Promise<void>;
   /** Write into an existing file in place (for /proc/sys, where rename is impossible). */
   overwrite(path: string, data: string): Promise<void>;
   /** Remove a file; absent is fine. */
@@ -23,6 +34,12 @@ export interface FilesPort {
   /** Device, inode, size and mtime (symlinks followed): changes whenever the file is replaced or written. */
   identity(path: string): Promise<string | undefined>;
   mkdirp(path: string, mode: number): Promise<void>;
+  /**
+   * A directory only we may change: created with `mode` when missing; refused (throws) when it is a
+   * symbolic link, not a directory, not owned by our user, or writable by group or others; narrowed
+   * to `mode` when it is wider.
+   */
+  privateDir(path: string, mode: number): Promise<void>;
   /** Resolve symlinks of an existing path (the path itself when it does not exist). */
   realpath(path: string): Promise<string>;
   /** Make a private temporary directory; the caller removes it with removeTree. */

@@ -1,11 +1,27 @@
+import { EcsGvisorError, messageOf } from './errors.js';
 import type { FilesPort } from './ports.js';
 
-/** Small JSON documents in the state dir, written atomically so `status` never reads half a file. */
+/**
+ * Small JSON documents in the state dir, written atomically so `status` never reads half a file. The
+ * dir is root's alone (0700; refused when a link, someone else's or writable by others), its files are
+ * 0600 (they name containers, clusters and ARNs), and no symbolic link inside it is followed.
+ */
 export class StateStore {
+  private ready?: Promise<void>;
+
   constructor(private readonly files: FilesPort, private readonly dir: string) {}
 
+  /** Check (once) that the dir is safe to write to, creating it when missing. Throws STATE_DIR_UNSAFE. */
+  prepare(): Promise<void> {
+    this.ready ??= this.files.privateDir(this.dir, 0o700).catch((err: unknown) => {
+      this.ready = undefined;
+      throw new EcsGvisorError('STATE_DIR_UNSAFE', `The state dir ECS_GVISOR_STATE_DIR=${this.dir} is not safe to use: ${messageOf(err)}; nothing was changed.`, { cause: err });
+    });
+    return this.ready;
+  }
+
   async read<T>(name: string): Promise<T | undefined> {
-    const raw = await this.files.readText(`${this.dir}/${name}`);
+    const raw = await this.files.readText(`${this.dir}/${name}`, { noFollow: true }).catch(() => undefined);
     if (raw === undefined) return undefined;
     try {
       return JSON.parse(raw) as T;
@@ -15,8 +31,8 @@ export class StateStore {
   }
 
   async write(name: string, value: unknown): Promise<void> {
-    await this.files.mkdirp(this.dir, 0o755);
-    await this.files.writeAtomic(`${this.dir}/${name}`, `${JSON.stringify(value, null, 2)}\n`, 0o644);
+    await this.prepare();
+    await this.files.writeAtomic(`${this.dir}/${name}`, `${JSON.stringify(value, null, 2)}\n`, 0o600, { noFollow: true });
   }
 
   async remove(name: string): Promise<void> {

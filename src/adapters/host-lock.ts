@@ -45,7 +45,8 @@ export class FlockHostLock implements HostLockPort {
   }
 
   /** One flock(1) child: resolves with its release once it holds the lock, undefined on conflict. */
-  private take(purpose: string, waitMs: number): Promise<ReleaseLock | undefined> {
+  private async take(purpose: string, waitMs: number): Promise<ReleaseLock | undefined> {
+    await this.deps.state.prepare(); // flock(1) creates the lock file: only in a dir that is ours alone
     const wait = waitMs > 0 ? ['--wait', String(Math.ceil(waitMs / 1000))] : ['--nonblock'];
     const child = spawn('flock', ['--exclusive', '--conflict-exit-code', String(CONFLICT), ...wait, this.opts.path, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -2,26 +2,52 @@ import { randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import type { FilesPort } from '../ports.js';
+import type { FilesPort, ReadOptions } from '../ports.js';
 
 /** Local filesystem. Writes are atomic: readers see the old file or the new one, never a mix. */
 export class NodeFiles implements FilesPort {
-  async read(path: string): Promise<Uint8Array | undefined> {
+  /**
+   * Regular files only, opened non-blocking (a FIFO in a config file's place never hangs us) and read
+   * no further than the limit (a huge file or /proc entry is refused, not read whole first).
+   */
+  async read(path: string, opts: ReadOptions = {}): Promise<Uint8Array | undefined> {
+    const max = opts.maxBytes ?? DEFAULT_MAX_READ;
+    let fh;
     try {
-      return await fs.readFile(path);
+      fh = await fs.open(path, constants.O_RDONLY | constants.O_NONBLOCK | (opts.noFollow ? constants.O_NOFOLLOW : 0));
     } catch (err) {
       if (isCode(err, 'ENOENT')) return undefined;
+      if (opts.noFollow && isCode(err, 'ELOOP')) throw new Error('it is a symbolic link, which is not followed here');
       throw err;
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new Error(`it is ${fileKind(st)}, not a regular file`);
+      if (st.size > max) throw new Error(`it holds ${st.size} bytes, more than the ${max} read here`);
+      // /proc and /sys files report size 0: read in chunks, never past the limit.
+      const chunks: Buffer[] = [];
+      let total = 0;
+      for (;;) {
+        const buf = Buffer.allocUnsafe(Math.min(64 * 1024, max + 1 - total));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) break;
+        chunks.push(buf.subarray(0, bytesRead));
+        total += bytesRead;
+        if (total > max) throw new Error(`it holds more than the ${max} bytes read here`);
+      }
+      return Buffer.concat(chunks, total);
+    } finally {
+      await fh.close();
     }
   }
 
-  async readText(path: string): Promise<string | undefined> {
-    const bytes = await this.read(path);
+  async readText(path: string, opts: ReadOptions = {}): Promise<string | undefined> {
+    const bytes = await this.read(path, { maxBytes: DEFAULT_MAX_TEXT, ...opts });
     return bytes && Buffer.from(bytes).toString('utf8');
   }
 
-  async writeAtomic(path: string, data: string | Uint8Array, mode: number): Promise<void> {
-    const target = await this.realpath(path);
+  async writeAtomic(path: string, data: string | Uint8Array, mode: number, opts: { noFollow?: boolean } = {}): Promise<void> {
+    const target = opts.noFollow ? path : await this.realpath(path);
     const dir = dirname(target);
     const tmp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     const fh = await fs.open(tmp, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, mode);
@@ -87,6 +113,20 @@ export class NodeFiles implements FilesPort {
     await fs.mkdir(path, { recursive: true, mode });
   }
 
+  async privateDir(path: string, mode: number): Promise<void> {
+    await fs.mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    await fs.mkdir(path, { mode }).catch((err: unknown) => {
+      if (!isCode(err, 'EEXIST')) throw err;
+    });
+    const st = await fs.lstat(path);
+    if (st.isSymbolicLink()) throw new Error(`${path} is a symbolic link; it must be a directory of its own`);
+    if (!st.isDirectory()) throw new Error(`${path} is ${fileKind(st)}, not a directory`);
+    const uid = process.geteuid?.() ?? 0;
+    if (st.uid !== uid) throw new Error(`${path} is owned by uid ${st.uid}, not ${uid}`);
+    if (st.mode & 0o022) throw new Error(`${path} is writable by ${st.mode & 0o002 ? 'others' : 'its group'} (mode ${(st.mode & 0o777).toString(8)})`);
+    if ((st.mode & 0o777) !== mode) await fs.chmod(path, mode);
+  }
+
   async realpath(path: string): Promise<string> {
     try {
       return await fs.realpath(path);
@@ -120,6 +160,19 @@ export class NodeFiles implements FilesPort {
     if (had) await fs.rm(old, { recursive: true, force: true });
     await syncDir(dirname(to));
   }
+}
+
+/** Configuration and state are small; a binary (runsc) is read with its own limit. */
+const DEFAULT_MAX_READ = 128 * 1024 * 1024;
+const DEFAULT_MAX_TEXT = 4 * 1024 * 1024;
+
+function fileKind(st: import('node:fs').Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  if (st.isDirectory()) return 'a directory';
+  return 'a special file';
 }
 
 async function syncDir(dir: string): Promise<void> {

@@ -5,7 +5,7 @@
  */
 // A namespace import lets the bundler drop what is unused (the named `z` export pulls in every locale).
 import * as z from 'zod';
-import { EcsGvisorError } from '../errors.js';
+import { EcsGvisorError, messageOf } from '../errors.js';
 import type { FilesPort } from '../ports.js';
 import { sha256 } from './daemon-json.js';
 
@@ -38,7 +38,7 @@ export class BackupStore {
   }
 
   async load(file: string): Promise<DaemonJsonBackup | undefined> {
-    const raw = await this.files.readText(this.manifestPath);
+    const raw = await this.files.readText(this.manifestPath, { noFollow: true });
     if (raw === undefined) return undefined;
     let manifest;
     try {
@@ -49,7 +49,7 @@ export class BackupStore {
     if (manifest.file !== file) return undefined; // a backup of another file (ECS_GVISOR_DAEMON_JSON changed)
     let originalText: string | undefined;
     if (manifest.existed) {
-      const orig = await this.files.read(this.originalPath);
+      const orig = await this.files.read(this.originalPath, { noFollow: true });
       if (!orig || sha256(orig) !== manifest.originalSha256) {
         throw new EcsGvisorError('ROLLBACK_FAILED', `The backup ${this.originalPath} is missing or does not match its record ${this.manifestPath}.`);
       }
@@ -61,8 +61,10 @@ export class BackupStore {
   /** Record the original (first time only) and the hash of what we are about to write. */
   async record(file: string, originalText: string | undefined, liveDefaultRuntime: string, writtenSha256: string, now: Date): Promise<void> {
     const existing = await this.load(file);
-    await this.files.mkdirp(this.dir, 0o700);
-    if (!existing && originalText !== undefined) await this.files.writeAtomic(this.originalPath, originalText, 0o600);
+    await this.files.privateDir(this.dir, 0o700).catch((err: unknown) => {
+      throw new EcsGvisorError('STATE_DIR_UNSAFE', `The backup dir ${this.dir} is not safe to use: ${messageOf(err)}; nothing was changed.`, { cause: err });
+    });
+    if (!existing && originalText !== undefined) await this.files.writeAtomic(this.originalPath, originalText, 0o600, { noFollow: true });
     const base = existing ?? {
       version: 1 as const,
       file,
@@ -72,7 +74,7 @@ export class BackupStore {
       createdAt: now.toISOString(),
     };
     const { originalText: _drop, ...manifest } = { ...base, originalText: undefined, writtenSha256 };
-    await this.files.writeAtomic(this.manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, 0o600);
+    await this.files.writeAtomic(this.manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, 0o600, { noFollow: true });
   }
 
   /** Forget the backup once the original is back in place. Manifest first: it is the commit point. */

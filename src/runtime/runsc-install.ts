@@ -58,7 +58,7 @@ export class RunscInstaller {
     const { source } = this.opts;
     if (!source) return 'not-configured';
     const record = await this.deps.state.read<InstallRecord>(INSTALL_STATE);
-    const installed = await this.deps.files.read(this.opts.path);
+    const installed = await this.deps.files.read(this.opts.path, { maxBytes: MAX_ARTIFACT });
     if (
       record &&
       installed &&
@@ -95,7 +95,7 @@ export class RunscInstaller {
       } catch (err) {
         throw new EcsGvisorError('RUNSC_INSTALL_FAILED', `Cannot install runsc at ECS_GVISOR_RUNSC_PATH=${this.opts.path} (${messageOf(err)}).`, { cause: err });
       }
-      const bytes = await this.deps.files.read(this.opts.path);
+      const bytes = await this.deps.files.read(this.opts.path, { maxBytes: MAX_ARTIFACT });
       await this.deps.state.write(INSTALL_STATE, {
         source,
         artifactSha512: actual,
@@ -167,7 +167,7 @@ export class RunscInstaller {
   private async fetch(location: string, what: string): Promise<Uint8Array> {
     try {
       if (/^https?:\/\//.test(location)) return await this.deps.http.get(location, { timeoutMs: 300_000, maxBytes: MAX_ARTIFACT });
-      const bytes = await this.deps.files.read(location);
+      const bytes = await this.deps.files.read(location, { maxBytes: MAX_ARTIFACT });
       if (!bytes) throw new Error('no such file');
       return bytes;
     } catch (err) {

@@ -287,7 +287,7 @@ export class RuntimeStep {
   private async read(): Promise<DaemonJson> {
     let bytes;
     try {
-      bytes = await this.deps.files.read(this.file);
+      bytes = await this.deps.files.read(this.file, { maxBytes: 4 * 1024 * 1024 });
     } catch (err) {
       throw new EcsGvisorError('DAEMON_JSON_INVALID', `${this.file} cannot be read (${messageOf(err)}); it was left unchanged.`, { cause: err });
     }

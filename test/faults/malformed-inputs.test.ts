@@ -6,7 +6,8 @@
  * the adapters against the fakes, a typed error naming the endpoint or operation and the value, never
  * a value passed on. The counts are reported for the README's fault table.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { AwsEcs } from '../../src/adapters/aws.js';
 import { ImdsV2 } from '../../src/adapters/imds-v2.js';
@@ -32,7 +33,8 @@ async function refusedByCli(env: Record<string, string>, code: number): Promise<
   expect(lines).toHaveLength(1);
   expect(readFileSync(d.daemonJson, 'utf8')).toBe(DAEMON_JSON);
   const state = env.ECS_GVISOR_STATE_DIR!;
-  expect(existsSync(state) ? readdirSync(state) : []).toEqual([]);
+  // The host lock and its holder's name are not state: nothing else may be there.
+  expect(existsSync(state) ? readdirSync(state).filter((f) => f !== 'lock' && f !== 'lock.json') : []).toEqual([]);
   expect(reloadCount(d)).toBe(reloads);
   tally.survived++;
   return lines[0]!;
@@ -100,6 +102,95 @@ describe('ecs.config, through the CLI: read before any step, so exit 3 with noth
     mkdirSync(`${dir}/ecs.config`);
     const env = cliEnv(d, { ECS_GVISOR_ECS_CONFIG: `${dir}/none`, ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`, [key]: `${dir}/ecs.config`, ECS_GVISOR_STATE_DIR: `${dir}/state` });
     expect(await refusedByCli(env, 3)).toContain(`${dir}/ecs.config cannot be read`);
+  });
+});
+
+describe('special files where a file is expected: refused at once with one sentence, never read whole, never waited on', () => {
+  beforeEach(async () => {
+    await resetDocker(d, DAEMON_JSON);
+  });
+
+  /** A FIFO nobody writes to: opening it for reading blocks unless opened non-blocking. */
+  const fifo = (path: string) => execFileSync('mkfifo', [path]);
+  /** 1 GiB that costs no disk: read whole, it would take seconds and a GiB of memory. */
+  const huge = (path: string) => execFileSync('truncate', ['-s', '1G', path]);
+  const cases: Array<[string, (dir: string) => Record<string, string>, number, RegExp]> = [
+    ['the configuration file is a FIFO', (dir) => (fifo(`${dir}/c`), { ECS_GVISOR_CONFIG: `${dir}/c` }), 2, /Cannot read the configuration: it is a FIFO, not a regular file/],
+    ['ecs.config is a FIFO', (dir) => (fifo(`${dir}/e`), { ECS_GVISOR_ECS_CONFIG: `${dir}/e` }), 3, /\/e cannot be read \(it is a FIFO, not a regular file\)/],
+    ['ecs.config links to /dev/zero', (dir) => (symlinkSync('/dev/zero', `${dir}/e`), { ECS_GVISOR_ECS_CONFIG: `${dir}/e` }), 3, /\/e cannot be read \(it is a character device, not a regular file\)/],
+    ['ecs.config is 1 GiB', (dir) => (huge(`${dir}/e`), { ECS_GVISOR_ECS_CONFIG: `${dir}/e` }), 3, /\/e cannot be read \(it holds 1073741824 bytes, more than the 4194304 read here\)/],
+  ];
+  it.each(cases)('%s', async (_name, make, code, message) => {
+    const dir = mkdtempSync('/tmp/egv-special-');
+    const env = cliEnv(d, { ECS_GVISOR_ECS_CONFIG: `${dir}/none`, ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`, ECS_GVISOR_STATE_DIR: `${dir}/state`, ...make(dir) });
+    const started = Date.now();
+    expect(await refusedByCli(env, code)).toMatch(message);
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+
+  it.each([
+    ['a FIFO', (p: string) => fifo(p), /it is a FIFO, not a regular file/],
+    ['1 GiB', (p: string) => huge(p), /it holds 1073741824 bytes, more than the 4194304 read here/],
+  ])('daemon.json is %s: exit 3, nothing replaced', async (_name, make, message) => {
+    tally.tried++;
+    const saved = `${d.daemonJson}.saved`;
+    renameSync(d.daemonJson, saved);
+    try {
+      make(d.daemonJson);
+      const dir = mkdtempSync('/tmp/egv-special-');
+      const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_STATE_DIR: `${dir}/state` }), 30_000);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(message);
+      expect(lstatSync(d.daemonJson).isFIFO() || statSync(d.daemonJson).size === 1024 ** 3).toBe(true);
+    } finally {
+      rmSync(d.daemonJson, { force: true });
+      renameSync(saved, d.daemonJson);
+    }
+    tally.survived++;
+  });
+});
+
+describe('the state dir: refused unless it is root\'s alone; never a link followed inside it', () => {
+  beforeEach(async () => {
+    await resetDocker(d, DAEMON_JSON);
+  });
+
+  it.each([
+    ['writable by others', (dir: string) => (mkdirSync(`${dir}/state`), chmodSync(`${dir}/state`, 0o777)), /is writable by others \(mode 777\)/],
+    ['owned by another user', (dir: string) => (mkdirSync(`${dir}/state`), chownSync(`${dir}/state`, 65534, 65534)), /is owned by uid 65534, not 0/],
+    ['a symbolic link', (dir: string) => (mkdirSync(`${dir}/elsewhere`), symlinkSync(`${dir}/elsewhere`, `${dir}/state`)), /is a symbolic link/],
+  ])('%s: exit 3, nothing changed', async (_name, make, message) => {
+    tally.tried++;
+    const dir = mkdtempSync('/tmp/egv-statedir-');
+    make(dir);
+    const reloads = reloadCount(d);
+    const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_STATE_DIR: `${dir}/state` }));
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(new RegExp(`^ecs-gvisor: The state dir ECS_GVISOR_STATE_DIR=${dir}/state is not safe to use: .*; nothing was changed\\.\n$`));
+    expect(r.stderr).toMatch(message);
+    expect(readFileSync(d.daemonJson, 'utf8')).toBe(DAEMON_JSON);
+    expect(reloadCount(d)).toBe(reloads);
+    tally.survived++;
+  });
+
+  it('an older 0755 state dir is narrowed to 0700 and its files written 0600; a symlink planted as a state file is replaced, not followed', async () => {
+    tally.tried++;
+    const dir = mkdtempSync('/tmp/egv-statedir-');
+    mkdirSync(`${dir}/state`, { mode: 0o755 });
+    chmodSync(`${dir}/state`, 0o755);
+    writeFileSync(`${dir}/victim`, 'not ours\n');
+    symlinkSync(`${dir}/victim`, `${dir}/state/runtime.json`);
+    const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_STATE_DIR: `${dir}/state` }));
+    expect(r.code, r.stderr).toBe(0);
+    expect(statSync(`${dir}/state`).mode & 0o777).toBe(0o700);
+    expect(readFileSync(`${dir}/victim`, 'utf8')).toBe('not ours\n');
+    expect(lstatSync(`${dir}/state/runtime.json`).isFile()).toBe(true);
+    for (const f of readdirSync(`${dir}/state`)) {
+      const st = lstatSync(`${dir}/state/${f}`);
+      if (st.isFile() && f !== 'lock') expect(st.mode & 0o777, f).toBe(0o600);
+    }
+    expect((await runCli(['rollback', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_STATE_DIR: `${dir}/state` }))).code).toBe(0);
+    tally.survived++;
   });
 });
 
