@@ -16,9 +16,11 @@ ASG_NAME='__ASG_NAME__'                           # the group ('' to read the in
 
 log() { printf 'ecs-gvisor userdata: %s\n' "$*"; }
 
-# The agent's own settings: ECS_CLUSTER set (or replaced), every other line kept.
+# The agent's own settings: ECS_CLUSTER set (or replaced), every other line kept. The file may hold
+# registry credentials: a new one is root's alone, an existing one keeps its mode and owner.
 mkdir -p /etc/ecs
-touch /etc/ecs/ecs.config
+[[ -e /etc/ecs/ecs.config ]] || (umask 077 && : > /etc/ecs/ecs.config)
+cp -p /etc/ecs/ecs.config /etc/ecs/ecs.config.new
 grep -v '^ECS_CLUSTER=' /etc/ecs/ecs.config > /etc/ecs/ecs.config.new || true
 printf 'ECS_CLUSTER=%s\n' "$ECS_CLUSTER_NAME" >> /etc/ecs/ecs.config.new
 mv -f /etc/ecs/ecs.config.new /etc/ecs/ecs.config

@@ -1,4 +1,5 @@
 import { pino, type DestinationStream, type Logger as PinoLogger } from 'pino';
+import { MASK, redact } from './redact.js';
 
 export type Logger = PinoLogger;
 
@@ -15,7 +16,9 @@ export function createLogger(level: string, destination: DestinationStream | Nod
       level,
       base: { service: 'ecs-gvisor' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      redact: { paths: REDACT_PATHS, censor: MASK },
+      // The whole line, last: a secret quoted inside an error message is masked too.
+      hooks: { streamWrite: redact },
       formatters: { level: (label) => ({ level: label }) },
     },
     destination as DestinationStream,

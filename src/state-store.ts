@@ -1,5 +1,6 @@
 import { EcsGvisorError, messageOf } from './errors.js';
 import type { FilesPort } from './ports.js';
+import { redact } from './redact.js';
 
 /**
  * Small JSON documents in the state dir, written atomically so `status` never reads half a file. The
@@ -32,7 +33,7 @@ export class StateStore {
 
   async write(name: string, value: unknown): Promise<void> {
     await this.prepare();
-    await this.files.writeAtomic(`${this.dir}/${name}`, `${JSON.stringify(value, null, 2)}\n`, 0o600, { noFollow: true });
+    await this.files.writeAtomic(`${this.dir}/${name}`, redact(`${JSON.stringify(value, null, 2)}\n`), 0o600, { noFollow: true });
   }
 
   async remove(name: string): Promise<void> {

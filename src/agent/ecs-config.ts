@@ -7,6 +7,7 @@
 
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { FilesPort } from '../ports.js';
+import { redactAssignment, rememberSecrets } from '../redact.js';
 
 export interface EcsConfigFile {
   vars: Map<string, string>;
@@ -38,17 +39,9 @@ export function parseEcsConfig(file: string, text: string | undefined): EcsConfi
   return { vars, warnings };
 }
 
-/** Keys whose values never reach logs or `plan` output. */
-export function isSecretKey(key: string): boolean {
-  return key === 'ECS_ENGINE_AUTH_DATA' || /SECRET|PASSWORD|TOKEN|AUTH/i.test(key);
-}
-
+/** An environment as it may be shown: secret-keyed values and URL credentials masked. */
 export function redactEnv(env: readonly string[]): string[] {
-  return env.map((kv) => {
-    const eq = kv.indexOf('=');
-    const key = eq < 0 ? kv : kv.slice(0, eq);
-    return isSecretKey(key) ? `${key}=[redacted]` : kv;
-  });
+  return env.map(redactAssignment);
 }
 
 export interface EcsConfigs {
@@ -68,5 +61,7 @@ export async function loadEcsConfigs(files: FilesPort, instancePath: string, use
   const [instanceText, userText] = await Promise.all([read(instancePath), read(userPath)]);
   const instance = parseEcsConfig(instancePath, instanceText);
   const user = parseEcsConfig(userPath, userText);
+  // From here on, these values are masked in everything we write (Docker may quote them back at us).
+  rememberSecrets([...instance.vars, ...user.vars]);
   return { instance, user, merged: new Map([...instance.vars, ...user.vars]), warnings: [...instance.warnings, ...user.warnings] };
 }

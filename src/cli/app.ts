@@ -354,6 +354,8 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
       }
     },
     async status() {
+      // Only to learn the secrets to mask: state written by an older version may still quote them.
+      await loadEcsConfigs(files, cfg.ECS_INSTANCE_CONFIG, cfg.ECS_CONFIG).catch(() => undefined);
       const [saved, runscResult, infoResult, watchSaved, supSaved, container, lifecycleSaved, metricsSaved] = await Promise.all([
         state.read<RuntimeState>(RUNTIME_STATE),
         detect().then(

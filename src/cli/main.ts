@@ -6,6 +6,7 @@ import { NodeFiles } from '../adapters/node-files.js';
 import { configPath, parseConfig, type Config } from '../config.js';
 import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
 import { createLogger, type Logger } from '../logger.js';
+import { redact } from '../redact.js';
 import { VERSION } from '../version.js';
 import type { App, ServiceEnv, StatusReport } from './app.js';
 import { HELP, parseArgs, type Step } from './args.js';
@@ -24,7 +25,7 @@ export async function main(
   signal?: AbortSignal,
 ): Promise<number> {
   const fail = (err: unknown): number => {
-    io.stderr.write(`ecs-gvisor: ${messageOf(err)}\n`);
+    io.stderr.write(redact(`ecs-gvisor: ${messageOf(err)}\n`));
     return exitCodeOf(err);
   };
 
@@ -74,7 +75,7 @@ export async function main(
         await serve(app, steps, log, signal ?? stopSignal());
         return ExitCode.ok;
       case 'plan':
-        io.stdout.write(await plan(app, steps));
+        io.stdout.write(redact(await plan(app, steps)));
         return ExitCode.ok;
       case 'rollback':
         return await rollback(app, steps, log);
@@ -189,7 +190,7 @@ async function plan(app: App, steps: Step[]): Promise<string> {
 async function status(app: App, json: boolean, io: Io): Promise<number> {
   const s = await app.status();
   if (json) {
-    io.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+    io.stdout.write(redact(`${JSON.stringify(s, null, 2)}\n`));
     return ExitCode.ok;
   }
   const r = s.runtime;
@@ -233,7 +234,7 @@ async function status(app: App, json: boolean, io: Io): Promise<number> {
     ...s.lastErrors.slice(0, 3).map((e) => ['watch error', `${e.at} ${e.component} ${e.code}: ${e.message}`] as [string, string]),
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
-  io.stdout.write(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`);
+  io.stdout.write(redact(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`));
   return ExitCode.ok;
 }
 

@@ -142,6 +142,32 @@ describe('install.sh', () => {
     expect(install(['--root', root, '--set', 'LAUNCH_HOOK=x']).stderr).toBe('install.sh: --set needs ECS_GVISOR_KEY=VALUE, not "LAUNCH_HOOK=x"\n');
   });
 
+  it('userdata sets ECS_CLUSTER and keeps ecs.config root-only: a 0600 file stays 0600, a new one is created 0600', () => {
+    // In a mount namespace of its own with a private copy of /etc, so the host's /etc/ecs is never touched.
+    // The release URL points nowhere: the script stops (exit 1) right after editing ecs.config.
+    const run = (setup: string) =>
+      spawnSync(
+        'unshare',
+        [
+          '--mount',
+          '--propagation',
+          'private',
+          'bash',
+          '-c',
+          `set -e; etc=$(mktemp -d); cp -a /etc/. "$etc"/; mount --bind "$etc" /etc; rm -rf /etc/ecs; ${setup}
+           sed -e "s|__ECS_CLUSTER__|prod|" -e "s|__RELEASE_URL__|file:///nonexistent/release.tar.gz|" ${repo}scripts/userdata.sh > /tmp/ud.$$.sh
+           bash /tmp/ud.$$.sh >/dev/null 2>&1 || true; rm -f /tmp/ud.$$.sh
+           stat -c '%a %U' /etc/ecs/ecs.config; cat /etc/ecs/ecs.config`,
+        ],
+        { encoding: 'utf8' },
+      );
+    const kept = run(`mkdir -p /etc/ecs; printf 'ECS_ENGINE_AUTH_DATA={"a":1}\\nECS_CLUSTER=old\\n' > /etc/ecs/ecs.config; chmod 600 /etc/ecs/ecs.config`);
+    expect(kept.stderr).toBe('');
+    expect(kept.stdout).toBe('600 root\nECS_ENGINE_AUTH_DATA={"a":1}\nECS_CLUSTER=prod\n');
+    const fresh = run('');
+    expect(fresh.stdout).toBe('600 root\nECS_CLUSTER=prod\n');
+  });
+
   it('accepts a runsc that prints more after its version line than a pipe holds', () => {
     // Reading only the first line through a pipe would kill such a runsc with SIGPIPE and call it broken.
     const dir = mkdtempSync('/tmp/egv-chatty-');

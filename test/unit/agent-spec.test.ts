@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { buildAgentContainerSpec, cacheStatus, osFamily, planAgentImage, type AgentHostFacts } from '../../src/agent/agent-spec.js';
 import { containerAction } from '../../src/agent/agent-step.js';
-import { isSecretKey, parseEcsConfig, redactEnv } from '../../src/agent/ecs-config.js';
+import { parseEcsConfig, redactEnv } from '../../src/agent/ecs-config.js';
+import { isSecretKey } from '../../src/redact.js';
 
 const AL2023 = 'NAME="Amazon Linux"\nVERSION="2023"\nID="amzn"\nVERSION_ID="2023"\n';
 const facts = (paths: string[], dirs: string[] = [], osRelease = AL2023): AgentHostFacts => ({
