@@ -40,6 +40,8 @@ const exitByCode = {
   RUNSC_UNAVAILABLE: ExitCode.unavailable,
   AGENT_IMAGE_UNAVAILABLE: ExitCode.unavailable,
   AGENT_EXITED: ExitCode.unavailable,
+  /** Docker refused the agent container built from ecs.config; the running agent was kept. */
+  AGENT_SPEC_REFUSED: ExitCode.hostInput,
   RUNSC_INSTALL_FAILED: ExitCode.unavailable,
   /** Another ecs-gvisor command held the host lock for longer than we may wait. */
   HOST_LOCKED: ExitCode.unavailable,

@@ -125,6 +125,7 @@ export interface DockerPort {
   inspectContainer(id: string): Promise<ContainerState | undefined>;
   /** Force-remove; absent is fine. */
   removeContainer(id: string): Promise<void>;
+  renameContainer(id: string, name: string): Promise<void>;
   /** Stop (SIGTERM, then SIGKILL after `timeoutSeconds`); absent or already stopped is fine. */
   stopContainer(id: string, timeoutSeconds: number): Promise<void>;
   listContainers(filter: { label?: string; all?: boolean }): Promise<ContainerState[]>;

@@ -33,7 +33,9 @@ export function rememberSecrets(vars: Iterable<[string, string]>): void {
     // A proxy URL's password (and user) are secrets whatever the key is called.
     for (const m of value.matchAll(/[a-z][a-z0-9+.-]*:\/\/([^\s/@]+)@/gi)) found.push(m[1]!, ...m[1]!.split(':'));
     for (const v of found) {
-      for (const form of [v, v.replace(/^(["'])(.*)\1$/, '$2')]) {
+      // Whole, unquoted, and each piece between control characters (which error text shows escaped).
+      // eslint-disable-next-line no-control-regex
+      for (const form of [v, v.replace(/^(["'])(.*)\1$/, '$2'), ...v.split(/[\x00-\x1f\x7f]+/)]) {
         if (form.length >= MIN_REMEMBERED && !remembered.has(form)) {
           remembered.add(form);
           added = true;

@@ -115,6 +115,10 @@ export class DockerodeDocker implements DockerPort {
     await this.call(`remove container ${id.slice(0, 12)}`, (abortSignal) => this.docker.getContainer(id).remove({ force: true, v: true, abortSignal }), { 404: undefined, 409: undefined });
   }
 
+  async renameContainer(id: string, name: string): Promise<void> {
+    await this.call(`rename container ${id.slice(0, 12)} to ${name}`, (abortSignal) => this.docker.getContainer(id).rename({ name, abortSignal }));
+  }
+
   async stopContainer(id: string, timeoutSeconds: number): Promise<void> {
     // Docker waits up to timeoutSeconds before it kills: the deadline starts after that. 304/404: already stopped, or gone.
     await this.call(

@@ -7,7 +7,7 @@ import pRetry, { AbortError } from 'p-retry';
 import { renderDiff } from '../diff.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { ContainerState, DockerPort, FilesPort } from '../ports.js';
+import type { ContainerSpec, ContainerState, DockerPort, FilesPort } from '../ports.js';
 import type { StateStore } from '../state-store.js';
 import {
   AGENT_NAME,
@@ -25,6 +25,11 @@ import { loadEcsConfigs, redactEnv } from './ecs-config.js';
 import { SUPERVISOR_STATE } from './supervisor.js';
 
 export const AGENT_STATE = 'agent.json';
+/** Where a replacement is created, and where the agent it replaces waits until the new one has started. */
+const NEXT_NAME = `${AGENT_NAME}-next`;
+const PREVIOUS_NAME = `${AGENT_NAME}-previous`;
+/** The agent's own grace to deregister cleanly, as the supervisor gives it. */
+const AGENT_STOP_SECONDS = 30;
 
 export interface AgentStepOptions {
   image: string;
@@ -36,6 +41,8 @@ export interface AgentStepOptions {
   /** /var/cache/ecs: ecs-agent.tar, state, desired-image */
   cacheDir: string;
   pullRetries: number;
+  /** A replacement must still run this long before the agent it replaces is removed (0: started is enough). */
+  replaceSettleMs?: number;
 }
 
 export type ContainerAction = 'create' | 'keep' | 'start' | 'recreate' | 'replace-foreign';
@@ -68,7 +75,7 @@ export async function ourAgentId(state: StateStore): Promise<string | undefined>
 
 export class AgentStep {
   constructor(
-    private readonly deps: { docker: DockerPort; files: FilesPort; state: StateStore; log: Logger },
+    private readonly deps: { docker: DockerPort; files: FilesPort; state: StateStore; log: Logger; sleep?: (ms: number) => Promise<void> },
     private readonly opts: AgentStepOptions,
   ) {}
 
@@ -133,22 +140,87 @@ export class AgentStep {
     if (action === 'replace-foreign' || action === 'recreate') {
       const reason = action === 'replace-foreign' ? 'not created by ecs-gvisor (ecs-init?)' : current!.imageId !== want.spec.Labels?.[IMAGE_ID_LABEL] ? 'the agent image changed' : 'spec changed';
       log.warn({ id: current!.id, reason, from: current!.imageId, to: want.spec.Labels?.[IMAGE_ID_LABEL] }, 'replacing the agent container');
-      await this.deps.docker.removeContainer(current!.id);
-    }
-    if (action === 'create' || action === 'replace-foreign' || action === 'recreate') {
-      id = await this.deps.docker.createContainer(want.spec);
+      id = await this.replace(current!, want);
+      await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want), id } satisfies SavedSpec);
+    } else if (action === 'create') {
+      await this.removeLeftovers();
+      id = await this.create(want.spec, undefined);
       await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want), id } satisfies SavedSpec);
     } else if ((await ourAgentId(this.deps.state)) !== id) {
       // Created by an earlier version that did not record it: ours by its labels and the spec hash.
       await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want), id } satisfies SavedSpec);
     }
-    if (action !== 'keep') await this.deps.docker.startContainer(id!);
+    if (action === 'create' || action === 'start') await this.deps.docker.startContainer(id!);
     const after = await this.deps.docker.inspectContainer(id!);
     if (!after || after.runtime !== 'runc') {
       throw new EcsGvisorError('DOCKER_API', `The agent container ${AGENT_NAME} has runtime "${after?.runtime}" instead of runc.`);
     }
     log.info({ id: after.id, action, runtime: after.runtime, running: after.running }, 'agent container converged');
     return { id: after.id, action, runtime: after.runtime, hash: want.hash };
+  }
+
+  /**
+   * The running agent goes only once its replacement exists and has started: the new container is
+   * created under a side name first (a spec Docker refuses leaves the old agent running, untouched);
+   * the old one is then renamed aside and stopped (two agents must never share the host's port and
+   * state), the new one takes the name and starts; if it cannot start, or exits within
+   * `replaceSettleMs`, the old one is put back and started again.
+   */
+  private async replace(old: ContainerState, want: AgentSpec): Promise<string> {
+    const { docker, log } = this.deps;
+    await this.removeLeftovers();
+    const id = await this.create(want.spec, old);
+    try {
+      await docker.renameContainer(old.id, PREVIOUS_NAME);
+      await docker.stopContainer(old.id, AGENT_STOP_SECONDS);
+      await docker.renameContainer(id, AGENT_NAME);
+      await docker.startContainer(id);
+      const { replaceSettleMs = 0 } = this.opts;
+      if (replaceSettleMs > 0 && this.deps.sleep) await this.settle(id, replaceSettleMs, this.deps.sleep);
+    } catch (err) {
+      const exited = err instanceof EcsGvisorError && err.code === 'AGENT_EXITED';
+      // Its last words, before the container that said them is gone.
+      const tail = exited ? (await docker.containerLogs(id, 3).catch(() => '')).trim().split('\n').pop() : undefined;
+      log.error({ err: messageOf(err), lastLog: tail, previous: old.id.slice(0, 12) }, 'the new agent container did not start or did not stay up; putting the previous one back');
+      await docker.removeContainer(id);
+      await docker.renameContainer(old.id, AGENT_NAME);
+      if (old.running) await docker.startContainer(old.id);
+      const code = (err as EcsGvisorError).details?.exitCode;
+      throw new EcsGvisorError(
+        exited ? 'AGENT_EXITED' : 'DOCKER_API',
+        exited
+          ? `The new agent container exited with code ${code} within ${Math.ceil((this.opts.replaceSettleMs ?? 0) / 1000)} s of its start${tail ? ` (its last line: ${tail.slice(0, 200)})` : ''}; the previous agent ${old.id.slice(0, 12)} was put back.`
+          : `The new agent container did not start (${messageOf(err)}); the previous agent ${old.id.slice(0, 12)} was put back.`,
+        { cause: err },
+      );
+    }
+    await docker.removeContainer(old.id);
+    return id;
+  }
+
+  /** Create the agent container (under a side name while `old` still holds the name). */
+  private async create(spec: ContainerSpec, old: ContainerState | undefined): Promise<string> {
+    try {
+      return await this.deps.docker.createContainer(old ? { ...spec, name: NEXT_NAME } : spec);
+    } catch (err) {
+      // Docker's refusal of the spec (an ecs.config line it cannot pass as an environment variable, say).
+      if (err instanceof EcsGvisorError && err.code === 'DOCKER_API') {
+        throw new EcsGvisorError(
+          'AGENT_SPEC_REFUSED',
+          `Docker refused the agent container built from ${this.opts.ecsConfig} (${messageOf(err)}); ${old ? `the running agent ${old.id.slice(0, 12)} was kept` : 'no agent was started'}.`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** Side containers a killed replacement left behind (ours: created with our label under these names). */
+  private async removeLeftovers(): Promise<void> {
+    for (const name of [NEXT_NAME, PREVIOUS_NAME]) {
+      const c = await this.deps.docker.inspectContainer(name);
+      if (c && c.labels[MANAGED_LABEL] === 'true') await this.deps.docker.removeContainer(c.id);
+    }
   }
 
   /**

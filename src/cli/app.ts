@@ -202,7 +202,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
   );
 
   const agent = new AgentStep(
-    { docker, files, state, log: log.child({ component: 'agent' }) },
+    { docker, files, state, log: log.child({ component: 'agent' }), sleep: (ms) => clock.sleep(ms) },
     {
       image: cfg.AGENT_IMAGE,
       dockerHost: cfg.DOCKER_HOST,
@@ -210,6 +210,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
       instanceConfig: cfg.ECS_INSTANCE_CONFIG,
       cacheDir: cfg.AGENT_CACHE_DIR,
       pullRetries: cfg.AGENT_PULL_RETRIES,
+      replaceSettleMs: cfg.AGENT_SETTLE_SECONDS * 1000,
     },
   );
 

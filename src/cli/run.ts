@@ -67,7 +67,8 @@ async function converge(
       }
       const r = await app.agent.apply();
       // Only `bootstrap` waits: under `run` the supervisor restarts an agent that exits.
-      if (agentSettleMs > 0) await app.agent.settle(r.id, agentSettleMs, (ms) => app.clock.sleep(ms));
+      // A replacement has settled already (before the agent it replaced was removed).
+      if (agentSettleMs > 0 && r.action !== 'recreate' && r.action !== 'replace-foreign') await app.agent.settle(r.id, agentSettleMs, (ms) => app.clock.sleep(ms));
       log.info({ id: r.id, action: r.action, runtime: r.runtime }, 'the ECS agent runs under runc');
     }
   }

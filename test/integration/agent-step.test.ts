@@ -4,7 +4,7 @@
  * would on an instance. Assertions are on `docker inspect`, the agent's own HTTP answer, and the CLI's
  * exit code and output.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
@@ -235,6 +235,55 @@ describe('our agent is the container we created', () => {
 });
 
 describe('bootstrap: converged means the agent stays up', () => {
+  it.each([
+    // Refused when the container is created: nothing was touched.
+    ['an empty variable name', '=x\n', 3, (id: string) => `Docker refused the agent container built from ${dir}/etc-ecs.config \\(.*\\); the running agent ${id} was kept`],
+    // Created, then refused by runc at start: the running agent was stopped, and is put back.
+    ['a NUL byte in a value', `ECS_ENGINE_AUTH_DATA=${SECRET}\0tail\n`, 4, (id: string) => `The new agent container did not start \\(.*can't contain null.*\\); the previous agent ${id} was put back`],
+  ])('an ecs.config line Docker refuses (%s) keeps the running agent and says so in one sentence, secrets masked', async (_name, line, code, message) => {
+    expect((await runCli(['bootstrap', '--only', 'runtime,agent'], env())).code).toBe(0);
+    const before = await agent();
+    writeFileSync(`${dir}/etc-ecs.config`, `${readFileSync(`${dir}/etc-ecs.config`, 'utf8')}${line}`);
+    const e = env();
+    const r = await runCli(['bootstrap', '--only', 'agent'], e);
+    expect(r.code, r.stderr).toBe(code);
+    expect(r.stderr).toMatch(new RegExp(`^ecs-gvisor: ${message(before.Id.slice(0, 12))}\\.\\n$`));
+    // The same container, running again (or still); nothing half-made beside it.
+    const after = await agent();
+    expect(after.Id).toBe(before.Id);
+    expect(after.State.Running).toBe(true);
+    const names = (await docker.listContainers({ all: true })).flatMap((c) => c.Names);
+    expect(names.filter((n) => n.startsWith('/ecs-agent'))).toEqual(['/ecs-agent']);
+    // Docker quotes the refused variable back: the secret in it never reaches stderr, the journal or the state.
+    for (const text of [r.stderr, r.stdout, ...readdirSync(e.ECS_GVISOR_STATE_DIR!).filter((f) => f.endsWith('.json')).map((f) => readFileSync(`${e.ECS_GVISOR_STATE_DIR}/${f}`, 'utf8'))]) {
+      expect(text).not.toContain(SECRET);
+    }
+  });
+
+  it('a replacement that exits at once puts the previous agent back, running', async () => {
+    expect((await runCli(['bootstrap', '--only', 'runtime,agent'], env())).code).toBe(0);
+    const before = await agent();
+    // A new agent image whose entry point does not exist: created and started (docker-init runs), then exit 127.
+    const tmp = await docker.createContainer({ Image: agentImage, name: `egv-broken-${process.pid}` });
+    await tmp.commit({ repo: 'egv-broken-agent', tag: '1', changes: ['ENTRYPOINT ["/no/such/agent"]'] });
+    await tmp.remove();
+    const r = await runCli(['bootstrap', '--only', 'agent'], env({ ECS_GVISOR_AGENT_IMAGE: 'egv-broken-agent:1' }));
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(
+      new RegExp(`^ecs-gvisor: The new agent container exited with code 127 within 1 s of its start \\(its last line: .*no/such/agent.*\\); the previous agent ${before.Id.slice(0, 12)} was put back\\.\\n$`),
+    );
+    const after = await agent();
+    expect(after.Id).toBe(before.Id);
+    expect(after.State.Running).toBe(true);
+    const names = (await docker.listContainers({ all: true })).flatMap((c) => c.Names);
+    expect(names.filter((n) => n.startsWith('/ecs-agent'))).toEqual(['/ecs-agent']);
+    // The next bootstrap with the good image keeps it: agent.json still names it.
+    const again = await runCli(['bootstrap', '--only', 'agent'], env());
+    expect(again.code, again.stderr).toBe(0);
+    expect((await agent()).Id).toBe(before.Id);
+    await docker.getImage('egv-broken-agent:1').remove();
+  });
+
   it('an agent that exits right after its start is exit 4 with one sentence, not "converged"', async () => {
     writeFileSync('/var/lib/ecs/data/stand-in-exit', '5'); // as the real agent does when its registration is refused
     try {
