@@ -155,6 +155,10 @@ export interface HostPort {
   cmdline(pid: number): Promise<string[] | undefined>;
   /** Send a signal; false when the process does not exist. */
   signal(pid: number, signal: NodeJS.Signals): boolean;
+  /** PIDs holding a TCP socket that listens on `port` (IPv4 or IPv6) in our network namespace. */
+  listeners(port: number): Promise<number[]>;
+  /** The parent PID of a live process, or undefined when it does not exist. */
+  parentOf(pid: number): Promise<number | undefined>;
   /** Live processes whose command line contains `text`, with that command line. */
   processesMentioning(text: string): Promise<Array<{ pid: number; argv: string[] }>>;
   /** Whether systemd is PID 1's init (/run/systemd/system exists). */
@@ -202,6 +206,8 @@ export interface ContainerInstanceView {
   healthStatus?: string;
   runningTasksCount: number;
   pendingTasksCount: number;
+  /** The EC2 instance ECS says this container instance is (from the agent's instance identity document). */
+  ec2InstanceId?: string;
   /** Every attribute on the instance (ECS's own and custom), name → value. */
   attributes: Record<string, string>;
 }

@@ -115,6 +115,7 @@ export class AwsEcs implements EcsPort {
       healthStatus: ci.healthStatus?.overallStatus,
       runningTasksCount: ci.runningTasksCount ?? 0,
       pendingTasksCount: ci.pendingTasksCount ?? 0,
+      ec2InstanceId: ci.ec2InstanceId,
       attributes,
     };
   }

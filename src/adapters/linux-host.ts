@@ -18,6 +18,39 @@ export class LinuxHost implements HostPort {
     }
   }
 
+  async listeners(port: number): Promise<number[]> {
+    const inodes = new Set<string>();
+    for (const table of ['net/tcp', 'net/tcp6']) {
+      const text = await fs.readFile(`${this.procRoot}/${table}`, 'utf8').catch(() => '');
+      for (const line of text.split('\n').slice(1)) {
+        // sl local_address rem_address st … inode: state 0A is LISTEN; the port is the hex after the last ':'.
+        const cols = line.trim().split(/\s+/);
+        if (cols.length < 10 || cols[3] !== '0A') continue;
+        if (parseInt(cols[1]!.slice(cols[1]!.lastIndexOf(':') + 1), 16) === port) inodes.add(`socket:[${cols[9]}]`);
+      }
+    }
+    if (!inodes.size) return [];
+    const owners: number[] = [];
+    for (const pid of (await fs.readdir(this.procRoot)).filter((e) => /^[0-9]+$/.test(e))) {
+      const fds = await fs.readdir(`${this.procRoot}/${pid}/fd`).catch(() => [] as string[]);
+      for (const fd of fds) {
+        const target = await fs.readlink(`${this.procRoot}/${pid}/fd/${fd}`).catch(() => '');
+        if (inodes.has(target)) {
+          owners.push(Number(pid));
+          break;
+        }
+      }
+    }
+    return owners;
+  }
+
+  async parentOf(pid: number): Promise<number | undefined> {
+    const stat = await fs.readFile(`${this.procRoot}/${pid}/stat`, 'utf8').catch(() => undefined);
+    // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after the last ')'.
+    const ppid = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
+    return ppid === undefined ? undefined : Number(ppid);
+  }
+
   async processesMentioning(text: string): Promise<Array<{ pid: number; argv: string[] }>> {
     const pids = (await fs.readdir(this.procRoot)).filter((e) => /^[0-9]+$/.test(e)).map(Number);
     const found: Array<{ pid: number; argv: string[] }> = [];

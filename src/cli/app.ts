@@ -36,7 +36,7 @@ import { heartbeatIntervalMs, type LifecycleRecord } from '../lifecycle/lifecycl
 import { Lifecycle, LIFECYCLE_STATE } from '../lifecycle/lifecycle.js';
 import { desiredAttributes, NETWORK_ATTRIBUTES, provenEcsModes, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
 import { EcsCaller, regionOf, type RetryOptions } from '../watch/ecs-caller.js';
-import { AgentIntrospection } from '../watch/introspection.js';
+import { AgentIntrospection, introspectionListenerProblem, loopbackPort } from '../watch/introspection.js';
 import { WatchMetrics } from '../watch/metrics.js';
 import { WATCH_STATE, WatchLoop, type WatchSnapshot } from '../watch/watch-loop.js';
 
@@ -143,6 +143,11 @@ export interface AppOverrides {
   clock?: Clock;
   ecsRetry?: RetryOptions;
   targetStateWaitMs?: number;
+  /**
+   * Tests whose introspection endpoint is a stand-in in the test process (not the agent container):
+   * how its listener is judged. The real check is tested against the agent's own listener.
+   */
+  introspectionOwner?: (agentPid: number) => Promise<string | undefined>;
   /** Deadline of each request-response Docker call (tests: a wedged dockerd within seconds). */
   dockerDeadlineMs?: number;
   supervisorStallMs?: number;
@@ -155,6 +160,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
   const clock = overrides.clock ?? new SystemClock();
   const docker = new DockerodeDocker(cfg.DOCKER_HOST, { deadlineMs: overrides.dockerDeadlineMs });
   const state = new StateStore(files, cfg.STATE_DIR);
+  const introspectionPort = loopbackPort(cfg.INTROSPECTION_URL);
   const lock = new FlockHostLock({ state, log: log.child({ component: 'lock' }) }, { path: `${cfg.STATE_DIR}/lock` });
   const services = new Systemctl(commands);
   const rlog = log.child({ component: 'runtime' });
@@ -299,6 +305,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
           runtime,
           agent,
           introspection: () => introspection.metadata(),
+          introspectionOwner: overrides.introspectionOwner ?? (introspectionPort === undefined ? undefined : (pid) => introspectionListenerProblem(host, introspectionPort, pid)),
           lock,
           ecs: ecsCaller,
           autoScaling,
@@ -332,7 +339,8 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     async withdrawProof() {
       const w = await state.read<WatchSnapshot>(WATCH_STATE);
       const r = w?.registration;
-      if (!cfg.PUBLISH_ATTRIBUTES || !r?.cluster || !r.containerInstanceArn || w?.attributes.published[SANDBOX_ATTRIBUTE] !== 'verified') return false;
+      // Only a registration ECS confirmed as this instance's: never touch another instance's record.
+      if (!cfg.PUBLISH_ATTRIBUTES || !r?.cluster || !r.containerInstanceArn || r.identity !== 'confirmed' || w?.attributes.published[SANDBOX_ATTRIBUTE] !== 'verified') return false;
       const port = ecs(regionOf(r.containerInstanceArn, cfg.AWS_REGION));
       await port.putAttributes(r.cluster, r.containerInstanceArn, desiredAttributes(false, undefined));
       await port.deleteAttributes(r.cluster, r.containerInstanceArn, [RUNSC_ATTRIBUTE, ...Object.values(NETWORK_ATTRIBUTES)]);

@@ -110,7 +110,7 @@ export class Lifecycle {
         agent = e;
         continue;
       }
-      const out = e.kind === 'drain' ? await this.drain(w.metadata, signal) : await this.hookCall(id, e, signal);
+      const out = e.kind === 'drain' ? await this.drain(w.metadata, id.instanceId, signal) : await this.hookCall(id, e, signal);
       this.rec = afterEffect(this.rec, e, out, clock.now(), this.opts);
     }
     await this.save();
@@ -251,7 +251,7 @@ export class Lifecycle {
   }
 
   /** DRAINING, unless the instance already is (ECS managed draining, the agent's own spot draining). */
-  private async drain(meta: AgentMetadata | undefined, signal?: AbortSignal): Promise<EffectOutcome> {
+  private async drain(meta: AgentMetadata | undefined, instanceId: string, signal?: AbortSignal): Promise<EffectOutcome> {
     const { ecs, log } = this.deps;
     if (!meta) return { kind: 'failed' };
     const where = { cluster: meta.cluster, containerInstanceArn: meta.containerInstanceArn };
@@ -259,6 +259,11 @@ export class Lifecycle {
       const region = regionOf(meta.containerInstanceArn, this.opts.region);
       const now = await ecs.call(region, 'DescribeContainerInstances', (e) => e.describeContainerInstance(meta.cluster, meta.containerInstanceArn), signal);
       if (!now) return { kind: 'ok', missing: true };
+      if (now.ec2InstanceId !== instanceId) {
+        // Never drain another instance's record, whatever named it.
+        log.error({ ...where, ecsSaysEc2Instance: now.ec2InstanceId ?? '(none)', thisEc2Instance: instanceId }, 'not draining: ECS says this container instance is another EC2 instance');
+        return { kind: 'failed' };
+      }
       if (now.status === 'DRAINING') {
         log.info({ ...where, runningTasks: now.runningTasksCount }, 'the container instance is already DRAINING: waiting for its tasks, not draining again');
         return { kind: 'ok', drainedBy: 'already-draining', runningTasks: now.runningTasksCount };

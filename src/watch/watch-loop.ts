@@ -48,6 +48,11 @@ export interface WatchDeps {
   agent: AgentStep;
   /** The agent's introspection /v1/metadata; undefined while nothing listens. */
   introspection: () => Promise<AgentMetadata | undefined>;
+  /**
+   * Why whatever answers on the introspection port is not the agent container (undefined: it is).
+   * Undefined itself when the URL is not on this host's loopback (nothing to check here).
+   */
+  introspectionOwner?: (agentPid: number) => Promise<string | undefined>;
   /** The host lock: a repair waits for the next check while an operator's bootstrap or rollback holds it. */
   lock?: HostLockPort;
   ecs: EcsCaller;
@@ -103,6 +108,9 @@ export interface WatchSnapshot {
   registration: {
     cluster?: string;
     containerInstanceArn?: string;
+    /** Whether ECS says that ARN is this EC2 instance (IMDS's instance ID): nothing is done for it until it does. */
+    identity?: 'confirmed' | 'mismatch';
+    ec2InstanceId?: string;
     agentVersion?: string;
     registeredAt?: string;
     status?: string;
@@ -141,6 +149,12 @@ export class WatchLoop {
   private readonly snap: WatchSnapshot;
   /** The one record of the proof; status, metrics and attributes are derived from it. */
   private verified: { ok: boolean; at?: number; version?: string; lapsed?: string; networks?: SandboxEvidence['networks'] };
+  /** This instance's ID (IMDS), once asked. */
+  private ownInstanceId?: string;
+  /** What ECS said of the registered ARN's EC2 instance. */
+  private identity?: { arn: string; ok: boolean };
+  /** The last reason the introspection answer was refused (logged once per reason). */
+  private listenerProblem?: string;
 
   constructor(private readonly deps: WatchDeps, private readonly opts: WatchOptions, runtime: RuntimeState | undefined) {
     this.ladder = new HealingLadder(opts.healing);
@@ -333,6 +347,20 @@ export class WatchLoop {
       meta = this.obs.metadata; // a bad answer is not "unregistered": keep what we knew
     }
     const before = this.obs.metadata?.containerInstanceArn;
+    if (meta && c && meta.containerInstanceArn !== before && this.deps.introspectionOwner) {
+      // A new registration: believe it only from the agent container itself.
+      const problem = await this.deps.introspectionOwner(c.pid);
+      if (problem) {
+        if (problem !== this.listenerProblem) {
+          this.deps.log.error({ claimedArn: meta.containerInstanceArn, problem }, 'the introspection answer is not the agent’s: ignored (no attributes, drain or lifecycle action for it)');
+          this.recordError('introspection', new EcsGvisorError('HTTP_FAILED', `The introspection answer is not the agent's: ${problem}.`));
+        }
+        this.listenerProblem = problem;
+        meta = undefined;
+      } else {
+        this.listenerProblem = undefined;
+      }
+    }
     this.obs.metadata = meta;
     const r = this.snap.registration;
     if (meta && meta.containerInstanceArn !== before) {
@@ -340,6 +368,8 @@ export class WatchLoop {
       Object.assign(r, {
         cluster: meta.cluster,
         containerInstanceArn: meta.containerInstanceArn,
+        identity: undefined,
+        ec2InstanceId: undefined,
         agentVersion: meta.version,
         registeredAt: iso(this.deps.clock.now()),
       });
@@ -377,7 +407,11 @@ export class WatchLoop {
     } finally {
       r.callsLastHour = this.deps.ecs.callsLastHour();
     }
-    this.obs.ecs = view ?? 'missing';
+    // An ARN that ECS says is another EC2 instance is not our registration, whatever introspection said.
+    const mine = view ? await this.confirmIdentity(meta.containerInstanceArn, view) : false;
+    r.identity = view ? (mine ? 'confirmed' : 'mismatch') : undefined;
+    r.ec2InstanceId = view?.ec2InstanceId;
+    this.obs.ecs = view && mine ? view : 'missing';
     this.ecsAt = this.deps.clock.now();
     if (this.lifecycleUrgent) this.soon('lifecycle', 0); // a launch gate or a drain waits on this answer
     Object.assign(r, {
@@ -388,14 +422,35 @@ export class WatchLoop {
       missing: view ? undefined : true,
       checkedAt: iso(this.deps.clock.now()),
     });
-    this.deps.metrics.agentConnected.set(view?.agentConnected ? 1 : 0);
-    if (view) await this.syncAttributes(view.attributes, signal);
+    this.deps.metrics.agentConnected.set(view?.agentConnected && mine ? 1 : 0);
+    if (view && mine) await this.syncAttributes(view.attributes, signal);
     await this.heal();
+  }
+
+  /** Whether ECS says `arn` is this EC2 instance; a mismatch is logged once, with both IDs. */
+  private async confirmIdentity(arn: string, view: ContainerInstanceView): Promise<boolean> {
+    this.ownInstanceId ??= instanceIdOf(await this.deps.imds.get(INSTANCE_ID_PATH)).trim();
+    const ok = view.ec2InstanceId === this.ownInstanceId;
+    if (!ok && !(this.identity?.arn === arn && !this.identity.ok)) {
+      this.deps.log.error(
+        { containerInstanceArn: arn, ecsSaysEc2Instance: view.ec2InstanceId ?? '(none)', thisEc2Instance: this.ownInstanceId },
+        'ECS says the container instance introspection named is another EC2 instance: no attributes, drain or lifecycle action for it',
+      );
+      this.recordError('ecs', new EcsGvisorError('AWS_API', `ECS says ${arn} is EC2 instance ${view.ec2InstanceId ?? '(none)'}, not this instance ${this.ownInstanceId}.`));
+    }
+    this.identity = { arn, ok };
+    return ok;
+  }
+
+  /** The registration introspection reported, once ECS has confirmed it is this instance's. */
+  private confirmedMetadata(): AgentMetadata | undefined {
+    const m = this.obs.metadata;
+    return m && this.identity?.ok && this.identity.arn === m.containerInstanceArn ? m : undefined;
   }
 
   /** Make the instance's attributes say what we know about the sandbox (no call when they already do). */
   private async syncAttributes(current: Record<string, string>, signal?: AbortSignal): Promise<void> {
-    const meta = this.obs.metadata;
+    const meta = this.confirmedMetadata();
     if (!this.opts.publishAttributes || !meta) return;
     const want = desiredAttributes(this.verified.ok, this.verified.version, this.snap.audit.violations.length, this.verified.networks);
     const plan = planAttributes(want, current);
@@ -416,7 +471,7 @@ export class WatchLoop {
 
   /** The verification changed: publish it now rather than at the next poll. */
   private async republish(): Promise<void> {
-    if (!this.obs.metadata || !this.opts.publishAttributes) return;
+    if (!this.confirmedMetadata() || !this.opts.publishAttributes) return;
     const known = this.obs.ecs && this.obs.ecs !== 'missing' ? this.obs.ecs.attributes : {};
     // What we published last is what ECS holds unless someone changed it (the next poll repairs that).
     const current = { ...known, ...this.snap.attributes.published };
@@ -465,7 +520,9 @@ export class WatchLoop {
 
   private async lifecycle(signal: AbortSignal): Promise<void> {
     const lc = this.deps.lifecycle!;
-    const r = await lc.tick('watching', { verified: this.verified.ok, metadata: this.obs.metadata, ecs: this.obs.ecs, ecsAt: this.ecsAt }, signal);
+    // Hooks and drains act on the ECS record only once ECS has said it is this instance's.
+    const meta = this.confirmedMetadata();
+    const r = await lc.tick('watching', { verified: this.verified.ok, metadata: meta, ecs: meta ? this.obs.ecs : undefined, ecsAt: this.ecsAt }, signal);
     const { supervisor } = this.deps;
     const heldForLifecycle = supervisor.snapshot.holds?.lifecycle !== undefined;
     if (r.agent?.want === 'hold' && !heldForLifecycle) await supervisor.hold(r.agent.reason, 'lifecycle');

@@ -50,6 +50,8 @@ async function serve(seedFile: string | undefined): Promise<void> {
     for (const [k, v] of Object.entries(seed.imds)) imds.paths.set(k, v);
     for (const hook of seed.pend) as.pend(seed.group, hook, seed.instanceId);
   }
+  // The stand-in agent registers without an identity document: ECS knows it as this instance all the same.
+  ecs.assumedEc2InstanceId = seed.instanceId;
   // The group's tag, as Auto Scaling puts it on its instances (IMDS does not carry tags here).
   ec2.tags.push({ resourceId: seed.instanceId, key: 'aws:autoscaling:groupName', value: seed.group });
   // Tasks leave a draining instance one per look, as ECS stops them.

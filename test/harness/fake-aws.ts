@@ -63,6 +63,11 @@ export class FakeEcs {
   /** Decides how each call is answered; default: normally. */
   behaviour: (operation: string, n: number) => Behaviour = () => 'ok';
   bucket?: TokenBucket;
+  /**
+   * The EC2 instance ECS reports for an instance that has none of its own: stand-in agents register
+   * without an identity document (the real agent sends one), as if from this instance.
+   */
+  assumedEc2InstanceId?: string;
   /** Runs before each instance is described (tasks leaving a draining instance, say). */
   onDescribe: (i: FakeInstance) => void = () => undefined;
   url = '';
@@ -135,7 +140,7 @@ export class FakeEcs {
             const i = this.instances.get(arn)!;
             return {
               containerInstanceArn: arn,
-              ...(i.ec2InstanceId ? { ec2InstanceId: i.ec2InstanceId } : {}),
+              ...((i.ec2InstanceId ?? this.assumedEc2InstanceId) ? { ec2InstanceId: i.ec2InstanceId ?? this.assumedEc2InstanceId } : {}),
               status: i.status,
               agentConnected: i.agentConnected,
               runningTasksCount: i.runningTasksCount,

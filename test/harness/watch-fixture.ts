@@ -14,9 +14,20 @@ export interface FakeAws {
   stop(): Promise<void>;
 }
 
+/** The EC2 instance the watch and lifecycle tests run "on": IMDS's instance-id and ECS's ec2InstanceId. */
+export const TEST_INSTANCE_ID = 'i-0123456789abcdef0';
+
+/**
+ * Their introspection endpoint is a stand-in in the test process, not the agent container: its listener
+ * is accepted. The check itself runs against the agent's own listener (watch-identity.test.ts, e2e).
+ */
+export const ACCEPT_STAND_IN_LISTENER = { introspectionOwner: async () => undefined };
+
 /** The fake endpoints, with the SDK pointed at them as an operator would (AWS_ENDPOINT_URL_<SERVICE>). */
 export async function startFakeAws(): Promise<FakeAws> {
   const [ecs, asg, ec2, imds] = await Promise.all([new FakeEcs().start(), new FakeAutoScaling().start(), new FakeEc2().start(), new FakeImds().start()]);
+  // ECS knows registrations in these tests as the instance IMDS names (tests set that path to it).
+  ecs.assumedEc2InstanceId = TEST_INSTANCE_ID;
   Object.assign(process.env, {
     AWS_ACCESS_KEY_ID: 'AKIDTEST',
     AWS_SECRET_ACCESS_KEY: 'secret',

@@ -15,7 +15,7 @@ import type { Step } from '../../src/cli/args.js';
 import { runCli } from '../harness/cli.js';
 import { dockerClient } from '../harness/docker-state.js';
 import { ARN, type FakeAutoScaling, type FakeEc2, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
-import { registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
+import { ACCEPT_STAND_IN_LISTENER, registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
 import { useWatchHost } from '../harness/watch-host.js';
 import { FakeClock } from '../harness/fake-clock.js';
 
@@ -44,7 +44,7 @@ beforeAll(() => {
 function configure(extra: Record<string, string>, clock?: FakeClock): App {
   env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: imds.url }, { ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '1', ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '30', ...extra });
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
-  return buildApp(cfg, log, {}, { clock, ecsRetry: { retries: 3, minMs: 20, maxMs: 100 }, targetStateWaitMs: 10_000 });
+  return buildApp(cfg, log, {}, { clock, ecsRetry: { retries: 3, minMs: 20, maxMs: 100 }, targetStateWaitMs: 10_000, ...ACCEPT_STAND_IN_LISTENER });
 }
 
 /** `run` as main runs it, for the runtime and agent steps (the others touch the host). */
@@ -160,6 +160,30 @@ describe('warm pools', () => {
   });
 });
 
+describe('another instance’s registration (ECS says its ARN is another EC2 instance)', () => {
+  it('never completes the launch with CONTINUE for it, and never drains it on termination', async () => {
+    asg.pend('asg-1', 'launch', IID);
+    imds.paths.set(TARGET, 'InService');
+    start({ ECS_GVISOR_LAUNCH_HOOK: 'launch', ECS_GVISOR_TERMINATE_HOOK: 'terminate' });
+    await until('the agent running', async () => (await agent()).State.Running);
+    await register({ ec2InstanceId: 'i-0fffffffffffffff0', runningTasksCount: 2 });
+    await until('the mismatch in status', async () => (await app.status()).registration.identity === 'mismatch');
+    const polls = ecs.count('DescribeContainerInstances');
+    await until('three more polls', () => ecs.count('DescribeContainerInstances') >= polls + 3);
+    expect(completions()).toHaveLength(0);
+    expect((await app.status()).lifecycle.launch).toMatchObject({ phase: 'waiting' });
+
+    // The group terminates this instance: the other instance's record is never set DRAINING.
+    asg.pend('asg-1', 'terminate', IID);
+    imds.paths.set(TARGET, 'Terminated');
+    const more = ecs.count('DescribeContainerInstances');
+    await until('three more polls', () => ecs.count('DescribeContainerInstances') >= more + 3);
+    expect(ecs.count('UpdateContainerInstancesState')).toBe(0);
+    expect(ecs.instances.get(ARN)!.status).toBe('ACTIVE');
+    expect(ecs.count('PutAttributes')).toBe(0);
+  });
+});
+
 describe('terminate and spot', () => {
   it('drains on Terminated, waits for the tasks to go 3 → 0 with heartbeats, then completes CONTINUE', async () => {
     start({ ECS_GVISOR_TERMINATE_HOOK: 'terminate' });
@@ -224,7 +248,8 @@ describe('terminate and spot', () => {
     await register();
     await until('polled', () => ecs.count('DescribeContainerInstances') >= 1);
     expect(app.lifecycle).toBeUndefined();
-    expect(imds.requests).toHaveLength(0);
+    // Only this instance's ID (to check ECS's record is this instance's), with its session token.
+    expect(new Set(imds.requests.map((r) => r.path))).toEqual(new Set(['/latest/api/token', '/latest/meta-data/instance-id']));
     expect((await app.status()).lifecycle).toEqual({ enabled: false, spotDrain: false });
   });
 });

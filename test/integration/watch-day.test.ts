@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp } from '../../src/cli/app.js';
 import { parseConfig } from '../../src/config.js';
 import { cliEnv, resetDocker } from '../harness/docker-state.js';
-import { ARN, FakeEcs, FakeIntrospection } from '../harness/fake-aws.js';
+import { ARN, FakeEcs, FakeImds, FakeIntrospection } from '../harness/fake-aws.js';
+import { ACCEPT_STAND_IN_LISTENER, TEST_INSTANCE_ID } from '../harness/watch-fixture.js';
 import { FakeClock } from '../harness/fake-clock.js';
 
 const d = inject('dockerd');
@@ -21,17 +22,22 @@ const HOUR = 3_600_000;
 
 let ecs: FakeEcs;
 let intro: FakeIntrospection;
+let imds: FakeImds;
 const clock = new FakeClock();
 const t0 = clock.now();
 const hourOf = (t: number) => Math.floor((t - t0) / HOUR);
 
 beforeAll(async () => {
   ecs = await new FakeEcs(() => clock.now(), (ms) => clock.sleep(ms)).start();
+  ecs.assumedEc2InstanceId = TEST_INSTANCE_ID;
+  // Asked once, for this instance's ID (ECS must say the registration is this instance's).
+  imds = await new FakeImds().start();
+  imds.paths.set('/latest/meta-data/instance-id', TEST_INSTANCE_ID);
   intro = await new FakeIntrospection().reserve();
   Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'secret', AWS_ENDPOINT_URL_ECS: ecs.url });
 });
 afterAll(async () => {
-  await Promise.all([ecs.stop(), intro.stop()]);
+  await Promise.all([ecs.stop(), intro.stop(), imds.stop()]);
 });
 
 describe('a simulated day of ECS monitoring', () => {
@@ -45,13 +51,14 @@ describe('a simulated day of ECS monitoring', () => {
       ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
       ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
       ECS_GVISOR_INTROSPECTION_URL: intro.url,
+      ECS_GVISOR_IMDS_URL: imds.url,
       ECS_GVISOR_INTROSPECTION_SECONDS: '300',
       ECS_GVISOR_DRIFT_CHECK_SECONDS: '86400',
       ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '86400',
       ECS_GVISOR_UNHEALTHY_SECONDS: '86400',
     });
     const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
-    const app = buildApp(cfg, pino({ level: 'silent' }), {}, { clock, ecsRetry: { retries: 2, minMs: 1, maxMs: 5 } });
+    const app = buildApp(cfg, pino({ level: 'silent' }), {}, { clock, ecsRetry: { retries: 2, minMs: 1, maxMs: 5 }, ...ACCEPT_STAND_IN_LISTENER });
     const runtime = await clock.drive(app.runtime.apply());
     await clock.drive(app.agent.apply());
 

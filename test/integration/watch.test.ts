@@ -11,7 +11,7 @@ import { buildApp, type App, type AppOverrides, type ServiceEnv } from '../../sr
 import { parseConfig } from '../../src/config.js';
 import { dockerClient, liveRuntime, RUNSC } from '../harness/docker-state.js';
 import { ARN, type FakeAutoScaling, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
-import { registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
+import { ACCEPT_STAND_IN_LISTENER, registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
 import { useWatchHost } from '../harness/watch-host.js';
 import { NotifySocket } from '../harness/notify-socket.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';
@@ -37,7 +37,7 @@ async function start(extra: Record<string, string> = {}, service: ServiceEnv = {
   const env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: imds.url }, { ECS_GVISOR_DRIFT_CHECK_SECONDS: '1', ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '1', ...extra });
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
   stateDir = cfg.STATE_DIR;
-  app = buildApp(cfg, pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }), service, overrides);
+  app = buildApp(cfg, pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }), service, { ...ACCEPT_STAND_IN_LISTENER, ...overrides });
   const runtime = await app.runtime.apply();
   await app.agent.apply();
   host.running = app.watch(runtime).run(host.ac.signal);
@@ -105,6 +105,31 @@ describe('watch', () => {
     expect(metrics).toMatch(/^ecs_gvisor_ecs_api_calls_total\{operation="PutAttributes",outcome="ok"\} 1$/m);
     expect(metrics).toMatch(/^ecs_gvisor_sandbox_verified 1$/m);
     expect(metrics).toMatch(/^ecs_gvisor_agent_connected 0$/m);
+  });
+});
+
+describe('watch: whose registration it is', () => {
+  it('an ARN that ECS says is another EC2 instance gets no attribute and no rollback withdrawal; logged once with both IDs; status says mismatch', async () => {
+    // Introspection (a local process, say) names a real container instance of another EC2 instance.
+    await start();
+    await register({ ec2InstanceId: 'i-0fffffffffffffff0' });
+    const s = await until('the mismatch in status', async () => {
+      const st = await app.status();
+      return st.registration.identity === 'mismatch' ? st : undefined;
+    });
+    expect(s.registration).toMatchObject({ containerInstanceArn: ARN, ec2InstanceId: 'i-0fffffffffffffff0', identity: 'mismatch' });
+    expect(s.healthy).toBe(false);
+    expect(s.lastErrors.filter((e) => e.message.includes('is EC2 instance i-0fffffffffffffff0, not this instance i-0123456789abcdef0'))).toHaveLength(1);
+    // Several polls later: never an attribute on the other instance's record, the error still logged once.
+    const polls = ecs.count('DescribeContainerInstances');
+    await until('three more polls', () => ecs.count('DescribeContainerInstances') >= polls + 3);
+    expect(ecs.count('PutAttributes')).toBe(0);
+    expect(attrs()).toEqual({});
+    expect((await app.status()).lastErrors.filter((e) => e.message.includes('i-0fffffffffffffff0'))).toHaveLength(1);
+    host.ac.abort();
+    await host.running;
+    expect(await app.withdrawProof()).toBe(false);
+    expect(ecs.count('PutAttributes')).toBe(0);
   });
 });
 
