@@ -90,6 +90,8 @@ export interface StatusReport {
   lifecycle: { enabled: boolean; launchHook?: string; terminateHook?: string; spotDrain: boolean } & LifecycleRecord;
   /** ECS_GVISOR_METRICS_PORT's endpoint, when set: whether `run` serves it, and why not. */
   metrics?: { port: number; serving: boolean; problem?: string };
+  /** Our network rules as `run` last checked them, and how often it put them back. */
+  network?: WatchSnapshot['network'];
   lastErrors: WatchSnapshot['lastErrors'];
 }
 
@@ -122,8 +124,8 @@ export interface App {
   lockWaitMs: number;
   /** How long `run` waits for IMDS's target lifecycle state before starting the agent anyway. */
   targetStateWaitMs: number;
-  /** The watch behind `run`, once bootstrap has verified the runtime. */
-  watch(runtime: RuntimeState | undefined): WatchLoop;
+  /** The watch behind `run`, once bootstrap has verified the runtime; it keeps the network rules when `steps` applied them. */
+  watch(runtime: RuntimeState | undefined, steps?: readonly Step[]): WatchLoop;
   metrics: WatchMetrics;
   /**
    * Before the runtime is rolled back: tell the scheduler this instance is no longer proven (the
@@ -291,7 +293,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     lockWaitMs: cfg.LOCK_TIMEOUT_SECONDS * 1000,
     targetStateWaitMs: overrides.targetStateWaitMs ?? TARGET_STATE_WAIT_MS,
     metrics,
-    watch(runtimeState) {
+    watch(runtimeState, steps = []) {
       const introspection = new AgentIntrospection(new FetchHttp(), cfg.INTROSPECTION_URL);
       const watchdogMs = service.watchdogUsec ? Math.max(1000, Math.floor(service.watchdogUsec / 2000)) : undefined;
       return new WatchLoop(
@@ -304,6 +306,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
           supervisor,
           runtime,
           agent,
+          network: steps.includes('network') ? network : undefined,
           introspection: () => introspection.metadata(),
           introspectionOwner: overrides.introspectionOwner ?? (introspectionPort === undefined ? undefined : (pid) => introspectionListenerProblem(host, introspectionPort, pid)),
           lock,
@@ -435,6 +438,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
         healing: w?.healing,
         audit: w?.audit,
         attributes: watchSaved?.attributes,
+        network: w?.network,
         watch: { running: watchLive, pid: watchSaved?.pid, updatedAt: watchSaved?.updatedAt },
         lifecycle: {
           enabled: lifecycleOn,

@@ -226,6 +226,9 @@ async function status(app: App, json: boolean, io: Io): Promise<number> {
         ? `${s.audit.checked} container(s), ${s.audit.violations.length} violation(s)${ago(s.audit.checkedAt)}${s.audit.violations.map((v) => `\n  ${v.name} ${v.id.slice(0, 12)}: ${v.reason}`).join('')}${(s.audit.networks ?? []).map((n) => `\n  ${n.name}: network ${n.networkMode || '-'}, ${n.stack === 'none' ? 'no sandbox' : n.stack}`).join('')}`
         : '-',
     ],
+    ...(s.network
+      ? ([['network rules', `${s.network.rules - s.network.missing}/${s.network.rules} in place${s.network.checkedAt ? ` (checked ${s.network.checkedAt})` : ''}; put back ${s.network.repairs} time(s)${s.network.repairedAt ? `, last at ${s.network.repairedAt}` : ''}`]] as [string, string][])
+      : []),
     ['attributes', s.attributes && Object.keys(s.attributes.published).length ? Object.entries(s.attributes.published).map(([k, v]) => `${k}=${v}`).join(', ') : '-'],
     ['watch', s.watch.running ? `running (pid ${s.watch.pid}, updated ${s.watch.updatedAt})` : 'not running (start ecs-gvisor run)'],
     ['lifecycle', lifecycleRow(s.lifecycle)],

@@ -105,7 +105,7 @@ export async function serve(app: App, steps: readonly Step[], log: Logger, signa
   const closeMetrics = await app.startMetrics();
   try {
     log.info('bootstrap verified; supervising the agent and watching until SIGTERM');
-    await app.watch(runtime).run(signal);
+    await app.watch(runtime, steps).run(signal);
   } finally {
     await closeMetrics?.();
   }

@@ -6,6 +6,8 @@
  */
 
 export interface NetRule {
+  /** IPv6 rules go to ip6tables (absent: IPv4, iptables). */
+  family?: 6;
   table: 'nat' | 'filter';
   chain: string;
   /** Insert at the top (filters must come before other ACCEPTs) or append. */
@@ -21,6 +23,8 @@ export interface NetworkOptions {
   blockTaskImds: boolean;
   /** DOCKER-USER when dockerd manages iptables (it is evaluated before Docker's own ACCEPTs), else FORWARD. */
   imdsChain: string;
+  /** The same for ip6tables; undefined when the host cannot filter IPv6 (no ip6tables). */
+  imds6Chain: string | undefined;
 }
 
 const comment = (why: string) => ['-m', 'comment', '--comment', `ecs-gvisor: ${why}`];
@@ -68,6 +72,17 @@ export function planNetworkRules(o: NetworkOptions): NetRule[] {
       why: 'no instance metadata for bridge tasks',
       args: ['-d', '169.254.169.254/32', '-j', 'DROP'],
     });
+    // Nitro instances also answer on IPv6 when the subnet has it; Docker bridges get IPv6 with "ipv6": true.
+    if (o.imds6Chain) {
+      rules.push({
+        family: 6,
+        table: 'filter',
+        chain: o.imds6Chain,
+        insert: true,
+        why: 'no IPv6 instance metadata for bridge tasks',
+        args: ['-d', 'fd00:ec2::254/128', '-j', 'DROP'],
+      });
+    }
   }
   return rules.map((r) => ({ ...r, args: [...r.args, ...comment(r.why)] }));
 }

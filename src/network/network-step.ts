@@ -25,33 +25,57 @@ export interface NetworkPlan {
 }
 
 export class NetworkStep {
+  /** Why IPv6 could not be filtered, last time (warned once). */
+  private v6Problem?: string;
+
   constructor(
     private readonly deps: { commands: CommandsPort; files: FilesPort; state: StateStore; log: Logger },
     private readonly opts: { iptables: string; ecsConfig: string; instanceConfig: string; blockTaskImds: boolean },
   ) {}
 
-  private async iptables(args: string[]): Promise<number> {
+  /** ip6tables beside the configured iptables (same directory, same naming). */
+  private get ip6tables(): string {
+    return this.opts.iptables.replace(/iptables([^/]*)$/, 'ip6tables$1');
+  }
+
+  private async iptables(args: string[], family?: 6): Promise<number> {
+    const program = family === 6 ? this.ip6tables : this.opts.iptables;
     let r;
     try {
-      r = await this.deps.commands.run(this.opts.iptables, args, { timeoutMs: 30_000 });
+      r = await this.deps.commands.run(program, args, { timeoutMs: 30_000 });
     } catch (err) {
-      throw new EcsGvisorError('IPTABLES_FAILED', `${this.opts.iptables} cannot be run (${messageOf(err)}); install iptables.`, { cause: err });
+      throw new EcsGvisorError('IPTABLES_FAILED', `${program} cannot be run (${messageOf(err)}); install iptables.`, { cause: err });
     }
     if (r.code > 1) {
-      throw new EcsGvisorError('IPTABLES_FAILED', `iptables ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || 'no output'}.`);
+      throw new EcsGvisorError('IPTABLES_FAILED', `${program} ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || 'no output'}.`);
     }
     return r.code;
+  }
+
+  /** The chain for the IPv6 metadata rule, or undefined (with why) when this host cannot filter IPv6. */
+  private async imds6Chain(): Promise<{ chain?: string; why?: string }> {
+    try {
+      if ((await this.iptables(['-w', '-t', 'filter', '-S', 'DOCKER-USER'], 6)) === 0) return { chain: 'DOCKER-USER' };
+      if ((await this.iptables(['-w', '-t', 'filter', '-S', 'FORWARD'], 6)) === 0) return { chain: 'FORWARD' };
+      return { why: `${this.ip6tables} has no FORWARD chain` };
+    } catch (err) {
+      return { why: messageOf(err) };
+    }
   }
 
   async desired(): Promise<NetRule[]> {
     const vars = (await loadEcsConfigs(this.deps.files, this.opts.instanceConfig, this.opts.ecsConfig)).merged;
     const hasDockerUser = (await this.iptables(['-w', '-t', 'filter', '-S', 'DOCKER-USER']).catch(() => 1)) === 0;
+    const v6 = this.opts.blockTaskImds ? await this.imds6Chain() : {};
+    if (v6.why && v6.why !== this.v6Problem) this.deps.log.warn({ problem: v6.why }, 'IPv6 instance metadata (fd00:ec2::254) cannot be blocked for bridge tasks: this host cannot filter IPv6');
+    this.v6Problem = v6.why;
     return planNetworkRules({
       skipLocalhostFilter: vars.get('ECS_SKIP_LOCALHOST_TRAFFIC_FILTER') === 'true',
       allowOffhostIntrospection: vars.get('ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS') === 'true',
       introspectionInterface: vars.get('ECS_OFFHOST_INTROSPECTION_INTERFACE_NAME') || defaultRouteInterface(await this.deps.files.readText('/proc/net/route')) || 'eth0',
       blockTaskImds: this.opts.blockTaskImds,
       imdsChain: hasDockerUser ? 'DOCKER-USER' : 'FORWARD',
+      imds6Chain: v6.chain,
     });
   }
 
@@ -62,7 +86,7 @@ export class NetworkStep {
   async plan(): Promise<NetworkPlan> {
     const now = await this.routeLocalnet();
     const rules = [];
-    for (const r of await this.desired()) rules.push({ ...r, present: (await this.iptables(ruleArgv(r, 'check'))) === 0 });
+    for (const r of await this.desired()) rules.push({ ...r, present: (await this.iptables(ruleArgv(r, 'check'), r.family)) === 0 });
     return { routeLocalnet: { now, change: now !== '1' }, rules };
   }
 
@@ -84,11 +108,11 @@ export class NetworkStep {
         saved.rules.push(r);
         await this.deps.state.write(NETWORK_STATE, saved); // before adding: rollback must know every rule of ours
       }
-      if ((await this.iptables(ruleArgv(r, 'check'))) === 0) {
+      if ((await this.iptables(ruleArgv(r, 'check'), r.family)) === 0) {
         present++;
         continue;
       }
-      const code = await this.iptables(ruleArgv(r, 'add'));
+      const code = await this.iptables(ruleArgv(r, 'add'), r.family);
       if (code !== 0) throw new EcsGvisorError('IPTABLES_FAILED', `iptables could not add the rule for ${r.why} to ${r.table}/${r.chain}.`);
       added++;
       log.info({ table: r.table, chain: r.chain, why: r.why }, 'iptables rule added');
@@ -101,8 +125,8 @@ export class NetworkStep {
     const saved = (await this.deps.state.read<NetworkState>(NETWORK_STATE)) ?? { rules: [] };
     let removed = 0;
     for (const r of [...saved.rules, ...(await this.desired())]) {
-      while ((await this.iptables(ruleArgv(r, 'check'))) === 0) {
-        await this.iptables(ruleArgv(r, 'delete'));
+      while ((await this.iptables(ruleArgv(r, 'check'), r.family)) === 0) {
+        await this.iptables(ruleArgv(r, 'delete'), r.family);
         removed++;
       }
     }
@@ -114,5 +138,5 @@ export class NetworkStep {
 }
 
 function sameRule(a: NetRule, b: NetRule): boolean {
-  return a.table === b.table && a.chain === b.chain && a.args.join('\0') === b.args.join('\0');
+  return a.family === b.family && a.table === b.table && a.chain === b.chain && a.args.join('\0') === b.args.join('\0');
 }

@@ -24,6 +24,7 @@ import type {
 import { probeNames, type SandboxEvidence } from '../runtime/sandbox-proof.js';
 import { ourAgentId } from '../agent/agent-step.js';
 import type { RuntimeState, RuntimeStep } from '../runtime/runtime-step.js';
+import type { NetworkStep } from '../network/network-step.js';
 import type { StateStore } from '../state-store.js';
 import { INSTANCE_ID_PATH, instanceIdOf } from '../lifecycle/imds-values.js';
 import type { Lifecycle } from '../lifecycle/lifecycle.js';
@@ -46,6 +47,8 @@ export interface WatchDeps {
   supervisor: AgentSupervisor;
   runtime: RuntimeStep;
   agent: AgentStep;
+  /** The host's network rules, when `run` applied them (the network step): drift puts them back. */
+  network?: NetworkStep;
   /** The agent's introspection /v1/metadata; undefined while nothing listens. */
   introspection: () => Promise<AgentMetadata | undefined>;
   /**
@@ -126,6 +129,8 @@ export interface WatchSnapshot {
   healing: { wrongSince?: string; restartsInWindow: number; markedUnhealthy: boolean };
   audit: { checkedAt?: string; checked: number; violations: Violation[]; action: 'report' | 'stop'; stopped: string[]; networks?: ContainerNetwork[] };
   attributes: { published: Record<string, string>; at?: string };
+  /** Our iptables rules and route_localnet, when `run` applied them: as last checked, and how often put back. */
+  network?: { rules: number; missing: number; repairs: number; checkedAt?: string; repairedAt?: string };
   lastErrors: Array<{ at: string; component: string; code: string; message: string }>;
 }
 
@@ -179,6 +184,7 @@ export class WatchLoop {
       healing: { restartsInWindow: 0, markedUnhealthy: false },
       audit: { checked: 0, violations: [], action: opts.auditAction, stopped: [] },
       attributes: { published: {} },
+      network: deps.network ? { rules: 0, missing: 0, repairs: 0 } : undefined,
       lastErrors: [],
     };
   }
@@ -560,11 +566,23 @@ export class WatchLoop {
     const drifted = plan.daemonJson.changed || plan.entry.changed || !plan.live.converged || runscChanged;
     const agentPlan = drifted || held || !this.verified.ok || supervisor.snapshot.stopped ? undefined : await agent.plan();
     const agentDrift = agentPlan?.container.action === 'recreate' || agentPlan?.container.action === 'replace-foreign';
-    return { plan, drifted, agentPlan: agentDrift ? agentPlan : undefined, any: drifted || held !== undefined || agentDrift };
+    const net = await this.deps.network?.plan();
+    const missing = net ? net.rules.filter((r) => !r.present) : [];
+    if (net && this.snap.network) Object.assign(this.snap.network, { rules: net.rules.length, missing: missing.length, checkedAt: iso(this.deps.clock.now()) });
+    const netDrift = net !== undefined && (net.routeLocalnet.change || missing.length > 0);
+    return { plan, drifted, agentPlan: agentDrift ? agentPlan : undefined, netDrift, missing, any: drifted || held !== undefined || agentDrift || netDrift };
   }
 
-  private async repair({ plan, drifted, agentPlan }: Awaited<ReturnType<WatchLoop['drift']>>, held: string | undefined): Promise<void> {
+  private async repair({ plan, drifted, agentPlan, netDrift, missing }: Awaited<ReturnType<WatchLoop['drift']>>, held: string | undefined): Promise<void> {
     const { runtime, log, supervisor, agent, metrics } = this.deps;
+    if (netDrift && this.deps.network && this.snap.network) {
+      // Someone flushed a chain (iptables -F) or reset route_localnet: bridge tasks would reach IMDS again.
+      log.warn({ missing: missing.map((r) => `${r.family === 6 ? 'ip6tables' : 'iptables'} -t ${r.table} ${r.chain}: ${r.why}`) }, 'network drift: our rules are gone; adding them again');
+      const r = await this.deps.network.apply();
+      metrics.repairs.inc({ kind: 'network' });
+      Object.assign(this.snap.network, { missing: 0, repairs: this.snap.network.repairs + 1, repairedAt: iso(this.deps.clock.now()) });
+      log.warn(r, 'network rules repaired');
+    }
     if (drifted || held) {
       if (drifted) {
         log.warn(

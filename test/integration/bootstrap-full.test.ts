@@ -145,4 +145,45 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       sock.stop();
     }
   });
+
+  it('run: rules flushed under it (iptables -F FORWARD, ip6tables -F FORWARD, nat) are put back by the drift check and counted in status', async () => {
+    const env = { ...hostEnv(), ECS_GVISOR_DRIFT_CHECK_SECONDS: '1' };
+    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, BUNDLE, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const inNs = (...args: string[]) => execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8' });
+    const imds4 = () => inNs('iptables', '-w', '-S', 'FORWARD').includes('169.254.169.254/32 -m comment --comment "ecs-gvisor: no instance metadata for bridge tasks" -j DROP');
+    const imds6 = () => inNs('ip6tables', '-w', '-S', 'FORWARD').includes('fd00:ec2::254/128');
+    const status = async () => JSON.parse((await runCli(['status', '--json'], env, 10_000, ns)).stdout) as StatusReport;
+    const until = async <T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false): Promise<T> => {
+      for (let i = 0; i < 600; i++) {
+        const v = await Promise.resolve(fn()).catch(() => undefined);
+        if (v) return v;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`timed out waiting for ${what}: ${out}`);
+    };
+    try {
+      await until('the watch with its network rules in place', async () => (await status()).network?.rules === 6);
+      expect(imds4() && imds6()).toBe(true);
+      inNs('iptables', '-w', '-F', 'FORWARD');
+      inNs('ip6tables', '-w', '-F', 'FORWARD');
+      inNs('iptables', '-w', '-t', 'nat', '-F', 'PREROUTING');
+      expect(imds4() || imds6()).toBe(false);
+      await until('the rules back', () => imds4() && imds6() && inNs('iptables', '-w', '-t', 'nat', '-S', 'PREROUTING').includes('ecs-gvisor: task IAM role credentials'));
+      const s = await until('the repair in status', async () => {
+        const x = await status();
+        return x.network?.repairs === 1 ? x : undefined;
+      });
+      expect(s.network).toMatchObject({ rules: 6, missing: 0, repairs: 1 });
+      expect(out).toMatch(/"msg":"network drift: our rules are gone; adding them again"/);
+      expect((await runCli(['status'], env, 10_000, ns)).stdout).toMatch(/^network rules +6\/6 in place .*put back 1 time\(s\)/m);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
 });

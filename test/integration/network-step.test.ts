@@ -15,6 +15,7 @@ function inNs(...args: string[]): string {
 }
 const rules = (table: string) => inNs('iptables', '-w', '-t', table, '-S').split('\n').filter((l) => l.startsWith('-A '));
 const ours = (table: string) => rules(table).filter((l) => l.includes('ecs-gvisor:'));
+const ours6 = () => inNs('ip6tables', '-w', '-S').split('\n').filter((l) => l.startsWith('-A ') && l.includes('ecs-gvisor:'));
 const env = (extra: Record<string, string> = {}) => ({
   ECS_GVISOR_CONFIG: '/nonexistent/config',
   ECS_GVISOR_STATE_DIR: `${dir}/state`,
@@ -52,6 +53,8 @@ describe('bootstrap --only network', () => {
       '-A INPUT ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -m comment --comment "ecs-gvisor: no off-host traffic to 127.0.0.0/8" -j DROP',
       '-A FORWARD -d 169.254.169.254/32 -m comment --comment "ecs-gvisor: no instance metadata for bridge tasks" -j DROP',
     ]);
+    // Instance metadata's IPv6 address too (Nitro), for bridge tasks on an IPv6-enabled bridge.
+    expect(ours6()).toEqual(['-A FORWARD -d fd00:ec2::254/128 -m comment --comment "ecs-gvisor: no IPv6 instance metadata for bridge tasks" -j DROP']);
   });
 
   it('honours ecs-init’s opt-outs and the metadata switch', async () => {
@@ -59,6 +62,7 @@ describe('bootstrap --only network', () => {
     writeFileSync(`${dir}/ecs.config`, 'ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS=true\n');
     expect((await cli(['bootstrap', '--only', 'network'], { ECS_GVISOR_BLOCK_TASK_IMDS: 'false' })).code).toBe(0);
     expect(ours('filter')).toEqual([]);
+    expect(ours6()).toEqual([]);
     expect(ours('nat')).toHaveLength(2);
   });
 
@@ -88,6 +92,7 @@ describe('bootstrap --only network', () => {
     expect(r.code).toBe(0);
     expect(ours('nat')).toEqual([]);
     expect(ours('filter')).toEqual([]);
+    expect(ours6()).toEqual([]);
     expect(rules('nat')).toEqual(['-A OUTPUT -d 169.254.170.2/32 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 51679']);
     expect(inNs('cat', '/proc/sys/net/ipv4/conf/all/route_localnet').trim()).toBe('0');
   });
