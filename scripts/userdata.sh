@@ -13,6 +13,7 @@ LAUNCH_HOOK='__LAUNCH_HOOK__'                     # Auto Scaling launch hook nam
 TERMINATE_HOOK='__TERMINATE_HOOK__'               # Auto Scaling terminate hook name ('' for none)
 HEARTBEAT_TIMEOUT='__HEARTBEAT_TIMEOUT__'         # the hooks' HeartbeatTimeout in seconds ('' for 3600)
 ASG_NAME='__ASG_NAME__'                           # the group ('' to read the instance's tag)
+SET_INSTANCE_HEALTH='__SET_INSTANCE_HEALTH__'     # true: an agent that cannot be healed marks the instance Unhealthy
 
 log() { printf 'ecs-gvisor userdata: %s\n' "$*"; }
 
@@ -44,6 +45,7 @@ if [[ -n $LAUNCH_HOOK ]]; then args+=(--set "ECS_GVISOR_LAUNCH_HOOK=$LAUNCH_HOOK
 if [[ -n $TERMINATE_HOOK ]]; then args+=(--set "ECS_GVISOR_TERMINATE_HOOK=$TERMINATE_HOOK"); fi
 if [[ -n $HEARTBEAT_TIMEOUT ]]; then args+=(--set "ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS=$HEARTBEAT_TIMEOUT"); fi
 if [[ -n $ASG_NAME ]]; then args+=(--set "ECS_GVISOR_ASG_NAME=$ASG_NAME"); fi
+if [[ $SET_INSTANCE_HEALTH == true ]]; then args+=(--set "ECS_GVISOR_SET_INSTANCE_HEALTH=true"); fi
 installer=("$work"/ecs-gvisor-*/install.sh)
 "${installer[0]}" "${args[@]}"
 log "installed; follow it with: journalctl -u ecs-gvisor -f"

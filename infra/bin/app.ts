@@ -24,6 +24,7 @@ new EcsGvisorStack(app, ctx('stackName', 'EcsGvisor'), {
   terminateHookName: ctx('terminateHookName', 'ecs-gvisor-terminate'),
   managedDraining: ctx('managedDraining', 'false') === 'true',
   exampleService: ctx('exampleService', 'true') === 'true',
+  setInstanceHealth: ctx('setInstanceHealth', 'false') === 'true',
   artifacts: {
     releaseUrl: ctx('releaseUrl', 'https://example.invalid/ecs-gvisor-0.1.0.tar.gz'),
     releaseSha512: ctx('releaseSha512', '0'.repeat(128)),

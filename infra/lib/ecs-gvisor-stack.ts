@@ -41,6 +41,11 @@ export interface EcsGvisorStackProps extends StackProps {
   managedDraining: boolean;
   /** Add the example service (its task definition carries the sandbox placement constraint). */
   exampleService: boolean;
+  /**
+   * The healing ladder's last rung: an agent that stays unhealthy after its restarts marks the instance
+   * Unhealthy in Auto Scaling (ECS_GVISOR_SET_INSTANCE_HEALTH). Off: the role has no SetInstanceHealth.
+   */
+  setInstanceHealth?: boolean;
 }
 
 /** The attribute ecs-gvisor publishes once it has proven the sandbox on an instance. */
@@ -63,31 +68,51 @@ export class EcsGvisorStack extends Stack {
     const vpc = new ec2.Vpc(this, 'Vpc', { maxAzs: 2, natGateways: 1 });
     this.cluster = new ecs.Cluster(this, 'Cluster', { clusterName, vpc });
 
+    // No AWS managed policy: AmazonEC2ContainerServiceforEC2Role grants its ECS writes on "*" (any
+    // instance could deregister or drain any other, in any cluster). The capacity provider below adds
+    // the agent's core calls scoped to this cluster (register, submit, poll; its log writes on "*", as
+    // the awslogs driver writes to whatever group a task definition names); the rest is here.
     this.role = new iam.Role(this, 'InstanceRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
       description: 'ECS container instance with ecs-gvisor: the ECS agent, plus only the calls ecs-gvisor makes',
-      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AmazonEC2ContainerServiceforEC2Role')],
     });
     const arn = (service: string, resource: string) => `arn:${this.partition}:${service}:${this.region}:${this.account}:${resource}`;
     const clusterArn = arn('ecs', `cluster/${clusterName}`);
+    const instancesArn = arn('ecs', `container-instance/${clusterName}/*`);
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'EcsAgentTagOnRegister',
+        actions: ['ecs:TagResource'],
+        resources: [instancesArn],
+        conditions: { StringEquals: { 'ecs:CreateAction': 'RegisterContainerInstance' } },
+      }),
+    );
+    // Reads ECR and EC2 offer no resource scoping for: image pulls from private ECR, the instance's tags.
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'EcsAgentRead',
+        actions: ['ecr:BatchCheckLayerAvailability', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchGetImage', 'ec2:DescribeTags'],
+        resources: ['*'],
+      }),
+    );
     // ecs-gvisor's own calls, each scoped to this cluster's container instances or this group.
     this.role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'EcsGvisorContainerInstance',
         actions: ['ecs:DescribeContainerInstances', 'ecs:UpdateContainerInstancesState', 'ecs:PutAttributes', 'ecs:DeleteAttributes'],
-        resources: [arn('ecs', `container-instance/${clusterName}/*`)],
+        resources: [instancesArn],
         conditions: { ArnEquals: { 'ecs:cluster': clusterArn } },
       }),
     );
+    // Auto Scaling scopes these to a group (and its tags) only: no condition names the instance the call
+    // is about, so an instance's role can act on any instance of its own group, never another group's.
     this.role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'EcsGvisorLifecycle',
-        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat', 'autoscaling:SetInstanceHealth'],
+        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat', ...(props.setInstanceHealth ? ['autoscaling:SetInstanceHealth'] : [])],
         resources: [arn('autoscaling', `autoScalingGroup:*:autoScalingGroupName/${groupName}`)],
       }),
     );
-    // Read-only, and EC2 offers no resource-level scoping for these.
-    this.role.addToPolicy(new iam.PolicyStatement({ sid: 'EcsGvisorDescribe', actions: ['ec2:DescribeInstances', 'ec2:DescribeTags'], resources: ['*'] }));
 
     const userData = ec2.UserData.custom(
       fill(readFileSync(USERDATA, 'utf8'), {
@@ -100,6 +125,7 @@ export class EcsGvisorStack extends Stack {
         TERMINATE_HOOK: props.terminateHookName,
         HEARTBEAT_TIMEOUT: String(heartbeat),
         ASG_NAME: groupName,
+        SET_INSTANCE_HEALTH: props.setInstanceHealth ? 'true' : 'false',
       }),
     );
 

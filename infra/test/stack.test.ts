@@ -81,26 +81,50 @@ describe('the ECS cluster stack', () => {
     expect(() => fill('X=__A__', { A: "it's" })).toThrow(/must not contain quotes/);
   });
 
-  it('grants ecs-gvisor only its own calls, with no "*" resource on any action that changes something', () => {
+  it('grants the agent and ecs-gvisor only their own calls: no managed policy, no "*" resource on any action that changes something', () => {
     const t = synth();
+    // Every policy the role gets is in the template: an AWS managed policy (ECS's own for container
+    // instances grants its writes on "*") would be invisible to the checks below.
+    const roles = Object.values(t.findResources('AWS::IAM::Role')).filter((r) => JSON.stringify(r).includes('ec2.amazonaws.com'));
+    expect(roles).toHaveLength(1);
+    expect((roles[0] as { Properties: Record<string, unknown> }).Properties.ManagedPolicyArns).toBeUndefined();
     const statements = Object.values(t.findResources('AWS::IAM::Policy')).flatMap(
-      (p) => (p as { Properties: { PolicyDocument: { Statement: Array<{ Action: string | string[]; Resource: unknown }> } } }).Properties.PolicyDocument.Statement,
+      (p) => (p as { Properties: { PolicyDocument: { Statement: Array<{ Sid?: string; Action: string | string[]; Resource: unknown; Condition?: unknown }> } } }).Properties.PolicyDocument.Statement,
     );
-    const mutating = /^(ecs:(UpdateContainerInstancesState|PutAttributes|DeleteAttributes|Submit|Register|Deregister)|autoscaling:(Complete|Record|SetInstanceHealth)|iam:|sns:|lambda:)/;
-    const offenders = statements.filter((s) => [s.Action].flat().some((a) => mutating.test(a)) && [s.Resource].flat().includes('*'));
+    const actions = statements.flatMap((s) => [s.Action].flat());
+    // A write on "*" only where ECS narrows it to this cluster by condition; and the agent's log writes,
+    // which go to whatever group a task definition names (the awslogs driver runs on the instance).
+    const writes = /^(ecs:(?!Describe|List|DiscoverPollEndpoint)|autoscaling:(?!Describe)|ec2:(?!Describe)|ecr:(Put|Delete|Create|Upload|Initiate|Complete)|iam:|sns:|lambda:)/;
+    const clusterOnly = (s: { Condition?: unknown }) => JSON.stringify(s.Condition ?? {}).includes('"ecs:cluster"');
+    const offenders = statements.filter((s) => [s.Action].flat().some((a) => writes.test(a)) && [s.Resource].flat().includes('*') && !clusterOnly(s));
     expect(offenders).toEqual([]);
-    // The calls ecs-gvisor makes are there, scoped to this cluster and this group.
+    const logWrites = statements.filter((s) => [s.Action].flat().some((a) => a.startsWith('logs:')));
+    expect([...new Set(logWrites.flatMap((s) => [s.Action].flat()).filter((a) => a.startsWith('logs:')))].sort()).toEqual(['logs:CreateLogStream', 'logs:PutLogEvents']);
     const json = JSON.stringify(statements);
-    for (const a of ['ecs:DescribeContainerInstances', 'ecs:UpdateContainerInstancesState', 'autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat', 'autoscaling:SetInstanceHealth', 'ec2:DescribeTags']) {
-      expect(json).toContain(a);
+    // What the ECS agent needs (what the managed policy gave it), scoped to this cluster.
+    const of = (action: string) => statements.find((s) => [s.Action].flat().some((a) => a === action || (a.endsWith('*') && action.startsWith(a.slice(0, -1)))))!;
+    for (const a of ['ecs:RegisterContainerInstance', 'ecs:DeregisterContainerInstance', 'ecs:SubmitTaskStateChange', 'ecs:SubmitContainerStateChange']) {
+      expect(JSON.stringify(of(a).Resource), a).toMatch(/ClusterEB0386A7|:cluster\/tenants/);
     }
-    expect(json).toContain(':container-instance/tenants/*');
-    expect(json).toContain(':autoScalingGroup:*:autoScalingGroupName/Test-ecs-gvisor');
+    for (const a of ['ecs:Poll', 'ecs:StartTelemetrySession']) expect(clusterOnly(of(a)), a).toBe(true);
+    for (const a of ['ecs:TagResource', 'ecs:UpdateContainerInstancesState', 'ecs:PutAttributes', 'ecs:DescribeContainerInstances']) {
+      expect(JSON.stringify(of(a).Resource), a).toContain(':container-instance/tenants/*');
+    }
+    expect(of('ecs:TagResource').Condition).toEqual({ StringEquals: { 'ecs:CreateAction': 'RegisterContainerInstance' } });
+    for (const a of ['ecs:DiscoverPollEndpoint', 'ecr:GetAuthorizationToken', 'ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ec2:DescribeTags', 'logs:PutLogEvents']) expect(actions).toContain(a);
+    // ecs-gvisor's lifecycle calls: this group only. Nothing it does not call.
+    expect(JSON.stringify(of('autoscaling:CompleteLifecycleAction').Resource)).toContain(':autoScalingGroup:*:autoScalingGroupName/Test-ecs-gvisor');
+    expect(actions).not.toContain('ec2:DescribeInstances');
+    expect(actions).not.toContain('autoscaling:SetInstanceHealth');
+    expect(json).not.toContain('ecs:CreateCluster');
+    // SetInstanceHealth only with the healing ladder's last rung on, and then the instance is told so.
+    const healing = synth({ setInstanceHealth: true });
+    const healingJson = JSON.stringify(healing.findResources('AWS::IAM::Policy'));
+    expect(healingJson).toContain('autoscaling:SetInstanceHealth');
+    expect(userData(healing)).toContain("SET_INSTANCE_HEALTH='true'");
+    expect(userData(t)).toContain("SET_INSTANCE_HEALTH='false'");
     // No draining Lambda: the terminate hook on the instance replaces it.
     t.resourceCountIs('AWS::Lambda::Function', 0);
-    t.hasResourceProperties('AWS::IAM::Role', {
-      ManagedPolicyArns: Match.arrayWith([Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith([':iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role'])]) })]),
-    });
   });
 
   it('adds a capacity provider (managed draining as configured) and an example service that lands only on proven instances', () => {
