@@ -183,6 +183,9 @@ export function parseConfig(src: ConfigSource): Config {
       const line = rawLine.trim();
       if (line === '' || line.startsWith('#')) return;
       const where = `${src.filePath} line ${i + 1}`;
+      // systemd reads this file too (EnvironmentFile=): only the grammar both read alike is accepted.
+      if (line.startsWith(';')) throw invalid(`${where}: "${clip(line)}" is a ";" comment, which systemd skips and ecs-gvisor does not; use "#".`);
+      if (/\\$/.test(line)) throw invalid(`${where}: "${clip(line)}" ends in a backslash, which systemd joins with the next line and ecs-gvisor does not.`);
       const eq = line.indexOf('=');
       if (eq <= 0) throw invalid(`${where}: "${clip(line)}" is not a KEY=VALUE line.`);
       const key = line.slice(0, eq).trim();
@@ -190,6 +193,9 @@ export function parseConfig(src: ConfigSource): Config {
       const short = key.startsWith(PREFIX) ? key.slice(PREFIX.length) : undefined;
       if (short === undefined || !KNOWN.has(short)) {
         throw invalid(`${where}: unknown key ${key} (keys start with ${PREFIX}; see the README's configuration reference).`);
+      }
+      if (/["'\\]/.test(value)) {
+        throw invalid(`${where}: ${key}=${clip(value)} has quotes or a backslash, which systemd removes and ecs-gvisor keeps; write the value bare (spaces are fine).`);
       }
       values[short] = value;
       origin[short] = src.filePath;

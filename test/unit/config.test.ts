@@ -50,6 +50,15 @@ describe('parseConfig', () => {
     ['ECS_GVISOR_PROBE_TIMEOUT_SECONDS=0\n', {}, `${FILE}: ECS_GVISOR_PROBE_TIMEOUT_SECONDS="0" must be at least 1.`],
     ['ECS_GVISOR_RUNSC_PAHT=/x\n', {}, `${FILE} line 1: unknown key ECS_GVISOR_RUNSC_PAHT (keys start with ECS_GVISOR_; see the README's configuration reference).`],
     ['\njust words\n', {}, `${FILE} line 2: "just words" is not a KEY=VALUE line.`],
+    // One grammar with systemd's EnvironmentFile=: what the two would read differently is refused.
+    ['; ECS_GVISOR_AUDIT_ACTION=stop\n', {}, `${FILE} line 1: "; ECS_GVISOR_AUDIT_ACTION=stop" is a ";" comment, which systemd skips and ecs-gvisor does not; use "#".`],
+    [
+      'ECS_GVISOR_RUNSC_ARGS="--network=host"\n',
+      {},
+      `${FILE} line 1: ECS_GVISOR_RUNSC_ARGS="--network=host" has quotes or a backslash, which systemd removes and ecs-gvisor keeps; write the value bare (spaces are fine).`,
+    ],
+    ["ECS_GVISOR_AUDIT_ACTION='stop'\n", {}, `${FILE} line 1: ECS_GVISOR_AUDIT_ACTION='stop' has quotes or a backslash, which systemd removes and ecs-gvisor keeps; write the value bare (spaces are fine).`],
+    ['ECS_GVISOR_RUNSC_ARGS=--network=host \\\n--platform=systrap\n', {}, `${FILE} line 1: "ECS_GVISOR_RUNSC_ARGS=--network=host \\" ends in a backslash, which systemd joins with the next line and ecs-gvisor does not.`],
     ['ECS_GVISOR_AUDIT_ACTION=kill\n', {}, `${FILE}: ECS_GVISOR_AUDIT_ACTION="kill" must be report or stop.`],
     ['ECS_GVISOR_AWS_REGION=mars\n', {}, `${FILE}: ECS_GVISOR_AWS_REGION="mars" must be an AWS region such as us-east-1.`],
     ['ECS_GVISOR_METRICS_PORT=70000\n', {}, `${FILE}: ECS_GVISOR_METRICS_PORT="70000" must be at most 65535.`],
