@@ -79,6 +79,8 @@ done
 [[ -z $RUNSC_SHA512 || $RUNSC_SHA512 =~ ^[0-9a-f]{128}$ ]] || die 2 "--runsc-sha512 must be 128 hexadecimal digits"
 [[ -z $RUNSC_URL || -n $RUNSC_SHA512 ]] || die 2 "a runsc download must be pinned: give --runsc-sha512 (the release's published .sha512)"
 for kv in "${SETS[@]}"; do
+  # One line each: a newline inside the value would write a second key.
+  [[ $kv != *$'\n'* && $kv != *$'\r'* ]] || die 2 "--set takes one line: \"${kv%%$'\n'*}…\" holds a line break"
   [[ $kv =~ ^ECS_GVISOR_[A-Z0-9_]+=.*$ ]] || die 2 "--set needs ECS_GVISOR_KEY=VALUE, not \"$kv\""
 done
 if [[ $ROOT == / ]]; then
@@ -105,6 +107,30 @@ record() { # record KIND PATH: what --uninstall removes
   mkdir -p "$(dirname "$MANIFEST")"
   touch "$MANIFEST"
   grep -qxF "$1 $2" "$MANIFEST" || printf '%s %s\n' "$1" "$2" >> "$MANIFEST"
+}
+
+# A file or directory someone else put where we install (a distribution's runsc, say): kept in the state
+# dir and put back by --uninstall, never overwritten for good.
+keep_original() { # keep_original PATH
+  local backup=$R$STATEDIR/backup/originals$1
+  [[ -e $R$1 || -L $R$1 ]] || return 0
+  [[ -f $MANIFEST ]] && grep -qE "^(file|dir|restore) $1\$" "$MANIFEST" && return 0
+  mkdir -p "$(dirname "$backup")"
+  chmod 0700 "$R$STATEDIR" "$R$STATEDIR/backup"
+  rm -rf "$backup"
+  cp -a "$R$1" "$backup"
+  record restore "$1"
+  say "kept the $1 that was there in $STATEDIR/backup/originals$1; --uninstall puts it back"
+}
+
+# What --uninstall may remove: the paths install.sh creates, nothing a tampered manifest names.
+ours() { # ours KIND PATH
+  [[ $2 == /* && $2 != *..* ]] || return 1
+  case $1:$2 in
+    file:"$LIBDIR/ecs-gvisor.mjs" | file:"$BINLINK" | file:"$UNITDIR/ecs-gvisor.service" | config:"$CONFIG" | dir:"$LIBDIR") return 0 ;;
+    file:*/runsc | dir:*/gvisor-bin | restore:*/runsc | restore:*/gvisor-bin) [[ $2 != /runsc && $2 != /gvisor-bin ]] ;;
+    *) return 1 ;;
+  esac
 }
 
 systemd_here() { [[ -z $R && -d /run/systemd/system ]] && command -v systemctl > /dev/null; }
@@ -168,6 +194,8 @@ install_runsc() {
   # Captured, not piped into grep -q: under pipefail, grep leaving early can SIGPIPE runsc and fail a good binary.
   version=$("$dir/runsc" --version 2> /dev/null) || version=
   [[ $version == "runsc version "* ]] || die 3 "${RUNSC_URL:-$RUNSC_FILE} is not a working runsc ('runsc --version' failed); nothing installed"
+  keep_original "$RUNSC_PATH"
+  [[ ! -d $dir/gvisor-bin ]] || keep_original "$(dirname "$RUNSC_PATH")/gvisor-bin"
   # gvisor-bin/ first, then runsc: a runsc never points at helpers of another release.
   if [[ -d $dir/gvisor-bin ]]; then
     mkdir -p "$R$(dirname "$RUNSC_PATH")"
@@ -262,15 +290,26 @@ do_uninstall() {
     fi
   fi
   if [[ -f $MANIFEST ]]; then
-    # Files first, then directories (deepest first).
+    # Files first, then directories (deepest first), then what was there before us goes back.
     while read -r kind path; do
+      if ! ours "$kind" "$path"; then
+        say "warning: not removing \"$path\" ($kind): install.sh never creates it; $MANIFEST has been changed"
+        continue
+      fi
       case $kind in
         file | config) rm -f "$R$path" ;;
       esac
     done < "$MANIFEST"
     while read -r kind path; do
-      [[ $kind == dir ]] && rm -rf "${R:?}$path"
+      if [[ $kind == dir ]] && ours "$kind" "$path"; then rm -rf "${R:?}$path"; fi
     done < <(sort -r "$MANIFEST")
+    while read -r kind path; do
+      if [[ $kind == restore ]] && ours "$kind" "$path" && [[ -e $R$STATEDIR/backup/originals$path || -L $R$STATEDIR/backup/originals$path ]]; then
+        rm -rf "${R:?}$path"
+        mv "$R$STATEDIR/backup/originals$path" "$R$path"
+        say "put back the $path that was there before"
+      fi
+    done < "$MANIFEST"
     rm -f "$MANIFEST"
   fi
   if systemd_here; then systemctl daemon-reload; fi

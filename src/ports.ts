@@ -157,6 +157,8 @@ export interface HostPort {
   signal(pid: number, signal: NodeJS.Signals): boolean;
   /** PIDs holding a TCP socket that listens on `port` (IPv4 or IPv6) in our network namespace. */
   listeners(port: number): Promise<number[]>;
+  /** What a live process executes, as its /proc/<pid>/exe link reads (a path in its own mount namespace). */
+  exe(pid: number): Promise<string | undefined>;
   /** The parent PID of a live process, or undefined when it does not exist. */
   parentOf(pid: number): Promise<number | undefined>;
   /** Live processes whose command line contains `text`, with that command line. */

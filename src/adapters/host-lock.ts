@@ -50,6 +50,8 @@ export class FlockHostLock implements HostLockPort {
     const wait = waitMs > 0 ? ['--wait', String(Math.ceil(waitMs / 1000))] : ['--nonblock'];
     const child = spawn('flock', ['--exclusive', '--conflict-exit-code', String(CONFLICT), ...wait, this.opts.path, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
       stdio: ['pipe', 'pipe', 'pipe'],
+      // util-linux's flock lives in /usr/bin everywhere we run; found there even with a narrow PATH.
+      env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/bin:/bin:/usr/sbin:/sbin` },
     });
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString('utf8')));

@@ -44,6 +44,10 @@ export class LinuxHost implements HostPort {
     return owners;
   }
 
+  async exe(pid: number): Promise<string | undefined> {
+    return fs.readlink(`${this.procRoot}/${pid}/exe`).catch(() => undefined);
+  }
+
   async parentOf(pid: number): Promise<number | undefined> {
     const stat = await fs.readFile(`${this.procRoot}/${pid}/stat`, 'utf8').catch(() => undefined);
     // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after the last ')'.

@@ -197,7 +197,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
       ),
       prover: new SandboxProver(
         { docker, files, host, clock, log: log.child({ component: 'probe' }), state },
-        { image: cfg.PROBE_IMAGE, timeoutMs: cfg.PROBE_TIMEOUT_SECONDS * 1000, arch },
+        { image: cfg.PROBE_IMAGE, timeoutMs: cfg.PROBE_TIMEOUT_SECONDS * 1000, arch, runscPath: cfg.RUNSC_PATH },
       ),
     },
     {

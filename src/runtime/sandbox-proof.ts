@@ -47,9 +47,13 @@ export function sandboxStack(argv: readonly string[]): 'netstack' | 'passthrough
   return net === '--network=host' ? 'passthrough' : 'netstack';
 }
 
-/** Whether a host process's argv is a gVisor sandbox (older runsc: runsc-sandbox; newer: gvisor_sentry). */
+/**
+ * Whether a host process's argv[0] names a gVisor sandbox (older runsc: runsc-sandbox; newer:
+ * gvisor_sentry). Only argv[0]: any other argument is the container's to choose. Names can be
+ * chosen too, so the proof also checks what the process executes and whose child it is.
+ */
 export function isSandboxCmdline(argv: readonly string[]): boolean {
-  return /(^|\/)runsc-sandbox\b|gvisor_sentry/.test(argv[0] ?? '') || argv.some((a) => /^runsc-sandbox$/.test(a));
+  return /(^|\/)(runsc-sandbox|gvisor_sentry)$/.test(argv[0] ?? '');
 }
 
 /** The file holding the memory limit of the cgroup in /proc/<pid>/cgroup (v1 memory controller, else v2). */
@@ -65,7 +69,7 @@ export function memoryLimitFile(procCgroup: string, cgroupRoot: string): string 
 export class SandboxProver {
   constructor(
     private readonly deps: { docker: DockerPort; files: FilesPort; host: HostPort; clock: Clock; log: Logger; state: StateStore },
-    private readonly opts: { image: string; timeoutMs: number; arch: ProbeArch; cgroupRoot?: string },
+    private readonly opts: { image: string; timeoutMs: number; arch: ProbeArch; cgroupRoot?: string; runscPath?: string },
   ) {}
 
   get image(): string {
@@ -230,7 +234,10 @@ export class SandboxProver {
       }
       if (!state.running) throw unproven(`the probe exited with code ${state.exitCode} instead of staying up`);
       const argv = state.pid > 0 ? await this.deps.host.cmdline(state.pid) : undefined;
-      if (argv && isSandboxCmdline(argv)) return { pid: state.pid, argv };
+      if (argv && isSandboxCmdline(argv)) {
+        await this.checkProcess(state.pid, id);
+        return { pid: state.pid, argv };
+      }
       if (this.deps.clock.now() >= deadline) {
         throw unproven(
           `the probe's process ${state.pid} is "${(argv ?? []).join(' ').slice(0, 120)}", not a gVisor sandbox (runsc-sandbox)`,
@@ -238,6 +245,30 @@ export class SandboxProver {
       }
       await this.deps.clock.sleep(100);
     }
+  }
+
+  /**
+   * A name proves nothing (a runc container can call its init runsc-sandbox): the process must execute
+   * the runsc we configured (or its gvisor-bin helpers), and descend from the containerd shim of this
+   * very container.
+   */
+  private async checkProcess(pid: number, containerId: string): Promise<void> {
+    const { files, host } = this.deps;
+    const runsc = this.opts.runscPath;
+    if (runsc) {
+      const exe = await files.identity(`/proc/${pid}/exe`).catch(() => undefined);
+      const allowed = await Promise.all([runsc, `${runsc.replace(/\/[^/]*$/, '')}/gvisor-bin/gvisor_sentry`].map((p) => files.identity(p).catch(() => undefined)));
+      if (!exe || !allowed.includes(exe)) {
+        const target = (await host.exe(pid)) ?? '?';
+        throw unproven(`the probe's process ${pid} is named like a sandbox but executes ${target}, not the configured runsc ${runsc}`);
+      }
+    }
+    let p: number | undefined = pid;
+    for (let depth = 0; depth < 6 && p !== undefined && p > 1; depth++) {
+      p = await host.parentOf(p);
+      if (p !== undefined && p > 1 && (await host.cmdline(p))?.includes(containerId)) return;
+    }
+    throw unproven(`the probe's process ${pid} does not descend from the containerd shim of container ${containerId.slice(0, 12)}`);
   }
 
   private async checkLimit(pid: number, argv: string[], runtimeName: string): Promise<SandboxEvidence> {

@@ -31,6 +31,16 @@ afterEach(async () => {
 
 const hostEnv = () => host.env();
 
+/** `run` in the host's namespace, its output collected. */
+function startRun(env: Record<string, string>) {
+  const child = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, BUNDLE, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, output: () => out, exited };
+}
+
 describe('bootstrap (all steps) and rollback (all steps)', () => {
   it('converges the whole host, then gives it back', async () => {
     const env = hostEnv();
@@ -62,11 +72,7 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       ECS_GVISOR_METRICS_PORT: '19464',
       ECS_GVISOR_INTROSPECTION_SECONDS: '1',
     };
-    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, BUNDLE, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const { child, output, exited } = startRun(env);
     try {
       const docker = dockerClient(d);
       const wait = async (what: string, fn: () => Promise<boolean>) => {
@@ -74,7 +80,7 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
           if (await fn().catch(() => false)) return;
           await new Promise((r) => setTimeout(r, 100));
         }
-        throw new Error(`timed out waiting for ${what}: ${out}`);
+        throw new Error(`timed out waiting for ${what}: ${output()}`);
       };
       await wait('READY=1', async () => sock.with('READY').length > 0);
       // READY names our PID, after the sandbox was proven.
@@ -115,11 +121,7 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
     await new Promise<void>((r) => squatter.stdout.once('data', () => r()));
     const sock = await new NotifySocket(`${dir}/notify.sock`).start();
     const env = { ...hostEnv(), NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '2000000', ECS_GVISOR_METRICS_PORT: '19465' };
-    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, BUNDLE, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const { child, output, exited } = startRun(env);
     try {
       const deadline = Date.now() + 60_000;
       let status: StatusReport | undefined;
@@ -131,7 +133,7 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       expect(status?.metrics).toEqual({ port: 19465, serving: false, problem: expect.stringMatching(/^cannot listen on 127\.0\.0\.1:19465 \(.*EADDRINUSE/) });
       expect(status?.watch.running).toBe(true);
       expect((await runCli(['status'], env, 10_000, ns)).stdout).toMatch(/^metrics +off: cannot listen on 127\.0\.0\.1:19465/m);
-      expect(out).toMatch(/"level":"warn"[^\n]*metrics are off: cannot listen on 127\.0\.0\.1:19465/);
+      expect(output()).toMatch(/"level":"warn"[^\n]*metrics are off: cannot listen on 127\.0\.0\.1:19465/);
       // Still watching, still pinging the watchdog: no exit, so no restart loop.
       const pings = sock.with('WATCHDOG').length;
       for (let i = 0; i < 100 && sock.with('WATCHDOG').length <= pings; i++) await new Promise((r) => setTimeout(r, 100));
@@ -148,11 +150,7 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
 
   it('run: rules flushed under it (iptables -F FORWARD, ip6tables -F FORWARD, nat) are put back by the drift check and counted in status', async () => {
     const env = { ...hostEnv(), ECS_GVISOR_DRIFT_CHECK_SECONDS: '1' };
-    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, BUNDLE, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const { child, output, exited } = startRun(env);
     const inNs = (...args: string[]) => execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8' });
     const imds4 = () => inNs('iptables', '-w', '-S', 'FORWARD').includes('169.254.169.254/32 -m comment --comment "ecs-gvisor: no instance metadata for bridge tasks" -j DROP');
     const imds6 = () => inNs('ip6tables', '-w', '-S', 'FORWARD').includes('fd00:ec2::254/128');
@@ -163,7 +161,7 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
         if (v) return v;
         await new Promise((r) => setTimeout(r, 100));
       }
-      throw new Error(`timed out waiting for ${what}: ${out}`);
+      throw new Error(`timed out waiting for ${what}: ${output()}`);
     };
     try {
       await until('the watch with its network rules in place', async () => (await status()).network?.rules === 6);
@@ -178,7 +176,7 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
         return x.network?.repairs === 1 ? x : undefined;
       });
       expect(s.network).toMatchObject({ rules: 6, missing: 0, repairs: 1 });
-      expect(out).toMatch(/"msg":"network drift: our rules are gone; adding them again"/);
+      expect(output()).toMatch(/"msg":"network drift: our rules are gone; adding them again"/);
       expect((await runCli(['status'], env, 10_000, ns)).stdout).toMatch(/^network rules +6\/6 in place .*put back 1 time\(s\)/m);
       child.kill('SIGTERM');
       expect(await exited).toBe(0);

@@ -121,6 +121,28 @@ describe('install.sh', () => {
     expect(existsSync(RUNSC)).toBe(true);
   });
 
+  it('--runsc-path over a runsc it did not install keeps that one and --uninstall puts it back; a tampered manifest removes nothing else', () => {
+    const root = mkdtempSync('/tmp/egv-root-');
+    mkdirSync(`${root}/usr/bin`, { recursive: true });
+    writeFileSync(`${root}/usr/bin/runsc`, '#!/bin/sh\necho the distribution runsc\n', { mode: 0o755 });
+    mkdirSync(`${root}/etc`, { recursive: true });
+    writeFileSync(`${root}/etc/passwd`, 'root:x:0:0::/root:/bin/sh\n');
+    const r = install(['--root', root, '--runsc-file', tarball, '--runsc-sha512', sha, '--runsc-path', '/usr/bin/runsc']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('kept the /usr/bin/runsc that was there in /var/lib/ecs-gvisor/backup/originals/usr/bin/runsc');
+    expect(execFileSync(`${root}/usr/bin/runsc`, ['--version'], { encoding: 'utf8' })).toMatch(/^runsc version /);
+    expect(statSync(`${root}/var/lib/ecs-gvisor`).mode & 0o777).toBe(0o700);
+    // Someone edits the manifest to have --uninstall remove what is not ours.
+    writeFileSync(`${root}/var/lib/ecs-gvisor/install.manifest`, `${readFileSync(`${root}/var/lib/ecs-gvisor/install.manifest`, 'utf8')}file /etc/passwd\ndir /etc\ndir /usr/bin/../../etc\n`);
+    const gone = install(['--root', root, '--uninstall']);
+    expect(gone.code).toBe(0);
+    expect(readFileSync(`${root}/usr/bin/runsc`, 'utf8')).toBe('#!/bin/sh\necho the distribution runsc\n');
+    expect(readFileSync(`${root}/etc/passwd`, 'utf8')).toBe('root:x:0:0::/root:/bin/sh\n');
+    expect(gone.stdout).toContain('warning: not removing "/etc/passwd" (file): install.sh never creates it');
+    expect(gone.stdout).toContain('warning: not removing "/etc" (dir)');
+    expect(existsSync(`${root}/usr/local/lib/ecs-gvisor`)).toBe(false);
+  });
+
   it('refuses a checksum mismatch, a download without a pin and a bad setting, installing nothing', () => {
     const root = mkdtempSync('/tmp/egv-root-');
     const bad = install(['--root', root, '--runsc-file', tarball, '--runsc-sha512', 'a'.repeat(128)]);
@@ -140,6 +162,15 @@ describe('install.sh', () => {
     expect(existsSync(`${root}/etc/ecs/ecs-gvisor.config`)).toBe(false);
     expect(readdirSync(`${root}/etc/ecs`)).toEqual([]); // no temporary file left either
     expect(install(['--root', root, '--set', 'LAUNCH_HOOK=x']).stderr).toBe('install.sh: --set needs ECS_GVISOR_KEY=VALUE, not "LAUNCH_HOOK=x"\n');
+    // A line break inside a value would write a second key.
+    const twoKeys = install(['--root', root, '--runsc-path', RUNSC, '--set', 'ECS_GVISOR_LAUNCH_HOOK=x\nECS_GVISOR_AUDIT_ACTION=stop']);
+    expect(twoKeys.code).toBe(2);
+    expect(twoKeys.stderr).toBe('install.sh: --set takes one line: "ECS_GVISOR_LAUNCH_HOOK=x…" holds a line break\n');
+    expect(existsSync(`${root}/etc/ecs/ecs-gvisor.config`)).toBe(false);
+    // Quotes systemd would strip and ecs-gvisor would keep: refused by the config check.
+    const quoted = install(['--root', root, '--runsc-path', RUNSC, '--set', 'ECS_GVISOR_AUDIT_ACTION="stop"']);
+    expect(quoted.code).toBe(2);
+    expect(quoted.stderr).toMatch(/has quotes or a backslash, which systemd removes and ecs-gvisor keeps/);
   });
 
   it('userdata sets ECS_CLUSTER and keeps ecs.config root-only: a 0600 file stays 0600, a new one is created 0600', () => {

@@ -246,7 +246,7 @@ describe('terminate and spot', () => {
   it('with no lifecycle keys set, never asks IMDS about lifecycle', async () => {
     start({});
     await register();
-    await until('polled', () => ecs.count('DescribeContainerInstances') >= 1);
+    await until('polled and confirmed as this instance', async () => (await app.status()).registration.identity === 'confirmed');
     expect(app.lifecycle).toBeUndefined();
     // Only this instance's ID (to check ECS's record is this instance's), with its session token.
     expect(new Set(imds.requests.map((r) => r.path))).toEqual(new Set(['/latest/api/token', '/latest/meta-data/instance-id']));

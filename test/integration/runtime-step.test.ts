@@ -277,6 +277,50 @@ describe('fail closed', () => {
     expect(await probesLeft()).toBe(0);
   });
 
+  /** A runc posing as runsc: it answers --version as runsc, then runs each container with runc, disguised. */
+  function poser(disguise: 'append-arg' | 'rename-init'): string {
+    const dir = mkdtempSync('/tmp/egv-poser-');
+    writeFileSync(
+      `${dir}/runsc`,
+      `#!/usr/bin/python3
+import json, os, shutil, sys
+args = sys.argv[1:]
+if '--version' in args:
+    os.execv('${RUNSC}', ['runsc', '--version'])
+if 'create' in args and '--bundle' in args:
+    bundle = args[args.index('--bundle') + 1]
+    with open(bundle + '/config.json') as f:
+        spec = json.load(f)
+    if ${JSON.stringify(disguise)} == 'append-arg':
+        spec['process']['args'].append('runsc-sandbox')
+    else:
+        root = os.path.join(bundle, spec['root']['path'])
+        shutil.copy(root + '/bin/sleep', root + '/bin/runsc-sandbox')
+        spec['process']['args'][0] = '/bin/runsc-sandbox'
+    with open(bundle + '/config.json', 'w') as f:
+        json.dump(spec, f)
+# runsc's own flags mean nothing to runc.
+args = [a for a in args if not a.startswith(('--network=', '--platform='))]
+os.execv('/usr/sbin/runc', ['runc'] + args)
+`,
+    );
+    chmodSync(`${dir}/runsc`, 0o755);
+    return `${dir}/runsc`;
+  }
+
+  it.each([
+    ['a runc that adds "runsc-sandbox" to the probe’s arguments', 'append-arg' as const, /not a gVisor sandbox/],
+    ['a runc that names the probe’s own init /bin/runsc-sandbox', 'rename-init' as const, /is named like a sandbox but executes .*\/bin\/runsc-sandbox, not the configured runsc/],
+  ])('is not fooled by %s: exit 5, rolled back', async (_name, disguise, message) => {
+    await resetDocker(d, undefined);
+    const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: poser(disguise), ECS_GVISOR_PROBE_TIMEOUT_SECONDS: '5' }));
+    expect(r.code, r.stderr).toBe(5);
+    expect(r.stderr).toMatch(message);
+    expect(existsSync(d.daemonJson)).toBe(false);
+    expect((await liveRuntime(d)).defaultRuntime).toBe('runc');
+    expect(await probesLeft()).toBe(0);
+  });
+
   it('refuses before writing when runsc is missing', async () => {
     const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: '/nonexistent/runsc' }));
     expect(r.code).toBe(4);

@@ -12,6 +12,9 @@ describe('sandbox evidence', () => {
     expect(isSandboxCmdline(['/usr/local/bin/gvisor-bin/gvisor_sentry', 'boot'])).toBe(true);
     expect(isSandboxCmdline(['/bin/sleep', '3600'])).toBe(false);
     expect(isSandboxCmdline(['runsc-gofer', '--root=/x'])).toBe(false);
+    // A container's own arguments are its to choose: only argv[0] counts.
+    expect(isSandboxCmdline(['/bin/sleep', '3600', 'runsc-sandbox'])).toBe(false);
+    expect(isSandboxCmdline(['/bin/sleep', '--name=gvisor_sentry'])).toBe(false);
   });
 
   it('finds the memory limit file for cgroup v1, hybrid and v2', () => {
