@@ -3,7 +3,7 @@
  * The artifact defaults are placeholders that synthesize but warn: pin real ones before deploying.
  */
 import { App } from 'aws-cdk-lib';
-import { EcsGvisorStack } from '../lib/ecs-gvisor-stack.js';
+import { DEFAULT_AGENT_IMAGE, EcsGvisorStack } from '../lib/ecs-gvisor-stack.js';
 
 const app = new App();
 const ctx = (key: string, fallback: string): string => String(app.node.tryGetContext(key) ?? fallback);
@@ -25,10 +25,13 @@ new EcsGvisorStack(app, ctx('stackName', 'EcsGvisor'), {
   managedDraining: ctx('managedDraining', 'false') === 'true',
   exampleService: ctx('exampleService', 'true') === 'true',
   setInstanceHealth: ctx('setInstanceHealth', 'false') === 'true',
+  agentImage: ctx('agentImage', DEFAULT_AGENT_IMAGE),
+  sessionManager: ctx('sessionManager', 'false') === 'true',
   artifacts: {
     releaseUrl: ctx('releaseUrl', 'https://example.invalid/ecs-gvisor-0.1.0.tar.gz'),
     releaseSha512: ctx('releaseSha512', '0'.repeat(128)),
     runscRelease: ctx('runscRelease', '20261012.0'),
     runscSha512: ctx('runscSha512', '0'.repeat(128)),
+    ...(app.node.tryGetContext('runscMirrorUrl') ? { runscMirrorUrl: ctx('runscMirrorUrl', '') } : {}),
   },
 });

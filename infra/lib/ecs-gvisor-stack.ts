@@ -18,9 +18,32 @@ export interface Artifacts {
   /** The ecs-gvisor release tarball (`npm run package`), on S3 (s3://…) or HTTPS. */
   releaseUrl: string;
   releaseSha512: string;
-  /** A gVisor point release (e.g. 20261012.0) and the SHA-512 of its gvisor.tar.bz2. */
+  /**
+   * A gVisor point release (e.g. 20261012.0) and the SHA-512 of its gvisor.tar.bz2 for the instance
+   * type's architecture (gVisor publishes one per architecture).
+   */
   runscRelease: string;
   runscSha512: string;
+  /**
+   * A copy of that gvisor.tar.bz2 (s3://… or https://…), so instances do not fetch runsc from gVisor's
+   * storage on every boot; pinned by the same runscSha512.
+   */
+  runscMirrorUrl?: string;
+}
+
+/**
+ * The CPU architecture of an EC2 instance type: Graviton families carry a "g" right after the
+ * generation (m7g, c6gn, t4g, x2gd, im4gn, g5g), and a1 is the first Graviton.
+ */
+export function architectureOf(instanceType: string): 'arm64' | 'x86_64' {
+  const family = instanceType.split('.')[0] ?? '';
+  return family === 'a1' || /^[a-z]+\d+g[a-z]*$/.test(family) ? 'arm64' : 'x86_64';
+}
+
+/** The bucket and key of an s3:// URL. */
+export function s3Object(url: string): { bucket: string; key: string } | undefined {
+  const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
+  return m ? { bucket: m[1]!, key: m[2]! } : undefined;
 }
 
 export interface EcsGvisorStackProps extends StackProps {
@@ -46,7 +69,14 @@ export interface EcsGvisorStackProps extends StackProps {
    * Unhealthy in Auto Scaling (ECS_GVISOR_SET_INSTANCE_HEALTH). Off: the role has no SetInstanceHealth.
    */
   setInstanceHealth?: boolean;
+  /** The ECS agent image, pinned (a tag ecs-gvisor runs instead of :latest). */
+  agentImage: string;
+  /** Session Manager access (ecs-gvisor status without SSH): the role gets the calls SSM's agent makes. */
+  sessionManager?: boolean;
 }
+
+/** The ECS agent this release was tested with. */
+export const DEFAULT_AGENT_IMAGE = 'amazon/amazon-ecs-agent:v1.101.2';
 
 /** The attribute ecs-gvisor publishes once it has proven the sandbox on an instance. */
 export const SANDBOX_CONSTRAINT = 'attribute:ecs-gvisor.sandbox == verified';
@@ -61,6 +91,8 @@ export class EcsGvisorStack extends Stack {
   constructor(scope: Construct, id: string, props: EcsGvisorStackProps) {
     super(scope, id, props);
     const { clusterName, heartbeatTimeoutSeconds: heartbeat } = props;
+    const architecture = architectureOf(props.instanceType);
+    if (/:latest$|^[^:@]+$/.test(props.agentImage)) throw new Error(`agentImage=${props.agentImage} must be pinned (a version tag or a digest), not :latest.`);
     if (heartbeat < 30 || heartbeat > 7200) throw new Error(`heartbeatTimeoutSeconds=${heartbeat} must be 30–7200 (Auto Scaling's range).`);
     // A name known at synth time: the role's policy names the group without depending on it.
     const groupName = `${this.stackName}-ecs-gvisor`;
@@ -104,6 +136,23 @@ export class EcsGvisorStack extends Stack {
         conditions: { ArnEquals: { 'ecs:cluster': clusterArn } },
       }),
     );
+    // The release and the runsc mirror, when they are on S3: exactly those objects.
+    const objects = [props.artifacts.releaseUrl, props.artifacts.runscMirrorUrl ?? ''].map(s3Object).filter((o) => o !== undefined);
+    if (objects.length) {
+      this.role.addToPolicy(
+        new iam.PolicyStatement({ sid: 'EcsGvisorArtifacts', actions: ['s3:GetObject'], resources: objects.map((o) => `arn:${this.partition}:s3:::${o.bucket}/${o.key}`) }),
+      );
+    }
+    if (props.sessionManager) {
+      // What SSM's agent needs for Session Manager (no managed policy: see above).
+      this.role.addToPolicy(
+        new iam.PolicyStatement({
+          sid: 'SessionManager',
+          actions: ['ssm:UpdateInstanceInformation', 'ssmmessages:CreateControlChannel', 'ssmmessages:CreateDataChannel', 'ssmmessages:OpenControlChannel', 'ssmmessages:OpenDataChannel'],
+          resources: ['*'],
+        }),
+      );
+    }
     // Auto Scaling scopes these to a group (and its tags) only: no condition names the instance the call
     // is about, so an instance's role can act on any instance of its own group, never another group's.
     this.role.addToPolicy(
@@ -126,11 +175,15 @@ export class EcsGvisorStack extends Stack {
         HEARTBEAT_TIMEOUT: String(heartbeat),
         ASG_NAME: groupName,
         SET_INSTANCE_HEALTH: props.setInstanceHealth ? 'true' : 'false',
+        RUNSC_MIRROR_URL: props.artifacts.runscMirrorUrl ?? '',
+        AGENT_IMAGE: props.agentImage,
       }),
     );
 
     const launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
-      machineImage: ecs.EcsOptimizedImage.amazonLinux2023(),
+      // The ECS-optimized AMI for the instance type's architecture (Graviton: arm64).
+      machineImage: ecs.EcsOptimizedImage.amazonLinux2023(architecture === 'arm64' ? ecs.AmiHardwareType.ARM : ecs.AmiHardwareType.STANDARD),
+      blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(30, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
       instanceType: new ec2.InstanceType(props.instanceType),
       role: this.role,
       userData,
@@ -149,19 +202,18 @@ export class EcsGvisorStack extends Stack {
       minCapacity: props.minCapacity,
       maxCapacity: props.maxCapacity,
     });
-    this.group.addLifecycleHook('LaunchHook', {
-      lifecycleHookName: props.launchHookName,
-      lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_LAUNCHING,
-      heartbeatTimeout: Duration.seconds(heartbeat),
-      // No word from the instance means no proof: replace it.
-      defaultResult: autoscaling.DefaultResult.ABANDON,
-    });
-    this.group.addLifecycleHook('TerminateHook', {
-      lifecycleHookName: props.terminateHookName,
-      lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_TERMINATING,
-      heartbeatTimeout: Duration.seconds(heartbeat),
-      defaultResult: autoscaling.DefaultResult.CONTINUE,
-    });
+    // The hooks are part of the group itself, so the very first instances (launched while the stack is
+    // created) wait at the launch gate too; hooks added as resources of their own come after the group.
+    (this.group.node.defaultChild as autoscaling.CfnAutoScalingGroup).lifecycleHookSpecificationList = [
+      {
+        lifecycleHookName: props.launchHookName,
+        lifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+        heartbeatTimeout: heartbeat,
+        // No word from the instance means no proof: replace it.
+        defaultResult: 'ABANDON',
+      },
+      { lifecycleHookName: props.terminateHookName, lifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING', heartbeatTimeout: heartbeat, defaultResult: 'CONTINUE' },
+    ];
 
     const provider = new ecs.AsgCapacityProvider(this, 'CapacityProvider', {
       autoScalingGroup: this.group,

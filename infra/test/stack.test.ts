@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
-import { EcsGvisorStack, fill, SANDBOX_CONSTRAINT, type EcsGvisorStackProps } from '../lib/ecs-gvisor-stack.js';
+import { architectureOf, EcsGvisorStack, fill, SANDBOX_CONSTRAINT, type EcsGvisorStackProps } from '../lib/ecs-gvisor-stack.js';
 
 const infra = fileURLToPath(new URL('../', import.meta.url));
 const SHA = 'ab'.repeat(64);
@@ -25,6 +25,7 @@ const props: EcsGvisorStackProps = {
   terminateHookName: 'gv-terminate',
   managedDraining: false,
   exampleService: true,
+  agentImage: 'amazon/amazon-ecs-agent:v1.101.2',
   artifacts: { releaseUrl: 's3://artifacts/ecs-gvisor-0.1.0.tar.gz', releaseSha512: SHA, runscRelease: '20261012.0', runscSha512: SHA },
 };
 
@@ -42,23 +43,57 @@ function userData(t: Template): string {
 }
 
 describe('the ECS cluster stack', () => {
-  it('has the launch and terminate hooks with the configured heartbeat timeout', () => {
+  it('has the launch and terminate hooks inside the group (so its first instances wait too), with the configured heartbeat timeout', () => {
     const t = synth();
-    t.resourceCountIs('AWS::AutoScaling::LifecycleHook', 2);
-    t.hasResourceProperties('AWS::AutoScaling::LifecycleHook', {
-      LifecycleHookName: 'gv-launch',
-      LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
-      HeartbeatTimeout: 900,
-      DefaultResult: 'ABANDON',
-    });
-    t.hasResourceProperties('AWS::AutoScaling::LifecycleHook', {
-      LifecycleHookName: 'gv-terminate',
-      LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING',
-      HeartbeatTimeout: 900,
-      DefaultResult: 'CONTINUE',
+    // Not as resources of their own: those are created after the group and its first instances.
+    t.resourceCountIs('AWS::AutoScaling::LifecycleHook', 0);
+    t.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', {
+      LifecycleHookSpecificationList: [
+        { LifecycleHookName: 'gv-launch', LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING', HeartbeatTimeout: 900, DefaultResult: 'ABANDON' },
+        { LifecycleHookName: 'gv-terminate', LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING', HeartbeatTimeout: 900, DefaultResult: 'CONTINUE' },
+      ],
     });
     t.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', { AutoScalingGroupName: 'Test-ecs-gvisor', MinSize: '1', MaxSize: '3' });
     expect(() => synth({ heartbeatTimeoutSeconds: 20 })).toThrow(/must be 30–7200/);
+  });
+
+  it('picks the ECS-optimized AMI for the instance type’s architecture: x86_64, or arm64 on Graviton', () => {
+    const amiOf = (t: Template) => JSON.stringify(t.toJSON().Parameters);
+    expect(amiOf(synth())).toContain('/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id');
+    expect(amiOf(synth())).not.toContain('arm64');
+    const graviton = synth({ instanceType: 'm7g.large' });
+    expect(amiOf(graviton)).toContain('/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id');
+    graviton.hasResourceProperties('AWS::EC2::LaunchTemplate', { LaunchTemplateData: Match.objectLike({ InstanceType: 'm7g.large' }) });
+    for (const t of ['m7g.large', 'c6gn.xlarge', 't4g.micro', 'x2gd.2xlarge', 'im4gn.large', 'g5g.xlarge', 'a1.large', 'c8g.medium']) expect(architectureOf(t), t).toBe('arm64');
+    for (const t of ['m6i.large', 'c7a.xlarge', 'g4dn.xlarge', 'p5.48xlarge', 'inf2.xlarge', 't3.micro', 'm5d.large']) expect(architectureOf(t), t).toBe('x86_64');
+  });
+
+  it('grants s3:GetObject on exactly the release and runsc mirror objects, and fetches runsc from the mirror', () => {
+    const t = synth({ artifacts: { ...props.artifacts, runscMirrorUrl: 's3://mirror-bkt/gvisor/20261012.0/aarch64/gvisor.tar.bz2' } });
+    const json = JSON.stringify(t.findResources('AWS::IAM::Policy'));
+    const grant = Object.values(t.findResources('AWS::IAM::Policy'))
+      .flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: Array<{ Action: unknown; Resource: unknown }> } } }).Properties.PolicyDocument.Statement)
+      .filter((s) => [s.Action].flat().includes('s3:GetObject'));
+    expect(grant).toHaveLength(1);
+    expect(JSON.stringify(grant[0]!.Resource)).toContain(':s3:::artifacts/ecs-gvisor-0.1.0.tar.gz');
+    expect(JSON.stringify(grant[0]!.Resource)).toContain(':s3:::mirror-bkt/gvisor/20261012.0/aarch64/gvisor.tar.bz2');
+    expect(json).not.toContain('s3:::artifacts/*');
+    expect(userData(t)).toContain("RUNSC_MIRROR_URL='s3://mirror-bkt/gvisor/20261012.0/aarch64/gvisor.tar.bz2'");
+    // HTTPS artifacts need no grant at all.
+    const https = synth({ artifacts: { ...props.artifacts, releaseUrl: 'https://releases.example/ecs-gvisor-0.1.0.tar.gz' } });
+    expect(JSON.stringify(https.findResources('AWS::IAM::Policy'))).not.toContain('s3:GetObject');
+  });
+
+  it('encrypts the root volume, pins the agent image, and grants Session Manager only when asked', () => {
+    const t = synth();
+    t.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+      LaunchTemplateData: Match.objectLike({ BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: Match.objectLike({ Encrypted: true, VolumeType: 'gp3' }) }] }),
+    });
+    expect(userData(t)).toContain("AGENT_IMAGE='amazon/amazon-ecs-agent:v1.101.2'");
+    expect(() => synth({ agentImage: 'amazon/amazon-ecs-agent:latest' })).toThrow(/must be pinned/);
+    expect(() => synth({ agentImage: 'amazon/amazon-ecs-agent' })).toThrow(/must be pinned/);
+    expect(JSON.stringify(t.findResources('AWS::IAM::Policy'))).not.toContain('ssmmessages:');
+    expect(JSON.stringify(synth({ sessionManager: true }).findResources('AWS::IAM::Policy'))).toContain('ssmmessages:OpenDataChannel');
   });
 
   it('requires IMDSv2 with a hop limit that keeps bridge-mode tasks away from instance metadata', () => {
@@ -148,8 +183,9 @@ describe('the ECS cluster stack', () => {
     const app = JSON.parse(readFileSync(`${infra}cdk.json`, 'utf8')).app as string;
     expect(app).toBe('npx tsx bin/app.ts');
     execFileSync(`${infra}node_modules/.bin/tsx`, ['bin/app.ts'], { cwd: infra, env: { PATH: process.env.PATH, CDK_OUTDIR: out }, encoding: 'utf8' });
-    const template = JSON.parse(readFileSync(`${out}/EcsGvisor.template.json`, 'utf8')) as { Resources: Record<string, { Type: string }> };
-    expect(Object.values(template.Resources).filter((r) => r.Type === 'AWS::AutoScaling::LifecycleHook')).toHaveLength(2);
+    const template = JSON.parse(readFileSync(`${out}/EcsGvisor.template.json`, 'utf8')) as { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
+    const group = Object.values(template.Resources).find((r) => r.Type === 'AWS::AutoScaling::AutoScalingGroup')!;
+    expect(group.Properties.LifecycleHookSpecificationList).toHaveLength(2);
     expect(readFileSync(`${out}/EcsGvisor.metadata.json`, 'utf8')).toContain('artifacts are placeholders');
   });
 });
