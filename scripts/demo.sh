@@ -2,15 +2,18 @@
 # Shows the runtime step on this machine without touching the host's Docker: starts a private dockerd
 # (own data root, socket, pidfile and daemon.json; no bridge, no iptables), gives it a daemon.json an
 # operator might have, then runs plan -> bootstrap -> a container under gVisor -> status -> rollback.
-# Needs root, docker.io, runsc and a built tree (npm ci && npm run build). Cleans up after itself.
+# Needs root and a built tree (npm ci && npm run build); installs docker.io and runsc with apt when
+# missing (scripts/test-deps.sh). Cleans up after itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+((EUID == 0)) || { echo "demo.sh: run it as root: it starts a private dockerd" >&2; exit 1; }
 [[ -f dist/cli/main.js ]] || npm run build >/dev/null
+bash scripts/test-deps.sh dockerd:docker.io runsc:runsc
 
 dir=$(mktemp -d /tmp/egv-demo-XXXXXX)
 sock="$dir/docker.sock"
 cleanup() {
-  [[ -f $dir/docker.pid ]] && kill "$(cat "$dir/docker.pid")" 2>/dev/null || true
+  if [[ -f $dir/docker.pid ]]; then kill "$(cat "$dir/docker.pid")" 2>/dev/null || true; fi
   for _ in $(seq 1 50); do [[ -S $sock ]] || break; sleep 0.2; done
   rm -rf "$dir" 2>/dev/null || true
 }
@@ -59,6 +62,8 @@ echo "  runtime: $(docker -H "unix://$sock" inspect -f '{{.HostConfig.Runtime}}'
 docker -H "unix://$sock" rm -f "$id" >/dev/null
 step "ecs-gvisor status"
 egv status || true
+echo "  (healthy says NO because this demo runs the runtime step only: no ECS agent and no run watching."
+echo "   The lines that matter here are 'verified: yes' and the evidence: a probe's host process is runsc's.)"
 step "ecs-gvisor rollback --only runtime"
 egv rollback --only runtime | sed -n 's/.*"msg":"\([^"]*\)".*/  \1/p'
 step "cmp daemon.json daemon.json.before && docker info --format '{{.DefaultRuntime}}'"
