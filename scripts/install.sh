@@ -230,8 +230,11 @@ compose_config() {
     mv "$NEWCONFIG.next" "$NEWCONFIG"
   done
   chmod 0644 "$NEWCONFIG"
-  # Read as the service will read it: a bad key or value stops the install here, before any change.
-  if ! check=$(ECS_GVISOR_CONFIG=$NEWCONFIG "$NODE" "$BUNDLE" status --json 2>&1 > /dev/null); then
+  # Read as the service will read it: a bad key or value (status exits 2) stops the install here, before
+  # any change. Exit 8 only says the instance is not healthy yet, which before the install it is not.
+  local rc=0
+  check=$(ECS_GVISOR_CONFIG=$NEWCONFIG "$NODE" "$BUNDLE" status --json 2>&1 > /dev/null) || rc=$?
+  if ((rc != 0 && rc != 8)); then
     rm -f "$NEWCONFIG"
     check=${check##*$'\n'}
     die 2 "${check//"$NEWCONFIG"/"$R$CONFIG"}"

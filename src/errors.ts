@@ -19,6 +19,8 @@ export const ExitCode = {
   rollbackFailed: 6,
   /** The command or step is not implemented in this version. */
   notImplemented: 7,
+  /** `status` only: it reported, and the instance is not healthy (the report says why). */
+  unhealthy: 8,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -5,7 +5,8 @@
 import { NodeFiles } from '../adapters/node-files.js';
 import { configPath, parseConfig, type Config } from '../config.js';
 import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
-import { createLogger, type Logger } from '../logger.js';
+import { fstatSync } from 'node:fs';
+import { createLogger, stdoutIsJournal, type Logger } from '../logger.js';
 import { redact } from '../redact.js';
 import { VERSION } from '../version.js';
 import type { App, ServiceEnv, StatusReport } from './app.js';
@@ -58,7 +59,8 @@ export async function main(
   const answerOnStdout = command === 'plan' || command === 'status';
   // Their stderr is for people: only warnings and worse unless a lower level was asked for explicitly.
   const level = answerOnStdout && !env.ECS_GVISOR_LOG_LEVEL ? 'warn' : cfg.LOG_LEVEL;
-  const log = createLogger(level, answerOnStdout ? io.stderr : io.stdout);
+  const journald = !answerOnStdout && io.stdout === process.stdout && stdoutIsJournal(env.JOURNAL_STREAM, fdStat(1));
+  const log = createLogger(level, answerOnStdout ? io.stderr : io.stdout, journald);
   // Logged whole: no ecs-gvisor key holds a secret (ecs.config, which does, is never logged).
   log.info({ command, steps, version: VERSION, config: cfg }, 'ecs-gvisor starting');
 
@@ -87,6 +89,14 @@ export async function main(
     return fail(err);
   }
   return ExitCode.internal;
+}
+
+function fdStat(fd: number): { dev: number; ino: number } | undefined {
+  try {
+    return fstatSync(fd);
+  } catch {
+    return undefined;
+  }
 }
 
 /** systemd's notify socket and watchdog, when it started us as a notify service. */
@@ -187,11 +197,13 @@ async function plan(app: App, steps: Step[]): Promise<string> {
   return `${lines.join('\n')}\n`;
 }
 
+/** Exit 0 only when healthy (like `systemctl is-active`): scripts and health checks need not parse. */
 async function status(app: App, json: boolean, io: Io): Promise<number> {
   const s = await app.status();
+  const code = s.healthy ? ExitCode.ok : ExitCode.unhealthy;
   if (json) {
     io.stdout.write(redact(`${JSON.stringify(s, null, 2)}\n`));
-    return ExitCode.ok;
+    return code;
   }
   const r = s.runtime;
   const a = s.agent;
@@ -238,7 +250,7 @@ async function status(app: App, json: boolean, io: Io): Promise<number> {
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   io.stdout.write(redact(`${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`));
-  return ExitCode.ok;
+  return code;
 }
 
 function lifecycleRow(l: StatusReport['lifecycle']): string {

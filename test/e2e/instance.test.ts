@@ -66,6 +66,8 @@ describe('a healthy instance, from launch to rollback', () => {
 
     const status = await i().status();
     expect(status).toMatchObject({ healthy: true });
+    // Healthy is exit 0 (like systemctl is-active), for scripts and SSM Run Command.
+    expect((await i().exec(['ecs-gvisor', 'status'])).code).toBe(0);
     const fakes = await i().fakes();
     expect(fakes.autoScaling.actions[`${GROUP}/launch/${INSTANCE_ID}`]).toMatchObject({ result: 'CONTINUE' });
     // The group was read from the instance's tag through EC2 (the bundle carries that SDK as a string).

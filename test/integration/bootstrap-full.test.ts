@@ -90,7 +90,9 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       expect(status.agent).toMatchObject({ running: true, runtime: 'runc' });
       await wait('status from the watch', async () => JSON.parse((await runCli(['status', '--json'], env, 10_000, ns)).stdout).watch.running === true);
       const human = await runCli(['status'], env, 10_000, ns);
-      expect(human.code).toBe(0);
+      // No ECS here, so never registered: not healthy, which status says with exit 8 as well as in words.
+      expect(human.code).toBe(8);
+      expect(human.stdout).toMatch(/^healthy +NO: sandbox verified .*not registered/m);
       expect(human.stdout).toMatch(/^watch +running \(pid /m);
       await wait('two watchdog pings', async () => sock.with('WATCHDOG').length >= 2);
       expect(sock.with('STATUS').at(-1)!.fields.STATUS).toMatch(/sandbox verified/);

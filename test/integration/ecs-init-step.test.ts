@@ -3,9 +3,10 @@
  * a file and records its argv (real systemd is exercised on the simulated instance). Assertions are on
  * the unit's resulting state and the exact argument arrays.
  */
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, closeSync, fstatSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { runCli } from '../harness/cli.js';
+import { BUNDLE, runCli } from '../harness/cli.js';
 
 let dir: string;
 
@@ -103,6 +104,29 @@ describe('hosts without ecs-init', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('ecs-init unit not installed');
     expect(argv()).toHaveLength(1);
+  });
+
+  it('logs with journald priority prefixes when stdout is the journal stream systemd named, plain JSON otherwise', async () => {
+    dir = mkdtempSync('/tmp/egv-ecs-init-');
+    const out = `${dir}/stdout`;
+    const run = (journal: (st: { dev: number; ino: number }) => string | undefined) => {
+      const fd = openSync(out, 'w');
+      const st = fstatSync(fd);
+      const stream = journal(st);
+      spawnSync(process.execPath, [BUNDLE, 'bootstrap', '--only', 'ecs-init'], {
+        env: { ...env(), PATH: dir, ...(stream ? { JOURNAL_STREAM: stream } : {}) },
+        stdio: ['ignore', fd, 'ignore'],
+      });
+      closeSync(fd);
+      return readFileSync(out, 'utf8').trim().split('\n');
+    };
+    const journal = run((st) => `${st.dev}:${st.ino}`);
+    expect(journal.length).toBeGreaterThan(1);
+    for (const line of journal) expect(line).toMatch(/^<[2-7]>\{"level":"/);
+    expect(journal.find((l) => l.includes('"msg":"ecs-gvisor starting"'))).toMatch(/^<6>/);
+    // Another stream (stdout redirected elsewhere): plain JSON lines.
+    for (const line of run((st) => `${st.dev}:${st.ino + 1}`)) expect(line).toMatch(/^\{"level":"/);
+    for (const line of run(() => undefined)) expect(line).toMatch(/^\{"level":"/);
   });
 
   it('no systemd at all is fine', async () => {

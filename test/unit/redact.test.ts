@@ -43,3 +43,25 @@ describe('redaction', () => {
     expect(out).not.toContain('opensesame42');
   });
 });
+
+describe('journald priorities', () => {
+  it('prefixes each JSON line with the syslog priority of its level; JSON fields kept', async () => {
+    const { withPriority, stdoutIsJournal } = await import('../../src/logger.js');
+    let out = '';
+    const sink = new Writable({ write: (c, _e, cb) => ((out += String(c)), cb()) });
+    const log = createLogger('trace', sink, true);
+    log.fatal('f');
+    log.error('e');
+    log.warn('w');
+    log.info('i');
+    log.debug('d');
+    const lines = out.trim().split('\n');
+    expect(lines.map((l) => l.slice(0, 3))).toEqual(['<2>', '<3>', '<4>', '<6>', '<7>']);
+    expect(JSON.parse(lines[2]!.slice(3))).toMatchObject({ level: 'warn', msg: 'w', service: 'ecs-gvisor' });
+    expect(withPriority('not json')).toBe('<6>not json');
+    // Only when stdout is the stream systemd named.
+    expect(stdoutIsJournal('8:1234', { dev: 8, ino: 1234 })).toBe(true);
+    expect(stdoutIsJournal('8:1234', { dev: 8, ino: 99 })).toBe(false);
+    expect(stdoutIsJournal(undefined, { dev: 8, ino: 1234 })).toBe(false);
+  });
+});
