@@ -1,10 +1,11 @@
 /**
  * Whose answer the introspection port gives. The watch runs in this process against the stand-in agent's
  * own listener on 127.0.0.1:51678 (its container uses the host's network, as ecs-init runs the agent),
- * so the real listener check runs: a local process that holds the port first is not believed, even when
- * the ARN it names is one ECS would confirm; the agent's own answer is.
+ * so the real listener check runs: a local process answering on the introspection port is not believed,
+ * even when the ARN it names is one ECS would confirm; the agent's own answer is.
  */
 import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp, type App } from '../../src/cli/app.js';
@@ -30,8 +31,8 @@ afterEach(async () => {
   squatter = undefined;
 });
 
-async function start(): Promise<void> {
-  const env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: host.aws.imds.url }, { ECS_GVISOR_INTROSPECTION_URL: 'http://127.0.0.1:51678', ECS_GVISOR_DRIFT_CHECK_SECONDS: '3600' });
+async function start(introspectionUrl: string): Promise<void> {
+  const env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: host.aws.imds.url }, { ECS_GVISOR_INTROSPECTION_URL: introspectionUrl, ECS_GVISOR_DRIFT_CHECK_SECONDS: '3600' });
   app = buildApp(parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env }), pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }));
   const runtime = await app.runtime.apply();
   await app.agent.apply();
@@ -44,32 +45,36 @@ function known(arn: string): void {
 }
 
 describe('the introspection listener', () => {
-  it('a local process holding the port first is not believed; once it lets go, the agent’s own answer is', async () => {
+  it('a local process answering on the introspection port is not believed, even naming an ARN ECS would confirm', async () => {
     known(STAND_IN_ARN);
-    // A local user binds the agent's port before the agent starts and names an ARN ECS would confirm.
+    // The agent runs and serves its own port; a local user's server answers on the one ecs-gvisor asks
+    // (as when it binds the agent's port first, or while the agent restarts), naming the same ARN.
     squatter = createServer((_req, res) => res.end(JSON.stringify({ Cluster: 'prod', ContainerInstanceArn: STAND_IN_ARN, Version: 'squatter' })));
-    await new Promise<void>((r) => squatter!.listen(51678, '127.0.0.1', r));
-    await start();
+    await new Promise<void>((r) => squatter!.listen(0, '127.0.0.1', r));
+    const port = (squatter.address() as AddressInfo).port;
+    await start(`http://127.0.0.1:${port}`);
     const s = await until('the refusal in status', async () => {
       const st = await app.status();
       return st.lastErrors.some((e) => e.component === 'introspection' && /is held by pid \d+ .*not a process of the agent container/.test(e.message)) ? st : undefined;
-    });
+    }, 60_000);
     expect(s.registration.containerInstanceArn).toBeUndefined();
-    expect(s.lastErrors.find((e) => e.component === 'introspection')!.message).toContain(`pid ${process.pid} `);
+    expect(s.lastErrors.find((e) => e.component === 'introspection')!.message).toContain(`port ${port} is held by pid ${process.pid} `);
     // Time for several introspections: nothing was asked of ECS, nothing published.
     await new Promise((r) => setTimeout(r, 3_000));
     expect(ecs.count('DescribeContainerInstances')).toBe(0);
     expect(ecs.count('PutAttributes')).toBe(0);
+    expect(ecs.instances.get(STAND_IN_ARN)!.attributes).toEqual({});
+  });
 
-    // The squatter goes; the agent (restarted by the supervisor when it could not bind) answers for itself.
-    await new Promise<void>((r) => squatter!.close(() => r()));
-    squatter = undefined;
-    await until('the agent serving its port', () => fetch('http://127.0.0.1:51678/v1/metadata').then((r) => r.ok), 90_000, 500);
+  it('the agent container’s own answer is believed: ECS confirms the instance, the attribute is published', async () => {
+    known(STAND_IN_ARN);
+    await start('http://127.0.0.1:51678');
     await until('the verified attribute on the agent’s ARN', () => ecs.instances.get(STAND_IN_ARN)?.attributes['ecs-gvisor.sandbox'] === 'verified', 60_000);
     const st = await until('status registered', async () => {
       const x = await app.status();
       return x.registration.identity === 'confirmed' ? x : undefined;
     });
     expect(st.registration).toMatchObject({ containerInstanceArn: STAND_IN_ARN, ec2InstanceId: TEST_INSTANCE_ID, identity: 'confirmed' });
+    expect(st.lastErrors.filter((e) => e.component === 'introspection')).toEqual([]);
   });
 });
