@@ -59,7 +59,7 @@ export class FlockHostLock implements HostLockPort {
     return new Promise((resolve, reject) => {
       child.once('error', (err) => reject(new EcsGvisorError('HOST_LOCKED', `Cannot take the host lock ${this.opts.path}: flock(1) did not run (${err.message}).`, { cause: err })));
       child.stdout.once('data', () => {
-        // Held. Not keeping our event loop alive: the caller releases, or the process ends and the kernel does.
+        // Held until the caller releases it, or until this process ends and the kernel does.
         const release: ReleaseLock = async () => {
           child.stdin.end();
           await exited;
