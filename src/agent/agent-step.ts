@@ -66,6 +66,8 @@ interface SavedSpec {
   spec: unknown;
   /** The container we created: a label can be copied by anyone, its ID cannot. */
   id?: string;
+  /** A replacement created under the side name, recorded before it takes the agent's name. */
+  next?: string;
 }
 
 /** The ID of the agent container ecs-gvisor created, as recorded in the state dir. */
@@ -113,7 +115,7 @@ export class AgentStep {
     const want = await this.desired();
     const current = await this.deps.docker.inspectContainer(AGENT_NAME);
     const saved = await this.deps.state.read<SavedSpec>(AGENT_STATE);
-    const action = containerAction(current, want, await ourAgentId(this.deps.state));
+    const action = containerAction(current, want, saved?.id);
     const before = action === 'create' || action === 'replace-foreign' ? undefined : saved?.spec;
     const diff =
       action === 'keep' || action === 'start'
@@ -135,18 +137,19 @@ export class AgentStep {
     for (const w of want.warnings) log.warn({ warning: w }, 'agent configuration');
 
     const current = await this.deps.docker.inspectContainer(AGENT_NAME);
-    const action = containerAction(current, want, await ourAgentId(this.deps.state));
+    const saved = await this.deps.state.read<SavedSpec>(AGENT_STATE);
+    const action = containerAction(current, want, saved?.id);
     let id = current?.id;
     if (action === 'replace-foreign' || action === 'recreate') {
       const reason = action === 'replace-foreign' ? 'not created by ecs-gvisor (ecs-init?)' : current!.imageId !== want.spec.Labels?.[IMAGE_ID_LABEL] ? 'the agent image changed' : 'spec changed';
       log.warn({ id: current!.id, reason, from: current!.imageId, to: want.spec.Labels?.[IMAGE_ID_LABEL] }, 'replacing the agent container');
-      id = await this.replace(current!, want);
+      id = await this.replace(current!, want, saved);
       await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want), id } satisfies SavedSpec);
     } else if (action === 'create') {
-      await this.removeLeftovers();
+      await this.removeLeftovers(saved);
       id = await this.create(want.spec, undefined);
       await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want), id } satisfies SavedSpec);
-    } else if ((await ourAgentId(this.deps.state)) !== id) {
+    } else if (saved?.id !== id) {
       // Created by an earlier version that did not record it: ours by its labels and the spec hash.
       await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want), id } satisfies SavedSpec);
     }
@@ -166,10 +169,12 @@ export class AgentStep {
    * state), the new one takes the name and starts; if it cannot start, or exits within
    * `replaceSettleMs`, the old one is put back and started again.
    */
-  private async replace(old: ContainerState, want: AgentSpec): Promise<string> {
+  private async replace(old: ContainerState, want: AgentSpec, saved: SavedSpec | undefined): Promise<string> {
     const { docker, log } = this.deps;
-    await this.removeLeftovers();
+    await this.removeLeftovers(saved);
     const id = await this.create(want.spec, old);
+    // Recorded before it takes the name: a kill from here on leaves nothing we would not know as ours.
+    await this.deps.state.write(AGENT_STATE, { ...(saved ?? { hash: '', spec: undefined }), next: id } satisfies SavedSpec);
     try {
       await docker.renameContainer(old.id, PREVIOUS_NAME);
       await docker.stopContainer(old.id, AGENT_STOP_SECONDS);
@@ -215,11 +220,18 @@ export class AgentStep {
     }
   }
 
-  /** Side containers a killed replacement left behind (ours: created with our label under these names). */
-  private async removeLeftovers(): Promise<void> {
-    for (const name of [NEXT_NAME, PREVIOUS_NAME]) {
+  /**
+   * Side containers a killed replacement left behind: the replacement it recorded, and the agent it was
+   * replacing. Known by the IDs in agent.json, never by name or label (anyone can use those).
+   */
+  private async removeLeftovers(saved: SavedSpec | undefined): Promise<void> {
+    for (const [name, recorded] of [
+      [NEXT_NAME, saved?.next],
+      [PREVIOUS_NAME, saved?.id],
+    ] as const) {
       const c = await this.deps.docker.inspectContainer(name);
-      if (c && c.labels[MANAGED_LABEL] === 'true') await this.deps.docker.removeContainer(c.id);
+      if (c && recorded && c.id === recorded) await this.deps.docker.removeContainer(c.id);
+      else if (c) this.deps.log.warn({ container: name, id: c.id.slice(0, 12) }, 'a container has the name of our side containers but is not one we recorded: left alone');
     }
   }
 
