@@ -22,6 +22,12 @@ export const PROBE_LABEL = 'ecs-gvisor.probe';
 export const PROBES_STATE = 'probes.json';
 export const PROBE_MEMORY_BYTES = 64 * 1024 * 1024;
 
+/** A probe of this proof: its name (recorded before it exists), and its container once Docker made one. */
+interface Probe {
+  name: string;
+  id?: string;
+}
+
 export interface SandboxEvidence {
   runtime: string;
   image: string;
@@ -69,7 +75,7 @@ export function memoryLimitFile(procCgroup: string, cgroupRoot: string): string 
 export class SandboxProver {
   constructor(
     private readonly deps: { docker: DockerPort; files: FilesPort; host: HostPort; clock: Clock; log: Logger; state: StateStore },
-    private readonly opts: { image: string; timeoutMs: number; arch: ProbeArch; cgroupRoot?: string; runscPath?: string },
+    private readonly opts: { image: string; timeoutMs: number; arch: ProbeArch; runscPath: string; cgroupRoot?: string },
   ) {}
 
   get image(): string {
@@ -127,7 +133,7 @@ export class SandboxProver {
    */
   async prove(runtimeName: string, policy: NetworkPolicy = 'sandbox'): Promise<SandboxEvidence> {
     await this.ensureImage();
-    const created: string[] = [];
+    const created: Probe[] = [];
     const modes = modesAllowed(policy);
     let host: Promise<NetworkProof> | undefined;
     try {
@@ -150,16 +156,19 @@ export class SandboxProver {
       return { ...evidence, networks };
     } finally {
       await host; // settled either way (failures become a proof's reason): its probe is in `created` then
-      await Promise.all(created.map((id) => this.remove(id)));
+      const gone = await Promise.all(created.map(async (p) => ((p.id === undefined || (await this.remove(p.id))) ? p.name : undefined)));
+      // One write for all: a name stays recorded only while its container may still exist.
+      await this.record((names) => gone.forEach((n) => n !== undefined && names.delete(n)));
     }
   }
 
   /** Create and start one probe under Docker's default runtime; `created` collects it for removal. */
-  private async probe(hostConfig: Record<string, unknown>, created: string[], mustStart = false): Promise<string> {
-    const name = `ecs-gvisor-probe-${randomBytes(8).toString('hex')}`;
-    await this.record((names) => names.add(name));
+  private async probe(hostConfig: Record<string, unknown>, created: Probe[], mustStart = false): Promise<string> {
+    const probe: Probe = { name: `ecs-gvisor-probe-${randomBytes(8).toString('hex')}` };
+    created.push(probe);
+    await this.record((names) => names.add(probe.name));
     const id = await this.deps.docker.createContainer({
-      name,
+      name: probe.name,
       Image: this.opts.image,
       Cmd: [...PROBE_CMD],
       Labels: { [PROBE_LABEL]: '1' },
@@ -167,7 +176,7 @@ export class SandboxProver {
       // No Runtime here: the point is that Docker's default applies.
       HostConfig: { ...hostConfig, LogConfig: { Type: 'none', Config: {} } },
     });
-    created.push(id);
+    probe.id = id;
     try {
       await this.deps.docker.startContainer(id);
     } catch (err) {
@@ -197,11 +206,10 @@ export class SandboxProver {
    * network setup fails), its runsc-sandbox, runsc-gofer and the containerd shim outlive the removed
    * container. Left alone, every failed proof would leak three processes.
    */
-  private async remove(id: string): Promise<void> {
-    const name = (await this.deps.docker.inspectContainer(id).catch(() => undefined))?.name;
-    await this.deps.docker.removeContainer(id).then(
-      () => (name ? this.record((names) => names.delete(name)) : undefined),
-      (err: unknown) => this.deps.log.warn({ err: messageOf(err), id }, 'could not remove probe'),
+  private async remove(id: string): Promise<boolean> {
+    const removed = await this.deps.docker.removeContainer(id).then(
+      () => true,
+      (err: unknown) => (this.deps.log.warn({ err: messageOf(err), id }, 'could not remove probe'), false),
     );
     const killed = new Set<number>();
     const deadline = this.deps.clock.now() + 10_000;
@@ -221,6 +229,7 @@ export class SandboxProver {
       await this.deps.clock.sleep(100);
     }
     if (killed.size > 0) this.deps.log.warn({ id, pids: [...killed] }, 'killed sandbox processes the failed probe left behind');
+    return removed;
   }
 
   /** The probe's sandbox process, once it shows; SANDBOX_UNPROVEN when it does not. */
@@ -255,13 +264,11 @@ export class SandboxProver {
   private async checkProcess(pid: number, containerId: string): Promise<void> {
     const { files, host } = this.deps;
     const runsc = this.opts.runscPath;
-    if (runsc) {
-      const exe = await files.identity(`/proc/${pid}/exe`).catch(() => undefined);
-      const allowed = await Promise.all([runsc, `${runsc.replace(/\/[^/]*$/, '')}/gvisor-bin/gvisor_sentry`].map((p) => files.identity(p).catch(() => undefined)));
-      if (!exe || !allowed.includes(exe)) {
-        const target = (await host.exe(pid)) ?? '?';
-        throw unproven(`the probe's process ${pid} is named like a sandbox but executes ${target}, not the configured runsc ${runsc}`);
-      }
+    const exe = await files.identity(`/proc/${pid}/exe`).catch(() => undefined);
+    const allowed = await Promise.all([runsc, `${runsc.replace(/\/[^/]*$/, '')}/gvisor-bin/gvisor_sentry`].map((p) => files.identity(p).catch(() => undefined)));
+    if (!exe || !allowed.includes(exe)) {
+      const target = (await host.exe(pid)) ?? '?';
+      throw unproven(`the probe's process ${pid} is named like a sandbox but executes ${target}, not the configured runsc ${runsc}`);
     }
     let p: number | undefined = pid;
     for (let depth = 0; depth < 6 && p !== undefined && p > 1; depth++) {
