@@ -435,17 +435,23 @@ export class WatchLoop {
 
   /** Whether ECS says `arn` is this EC2 instance; a mismatch is logged once, with both IDs. */
   private async confirmIdentity(arn: string, view: ContainerInstanceView): Promise<boolean> {
-    this.ownInstanceId ??= instanceIdOf(await this.deps.imds.get(INSTANCE_ID_PATH)).trim();
-    const ok = view.ec2InstanceId === this.ownInstanceId;
+    const own = await this.instanceId();
+    const ok = view.ec2InstanceId === own;
     if (!ok && !(this.identity?.arn === arn && !this.identity.ok)) {
       this.deps.log.error(
-        { containerInstanceArn: arn, ecsSaysEc2Instance: view.ec2InstanceId ?? '(none)', thisEc2Instance: this.ownInstanceId },
+        { containerInstanceArn: arn, ecsSaysEc2Instance: view.ec2InstanceId ?? '(none)', thisEc2Instance: own },
         'ECS says the container instance introspection named is another EC2 instance: no attributes, drain or lifecycle action for it',
       );
-      this.recordError('ecs', new EcsGvisorError('AWS_API', `ECS says ${arn} is EC2 instance ${view.ec2InstanceId ?? '(none)'}, not this instance ${this.ownInstanceId}.`));
+      this.recordError('ecs', new EcsGvisorError('AWS_API', `ECS says ${arn} is EC2 instance ${view.ec2InstanceId ?? '(none)'}, not this instance ${own}.`));
     }
     this.identity = { arn, ok };
     return ok;
+  }
+
+  /** This EC2 instance's ID, asked of IMDS once. */
+  private async instanceId(): Promise<string> {
+    this.ownInstanceId ??= instanceIdOf(await this.deps.imds.get(INSTANCE_ID_PATH)).trim();
+    return this.ownInstanceId;
   }
 
   /** The registration introspection reported, once ECS has confirmed it is this instance's. */
@@ -513,8 +519,8 @@ export class WatchLoop {
         return;
       case 'mark-unhealthy': {
         log.error({ reason: action.reason }, 'the agent cannot be healed here: marking the instance Unhealthy in Auto Scaling so it is replaced');
-        const instanceId = instanceIdOf(await this.deps.imds.get(INSTANCE_ID_PATH));
-        await this.deps.autoScaling(this.region()).setInstanceHealth(instanceId.trim(), 'Unhealthy', true);
+        const instanceId = await this.instanceId();
+        await this.deps.autoScaling(this.region()).setInstanceHealth(instanceId, 'Unhealthy', true);
         log.error({ instanceId }, 'instance marked Unhealthy in Auto Scaling');
         return;
       }
