@@ -14,9 +14,9 @@ export class StateStore {
 
   /** Check (once) that the dir is safe to write to, creating it when missing. Throws STATE_DIR_UNSAFE. */
   prepare(): Promise<void> {
-    this.ready ??= this.files.privateDir(this.dir, 0o700).catch((err: unknown) => {
+    this.ready ??= privateStateDir(this.files, this.dir, `The state dir ECS_GVISOR_STATE_DIR=${this.dir}`).catch((err: unknown) => {
       this.ready = undefined;
-      throw new EcsGvisorError('STATE_DIR_UNSAFE', `The state dir ECS_GVISOR_STATE_DIR=${this.dir} is not safe to use: ${messageOf(err)}; nothing was changed.`, { cause: err });
+      throw err;
     });
     return this.ready;
   }
@@ -39,4 +39,11 @@ export class StateStore {
   async remove(name: string): Promise<void> {
     await this.files.remove(`${this.dir}/${name}`);
   }
+}
+
+/** A directory of ecs-gvisor's state (root's alone, created 0700 when missing); STATE_DIR_UNSAFE naming `what` otherwise. */
+export async function privateStateDir(files: FilesPort, dir: string, what: string): Promise<void> {
+  await files.privateDir(dir, 0o700).catch((err: unknown) => {
+    throw new EcsGvisorError('STATE_DIR_UNSAFE', `${what} is not safe to use: ${messageOf(err)}; nothing was changed.`, { cause: err });
+  });
 }

@@ -366,8 +366,6 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
       }
     },
     async status() {
-      // Only to learn the secrets to mask: state written by an older version may still quote them.
-      await loadEcsConfigs(files, cfg.ECS_INSTANCE_CONFIG, cfg.ECS_CONFIG).catch(() => undefined);
       const [saved, runscResult, infoResult, watchSaved, supSaved, container, lifecycleSaved, metricsSaved] = await Promise.all([
         state.read<RuntimeState>(RUNTIME_STATE),
         detect().then(
@@ -383,6 +381,8 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
         docker.inspectContainer(AGENT_NAME).catch(() => undefined),
         state.read<LifecycleRecord>(LIFECYCLE_STATE),
         state.read<MetricsRecord>(METRICS_STATE),
+        // Only to learn the secrets to mask (before anything is printed): older state may still quote them.
+        loadEcsConfigs(files, cfg.ECS_INSTANCE_CONFIG, cfg.ECS_CONFIG).catch(() => undefined),
       ]);
       const watchLive =
         watchSaved !== undefined &&

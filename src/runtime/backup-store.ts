@@ -5,8 +5,9 @@
  */
 // A namespace import lets the bundler drop what is unused (the named `z` export pulls in every locale).
 import * as z from 'zod';
-import { EcsGvisorError, messageOf } from '../errors.js';
+import { EcsGvisorError } from '../errors.js';
 import type { FilesPort } from '../ports.js';
+import { privateStateDir } from '../state-store.js';
 import { sha256 } from './daemon-json.js';
 
 const manifestSchema = z.object({
@@ -61,9 +62,7 @@ export class BackupStore {
   /** Record the original (first time only) and the hash of what we are about to write. */
   async record(file: string, originalText: string | undefined, liveDefaultRuntime: string, writtenSha256: string, now: Date): Promise<void> {
     const existing = await this.load(file);
-    await this.files.privateDir(this.dir, 0o700).catch((err: unknown) => {
-      throw new EcsGvisorError('STATE_DIR_UNSAFE', `The backup dir ${this.dir} is not safe to use: ${messageOf(err)}; nothing was changed.`, { cause: err });
-    });
+    await privateStateDir(this.files, this.dir, `The backup dir ${this.dir}`);
     if (!existing && originalText !== undefined) await this.files.writeAtomic(this.originalPath, originalText, 0o600, { noFollow: true });
     const base = existing ?? {
       version: 1 as const,
