@@ -27,6 +27,7 @@ new EcsGvisorStack(app, ctx('stackName', 'EcsGvisor'), {
   setInstanceHealth: ctx('setInstanceHealth', 'false') === 'true',
   agentImage: ctx('agentImage', DEFAULT_AGENT_IMAGE),
   sessionManager: ctx('sessionManager', 'false') === 'true',
+  ...(app.node.tryGetContext('alarmTopicArn') ? { alarmTopicArn: ctx('alarmTopicArn', '') } : {}),
   artifacts: {
     releaseUrl: ctx('releaseUrl', 'https://example.invalid/ecs-gvisor-0.1.0.tar.gz'),
     releaseSha512: ctx('releaseSha512', '0'.repeat(128)),

@@ -6,11 +6,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Annotations, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { Annotations, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
 
 /** Where the instances get ecs-gvisor and runsc; both pinned by SHA-512. */
@@ -73,6 +78,8 @@ export interface EcsGvisorStackProps extends StackProps {
   agentImage: string;
   /** Session Manager access (ecs-gvisor status without SSH): the role gets the calls SSM's agent makes. */
   sessionManager?: boolean;
+  /** An SNS topic the launch-failure alarm notifies (besides showing in CloudWatch). */
+  alarmTopicArn?: string;
 }
 
 /** The ECS agent this release was tested with. */
@@ -87,6 +94,7 @@ export class EcsGvisorStack extends Stack {
   readonly cluster: ecs.Cluster;
   readonly group: autoscaling.AutoScalingGroup;
   readonly role: iam.Role;
+  readonly launchFailures: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: EcsGvisorStackProps) {
     super(scope, id, props);
@@ -214,6 +222,35 @@ export class EcsGvisorStack extends Stack {
       },
       { lifecycleHookName: props.terminateHookName, lifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING', heartbeatTimeout: heartbeat, defaultResult: 'CONTINUE' },
     ];
+
+    // A launch that fails (ecs-gvisor abandoned its hook, the hook timed out, or EC2 could not launch)
+    // is an "EC2 Instance Launch Unsuccessful" event from Auto Scaling; its StatusMessage says which.
+    // Each is kept in a log group and counted by EventBridge's TriggeredRules metric, which the alarm
+    // watches: a broken release or proof replaces instances in a loop, and this makes the loop visible.
+    const failures = new logs.LogGroup(this, 'LaunchFailureLog', { retention: logs.RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY });
+    // The log group's own resource policy lets EventBridge write to it (CDK's log-group target would add
+    // a Lambda-backed custom resource to do the same).
+    new logs.CfnResourcePolicy(this, 'LaunchFailureLogPolicy', {
+      policyName: `${this.stackName}-ecs-gvisor-launch-failures`,
+      policyDocument: JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Allow', Principal: { Service: 'events.amazonaws.com' }, Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: `${failures.logGroupArn}` }],
+      }),
+    });
+    const rule = new events.Rule(this, 'LaunchFailureRule', {
+      description: `Launches of ${groupName} that did not complete (why: the event's detail.StatusMessage)`,
+      eventPattern: { source: ['aws.autoscaling'], detailType: ['EC2 Instance Launch Unsuccessful'], detail: { AutoScalingGroupName: [groupName] } },
+      targets: [{ bind: () => ({ arn: arn('logs', `log-group:${failures.logGroupName}`) }) }],
+    });
+    this.launchFailures = new cloudwatch.Alarm(this, 'LaunchFailureAlarm', {
+      alarmDescription: `An instance of ${groupName} failed to launch. Why: the log group ${failures.logGroupName}, or aws autoscaling describe-scaling-activities; ecs-gvisor's own reason: aws ec2 get-console-output --instance-id <id>.`,
+      metric: new cloudwatch.Metric({ namespace: 'AWS/Events', metricName: 'TriggeredRules', dimensionsMap: { RuleName: rule.ruleName }, statistic: 'Sum', period: Duration.minutes(5) }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    if (props.alarmTopicArn) this.launchFailures.addAlarmAction(new cwActions.SnsAction(sns.Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn)));
 
     const provider = new ecs.AsgCapacityProvider(this, 'CapacityProvider', {
       autoScalingGroup: this.group,

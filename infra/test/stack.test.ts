@@ -57,6 +57,37 @@ describe('the ECS cluster stack', () => {
     expect(() => synth({ heartbeatTimeoutSeconds: 20 })).toThrow(/must be 30–7200/);
   });
 
+  it('makes every unsuccessful launch of the group a logged event and an alarm (a broken release or proof no longer replaces instances silently)', () => {
+    const t = synth();
+    const rules = t.findResources('AWS::Events::Rule');
+    const [ruleId, rule] = Object.entries(rules).find(([, r]) => JSON.stringify(r).includes('Launch Unsuccessful'))! as [string, { Properties: Record<string, any> }];
+    expect(rule.Properties.EventPattern).toEqual({ source: ['aws.autoscaling'], 'detail-type': ['EC2 Instance Launch Unsuccessful'], detail: { AutoScalingGroupName: ['Test-ecs-gvisor'] } });
+    // Its target is the stack's log group (the events keep Auto Scaling's StatusMessage: why).
+    const [logId] = Object.keys(t.findResources('AWS::Logs::LogGroup', { Properties: { RetentionInDays: 30 } }));
+    expect(JSON.stringify(rule.Properties.Targets)).toContain(`:log-group:",{"Ref":"${logId}"}`);
+    // EventBridge may write to that group only, through the group's own policy: no Lambda custom resource.
+    const policy = Object.values(t.findResources('AWS::Logs::ResourcePolicy'))[0] as { Properties: { PolicyDocument: unknown } };
+    const doc = JSON.stringify(policy.Properties.PolicyDocument);
+    expect(doc).toContain('events.amazonaws.com');
+    expect(doc).toContain(`{"Fn::GetAtt":["${logId}","Arn"]}`);
+    t.resourceCountIs('AWS::Lambda::Function', 0);
+    // The alarm counts the rule's matches: one failed launch in five minutes is enough.
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/Events',
+      MetricName: 'TriggeredRules',
+      Dimensions: [{ Name: 'RuleName', Value: { Ref: ruleId } }],
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmDescription: Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith([Match.stringLikeRegexp('get-console-output')])]) }),
+    });
+    expect(JSON.stringify(t.findResources('AWS::CloudWatch::Alarm'))).not.toContain('AlarmActions');
+    const topic = 'arn:aws:sns:eu-west-1:111122223333:ops';
+    synth({ alarmTopicArn: topic }).hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'TriggeredRules', AlarmActions: [topic] });
+  });
+
   it('picks the ECS-optimized AMI for the instance type’s architecture: x86_64, or arm64 on Graviton', () => {
     const amiOf = (t: Template) => JSON.stringify(t.toJSON().Parameters);
     expect(amiOf(synth())).toContain('/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id');

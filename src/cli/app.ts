@@ -2,6 +2,7 @@
 import { AwsAutoScaling, AwsEc2, AwsEcs } from '../adapters/aws.js';
 import { DockerodeDocker } from '../adapters/dockerode-docker.js';
 import { ImdsV2 } from '../adapters/imds-v2.js';
+import { writeConsoleLine } from '../adapters/console.js';
 import { FlockHostLock } from '../adapters/host-lock.js';
 import { startMetricsServer } from '../adapters/metrics-http.js';
 import { SystemdNotify } from '../adapters/systemd-notify.js';
@@ -153,6 +154,8 @@ export interface AppOverrides {
   /** Deadline of each request-response Docker call (tests: a wedged dockerd within seconds). */
   dockerDeadlineMs?: number;
   supervisorStallMs?: number;
+  /** Where an abandoned launch's reason is written (default /dev/console). */
+  consolePath?: string;
 }
 
 export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, overrides: AppOverrides = {}): App {
@@ -259,7 +262,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
   const spotDrain = cfg.SPOT_DRAIN ?? lifecycleOn;
   const lifecycle = lifecycleOn
     ? new Lifecycle(
-        { imds, autoScaling, ec2, ecs: ecsCaller, clock, log: log.child({ component: 'lifecycle' }), state, retry },
+        { imds, autoScaling, ec2, ecs: ecsCaller, clock, log: log.child({ component: 'lifecycle' }), state, retry, console: (line) => writeConsoleLine(line, overrides.consolePath) },
         {
           launchHook: cfg.LAUNCH_HOOK,
           terminateHook: cfg.TERMINATE_HOOK,

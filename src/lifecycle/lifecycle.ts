@@ -8,6 +8,7 @@
  */
 import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { redact } from '../redact.js';
 import type { AgentMetadata, AutoScalingPort, Clock, ContainerInstanceView, Ec2Port, ImdsPort, LifecycleActionRef } from '../ports.js';
 import type { StateStore } from '../state-store.js';
 import { regionOf, withAwsRetries, type EcsCaller, type RetryOptions } from '../watch/ecs-caller.js';
@@ -35,6 +36,8 @@ export interface LifecycleDeps {
   log: Logger;
   state: StateStore;
   retry: RetryOptions;
+  /** A line for the instance's console, which EC2 keeps after the instance is gone. */
+  console: (line: string) => Promise<boolean>;
 }
 
 export interface LifecycleOptions extends LifecyclePolicy {
@@ -244,6 +247,8 @@ export class Lifecycle {
     if (e.kind === 'complete') {
       const level = e.result === 'CONTINUE' ? 'info' : 'error';
       log[level]({ ...fields, result: e.result, reason: e.reason }, `${e.role} lifecycle action completed: ${e.result}`);
+      // The group terminates an abandoned instance, journal and all: say why where EC2 keeps it.
+      if (e.result === 'ABANDON') await this.deps.console(redact(`ecs-gvisor: ${e.role} of ${ref.instanceId} abandoned: ${e.reason}`));
     } else {
       log.info(fields, 'lifecycle action heartbeat sent');
     }

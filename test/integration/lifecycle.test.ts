@@ -5,7 +5,7 @@
  * reached through the real SDK clients. Assertions are on the fakes' recorded calls and state, Docker,
  * and status.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp, type App } from '../../src/cli/app.js';
@@ -44,8 +44,13 @@ beforeAll(() => {
 function configure(extra: Record<string, string>, clock?: FakeClock): App {
   env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: imds.url }, { ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '1', ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '30', ...extra });
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
-  return buildApp(cfg, log, {}, { clock, ecsRetry: { retries: 3, minMs: 20, maxMs: 100 }, targetStateWaitMs: 10_000, ...ACCEPT_STAND_IN_LISTENER });
+  writeFileSync(consolePath(), '');
+  return buildApp(cfg, log, {}, { clock, ecsRetry: { retries: 3, minMs: 20, maxMs: 100 }, targetStateWaitMs: 10_000, consolePath: consolePath(), ...ACCEPT_STAND_IN_LISTENER });
 }
+
+/** The instance console stand-in: a file (the console is opened, never created). */
+const consolePath = () => `${host.dir}/console`;
+const consoleText = () => readFileSync(consolePath(), 'utf8');
 
 /** `run` as main runs it, for the runtime and agent steps (the others touch the host). */
 function start(extra: Record<string, string>, steps: Step[] = ['runtime', 'agent']): void {
@@ -114,6 +119,8 @@ describe('launch', () => {
     expect(asg.action('asg-1', 'launch', IID)?.result).toBe('ABANDON');
     expect(completions().at(-1)!.params.LifecycleActionResult).toBe('ABANDON');
     expect((await app.status()).lifecycle.launch).toMatchObject({ phase: 'completed', result: 'ABANDON', reason: expect.stringMatching(/^bootstrap failed: /) });
+    // Why, on the console EC2 keeps after the group terminates the instance: one line.
+    expect(consoleText()).toMatch(new RegExp(`^ecs-gvisor: launch of ${IID} abandoned: bootstrap failed: .*sandbox.*\r\n$`, 'i'));
     expect(await agent().catch(() => undefined)).toBeUndefined();
 
     // runsc missing: Docker or runsc may come right (systemd restarts run), so the action keeps waiting.
@@ -282,6 +289,7 @@ describe('a long launch wait on an injected clock', () => {
     await watching;
     const l = (await a.status()).lifecycle.launch!;
     expect(l).toMatchObject({ phase: 'completed', result: 'ABANDON', reason: expect.stringMatching(/the agent has not registered after 18\d\d s/) });
+    expect(consoleText()).toMatch(/^ecs-gvisor: launch of i-\w+ abandoned: .*has not registered after 18\d\d s/);
     const waited = Date.parse(l.completedAt!) - Date.parse(l.since);
     expect(waited).toBeGreaterThanOrEqual(1_800_000);
     expect(waited).toBeLessThan(1_810_000);
