@@ -4,16 +4,17 @@
  *
  * Each instance schedules its polls with the product's own code (`firstPollMs`, `nextPollMs`, the
  * rolling one-hour ceiling `RollingWindow`, the default budget from `parseConfig`, the retry settings
- * `ECS_RETRY`); a throttled attempt is retried as p-retry does (min·2^n, randomized ×1–2, capped). Some
+ * `AWS_RETRY`); a throttled attempt is retried as the product does (min·2^n, randomized ×1–2, capped). Some
  * instances' agents disconnect for a while: detection latency is the time until that instance's next
  * successful poll sees it.
  *
  * Scenarios: a fleet launched over 30 minutes (the steady day), and a fleet that registers within 10 s
  * (the worst case for the first polls). Usage: node <bundle> [instances=5000] [hours=24].
  */
-import { ECS_RETRY } from '../src/cli/app.js';
+import { AWS_RETRY } from '../src/cli/options.js';
+import { backoffMs } from '../src/retry.js';
 import { parseConfig } from '../src/config.js';
-import { firstPollMs, nextPollMs, RollingWindow, type EcsBudget } from '../src/watch/budget.js';
+import { firstPollMs, nextPollMs, RollingWindow, type EcsBudget } from '../src/aws/budget.js';
 import { TokenBucket } from '../test/harness/fake-aws.js';
 import { report, percentile, seeded } from './figures.js';
 
@@ -109,8 +110,8 @@ function simulate(launchSpreadMs: number, random: () => number) {
     if (!bucket.take()) {
       throttled++;
       lastThrottledAt = e.at;
-      if (n < ECS_RETRY.retries) {
-        const delay = Math.min(ECS_RETRY.maxMs, ECS_RETRY.minMs * 2 ** n) * (1 + random());
+      if (n < AWS_RETRY.retries) {
+        const delay = backoffMs(n + 1, AWS_RETRY, random);
         q.push({ at: e.at + delay, i: e.i, kind: 'attempt', n: n + 1 });
         continue;
       }

@@ -3,8 +3,8 @@
  * spec or its image changed (ecs-init recreates it on every start, so a re-tagged image always runs);
  * a container ecs-init made is replaced by ours.
  */
-import pRetry, { AbortError } from 'p-retry';
 import { renderDiff } from '../diff.js';
+import { retrying } from '../retry.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ContainerSpec, ContainerState, DockerPort, FilesPort } from '../ports.js';
@@ -77,7 +77,7 @@ export async function ourAgentId(state: StateStore): Promise<string | undefined>
 
 export class AgentStep {
   constructor(
-    private readonly deps: { docker: DockerPort; files: FilesPort; state: StateStore; log: Logger; sleep?: (ms: number) => Promise<void> },
+    private readonly deps: { docker: DockerPort; files: FilesPort; state: StateStore; log: Logger; sleep: (ms: number, signal?: AbortSignal) => Promise<void> },
     private readonly opts: AgentStepOptions,
   ) {}
 
@@ -181,7 +181,7 @@ export class AgentStep {
       await docker.renameContainer(id, AGENT_NAME);
       await docker.startContainer(id);
       const { replaceSettleMs = 0 } = this.opts;
-      if (replaceSettleMs > 0 && this.deps.sleep) await this.settle(id, replaceSettleMs, this.deps.sleep);
+      if (replaceSettleMs > 0) await this.settle(id, replaceSettleMs, this.deps.sleep);
     } catch (err) {
       const exited = err instanceof EcsGvisorError && err.code === 'AGENT_EXITED';
       // Its last words, before the container that said them is gone.
@@ -289,23 +289,15 @@ export class AgentStep {
     } else if (how === 'pull') {
       log.info({ image: ref }, 'pulling the agent image');
       try {
-        await pRetry(
-          async () => {
-            try {
-              await docker.pullImage(ref);
-            } catch (err) {
-              // Docker answers 404 for an image that does not exist: no point asking again.
-              if (err instanceof EcsGvisorError && err.details.statusCode === 404) throw new AbortError(err);
-              throw err;
-            }
-          },
-          {
-            retries: this.opts.pullRetries,
-            minTimeout: 1000,
-            factor: 2,
-            onFailedAttempt: (ctx) => log.warn({ attempt: ctx.attemptNumber, err: messageOf(ctx.error) }, 'agent image pull failed'),
-          },
-        );
+        await retrying(() => docker.pullImage(ref), {
+          retries: this.opts.pullRetries,
+          minMs: 1000,
+          maxMs: 30_000,
+          sleep: this.deps.sleep,
+          // Docker answers 404 for an image that does not exist: no point asking again.
+          retryable: (err) => !(err instanceof EcsGvisorError && err.details.statusCode === 404),
+          onRetry: (err, n) => log.warn({ attempt: n, err: messageOf(err) }, 'agent image pull failed'),
+        });
       } catch (err) {
         throw new EcsGvisorError(
           'AGENT_IMAGE_UNAVAILABLE',

@@ -16,7 +16,7 @@ import { messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, ContainerEvent, DockerPort, FilesPort } from '../ports.js';
 import type { StateStore } from '../state-store.js';
-import { Mutex } from '../watch/mutex.js';
+import { Mutex } from './mutex.js';
 import { AGENT_NAME, MANAGED_LABEL } from './agent-spec.js';
 import type { AgentStep } from './agent-step.js';
 import { AGENT_BACKOFF, Backoff, decideExit, desiredImageTarball, type BackoffOptions, type ExitDecision } from './restart-policy.js';

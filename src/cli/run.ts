@@ -2,7 +2,7 @@
 import { isWarm } from '../lifecycle/lifecycle-plan.js';
 import type { Logger } from '../logger.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
-import type { App } from './app.js';
+import type { App } from './composition.js';
 import type { Step } from './args.js';
 
 /**

@@ -9,9 +9,9 @@
 import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { redact } from '../redact.js';
-import type { AgentMetadata, AutoScalingPort, Clock, ContainerInstanceView, Ec2Port, ImdsPort, LifecycleActionRef } from '../ports.js';
+import type { AgentMetadata, Clock, ContainerInstanceView, ImdsPort, LifecycleActionRef } from '../ports.js';
 import type { StateStore } from '../state-store.js';
-import { regionOf, withAwsRetries, type EcsCaller, type RetryOptions } from '../watch/ecs-caller.js';
+import { regionOf, type AwsCaller } from '../aws/aws-caller.js';
 import {
   afterEffect,
   awaitsEcs,
@@ -23,19 +23,17 @@ import {
   type LifecycleRecord,
   type LifecycleView,
 } from './lifecycle-plan.js';
-import { GROUP_TAG_PATH, groupTagOf, INSTANCE_ID_PATH, instanceIdOf, REGION_PATH, regionOfImds, SPOT_ACTION_PATH, TARGET_STATE_PATH, targetStateOf } from './imds-values.js';
+import { GROUP_TAG_PATH, groupTagOf, REGION_PATH, regionOfImds, SPOT_ACTION_PATH, TARGET_STATE_PATH, targetStateOf } from '../aws/imds-values.js';
 
 export const LIFECYCLE_STATE = 'lifecycle.json';
 
 export interface LifecycleDeps {
   imds: ImdsPort;
-  autoScaling: (region: string) => AutoScalingPort;
-  ec2: (region: string) => Ec2Port;
-  ecs: EcsCaller;
+  /** Auto Scaling, EC2 and ECS calls, and this instance's ID. */
+  aws: AwsCaller;
   clock: Clock;
   log: Logger;
   state: StateStore;
-  retry: RetryOptions;
   /** A line for the instance's console, which EC2 keeps after the instance is gone. */
   console: (line: string) => Promise<boolean>;
 }
@@ -188,14 +186,14 @@ export class Lifecycle {
 
   private async identify(): Promise<Identity> {
     if (this.identity) return this.identity;
-    const { imds, log } = this.deps;
-    const instanceId = instanceIdOf(await imds.get(INSTANCE_ID_PATH));
+    const { imds, aws, log } = this.deps;
+    const instanceId = await aws.instanceId();
     const region = this.opts.region ?? regionOfImds(await imds.get(REGION_PATH));
     if (!region) throw new EcsGvisorError('CONFIG_INVALID', 'No AWS region: set ECS_GVISOR_AWS_REGION (instance metadata has no placement/region).');
     // The tag through IMDS needs no API call (when instance metadata tags are on); EC2 otherwise.
     let group = this.opts.group ?? groupTagOf(await imds.get(GROUP_TAG_PATH));
     if (!group) {
-      group = await withAwsRetries('DescribeTags', () => this.deps.ec2(region).autoScalingGroupOf(instanceId), { retry: this.deps.retry, log });
+      group = await aws.ec2(region, 'DescribeTags', (ec2) => ec2.autoScalingGroupOf(instanceId));
     }
     if (!group) log.warn({ instanceId }, 'the instance is in no Auto Scaling group: lifecycle hooks do not apply (termination and spot drains still do)');
     this.identity = { instanceId, region, group: group || undefined };
@@ -225,13 +223,12 @@ export class Lifecycle {
   }
 
   private async hookCall(id: Identity, e: Extract<Effect, { kind: 'heartbeat' | 'complete' }>, signal?: AbortSignal): Promise<EffectOutcome> {
-    const { log, retry } = this.deps;
+    const { log, aws } = this.deps;
     const ref: LifecycleActionRef = { group: id.group!, hook: e.hook, instanceId: id.instanceId };
-    const as = this.deps.autoScaling(id.region);
     const operation = e.kind === 'complete' ? 'CompleteLifecycleAction' : 'RecordLifecycleActionHeartbeat';
     const fields = { hook: e.hook, group: ref.group, instanceId: ref.instanceId, role: e.role };
     try {
-      await withAwsRetries(operation, () => (e.kind === 'complete' ? as.completeLifecycleAction(ref, e.result) : as.recordLifecycleActionHeartbeat(ref)), { retry, log, signal });
+      await aws.autoScaling(id.region, operation, (as) => (e.kind === 'complete' ? as.completeLifecycleAction(ref, e.result) : as.recordLifecycleActionHeartbeat(ref)), signal);
     } catch (err) {
       // Auto Scaling answers ValidationError when no such action waits for this instance (never
       // launched under the hook, already completed, timed out) — or when the hook or group name is wrong.
@@ -257,12 +254,12 @@ export class Lifecycle {
 
   /** DRAINING, unless the instance already is (ECS managed draining, the agent's own spot draining). */
   private async drain(meta: AgentMetadata | undefined, instanceId: string, signal?: AbortSignal): Promise<EffectOutcome> {
-    const { ecs, log } = this.deps;
+    const { aws, log } = this.deps;
     if (!meta) return { kind: 'failed' };
     const where = { cluster: meta.cluster, containerInstanceArn: meta.containerInstanceArn };
     try {
       const region = regionOf(meta.containerInstanceArn, this.opts.region);
-      const now = await ecs.call(region, 'DescribeContainerInstances', (e) => e.describeContainerInstance(meta.cluster, meta.containerInstanceArn), signal);
+      const now = await aws.ecs(region, 'DescribeContainerInstances', (e) => e.describeContainerInstance(meta.cluster, meta.containerInstanceArn), signal);
       if (!now) return { kind: 'ok', missing: true };
       if (now.ec2InstanceId !== instanceId) {
         // Never drain another instance's record, whatever named it.
@@ -273,7 +270,7 @@ export class Lifecycle {
         log.info({ ...where, runningTasks: now.runningTasksCount }, 'the container instance is already DRAINING: waiting for its tasks, not draining again');
         return { kind: 'ok', drainedBy: 'already-draining', runningTasks: now.runningTasksCount };
       }
-      await ecs.call(region, 'UpdateContainerInstancesState', (e) => e.drain(meta.cluster, meta.containerInstanceArn), signal);
+      await aws.ecs(region, 'UpdateContainerInstancesState', (e) => e.drain(meta.cluster, meta.containerInstanceArn), signal);
       log.warn({ ...where, runningTasks: now.runningTasksCount }, 'container instance set to DRAINING');
       return { kind: 'ok', drainedBy: 'ecs-gvisor', runningTasks: now.runningTasksCount };
     } catch (err) {

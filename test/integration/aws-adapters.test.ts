@@ -12,7 +12,8 @@ import { ImdsV2 } from '../../src/adapters/imds-v2.js';
 import { SystemClock } from '../../src/adapters/system-clock.js';
 import { SystemdNotify } from '../../src/adapters/systemd-notify.js';
 import { EcsGvisorError } from '../../src/errors.js';
-import { EcsCaller, type CallOutcome } from '../../src/watch/ecs-caller.js';
+import { AwsCaller, type CallOutcome } from '../../src/aws/aws-caller.js';
+import type { Clock, EcsPort } from '../../src/ports.js';
 import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds } from '../harness/fake-aws.js';
 import { FakeClock } from '../harness/fake-clock.js';
 import { NotifySocket } from '../harness/notify-socket.js';
@@ -36,11 +37,24 @@ afterAll(async () => {
 
 function caller(maxCallsPerHour = 100, port = new AwsEcs({ region: 'us-east-1', endpoint: ecs.url, requestTimeoutMs: 500 })) {
   const outcomes: Array<[string, CallOutcome]> = [];
-  const c = new EcsCaller(
-    { ecs: () => port, clock: new SystemClock(), log, onCall: (op, o) => outcomes.push([op, o]) },
-    { maxCallsPerHour, retry: { retries: 3, minMs: 5, maxMs: 20 } },
-  );
+  const c = awsCaller(port, new SystemClock(), { maxCallsPerHour, retry: { retries: 3, minMs: 5, maxMs: 20 } }, (op, o) => outcomes.push([op, o]));
   return { c, outcomes };
+}
+
+/** The process's one AWS caller, its ECS port given, the others against the fakes. */
+function awsCaller(port: EcsPort, clock: Clock, opts: ConstructorParameters<typeof AwsCaller>[1], onCall?: (op: string, o: CallOutcome) => void): AwsCaller {
+  return new AwsCaller(
+    {
+      ecs: () => port,
+      autoScaling: (region) => new AwsAutoScaling({ region, endpoint: asg.url }),
+      ec2: (region) => new AwsEc2({ region, endpoint: ecs.url }),
+      imds: new ImdsV2(clock, { baseUrl: imds.url }),
+      clock,
+      log,
+      onCall,
+    },
+    opts,
+  );
 }
 
 describe('ECS through the SDK and the budgeted caller', () => {
@@ -48,29 +62,29 @@ describe('ECS through the SDK and the budgeted caller', () => {
     ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 3, attributes: { 'ecs.os-type': 'linux' } });
     ecs.behaviour = () => 'ok';
     const { c } = caller();
-    const v = await c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
+    const v = await c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
     expect(v).toMatchObject({ status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 3, attributes: { 'ecs.os-type': 'linux' } });
     const body = ecs.calls.at(-1)!.body;
     expect(body).toMatchObject({ cluster: 'prod', containerInstances: [ARN], include: ['CONTAINER_INSTANCE_HEALTH'] });
-    expect(await c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', `${ARN}ff`))).toBeUndefined();
+    expect(await c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', `${ARN}ff`))).toBeUndefined();
   });
 
   it('puts and deletes attributes on the container instance', async () => {
     const { c } = caller();
-    await c.call('us-east-1', 'PutAttributes', (e) => e.putAttributes('prod', ARN, { 'ecs-gvisor.sandbox': 'verified' }));
+    await c.ecs('us-east-1', 'PutAttributes', (e) => e.putAttributes('prod', ARN, { 'ecs-gvisor.sandbox': 'verified' }));
     expect(ecs.instances.get(ARN)!.attributes['ecs-gvisor.sandbox']).toBe('verified');
     expect(ecs.calls.at(-1)!.body).toMatchObject({ attributes: [{ name: 'ecs-gvisor.sandbox', targetType: 'container-instance', targetId: ARN }] });
-    await c.call('us-east-1', 'DeleteAttributes', (e) => e.deleteAttributes('prod', ARN, ['ecs-gvisor.sandbox']));
+    await c.ecs('us-east-1', 'DeleteAttributes', (e) => e.deleteAttributes('prod', ARN, ['ecs-gvisor.sandbox']));
     expect(ecs.instances.get(ARN)!.attributes).not.toHaveProperty('ecs-gvisor.sandbox');
   });
 
   it('drains a container instance (UpdateContainerInstancesState); an unknown one is an error naming it', async () => {
     const { c } = caller();
     ecs.instances.get(ARN)!.status = 'ACTIVE';
-    await c.call('us-east-1', 'UpdateContainerInstancesState', (e) => e.drain('prod', ARN));
+    await c.ecs('us-east-1', 'UpdateContainerInstancesState', (e) => e.drain('prod', ARN));
     expect(ecs.instances.get(ARN)!.status).toBe('DRAINING');
     expect(ecs.calls.at(-1)!.body).toEqual({ cluster: 'prod', containerInstances: [ARN], status: 'DRAINING' });
-    await expect(c.call('us-east-1', 'UpdateContainerInstancesState', (e) => e.drain('prod', `${ARN}ff`))).rejects.toThrow(/MISSING/);
+    await expect(c.ecs('us-east-1', 'UpdateContainerInstancesState', (e) => e.drain('prod', `${ARN}ff`))).rejects.toThrow(/MISSING/);
     ecs.instances.get(ARN)!.status = 'ACTIVE';
   });
 
@@ -78,12 +92,12 @@ describe('ECS through the SDK and the budgeted caller', () => {
     const before = ecs.calls.length;
     ecs.behaviour = (_op, n) => (n - before === 0 ? 'throttle' : n - before === 1 ? 'server-error' : 'ok');
     const { c, outcomes } = caller();
-    await c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
+    await c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
     expect(outcomes.map((o) => o[1])).toEqual(['throttled', 'server-error', 'ok']);
 
     ecs.behaviour = () => 'ok';
     const bad = caller();
-    const err = await bad.c.call('us-east-1', 'PutAttributes', (e) => e.putAttributes('prod', `${ARN}-gone`, { a: 'b' })).catch((x: unknown) => x);
+    const err = await bad.c.ecs('us-east-1', 'PutAttributes', (e) => e.putAttributes('prod', `${ARN}-gone`, { a: 'b' })).catch((x: unknown) => x);
     expect(err).toBeInstanceOf(EcsGvisorError);
     expect((err as EcsGvisorError).details).toMatchObject({ outcome: 'client-error', name: 'TargetNotFoundException', status: 400 });
     expect(bad.outcomes).toEqual([['PutAttributes', 'client-error']]);
@@ -92,13 +106,13 @@ describe('ECS through the SDK and the budgeted caller', () => {
   it('a slow endpoint times out (and is retried), a throttling storm gives up with a typed error', async () => {
     ecs.behaviour = () => ({ slowMs: 1_500 });
     const slow = caller();
-    const err = await slow.c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN)).catch((x: unknown) => x);
+    const err = await slow.c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN)).catch((x: unknown) => x);
     expect((err as EcsGvisorError).details.outcome).toMatch(/timeout|network/);
     expect(slow.outcomes).toHaveLength(4);
 
     ecs.behaviour = () => 'throttle';
     const storm = caller();
-    const e2 = await storm.c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN)).catch((x: unknown) => x);
+    const e2 = await storm.c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN)).catch((x: unknown) => x);
     expect((e2 as EcsGvisorError).details).toMatchObject({ outcome: 'throttled', name: 'ThrottlingException' });
     expect(storm.outcomes.every(([, o]) => o === 'throttled')).toBe(true);
     ecs.behaviour = () => 'ok';
@@ -107,12 +121,12 @@ describe('ECS through the SDK and the budgeted caller', () => {
   it('never exceeds the hourly ceiling: the next call waits (on the injected clock) until a slot frees', async () => {
     const clock = new FakeClock();
     const port = new AwsEcs({ region: 'us-east-1', endpoint: ecs.url });
-    const c = new EcsCaller({ ecs: () => port, clock, log }, { maxCallsPerHour: 2, retry: { retries: 0, minMs: 1, maxMs: 1 } });
+    const c = awsCaller(port, clock, { maxCallsPerHour: 2, retry: { retries: 0, minMs: 1, maxMs: 1 } });
     const before = ecs.calls.length;
-    await c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
-    await c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
+    await c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
+    await c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
     const start = clock.now();
-    await clock.drive(c.call('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN)));
+    await clock.drive(c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN)));
     expect(ecs.calls.length - before).toBe(3);
     expect(clock.now() - start).toBe(3_600_000); // waited exactly until the first call left the window
     expect(c.callsLastHour()).toBe(1);

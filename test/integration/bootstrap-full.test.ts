@@ -6,7 +6,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
-import type { StatusReport } from '../../src/cli/app.js';
+import type { StatusReport } from '../../src/status/status-report.js';
 import { BUNDLE, runCli } from '../harness/cli.js';
 import { NotifySocket } from '../harness/notify-socket.js';
 import { dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';

@@ -8,7 +8,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApp, type App } from '../../src/cli/app.js';
+import { buildApp, type App } from '../../src/cli/composition.js';
 import { serve } from '../../src/cli/run.js';
 import { parseConfig } from '../../src/config.js';
 import type { Step } from '../../src/cli/args.js';

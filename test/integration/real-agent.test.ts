@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApp, type App } from '../../src/cli/app.js';
+import { buildApp, type App } from '../../src/cli/composition.js';
 import { parseConfig } from '../../src/config.js';
 import { dockerClient, liveRuntime } from '../harness/docker-state.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';

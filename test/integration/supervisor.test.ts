@@ -31,12 +31,13 @@ function supervisor(dockerDeadlineMs?: number) {
   const port = new DockerodeDocker(d.host, { deadlineMs: dockerDeadlineMs });
   const state = new StateStore(files, `${dir}/state`);
   const log = pino({ level: 'silent' });
+  const clock = new SystemClock();
   const agent = new AgentStep(
-    { docker: port, files, state, log },
+    { docker: port, files, state, log, sleep: (ms) => clock.sleep(ms) },
     { image: agentImage, dockerHost: d.host, ecsConfig: `${dir}/ecs.config`, instanceConfig: `${dir}/none`, cacheDir: `${dir}/cache`, pullRetries: 0 },
   );
   const sup = new AgentSupervisor(
-    { docker: port, agent, files, state, clock: new SystemClock(), log },
+    { docker: port, agent, files, state, clock, log },
     { cacheDir: `${dir}/cache`, backoff: { minMs: 50, maxMs: 400, factor: 2, jitter: 0.2, healthyAfterMs: 60_000 }, dockerRetryMs: 200 },
   );
   running = sup.run(ac.signal);

@@ -9,7 +9,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApp } from '../../src/cli/app.js';
+import { buildApp } from '../../src/cli/composition.js';
 import { parseConfig } from '../../src/config.js';
 import { cliEnv, resetDocker } from '../harness/docker-state.js';
 import { ARN, FakeEcs, FakeImds, FakeIntrospection } from '../harness/fake-aws.js';

@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApp, type App } from '../../src/cli/app.js';
+import { buildApp, type App } from '../../src/cli/composition.js';
 import { parseConfig } from '../../src/config.js';
 import type { FakeEcs } from '../harness/fake-aws.js';
 import { TEST_INSTANCE_ID, until, watchEnv } from '../harness/watch-fixture.js';

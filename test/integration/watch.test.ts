@@ -7,7 +7,7 @@
 import { chmodSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApp, type App, type AppOverrides, type ServiceEnv } from '../../src/cli/app.js';
+import { buildApp, type App, type AppOverrides, type ServiceEnv } from '../../src/cli/composition.js';
 import { parseConfig } from '../../src/config.js';
 import { dockerClient, liveRuntime, RUNSC } from '../harness/docker-state.js';
 import { ARN, type FakeAutoScaling, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
@@ -271,6 +271,54 @@ describe('watch: dockerd restarts', () => {
 });
 
 describe('watch: systemd watchdog', () => {
+  /** The listener check of a new registration, held until the test lets it go: the agent monitor's round waits on it. */
+  function heldListenerCheck() {
+    let release!: () => void;
+    const gate = new Promise<undefined>((r) => (release = () => r(undefined)));
+    let calls = 0;
+    return { owner: () => (calls++, gate), release, calls: () => calls };
+  }
+
+  it('keeps pinging through a slow monitor round that is within its deadline (a long repair does not get ecs-gvisor killed)', async () => {
+    const sock = await new NotifySocket(`${host.dir}/notify.sock`).start();
+    const check = heldListenerCheck();
+    try {
+      // Pings every second; the agent monitor's round may take 60 s.
+      await start({ ECS_GVISOR_INTROSPECTION_SECONDS: '1' }, { notifySocket: sock.path, watchdogUsec: 2_000_000 }, { introspectionOwner: check.owner, deadlinesMs: { introspect: 60_000 } });
+      await until('a watchdog ping', () => sock.with('WATCHDOG').length >= 1);
+      await register();
+      await until('the round waiting on the listener check', () => check.calls() >= 1);
+      const before = sock.with('WATCHDOG').length;
+      await new Promise((r) => setTimeout(r, 4_000)); // the round is still running
+      expect(sock.with('WATCHDOG').length).toBeGreaterThanOrEqual(before + 3);
+      check.release();
+      await until('the registration believed once the check passes', async () => (await app.status()).registration.containerInstanceArn === ARN);
+    } finally {
+      check.release();
+      sock.stop();
+    }
+  });
+
+  it('withholds the watchdog ping while a monitor hangs past its deadline, so systemd restarts ecs-gvisor; pings again once it ends', async () => {
+    const sock = await new NotifySocket(`${host.dir}/notify.sock`).start();
+    const check = heldListenerCheck();
+    try {
+      await start({ ECS_GVISOR_INTROSPECTION_SECONDS: '1' }, { notifySocket: sock.path, watchdogUsec: 2_000_000 }, { introspectionOwner: check.owner, deadlinesMs: { introspect: 1_500 } });
+      await until('a watchdog ping', () => sock.with('WATCHDOG').length >= 1);
+      await register();
+      await until('the round hanging on the listener check', () => check.calls() >= 1);
+      await new Promise((r) => setTimeout(r, 2_600)); // past the deadline and the ping that may have been under way
+      const pings = sock.with('WATCHDOG').length;
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(sock.with('WATCHDOG').length).toBe(pings); // systemd (WatchdogSec=2) would restart ecs-gvisor now
+      check.release();
+      await until('pings again', () => sock.with('WATCHDOG').length > pings);
+    } finally {
+      check.release();
+      sock.stop();
+    }
+  });
+
   it('withholds the watchdog ping while the supervisor is stuck in one change to the agent, and pings again once it moves', async () => {
     const sock = await new NotifySocket(`${host.dir}/notify.sock`).start();
     try {

@@ -3,9 +3,9 @@ import { describe, expect, it } from 'vitest';
 import type { ContainerInstanceView, ContainerState } from '../../src/ports.js';
 import { attributeValue, desiredAttributes, planAttributes, provenEcsModes } from '../../src/watch/attributes.js';
 import { audit } from '../../src/watch/audit.js';
-import { firstPollMs, nextPollMs, RollingWindow, steadyPollMs } from '../../src/watch/budget.js';
+import { firstPollMs, nextPollMs, RollingWindow, steadyPollMs } from '../../src/aws/budget.js';
 import { classify, HealingLadder } from '../../src/watch/health.js';
-import { parseMetadata } from '../../src/watch/introspection.js';
+import { parseMetadata } from '../../src/agent/introspection.js';
 
 const budget = { callsPerHour: 12, maxCallsPerHour: 60, alertPollMs: 60_000 };
 const meta = { cluster: 'prod', containerInstanceArn: 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc' };

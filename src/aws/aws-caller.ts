@@ -1,0 +1,159 @@
+/**
+ * Every AWS call of the process goes through here. ECS: the rolling one-hour ceiling first, then the
+ * call. All: throttling, 5xx, timeouts and network errors are retried (jittered exponential backoff,
+ * waits on the clock), client errors are not; each attempt is counted by outcome.
+ */
+import { EcsGvisorError, messageOf, type AwsOutcome } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { INSTANCE_ID_PATH, instanceIdOf } from './imds-values.js';
+import type { AutoScalingPort, Clock, Ec2Port, EcsPort, ImdsPort } from '../ports.js';
+import { retrying, type RetryOptions } from '../retry.js';
+import { RollingWindow } from './budget.js';
+
+export type { RetryOptions } from '../retry.js';
+
+export type CallOutcome = 'ok' | AwsOutcome;
+
+/** The region for ECS calls about a container instance: the configured one, else the ARN's own. */
+export function regionOf(containerInstanceArn: string, configured: string | undefined): string {
+  const region = configured ?? containerInstanceArn.split(':')[3];
+  if (!region) throw new EcsGvisorError('CONFIG_INVALID', `No AWS region: set ECS_GVISOR_AWS_REGION (the container instance ARN "${containerInstanceArn}" names none).`);
+  return region;
+}
+
+export function outcomeOf(err: unknown): AwsOutcome | undefined {
+  return err instanceof EcsGvisorError && err.code === 'AWS_API' ? (err.details.outcome as AwsOutcome) : undefined;
+}
+
+/**
+ * One logical AWS call: throttling, 5xx, timeouts and network errors are retried with jittered
+ * exponential backoff; client errors (a bad request, "no such lifecycle action") are not. `attempt`
+ * runs once per try; `onOutcome` hears how each ended.
+ */
+export function withAwsRetries<T>(
+  operation: string,
+  attempt: () => Promise<T>,
+  o: { retry: RetryOptions; clock: Clock; log: Logger; signal?: AbortSignal; onOutcome?: (outcome: CallOutcome) => void },
+): Promise<T> {
+  return retrying(
+    async () => {
+      try {
+        const r = await attempt();
+        o.onOutcome?.('ok');
+        return r;
+      } catch (err) {
+        if (!(err instanceof BudgetSpent)) o.onOutcome?.(outcomeOf(err) ?? 'network');
+        throw err;
+      }
+    },
+    {
+      ...o.retry,
+      sleep: (ms, signal) => o.clock.sleep(ms, signal),
+      signal: o.signal,
+      retryable: (err) => !(err instanceof BudgetSpent) && outcomeOf(err) !== 'client-error',
+      onRetry: (err, n) => o.log.info({ operation, attempt: n, outcome: outcomeOf(err), err: messageOf(err) }, 'AWS call failed; retrying'),
+    },
+  );
+}
+
+/** The hourly ECS ceiling is reached and the caller would not wait that long: ask again at `retryInMs`. */
+export class BudgetSpent extends EcsGvisorError {
+  constructor(
+    operation: string,
+    readonly retryInMs: number,
+  ) {
+    super('AWS_API', `${operation} not called: the hourly ECS call ceiling is reached; next slot in ${Math.ceil(retryInMs / 1000)} s.`, { details: { outcome: 'throttled', budget: true } });
+  }
+}
+
+/**
+ * Every AWS call of the process goes through one of these: ECS inside the hourly budget, Auto Scaling
+ * and EC2 with the same retries and classification, and this instance's own ID asked of IMDS once.
+ */
+export class AwsCaller {
+  private readonly window: RollingWindow;
+  private ownInstanceId?: Promise<string>;
+
+  constructor(
+    private readonly deps: {
+      ecs: (region: string) => EcsPort;
+      autoScaling: (region: string) => AutoScalingPort;
+      ec2: (region: string) => Ec2Port;
+      imds: ImdsPort;
+      clock: Clock;
+      log: Logger;
+      onCall?: (operation: string, outcome: CallOutcome) => void;
+    },
+    private readonly opts: {
+      maxCallsPerHour: number;
+      retry: RetryOptions;
+      /** The longest an ECS call waits for a slot under the ceiling; past it, BudgetSpent (default: no limit). */
+      maxBudgetWaitMs?: number;
+    },
+  ) {
+    this.window = new RollingWindow(opts.maxCallsPerHour);
+  }
+
+  /** Calls made in the last hour. */
+  callsLastHour(): number {
+    return this.window.count(this.deps.clock.now());
+  }
+
+  /** How long until the next ECS call fits under the hourly ceiling (0: now). */
+  budgetWaitMs(): number {
+    return this.window.waitMs(this.deps.clock.now());
+  }
+
+  /** This EC2 instance's ID (IMDS), asked once for the process; a failed ask is asked again next time. */
+  instanceId(): Promise<string> {
+    this.ownInstanceId ??= this.deps.imds.get(INSTANCE_ID_PATH).then(
+      (text) => instanceIdOf(text).trim(),
+      (err: unknown) => {
+        this.ownInstanceId = undefined;
+        throw err;
+      },
+    );
+    return this.ownInstanceId;
+  }
+
+  /**
+   * One ECS call inside the budget. When the ceiling is reached it waits for a slot, up to
+   * `maxBudgetWaitMs`; past that it throws BudgetSpent at once, so a loop with other work asks again
+   * later instead of sleeping through it.
+   */
+  ecs<T>(region: string, operation: string, fn: (ecs: EcsPort) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const { clock, log } = this.deps;
+    const maxWaitMs = this.opts.maxBudgetWaitMs ?? Number.POSITIVE_INFINITY;
+    const ecs = this.deps.ecs(region);
+    return withAwsRetries(
+      operation,
+      async () => {
+        for (let wait = this.budgetWaitMs(); wait > 0; wait = this.budgetWaitMs()) {
+          if (wait > maxWaitMs) throw new BudgetSpent(operation, wait);
+          log.warn({ operation, waitMs: wait, maxCallsPerHour: this.opts.maxCallsPerHour }, 'ECS call budget spent for this hour; waiting');
+          await clock.sleep(wait, signal);
+          signal?.throwIfAborted();
+        }
+        this.window.record(clock.now());
+        return fn(ecs);
+      },
+      this.retryOptions(operation, signal),
+    );
+  }
+
+  /** One Auto Scaling call, retried like ECS's (Auto Scaling has its own, separate rate limits). */
+  autoScaling<T>(region: string, operation: string, fn: (as: AutoScalingPort) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const as = this.deps.autoScaling(region);
+    return withAwsRetries(operation, () => fn(as), this.retryOptions(operation, signal));
+  }
+
+  /** One EC2 call, retried the same way. */
+  ec2<T>(region: string, operation: string, fn: (ec2: Ec2Port) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const ec2 = this.deps.ec2(region);
+    return withAwsRetries(operation, () => fn(ec2), this.retryOptions(operation, signal));
+  }
+
+  private retryOptions(operation: string, signal: AbortSignal | undefined) {
+    return { retry: this.opts.retry, clock: this.deps.clock, log: this.deps.log, signal, onOutcome: (outcome: CallOutcome) => this.deps.onCall?.(operation, outcome) };
+  }
+}

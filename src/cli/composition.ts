@@ -1,0 +1,222 @@
+/**
+ * Composition: the real adapters wired into the steps, the supervisor, the lifecycle and the watch.
+ * Wiring only — what a command does is in commands.ts, how configuration becomes options in options.ts.
+ */
+import { AwsAutoScaling, AwsEc2, AwsEcs } from '../adapters/aws.js';
+import { writeConsoleLine } from '../adapters/console.js';
+import { DockerodeDocker } from '../adapters/dockerode-docker.js';
+import { ExecCommands } from '../adapters/exec-commands.js';
+import { FetchHttp } from '../adapters/fetch-http.js';
+import { FlockHostLock } from '../adapters/host-lock.js';
+import { ImdsV2 } from '../adapters/imds-v2.js';
+import { LinuxHost } from '../adapters/linux-host.js';
+import { NodeFiles } from '../adapters/node-files.js';
+import { SystemClock } from '../adapters/system-clock.js';
+import { Systemctl } from '../adapters/systemctl.js';
+import { SystemdNotify } from '../adapters/systemd-notify.js';
+import { AgentIntrospection, introspectionListenerProblem, loopbackPort } from '../agent/introspection.js';
+import { AgentStep } from '../agent/agent-step.js';
+import { AgentSupervisor } from '../agent/supervisor.js';
+import { AwsCaller } from '../aws/aws-caller.js';
+import type { Config } from '../config.js';
+import { EcsInitStep } from '../ecs-init/ecs-init-step.js';
+import { EcsGvisorError, messageOf } from '../errors.js';
+import { Lifecycle } from '../lifecycle/lifecycle.js';
+import type { Logger } from '../logger.js';
+import { NetworkStep } from '../network/network-step.js';
+import type { AutoScalingPort, Clock, Ec2Port, EcsPort, HostLockPort, ServiceManagerPort } from '../ports.js';
+import type { RetryOptions } from '../retry.js';
+import { BackupStore } from '../runtime/backup-store.js';
+import { DockerReloader } from '../runtime/docker-reloader.js';
+import { isProbeArch } from '../runtime/probe-image.js';
+import { cachedRunscDetector } from '../runtime/runsc.js';
+import { RunscInstaller } from '../runtime/runsc-install.js';
+import { RuntimeStep, type RuntimeState } from '../runtime/runtime-step.js';
+import { SandboxProver } from '../runtime/sandbox-proof.js';
+import { StateStore } from '../state-store.js';
+import type { StatusReport } from '../status/status-report.js';
+import { WatchMetrics } from '../watch/metrics.js';
+import { WatchLoop } from '../watch/watch-loop.js';
+import type { Step } from './args.js';
+import { checkInputs, readStatus, startMetrics, withdrawProof } from './commands.js';
+import { AWS_RETRY, agentOptions, lifecycleEnabled, lifecycleOptions, MAX_BUDGET_WAIT_MS, runtimeOptions, TARGET_STATE_WAIT_MS, watchOptions, type ServiceEnv } from './options.js';
+
+export type { ServiceEnv } from './options.js';
+
+export interface App {
+  /** Read every input the steps will need before any of them changes the host (commands.ts). */
+  checkInputs(steps: readonly Step[]): Promise<void>;
+  /** systemd, for ecs-gvisor's own unit (rollback takes it down first). */
+  services: ServiceManagerPort;
+  ecsInit: EcsInitStep;
+  runtime: RuntimeStep;
+  network: NetworkStep;
+  agent: AgentStep;
+  supervisor: AgentSupervisor;
+  clock: Clock;
+  /** Auto Scaling lifecycle hooks and drains; undefined unless configured (no IMDS traffic then). */
+  lifecycle?: Lifecycle;
+  /** The host-wide lock of the commands that change the host, and how long they wait for it. */
+  lock: HostLockPort;
+  lockWaitMs: number;
+  /** How long `run` waits for IMDS's target lifecycle state before starting the agent anyway. */
+  targetStateWaitMs: number;
+  /** The watch behind `run`, once bootstrap has verified the runtime; it keeps the network rules when `steps` applied them. */
+  watch(runtime: RuntimeState | undefined, steps?: readonly Step[]): WatchLoop;
+  metrics: WatchMetrics;
+  /** Before the runtime is rolled back: mark the container instance unproven in ECS (commands.ts). */
+  withdrawProof(): Promise<boolean>;
+  /** Serve metrics when ECS_GVISOR_METRICS_PORT is set; returns a closer (commands.ts). */
+  startMetrics(): Promise<(() => Promise<void>) | undefined>;
+  status(): Promise<StatusReport>;
+}
+
+export interface AppOverrides {
+  clock?: Clock;
+  ecsRetry?: RetryOptions;
+  targetStateWaitMs?: number;
+  /**
+   * Tests whose introspection endpoint is a stand-in in the test process (not the agent container):
+   * how its listener is judged. The real check is tested against the agent's own listener.
+   */
+  introspectionOwner?: (agentPid: number) => Promise<string | undefined>;
+  /** Deadline of each request-response Docker call (tests: a wedged dockerd within seconds). */
+  dockerDeadlineMs?: number;
+  supervisorStallMs?: number;
+  /** Where an abandoned launch's reason is written (default /dev/console). */
+  consolePath?: string;
+  /** Monitor deadlines by name, replacing their own (tests: a hung monitor within seconds). */
+  deadlinesMs?: Record<string, number>;
+}
+
+export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, overrides: AppOverrides = {}): App {
+  const files = new NodeFiles();
+  const commands = new ExecCommands();
+  const host = new LinuxHost();
+  const clock = overrides.clock ?? new SystemClock();
+  const docker = new DockerodeDocker(cfg.DOCKER_HOST, { deadlineMs: overrides.dockerDeadlineMs });
+  const state = new StateStore(files, cfg.STATE_DIR);
+  const lock = new FlockHostLock({ state, log: log.child({ component: 'lock' }) }, { path: `${cfg.STATE_DIR}/lock` });
+  const services = new Systemctl(commands);
+  const rlog = log.child({ component: 'runtime' });
+  const arch = process.arch;
+  if (!isProbeArch(arch)) {
+    throw new EcsGvisorError('CONFIG_INVALID', `The built-in probe has no build for ${arch}; set ECS_GVISOR_PROBE_IMAGE to an image with /bin/sleep.`);
+  }
+  const installer = new RunscInstaller(
+    { files, commands, http: new FetchHttp(), state, log: log.child({ component: 'runsc-install' }) },
+    { path: cfg.RUNSC_PATH, source: cfg.RUNSC_SOURCE, sha512: cfg.RUNSC_SHA512 },
+  );
+  const detect = cachedRunscDetector(files, commands, cfg.RUNSC_PATH);
+  const runsc = async () => {
+    await installer.ensure();
+    return detect();
+  };
+  const runtime = new RuntimeStep(
+    {
+      docker,
+      files,
+      clock,
+      log: rlog,
+      state,
+      runsc,
+      detectRunsc: cfg.RUNSC_SOURCE
+        ? () => detect().catch((err: unknown) => Promise.reject(new EcsGvisorError('RUNSC_UNAVAILABLE', `${messageOf(err)} bootstrap installs it from ECS_GVISOR_RUNSC_SOURCE=${cfg.RUNSC_SOURCE}.`, { cause: err })))
+        : detect,
+      backups: new BackupStore(files, cfg.STATE_DIR),
+      reloader: new DockerReloader(
+        { docker, files, host, services, clock, log: rlog },
+        { pidfile: cfg.DOCKER_PIDFILE, unit: cfg.DOCKER_UNIT, timeoutMs: cfg.RELOAD_TIMEOUT_SECONDS * 1000 },
+      ),
+      prover: new SandboxProver(
+        { docker, files, host, clock, log: log.child({ component: 'probe' }), state },
+        { image: cfg.PROBE_IMAGE, timeoutMs: cfg.PROBE_TIMEOUT_SECONDS * 1000, arch, runscPath: cfg.RUNSC_PATH },
+      ),
+    },
+    runtimeOptions(cfg),
+  );
+
+  const agent = new AgentStep(
+    { docker, files, state, log: log.child({ component: 'agent' }), sleep: (ms) => clock.sleep(ms) },
+    agentOptions(cfg),
+  );
+
+  const ecsInit = new EcsInitStep({ services, log: log.child({ component: 'ecs-init' }) }, { unit: cfg.ECS_INIT_UNIT, mask: cfg.MASK_ECS_INIT });
+
+  const network = new NetworkStep(
+    { commands, files, state, log: log.child({ component: 'network' }) },
+    { iptables: cfg.IPTABLES, ecsConfig: cfg.ECS_CONFIG, instanceConfig: cfg.ECS_INSTANCE_CONFIG, blockTaskImds: cfg.BLOCK_TASK_IMDS },
+  );
+
+  const supervisor = new AgentSupervisor(
+    { docker, agent, files, state, clock, log: log.child({ component: 'supervisor' }) },
+    { cacheDir: cfg.AGENT_CACHE_DIR },
+  );
+
+  const metrics = new WatchMetrics(() => clock.now());
+  const cached = <T>(make: (region: string) => T) => {
+    const made = new Map<string, T>();
+    return (region: string): T => made.get(region) ?? made.set(region, make(region)).get(region)!;
+  };
+  const ecs = cached<EcsPort>((region) => new AwsEcs({ region }));
+  const autoScaling = cached<AutoScalingPort>((region) => new AwsAutoScaling({ region }));
+  const ec2 = cached<Ec2Port>((region) => new AwsEc2({ region }));
+  const imds = new ImdsV2(clock, { baseUrl: cfg.IMDS_URL });
+  // One caller for the process: the watch's polls and the lifecycle's drains share one ECS budget.
+  const aws = new AwsCaller(
+    { ecs, autoScaling, ec2, imds, clock, log: log.child({ component: 'aws-api' }), onCall: (operation, outcome) => metrics.ecsCalls.inc({ operation, outcome }) },
+    { maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, retry: overrides.ecsRetry ?? AWS_RETRY, maxBudgetWaitMs: MAX_BUDGET_WAIT_MS },
+  );
+  const lifecycle = lifecycleEnabled(cfg)
+    ? new Lifecycle(
+        { imds, aws, clock, log: log.child({ component: 'lifecycle' }), state, console: (line) => writeConsoleLine(line, overrides.consolePath) },
+        lifecycleOptions(cfg),
+      )
+    : undefined;
+  const introspectionPort = loopbackPort(cfg.INTROSPECTION_URL);
+  const statusSources = { state, docker, host, files, clock, detectRunsc: detect };
+
+  return {
+    checkInputs: (steps) => checkInputs(files, cfg, steps),
+    services,
+    ecsInit,
+    runtime,
+    network,
+    agent,
+    supervisor,
+    clock,
+    lifecycle,
+    lock,
+    lockWaitMs: cfg.LOCK_TIMEOUT_SECONDS * 1000,
+    targetStateWaitMs: overrides.targetStateWaitMs ?? TARGET_STATE_WAIT_MS,
+    metrics,
+    watch(runtimeState, steps = []) {
+      const introspection = new AgentIntrospection(new FetchHttp(), cfg.INTROSPECTION_URL);
+      return new WatchLoop(
+        {
+          docker,
+          host,
+          clock,
+          log: log.child({ component: 'watch' }),
+          state,
+          supervisor,
+          runtime,
+          agent,
+          network: steps.includes('network') ? network : undefined,
+          introspection: () => introspection.metadata(),
+          introspectionOwner: overrides.introspectionOwner ?? (introspectionPort === undefined ? undefined : (pid) => introspectionListenerProblem(host, introspectionPort, pid)),
+          lock,
+          aws,
+          lifecycle,
+          notify: new SystemdNotify(commands, service.notifySocket, process.pid),
+          metrics,
+        },
+        { ...watchOptions(cfg, service, overrides.supervisorStallMs), deadlinesMs: overrides.deadlinesMs },
+        runtimeState,
+      );
+    },
+    withdrawProof: () => withdrawProof({ state, aws, clock }, cfg),
+    startMetrics: () => startMetrics({ metrics, state, clock, log }, cfg),
+    status: () => readStatus(statusSources, cfg),
+  };
+}
