@@ -8,7 +8,12 @@ import { fileURLToPath } from 'node:url';
 const bundle = fileURLToPath(new URL('../dist/bundle/ecs-gvisor.mjs', import.meta.url));
 const runs = Number(process.argv[2] ?? 15);
 const state = mkdtempSync('/tmp/egv-bench-');
-const env = { PATH: process.env.PATH, ECS_GVISOR_CONFIG: '/nonexistent', ECS_GVISOR_DOCKER_HOST: 'unix:///nonexistent.sock', ECS_GVISOR_STATE_DIR: state };
+const env = {
+  PATH: process.env.PATH,
+  ECS_GVISOR_CONFIG: '/nonexistent',
+  ECS_GVISOR_DOCKER_HOST: 'unix:///nonexistent.sock',
+  ECS_GVISOR_STATE_DIR: state,
+};
 
 function median(args, file = bundle) {
   const times = [];

@@ -11,12 +11,13 @@
  * Scenarios: a fleet launched over 30 minutes (the steady day), and a fleet that registers within 10 s
  * (the worst case for the first polls). Usage: node <bundle> [instances=5000] [hours=24].
  */
+
+import { type EcsBudget, firstPollMs, nextPollMs, RollingWindow } from '../src/aws/budget.js';
 import { AWS_RETRY } from '../src/cli/options.js';
-import { backoffMs } from '../src/retry.js';
 import { parseConfig } from '../src/config.js';
-import { firstPollMs, nextPollMs, RollingWindow, type EcsBudget } from '../src/aws/budget.js';
+import { backoffMs } from '../src/retry.js';
 import { TokenBucket } from '../test/harness/fake-aws.js';
-import { report, percentile, seeded } from './figures.js';
+import { percentile, report, seeded } from './figures.js';
 
 const N = Number(process.argv[2] ?? 5000);
 const HOURS = Number(process.argv[3] ?? 24);
@@ -24,7 +25,11 @@ const HOUR = 3_600_000;
 const BUCKET = { burst: 100, perSecond: 20 };
 
 const cfg = parseConfig({ fileText: undefined, filePath: '/nonexistent', env: {} });
-const budget: EcsBudget = { callsPerHour: cfg.ECS_CALLS_PER_HOUR, maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, alertPollMs: cfg.ECS_ALERT_POLL_SECONDS * 1000 };
+const budget: EcsBudget = {
+  callsPerHour: cfg.ECS_CALLS_PER_HOUR,
+  maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR,
+  alertPollMs: cfg.ECS_ALERT_POLL_SECONDS * 1000,
+};
 
 /** A binary min-heap of events by time. */
 class Events<T extends { at: number }> {
@@ -87,7 +92,13 @@ function simulate(launchSpreadMs: number, random: () => number) {
   for (let i = 0; i < N; i++) {
     const launched = random() * launchSpreadMs;
     // 2 % of the fleet has one agent outage of 2–20 minutes, after its first hour.
-    const outage = random() < 0.02 ? (() => { const from = launched + HOUR + random() * (end - 2 * HOUR); return { from, to: from + (2 + 18 * random()) * 60_000 }; })() : undefined;
+    const outage =
+      random() < 0.02
+        ? (() => {
+            const from = launched + HOUR + random() * (end - 2 * HOUR);
+            return { from, to: from + (2 + 18 * random()) * 60_000 };
+          })()
+        : undefined;
     fleet.push({ window: new RollingWindow(budget.maxCallsPerHour), throttledStreak: 0, wrong: false, outage, calls: 0, maxInAnHour: 0 });
     q.push({ at: launched + firstPollMs(budget, random), i, kind: 'poll' });
   }
@@ -153,16 +164,54 @@ const day = simulate(30 * 60_000, seeded(1));
 const burst = simulate(10_000, seeded(2));
 const realMs = Number(process.hrtime.bigint() - t) / 1e6;
 
-console.log(`${N} instances, ${HOURS} simulated hours, bucket burst ${BUCKET.burst} / ${BUCKET.perSecond} per s; budget ${budget.callsPerHour}/h steady, ceiling ${budget.maxCallsPerHour}/h, alert poll ${budget.alertPollMs / 1000} s (${(realMs / 1000).toFixed(1)} s real)`);
+console.log(
+  `${N} instances, ${HOURS} simulated hours, bucket burst ${BUCKET.burst} / ${BUCKET.perSecond} per s; budget ${budget.callsPerHour}/h steady, ceiling ${budget.maxCallsPerHour}/h, alert poll ${budget.alertPollMs / 1000} s (${(realMs / 1000).toFixed(1)} s real)`,
+);
 console.log(`fleet launched over 30 min: ${JSON.stringify(day)}`);
 console.log(`fleet registered within 10 s: ${JSON.stringify(burst)}`);
 
 report('fleet', [
-  { metric: `ECS calls per instance-hour (${N} instances, ${HOURS} h)`, value: day.callsPerInstanceHour, unit: '', target: '≤ 12', ok: day.callsPerInstanceHour <= 12 },
-  { metric: 'most calls by one instance in any hour', value: day.worstInstanceHour, unit: '', target: `≤ ${budget.maxCallsPerHour} (ceiling)`, ok: day.worstInstanceHour <= budget.maxCallsPerHour },
-  { metric: 'fleet peak rate (hourly mean)', value: day.peakFleetRate, unit: '/s', target: `≤ ${BUCKET.perSecond}/s`, ok: day.peakFleetRate <= BUCKET.perSecond },
+  {
+    metric: `ECS calls per instance-hour (${N} instances, ${HOURS} h)`,
+    value: day.callsPerInstanceHour,
+    unit: '',
+    target: '≤ 12',
+    ok: day.callsPerInstanceHour <= 12,
+  },
+  {
+    metric: 'most calls by one instance in any hour',
+    value: day.worstInstanceHour,
+    unit: '',
+    target: `≤ ${budget.maxCallsPerHour} (ceiling)`,
+    ok: day.worstInstanceHour <= budget.maxCallsPerHour,
+  },
+  {
+    metric: 'fleet peak rate (hourly mean)',
+    value: day.peakFleetRate,
+    unit: '/s',
+    target: `≤ ${BUCKET.perSecond}/s`,
+    ok: day.peakFleetRate <= BUCKET.perSecond,
+  },
   { metric: 'throttled calls (launched over 30 min)', value: day.throttled, unit: '', target: '0', ok: day.throttled === 0 },
-  { metric: `disconnect detection p50 / p95 (${day.outages} outages)`, value: `${day.detectP50.toFixed(0)} / ${day.detectP95.toFixed(0)}`, unit: 's', target: `≤ ${Math.round((3600 / budget.callsPerHour) * 1.1)} s (one poll)`, ok: day.missedLong === 0 && day.detectMax <= (3600 / budget.callsPerHour) * 1.1 },
-  { metric: 'outages longer than one poll not seen / shorter ones not seen', value: `${day.missedLong} / ${day.missedShort}`, unit: '', target: '0 / (by design)', ok: day.missedLong === 0 },
-  { metric: 'all registered within 10 s: throttled calls, and until when', value: `${burst.throttled}, until ${burst.throttledUntil.toFixed(0)} s`, unit: '', target: 'none after 15 min', ok: burst.callsPerInstanceHour <= 12 && burst.throttledUntil < 900 },
+  {
+    metric: `disconnect detection p50 / p95 (${day.outages} outages)`,
+    value: `${day.detectP50.toFixed(0)} / ${day.detectP95.toFixed(0)}`,
+    unit: 's',
+    target: `≤ ${Math.round((3600 / budget.callsPerHour) * 1.1)} s (one poll)`,
+    ok: day.missedLong === 0 && day.detectMax <= (3600 / budget.callsPerHour) * 1.1,
+  },
+  {
+    metric: 'outages longer than one poll not seen / shorter ones not seen',
+    value: `${day.missedLong} / ${day.missedShort}`,
+    unit: '',
+    target: '0 / (by design)',
+    ok: day.missedLong === 0,
+  },
+  {
+    metric: 'all registered within 10 s: throttled calls, and until when',
+    value: `${burst.throttled}, until ${burst.throttledUntil.toFixed(0)} s`,
+    unit: '',
+    target: 'none after 15 min',
+    ok: burst.callsPerInstanceHour <= 12 && burst.throttledUntil < 900,
+  },
 ]);

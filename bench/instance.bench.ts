@@ -117,15 +117,23 @@ async function scriptMs(i: Instance): Promise<number> {
 }
 
 async function agentUnderRunc(i: Instance): Promise<boolean> {
-  const a = await i.until('the agent running', async () => ((await i.inspect('ecs-agent'))?.State.Running ? i.inspect('ecs-agent') : undefined), 120_000);
+  const a = await i.until(
+    'the agent running',
+    async () => ((await i.inspect('ecs-agent'))?.State.Running ? i.inspect('ecs-agent') : undefined),
+    120_000,
+  );
   return a?.HostConfig.Runtime === 'runc';
 }
 
 async function userdataDone(i: Instance): Promise<string> {
-  return i.until('the userdata to finish', async () => {
-    const s = (await i.unit('cloud-final.service')).active;
-    return s === 'active' || s === 'failed' ? s : undefined;
-  }, 180_000);
+  return i.until(
+    'the userdata to finish',
+    async () => {
+      const s = (await i.unit('cloud-final.service')).active;
+      return s === 'active' || s === 'failed' ? s : undefined;
+    },
+    180_000,
+  );
 }
 
 async function tasksStarted(i: Instance): Promise<Map<string, string>> {
@@ -202,11 +210,15 @@ try {
   const i = steady!;
   await new Promise((r) => setTimeout(r, 20_000)); // past the first ECS poll and audit
   log('idle for 60 s');
-  const idle = await measure<{ cpuPercent: number; cgroupCpuPercent: number | null; rssMbMax: number; anonMb: number; fileMb: number; bareRssMb: number; bareAnonMb: number }>(
-    i,
-    'idle',
-    '60',
-  );
+  const idle = await measure<{
+    cpuPercent: number;
+    cgroupCpuPercent: number | null;
+    rssMbMax: number;
+    anonMb: number;
+    fileMb: number;
+    bareRssMb: number;
+    bareAnonMb: number;
+  }>(i, 'idle', '60');
   const status = await measure<{ ms: number[] }>(i, 'status', '15');
   log('killing the agent 20 times');
   const recovery = await measure<{ ms: number[] }>(i, 'recovery', '20');
@@ -217,22 +229,97 @@ try {
   const oursMs = median(ours);
   const scriptMedian = median(script);
   const overhead = oursMs - baseline.total;
-  console.log(JSON.stringify({ ours, script, oursInService, scriptInService, oursKept, scriptKept, scriptOutcome, seededOutcome, idle, status, recovery, baseline }));
+  console.log(
+    JSON.stringify({
+      ours,
+      script,
+      oursInService,
+      scriptInService,
+      oursKept,
+      scriptKept,
+      scriptOutcome,
+      seededOutcome,
+      idle,
+      status,
+      recovery,
+      baseline,
+    }),
+  );
   report('instance', [
-    { metric: `time to ready, first boot (median of ${ROUNDS}): ecs-gvisor / script`, value: `${s(oursMs)} / ${s(scriptMedian)}`, unit: 's', target: 'report', ok: oursRunc && scriptRunc && verified },
+    {
+      metric: `time to ready, first boot (median of ${ROUNDS}): ecs-gvisor / script`,
+      value: `${s(oursMs)} / ${s(scriptMedian)}`,
+      unit: 's',
+      target: 'report',
+      ok: oursRunc && scriptRunc && verified,
+    },
     { metric: 'ratio ecs-gvisor : script', value: oursMs / scriptMedian, unit: '×', target: '≤ 0.5×', ok: oursMs / scriptMedian <= 0.5 },
     // The script proves nothing; with one runsc container of its own (Docker's cost of a proof) it would.
-    { metric: `ratio ecs-gvisor : the script followed by one runsc container (${s(baseline.sandbox)} s), like for like`, value: oursMs / (scriptMedian + baseline.sandbox), unit: '×', target: 'report', ok: true },
-    { metric: `overhead beyond Docker's own work (reload ${s(baseline.reload)} + runsc container ${s(baseline.sandbox)} + agent create/start ${s(baseline.agentRun)} s)`, value: s(overhead), unit: 's', target: '≤ 1.5 s', ok: overhead <= 1500 },
-    { metric: 'in service: time to ready, ecs-gvisor / script', value: `${s(oursInService)} / ${Number.isNaN(scriptInService) ? scriptOutcome : s(scriptInService)}`, unit: 's', target: 'report', ok: a2Runc },
-    { metric: `in service: task containers kept, ecs-gvisor / script (of ${WORKLOADS})`, value: `${oursKept} / ${scriptKept}`, unit: '', target: `${WORKLOADS} (100 %)`, ok: oursKept === WORKLOADS },
+    {
+      metric: `ratio ecs-gvisor : the script followed by one runsc container (${s(baseline.sandbox)} s), like for like`,
+      value: oursMs / (scriptMedian + baseline.sandbox),
+      unit: '×',
+      target: 'report',
+      ok: true,
+    },
+    {
+      metric: `overhead beyond Docker's own work (reload ${s(baseline.reload)} + runsc container ${s(baseline.sandbox)} + agent create/start ${s(baseline.agentRun)} s)`,
+      value: s(overhead),
+      unit: 's',
+      target: '≤ 1.5 s',
+      ok: overhead <= 1500,
+    },
+    {
+      metric: 'in service: time to ready, ecs-gvisor / script',
+      value: `${s(oursInService)} / ${Number.isNaN(scriptInService) ? scriptOutcome : s(scriptInService)}`,
+      unit: 's',
+      target: 'report',
+      ok: a2Runc,
+    },
+    {
+      metric: `in service: task containers kept, ecs-gvisor / script (of ${WORKLOADS})`,
+      value: `${oursKept} / ${scriptKept}`,
+      unit: '',
+      target: `${WORKLOADS} (100 %)`,
+      ok: oursKept === WORKLOADS,
+    },
     { metric: 'the script with the instance’s own daemon.json in place', value: seededOutcome, unit: '', target: 'report', ok: true },
-    { metric: 'idle `run` over 60 s: CPU (process and children; unit cgroup)', value: `${idle.cpuPercent.toFixed(3)}; ${idle.cgroupCpuPercent?.toFixed(3) ?? 'n/a'}`, unit: '% of a core', target: '≤ 0.2 %', ok: idle.cpuPercent <= 0.2 },
+    {
+      metric: 'idle `run` over 60 s: CPU (process and children; unit cgroup)',
+      value: `${idle.cpuPercent.toFixed(3)}; ${idle.cgroupCpuPercent?.toFixed(3) ?? 'n/a'}`,
+      unit: '% of a core',
+      target: '≤ 0.2 %',
+      ok: idle.cpuPercent <= 0.2,
+    },
     { metric: 'idle `run` over 60 s: RSS (max)', value: idle.rssMbMax, unit: 'MB', target: '≤ 45 MB', ok: idle.rssMbMax <= 45 },
-    { metric: 'idle `run`: RSS at the end, anonymous (own) + file-backed (node binary)', value: `${idle.anonMb.toFixed(0)} + ${idle.fileMb.toFixed(0)}`, unit: 'MB', target: 'report', ok: true },
-    { metric: 'a bare idle `node` on the instance: RSS (anonymous)', value: `${idle.bareRssMb.toFixed(0)} (${idle.bareAnonMb.toFixed(0)})`, unit: 'MB', target: 'report', ok: true },
-    { metric: '`status --json` cold start (median of 15)', value: median(status.ms), unit: 'ms', target: '≤ 300 ms', ok: median(status.ms) <= 300 },
-    { metric: 'agent killed 20×: back running p50 / p95', value: `${s(median(recovery.ms))} / ${s(percentile(recovery.ms, 95))}`, unit: 's', target: 'p95 ≤ 3 s', ok: percentile(recovery.ms, 95) <= 3000 },
+    {
+      metric: 'idle `run`: RSS at the end, anonymous (own) + file-backed (node binary)',
+      value: `${idle.anonMb.toFixed(0)} + ${idle.fileMb.toFixed(0)}`,
+      unit: 'MB',
+      target: 'report',
+      ok: true,
+    },
+    {
+      metric: 'a bare idle `node` on the instance: RSS (anonymous)',
+      value: `${idle.bareRssMb.toFixed(0)} (${idle.bareAnonMb.toFixed(0)})`,
+      unit: 'MB',
+      target: 'report',
+      ok: true,
+    },
+    {
+      metric: '`status --json` cold start (median of 15)',
+      value: median(status.ms),
+      unit: 'ms',
+      target: '≤ 300 ms',
+      ok: median(status.ms) <= 300,
+    },
+    {
+      metric: 'agent killed 20×: back running p50 / p95',
+      value: `${s(median(recovery.ms))} / ${s(percentile(recovery.ms, 95))}`,
+      unit: 's',
+      target: 'p95 ≤ 3 s',
+      ok: percentile(recovery.ms, 95) <= 3000,
+    },
   ]);
 } finally {
   for (const i of launched) await i.destroy();

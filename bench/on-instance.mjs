@@ -32,7 +32,9 @@ const timed = (f) => {
   return performance.now() - t;
 };
 const memKb = (pid) =>
-  Object.fromEntries([...readFileSync(`/proc/${pid}/status`, 'utf8').matchAll(/^(VmRSS|RssAnon|RssFile):\s+(\d+) kB$/gm)].map((m) => [m[1], Number(m[2])]));
+  Object.fromEntries(
+    [...readFileSync(`/proc/${pid}/status`, 'utf8').matchAll(/^(VmRSS|RssAnon|RssFile):\s+(\d+) kB$/gm)].map((m) => [m[1], Number(m[2])]),
+  );
 const sh = (cmd) => execFileSync('sh', ['-c', cmd], { encoding: 'utf8' });
 const show = (prop) => sh(`systemctl show ecs-gvisor.service -p ${prop} --value`).trim();
 
@@ -57,7 +59,12 @@ if (what === 'recovery') {
   console.log(JSON.stringify({ ms }));
 } else if (what === 'idle') {
   const pid = Number(show('MainPID'));
-  const ticks = () => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 15).reduce((a, b) => a + Number(b), 0);
+  const ticks = () =>
+    readFileSync(`/proc/${pid}/stat`, 'utf8')
+      .split(') ')[1]
+      .split(' ')
+      .slice(11, 15)
+      .reduce((a, b) => a + Number(b), 0);
   const rssKb = () => memKb(pid).VmRSS;
   const hz = Number(sh('getconf CLK_TCK'));
   const cg0 = Number(show('CPUUsageNSec'));
@@ -80,7 +87,7 @@ if (what === 'recovery') {
     JSON.stringify({
       seconds: wall,
       // The process and the children it waited for (systemd-notify), and the unit's cgroup as systemd counts it.
-      cpuPercent: (((ticks() - t0) / hz) / wall) * 100,
+      cpuPercent: ((ticks() - t0) / hz / wall) * 100,
       cgroupCpuPercent: Number.isFinite(cg0) && Number.isFinite(cg1) && cg1 > 0 ? ((cg1 - cg0) / 1e9 / wall) * 100 : null,
       rssMbMax: Math.max(...rss) / 1024,
       rssMbLast: rss.at(-1) / 1024,

@@ -21,7 +21,16 @@ const rows = [];
 let failed = 0;
 for (const name of benches) {
   const out = `${dir}.out/${name}.mjs`;
-  await build({ entryPoints: [`${dir}${name}.bench.ts`], outfile: out, bundle: true, packages: 'external', platform: 'node', target: 'node20', format: 'esm', logLevel: 'warning' });
+  await build({
+    entryPoints: [`${dir}${name}.bench.ts`],
+    outfile: out,
+    bundle: true,
+    packages: 'external',
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    logLevel: 'warning',
+  });
   process.stdout.write(`\n== ${name}\n`);
   const code = await new Promise((resolve) => {
     const child = spawn(process.execPath, [out], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -47,10 +56,15 @@ const cell = (v) => String(v).replace(/\|/g, '\\|');
 const table = [
   '| bench | figure | value | target | met |',
   '|---|---|---|---|---|',
-  ...rows.map((r) => `| ${r.bench} | ${cell(r.metric)} | ${cell(r.value)}${r.unit ? ` ${r.unit}` : ''} | ${cell(r.target)} | ${r.ok ? 'yes' : '**no**'} |`),
+  ...rows.map(
+    (r) =>
+      `| ${r.bench} | ${cell(r.metric)} | ${cell(r.value)}${r.unit ? ` ${r.unit}` : ''} | ${cell(r.target)} | ${r.ok ? 'yes' : '**no**'} |`,
+  ),
 ].join('\n');
 const header = `Measured ${new Date().toISOString().slice(0, 10)} on ${process.arch}, node ${process.version} (\`npm run bench\`).\n\n`;
 // Only a whole run replaces the recorded table: a run of some benches would drop the others' rows.
 if (only.length === 0) writeFileSync(`${dir}results.md`, `${header}${table}\n`);
-process.stdout.write(`\n${table}\n\n${only.length === 0 ? '(written to bench/results.md)' : '(bench/results.md left as it was: not every bench ran)'}\n`);
+process.stdout.write(
+  `\n${table}\n\n${only.length === 0 ? '(written to bench/results.md)' : '(bench/results.md left as it was: not every bench ran)'}\n`,
+);
 process.exit(failed ? 1 : 0);

@@ -14,7 +14,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { renderRuntimeEntry } from '../src/runtime/runtime-entry.js';
-import { buildBusyboxImage, BUSYBOX_IMAGE } from '../test/harness/images.js';
+import { BUSYBOX_IMAGE, buildBusyboxImage } from '../test/harness/images.js';
 import { startPrivateDockerd, stopPrivateDockerd } from '../test/harness/private-dockerd.js';
 import { percentile, report } from './figures.js';
 
@@ -28,10 +28,32 @@ const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 // 1. The entry's own cost.
 const bundle = `${dir}/bundle`;
 mkdirSync(bundle);
-writeFileSync(`${bundle}/config.json`, JSON.stringify({ ociVersion: '1.0.2', process: { args: ['sh'], env: Array.from({ length: 40 }, (_, i) => `V${i}=x`) }, linux: { namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', path: '/proc/1/ns/net' }] } }));
+writeFileSync(
+  `${bundle}/config.json`,
+  JSON.stringify({
+    ociVersion: '1.0.2',
+    process: { args: ['sh'], env: Array.from({ length: 40 }, (_, i) => `V${i}=x`) },
+    linux: {
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', path: '/proc/1/ns/net' }],
+    },
+  }),
+);
 const entry = `${dir}/entry`;
 writeFileSync(entry, renderRuntimeEntry({ runscPath: '/bin/true', policy: 'auto' }), { mode: 0o755 });
-const shimArgs = ['--root', '/run/docker/runtime-runc/moby', '--log', `${bundle}/log.json`, '--log-format', 'json', 'create', '--bundle', bundle, '--pid-file', `${bundle}/init.pid`, 'c0ffee'];
+const shimArgs = [
+  '--root',
+  '/run/docker/runtime-runc/moby',
+  '--log',
+  `${bundle}/log.json`,
+  '--log-format',
+  'json',
+  'create',
+  '--bundle',
+  bundle,
+  '--pid-file',
+  `${bundle}/init.pid`,
+  'c0ffee',
+];
 const viaEntry: number[] = [];
 const direct: number[] = [];
 for (let i = 0; i < 200; i++) {
@@ -55,7 +77,11 @@ try {
   writeFileSync(d.daemonJson, JSON.stringify({ runtimes: { 'via-entry': { path: real }, 'runsc-direct': { path: runsc } } }));
   process.kill(d.pid, 'SIGHUP');
   await buildBusyboxImage(d.host);
-  for (let i = 0; i < 50 && !execFileSync('docker', ['-H', d.host, 'info', '--format', '{{json .Runtimes}}'], { encoding: 'utf8' }).includes('via-entry'); i++) {
+  for (
+    let i = 0;
+    i < 50 && !execFileSync('docker', ['-H', d.host, 'info', '--format', '{{json .Runtimes}}'], { encoding: 'utf8' }).includes('via-entry');
+    i++
+  ) {
     await new Promise((r) => setTimeout(r, 100));
   }
   const run = (runtime: string) => {
@@ -76,8 +102,26 @@ try {
 const addedStart = percentile(starts.entry, 95) - percentile(starts.runsc, 95);
 
 report('runtime-entry', [
-  { metric: 'entry point alone: create through it vs the program direct, p50 / p95 (200 each)', value: `${percentile(viaEntry, 50).toFixed(1)} / ${percentile(viaEntry, 95).toFixed(1)} vs ${percentile(direct, 50).toFixed(1)} / ${percentile(direct, 95).toFixed(1)} ms`, unit: '', target: '–', ok: true },
+  {
+    metric: 'entry point alone: create through it vs the program direct, p50 / p95 (200 each)',
+    value: `${percentile(viaEntry, 50).toFixed(1)} / ${percentile(viaEntry, 95).toFixed(1)} vs ${percentile(direct, 50).toFixed(1)} / ${percentile(direct, 95).toFixed(1)} ms`,
+    unit: '',
+    target: '–',
+    ok: true,
+  },
   { metric: 'entry point alone: added p95', value: added, unit: 'ms', target: '≤ 20', ok: added <= 20 },
-  { metric: `docker run --rm (runsc 20260817) through the entry vs runsc direct, p50 / p95 (${STARTS} each, alternating)`, value: `${Math.round(percentile(starts.entry, 50))} / ${Math.round(percentile(starts.entry, 95))} vs ${Math.round(percentile(starts.runsc, 50))} / ${Math.round(percentile(starts.runsc, 95))} ms`, unit: '', target: '–', ok: true },
-  { metric: 'container start: added p95 (noise of whole starts included)', value: addedStart, unit: 'ms', target: '≤ 20', ok: addedStart <= 20 },
+  {
+    metric: `docker run --rm (runsc 20260817) through the entry vs runsc direct, p50 / p95 (${STARTS} each, alternating)`,
+    value: `${Math.round(percentile(starts.entry, 50))} / ${Math.round(percentile(starts.entry, 95))} vs ${Math.round(percentile(starts.runsc, 50))} / ${Math.round(percentile(starts.runsc, 95))} ms`,
+    unit: '',
+    target: '–',
+    ok: true,
+  },
+  {
+    metric: 'container start: added p95 (noise of whole starts included)',
+    value: addedStart,
+    unit: 'ms',
+    target: '≤ 20',
+    ok: addedStart <= 20,
+  },
 ]);

@@ -51,11 +51,14 @@ const EMBEDDED = /\/aws-sdk\/(ecs-autoscaling|ec2)\.js$/;
 const embed = {
   name: 'embed',
   setup(b) {
-    b.onResolve({ filter: EMBEDDED }, (a) => ({ path: join(root, 'src/adapters/aws-sdk', `${EMBEDDED.exec(a.path)[1]}.ts`), namespace: 'embedded' }));
+    b.onResolve({ filter: EMBEDDED }, (a) => ({
+      path: join(root, 'src/adapters/aws-sdk', `${EMBEDDED.exec(a.path)[1]}.ts`),
+      namespace: 'embedded',
+    }));
     b.onLoad({ filter: /.*/, namespace: 'embedded' }, async (a) => {
       const out = await build({ ...common, entryPoints: [a.path], format: 'cjs', write: false, plugins: [leaveOut] });
       // A script has no dynamic import(); the SDK uses it only for Node's own modules, which require gives.
-      const code = out.outputFiles[0].text.replace(/\bimport\(("[^"]+")\)/g, (call, name) => {
+      const code = out.outputFiles[0].text.replace(/\bimport\(("[^"]+")\)/g, (_call, name) => {
         if (!isBuiltin(JSON.parse(name))) throw new Error(`${a.path}: import(${name}) of a module that is not Node's own`);
         return `Promise.resolve().then(() => require(${name}))`;
       });
@@ -111,6 +114,17 @@ if (!process.argv.includes('--bundle-only')) {
   }
   const tarball = join(root, 'dist/release', `${name}.tar.gz`);
   // Owner and times fixed, so the same inputs give the same tarball.
-  execFileSync('tar', ['--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '--sort=name', '-C', join(root, 'dist/release'), '-czf', tarball, name]);
+  execFileSync('tar', [
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '--mtime=@0',
+    '--sort=name',
+    '-C',
+    join(root, 'dist/release'),
+    '-czf',
+    tarball,
+    name,
+  ]);
   console.log(`release ${tarball} (${kib(tarball)})`);
 }

@@ -34,7 +34,7 @@ const wholeNumber = (max: number) =>
     .transform(Number)
     .pipe(z.number().int().max(max, `must be at most ${max}`));
 /** Auto Scaling's pattern for lifecycle hook names. */
-const hookName = z.string().regex(/^[A-Za-z0-9\-_\/]{1,255}$/, 'must be a lifecycle hook name (letters, digits, "-", "_", "/")');
+const hookName = z.string().regex(/^[A-Za-z0-9\-_/]{1,255}$/, 'must be a lifecycle hook name (letters, digits, "-", "_", "/")');
 const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+/, 'must be an http:// or https:// URL');
 
 /** Keys, defaults and validation. Values arrive as strings (from the file or the environment). */
@@ -45,7 +45,10 @@ const schema = z.object({
     .default('unix:///var/run/docker.sock'),
   DAEMON_JSON: absolutePath.default('/etc/docker/daemon.json'),
   DOCKER_PIDFILE: absolutePath.default('/var/run/docker.pid'),
-  DOCKER_UNIT: z.string().regex(/^[A-Za-z0-9@_.:-]+$/, 'must be a systemd unit name').default('docker.service'),
+  DOCKER_UNIT: z
+    .string()
+    .regex(/^[A-Za-z0-9@_.:-]+$/, 'must be a systemd unit name')
+    .default('docker.service'),
   RUNTIME_NAME: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be a runtime name of letters, digits, ".", "_" or "-"')
@@ -54,7 +57,15 @@ const schema = z.object({
   RUNSC_PATH: absolutePath.default('/usr/local/bin/runsc'),
   RUNSC_ARGS: z
     .string()
-    .refine((v) => v.trim() === '' || v.trim().split(/\s+/).every((a) => a.startsWith('--')), 'must be flags that each start with "--"')
+    .refine(
+      (v) =>
+        v.trim() === '' ||
+        v
+          .trim()
+          .split(/\s+/)
+          .every((a) => a.startsWith('--')),
+      'must be flags that each start with "--"',
+    )
     .default(''),
   /** Optional: install runsc from this http(s) URL or absolute path (a runsc binary or a release tarball). */
   RUNSC_SOURCE: z
@@ -70,7 +81,10 @@ const schema = z.object({
     .regex(/^[0-9a-fA-F]{128}$/, 'must be 128 hexadecimal digits')
     .transform((v) => v.toLowerCase())
     .optional(),
-  PROBE_IMAGE: z.string().regex(/^[a-z0-9][^\s]*$/, 'must be an image reference').default(BUILTIN_PROBE_IMAGE),
+  PROBE_IMAGE: z
+    .string()
+    .regex(/^[a-z0-9][^\s]*$/, 'must be an image reference')
+    .default(BUILTIN_PROBE_IMAGE),
   PROBE_TIMEOUT_SECONDS: positiveInt(600).default(60),
   RELOAD_TIMEOUT_SECONDS: positiveInt(600).default(20),
   /** Replace a default-runtime other than runc that the operator set in daemon.json. */
@@ -83,25 +97,35 @@ const schema = z.object({
   ECS_INSTANCE_CONFIG: absolutePath.default('/var/lib/ecs/ecs.config'),
   /** ecs-init's agent image cache: ecs-agent.tar and its state file. */
   AGENT_CACHE_DIR: absolutePath.default('/var/cache/ecs'),
-  AGENT_PULL_RETRIES: wholeNumber(20)
-    .default(4),
+  AGENT_PULL_RETRIES: wholeNumber(20).default(4),
   /** `bootstrap` converged only once the agent it started is still running this long later (0: don't wait). */
-  AGENT_SETTLE_SECONDS: wholeNumber(300)
-    .default(5),
+  AGENT_SETTLE_SECONDS: wholeNumber(300).default(5),
   /** How long bootstrap and rollback wait for another ecs-gvisor command to give the host lock back. */
   LOCK_TIMEOUT_SECONDS: positiveInt(3600).default(600),
   /** Keep bridge-mode task containers from instance metadata (169.254.169.254). */
   BLOCK_TASK_IMDS: bool.default(true),
-  IPTABLES: z.string().regex(/^[^\s]+$/, 'must be a program name or path').default('iptables'),
+  IPTABLES: z
+    .string()
+    .regex(/^[^\s]+$/, 'must be a program name or path')
+    .default('iptables'),
   /** Mask ecs-init's unit as well as stopping and disabling it (nothing can start it again). */
   MASK_ECS_INIT: bool.default(true),
-  ECS_INIT_UNIT: z.string().regex(/^[A-Za-z0-9@_.:-]+$/, 'must be a systemd unit name').default('ecs.service'),
-  AGENT_IMAGE: z.string().regex(/^[a-z0-9][^\s]*$/, 'must be an image reference').default('amazon/amazon-ecs-agent:latest'),
+  ECS_INIT_UNIT: z
+    .string()
+    .regex(/^[A-Za-z0-9@_.:-]+$/, 'must be a systemd unit name')
+    .default('ecs.service'),
+  AGENT_IMAGE: z
+    .string()
+    .regex(/^[a-z0-9][^\s]*$/, 'must be an image reference')
+    .default('amazon/amazon-ecs-agent:latest'),
   IMDS_URL: httpUrl.default('http://169.254.169.254'),
   /** The agent's introspection API (it listens on the host's loopback once registered). */
   INTROSPECTION_URL: httpUrl.default('http://127.0.0.1:51678'),
   /** Region for ECS and Auto Scaling calls; default: the one in the container instance ARN. */
-  AWS_REGION: z.string().regex(/^[a-z]{2}(-[a-z]+)+-[0-9]+$/, 'must be an AWS region such as us-east-1').optional(),
+  AWS_REGION: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-[0-9]+$/, 'must be an AWS region such as us-east-1')
+    .optional(),
   /** Steady-state DescribeContainerInstances calls per hour (the fleet shares 20 per second). */
   ECS_CALLS_PER_HOUR: positiveInt(3600).default(12),
   /** Ceiling on every ECS call of this instance in any rolling hour (retries and attributes included). */
@@ -115,8 +139,7 @@ const schema = z.object({
   AUDIT_ACTION: z.enum(['report', 'stop'], { message: 'must be report or stop' }).default('report'),
   /** How long the agent may be unregistered, disconnected or impaired before it is restarted. */
   UNHEALTHY_SECONDS: positiveInt(86_400).default(300),
-  HEAL_MAX_RESTARTS: wholeNumber(100)
-    .default(3),
+  HEAL_MAX_RESTARTS: wholeNumber(100).default(3),
   HEAL_WINDOW_SECONDS: positiveInt(604_800).default(3600),
   /** After HEAL_MAX_RESTARTS in the window, mark the instance Unhealthy in Auto Scaling (replaced). */
   SET_INSTANCE_HEALTH: bool.default(false),
@@ -129,7 +152,10 @@ const schema = z.object({
   LAUNCH_HOOK: hookName.optional(),
   TERMINATE_HOOK: hookName.optional(),
   /** The instance's Auto Scaling group; default: its aws:autoscaling:groupName tag (IMDS, then EC2). */
-  ASG_NAME: z.string().regex(/^[^\s:]{1,255}$/, 'must be an Auto Scaling group name').optional(),
+  ASG_NAME: z
+    .string()
+    .regex(/^[^\s:]{1,255}$/, 'must be an Auto Scaling group name')
+    .optional(),
   /** The hooks' HeartbeatTimeout: heartbeats go out every third of it while an action waits. */
   LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: positiveInt(7200)
     .pipe(z.number().min(30, 'must be at least 30 (Auto Scaling’s minimum)'))
@@ -184,8 +210,10 @@ export function parseConfig(src: ConfigSource): Config {
       if (line === '' || line.startsWith('#')) return;
       const where = `${src.filePath} line ${i + 1}`;
       // systemd reads this file too (EnvironmentFile=): only the grammar both read alike is accepted.
-      if (line.startsWith(';')) throw invalid(`${where}: "${clip(line)}" is a ";" comment, which systemd skips and ecs-gvisor does not; use "#".`);
-      if (/\\$/.test(line)) throw invalid(`${where}: "${clip(line)}" ends in a backslash, which systemd joins with the next line and ecs-gvisor does not.`);
+      if (line.startsWith(';'))
+        throw invalid(`${where}: "${clip(line)}" is a ";" comment, which systemd skips and ecs-gvisor does not; use "#".`);
+      if (/\\$/.test(line))
+        throw invalid(`${where}: "${clip(line)}" ends in a backslash, which systemd joins with the next line and ecs-gvisor does not.`);
       const eq = line.indexOf('=');
       if (eq <= 0) throw invalid(`${where}: "${clip(line)}" is not a KEY=VALUE line.`);
       const key = line.slice(0, eq).trim();
@@ -195,7 +223,9 @@ export function parseConfig(src: ConfigSource): Config {
         throw invalid(`${where}: unknown key ${key} (keys start with ${PREFIX}; see the README's configuration reference).`);
       }
       if (/["'\\]/.test(value)) {
-        throw invalid(`${where}: ${key}=${clip(value)} has quotes or a backslash, which systemd removes and ecs-gvisor keeps; write the value bare (spaces are fine).`);
+        throw invalid(
+          `${where}: ${key}=${clip(value)} has quotes or a backslash, which systemd removes and ecs-gvisor keeps; write the value bare (spaces are fine).`,
+        );
       }
       values[short] = value;
       origin[short] = src.filePath;
@@ -223,7 +253,9 @@ export function parseConfig(src: ConfigSource): Config {
   const cfg = parsed.data;
   if (cfg.ECS_MAX_CALLS_PER_HOUR < cfg.ECS_CALLS_PER_HOUR) {
     const key = 'ECS_MAX_CALLS_PER_HOUR';
-    throw invalid(`${origin[key] ?? origin.ECS_CALLS_PER_HOUR ?? 'configuration'}: ${PREFIX}${key}=${cfg.ECS_MAX_CALLS_PER_HOUR} must be at least ${PREFIX}ECS_CALLS_PER_HOUR=${cfg.ECS_CALLS_PER_HOUR}.`);
+    throw invalid(
+      `${origin[key] ?? origin.ECS_CALLS_PER_HOUR ?? 'configuration'}: ${PREFIX}${key}=${cfg.ECS_MAX_CALLS_PER_HOUR} must be at least ${PREFIX}ECS_CALLS_PER_HOUR=${cfg.ECS_CALLS_PER_HOUR}.`,
+    );
   }
   if (cfg.RUNSC_SOURCE?.startsWith('http://') && cfg.RUNSC_SHA512 === undefined) {
     throw invalid(

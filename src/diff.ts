@@ -4,7 +4,10 @@
 export function renderDiff(file: string, before: string | undefined, after: string | undefined): string {
   const a = before === undefined ? [] : splitLines(before);
   const b = after === undefined ? [] : splitLines(after);
-  const out = [`--- ${before === undefined ? '/dev/null' : `${file} (current)`}`, `+++ ${after === undefined ? '/dev/null' : `${file} (planned)`}`];
+  const out = [
+    `--- ${before === undefined ? '/dev/null' : `${file} (current)`}`,
+    `+++ ${after === undefined ? '/dev/null' : `${file} (planned)`}`,
+  ];
   // LCS table; daemon.json files are small (capped at 1 MiB, typically < 100 lines).
   const n = a.length;
   const m = b.length;

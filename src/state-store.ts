@@ -10,7 +10,10 @@ import { redact } from './redact.js';
 export class StateStore {
   private ready?: Promise<void>;
 
-  constructor(private readonly files: FilesPort, private readonly dir: string) {}
+  constructor(
+    private readonly files: FilesPort,
+    private readonly dir: string,
+  ) {}
 
   /** Check (once) that the dir is safe to write to, creating it when missing. Throws STATE_DIR_UNSAFE. */
   prepare(): Promise<void> {

@@ -100,7 +100,8 @@ export class EcsGvisorStack extends Stack {
     super(scope, id, props);
     const { clusterName, heartbeatTimeoutSeconds: heartbeat } = props;
     const architecture = architectureOf(props.instanceType);
-    if (/:latest$|^[^:@]+$/.test(props.agentImage)) throw new Error(`agentImage=${props.agentImage} must be pinned (a version tag or a digest), not :latest.`);
+    if (/:latest$|^[^:@]+$/.test(props.agentImage))
+      throw new Error(`agentImage=${props.agentImage} must be pinned (a version tag or a digest), not :latest.`);
     if (heartbeat < 30 || heartbeat > 7200) throw new Error(`heartbeatTimeoutSeconds=${heartbeat} must be 30–7200 (Auto Scaling's range).`);
     // A name known at synth time: the role's policy names the group without depending on it.
     const groupName = `${this.stackName}-ecs-gvisor`;
@@ -148,7 +149,11 @@ export class EcsGvisorStack extends Stack {
     const objects = [props.artifacts.releaseUrl, props.artifacts.runscMirrorUrl ?? ''].map(s3Object).filter((o) => o !== undefined);
     if (objects.length) {
       this.role.addToPolicy(
-        new iam.PolicyStatement({ sid: 'EcsGvisorArtifacts', actions: ['s3:GetObject'], resources: objects.map((o) => `arn:${this.partition}:s3:::${o.bucket}/${o.key}`) }),
+        new iam.PolicyStatement({
+          sid: 'EcsGvisorArtifacts',
+          actions: ['s3:GetObject'],
+          resources: objects.map((o) => `arn:${this.partition}:s3:::${o.bucket}/${o.key}`),
+        }),
       );
     }
     if (props.sessionManager) {
@@ -156,7 +161,13 @@ export class EcsGvisorStack extends Stack {
       this.role.addToPolicy(
         new iam.PolicyStatement({
           sid: 'SessionManager',
-          actions: ['ssm:UpdateInstanceInformation', 'ssmmessages:CreateControlChannel', 'ssmmessages:CreateDataChannel', 'ssmmessages:OpenControlChannel', 'ssmmessages:OpenDataChannel'],
+          actions: [
+            'ssm:UpdateInstanceInformation',
+            'ssmmessages:CreateControlChannel',
+            'ssmmessages:CreateDataChannel',
+            'ssmmessages:OpenControlChannel',
+            'ssmmessages:OpenDataChannel',
+          ],
           resources: ['*'],
         }),
       );
@@ -166,7 +177,11 @@ export class EcsGvisorStack extends Stack {
     this.role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'EcsGvisorLifecycle',
-        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat', ...(props.setInstanceHealth ? ['autoscaling:SetInstanceHealth'] : [])],
+        actions: [
+          'autoscaling:CompleteLifecycleAction',
+          'autoscaling:RecordLifecycleActionHeartbeat',
+          ...(props.setInstanceHealth ? ['autoscaling:SetInstanceHealth'] : []),
+        ],
         resources: [arn('autoscaling', `autoScalingGroup:*:autoScalingGroupName/${groupName}`)],
       }),
     );
@@ -190,8 +205,12 @@ export class EcsGvisorStack extends Stack {
 
     const launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
       // The ECS-optimized AMI for the instance type's architecture (Graviton: arm64).
-      machineImage: ecs.EcsOptimizedImage.amazonLinux2023(architecture === 'arm64' ? ecs.AmiHardwareType.ARM : ecs.AmiHardwareType.STANDARD),
-      blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(30, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
+      machineImage: ecs.EcsOptimizedImage.amazonLinux2023(
+        architecture === 'arm64' ? ecs.AmiHardwareType.ARM : ecs.AmiHardwareType.STANDARD,
+      ),
+      blockDevices: [
+        { deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(30, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) },
+      ],
       instanceType: new ec2.InstanceType(props.instanceType),
       role: this.role,
       userData,
@@ -220,37 +239,63 @@ export class EcsGvisorStack extends Stack {
         // No word from the instance means no proof: replace it.
         defaultResult: 'ABANDON',
       },
-      { lifecycleHookName: props.terminateHookName, lifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING', heartbeatTimeout: heartbeat, defaultResult: 'CONTINUE' },
+      {
+        lifecycleHookName: props.terminateHookName,
+        lifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING',
+        heartbeatTimeout: heartbeat,
+        defaultResult: 'CONTINUE',
+      },
     ];
 
     // A launch that fails (ecs-gvisor abandoned its hook, the hook timed out, or EC2 could not launch)
     // is an "EC2 Instance Launch Unsuccessful" event from Auto Scaling; its StatusMessage says which.
     // Each is kept in a log group and counted by EventBridge's TriggeredRules metric, which the alarm
     // watches: a broken release or proof replaces instances in a loop, and this makes the loop visible.
-    const failures = new logs.LogGroup(this, 'LaunchFailureLog', { retention: logs.RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY });
+    const failures = new logs.LogGroup(this, 'LaunchFailureLog', {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
     // The log group's own resource policy lets EventBridge write to it (CDK's log-group target would add
     // a Lambda-backed custom resource to do the same).
     new logs.CfnResourcePolicy(this, 'LaunchFailureLogPolicy', {
       policyName: `${this.stackName}-ecs-gvisor-launch-failures`,
       policyDocument: JSON.stringify({
         Version: '2012-10-17',
-        Statement: [{ Effect: 'Allow', Principal: { Service: 'events.amazonaws.com' }, Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: `${failures.logGroupArn}` }],
+        Statement: [
+          {
+            Effect: 'Allow',
+            Principal: { Service: 'events.amazonaws.com' },
+            Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+            Resource: `${failures.logGroupArn}`,
+          },
+        ],
       }),
     });
     const rule = new events.Rule(this, 'LaunchFailureRule', {
       description: `Launches of ${groupName} that did not complete (why: the event's detail.StatusMessage)`,
-      eventPattern: { source: ['aws.autoscaling'], detailType: ['EC2 Instance Launch Unsuccessful'], detail: { AutoScalingGroupName: [groupName] } },
+      eventPattern: {
+        source: ['aws.autoscaling'],
+        detailType: ['EC2 Instance Launch Unsuccessful'],
+        detail: { AutoScalingGroupName: [groupName] },
+      },
       targets: [{ bind: () => ({ arn: arn('logs', `log-group:${failures.logGroupName}`) }) }],
     });
     this.launchFailures = new cloudwatch.Alarm(this, 'LaunchFailureAlarm', {
       alarmDescription: `An instance of ${groupName} failed to launch. Why: the log group ${failures.logGroupName}, or aws autoscaling describe-scaling-activities; ecs-gvisor's own reason: aws ec2 get-console-output --instance-id <id>.`,
-      metric: new cloudwatch.Metric({ namespace: 'AWS/Events', metricName: 'TriggeredRules', dimensionsMap: { RuleName: rule.ruleName }, statistic: 'Sum', period: Duration.minutes(5) }),
+      metric: new cloudwatch.Metric({
+        namespace: 'AWS/Events',
+        metricName: 'TriggeredRules',
+        dimensionsMap: { RuleName: rule.ruleName },
+        statistic: 'Sum',
+        period: Duration.minutes(5),
+      }),
       threshold: 1,
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    if (props.alarmTopicArn) this.launchFailures.addAlarmAction(new cwActions.SnsAction(sns.Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn)));
+    if (props.alarmTopicArn)
+      this.launchFailures.addAlarmAction(new cwActions.SnsAction(sns.Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn)));
 
     const provider = new ecs.AsgCapacityProvider(this, 'CapacityProvider', {
       autoScalingGroup: this.group,
@@ -297,7 +342,8 @@ export class EcsGvisorStack extends Stack {
 export function fill(template: string, values: Record<string, string>): string {
   let out = template;
   for (const [k, v] of Object.entries(values)) {
-    if (/['\n\\]/.test(v)) throw new Error(`userdata value for ${k} must not contain quotes, backslashes or newlines: ${JSON.stringify(v)}`);
+    if (/['\n\\]/.test(v))
+      throw new Error(`userdata value for ${k} must not contain quotes, backslashes or newlines: ${JSON.stringify(v)}`);
     out = out.replaceAll(`__${k}__`, v);
   }
   const left = /__[A-Z0-9_]+__/.exec(out);

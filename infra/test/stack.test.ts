@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
-import { architectureOf, EcsGvisorStack, fill, SANDBOX_CONSTRAINT, type EcsGvisorStackProps } from '../lib/ecs-gvisor-stack.js';
+import { architectureOf, EcsGvisorStack, type EcsGvisorStackProps, fill, SANDBOX_CONSTRAINT } from '../lib/ecs-gvisor-stack.js';
 
 const infra = fileURLToPath(new URL('../', import.meta.url));
 const SHA = 'ab'.repeat(64);
@@ -35,7 +35,9 @@ function synth(over: Partial<EcsGvisorStackProps> = {}): Template {
 
 /** The launch template's userdata, with CloudFormation references written as ${…}. */
 function userData(t: Template): string {
-  const lt = Object.values(t.findResources('AWS::EC2::LaunchTemplate'))[0] as { Properties: { LaunchTemplateData: { UserData: { 'Fn::Base64': unknown } } } };
+  const lt = Object.values(t.findResources('AWS::EC2::LaunchTemplate'))[0] as {
+    Properties: { LaunchTemplateData: { UserData: { 'Fn::Base64': unknown } } };
+  };
   const body = lt.Properties.LaunchTemplateData.UserData['Fn::Base64'];
   if (typeof body === 'string') return body;
   const [, parts] = (body as { 'Fn::Join': [string, unknown[]] })['Fn::Join'];
@@ -49,8 +51,18 @@ describe('the ECS cluster stack', () => {
     t.resourceCountIs('AWS::AutoScaling::LifecycleHook', 0);
     t.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', {
       LifecycleHookSpecificationList: [
-        { LifecycleHookName: 'gv-launch', LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING', HeartbeatTimeout: 900, DefaultResult: 'ABANDON' },
-        { LifecycleHookName: 'gv-terminate', LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING', HeartbeatTimeout: 900, DefaultResult: 'CONTINUE' },
+        {
+          LifecycleHookName: 'gv-launch',
+          LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+          HeartbeatTimeout: 900,
+          DefaultResult: 'ABANDON',
+        },
+        {
+          LifecycleHookName: 'gv-terminate',
+          LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING',
+          HeartbeatTimeout: 900,
+          DefaultResult: 'CONTINUE',
+        },
       ],
     });
     t.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', { AutoScalingGroupName: 'Test-ecs-gvisor', MinSize: '1', MaxSize: '3' });
@@ -60,8 +72,15 @@ describe('the ECS cluster stack', () => {
   it('makes every unsuccessful launch of the group a logged event and an alarm (a broken release or proof no longer replaces instances silently)', () => {
     const t = synth();
     const rules = t.findResources('AWS::Events::Rule');
-    const [ruleId, rule] = Object.entries(rules).find(([, r]) => JSON.stringify(r).includes('Launch Unsuccessful'))! as [string, { Properties: Record<string, any> }];
-    expect(rule.Properties.EventPattern).toEqual({ source: ['aws.autoscaling'], 'detail-type': ['EC2 Instance Launch Unsuccessful'], detail: { AutoScalingGroupName: ['Test-ecs-gvisor'] } });
+    const [ruleId, rule] = Object.entries(rules).find(([, r]) => JSON.stringify(r).includes('Launch Unsuccessful'))! as [
+      string,
+      { Properties: Record<string, any> },
+    ];
+    expect(rule.Properties.EventPattern).toEqual({
+      source: ['aws.autoscaling'],
+      'detail-type': ['EC2 Instance Launch Unsuccessful'],
+      detail: { AutoScalingGroupName: ['Test-ecs-gvisor'] },
+    });
     // Its target is the stack's log group (the events keep Auto Scaling's StatusMessage: why).
     const [logId] = Object.keys(t.findResources('AWS::Logs::LogGroup', { Properties: { RetentionInDays: 30 } }));
     expect(JSON.stringify(rule.Properties.Targets)).toContain(`:log-group:",{"Ref":"${logId}"}`);
@@ -81,11 +100,16 @@ describe('the ECS cluster stack', () => {
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
       TreatMissingData: 'notBreaching',
-      AlarmDescription: Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith([Match.stringLikeRegexp('get-console-output')])]) }),
+      AlarmDescription: Match.objectLike({
+        'Fn::Join': Match.arrayWith([Match.arrayWith([Match.stringLikeRegexp('get-console-output')])]),
+      }),
     });
     expect(JSON.stringify(t.findResources('AWS::CloudWatch::Alarm'))).not.toContain('AlarmActions');
     const topic = 'arn:aws:sns:eu-west-1:111122223333:ops';
-    synth({ alarmTopicArn: topic }).hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'TriggeredRules', AlarmActions: [topic] });
+    synth({ alarmTopicArn: topic }).hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'TriggeredRules',
+      AlarmActions: [topic],
+    });
   });
 
   it('picks the ECS-optimized AMI for the instance type’s architecture: x86_64, or arm64 on Graviton', () => {
@@ -95,15 +119,21 @@ describe('the ECS cluster stack', () => {
     const graviton = synth({ instanceType: 'm7g.large' });
     expect(amiOf(graviton)).toContain('/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id');
     graviton.hasResourceProperties('AWS::EC2::LaunchTemplate', { LaunchTemplateData: Match.objectLike({ InstanceType: 'm7g.large' }) });
-    for (const t of ['m7g.large', 'c6gn.xlarge', 't4g.micro', 'x2gd.2xlarge', 'im4gn.large', 'g5g.xlarge', 'a1.large', 'c8g.medium']) expect(architectureOf(t), t).toBe('arm64');
-    for (const t of ['m6i.large', 'c7a.xlarge', 'g4dn.xlarge', 'p5.48xlarge', 'inf2.xlarge', 't3.micro', 'm5d.large']) expect(architectureOf(t), t).toBe('x86_64');
+    for (const t of ['m7g.large', 'c6gn.xlarge', 't4g.micro', 'x2gd.2xlarge', 'im4gn.large', 'g5g.xlarge', 'a1.large', 'c8g.medium'])
+      expect(architectureOf(t), t).toBe('arm64');
+    for (const t of ['m6i.large', 'c7a.xlarge', 'g4dn.xlarge', 'p5.48xlarge', 'inf2.xlarge', 't3.micro', 'm5d.large'])
+      expect(architectureOf(t), t).toBe('x86_64');
   });
 
   it('grants s3:GetObject on exactly the release and runsc mirror objects, and fetches runsc from the mirror', () => {
     const t = synth({ artifacts: { ...props.artifacts, runscMirrorUrl: 's3://mirror-bkt/gvisor/20261012.0/aarch64/gvisor.tar.bz2' } });
     const json = JSON.stringify(t.findResources('AWS::IAM::Policy'));
     const grant = Object.values(t.findResources('AWS::IAM::Policy'))
-      .flatMap((p) => (p as { Properties: { PolicyDocument: { Statement: Array<{ Action: unknown; Resource: unknown }> } } }).Properties.PolicyDocument.Statement)
+      .flatMap(
+        (p) =>
+          (p as { Properties: { PolicyDocument: { Statement: Array<{ Action: unknown; Resource: unknown }> } } }).Properties.PolicyDocument
+            .Statement,
+      )
       .filter((s) => [s.Action].flat().includes('s3:GetObject'));
     expect(grant).toHaveLength(1);
     expect(JSON.stringify(grant[0]!.Resource)).toContain(':s3:::artifacts/ecs-gvisor-0.1.0.tar.gz');
@@ -118,7 +148,9 @@ describe('the ECS cluster stack', () => {
   it('encrypts the root volume, pins the agent image, and grants Session Manager only when asked', () => {
     const t = synth();
     t.hasResourceProperties('AWS::EC2::LaunchTemplate', {
-      LaunchTemplateData: Match.objectLike({ BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: Match.objectLike({ Encrypted: true, VolumeType: 'gp3' }) }] }),
+      LaunchTemplateData: Match.objectLike({
+        BlockDeviceMappings: [{ DeviceName: '/dev/xvda', Ebs: Match.objectLike({ Encrypted: true, VolumeType: 'gp3' }) }],
+      }),
     });
     expect(userData(t)).toContain("AGENT_IMAGE='amazon/amazon-ecs-agent:v1.101.2'");
     expect(() => synth({ agentImage: 'amazon/amazon-ecs-agent:latest' })).toThrow(/must be pinned/);
@@ -155,21 +187,40 @@ describe('the ECS cluster stack', () => {
     expect(roles).toHaveLength(1);
     expect((roles[0] as { Properties: Record<string, unknown> }).Properties.ManagedPolicyArns).toBeUndefined();
     const statements = Object.values(t.findResources('AWS::IAM::Policy')).flatMap(
-      (p) => (p as { Properties: { PolicyDocument: { Statement: Array<{ Sid?: string; Action: string | string[]; Resource: unknown; Condition?: unknown }> } } }).Properties.PolicyDocument.Statement,
+      (p) =>
+        (
+          p as {
+            Properties: {
+              PolicyDocument: { Statement: Array<{ Sid?: string; Action: string | string[]; Resource: unknown; Condition?: unknown }> };
+            };
+          }
+        ).Properties.PolicyDocument.Statement,
     );
     const actions = statements.flatMap((s) => [s.Action].flat());
     // A write on "*" only where ECS narrows it to this cluster by condition; and the agent's log writes,
     // which go to whatever group a task definition names (the awslogs driver runs on the instance).
-    const writes = /^(ecs:(?!Describe|List|DiscoverPollEndpoint)|autoscaling:(?!Describe)|ec2:(?!Describe)|ecr:(Put|Delete|Create|Upload|Initiate|Complete)|iam:|sns:|lambda:)/;
+    const writes =
+      /^(ecs:(?!Describe|List|DiscoverPollEndpoint)|autoscaling:(?!Describe)|ec2:(?!Describe)|ecr:(Put|Delete|Create|Upload|Initiate|Complete)|iam:|sns:|lambda:)/;
     const clusterOnly = (s: { Condition?: unknown }) => JSON.stringify(s.Condition ?? {}).includes('"ecs:cluster"');
-    const offenders = statements.filter((s) => [s.Action].flat().some((a) => writes.test(a)) && [s.Resource].flat().includes('*') && !clusterOnly(s));
+    const offenders = statements.filter(
+      (s) => [s.Action].flat().some((a) => writes.test(a)) && [s.Resource].flat().includes('*') && !clusterOnly(s),
+    );
     expect(offenders).toEqual([]);
     const logWrites = statements.filter((s) => [s.Action].flat().some((a) => a.startsWith('logs:')));
-    expect([...new Set(logWrites.flatMap((s) => [s.Action].flat()).filter((a) => a.startsWith('logs:')))].sort()).toEqual(['logs:CreateLogStream', 'logs:PutLogEvents']);
+    expect([...new Set(logWrites.flatMap((s) => [s.Action].flat()).filter((a) => a.startsWith('logs:')))].sort()).toEqual([
+      'logs:CreateLogStream',
+      'logs:PutLogEvents',
+    ]);
     const json = JSON.stringify(statements);
     // What the ECS agent needs (what the managed policy gave it), scoped to this cluster.
-    const of = (action: string) => statements.find((s) => [s.Action].flat().some((a) => a === action || (a.endsWith('*') && action.startsWith(a.slice(0, -1)))))!;
-    for (const a of ['ecs:RegisterContainerInstance', 'ecs:DeregisterContainerInstance', 'ecs:SubmitTaskStateChange', 'ecs:SubmitContainerStateChange']) {
+    const of = (action: string) =>
+      statements.find((s) => [s.Action].flat().some((a) => a === action || (a.endsWith('*') && action.startsWith(a.slice(0, -1)))))!;
+    for (const a of [
+      'ecs:RegisterContainerInstance',
+      'ecs:DeregisterContainerInstance',
+      'ecs:SubmitTaskStateChange',
+      'ecs:SubmitContainerStateChange',
+    ]) {
       expect(JSON.stringify(of(a).Resource), a).toMatch(/ClusterEB0386A7|:cluster\/tenants/);
     }
     for (const a of ['ecs:Poll', 'ecs:StartTelemetrySession']) expect(clusterOnly(of(a)), a).toBe(true);
@@ -177,9 +228,19 @@ describe('the ECS cluster stack', () => {
       expect(JSON.stringify(of(a).Resource), a).toContain(':container-instance/tenants/*');
     }
     expect(of('ecs:TagResource').Condition).toEqual({ StringEquals: { 'ecs:CreateAction': 'RegisterContainerInstance' } });
-    for (const a of ['ecs:DiscoverPollEndpoint', 'ecr:GetAuthorizationToken', 'ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ec2:DescribeTags', 'logs:PutLogEvents']) expect(actions).toContain(a);
+    for (const a of [
+      'ecs:DiscoverPollEndpoint',
+      'ecr:GetAuthorizationToken',
+      'ecr:BatchGetImage',
+      'ecr:GetDownloadUrlForLayer',
+      'ec2:DescribeTags',
+      'logs:PutLogEvents',
+    ])
+      expect(actions).toContain(a);
     // ecs-gvisor's lifecycle calls: this group only. Nothing it does not call.
-    expect(JSON.stringify(of('autoscaling:CompleteLifecycleAction').Resource)).toContain(':autoScalingGroup:*:autoScalingGroupName/Test-ecs-gvisor');
+    expect(JSON.stringify(of('autoscaling:CompleteLifecycleAction').Resource)).toContain(
+      ':autoScalingGroup:*:autoScalingGroupName/Test-ecs-gvisor',
+    );
     expect(actions).not.toContain('ec2:DescribeInstances');
     expect(actions).not.toContain('autoscaling:SetInstanceHealth');
     expect(json).not.toContain('ecs:CreateCluster');
@@ -213,8 +274,14 @@ describe('the ECS cluster stack', () => {
     const out = mkdtempSync('/tmp/egv-cdk-out-');
     const app = JSON.parse(readFileSync(`${infra}cdk.json`, 'utf8')).app as string;
     expect(app).toBe('npx tsx bin/app.ts');
-    execFileSync(`${infra}node_modules/.bin/tsx`, ['bin/app.ts'], { cwd: infra, env: { PATH: process.env.PATH, CDK_OUTDIR: out }, encoding: 'utf8' });
-    const template = JSON.parse(readFileSync(`${out}/EcsGvisor.template.json`, 'utf8')) as { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
+    execFileSync(`${infra}node_modules/.bin/tsx`, ['bin/app.ts'], {
+      cwd: infra,
+      env: { PATH: process.env.PATH, CDK_OUTDIR: out },
+      encoding: 'utf8',
+    });
+    const template = JSON.parse(readFileSync(`${out}/EcsGvisor.template.json`, 'utf8')) as {
+      Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+    };
     const group = Object.values(template.Resources).find((r) => r.Type === 'AWS::AutoScaling::AutoScalingGroup')!;
     expect(group.Properties.LifecycleHookSpecificationList).toHaveLength(2);
     expect(readFileSync(`${out}/EcsGvisor.metadata.json`, 'utf8')).toContain('artifacts are placeholders');

@@ -4,10 +4,10 @@
  * servers. The SDK's own retries are off (maxAttempts 1): callers retry with p-retry inside the ECS call
  * budget, and one logical call is never multiplied by two retry layers.
  */
-import { EcsGvisorError, type AwsOutcome } from '../errors.js';
+import { type AwsOutcome, EcsGvisorError } from '../errors.js';
+import type { AutoScalingPort, ContainerInstanceView, Ec2Port, EcsPort, LifecycleActionRef, LifecycleResult } from '../ports.js';
 import type { EC2Client } from './aws-sdk/ec2.js';
 import type { AutoScalingClient, ECSClient } from './aws-sdk/ecs-autoscaling.js';
-import type { AutoScalingPort, ContainerInstanceView, Ec2Port, EcsPort, LifecycleActionRef, LifecycleResult } from '../ports.js';
 
 export interface AwsClientOptions {
   region: string;
@@ -55,7 +55,11 @@ function clientConfig(o: AwsClientOptions) {
     region: o.region,
     ...(o.endpoint ? { endpoint: o.endpoint } : {}),
     maxAttempts: 1,
-    requestHandler: { requestTimeout: o.requestTimeoutMs ?? 10_000, connectionTimeout: o.connectionTimeoutMs ?? 3_000, throwOnRequestTimeout: true },
+    requestHandler: {
+      requestTimeout: o.requestTimeoutMs ?? 10_000,
+      connectionTimeout: o.connectionTimeoutMs ?? 3_000,
+      throwOnRequestTimeout: true,
+    },
   };
 }
 
@@ -92,7 +96,11 @@ export class AwsEcs implements EcsPort {
   private readonly call: SdkCall<typeof import('./aws-sdk/ecs-autoscaling.js'), ECSClient>;
 
   constructor(opts: AwsClientOptions) {
-    this.call = lazySdk('ECS', () => import('./aws-sdk/ecs-autoscaling.js'), (m) => new m.ECSClient(clientConfig(opts)));
+    this.call = lazySdk(
+      'ECS',
+      () => import('./aws-sdk/ecs-autoscaling.js'),
+      (m) => new m.ECSClient(clientConfig(opts)),
+    );
   }
 
   async describeContainerInstance(cluster: string, arn: string): Promise<ContainerInstanceView | undefined> {
@@ -102,7 +110,11 @@ export class AwsEcs implements EcsPort {
     // ECS always answers with a list (empty, with a failure, for an unknown ARN): no list is not "missing".
     const list: unknown = out.containerInstances;
     if (!(Array.isArray(list) && list.every((c) => c !== null && typeof c === 'object'))) {
-      throw awsError('ECS', 'DescribeContainerInstances', new Error(`the reply's containerInstances is not a list of instances (${JSON.stringify(list)?.slice(0, 60)})`));
+      throw awsError(
+        'ECS',
+        'DescribeContainerInstances',
+        new Error(`the reply's containerInstances is not a list of instances (${JSON.stringify(list)?.slice(0, 60)})`),
+      );
     }
     const ci = out.containerInstances!.find((c) => c.containerInstanceArn === arn) ?? out.containerInstances![0];
     if (!ci) return undefined;
@@ -133,7 +145,12 @@ export class AwsEcs implements EcsPort {
 
   async deleteAttributes(cluster: string, arn: string, names: readonly string[]): Promise<void> {
     await this.call('DeleteAttributes', (m, client) =>
-      client.send(new m.DeleteAttributesCommand({ cluster, attributes: names.map((name) => ({ name, targetType: 'container-instance', targetId: arn })) })),
+      client.send(
+        new m.DeleteAttributesCommand({
+          cluster,
+          attributes: names.map((name) => ({ name, targetType: 'container-instance', targetId: arn })),
+        }),
+      ),
     );
   }
 
@@ -143,9 +160,13 @@ export class AwsEcs implements EcsPort {
     );
     const failure = out.failures?.[0];
     if (failure) {
-      throw new EcsGvisorError('AWS_API', `ECS UpdateContainerInstancesState failed for ${arn}: ${failure.reason ?? 'unknown'}${failure.detail ? ` (${failure.detail})` : ''}.`, {
-        details: { service: 'ECS', operation: 'UpdateContainerInstancesState', outcome: 'client-error', name: failure.reason },
-      });
+      throw new EcsGvisorError(
+        'AWS_API',
+        `ECS UpdateContainerInstancesState failed for ${arn}: ${failure.reason ?? 'unknown'}${failure.detail ? ` (${failure.detail})` : ''}.`,
+        {
+          details: { service: 'ECS', operation: 'UpdateContainerInstancesState', outcome: 'client-error', name: failure.reason },
+        },
+      );
     }
   }
 }
@@ -154,26 +175,39 @@ export class AwsAutoScaling implements AutoScalingPort {
   private readonly call: SdkCall<typeof import('./aws-sdk/ecs-autoscaling.js'), AutoScalingClient>;
 
   constructor(opts: AwsClientOptions) {
-    this.call = lazySdk('AutoScaling', () => import('./aws-sdk/ecs-autoscaling.js'), (m) => new m.AutoScalingClient(clientConfig(opts)));
+    this.call = lazySdk(
+      'AutoScaling',
+      () => import('./aws-sdk/ecs-autoscaling.js'),
+      (m) => new m.AutoScalingClient(clientConfig(opts)),
+    );
   }
 
   async setInstanceHealth(instanceId: string, health: 'Healthy' | 'Unhealthy', respectGracePeriod: boolean): Promise<void> {
     await this.call('SetInstanceHealth', (m, client) =>
-      client.send(new m.SetInstanceHealthCommand({ InstanceId: instanceId, HealthStatus: health, ShouldRespectGracePeriod: respectGracePeriod })),
+      client.send(
+        new m.SetInstanceHealthCommand({ InstanceId: instanceId, HealthStatus: health, ShouldRespectGracePeriod: respectGracePeriod }),
+      ),
     );
   }
 
   async completeLifecycleAction(a: LifecycleActionRef, result: LifecycleResult): Promise<void> {
     await this.call('CompleteLifecycleAction', (m, client) =>
       client.send(
-        new m.CompleteLifecycleActionCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId, LifecycleActionResult: result }),
+        new m.CompleteLifecycleActionCommand({
+          AutoScalingGroupName: a.group,
+          LifecycleHookName: a.hook,
+          InstanceId: a.instanceId,
+          LifecycleActionResult: result,
+        }),
       ),
     );
   }
 
   async recordLifecycleActionHeartbeat(a: LifecycleActionRef): Promise<void> {
     await this.call('RecordLifecycleActionHeartbeat', (m, client) =>
-      client.send(new m.RecordLifecycleActionHeartbeatCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId })),
+      client.send(
+        new m.RecordLifecycleActionHeartbeatCommand({ AutoScalingGroupName: a.group, LifecycleHookName: a.hook, InstanceId: a.instanceId }),
+      ),
     );
   }
 }
@@ -182,7 +216,11 @@ export class AwsEc2 implements Ec2Port {
   private readonly call: SdkCall<typeof import('./aws-sdk/ec2.js'), EC2Client>;
 
   constructor(opts: AwsClientOptions) {
-    this.call = lazySdk('EC2', () => import('./aws-sdk/ec2.js'), (m) => new m.EC2Client(clientConfig(opts)));
+    this.call = lazySdk(
+      'EC2',
+      () => import('./aws-sdk/ec2.js'),
+      (m) => new m.EC2Client(clientConfig(opts)),
+    );
   }
 
   async autoScalingGroupOf(instanceId: string): Promise<string | undefined> {

@@ -30,7 +30,9 @@ export class DockerodeDocker implements DockerPort {
   private readonly deadlineMs: number;
 
   async info(): Promise<DockerInfo> {
-    const i = await this.call('get info', (abortSignal) => (this.docker.info as (o: object) => Promise<Record<string, unknown>>).call(this.docker, { abortSignal }));
+    const i = await this.call('get info', (abortSignal) =>
+      (this.docker.info as (o: object) => Promise<Record<string, unknown>>).call(this.docker, { abortSignal }),
+    );
     return {
       serverVersion: String(i.ServerVersion ?? ''),
       defaultRuntime: String(i.DefaultRuntime ?? ''),
@@ -41,21 +43,37 @@ export class DockerodeDocker implements DockerPort {
   }
 
   async imageExists(ref: string): Promise<boolean> {
-    return this.call(`inspect image ${ref}`, async (abortSignal) => (await this.docker.getImage(ref).inspect({ abortSignal } as object), true), { 404: false });
+    return this.call(
+      `inspect image ${ref}`,
+      async (abortSignal) => {
+        await this.docker.getImage(ref).inspect({ abortSignal } as object);
+        return true;
+      },
+      { 404: false },
+    );
   }
 
   async imageId(ref: string): Promise<string | undefined> {
-    return this.call(`inspect image ${ref}`, async (abortSignal) => String((await this.docker.getImage(ref).inspect({ abortSignal } as object)).Id), { 404: undefined });
+    return this.call(
+      `inspect image ${ref}`,
+      async (abortSignal) => String((await this.docker.getImage(ref).inspect({ abortSignal } as object)).Id),
+      { 404: undefined },
+    );
   }
 
   async importImage(rootfsTar: Uint8Array, ref: string, cmd: readonly string[]): Promise<void> {
     const [repo, tag] = splitRef(ref);
-    const stream = await this.call(`import image ${ref}`, () =>
-      this.docker.importImage(Readable.from([Buffer.from(rootfsTar)]) as unknown as string, {
-        repo,
-        tag,
-        changes: [`CMD ${JSON.stringify(cmd)}`],
-      } as unknown as object),
+    const stream = await this.call(
+      `import image ${ref}`,
+      () =>
+        this.docker.importImage(
+          Readable.from([Buffer.from(rootfsTar)]) as unknown as string,
+          {
+            repo,
+            tag,
+            changes: [`CMD ${JSON.stringify(cmd)}`],
+          } as unknown as object,
+        ),
       {},
       false,
     );
@@ -63,12 +81,19 @@ export class DockerodeDocker implements DockerPort {
   }
 
   async removeImage(ref: string): Promise<void> {
-    await this.call(`remove image ${ref}`, (abortSignal) => this.docker.getImage(ref).remove({ force: true, abortSignal }), { 404: undefined });
+    await this.call(`remove image ${ref}`, (abortSignal) => this.docker.getImage(ref).remove({ force: true, abortSignal }), {
+      404: undefined,
+    });
   }
 
   // Loads and pulls stream progress for as long as they take: only the idle timeout applies.
   async loadImage(tarballPath: string): Promise<void> {
-    const stream = await this.call(`load ${tarballPath}`, () => this.docker.loadImage(createReadStream(tarballPath) as unknown as string, { quiet: true }), {}, false);
+    const stream = await this.call(
+      `load ${tarballPath}`,
+      () => this.docker.loadImage(createReadStream(tarballPath) as unknown as string, { quiet: true }),
+      {},
+      false,
+    );
     await this.follow(stream as NodeJS.ReadableStream, `load ${tarballPath}`);
   }
 
@@ -97,26 +122,40 @@ export class DockerodeDocker implements DockerPort {
   }
 
   async createContainer(spec: ContainerSpec): Promise<string> {
-    const c = await this.call(`create container from ${spec.Image}`, (abortSignal) => this.docker.createContainer({ ...(spec as Docker.ContainerCreateOptions), abortSignal }));
+    const c = await this.call(`create container from ${spec.Image}`, (abortSignal) =>
+      this.docker.createContainer({ ...(spec as Docker.ContainerCreateOptions), abortSignal }),
+    );
     return c.id;
   }
 
   async startContainer(id: string): Promise<void> {
     // 304: already started.
-    await this.call(`start container ${id.slice(0, 12)}`, (abortSignal) => this.docker.getContainer(id).start({ abortSignal }), { 304: undefined });
+    await this.call(`start container ${id.slice(0, 12)}`, (abortSignal) => this.docker.getContainer(id).start({ abortSignal }), {
+      304: undefined,
+    });
   }
 
   async inspectContainer(id: string): Promise<ContainerState | undefined> {
-    return this.call(`inspect container ${id.slice(0, 12)}`, async (abortSignal) => toState(await this.docker.getContainer(id).inspect({ abortSignal })), { 404: undefined });
+    return this.call(
+      `inspect container ${id.slice(0, 12)}`,
+      async (abortSignal) => toState(await this.docker.getContainer(id).inspect({ abortSignal })),
+      { 404: undefined },
+    );
   }
 
   async removeContainer(id: string): Promise<void> {
     // 404: gone; 409: removal already in progress.
-    await this.call(`remove container ${id.slice(0, 12)}`, (abortSignal) => this.docker.getContainer(id).remove({ force: true, v: true, abortSignal }), { 404: undefined, 409: undefined });
+    await this.call(
+      `remove container ${id.slice(0, 12)}`,
+      (abortSignal) => this.docker.getContainer(id).remove({ force: true, v: true, abortSignal }),
+      { 404: undefined, 409: undefined },
+    );
   }
 
   async renameContainer(id: string, name: string): Promise<void> {
-    await this.call(`rename container ${id.slice(0, 12)} to ${name}`, (abortSignal) => this.docker.getContainer(id).rename({ name, abortSignal }));
+    await this.call(`rename container ${id.slice(0, 12)} to ${name}`, (abortSignal) =>
+      this.docker.getContainer(id).rename({ name, abortSignal }),
+    );
   }
 
   async stopContainer(id: string, timeoutSeconds: number): Promise<void> {
@@ -155,7 +194,12 @@ export class DockerodeDocker implements DockerPort {
             const line = buf.slice(0, i).trim();
             buf = buf.slice(i + 1);
             if (!line) continue;
-            const e = JSON.parse(line) as { Action?: string; status?: string; id?: string; Actor?: { ID?: string; Attributes?: Record<string, string> } };
+            const e = JSON.parse(line) as {
+              Action?: string;
+              status?: string;
+              id?: string;
+              Actor?: { ID?: string; Attributes?: Record<string, string> };
+            };
             const code = e.Actor?.Attributes?.exitCode;
             yield {
               action: e.Action ?? e.status ?? '',
@@ -194,7 +238,11 @@ export class DockerodeDocker implements DockerPort {
       const status = statusOf(err);
       if (status !== undefined && status in expected) return expected[status] as E;
       if (ac?.signal.aborted) {
-        throw new EcsGvisorError('DOCKER_UNAVAILABLE', `Docker at ${this.host} did not answer within ${(deadlineMs as number) / 1000} s to ${what}.`, { cause: err });
+        throw new EcsGvisorError(
+          'DOCKER_UNAVAILABLE',
+          `Docker at ${this.host} did not answer within ${(deadlineMs as number) / 1000} s to ${what}.`,
+          { cause: err },
+        );
       }
       throw this.wrap(what, err);
     } finally {
@@ -205,7 +253,9 @@ export class DockerodeDocker implements DockerPort {
   private wrap(what: string, err: unknown): EcsGvisorError {
     const status = statusOf(err);
     if (status === undefined) {
-      return new EcsGvisorError('DOCKER_UNAVAILABLE', `Docker at ${this.host} cannot be reached to ${what} (${errText(err)}).`, { cause: err });
+      return new EcsGvisorError('DOCKER_UNAVAILABLE', `Docker at ${this.host} cannot be reached to ${what} (${errText(err)}).`, {
+        cause: err,
+      });
     }
     return new EcsGvisorError('DOCKER_API', `Docker refused to ${what} (HTTP ${status}: ${errText(err)}).`, {
       cause: err,

@@ -8,11 +8,17 @@ export class ExecCommands implements CommandsPort {
       execFile(
         file,
         [...args],
-        { timeout: opts.timeoutMs ?? 30_000, env: opts.env ? { ...process.env, ...opts.env } : undefined, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8', killSignal: 'SIGKILL' },
+        {
+          timeout: opts.timeoutMs ?? 30_000,
+          env: opts.env ? { ...process.env, ...opts.env } : undefined,
+          maxBuffer: 16 * 1024 * 1024,
+          encoding: 'utf8',
+          killSignal: 'SIGKILL',
+        },
         (err, stdout, stderr) => {
           if (err && typeof err.code === 'number') {
             resolve({ code: err.code, stdout, stderr });
-          } else if (err && err.killed) {
+          } else if (err?.killed) {
             resolve({ code: 124, stdout, stderr: `${stderr}\ntimed out after ${opts.timeoutMs ?? 30_000} ms`.trim() });
           } else if (err) {
             reject(err);

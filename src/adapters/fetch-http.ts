@@ -34,7 +34,8 @@ export class FetchHttp implements HttpPort {
 /** Classify a fetch failure by its error name and the system error code of its cause. */
 export function httpFailure(what: string, err: unknown, timeoutMs: number): HttpError {
   const name = (err as { name?: string } | null)?.name;
-  if (name === 'TimeoutError' || name === 'AbortError') return new HttpError('timeout', `${what} timed out after ${timeoutMs} ms`, undefined, { cause: err });
+  if (name === 'TimeoutError' || name === 'AbortError')
+    return new HttpError('timeout', `${what} timed out after ${timeoutMs} ms`, undefined, { cause: err });
   const code = (err as { cause?: { code?: string } } | null)?.cause?.code;
   if (code === 'ECONNREFUSED') return new HttpError('refused', `${what}: connection refused`, undefined, { cause: err });
   return new HttpError('network', `${what} failed (${code ?? (err as Error)?.message ?? String(err)})`, undefined, { cause: err });

@@ -31,7 +31,10 @@ export class FlockHostLock implements HostLockPort {
     if (now) return now;
     const holder = await this.deps.state.read<Holder>(HOLDER_STATE);
     const who = describe(holder);
-    this.deps.log.warn({ holder, waitSeconds: Math.ceil(waitMs / 1000) }, `the host lock is held by ${who}; waiting up to ${Math.ceil(waitMs / 1000)} s before ${purpose}`);
+    this.deps.log.warn(
+      { holder, waitSeconds: Math.ceil(waitMs / 1000) },
+      `the host lock is held by ${who}; waiting up to ${Math.ceil(waitMs / 1000)} s before ${purpose}`,
+    );
     const later = await this.take(purpose, waitMs);
     if (later) return later;
     throw new EcsGvisorError(
@@ -48,16 +51,26 @@ export class FlockHostLock implements HostLockPort {
   private async take(purpose: string, waitMs: number): Promise<ReleaseLock | undefined> {
     await this.deps.state.prepare(); // flock(1) creates the lock file: only in a dir that is ours alone
     const wait = waitMs > 0 ? ['--wait', String(Math.ceil(waitMs / 1000))] : ['--nonblock'];
-    const child = spawn('flock', ['--exclusive', '--conflict-exit-code', String(CONFLICT), ...wait, this.opts.path, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      // util-linux's flock lives in /usr/bin everywhere we run; found there even with a narrow PATH.
-      env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/bin:/bin:/usr/sbin:/sbin` },
-    });
+    const child = spawn(
+      'flock',
+      ['--exclusive', '--conflict-exit-code', String(CONFLICT), ...wait, this.opts.path, 'sh', '-c', 'echo locked; exec cat >/dev/null'],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        // util-linux's flock lives in /usr/bin everywhere we run; found there even with a narrow PATH.
+        env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/bin:/bin:/usr/sbin:/sbin` },
+      },
+    );
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString('utf8')));
     const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
     return new Promise((resolve, reject) => {
-      child.once('error', (err) => reject(new EcsGvisorError('HOST_LOCKED', `Cannot take the host lock ${this.opts.path}: flock(1) did not run (${err.message}).`, { cause: err })));
+      child.once('error', (err) =>
+        reject(
+          new EcsGvisorError('HOST_LOCKED', `Cannot take the host lock ${this.opts.path}: flock(1) did not run (${err.message}).`, {
+            cause: err,
+          }),
+        ),
+      );
       child.stdout.once('data', () => {
         // Held until the caller releases it, or until this process ends and the kernel does.
         const release: ReleaseLock = async () => {
@@ -74,7 +87,13 @@ export class FlockHostLock implements HostLockPort {
       });
       exited.then((code) => {
         if (code === CONFLICT) resolve(undefined);
-        else reject(new EcsGvisorError('HOST_LOCKED', `Cannot take the host lock ${this.opts.path}: flock(1) exited ${code} (${stderr.trim() || 'no message'}).`));
+        else
+          reject(
+            new EcsGvisorError(
+              'HOST_LOCKED',
+              `Cannot take the host lock ${this.opts.path}: flock(1) exited ${code} (${stderr.trim() || 'no message'}).`,
+            ),
+          );
       });
     });
   }

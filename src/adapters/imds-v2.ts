@@ -19,7 +19,10 @@ export interface ImdsOptions {
 export class ImdsV2 implements ImdsPort {
   private token?: { value: string; expiresAt: number };
 
-  constructor(private readonly clock: Clock, private readonly opts: ImdsOptions) {}
+  constructor(
+    private readonly clock: Clock,
+    private readonly opts: ImdsOptions,
+  ) {}
 
   private get base(): string {
     return this.opts.baseUrl.replace(/\/+$/, '');
@@ -35,7 +38,9 @@ export class ImdsV2 implements ImdsPort {
         this.token = undefined; // expired or revoked early: one fresh token, then give up
         continue;
       }
-      throw new EcsGvisorError('IMDS_FAILED', `Instance metadata ${this.base}${path} answered HTTP ${res.status}.`, { details: { status: res.status } });
+      throw new EcsGvisorError('IMDS_FAILED', `Instance metadata ${this.base}${path} answered HTTP ${res.status}.`, {
+        details: { status: res.status },
+      });
     }
   }
 
@@ -45,14 +50,21 @@ export class ImdsV2 implements ImdsPort {
     const ttl = this.opts.tokenTtlSeconds ?? 21_600;
     const res = await this.request('PUT', '/latest/api/token', { 'X-aws-ec2-metadata-token-ttl-seconds': String(ttl) });
     if (res.status !== 200 || !res.body) {
-      throw new EcsGvisorError('IMDS_FAILED', `Instance metadata ${this.base} refused a session token (HTTP ${res.status}); IMDSv2 is required.`, {
-        details: { status: res.status },
-      });
+      throw new EcsGvisorError(
+        'IMDS_FAILED',
+        `Instance metadata ${this.base} refused a session token (HTTP ${res.status}); IMDSv2 is required.`,
+        {
+          details: { status: res.status },
+        },
+      );
     }
     const value = res.body.trim();
     // A token is one header value: printable, no spaces. Anything else (an HTML page) is not one.
     if (!/^[\x21-\x7e]{1,512}$/.test(value)) {
-      throw new EcsGvisorError('IMDS_FAILED', `Instance metadata ${this.base} answered ${JSON.stringify(value.slice(0, 40))}${value.length > 40 ? '…' : ''} for a session token, which is not one.`);
+      throw new EcsGvisorError(
+        'IMDS_FAILED',
+        `Instance metadata ${this.base} answered ${JSON.stringify(value.slice(0, 40))}${value.length > 40 ? '…' : ''} for a session token, which is not one.`,
+      );
     }
     // Renew well before expiry so a call never carries a token that lapses in flight.
     this.token = { value, expiresAt: now + Math.max(1, ttl - Math.min(300, ttl / 10)) * 1000 };
@@ -67,7 +79,10 @@ export class ImdsV2 implements ImdsPort {
       return { status: res.status, body };
     } catch (err) {
       const failure = httpFailure(`${method} ${this.base}${path}`, err, timeoutMs);
-      throw new EcsGvisorError('IMDS_FAILED', `Instance metadata is unreachable: ${failure.message}.`, { cause: failure, details: { kind: failure.kind } });
+      throw new EcsGvisorError('IMDS_FAILED', `Instance metadata is unreachable: ${failure.message}.`, {
+        cause: failure,
+        details: { kind: failure.kind },
+      });
     }
   }
 }

@@ -4,7 +4,10 @@ import { isCode } from './node-files.js';
 
 /** Facts about processes on this host from /proc, and signals. */
 export class LinuxHost implements HostPort {
-  constructor(private readonly procRoot = '/proc', private readonly systemdDir = '/run/systemd/system') {}
+  constructor(
+    private readonly procRoot = '/proc',
+    private readonly systemdDir = '/run/systemd/system',
+  ) {}
 
   async cmdline(pid: number): Promise<string[] | undefined> {
     try {

@@ -4,7 +4,11 @@ import { createServer, type Server } from 'node:http';
 /** What is served: the exposition text as of the request, and its content type. */
 export type RenderMetrics = () => Promise<{ text: string; contentType: string }>;
 
-export async function startMetricsServer(render: RenderMetrics, port: number, host = '127.0.0.1'): Promise<{ port: number; close(): Promise<void> }> {
+export async function startMetricsServer(
+  render: RenderMetrics,
+  port: number,
+  host = '127.0.0.1',
+): Promise<{ port: number; close(): Promise<void> }> {
   const server: Server = createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
       res.writeHead(404).end('not found\n');

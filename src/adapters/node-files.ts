@@ -12,7 +12,7 @@ export class NodeFiles implements FilesPort {
    */
   async read(path: string, opts: ReadOptions = {}): Promise<Uint8Array | undefined> {
     const max = opts.maxBytes ?? DEFAULT_MAX_READ;
-    let fh;
+    let fh: Awaited<ReturnType<typeof fs.open>>;
     try {
       fh = await fs.open(path, constants.O_RDONLY | constants.O_NONBLOCK | (opts.noFollow ? constants.O_NOFOLLOW : 0));
     } catch (err) {
@@ -123,7 +123,8 @@ export class NodeFiles implements FilesPort {
     if (!st.isDirectory()) throw new Error(`${path} is ${fileKind(st)}, not a directory`);
     const uid = process.geteuid?.() ?? 0;
     if (st.uid !== uid) throw new Error(`${path} is owned by uid ${st.uid}, not ${uid}`);
-    if (st.mode & 0o022) throw new Error(`${path} is writable by ${st.mode & 0o002 ? 'others' : 'its group'} (mode ${(st.mode & 0o777).toString(8)})`);
+    if (st.mode & 0o022)
+      throw new Error(`${path} is writable by ${st.mode & 0o002 ? 'others' : 'its group'} (mode ${(st.mode & 0o777).toString(8)})`);
     if ((st.mode & 0o777) !== mode) await fs.chmod(path, mode);
   }
 

@@ -59,9 +59,25 @@ export interface AgentSpec {
 
 /** Every host path whose existence the spec depends on (what the step must look up). */
 export const PATHS_TO_CHECK = [
-  '/etc/pki', '/etc/pki/tls/certs', '/etc/ssl', '/etc/ssl/certs', '/var/lib/ecs/deps', '/var/lib/ecs/deps/execute-command',
-  '/usr/lib', '/lib', '/usr/lib64', '/lib64', '/sbin', '/etc/alternatives', '/usr/sbin', '/usr/bin/lsblk',
-  '/usr/bin/nsenter', '/sbin/modinfo', '/usr/sbin/modinfo', '/var/lib/cloud/data/result.json', EBS_MOUNT_DIR,
+  '/etc/pki',
+  '/etc/pki/tls/certs',
+  '/etc/ssl',
+  '/etc/ssl/certs',
+  '/var/lib/ecs/deps',
+  '/var/lib/ecs/deps/execute-command',
+  '/usr/lib',
+  '/lib',
+  '/usr/lib64',
+  '/lib64',
+  '/sbin',
+  '/etc/alternatives',
+  '/usr/sbin',
+  '/usr/bin/lsblk',
+  '/usr/bin/nsenter',
+  '/sbin/modinfo',
+  '/usr/sbin/modinfo',
+  '/var/lib/cloud/data/result.json',
+  EBS_MOUNT_DIR,
 ] as const;
 
 const RO = ':ro';
@@ -70,7 +86,10 @@ export function osFamily(osRelease: string | undefined): string {
   if (!osRelease) return 'linux';
   const value = (k: string) => {
     const line = osRelease.split('\n').find((l) => l.startsWith(`${k}=`));
-    return line?.slice(k.length + 1).trim().replace(/^["']+|["']+$/g, '');
+    return line
+      ?.slice(k.length + 1)
+      .trim()
+      .replace(/^["']+|["']+$/g, '');
   };
   const id = value('ID');
   const version = value('VERSION_ID');
@@ -81,8 +100,14 @@ export function osFamily(osRelease: string | undefined): string {
 function certDirs(facts: AgentHostFacts): { pki?: string; certs?: string } {
   const fam = osFamily(facts.osRelease);
   const order = /^(debian|ubuntu|sles|opensuse)/.test(fam)
-    ? [['/etc/ssl', '/etc/ssl/certs'], ['/etc/pki', '/etc/pki/tls/certs']]
-    : [['/etc/pki', '/etc/pki/tls/certs'], ['/etc/ssl', '/etc/ssl/certs']];
+    ? [
+        ['/etc/ssl', '/etc/ssl/certs'],
+        ['/etc/pki', '/etc/pki/tls/certs'],
+      ]
+    : [
+        ['/etc/pki', '/etc/pki/tls/certs'],
+        ['/etc/ssl', '/etc/ssl/certs'],
+      ];
   for (const [pki, certs] of order) {
     if (facts.dirs.has(pki!)) return { pki, certs: facts.exists.has(certs!) ? certs : undefined };
   }
@@ -123,7 +148,8 @@ export function buildAgentContainerSpec(input: AgentSpecInput): AgentSpec {
   const socket = input.dockerHost.startsWith('unix://') ? input.dockerHost.slice('unix://'.length) : '/var/run/docker.sock';
   const agentDockerHost = fileVars.get('DOCKER_HOST');
   const socketDest = agentDockerHost?.startsWith('unix://') ? agentDockerHost.slice('unix://'.length) : '/var/run/docker.sock';
-  const socketBind = socket === '/var/run/docker.sock' && socketDest === '/var/run/docker.sock' ? '/var/run:/var/run' : `${socket}:${socketDest}`;
+  const socketBind =
+    socket === '/var/run/docker.sock' && socketDest === '/var/run/docker.sock' ? '/var/run:/var/run' : `${socket}:${socketDest}`;
 
   const has = (p: string) => facts.exists.has(p);
   const binds = [
@@ -152,7 +178,10 @@ export function buildAgentContainerSpec(input: AgentSpecInput): AgentSpec {
     ...['/etc/alternatives', '/usr/sbin'].filter(has).map((p) => `${p}:${p}${RO}`),
     ...(has('/usr/bin/lsblk') ? ['/usr/bin/lsblk:/usr/bin/lsblk'] : []),
     ...(has('/usr/bin/nsenter') ? ['/usr/bin/nsenter:/usr/bin/nsenter'] : []),
-    ...['/sbin/modinfo', '/usr/sbin/modinfo'].filter(has).slice(0, 1).map((p) => `${p}:${p}`),
+    ...['/sbin/modinfo', '/usr/sbin/modinfo']
+      .filter(has)
+      .slice(0, 1)
+      .map((p) => `${p}:${p}`),
     ...(has('/var/lib/cloud/data/result.json') ? [`/var/lib/cloud/data/result.json:/var/lib/cloud/data/result.json${RO}`] : []),
   ];
 
@@ -169,7 +198,9 @@ export function buildAgentContainerSpec(input: AgentSpecInput): AgentSpec {
   // ecs-init loads its profile at pre-start, which no longer runs; naming a profile that is not loaded
   // would keep Docker from starting the agent at all.
   if (facts.apparmorProfiles && !facts.apparmorProfiles.has(own.apparmorProfile)) {
-    warnings.push(`the AppArmor profile ${own.apparmorProfile} ecs-init gives the agent is not loaded; the agent runs under Docker's default profile (load it with apparmor_parser, as ecs-init's pre-start does)`);
+    warnings.push(
+      `the AppArmor profile ${own.apparmorProfile} ecs-init gives the agent is not loaded; the agent runs under Docker's default profile (load it with apparmor_parser, as ecs-init's pre-start does)`,
+    );
   }
 
   const spec = {
@@ -191,7 +222,11 @@ export function buildAgentContainerSpec(input: AgentSpecInput): AgentSpec {
     } as Record<string, unknown>,
   };
   // The image ID is hashed but not a field of the spec: Docker keeps the name, as with ecs-init.
-  const hash = createHash('sha256').update(JSON.stringify(spec)).update(input.imageId ?? '').digest('hex').slice(0, 32);
+  const hash = createHash('sha256')
+    .update(JSON.stringify(spec))
+    .update(input.imageId ?? '')
+    .digest('hex')
+    .slice(0, 32);
   spec.Labels[HASH_LABEL] = hash;
   if (input.imageId) spec.Labels[IMAGE_ID_LABEL] = input.imageId;
   return { spec, hash, warnings };
@@ -235,7 +270,9 @@ export function ecsInitSwitches(userVars: ReadonlyMap<string, string>, file: str
   if (wanted) {
     if (LOG_DRIVERS.has(wanted)) driver = wanted;
     else {
-      warnings.push(`${file}: ECS_LOG_DRIVER=${wanted} is not a log driver ecs-init supports; json-file with default options is used (as with ecs-init)`);
+      warnings.push(
+        `${file}: ECS_LOG_DRIVER=${wanted} is not a log driver ecs-init supports; json-file with default options is used (as with ecs-init)`,
+      );
       options = undefined;
     }
   }
@@ -262,7 +299,6 @@ function parseStringMap(raw: string): Record<string, string> | undefined {
     return undefined;
   }
 }
-
 
 /** ecs-init's agent image cache: /var/cache/ecs/state says 1 (cached) or 2 (reload needed). */
 export type CacheStatus = 'uncached' | 'cached' | 'reload-needed';

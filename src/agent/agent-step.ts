@@ -4,13 +4,14 @@
  * a container ecs-init made is replaced by ours.
  */
 import { renderDiff } from '../diff.js';
-import { retrying } from '../retry.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ContainerSpec, ContainerState, DockerPort, FilesPort } from '../ports.js';
+import { retrying } from '../retry.js';
 import type { StateStore } from '../state-store.js';
 import {
   AGENT_NAME,
+  type AgentSpec,
   buildAgentContainerSpec,
   cacheStatus,
   EBS_MOUNT_DIR,
@@ -19,7 +20,6 @@ import {
   MANAGED_LABEL,
   PATHS_TO_CHECK,
   planAgentImage,
-  type AgentSpec,
 } from './agent-spec.js';
 import { loadEcsConfigs, redactEnv } from './ecs-config.js';
 import { SUPERVISOR_STATE } from './supervisor.js';
@@ -77,7 +77,13 @@ export async function ourAgentId(state: StateStore): Promise<string | undefined>
 
 export class AgentStep {
   constructor(
-    private readonly deps: { docker: DockerPort; files: FilesPort; state: StateStore; log: Logger; sleep: (ms: number, signal?: AbortSignal) => Promise<void> },
+    private readonly deps: {
+      docker: DockerPort;
+      files: FilesPort;
+      state: StateStore;
+      log: Logger;
+      sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+    },
     private readonly opts: AgentStepOptions,
   ) {}
 
@@ -131,7 +137,11 @@ export class AgentStep {
   async apply(): Promise<AgentResult> {
     const log = this.deps.log;
     // ecs-init's pre-start makes the EBS mount point; the agent supports EBS task volumes only with it.
-    await this.deps.files.mkdirp(EBS_MOUNT_DIR, 0o755).catch((err: unknown) => log.warn({ dir: EBS_MOUNT_DIR, err: messageOf(err) }, 'cannot create the EBS mount directory; EBS task volumes are off'));
+    await this.deps.files
+      .mkdirp(EBS_MOUNT_DIR, 0o755)
+      .catch((err: unknown) =>
+        log.warn({ dir: EBS_MOUNT_DIR, err: messageOf(err) }, 'cannot create the EBS mount directory; EBS task volumes are off'),
+      );
     await this.ensureImage(); // first: the image ID is part of the desired spec
     const want = await this.desired();
     for (const w of want.warnings) log.warn({ warning: w }, 'agent configuration');
@@ -141,8 +151,16 @@ export class AgentStep {
     const action = containerAction(current, want, saved?.id);
     let id = current?.id;
     if (action === 'replace-foreign' || action === 'recreate') {
-      const reason = action === 'replace-foreign' ? 'not created by ecs-gvisor (ecs-init?)' : current!.imageId !== want.spec.Labels?.[IMAGE_ID_LABEL] ? 'the agent image changed' : 'spec changed';
-      log.warn({ id: current!.id, reason, from: current!.imageId, to: want.spec.Labels?.[IMAGE_ID_LABEL] }, 'replacing the agent container');
+      const reason =
+        action === 'replace-foreign'
+          ? 'not created by ecs-gvisor (ecs-init?)'
+          : current!.imageId !== want.spec.Labels?.[IMAGE_ID_LABEL]
+            ? 'the agent image changed'
+            : 'spec changed';
+      log.warn(
+        { id: current!.id, reason, from: current!.imageId, to: want.spec.Labels?.[IMAGE_ID_LABEL] },
+        'replacing the agent container',
+      );
       id = await this.replace(current!, want, saved);
       await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want), id } satisfies SavedSpec);
     } else if (action === 'create') {
@@ -155,7 +173,7 @@ export class AgentStep {
     }
     if (action === 'create' || action === 'start') await this.deps.docker.startContainer(id!);
     const after = await this.deps.docker.inspectContainer(id!);
-    if (!after || after.runtime !== 'runc') {
+    if (after?.runtime !== 'runc') {
       throw new EcsGvisorError('DOCKER_API', `The agent container ${AGENT_NAME} has runtime "${after?.runtime}" instead of runc.`);
     }
     log.info({ id: after.id, action, runtime: after.runtime, running: after.running }, 'agent container converged');
@@ -186,7 +204,10 @@ export class AgentStep {
       const exited = err instanceof EcsGvisorError && err.code === 'AGENT_EXITED';
       // Its last words, before the container that said them is gone.
       const tail = exited ? (await docker.containerLogs(id, 3).catch(() => '')).trim().split('\n').pop() : undefined;
-      log.error({ err: messageOf(err), lastLog: tail, previous: old.id.slice(0, 12) }, 'the new agent container did not start or did not stay up; putting the previous one back');
+      log.error(
+        { err: messageOf(err), lastLog: tail, previous: old.id.slice(0, 12) },
+        'the new agent container did not start or did not stay up; putting the previous one back',
+      );
       await docker.removeContainer(id);
       await docker.renameContainer(old.id, AGENT_NAME);
       if (old.running) await docker.startContainer(old.id);
@@ -231,7 +252,11 @@ export class AgentStep {
     ] as const) {
       const c = await this.deps.docker.inspectContainer(name);
       if (c && recorded && c.id === recorded) await this.deps.docker.removeContainer(c.id);
-      else if (c) this.deps.log.warn({ container: name, id: c.id.slice(0, 12) }, 'a container has the name of our side containers but is not one we recorded: left alone');
+      else if (c)
+        this.deps.log.warn(
+          { container: name, id: c.id.slice(0, 12) },
+          'a container has the name of our side containers but is not one we recorded: left alone',
+        );
     }
   }
 
@@ -307,7 +332,10 @@ export class AgentStep {
       }
     }
     if (!(await docker.imageExists(ref))) {
-      throw new EcsGvisorError('AGENT_IMAGE_UNAVAILABLE', `The agent image ${ref} is still not in Docker after ${how === 'load' ? 'loading the cache' : 'pulling'}.`);
+      throw new EcsGvisorError(
+        'AGENT_IMAGE_UNAVAILABLE',
+        `The agent image ${ref} is still not in Docker after ${how === 'load' ? 'loading the cache' : 'pulling'}.`,
+      );
     }
     return how;
   }
@@ -321,7 +349,11 @@ function isOurs(c: ContainerState, recordedId: string | undefined): boolean {
   return recordedId ? c.id === recordedId : c.labels[MANAGED_LABEL] === 'true';
 }
 
-export function containerAction(current: ContainerState | undefined, want: Pick<AgentSpec, 'hash' | 'spec'>, recordedId?: string): ContainerAction {
+export function containerAction(
+  current: ContainerState | undefined,
+  want: Pick<AgentSpec, 'hash' | 'spec'>,
+  recordedId?: string,
+): ContainerAction {
   if (!current) return 'create';
   if (!isOurs(current, recordedId)) return 'replace-foreign';
   if (current.labels[HASH_LABEL] !== want.hash) return 'recreate';
@@ -344,7 +376,12 @@ async function apparmorEnabled(files: FilesPort): Promise<ReadonlySet<string> | 
   if (fs === undefined || parser === undefined || !(enabled ?? '').startsWith('Y')) return undefined;
   const listed = await files.readText('/sys/kernel/security/apparmor/profiles').catch(() => undefined);
   // One profile a line: "name (mode)".
-  return new Set((listed ?? '').split('\n').map((l) => l.replace(/ \([a-z]+\)$/, '').trim()).filter(Boolean));
+  return new Set(
+    (listed ?? '')
+      .split('\n')
+      .map((l) => l.replace(/ \([a-z]+\)$/, '').trim())
+      .filter(Boolean),
+  );
 }
 
 function redacted(a: AgentSpec): unknown {

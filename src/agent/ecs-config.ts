@@ -24,7 +24,8 @@ export function parseEcsConfig(file: string, text: string | undefined): EcsConfi
     .forEach((raw, i) => {
       const line = raw.trim();
       if (line.startsWith('#')) {
-        if (line.includes('=')) warnings.push(`${file} line ${i + 1}: a comment; ecs-init would have passed it to the agent as a variable, ecs-gvisor skips it`);
+        if (line.includes('='))
+          warnings.push(`${file} line ${i + 1}: a comment; ecs-init would have passed it to the agent as a variable, ecs-gvisor skips it`);
         return;
       }
       const eq = line.indexOf('=');

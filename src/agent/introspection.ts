@@ -3,7 +3,11 @@ import { EcsGvisorError, HttpError } from '../errors.js';
 import type { AgentMetadata, HostPort, HttpPort } from '../ports.js';
 
 export class AgentIntrospection {
-  constructor(private readonly http: HttpPort, private readonly baseUrl: string, private readonly timeoutMs = 3_000) {}
+  constructor(
+    private readonly http: HttpPort,
+    private readonly baseUrl: string,
+    private readonly timeoutMs = 3_000,
+  ) {}
 
   /** undefined while nothing listens: before registration that is normal, not an error. */
   async metadata(): Promise<AgentMetadata | undefined> {
@@ -27,13 +31,19 @@ export function parseMetadata(url: string, text: string): AgentMetadata | undefi
     throw new EcsGvisorError('HTTP_FAILED', `The agent's introspection API ${url} answered something that is not JSON.`);
   }
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new EcsGvisorError('HTTP_FAILED', `The agent's introspection API ${url} answered JSON that is not an object (${JSON.stringify(doc)?.slice(0, 60)}).`);
+    throw new EcsGvisorError(
+      'HTTP_FAILED',
+      `The agent's introspection API ${url} answered JSON that is not an object (${JSON.stringify(doc)?.slice(0, 60)}).`,
+    );
   }
   const d = doc as { Cluster?: unknown; ContainerInstanceArn?: unknown; Version?: unknown };
   // Before registration completes the agent may answer with an empty ARN.
   if (typeof d.ContainerInstanceArn !== 'string' || d.ContainerInstanceArn === '') return undefined;
   if (!/^arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:container-instance\/\S+$/.test(d.ContainerInstanceArn)) {
-    throw new EcsGvisorError('HTTP_FAILED', `The agent's introspection API ${url} reports ContainerInstanceArn "${d.ContainerInstanceArn.slice(0, 200)}", which is not a container instance ARN.`);
+    throw new EcsGvisorError(
+      'HTTP_FAILED',
+      `The agent's introspection API ${url} reports ContainerInstanceArn "${d.ContainerInstanceArn.slice(0, 200)}", which is not a container instance ARN.`,
+    );
   }
   return {
     cluster: typeof d.Cluster === 'string' ? d.Cluster : '',

@@ -38,7 +38,10 @@ export const AGENT_BACKOFF: BackoffOptions = { minMs: 500, maxMs: 15_000, factor
 export class Backoff {
   private attempt = 0;
 
-  constructor(private readonly opts: BackoffOptions, private readonly random: () => number = Math.random) {}
+  constructor(
+    private readonly opts: BackoffOptions,
+    private readonly random: () => number = Math.random,
+  ) {}
 
   /** Delay before the next restart, given how long the run that just ended lasted. */
   next(runMs: number): number {

@@ -16,10 +16,10 @@ import { messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, ContainerEvent, DockerPort, FilesPort } from '../ports.js';
 import type { StateStore } from '../state-store.js';
-import { Mutex } from './mutex.js';
 import { AGENT_NAME, MANAGED_LABEL } from './agent-spec.js';
 import type { AgentStep } from './agent-step.js';
-import { AGENT_BACKOFF, Backoff, decideExit, desiredImageTarball, type BackoffOptions, type ExitDecision } from './restart-policy.js';
+import { Mutex } from './mutex.js';
+import { AGENT_BACKOFF, Backoff, type BackoffOptions, decideExit, desiredImageTarball, type ExitDecision } from './restart-policy.js';
 
 export const SUPERVISOR_STATE = 'supervisor.json';
 
@@ -45,7 +45,15 @@ export class AgentSupervisor {
   private expectedStop?: { id: string; at: number };
 
   constructor(
-    private readonly deps: { docker: DockerPort; agent: AgentStep; files: FilesPort; state: StateStore; clock: Clock; log: Logger; random?: () => number },
+    private readonly deps: {
+      docker: DockerPort;
+      agent: AgentStep;
+      files: FilesPort;
+      state: StateStore;
+      clock: Clock;
+      log: Logger;
+      random?: () => number;
+    },
     private readonly opts: { cacheDir: string; backoff?: BackoffOptions; dockerRetryMs?: number },
   ) {
     this.backoff = new Backoff(opts.backoff ?? AGENT_BACKOFF, deps.random);
@@ -144,7 +152,11 @@ export class AgentSupervisor {
       const first = !this.st.holds?.[kind];
       this.setHold(kind, reason);
       if (first) {
-        if (kind === 'sandbox') this.deps.log.error({ reason }, 'holding the agent stopped: no tasks may start on this instance until the sandbox is proven again');
+        if (kind === 'sandbox')
+          this.deps.log.error(
+            { reason },
+            'holding the agent stopped: no tasks may start on this instance until the sandbox is proven again',
+          );
         else this.deps.log.info({ reason }, 'holding the agent stopped');
       }
       await this.stopAgent();
@@ -156,7 +168,10 @@ export class AgentSupervisor {
     await this.mutex.run(async () => {
       if (!this.st.holds?.[kind]) return;
       this.setHold(kind, undefined);
-      this.deps.log.info({ released: kind, stillHeld: this.st.held }, kind === 'sandbox' ? 'the sandbox is proven again: starting the agent' : 'hold released: starting the agent');
+      this.deps.log.info(
+        { released: kind, stillHeld: this.st.held },
+        kind === 'sandbox' ? 'the sandbox is proven again: starting the agent' : 'hold released: starting the agent',
+      );
       await this.convergeNow();
       await this.save();
     });
@@ -222,13 +237,19 @@ export class AgentSupervisor {
     switch (decision.kind) {
       case 'done':
         this.st.stopped = 'done';
-        log.info({ code }, 'the agent exited 0: not restarting it until Docker restarts (if Docker is stopping now, it starts again once Docker is back)');
+        log.info(
+          { code },
+          'the agent exited 0: not restarting it until Docker restarts (if Docker is stopping now, it starts again once Docker is back)',
+        );
         break;
       case 'terminal': {
         this.st.stopped = 'terminal';
         const lines = (await docker.containerLogs(id, 200).catch(() => '')).split('\n').filter(Boolean);
         lastExit.lastLines = lines;
-        log.error({ code, lastLines: lines }, 'the agent failed terminally (exit 5: bad configuration or refused registration); not restarting it');
+        log.error(
+          { code, lastLines: lines },
+          'the agent failed terminally (exit 5: bad configuration or refused registration); not restarting it',
+        );
         break;
       }
       case 'update': {

@@ -3,12 +3,12 @@
  * call. All: throttling, 5xx, timeouts and network errors are retried (jittered exponential backoff,
  * waits on the clock), client errors are not; each attempt is counted by outcome.
  */
-import { EcsGvisorError, messageOf, type AwsOutcome } from '../errors.js';
+import { type AwsOutcome, EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { INSTANCE_ID_PATH, instanceIdOf } from './imds-values.js';
 import type { AutoScalingPort, Clock, Ec2Port, EcsPort, ImdsPort } from '../ports.js';
-import { retrying, type RetryOptions } from '../retry.js';
+import { type RetryOptions, retrying } from '../retry.js';
 import { RollingWindow } from './budget.js';
+import { INSTANCE_ID_PATH, instanceIdOf } from './imds-values.js';
 
 export type { RetryOptions } from '../retry.js';
 
@@ -17,7 +17,11 @@ export type CallOutcome = 'ok' | AwsOutcome;
 /** The region for ECS calls about a container instance: the configured one, else the ARN's own. */
 export function regionOf(containerInstanceArn: string, configured: string | undefined): string {
   const region = configured ?? containerInstanceArn.split(':')[3];
-  if (!region) throw new EcsGvisorError('CONFIG_INVALID', `No AWS region: set ECS_GVISOR_AWS_REGION (the container instance ARN "${containerInstanceArn}" names none).`);
+  if (!region)
+    throw new EcsGvisorError(
+      'CONFIG_INVALID',
+      `No AWS region: set ECS_GVISOR_AWS_REGION (the container instance ARN "${containerInstanceArn}" names none).`,
+    );
   return region;
 }
 
@@ -62,7 +66,9 @@ export class BudgetSpent extends EcsGvisorError {
     operation: string,
     readonly retryInMs: number,
   ) {
-    super('AWS_API', `${operation} not called: the hourly ECS call ceiling is reached; next slot in ${Math.ceil(retryInMs / 1000)} s.`, { details: { outcome: 'throttled', budget: true } });
+    super('AWS_API', `${operation} not called: the hourly ECS call ceiling is reached; next slot in ${Math.ceil(retryInMs / 1000)} s.`, {
+      details: { outcome: 'throttled', budget: true },
+    });
   }
 }
 
@@ -154,6 +160,12 @@ export class AwsCaller {
   }
 
   private retryOptions(operation: string, signal: AbortSignal | undefined) {
-    return { retry: this.opts.retry, clock: this.deps.clock, log: this.deps.log, signal, onOutcome: (outcome: CallOutcome) => this.deps.onCall?.(operation, outcome) };
+    return {
+      retry: this.opts.retry,
+      clock: this.deps.clock,
+      log: this.deps.log,
+      signal,
+      onOutcome: (outcome: CallOutcome) => this.deps.onCall?.(operation, outcome),
+    };
   }
 }

@@ -47,7 +47,10 @@ export function firstPollMs(b: EcsBudget, random: () => number): number {
 export class RollingWindow {
   private readonly times: number[] = [];
 
-  constructor(private readonly limit: number, private readonly windowMs = HOUR) {}
+  constructor(
+    private readonly limit: number,
+    private readonly windowMs = HOUR,
+  ) {}
 
   /** 0 when a call may go now; else the wait until the oldest call leaves the window. */
   waitMs(now: number): number {

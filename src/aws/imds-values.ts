@@ -37,5 +37,6 @@ export function instanceIdOf(text: string | undefined): string {
 }
 
 export const regionOfImds = (text: string | undefined) => check(REGION_PATH, text, REGION, 'an AWS region');
-export const targetStateOf = (text: string | undefined) => check(TARGET_STATE_PATH, text, LIFECYCLE_STATE, 'an Auto Scaling lifecycle state');
+export const targetStateOf = (text: string | undefined) =>
+  check(TARGET_STATE_PATH, text, LIFECYCLE_STATE, 'an Auto Scaling lifecycle state');
 export const groupTagOf = (text: string | undefined) => check(GROUP_TAG_PATH, text, GROUP_NAME, 'an Auto Scaling group name');

@@ -6,10 +6,7 @@ export type Step = (typeof STEPS)[number];
 export const COMMANDS = ['bootstrap', 'run', 'plan', 'status', 'rollback'] as const;
 export type Command = (typeof COMMANDS)[number];
 
-export type Parsed =
-  | { kind: 'help' }
-  | { kind: 'version' }
-  | { kind: 'command'; command: Command; steps: Step[]; json: boolean };
+export type Parsed = { kind: 'help' } | { kind: 'version' } | { kind: 'command'; command: Command; steps: Step[]; json: boolean };
 
 export const HELP = `Usage: ecs-gvisor <command> [options]
 
@@ -52,7 +49,10 @@ export function parseArgs(argv: readonly string[]): Parsed {
     } else if ((arg === '--only' || arg.startsWith('--only=')) && ['bootstrap', 'plan', 'rollback'].includes(command!)) {
       const value = arg === '--only' ? rest[++i] : arg.slice('--only='.length);
       if (!value) throw usage('--only needs a list of steps');
-      const names = value.split(',').map((s) => s.trim()).filter(Boolean);
+      const names = value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
       const bad = names.find((n) => !(STEPS as readonly string[]).includes(n));
       if (bad !== undefined || names.length === 0) {
         throw usage(`--only names an unknown step "${bad ?? value}"; steps are ${STEPS.join(', ')}`);

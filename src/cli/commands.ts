@@ -3,16 +3,16 @@
  * (each step's plan as text), `rollback` (the steps undone in reverse), withdrawing the proof from ECS
  * before a rollback, serving metrics, and checking inputs before any step changes the host.
  */
-import type { AgentSupervisor } from '../agent/supervisor.js';
-import { SUPERVISOR_STATE, type SupervisorState } from '../agent/supervisor.js';
+
+import { startMetricsServer } from '../adapters/metrics-http.js';
 import { AGENT_NAME, ecsInitSwitches } from '../agent/agent-spec.js';
 import { loadEcsConfigs } from '../agent/ecs-config.js';
-import { regionOf, type AwsCaller } from '../aws/aws-caller.js';
-import { startMetricsServer } from '../adapters/metrics-http.js';
+import { SUPERVISOR_STATE, type SupervisorState } from '../agent/supervisor.js';
+import { type AwsCaller, regionOf } from '../aws/aws-caller.js';
 import type { Config } from '../config.js';
 import { ExitCode, messageOf } from '../errors.js';
-import type { LifecycleRecord } from '../lifecycle/lifecycle-plan.js';
 import { LIFECYCLE_STATE } from '../lifecycle/lifecycle.js';
+import type { LifecycleRecord } from '../lifecycle/lifecycle-plan.js';
 import type { Logger } from '../logger.js';
 import type { Clock, DockerPort, FilesPort, HostPort } from '../ports.js';
 import type { RunscVersion } from '../runtime/runsc.js';
@@ -23,8 +23,8 @@ import { VERSION } from '../version.js';
 import { desiredAttributes, NETWORK_ATTRIBUTES, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
 import type { WatchMetrics } from '../watch/metrics.js';
 import { WATCH_STATE, type WatchSnapshot } from '../watch/watch-loop.js';
-import type { App } from './composition.js';
 import type { Step } from './args.js';
+import type { App } from './composition.js';
 import { HEARTBEAT_MS, lifecycleEnabled, spotDrain } from './options.js';
 import { OWN_UNIT, takeDownOwnUnit } from './own-unit.js';
 
@@ -49,12 +49,24 @@ export async function withdrawProof(d: { state: StateStore; aws: AwsCaller; cloc
   const w = await d.state.read<WatchSnapshot>(WATCH_STATE);
   const r = w?.registration;
   // Only a registration ECS confirmed as this instance's: never touch another instance's record.
-  if (!cfg.PUBLISH_ATTRIBUTES || !r?.cluster || !r.containerInstanceArn || r.identity !== 'confirmed' || w?.attributes.published[SANDBOX_ATTRIBUTE] !== 'verified') return false;
+  if (
+    !cfg.PUBLISH_ATTRIBUTES ||
+    !r?.cluster ||
+    !r.containerInstanceArn ||
+    r.identity !== 'confirmed' ||
+    w?.attributes.published[SANDBOX_ATTRIBUTE] !== 'verified'
+  )
+    return false;
   const { cluster, containerInstanceArn: arn } = r;
   const region = regionOf(arn, cfg.AWS_REGION);
   await d.aws.ecs(region, 'PutAttributes', (ecs) => ecs.putAttributes(cluster, arn, desiredAttributes(false, undefined)));
-  await d.aws.ecs(region, 'DeleteAttributes', (ecs) => ecs.deleteAttributes(cluster, arn, [RUNSC_ATTRIBUTE, ...Object.values(NETWORK_ATTRIBUTES)]));
-  await d.state.write(WATCH_STATE, { ...w, attributes: { published: desiredAttributes(false, undefined), at: new Date(d.clock.now()).toISOString() } });
+  await d.aws.ecs(region, 'DeleteAttributes', (ecs) =>
+    ecs.deleteAttributes(cluster, arn, [RUNSC_ATTRIBUTE, ...Object.values(NETWORK_ATTRIBUTES)]),
+  );
+  await d.state.write(WATCH_STATE, {
+    ...w,
+    attributes: { published: desiredAttributes(false, undefined), at: new Date(d.clock.now()).toISOString() },
+  });
   return true;
 }
 
@@ -62,10 +74,14 @@ export async function withdrawProof(d: { state: StateStore; aws: AwsCaller; cloc
  * Serve metrics when ECS_GVISOR_METRICS_PORT is set; returns a closer. A port someone else holds is
  * logged and recorded for status, never fatal: the watch matters more than its figures.
  */
-export async function startMetrics(d: { metrics: WatchMetrics; state: StateStore; clock: Clock; log: Logger }, cfg: Config): Promise<(() => Promise<void>) | undefined> {
+export async function startMetrics(
+  d: { metrics: WatchMetrics; state: StateStore; clock: Clock; log: Logger },
+  cfg: Config,
+): Promise<(() => Promise<void>) | undefined> {
   if (cfg.METRICS_PORT === undefined) return undefined;
   const port = cfg.METRICS_PORT;
-  const record = (r: Omit<MetricsRecord, 'port' | 'at'>) => d.state.write(METRICS_STATE, { port, ...r, at: new Date(d.clock.now()).toISOString() } satisfies MetricsRecord);
+  const record = (r: Omit<MetricsRecord, 'port' | 'at'>) =>
+    d.state.write(METRICS_STATE, { port, ...r, at: new Date(d.clock.now()).toISOString() } satisfies MetricsRecord);
   try {
     const server = await startMetricsServer(() => d.metrics.render(), port);
     d.log.info({ url: `http://127.0.0.1:${server.port}/metrics` }, 'serving metrics');
@@ -103,14 +119,22 @@ export async function readStatus(d: StatusSources, cfg: Config): Promise<StatusR
     // Only to learn the secrets to mask (before anything is printed): older state may still quote them.
     loadEcsConfigs(d.files, cfg.ECS_INSTANCE_CONFIG, cfg.ECS_CONFIG).catch(() => undefined),
   ]);
-  const watchLive = watch !== undefined && d.clock.now() - Date.parse(watch.updatedAt) < 3 * HEARTBEAT_MS && (await d.host.cmdline(watch.pid).catch(() => undefined)) !== undefined;
+  const watchLive =
+    watch !== undefined &&
+    d.clock.now() - Date.parse(watch.updatedAt) < 3 * HEARTBEAT_MS &&
+    (await d.host.cmdline(watch.pid).catch(() => undefined)) !== undefined;
   return buildStatus({
     version: VERSION,
     config: {
       runtimeName: cfg.RUNTIME_NAME,
       runscPath: cfg.RUNSC_PATH,
       networkPolicy: cfg.NETWORK_POLICY,
-      lifecycle: { enabled: lifecycleEnabled(cfg), launchHook: cfg.LAUNCH_HOOK, terminateHook: cfg.TERMINATE_HOOK, spotDrain: spotDrain(cfg) },
+      lifecycle: {
+        enabled: lifecycleEnabled(cfg),
+        launchHook: cfg.LAUNCH_HOOK,
+        terminateHook: cfg.TERMINATE_HOOK,
+        spotDrain: spotDrain(cfg),
+      },
       metricsPort: cfg.METRICS_PORT,
     },
     runtimeState,
@@ -127,7 +151,11 @@ export async function readStatus(d: StatusSources, cfg: Config): Promise<StatusR
 
 export async function rollback(app: App, steps: Step[], log: Logger): Promise<number> {
   const own = await takeDownOwnUnit(app.services);
-  if (own.length) log.info({ unit: OWN_UNIT, actions: own }, `${OWN_UNIT} stopped and disabled first, so its watch does not put back what rollback removes (systemctl enable --now ${OWN_UNIT} to return)`);
+  if (own.length)
+    log.info(
+      { unit: OWN_UNIT, actions: own },
+      `${OWN_UNIT} stopped and disabled first, so its watch does not put back what rollback removes (systemctl enable --now ${OWN_UNIT} to return)`,
+    );
   const release = await app.lock.acquire('rollback', app.lockWaitMs);
   try {
     return await undo(app, steps, log);
@@ -151,12 +179,19 @@ async function undo(app: App, steps: Step[], log: Logger): Promise<number> {
     try {
       if (await app.withdrawProof()) log.info('container instance attribute ecs-gvisor.sandbox set to unverified');
     } catch (err) {
-      log.warn({ err: messageOf(err) }, 'could not mark the container instance unverified in ECS; remove its ecs-gvisor.sandbox attribute by hand');
+      log.warn(
+        { err: messageOf(err) },
+        'could not mark the container instance unverified in ECS; remove its ecs-gvisor.sandbox attribute by hand',
+      );
     }
     const { restored, keptFor } = await app.runtime.rollback();
     log.info(
       { restored, keptFor: keptFor.length ? keptFor : undefined },
-      !restored ? 'runtime: no backup, nothing of ours to roll back' : keptFor.length ? 'runtime rolled back; its entry kept for the containers created with it' : 'runtime rolled back',
+      !restored
+        ? 'runtime: no backup, nothing of ours to roll back'
+        : keptFor.length
+          ? 'runtime rolled back; its entry kept for the containers created with it'
+          : 'runtime rolled back',
     );
   }
   if (steps.includes('ecs-init')) {
@@ -172,7 +207,11 @@ export async function plan(app: App, steps: Step[]): Promise<string> {
   if (steps.includes('ecs-init')) {
     const p = await app.ecsInit.plan();
     const state = p.state ? `${p.state.load}, ${p.state.active}, ${p.state.fileState || 'no unit file'}` : 'no systemd';
-    lines.push('ecs-init:', `  unit: ${state}`, `  actions: ${p.actions.length ? p.actions.map((a) => `systemctl ${a}`).join(', ') : 'none'}`);
+    lines.push(
+      'ecs-init:',
+      `  unit: ${state}`,
+      `  actions: ${p.actions.length ? p.actions.map((a) => `systemctl ${a}`).join(', ') : 'none'}`,
+    );
   }
   if (steps.includes('runtime')) {
     const p = await app.runtime.plan();
@@ -186,19 +225,26 @@ export async function plan(app: App, steps: Step[]): Promise<string> {
       lines.push(`  daemon.json: ${p.daemonJson.file} unchanged (already converged)`);
     }
     lines.push(`  entry point: ${p.entry.path} (network policy ${p.entry.policy})${p.entry.changed ? ' would be written' : ' unchanged'}`);
-    lines.push(`  docker: default runtime now "${p.live.defaultRuntime}"; ${p.live.converged ? 'no reload needed' : `reload by ${p.live.reloadBy}`}`);
-    lines.push(`  probe: ${p.probe.image} image${p.probe.build ? ' (to be built)' : ''}, then a probe container proves the sandbox and its memory limit`);
+    lines.push(
+      `  docker: default runtime now "${p.live.defaultRuntime}"; ${p.live.converged ? 'no reload needed' : `reload by ${p.live.reloadBy}`}`,
+    );
+    lines.push(
+      `  probe: ${p.probe.image} image${p.probe.build ? ' (to be built)' : ''}, then a probe container proves the sandbox and its memory limit`,
+    );
   }
   if (steps.includes('network')) {
     const p = await app.network.plan();
     lines.push('network:');
     lines.push(`  route_localnet: ${p.routeLocalnet.now ?? '?'}${p.routeLocalnet.change ? ' -> 1' : ' (already 1)'}`);
-    for (const r of p.rules) lines.push(`  ${r.present ? 'present' : 'add    '}  -t ${r.table} ${r.insert ? '-I' : '-A'} ${r.chain} ${r.args.join(' ')}`);
+    for (const r of p.rules)
+      lines.push(`  ${r.present ? 'present' : 'add    '}  -t ${r.table} ${r.insert ? '-I' : '-A'} ${r.chain} ${r.args.join(' ')}`);
   }
   if (steps.includes('agent')) {
     const p = await app.agent.plan();
     lines.push('agent:');
-    lines.push(`  image: ${p.image.ref} (${{ use: 'present', load: 'to be loaded from the ecs-init cache', pull: 'to be pulled' }[p.image.action]})`);
+    lines.push(
+      `  image: ${p.image.ref} (${{ use: 'present', load: 'to be loaded from the ecs-init cache', pull: 'to be pulled' }[p.image.action]})`,
+    );
     const what = {
       create: 'to be created',
       keep: 'running with the desired spec: left alone',

@@ -14,8 +14,8 @@ import { NodeFiles } from '../adapters/node-files.js';
 import { SystemClock } from '../adapters/system-clock.js';
 import { Systemctl } from '../adapters/systemctl.js';
 import { SystemdNotify } from '../adapters/systemd-notify.js';
-import { AgentIntrospection, introspectionListenerProblem, loopbackPort } from '../agent/introspection.js';
 import { AgentStep } from '../agent/agent-step.js';
+import { AgentIntrospection, introspectionListenerProblem, loopbackPort } from '../agent/introspection.js';
 import { AgentSupervisor } from '../agent/supervisor.js';
 import { AwsCaller } from '../aws/aws-caller.js';
 import type { Config } from '../config.js';
@@ -31,7 +31,7 @@ import { DockerReloader } from '../runtime/docker-reloader.js';
 import { isProbeArch } from '../runtime/probe-image.js';
 import { cachedRunscDetector } from '../runtime/runsc.js';
 import { RunscInstaller } from '../runtime/runsc-install.js';
-import { RuntimeStep, type RuntimeState } from '../runtime/runtime-step.js';
+import { type RuntimeState, RuntimeStep } from '../runtime/runtime-step.js';
 import { SandboxProver } from '../runtime/sandbox-proof.js';
 import { StateStore } from '../state-store.js';
 import type { StatusReport } from '../status/status-report.js';
@@ -39,7 +39,17 @@ import { WatchMetrics } from '../watch/metrics.js';
 import { WatchLoop } from '../watch/watch-loop.js';
 import type { Step } from './args.js';
 import { checkInputs, readStatus, startMetrics, withdrawProof } from './commands.js';
-import { AWS_RETRY, agentOptions, lifecycleEnabled, lifecycleOptions, MAX_BUDGET_WAIT_MS, runtimeOptions, TARGET_STATE_WAIT_MS, watchOptions, type ServiceEnv } from './options.js';
+import {
+  AWS_RETRY,
+  agentOptions,
+  lifecycleEnabled,
+  lifecycleOptions,
+  MAX_BUDGET_WAIT_MS,
+  runtimeOptions,
+  type ServiceEnv,
+  TARGET_STATE_WAIT_MS,
+  watchOptions,
+} from './options.js';
 
 export type { ServiceEnv } from './options.js';
 
@@ -101,7 +111,10 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
   const rlog = log.child({ component: 'runtime' });
   const arch = process.arch;
   if (!isProbeArch(arch)) {
-    throw new EcsGvisorError('CONFIG_INVALID', `The built-in probe has no build for ${arch}; set ECS_GVISOR_PROBE_IMAGE to an image with /bin/sleep.`);
+    throw new EcsGvisorError(
+      'CONFIG_INVALID',
+      `The built-in probe has no build for ${arch}; set ECS_GVISOR_PROBE_IMAGE to an image with /bin/sleep.`,
+    );
   }
   const installer = new RunscInstaller(
     { files, commands, http: new FetchHttp(), state, log: log.child({ component: 'runsc-install' }) },
@@ -121,7 +134,16 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
       state,
       runsc,
       detectRunsc: cfg.RUNSC_SOURCE
-        ? () => detect().catch((err: unknown) => Promise.reject(new EcsGvisorError('RUNSC_UNAVAILABLE', `${messageOf(err)} bootstrap installs it from ECS_GVISOR_RUNSC_SOURCE=${cfg.RUNSC_SOURCE}.`, { cause: err })))
+        ? () =>
+            detect().catch((err: unknown) =>
+              Promise.reject(
+                new EcsGvisorError(
+                  'RUNSC_UNAVAILABLE',
+                  `${messageOf(err)} bootstrap installs it from ECS_GVISOR_RUNSC_SOURCE=${cfg.RUNSC_SOURCE}.`,
+                  { cause: err },
+                ),
+              ),
+            )
         : detect,
       backups: new BackupStore(files, cfg.STATE_DIR),
       reloader: new DockerReloader(
@@ -141,7 +163,10 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     agentOptions(cfg),
   );
 
-  const ecsInit = new EcsInitStep({ services, log: log.child({ component: 'ecs-init' }) }, { unit: cfg.ECS_INIT_UNIT, mask: cfg.MASK_ECS_INIT });
+  const ecsInit = new EcsInitStep(
+    { services, log: log.child({ component: 'ecs-init' }) },
+    { unit: cfg.ECS_INIT_UNIT, mask: cfg.MASK_ECS_INIT },
+  );
 
   const network = new NetworkStep(
     { commands, files, state, log: log.child({ component: 'network' }) },
@@ -164,12 +189,27 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
   const imds = new ImdsV2(clock, { baseUrl: cfg.IMDS_URL });
   // One caller for the process: the watch's polls and the lifecycle's drains share one ECS budget.
   const aws = new AwsCaller(
-    { ecs, autoScaling, ec2, imds, clock, log: log.child({ component: 'aws-api' }), onCall: (operation, outcome) => metrics.ecsCalls.inc({ operation, outcome }) },
+    {
+      ecs,
+      autoScaling,
+      ec2,
+      imds,
+      clock,
+      log: log.child({ component: 'aws-api' }),
+      onCall: (operation, outcome) => metrics.ecsCalls.inc({ operation, outcome }),
+    },
     { maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, retry: overrides.ecsRetry ?? AWS_RETRY, maxBudgetWaitMs: MAX_BUDGET_WAIT_MS },
   );
   const lifecycle = lifecycleEnabled(cfg)
     ? new Lifecycle(
-        { imds, aws, clock, log: log.child({ component: 'lifecycle' }), state, console: (line) => writeConsoleLine(line, overrides.consolePath) },
+        {
+          imds,
+          aws,
+          clock,
+          log: log.child({ component: 'lifecycle' }),
+          state,
+          console: (line) => writeConsoleLine(line, overrides.consolePath),
+        },
         lifecycleOptions(cfg),
       )
     : undefined;
@@ -204,7 +244,9 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
           agent,
           network: steps.includes('network') ? network : undefined,
           introspection: () => introspection.metadata(),
-          introspectionOwner: overrides.introspectionOwner ?? (introspectionPort === undefined ? undefined : (pid) => introspectionListenerProblem(host, introspectionPort, pid)),
+          introspectionOwner:
+            overrides.introspectionOwner ??
+            (introspectionPort === undefined ? undefined : (pid) => introspectionListenerProblem(host, introspectionPort, pid)),
           lock,
           aws,
           lifecycle,

@@ -2,19 +2,18 @@
  * The CLI entry: the only place that reads process.env; parses arguments and configuration, makes the
  * logger, hands the command to composition.ts's app and maps errors to exit codes.
  */
-import { NodeFiles } from '../adapters/node-files.js';
-import { configPath, parseConfig, type Config } from '../config.js';
-import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
+
 import { fstatSync } from 'node:fs';
-import { createLogger, stdoutIsJournal, type Logger } from '../logger.js';
+import { NodeFiles } from '../adapters/node-files.js';
+import { type Config, configPath, parseConfig } from '../config.js';
+import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
+import { createLogger, stdoutIsJournal } from '../logger.js';
 import { redact } from '../redact.js';
-import { VERSION } from '../version.js';
 import { renderStatusText } from '../status/status-text.js';
+import { VERSION } from '../version.js';
+import { HELP, parseArgs } from './args.js';
 import type { App } from './composition.js';
 import type { ServiceEnv } from './options.js';
-import { HELP, parseArgs, type Step } from './args.js';
-import { OWN_UNIT, takeDownOwnUnit } from './own-unit.js';
-
 
 export interface Io {
   stdout: NodeJS.WritableStream;
@@ -32,7 +31,7 @@ export async function main(
     return exitCodeOf(err);
   };
 
-  let parsed;
+  let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs(argv);
   } catch (err) {
@@ -53,7 +52,9 @@ export async function main(
     const path = configPath(env);
     cfg = parseConfig({ fileText: await files.readText(path), filePath: path, env });
   } catch (err) {
-    return fail(err instanceof EcsGvisorError ? err : new EcsGvisorError('CONFIG_INVALID', `Cannot read the configuration: ${messageOf(err)}.`));
+    return fail(
+      err instanceof EcsGvisorError ? err : new EcsGvisorError('CONFIG_INVALID', `Cannot read the configuration: ${messageOf(err)}.`),
+    );
   }
 
   const { command, steps } = parsed;
@@ -69,7 +70,11 @@ export async function main(
   try {
     // Loaded here, not at the top: --help, --version and a refused argument or configuration answer
     // without evaluating the adapters and their dependencies.
-    const [{ buildApp }, { bootstrap, serve }, { plan, rollback }] = await Promise.all([import('./composition.js'), import('./run.js'), import('./commands.js')]);
+    const [{ buildApp }, { bootstrap, serve }, { plan, rollback }] = await Promise.all([
+      import('./composition.js'),
+      import('./run.js'),
+      import('./commands.js'),
+    ]);
     const app = buildApp(cfg, log, serviceEnv(env));
     switch (command) {
       case 'bootstrap':

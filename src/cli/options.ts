@@ -3,8 +3,8 @@
  * that is not the configuration's own happens here, once.
  */
 import type { Config } from '../config.js';
-import { heartbeatIntervalMs } from '../lifecycle/lifecycle-plan.js';
 import type { LifecycleOptions } from '../lifecycle/lifecycle.js';
+import { heartbeatIntervalMs } from '../lifecycle/lifecycle-plan.js';
 import type { RetryOptions } from '../retry.js';
 import { runtimeEntryPath } from '../runtime/runtime-entry.js';
 import type { WatchOptions } from '../watch/watch-loop.js';
@@ -74,7 +74,11 @@ export function watchOptions(cfg: Config, service: ServiceEnv, supervisorStallMs
   return {
     runtimeName: cfg.RUNTIME_NAME,
     region: cfg.AWS_REGION,
-    budget: { callsPerHour: cfg.ECS_CALLS_PER_HOUR, maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, alertPollMs: cfg.ECS_ALERT_POLL_SECONDS * 1000 },
+    budget: {
+      callsPerHour: cfg.ECS_CALLS_PER_HOUR,
+      maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR,
+      alertPollMs: cfg.ECS_ALERT_POLL_SECONDS * 1000,
+    },
     introspectMs: cfg.INTROSPECTION_SECONDS * 1000,
     driftMs: cfg.DRIFT_CHECK_SECONDS * 1000,
     auditMs: cfg.AUDIT_INTERVAL_SECONDS * 1000,

@@ -2,8 +2,8 @@
 import { isWarm } from '../lifecycle/lifecycle-plan.js';
 import type { Logger } from '../logger.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
-import type { App } from './composition.js';
 import type { Step } from './args.js';
+import type { App } from './composition.js';
 
 /**
  * Converge the steps in order; returns the runtime state this run proved (undefined without the step).
@@ -68,7 +68,8 @@ async function converge(
       const r = await app.agent.apply();
       // Only `bootstrap` waits: under `run` the supervisor restarts an agent that exits.
       // A replacement has settled already (before the agent it replaced was removed).
-      if (agentSettleMs > 0 && r.action !== 'recreate' && r.action !== 'replace-foreign') await app.agent.settle(r.id, agentSettleMs, (ms) => app.clock.sleep(ms));
+      if (agentSettleMs > 0 && r.action !== 'recreate' && r.action !== 'replace-foreign')
+        await app.agent.settle(r.id, agentSettleMs, (ms) => app.clock.sleep(ms));
       log.info({ id: r.id, action: r.action, runtime: r.runtime }, 'the ECS agent runs under runc');
     }
   }
@@ -92,7 +93,8 @@ export async function serve(app: App, steps: readonly Step[], log: Logger, signa
       guard &&
         (async () => {
           const target = await guard.target(app.targetStateWaitMs);
-          if (target === undefined) log.warn('instance metadata has no target lifecycle state yet: starting the agent (the watch keeps asking)');
+          if (target === undefined)
+            log.warn('instance metadata has no target lifecycle state yet: starting the agent (the watch keeps asking)');
           return isWarm(target) ? `the instance is in a warm pool (${target}): the agent starts when it goes InService` : undefined;
         }),
     );

@@ -48,7 +48,10 @@ export function planEcsInitRestore(state: UnitState | undefined): UnitAction[] {
 }
 
 export class EcsInitStep {
-  constructor(private readonly deps: { services: ServiceManagerPort; log: Logger }, private readonly opts: { unit: string; mask: boolean }) {}
+  constructor(
+    private readonly deps: { services: ServiceManagerPort; log: Logger },
+    private readonly opts: { unit: string; mask: boolean },
+  ) {}
 
   async plan(): Promise<{ state: UnitState | undefined; actions: UnitAction[] }> {
     const state = await this.deps.services.unitState(this.opts.unit);
@@ -60,7 +63,10 @@ export class EcsInitStep {
     if (!state) this.deps.log.info({ unit: this.opts.unit }, 'no systemd here: no ecs-init to stop');
     else if (state.load === 'not-found') this.deps.log.info({ unit: this.opts.unit }, 'ecs-init unit not installed: nothing to stop');
     else if (this.opts.mask && !canMask(state) && state.fileState !== 'masked') {
-      this.deps.log.warn({ unit: this.opts.unit, file: state.fragmentPath }, 'cannot mask ecs-init: its unit file is in /etc/systemd/system; stopped and disabled only (Conflicts= in ecs-gvisor.service keeps it from running beside us)');
+      this.deps.log.warn(
+        { unit: this.opts.unit, file: state.fragmentPath },
+        'cannot mask ecs-init: its unit file is in /etc/systemd/system; stopped and disabled only (Conflicts= in ecs-gvisor.service keeps it from running beside us)',
+      );
     }
     await this.act(actions, 'ecs-init unit changed');
     return actions;

@@ -153,7 +153,13 @@ export function planLifecycle(rec: LifecycleRecord, v: LifecycleView, p: Lifecyc
       d = next.drain = v.registered
         ? { reason: trigger, phase: 'draining', since: iso(now) }
         : { reason: trigger, phase: 'nothing-to-drain', since: iso(now), finishedAt: iso(now) };
-      notes.push({ level: 'warn', msg: v.registered ? `${trigger === 'spot' ? 'spot interruption' : 'termination'}: draining the container instance` : 'termination: the agent never registered, nothing to drain', fields: { reason: trigger } });
+      notes.push({
+        level: 'warn',
+        msg: v.registered
+          ? `${trigger === 'spot' ? 'spot interruption' : 'termination'}: draining the container instance`
+          : 'termination: the agent never registered, nothing to drain',
+        fields: { reason: trigger },
+      });
     }
     if (d.phase === 'draining') {
       const ecs = v.ecs !== undefined && v.ecs !== 'missing' && v.ecs.at >= Date.parse(d.since) ? v.ecs : undefined;
@@ -162,7 +168,11 @@ export function planLifecycle(rec: LifecycleRecord, v: LifecycleView, p: Lifecyc
         effects.push({ kind: 'drain', reason: d.reason });
       } else if (ecs?.runningTasksCount === 0 || v.ecs === 'missing') {
         Object.assign(d, { phase: 'drained', finishedAt: iso(now), runningTasks: 0 });
-        notes.push({ level: 'info', msg: 'drained: no tasks left on the container instance', fields: { seconds: secondsSince(d.since, now) } });
+        notes.push({
+          level: 'info',
+          msg: 'drained: no tasks left on the container instance',
+          fields: { seconds: secondsSince(d.since, now) },
+        });
       }
       if (d.phase === 'draining' && now - Date.parse(d.since) >= p.drainTimeoutMs) {
         Object.assign(d, { phase: 'timed-out', finishedAt: iso(now) });
@@ -174,9 +184,11 @@ export function planLifecycle(rec: LifecycleRecord, v: LifecycleView, p: Lifecyc
       }
     }
     if (target === 'Terminated' && p.terminateHook && v.inGroup) {
-      const h = (d.hook ??= { hook: p.terminateHook, phase: 'waiting', heartbeats: 0 });
+      d.hook ??= { hook: p.terminateHook, phase: 'waiting', heartbeats: 0 };
+      const h = d.hook;
       if (h.phase === 'waiting' && !before(now, h.retryAt)) {
-        if (d.phase !== 'draining') effects.push({ kind: 'complete', role: 'terminate', hook: h.hook, result: 'CONTINUE', reason: drainSummary(d) });
+        if (d.phase !== 'draining')
+          effects.push({ kind: 'complete', role: 'terminate', hook: h.hook, result: 'CONTINUE', reason: drainSummary(d) });
         else if (!before(now, h.nextHeartbeatAt)) effects.push({ kind: 'heartbeat', role: 'terminate', hook: h.hook });
       }
     }
@@ -197,17 +209,25 @@ export function newLaunch(hook: string, target: string, now: number): LaunchReco
 }
 
 /** CONTINUE when ready, ABANDON after the timeout, else nothing yet. */
-function launchVerdict(l: LaunchRecord, target: string | undefined, v: LifecycleView, p: LifecyclePolicy): { result: LifecycleResult; reason: string } | undefined {
+function launchVerdict(
+  l: LaunchRecord,
+  target: string | undefined,
+  v: LifecycleView,
+  p: LifecyclePolicy,
+): { result: LifecycleResult; reason: string } | undefined {
   const warm = isWarm(target);
   const missing = launchMissing(v, warm);
   if (!missing) {
     return {
       result: 'CONTINUE',
-      reason: warm ? `sandbox verified; ${target}: the agent starts when the instance goes InService` : 'sandbox verified, agent registered, ECS reports the instance ACTIVE and connected',
+      reason: warm
+        ? `sandbox verified; ${target}: the agent starts when the instance goes InService`
+        : 'sandbox verified, agent registered, ECS reports the instance ACTIVE and connected',
     };
   }
   const waited = v.now - Date.parse(l.since);
-  if (waited >= p.launchTimeoutMs) return { result: 'ABANDON', reason: `${missing} after ${Math.round(waited / 1000)} s (ECS_GVISOR_LAUNCH_TIMEOUT_SECONDS)` };
+  if (waited >= p.launchTimeoutMs)
+    return { result: 'ABANDON', reason: `${missing} after ${Math.round(waited / 1000)} s (ECS_GVISOR_LAUNCH_TIMEOUT_SECONDS)` };
   return undefined;
 }
 

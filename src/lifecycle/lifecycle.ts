@@ -6,24 +6,33 @@
  * this runner asks IMDS, applies effects through the Auto Scaling and ECS ports, and keeps the record in
  * `lifecycle.json` for `status` and for a restarted `run`.
  */
+
+import { type AwsCaller, regionOf } from '../aws/aws-caller.js';
+import {
+  GROUP_TAG_PATH,
+  groupTagOf,
+  REGION_PATH,
+  regionOfImds,
+  SPOT_ACTION_PATH,
+  TARGET_STATE_PATH,
+  targetStateOf,
+} from '../aws/imds-values.js';
 import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { redact } from '../redact.js';
 import type { AgentMetadata, Clock, ContainerInstanceView, ImdsPort, LifecycleActionRef } from '../ports.js';
+import { redact } from '../redact.js';
 import type { StateStore } from '../state-store.js';
-import { regionOf, type AwsCaller } from '../aws/aws-caller.js';
 import {
   afterEffect,
   awaitsEcs,
-  newLaunch,
-  planLifecycle,
   type Effect,
   type EffectOutcome,
   type LifecyclePolicy,
   type LifecycleRecord,
   type LifecycleView,
+  newLaunch,
+  planLifecycle,
 } from './lifecycle-plan.js';
-import { GROUP_TAG_PATH, groupTagOf, REGION_PATH, regionOfImds, SPOT_ACTION_PATH, TARGET_STATE_PATH, targetStateOf } from '../aws/imds-values.js';
 
 export const LIFECYCLE_STATE = 'lifecycle.json';
 
@@ -73,7 +82,10 @@ export class Lifecycle {
   private loaded = false;
   private lastSaved = '';
 
-  constructor(private readonly deps: LifecycleDeps, private readonly opts: LifecycleOptions) {}
+  constructor(
+    private readonly deps: LifecycleDeps,
+    private readonly opts: LifecycleOptions,
+  ) {}
 
   get record(): Readonly<LifecycleRecord> {
     return this.rec;
@@ -87,7 +99,10 @@ export class Lifecycle {
   async tick(stage: LifecycleView['stage'], w: WatchView, signal?: AbortSignal): Promise<TickResult> {
     const { imds, clock, log } = this.deps;
     const id = await this.identify();
-    const [target, spotText] = await Promise.all([imds.get(TARGET_STATE_PATH), this.opts.spotDrain ? imds.get(SPOT_ACTION_PATH) : undefined]);
+    const [target, spotText] = await Promise.all([
+      imds.get(TARGET_STATE_PATH),
+      this.opts.spotDrain ? imds.get(SPOT_ACTION_PATH) : undefined,
+    ]);
     const ecs = w.ecs === 'missing' ? 'missing' : w.ecs && { ...w.ecs, at: w.ecsAt ?? 0 };
     const plan = planLifecycle(
       this.rec,
@@ -130,17 +145,24 @@ export class Lifecycle {
     try {
       id = await this.identify();
     } catch (e) {
-      log.error({ err: messageOf(e) }, 'bootstrap failed and the launch lifecycle action cannot be abandoned (instance identity unknown); the hook’s timeout decides');
+      log.error(
+        { err: messageOf(e) },
+        'bootstrap failed and the launch lifecycle action cannot be abandoned (instance identity unknown); the hook’s timeout decides',
+      );
       return;
     }
     if (!id.group) return;
     const now = clock.now();
-    const l = (this.rec.launch ??= newLaunch(this.opts.launchHook, this.rec.targetState ?? 'unknown', now));
+    this.rec.launch ??= newLaunch(this.opts.launchHook, this.rec.targetState ?? 'unknown', now);
+    const l = this.rec.launch;
     if (l.phase !== 'waiting') return;
     const transient = err instanceof EcsGvisorError && err.exitCode === ExitCode.unavailable;
     const waited = now - Date.parse(l.since);
     if (transient && waited < this.opts.launchTimeoutMs) {
-      log.warn({ err: messageOf(err), waitedSeconds: Math.round(waited / 1000) }, 'bootstrap failed; the launch lifecycle action stays pending while systemd tries again (abandoned after ECS_GVISOR_LAUNCH_TIMEOUT_SECONDS)');
+      log.warn(
+        { err: messageOf(err), waitedSeconds: Math.round(waited / 1000) },
+        'bootstrap failed; the launch lifecycle action stays pending while systemd tries again (abandoned after ECS_GVISOR_LAUNCH_TIMEOUT_SECONDS)',
+      );
       await this.save();
       return;
     }
@@ -164,7 +186,8 @@ export class Lifecycle {
         try {
           await this.tick('bootstrap', { verified: false }, stop.signal);
         } catch (err) {
-          if (messageOf(err) !== lastProblem) log.warn({ err: messageOf(err) }, 'lifecycle: instance metadata or Auto Scaling failed during bootstrap; trying again');
+          if (messageOf(err) !== lastProblem)
+            log.warn({ err: messageOf(err) }, 'lifecycle: instance metadata or Auto Scaling failed during bootstrap; trying again');
           lastProblem = messageOf(err);
         }
         await clock.sleep(this.opts.pollMs, stop.signal);
@@ -173,7 +196,8 @@ export class Lifecycle {
     return {
       target: async (maxMs: number) => {
         const until = clock.now() + maxMs;
-        while (this.rec.targetState === undefined && clock.now() < until && !stop.signal.aborted) await clock.sleep(Math.min(this.opts.pollMs, until - clock.now()), stop.signal);
+        while (this.rec.targetState === undefined && clock.now() < until && !stop.signal.aborted)
+          await clock.sleep(Math.min(this.opts.pollMs, until - clock.now()), stop.signal);
         return this.rec.targetState;
       },
       stop: async () => {
@@ -189,13 +213,18 @@ export class Lifecycle {
     const { imds, aws, log } = this.deps;
     const instanceId = await aws.instanceId();
     const region = this.opts.region ?? regionOfImds(await imds.get(REGION_PATH));
-    if (!region) throw new EcsGvisorError('CONFIG_INVALID', 'No AWS region: set ECS_GVISOR_AWS_REGION (instance metadata has no placement/region).');
+    if (!region)
+      throw new EcsGvisorError('CONFIG_INVALID', 'No AWS region: set ECS_GVISOR_AWS_REGION (instance metadata has no placement/region).');
     // The tag through IMDS needs no API call (when instance metadata tags are on); EC2 otherwise.
     let group = this.opts.group ?? groupTagOf(await imds.get(GROUP_TAG_PATH));
     if (!group) {
       group = await aws.ec2(region, 'DescribeTags', (ec2) => ec2.autoScalingGroupOf(instanceId));
     }
-    if (!group) log.warn({ instanceId }, 'the instance is in no Auto Scaling group: lifecycle hooks do not apply (termination and spot drains still do)');
+    if (!group)
+      log.warn(
+        { instanceId },
+        'the instance is in no Auto Scaling group: lifecycle hooks do not apply (termination and spot drains still do)',
+      );
     this.identity = { instanceId, region, group: group || undefined };
     await this.load(this.identity);
     return this.identity;
@@ -222,18 +251,30 @@ export class Lifecycle {
     }
   }
 
-  private async hookCall(id: Identity, e: Extract<Effect, { kind: 'heartbeat' | 'complete' }>, signal?: AbortSignal): Promise<EffectOutcome> {
+  private async hookCall(
+    id: Identity,
+    e: Extract<Effect, { kind: 'heartbeat' | 'complete' }>,
+    signal?: AbortSignal,
+  ): Promise<EffectOutcome> {
     const { log, aws } = this.deps;
     const ref: LifecycleActionRef = { group: id.group!, hook: e.hook, instanceId: id.instanceId };
     const operation = e.kind === 'complete' ? 'CompleteLifecycleAction' : 'RecordLifecycleActionHeartbeat';
     const fields = { hook: e.hook, group: ref.group, instanceId: ref.instanceId, role: e.role };
     try {
-      await aws.autoScaling(id.region, operation, (as) => (e.kind === 'complete' ? as.completeLifecycleAction(ref, e.result) : as.recordLifecycleActionHeartbeat(ref)), signal);
+      await aws.autoScaling(
+        id.region,
+        operation,
+        (as) => (e.kind === 'complete' ? as.completeLifecycleAction(ref, e.result) : as.recordLifecycleActionHeartbeat(ref)),
+        signal,
+      );
     } catch (err) {
       // Auto Scaling answers ValidationError when no such action waits for this instance (never
       // launched under the hook, already completed, timed out) — or when the hook or group name is wrong.
       if (err instanceof EcsGvisorError && err.details.name === 'ValidationError') {
-        log.warn({ ...fields, err: messageOf(err) }, `${operation}: Auto Scaling has no pending ${e.role} action for this instance (check the hook and group names if one was expected)`);
+        log.warn(
+          { ...fields, err: messageOf(err) },
+          `${operation}: Auto Scaling has no pending ${e.role} action for this instance (check the hook and group names if one was expected)`,
+        );
         return { kind: 'not-pending', detail: messageOf(err) };
       }
       // Our own stop aborted the call (bootstrap ended, or SIGTERM): not a failure of Auto Scaling's.
@@ -259,15 +300,26 @@ export class Lifecycle {
     const where = { cluster: meta.cluster, containerInstanceArn: meta.containerInstanceArn };
     try {
       const region = regionOf(meta.containerInstanceArn, this.opts.region);
-      const now = await aws.ecs(region, 'DescribeContainerInstances', (e) => e.describeContainerInstance(meta.cluster, meta.containerInstanceArn), signal);
+      const now = await aws.ecs(
+        region,
+        'DescribeContainerInstances',
+        (e) => e.describeContainerInstance(meta.cluster, meta.containerInstanceArn),
+        signal,
+      );
       if (!now) return { kind: 'ok', missing: true };
       if (now.ec2InstanceId !== instanceId) {
         // Never drain another instance's record, whatever named it.
-        log.error({ ...where, ecsSaysEc2Instance: now.ec2InstanceId ?? '(none)', thisEc2Instance: instanceId }, 'not draining: ECS says this container instance is another EC2 instance');
+        log.error(
+          { ...where, ecsSaysEc2Instance: now.ec2InstanceId ?? '(none)', thisEc2Instance: instanceId },
+          'not draining: ECS says this container instance is another EC2 instance',
+        );
         return { kind: 'failed' };
       }
       if (now.status === 'DRAINING') {
-        log.info({ ...where, runningTasks: now.runningTasksCount }, 'the container instance is already DRAINING: waiting for its tasks, not draining again');
+        log.info(
+          { ...where, runningTasks: now.runningTasksCount },
+          'the container instance is already DRAINING: waiting for its tasks, not draining again',
+        );
         return { kind: 'ok', drainedBy: 'already-draining', runningTasks: now.runningTasksCount };
       }
       await aws.ecs(region, 'UpdateContainerInstancesState', (e) => e.drain(meta.cluster, meta.containerInstanceArn), signal);

@@ -52,7 +52,20 @@ export function planNetworkRules(o: NetworkOptions): NetRule[] {
       chain: 'INPUT',
       insert: true,
       why: 'no off-host traffic to 127.0.0.0/8',
-      args: ['--dst', '127.0.0.0/8', '!', '--src', '127.0.0.0/8', '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED,DNAT', '-j', 'DROP'],
+      args: [
+        '--dst',
+        '127.0.0.0/8',
+        '!',
+        '--src',
+        '127.0.0.0/8',
+        '-m',
+        'conntrack',
+        '!',
+        '--ctstate',
+        'RELATED,ESTABLISHED,DNAT',
+        '-j',
+        'DROP',
+      ],
     });
   }
   if (!o.allowOffhostIntrospection) {

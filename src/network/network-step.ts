@@ -5,9 +5,9 @@
 import { loadEcsConfigs } from '../agent/ecs-config.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { CommandsPort, FilesPort } from '../ports.js';
+import type { CommandResult, CommandsPort, FilesPort } from '../ports.js';
 import type { StateStore } from '../state-store.js';
-import { defaultRouteInterface, planNetworkRules, ruleArgv, type NetRule } from './network-rules.js';
+import { defaultRouteInterface, type NetRule, planNetworkRules, ruleArgv } from './network-rules.js';
 
 export const NETWORK_STATE = 'network.json';
 const ROUTE_LOCALNET = '/proc/sys/net/ipv4/conf/all/route_localnet';
@@ -40,14 +40,17 @@ export class NetworkStep {
 
   private async iptables(args: string[], family?: 6): Promise<number> {
     const program = family === 6 ? this.ip6tables : this.opts.iptables;
-    let r;
+    let r: CommandResult;
     try {
       r = await this.deps.commands.run(program, args, { timeoutMs: 30_000 });
     } catch (err) {
       throw new EcsGvisorError('IPTABLES_FAILED', `${program} cannot be run (${messageOf(err)}); install iptables.`, { cause: err });
     }
     if (r.code > 1) {
-      throw new EcsGvisorError('IPTABLES_FAILED', `${program} ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || 'no output'}.`);
+      throw new EcsGvisorError(
+        'IPTABLES_FAILED',
+        `${program} ${args.join(' ')} failed (exit ${r.code}): ${r.stderr.trim() || 'no output'}.`,
+      );
     }
     return r.code;
   }
@@ -67,12 +70,19 @@ export class NetworkStep {
     const vars = (await loadEcsConfigs(this.deps.files, this.opts.instanceConfig, this.opts.ecsConfig)).merged;
     const hasDockerUser = (await this.iptables(['-w', '-t', 'filter', '-S', 'DOCKER-USER']).catch(() => 1)) === 0;
     const v6 = this.opts.blockTaskImds ? await this.imds6Chain() : {};
-    if (v6.why && v6.why !== this.v6Problem) this.deps.log.warn({ problem: v6.why }, 'IPv6 instance metadata (fd00:ec2::254) cannot be blocked for bridge tasks: this host cannot filter IPv6');
+    if (v6.why && v6.why !== this.v6Problem)
+      this.deps.log.warn(
+        { problem: v6.why },
+        'IPv6 instance metadata (fd00:ec2::254) cannot be blocked for bridge tasks: this host cannot filter IPv6',
+      );
     this.v6Problem = v6.why;
     return planNetworkRules({
       skipLocalhostFilter: vars.get('ECS_SKIP_LOCALHOST_TRAFFIC_FILTER') === 'true',
       allowOffhostIntrospection: vars.get('ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS') === 'true',
-      introspectionInterface: vars.get('ECS_OFFHOST_INTROSPECTION_INTERFACE_NAME') || defaultRouteInterface(await this.deps.files.readText('/proc/net/route')) || 'eth0',
+      introspectionInterface:
+        vars.get('ECS_OFFHOST_INTROSPECTION_INTERFACE_NAME') ||
+        defaultRouteInterface(await this.deps.files.readText('/proc/net/route')) ||
+        'eth0',
       blockTaskImds: this.opts.blockTaskImds,
       imdsChain: hasDockerUser ? 'DOCKER-USER' : 'FORWARD',
       imds6Chain: v6.chain,

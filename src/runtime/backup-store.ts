@@ -26,7 +26,10 @@ export type DaemonJsonBackup = z.infer<typeof manifestSchema> & { originalText: 
 export class BackupStore {
   private readonly dir: string;
 
-  constructor(private readonly files: FilesPort, stateDir: string) {
+  constructor(
+    private readonly files: FilesPort,
+    stateDir: string,
+  ) {
     this.dir = `${stateDir}/backup`;
   }
 
@@ -41,18 +44,25 @@ export class BackupStore {
   async load(file: string): Promise<DaemonJsonBackup | undefined> {
     const raw = await this.files.readText(this.manifestPath, { noFollow: true });
     if (raw === undefined) return undefined;
-    let manifest;
+    let manifest: z.infer<typeof manifestSchema>;
     try {
       manifest = manifestSchema.parse(JSON.parse(raw));
     } catch (err) {
-      throw new EcsGvisorError('ROLLBACK_FAILED', `The backup record ${this.manifestPath} is corrupt; restore ${file} by hand from ${this.originalPath}.`, { cause: err });
+      throw new EcsGvisorError(
+        'ROLLBACK_FAILED',
+        `The backup record ${this.manifestPath} is corrupt; restore ${file} by hand from ${this.originalPath}.`,
+        { cause: err },
+      );
     }
     if (manifest.file !== file) return undefined; // a backup of another file (ECS_GVISOR_DAEMON_JSON changed)
     let originalText: string | undefined;
     if (manifest.existed) {
       const orig = await this.files.read(this.originalPath, { noFollow: true });
       if (!orig || sha256(orig) !== manifest.originalSha256) {
-        throw new EcsGvisorError('ROLLBACK_FAILED', `The backup ${this.originalPath} is missing or does not match its record ${this.manifestPath}.`);
+        throw new EcsGvisorError(
+          'ROLLBACK_FAILED',
+          `The backup ${this.originalPath} is missing or does not match its record ${this.manifestPath}.`,
+        );
       }
       originalText = Buffer.from(orig).toString('utf8');
     }
@@ -60,7 +70,13 @@ export class BackupStore {
   }
 
   /** Record the original (first time only) and the hash of what we are about to write. */
-  async record(file: string, originalText: string | undefined, liveDefaultRuntime: string, writtenSha256: string, now: Date): Promise<void> {
+  async record(
+    file: string,
+    originalText: string | undefined,
+    liveDefaultRuntime: string,
+    writtenSha256: string,
+    now: Date,
+  ): Promise<void> {
     const existing = await this.load(file);
     await privateStateDir(this.files, this.dir, `The backup dir ${this.dir}`);
     if (!existing && originalText !== undefined) await this.files.writeAtomic(this.originalPath, originalText, 0o600, { noFollow: true });

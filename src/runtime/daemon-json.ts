@@ -55,7 +55,7 @@ export function parseDaemonJson(file: string, bytes: Uint8Array | undefined): Da
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw bad(`must hold a JSON object at the top level, not ${describe(value)}`);
   }
-  let root;
+  let root: ReturnType<typeof parseTreeStrict>;
   try {
     root = parseTreeStrict(text);
   } catch {
@@ -93,11 +93,7 @@ export function runtimeEntry(d: DesiredRuntime): Record<string, unknown> {
  * DAEMON_JSON_CONFLICT when daemon.json already makes another runtime the default and the operator did
  * not ask to replace it.
  */
-export function planDaemonJson(
-  current: DaemonJson,
-  desired: DesiredRuntime,
-  opts: { replaceDefaultRuntime: boolean },
-): DaemonJsonPlan {
+export function planDaemonJson(current: DaemonJson, desired: DesiredRuntime, opts: { replaceDefaultRuntime: boolean }): DaemonJsonPlan {
   const existingDefault = current.value['default-runtime'] as string | undefined;
   if (
     existingDefault !== undefined &&
@@ -154,10 +150,7 @@ export function originalKeys(doc: DaemonJson, name: string): OriginalRuntimeKeys
 export function planRemoval(current: DaemonJson, name: string, original: OriginalRuntimeKeys): string {
   let text = current.text ?? '{}\n';
   if (current.text === undefined || current.text.trim() === '') return text;
-  text =
-    original.entry === undefined
-      ? removeJsonValue(text, ['runtimes', name])
-      : setJsonValue(text, ['runtimes', name], original.entry);
+  text = original.entry === undefined ? removeJsonValue(text, ['runtimes', name]) : setJsonValue(text, ['runtimes', name], original.entry);
   text =
     original.defaultRuntime === undefined
       ? removeJsonValue(text, ['default-runtime'])

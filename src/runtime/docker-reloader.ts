@@ -4,8 +4,8 @@
  * shows in its log, so the outcome is confirmed through the API.
  */
 import { EcsGvisorError } from '../errors.js';
-import type { Clock, DockerInfo, DockerPort, FilesPort, HostPort, ServiceManagerPort } from '../ports.js';
 import type { Logger } from '../logger.js';
+import type { Clock, DockerInfo, DockerPort, FilesPort, HostPort, ServiceManagerPort } from '../ports.js';
 
 export interface LiveExpectation {
   defaultRuntime: string;
@@ -22,7 +22,14 @@ export interface DockerdProcess {
 
 export class DockerReloader {
   constructor(
-    private readonly deps: { docker: DockerPort; files: FilesPort; host: HostPort; services: ServiceManagerPort; clock: Clock; log: Logger },
+    private readonly deps: {
+      docker: DockerPort;
+      files: FilesPort;
+      host: HostPort;
+      services: ServiceManagerPort;
+      clock: Clock;
+      log: Logger;
+    },
     private readonly opts: { pidfile: string; unit: string; timeoutMs: number },
   ) {}
 

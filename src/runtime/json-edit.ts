@@ -4,7 +4,7 @@
  * 12345678901234567890 that JSON.parse would round). jsonc-parser only provides the syntax tree;
  * its own `modify` reformats sibling values, which we must not do to an operator's file.
  */
-import { findNodeAtLocation, parseTree, type Node, type ParseError } from 'jsonc-parser';
+import { findNodeAtLocation, type Node, type ParseError, parseTree } from 'jsonc-parser';
 
 export type JsonPath = readonly string[];
 
@@ -17,7 +17,7 @@ export function parseTreeStrict(text: string): Node {
 
 /** Property keys of an object node that occur more than once. */
 export function duplicateKeys(obj: Node | undefined): string[] {
-  if (!obj || obj.type !== 'object') return [];
+  if (obj?.type !== 'object') return [];
   const seen = new Set<string>();
   const dups = new Set<string>();
   for (const prop of obj.children ?? []) {
@@ -73,7 +73,7 @@ export function setJsonValue(text: string, path: JsonPath, value: unknown): stri
 export function removeJsonValue(text: string, path: JsonPath): string {
   const root = parseTreeStrict(text);
   const parent = findNodeAtLocation(root, [...path.slice(0, -1)]);
-  if (!parent || parent.type !== 'object') return text;
+  if (parent?.type !== 'object') return text;
   const key = path[path.length - 1]!;
   const props = parent.children ?? [];
   const i = props.findIndex((p) => p.children?.[0]?.value === key);

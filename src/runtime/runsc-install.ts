@@ -80,7 +80,10 @@ export class RunscInstaller {
     }
     const kind = artifactKind(artifact);
     if (!kind) {
-      throw new EcsGvisorError('RUNSC_INSTALL_FAILED', `ECS_GVISOR_RUNSC_SOURCE=${source} is neither a runsc binary nor a release tarball; nothing was installed.`);
+      throw new EcsGvisorError(
+        'RUNSC_INSTALL_FAILED',
+        `ECS_GVISOR_RUNSC_SOURCE=${source} is neither a runsc binary nor a release tarball; nothing was installed.`,
+      );
     }
 
     const work = await this.deps.files.tempDir('ecs-gvisor-runsc-');
@@ -93,7 +96,11 @@ export class RunscInstaller {
         if (staged.gvisorBin) await this.deps.files.installTree(staged.gvisorBin, `${dirname(this.opts.path)}/gvisor-bin`);
         await this.deps.files.installFile(staged.runsc, this.opts.path, 0o755);
       } catch (err) {
-        throw new EcsGvisorError('RUNSC_INSTALL_FAILED', `Cannot install runsc at ECS_GVISOR_RUNSC_PATH=${this.opts.path} (${messageOf(err)}).`, { cause: err });
+        throw new EcsGvisorError(
+          'RUNSC_INSTALL_FAILED',
+          `Cannot install runsc at ECS_GVISOR_RUNSC_PATH=${this.opts.path} (${messageOf(err)}).`,
+          { cause: err },
+        );
       }
       const bytes = await this.deps.files.read(this.opts.path, { maxBytes: MAX_ARTIFACT });
       await this.deps.state.write(INSTALL_STATE, {
@@ -110,7 +117,12 @@ export class RunscInstaller {
     }
   }
 
-  private async stage(artifact: Uint8Array, kind: ArtifactKind, work: string, source: string): Promise<{ runsc: string; gvisorBin?: string }> {
+  private async stage(
+    artifact: Uint8Array,
+    kind: ArtifactKind,
+    work: string,
+    source: string,
+  ): Promise<{ runsc: string; gvisorBin?: string }> {
     if (kind === 'binary') {
       const runsc = `${work}/runsc`;
       await this.deps.files.writeAtomic(runsc, artifact, 0o755);
@@ -122,7 +134,10 @@ export class RunscInstaller {
     await this.deps.files.mkdirp(out, 0o700);
     const r = await this.deps.commands.run('tar', ['-xf', archive, '-C', out, '--no-same-owner'], { timeoutMs: 120_000 });
     if (r.code !== 0) {
-      throw new EcsGvisorError('RUNSC_INSTALL_FAILED', `Cannot unpack ${source} (tar exited ${r.code}: ${r.stderr.trim().slice(0, 200)}); nothing was installed.`);
+      throw new EcsGvisorError(
+        'RUNSC_INSTALL_FAILED',
+        `Cannot unpack ${source} (tar exited ${r.code}: ${r.stderr.trim().slice(0, 200)}); nothing was installed.`,
+      );
     }
     for (const dir of [out, ...(await this.subdirs(out))]) {
       if (await this.deps.files.exists(`${dir}/runsc`)) {
@@ -146,7 +161,10 @@ export class RunscInstaller {
     }));
     const v = r.code === 0 ? parseRunscVersion(r.stdout) : undefined;
     if (!v) {
-      throw new EcsGvisorError('RUNSC_INSTALL_FAILED', `The runsc from ${source} does not run here ("runsc --version" exited ${r.code}); nothing was installed.`);
+      throw new EcsGvisorError(
+        'RUNSC_INSTALL_FAILED',
+        `The runsc from ${source} does not run here ("runsc --version" exited ${r.code}); nothing was installed.`,
+      );
     }
     return v.version;
   }
@@ -154,12 +172,18 @@ export class RunscInstaller {
   private async publishedSha512(source: string): Promise<string> {
     // The config refuses this too; kept here so no caller can skip it.
     if (source.startsWith('http://')) {
-      throw new EcsGvisorError('CONFIG_INVALID', `ECS_GVISOR_RUNSC_SOURCE=${source} is plain http:// and needs ECS_GVISOR_RUNSC_SHA512; nothing was installed.`);
+      throw new EcsGvisorError(
+        'CONFIG_INVALID',
+        `ECS_GVISOR_RUNSC_SOURCE=${source} is plain http:// and needs ECS_GVISOR_RUNSC_SHA512; nothing was installed.`,
+      );
     }
     const text = Buffer.from(await this.fetch(`${source}.sha512`, 'checksum')).toString('utf8');
     const hex = parseSha512File(text, basename(source));
     if (!hex) {
-      throw new EcsGvisorError('RUNSC_CHECKSUM_MISMATCH', `${source}.sha512 holds no SHA-512 for ${basename(source)}; nothing was installed.`);
+      throw new EcsGvisorError(
+        'RUNSC_CHECKSUM_MISMATCH',
+        `${source}.sha512 holds no SHA-512 for ${basename(source)}; nothing was installed.`,
+      );
     }
     return hex;
   }
@@ -172,13 +196,22 @@ export class RunscInstaller {
       return bytes;
     } catch (err) {
       if (err instanceof EcsGvisorError) throw err;
-      throw new EcsGvisorError('RUNSC_INSTALL_FAILED', `Cannot get the ${what} from ${location} (${messageOf(err)}); nothing was installed.`, { cause: err });
+      throw new EcsGvisorError(
+        'RUNSC_INSTALL_FAILED',
+        `Cannot get the ${what} from ${location} (${messageOf(err)}); nothing was installed.`,
+        { cause: err },
+      );
     }
   }
 }
 
 function basename(p: string): string {
-  return p.replace(/[?#].*$/, '').split('/').pop() ?? p;
+  return (
+    p
+      .replace(/[?#].*$/, '')
+      .split('/')
+      .pop() ?? p
+  );
 }
 
 function dirname(p: string): string {

@@ -1,5 +1,5 @@
 import { EcsGvisorError } from '../errors.js';
-import type { CommandsPort, FilesPort } from '../ports.js';
+import type { CommandResult, CommandsPort, FilesPort } from '../ports.js';
 
 export interface RunscVersion {
   /** e.g. `release-20240807.0` or Debian's `0.0~20221219.0`. */
@@ -23,11 +23,13 @@ export async function detectRunsc(files: FilesPort, commands: CommandsPort, path
       `ECS_GVISOR_RUNSC_PATH=${path} does not exist; install runsc there or set ECS_GVISOR_RUNSC_SOURCE to install it.`,
     );
   }
-  let r;
+  let r: CommandResult;
   try {
     r = await commands.run(path, ['--version'], { timeoutMs: 15_000 });
   } catch (err) {
-    throw new EcsGvisorError('RUNSC_UNAVAILABLE', `ECS_GVISOR_RUNSC_PATH=${path} cannot be run (${(err as Error).message}).`, { cause: err });
+    throw new EcsGvisorError('RUNSC_UNAVAILABLE', `ECS_GVISOR_RUNSC_PATH=${path} cannot be run (${(err as Error).message}).`, {
+      cause: err,
+    });
   }
   const parsed = r.code === 0 ? parseRunscVersion(r.stdout) : undefined;
   if (!parsed) {

@@ -50,7 +50,8 @@ export function runtimeEntryPath(stateDir: string, runtimeName: string): string 
 const SH_SAFE = /^[A-Za-z0-9_./:@%+=,-]+$/;
 
 export function renderRuntimeEntry(o: { runscPath: string; policy: NetworkPolicy }): string {
-  if (!SH_SAFE.test(o.runscPath)) throw new Error(`runsc path ${JSON.stringify(o.runscPath)} has characters the entry point does not quote`);
+  if (!SH_SAFE.test(o.runscPath))
+    throw new Error(`runsc path ${JSON.stringify(o.runscPath)} has characters the entry point does not quote`);
   return `#!/bin/bash
 # ecs-gvisor runtime entry point (generated; do not edit: ecs-gvisor rewrites it). Docker runs every
 # container of this runtime through it; it picks gVisor's network stack per container and execs runsc.

@@ -6,8 +6,11 @@ import { renderDiff } from '../diff.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, DockerPort, FilesPort } from '../ports.js';
+import type { StateStore } from '../state-store.js';
 import type { BackupStore } from './backup-store.js';
 import {
+  type DaemonJson,
+  type DesiredRuntime,
   dockerdFlagConflict,
   keepRuntimeEntry,
   originalKeys,
@@ -16,14 +19,11 @@ import {
   planRemoval,
   sha256,
   transitionText,
-  type DaemonJson,
-  type DesiredRuntime,
 } from './daemon-json.js';
-import { matches, type DockerdProcess, type DockerReloader, type LiveExpectation } from './docker-reloader.js';
-import { renderRuntimeEntry, type NetworkPolicy } from './runtime-entry.js';
+import { type DockerdProcess, type DockerReloader, type LiveExpectation, matches } from './docker-reloader.js';
 import type { RunscVersion } from './runsc.js';
+import { type NetworkPolicy, renderRuntimeEntry } from './runtime-entry.js';
 import type { SandboxEvidence, SandboxProver } from './sandbox-proof.js';
-import type { StateStore } from '../state-store.js';
 
 export const DEFAULT_DOCKERD_CONFIG = '/etc/docker/daemon.json';
 export const RUNTIME_STATE = 'runtime.json';
@@ -74,7 +74,10 @@ export interface RuntimeState {
 }
 
 export class RuntimeStep {
-  constructor(private readonly deps: RuntimeStepDeps, private readonly opts: RuntimeStepOptions) {}
+  constructor(
+    private readonly deps: RuntimeStepDeps,
+    private readonly opts: RuntimeStepOptions,
+  ) {}
 
   private get file(): string {
     return this.opts.daemonJson;
@@ -109,7 +112,10 @@ export class RuntimeStep {
       },
       entry: { path: this.opts.desired.path, policy: this.opts.entry.policy, changed: await this.entryChanged() },
       live: { defaultRuntime: info.defaultRuntime, converged, reloadBy: converged ? 'none needed' : describeReload(proc) },
-      probe: { image: this.deps.prover.builtinImage ? 'built-in' : 'operator-supplied', build: !(await this.deps.docker.imageExists(this.deps.prover.image)) },
+      probe: {
+        image: this.deps.prover.builtinImage ? 'built-in' : 'operator-supplied',
+        build: !(await this.deps.docker.imageExists(this.deps.prover.image)),
+      },
     };
   }
 
@@ -253,7 +259,13 @@ export class RuntimeStep {
     if (keeping) {
       // The backup stays, now recording what we left: the next rollback finds the file as we wrote it
       // and puts the original bytes back.
-      await this.deps.backups.record(this.file, backup.originalText, backup.liveDefaultRuntime, sha256(target!), new Date(this.deps.clock.now()));
+      await this.deps.backups.record(
+        this.file,
+        backup.originalText,
+        backup.liveDefaultRuntime,
+        sha256(target!),
+        new Date(this.deps.clock.now()),
+      );
       this.deps.log.warn(
         { file: this.file, runtime: name, containers: keepFor, defaultRuntime: expect.defaultRuntime },
         `Docker's default runtime is back to ${expect.defaultRuntime}, but runtimes.${name} stays in ${this.file} while ${keepFor.length} container(s) created with it exist (${keepFor.slice(0, 10).join(', ')}${keepFor.length > 10 ? ', …' : ''}): docker exec and restarts need it. Run rollback again once they are gone to remove it.`,
@@ -285,11 +297,13 @@ export class RuntimeStep {
   }
 
   private async read(): Promise<DaemonJson> {
-    let bytes;
+    let bytes: Uint8Array | undefined;
     try {
       bytes = await this.deps.files.read(this.file, { maxBytes: 4 * 1024 * 1024 });
     } catch (err) {
-      throw new EcsGvisorError('DAEMON_JSON_INVALID', `${this.file} cannot be read (${messageOf(err)}); it was left unchanged.`, { cause: err });
+      throw new EcsGvisorError('DAEMON_JSON_INVALID', `${this.file} cannot be read (${messageOf(err)}); it was left unchanged.`, {
+        cause: err,
+      });
     }
     return parseDaemonJson(this.file, bytes);
   }
@@ -298,7 +312,9 @@ export class RuntimeStep {
     try {
       await this.deps.files.writeAtomic(this.file, text, 0o644);
     } catch (err) {
-      throw new EcsGvisorError('HOST_WRITE_FAILED', `Cannot write ${this.file} (${messageOf(err)}); the file was left as it was.`, { cause: err });
+      throw new EcsGvisorError('HOST_WRITE_FAILED', `Cannot write ${this.file} (${messageOf(err)}); the file was left as it was.`, {
+        cause: err,
+      });
     }
   }
 

@@ -4,13 +4,13 @@
  * be set on the cgroup that process lives in (the article this replaces ends on gVisor ignoring limits).
  */
 import { randomBytes } from 'node:crypto';
+import { BUILTIN_PROBE_IMAGE } from '../config.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, DockerPort, FilesPort, HostPort } from '../ports.js';
 import type { StateStore } from '../state-store.js';
-import { BUILTIN_PROBE_IMAGE } from '../config.js';
-import { PROBE_CMD, probeRootfs, type ProbeArch } from './probe-image.js';
-import { modesAllowed, NETWORK_MODES, stackFor, type NetworkMode, type NetworkPolicy } from './runtime-entry.js';
+import { PROBE_CMD, type ProbeArch, probeRootfs } from './probe-image.js';
+import { modesAllowed, NETWORK_MODES, type NetworkMode, type NetworkPolicy, stackFor } from './runtime-entry.js';
 
 export const PROBE_LABEL = 'ecs-gvisor.probe';
 /**
@@ -64,7 +64,10 @@ export function isSandboxCmdline(argv: readonly string[]): boolean {
 
 /** The file holding the memory limit of the cgroup in /proc/<pid>/cgroup (v1 memory controller, else v2). */
 export function memoryLimitFile(procCgroup: string, cgroupRoot: string): string | undefined {
-  const lines = procCgroup.split('\n').filter(Boolean).map((l) => l.split(':'));
+  const lines = procCgroup
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(':'));
   const v1 = lines.find((f) => f.length >= 3 && f[1]!.split(',').includes('memory'));
   if (v1) return `${cgroupRoot}/memory${v1.slice(2).join(':')}/memory.limit_in_bytes`.replace(/\/+/g, '/');
   const v2 = lines.find((f) => f[0] === '0' && f[1] === '');
@@ -105,11 +108,17 @@ export class SandboxProver {
     const labelled = await this.deps.docker.listContainers({ label: PROBE_LABEL, all: true });
     const stale = labelled.filter((c) => recorded.has(c.name));
     for (const c of labelled.filter((x) => !recorded.has(x.name))) {
-      this.deps.log.warn({ container: c.name, id: c.id.slice(0, 12) }, `a container carries the ${PROBE_LABEL} label but is not a probe of ours: left alone`);
+      this.deps.log.warn(
+        { container: c.name, id: c.id.slice(0, 12) },
+        `a container carries the ${PROBE_LABEL} label but is not a probe of ours: left alone`,
+      );
     }
     await Promise.all(stale.map((c) => this.deps.docker.removeContainer(c.id)));
     // Every name recorded then is gone now: removed here, or never created (killed before Docker answered).
-    if (recorded.size) await this.record((names) => recorded.forEach((n) => names.delete(n)));
+    if (recorded.size)
+      await this.record((names) => {
+        for (const n of recorded) names.delete(n);
+      });
     return stale.length;
   }
 
@@ -138,7 +147,9 @@ export class SandboxProver {
     let host: Promise<NetworkProof> | undefined;
     try {
       const own = await this.probe({ NetworkMode: 'none', Memory: PROBE_MEMORY_BYTES, MemorySwap: PROBE_MEMORY_BYTES }, created, true);
-      host = modes.includes('host') ? this.probe({ NetworkMode: 'host' }, created).then((id) => this.modeProof(id, runtimeName, policy, 'host'), failed) : undefined;
+      host = modes.includes('host')
+        ? this.probe({ NetworkMode: 'host' }, created).then((id) => this.modeProof(id, runtimeName, policy, 'host'), failed)
+        : undefined;
       const { pid, argv } = await this.sandboxOf(own, runtimeName);
       const evidence = await this.checkLimit(pid, argv, runtimeName);
       const joined = modes.includes('joined')
@@ -151,14 +162,17 @@ export class SandboxProver {
         networks[m] = (await proofs[m]) ?? { proven: false, reason: `refused by ECS_GVISOR_NETWORK_POLICY=${policy}` };
       }
       for (const [m, p] of Object.entries(networks)) {
-        if (!p.proven && modes.includes(m as NetworkMode)) this.deps.log.warn({ mode: m, reason: p.reason }, 'a network mode the policy allows is not proven');
+        if (!p.proven && modes.includes(m as NetworkMode))
+          this.deps.log.warn({ mode: m, reason: p.reason }, 'a network mode the policy allows is not proven');
       }
       return { ...evidence, networks };
     } finally {
       await host; // settled either way (failures become a proof's reason): its probe is in `created` then
-      const gone = await Promise.all(created.map(async (p) => ((p.id === undefined || (await this.remove(p.id))) ? p.name : undefined)));
+      const gone = await Promise.all(created.map(async (p) => (p.id === undefined || (await this.remove(p.id)) ? p.name : undefined)));
       // One write for all: a name stays recorded only while its container may still exist.
-      await this.record((names) => gone.forEach((n) => n !== undefined && names.delete(n)));
+      await this.record((names) => {
+        for (const n of gone) if (n !== undefined) names.delete(n);
+      });
     }
   }
 
@@ -198,7 +212,9 @@ export class SandboxProver {
 
   private expectStack(policy: NetworkPolicy, mode: NetworkMode, stack: 'netstack' | 'passthrough'): NetworkProof {
     const want = stackFor(policy, mode);
-    return stack === want ? { proven: true, stack } : { proven: false, reason: `the sandbox runs ${stack}, not ${want} as ECS_GVISOR_NETWORK_POLICY=${policy} says` };
+    return stack === want
+      ? { proven: true, stack }
+      : { proven: false, reason: `the sandbox runs ${stack}, not ${want} as ECS_GVISOR_NETWORK_POLICY=${policy} says` };
   }
 
   /**
@@ -209,7 +225,10 @@ export class SandboxProver {
   private async remove(id: string): Promise<boolean> {
     const removed = await this.deps.docker.removeContainer(id).then(
       () => true,
-      (err: unknown) => (this.deps.log.warn({ err: messageOf(err), id }, 'could not remove probe'), false),
+      (err: unknown) => {
+        this.deps.log.warn({ err: messageOf(err), id }, 'could not remove probe');
+        return false;
+      },
     );
     const killed = new Set<number>();
     const deadline = this.deps.clock.now() + 10_000;
@@ -265,7 +284,9 @@ export class SandboxProver {
     const { files, host } = this.deps;
     const runsc = this.opts.runscPath;
     const exe = await files.identity(`/proc/${pid}/exe`).catch(() => undefined);
-    const allowed = await Promise.all([runsc, `${runsc.replace(/\/[^/]*$/, '')}/gvisor-bin/gvisor_sentry`].map((p) => files.identity(p).catch(() => undefined)));
+    const allowed = await Promise.all(
+      [runsc, `${runsc.replace(/\/[^/]*$/, '')}/gvisor-bin/gvisor_sentry`].map((p) => files.identity(p).catch(() => undefined)),
+    );
     if (!exe || !allowed.includes(exe)) {
       const target = (await host.exe(pid)) ?? '?';
       throw unproven(`the probe's process ${pid} is named like a sandbox but executes ${target}, not the configured runsc ${runsc}`);

@@ -2,9 +2,10 @@
  * The status model: one function builds the report `status` prints (text or JSON) from what the state
  * files, Docker and runsc say; status-text.ts renders it. The watch's own summary comes from summary.ts.
  */
+
+import { AGENT_NAME } from '../agent/agent-spec.js';
 import type { SupervisorState } from '../agent/supervisor.js';
 import type { LifecycleRecord } from '../lifecycle/lifecycle-plan.js';
-import { AGENT_NAME } from '../agent/agent-spec.js';
 import type { ContainerState, DockerInfo } from '../ports.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
 import { provenEcsModes } from '../watch/attributes.js';
@@ -108,7 +109,9 @@ export function buildStatus(i: StatusInputs): StatusReport {
   return {
     version: i.version,
     healthy: verified && agent.running && (w ? w.healthy : true),
-    summary: w ? w.summary : `${verified ? 'sandbox verified' : 'sandbox NOT verified'}; agent ${agent.running ? 'running' : (agent.state ?? 'absent')}; run is not watching`,
+    summary: w
+      ? w.summary
+      : `${verified ? 'sandbox verified' : 'sandbox NOT verified'}; agent ${agent.running ? 'running' : (agent.state ?? 'absent')}; run is not watching`,
     runtime: {
       name: c.runtimeName,
       runscPath: c.runscPath,
@@ -139,7 +142,11 @@ export function buildStatus(i: StatusInputs): StatusReport {
       c.metricsPort === undefined
         ? undefined
         : // Only what the watching process recorded for this port counts.
-          { port: c.metricsPort, serving: Boolean(metricsOurs && i.metrics?.serving), problem: metricsOurs ? i.metrics?.problem : undefined },
+          {
+            port: c.metricsPort,
+            serving: Boolean(metricsOurs && i.metrics?.serving),
+            problem: metricsOurs ? i.metrics?.problem : undefined,
+          },
     lastErrors: w?.lastErrors ?? [],
   };
 }

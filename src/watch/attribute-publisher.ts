@@ -31,7 +31,12 @@ export class AttributePublisher {
       await aws.ecs(region, 'PutAttributes', (ecs) => ecs.putAttributes(meta.cluster, meta.containerInstanceArn, plan.put), signal);
     }
     if (plan.remove.length) {
-      await aws.ecs(region, 'DeleteAttributes', (ecs) => ecs.deleteAttributes(meta.cluster, meta.containerInstanceArn, plan.remove), signal);
+      await aws.ecs(
+        region,
+        'DeleteAttributes',
+        (ecs) => ecs.deleteAttributes(meta.cluster, meta.containerInstanceArn, plan.remove),
+        signal,
+      );
     }
     state.snap.attributes = { published: want, at: state.now() };
     log.info({ attributes: want, removed: plan.remove }, 'container instance attributes published');

@@ -25,7 +25,11 @@ const OURS = [SANDBOX_ATTRIBUTE, RUNSC_ATTRIBUTE, ...Object.values(NETWORK_ATTRI
 /** The ECS network modes that work here, from the proof of each namespace kind. */
 export function provenEcsModes(networks: Partial<Record<NetworkMode, NetworkProof>> | undefined): Array<keyof typeof NETWORK_ATTRIBUTES> {
   const ok = (m: NetworkMode) => networks?.[m]?.proven === true;
-  return [...(ok('own') ? (['bridge'] as const) : []), ...(ok('own') && ok('joined') ? (['awsvpc'] as const) : []), ...(ok('host') ? (['host'] as const) : [])];
+  return [
+    ...(ok('own') ? (['bridge'] as const) : []),
+    ...(ok('own') && ok('joined') ? (['awsvpc'] as const) : []),
+    ...(ok('host') ? (['host'] as const) : []),
+  ];
 }
 
 /** ECS attribute values: up to 128 letters, digits, and `-_.@/: ` (Debian's `0.0~20221219` has a `~`). */
@@ -45,7 +49,11 @@ export function desiredAttributes(
 ): Record<string, string> {
   if (!verified) return { [SANDBOX_ATTRIBUTE]: 'unverified' };
   const modes = Object.fromEntries(provenEcsModes(networks).map((m) => [NETWORK_ATTRIBUTES[m], 'verified']));
-  return { [SANDBOX_ATTRIBUTE]: violations > 0 ? 'violated' : 'verified', [RUNSC_ATTRIBUTE]: attributeValue(runscVersion ?? 'unknown'), ...modes };
+  return {
+    [SANDBOX_ATTRIBUTE]: violations > 0 ? 'violated' : 'verified',
+    [RUNSC_ATTRIBUTE]: attributeValue(runscVersion ?? 'unknown'),
+    ...modes,
+  };
 }
 
 export interface AttributePlan {

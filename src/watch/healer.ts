@@ -35,20 +35,29 @@ export class Healer {
       case 'none':
         return;
       case 'restart-agent':
-        log.warn({ reason: action.reason, attempt: action.attempt, maxRestarts: this.opts.maxRestarts }, 'the agent is unhealthy: restarting it');
+        log.warn(
+          { reason: action.reason, attempt: action.attempt, maxRestarts: this.opts.maxRestarts },
+          'the agent is unhealthy: restarting it',
+        );
         await supervisor.restartAgent(action.reason);
         state.obs.metadata = undefined; // it registers again
         this.deps.sched.soon('introspect', 5_000);
         return;
       case 'mark-unhealthy': {
-        log.error({ reason: action.reason }, 'the agent cannot be healed here: marking the instance Unhealthy in Auto Scaling so it is replaced');
+        log.error(
+          { reason: action.reason },
+          'the agent cannot be healed here: marking the instance Unhealthy in Auto Scaling so it is replaced',
+        );
         const instanceId = await aws.instanceId();
         await aws.autoScaling(state.region(), 'SetInstanceHealth', (as) => as.setInstanceHealth(instanceId, 'Unhealthy', true), signal);
         log.error({ instanceId }, 'instance marked Unhealthy in Auto Scaling');
         return;
       }
       case 'exhausted':
-        log.error({ reason: action.reason }, 'the agent is still unhealthy after the allowed restarts; ECS_GVISOR_SET_INSTANCE_HEALTH is off, so an operator must look');
+        log.error(
+          { reason: action.reason },
+          'the agent is still unhealthy after the allowed restarts; ECS_GVISOR_SET_INSTANCE_HEALTH is off, so an operator must look',
+        );
         return;
     }
   }

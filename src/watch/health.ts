@@ -16,9 +16,7 @@ export interface Observations {
 
 export type Verdict =
   /** Nothing to heal: the agent is down (the supervisor's job) or asked to stay down. */
-  | { kind: 'down'; reason: string }
-  | { kind: 'healthy' }
-  | { kind: 'wrong'; reason: string };
+  { kind: 'down'; reason: string } | { kind: 'healthy' } | { kind: 'wrong'; reason: string };
 
 const OK_STATUSES = new Set(['ACTIVE', 'DRAINING']);
 
@@ -93,11 +91,17 @@ export class HealingLadder {
     }
     if (this.opts.setInstanceHealth && !st.markedUnhealthy) {
       st.markedUnhealthy = true;
-      return { kind: 'mark-unhealthy', reason: `${reason}, after ${st.restarts.length} agent restarts within ${Math.round(this.opts.windowMs / 1000)} s` };
+      return {
+        kind: 'mark-unhealthy',
+        reason: `${reason}, after ${st.restarts.length} agent restarts within ${Math.round(this.opts.windowMs / 1000)} s`,
+      };
     }
     if (!st.exhaustedReported && !st.markedUnhealthy) {
       st.exhaustedReported = true;
-      return { kind: 'exhausted', reason: `${reason}, after ${st.restarts.length} agent restarts within ${Math.round(this.opts.windowMs / 1000)} s` };
+      return {
+        kind: 'exhausted',
+        reason: `${reason}, after ${st.restarts.length} agent restarts within ${Math.round(this.opts.windowMs / 1000)} s`,
+      };
     }
     return { kind: 'none' };
   }

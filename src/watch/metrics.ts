@@ -48,7 +48,8 @@ export class WatchMetrics {
 
   /** The exposition text, as of now, and its content type. */
   async render(): Promise<{ text: string; contentType: string }> {
-    const registry = await (this.registry ??= this.buildRegistry());
+    this.registry ??= this.buildRegistry();
+    const registry = await this.registry;
     return { text: await registry.metrics(), contentType: registry.contentType };
   }
 
@@ -77,11 +78,27 @@ export class WatchMetrics {
         },
       });
     gauge('ecs_gvisor_agent_up', 'The agent container is running (1) or not (0).', () => this.agentUp.value);
-    gauge('ecs_gvisor_agent_connected', 'ECS reports the agent connected (1) or not (0), as of the last poll.', () => this.agentConnected.value);
-    gauge('ecs_gvisor_sandbox_verified', 'The sandbox is proven and Docker still runs it by default (1) or not (0).', () => this.sandboxVerified.value);
-    gauge('ecs_gvisor_audit_violations', 'Running containers outside the gVisor sandbox at the last audit.', () => this.auditViolations.value);
+    gauge(
+      'ecs_gvisor_agent_connected',
+      'ECS reports the agent connected (1) or not (0), as of the last poll.',
+      () => this.agentConnected.value,
+    );
+    gauge(
+      'ecs_gvisor_sandbox_verified',
+      'The sandbox is proven and Docker still runs it by default (1) or not (0).',
+      () => this.sandboxVerified.value,
+    );
+    gauge(
+      'ecs_gvisor_audit_violations',
+      'Running containers outside the gVisor sandbox at the last audit.',
+      () => this.auditViolations.value,
+    );
     gauge('ecs_gvisor_audit_containers', 'Running containers checked at the last audit.', () => this.auditedContainers.value);
-    counter('ecs_gvisor_agent_restarts_total', 'Agent container restarts by ecs-gvisor (after an exit, an update or an unhealthy spell).', this.restarts);
+    counter(
+      'ecs_gvisor_agent_restarts_total',
+      'Agent container restarts by ecs-gvisor (after an exit, an update or an unhealthy spell).',
+      this.restarts,
+    );
     counter(
       'ecs_gvisor_ecs_api_calls_total',
       'ECS API calls by operation and outcome (ok, throttled, server-error, client-error, network, timeout).',

@@ -29,12 +29,12 @@ import { MINUTES, type WatchContext } from './monitors/context.js';
 import { DriftMonitor } from './monitors/drift-monitor.js';
 import { EcsMonitor } from './monitors/ecs-monitor.js';
 import { LifecycleMonitor } from './monitors/lifecycle-monitor.js';
-import { Scheduler, type Monitor } from './scheduler.js';
+import { type Monitor, Scheduler } from './scheduler.js';
+import { type WatchSnapshot, WatchState } from './watch-state.js';
 import { SUPERVISOR_STALL_MS, Watchdog } from './watchdog.js';
-import { WatchState, type WatchSnapshot } from './watch-state.js';
 
-export { SUPERVISOR_STALL_MS } from './watchdog.js';
 export type { WatchSnapshot } from './watch-state.js';
+export { SUPERVISOR_STALL_MS } from './watchdog.js';
 
 export const WATCH_STATE = 'watch.json';
 
@@ -101,28 +101,57 @@ export class WatchLoop {
   private lastStatus?: string;
   private lastWritten?: { json: string; at: number };
 
-  constructor(private readonly deps: WatchDeps, private readonly opts: WatchOptions, runtime: RuntimeState | undefined) {
+  constructor(
+    private readonly deps: WatchDeps,
+    private readonly opts: WatchOptions,
+    runtime: RuntimeState | undefined,
+  ) {
     const { clock, log, aws, supervisor, metrics } = deps;
     const random = deps.random ?? Math.random;
     this.sched = new Scheduler(clock);
-    this.st = new WatchState({ clock, log }, { auditAction: opts.auditAction, network: deps.network !== undefined, region: opts.region }, runtime);
+    this.st = new WatchState(
+      { clock, log },
+      { auditAction: opts.auditAction, network: deps.network !== undefined, region: opts.region },
+      runtime,
+    );
     const ctx: WatchContext = {
       state: this.st,
       sched: this.sched,
-      attributes: new AttributePublisher({ aws, log, state: this.st, sched: this.sched }, { publish: opts.publishAttributes, alertPollMs: opts.budget.alertPollMs }),
+      attributes: new AttributePublisher(
+        { aws, log, state: this.st, sched: this.sched },
+        { publish: opts.publishAttributes, alertPollMs: opts.budget.alertPollMs },
+      ),
       healer: new Healer({ aws, supervisor, clock, log, state: this.st, sched: this.sched }, opts.healing),
     };
     const ecs = new EcsMonitor({ aws, metrics, log, random }, ctx, { budget: opts.budget });
     const monitors: Monitor[] = [
       new AgentMonitor(
-        { docker: deps.docker, supervisor, metrics, log, introspection: deps.introspection, introspectionOwner: deps.introspectionOwner, random },
+        {
+          docker: deps.docker,
+          supervisor,
+          metrics,
+          log,
+          introspection: deps.introspection,
+          introspectionOwner: deps.introspectionOwner,
+          random,
+        },
         ctx,
         { introspectMs: opts.introspectMs, budget: opts.budget },
       ),
       ecs,
-      new DriftMonitor({ runtime: deps.runtime, agent: deps.agent, supervisor, network: deps.network, lock: deps.lock, metrics, log }, ctx, { driftMs: opts.driftMs }),
-      new AuditMonitor({ docker: deps.docker, host: deps.host, log, metrics, store: deps.state }, ctx, { auditMs: opts.auditMs, runtimeName: opts.runtimeName, action: opts.auditAction }),
-      ...(deps.lifecycle ? [new LifecycleMonitor({ lifecycle: deps.lifecycle, supervisor, ecs }, ctx, { alertPollMs: opts.budget.alertPollMs })] : []),
+      new DriftMonitor(
+        { runtime: deps.runtime, agent: deps.agent, supervisor, network: deps.network, lock: deps.lock, metrics, log },
+        ctx,
+        { driftMs: opts.driftMs },
+      ),
+      new AuditMonitor({ docker: deps.docker, host: deps.host, log, metrics, store: deps.state }, ctx, {
+        auditMs: opts.auditMs,
+        runtimeName: opts.runtimeName,
+        action: opts.auditAction,
+      }),
+      ...(deps.lifecycle
+        ? [new LifecycleMonitor({ lifecycle: deps.lifecycle, supervisor, ecs }, ctx, { alertPollMs: opts.budget.alertPollMs })]
+        : []),
       // Only wakes the loop, so the snapshot is rewritten for status.
       { name: 'heartbeat', deadlineMs: PUBLISH_DEADLINE_MS, run: async () => {}, nextInMs: () => opts.heartbeatMs },
     ];
@@ -140,7 +169,13 @@ export class WatchLoop {
     for (const name of ['introspect', 'drift', 'audit', 'heartbeat', 'lifecycle']) if (this.monitors.has(name)) this.sched.soon(name, 0);
     const supervising = supervisor.run(signal, (ev) => this.push(ev));
     await this.notify({ READY: '1', STATUS: 'bootstrap verified; watching' });
-    log.info({ intervals: { introspectMs: this.opts.introspectMs, driftMs: this.opts.driftMs, auditMs: this.opts.auditMs }, budget: this.opts.budget }, 'watching');
+    log.info(
+      {
+        intervals: { introspectMs: this.opts.introspectMs, driftMs: this.opts.driftMs, auditMs: this.opts.auditMs },
+        budget: this.opts.budget,
+      },
+      'watching',
+    );
     const watchdog = this.opts.watchdogMs
       ? new Watchdog(
           { notify: (f) => this.notify(f), supervisor, sched: this.sched, clock: this.deps.clock, log },
@@ -227,7 +262,12 @@ export class WatchLoop {
     if (restarts > this.restartsCounted) metrics.restarts.inc(restarts - this.restartsCounted);
     this.restartsCounted = restarts;
     s.agent.restarts = restarts;
-    s.runtime = { verified: v.ok, verifiedAt: v.at === undefined ? undefined : new Date(v.at).toISOString(), runscVersion: v.version, lapsed: v.ok ? undefined : v.lapsed };
+    s.runtime = {
+      verified: v.ok,
+      verifiedAt: v.at === undefined ? undefined : new Date(v.at).toISOString(),
+      runscVersion: v.version,
+      lapsed: v.ok ? undefined : v.lapsed,
+    };
     metrics.sandboxVerified.set(v.ok ? 1 : 0);
     metrics.markVerified(v.ok ? v.at : undefined);
     Object.assign(s, watchSummary(s, this.deps.lifecycle?.record));

@@ -6,8 +6,8 @@ import { regionOf } from '../aws/aws-caller.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentMetadata, Clock } from '../ports.js';
-import type { SandboxEvidence } from '../runtime/sandbox-proof.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
+import type { SandboxEvidence } from '../runtime/sandbox-proof.js';
 import type { ContainerNetwork, Violation } from './audit.js';
 import type { Observations, Verdict } from './health.js';
 
@@ -48,7 +48,14 @@ export interface WatchSnapshot {
   };
   verdict: Verdict;
   healing: { wrongSince?: string; restartsInWindow: number; markedUnhealthy: boolean };
-  audit: { checkedAt?: string; checked: number; violations: Violation[]; action: 'report' | 'stop'; stopped: string[]; networks?: ContainerNetwork[] };
+  audit: {
+    checkedAt?: string;
+    checked: number;
+    violations: Violation[];
+    action: 'report' | 'stop';
+    stopped: string[];
+    networks?: ContainerNetwork[];
+  };
   attributes: { published: Record<string, string>; at?: string };
   /** Our iptables rules and route_localnet, when `run` applied them: as last checked, and how often put back. */
   network?: { rules: number; missing: number; repairs: number; checkedAt?: string; repairedAt?: string };

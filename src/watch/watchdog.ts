@@ -52,7 +52,10 @@ export class Watchdog {
         `the watch's ${over.name} monitor has overrun its deadline: no longer pinging systemd’s watchdog, so systemd restarts ecs-gvisor`,
       );
     } else {
-      log.error({ busyMs: busy, limitMs: this.opts.supervisorStallMs }, 'the supervisor is stuck in one change to the agent: no longer pinging systemd’s watchdog, so systemd restarts ecs-gvisor');
+      log.error(
+        { busyMs: busy, limitMs: this.opts.supervisorStallMs },
+        'the supervisor is stuck in one change to the agent: no longer pinging systemd’s watchdog, so systemd restarts ecs-gvisor',
+      );
     }
   }
 }

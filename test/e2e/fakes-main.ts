@@ -93,7 +93,11 @@ async function serve(seedFile: string | undefined): Promise<void> {
 }
 
 async function ctl(method: string, path: string, json?: string): Promise<void> {
-  const res = await fetch(`http://127.0.0.1:${E2E_PORTS.control}${path}`, { method, body: json, headers: json ? { 'content-type': 'application/json' } : {} });
+  const res = await fetch(`http://127.0.0.1:${E2E_PORTS.control}${path}`, {
+    method,
+    body: json,
+    headers: json ? { 'content-type': 'application/json' } : {},
+  });
   process.stdout.write(await res.text());
   if (!res.ok) process.exitCode = 1;
 }

@@ -32,7 +32,9 @@ declare module 'vitest' {
 }
 
 /** The outer private dockerd, the instance image and the files every instance gets; `stop` undoes it. */
-export async function startE2eWorld(log: (line: string) => void = (l) => process.stderr.write(`e2e: ${l}\n`)): Promise<{ world: E2eWorld; stop: () => Promise<void> }> {
+export async function startE2eWorld(
+  log: (line: string) => void = (l) => process.stderr.write(`e2e: ${l}\n`),
+): Promise<{ world: E2eWorld; stop: () => Promise<void> }> {
   const release = `${repo}dist/release/ecs-gvisor-${(await import('../../package.json', { with: { type: 'json' } })).default.version}.tar.gz`;
   if (!existsSync(release)) throw new Error(`${release} is missing: run \`npm run package\` first (npm test does)`);
   const dockerd = await startPrivateDockerd();

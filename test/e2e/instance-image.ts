@@ -120,7 +120,19 @@ const FILES: Record<string, { text: string; mode: number }> = {
 const ENABLE = ['/usr/lib/systemd/system/ecs.service', '/etc/systemd/system/cloud-final.service', '/etc/systemd/system/e2e-fakes.service'];
 // Timers and gettys a container has no use for; they only slow the boot. systemd-sysctl and binfmt would
 // write the outer kernel's settings through the instance's writable /proc/sys.
-const MASK = ['systemd-sysctl.service', 'systemd-binfmt.service', 'apt-daily.timer', 'apt-daily-upgrade.timer', 'dpkg-db-backup.timer', 'e2scrub_all.timer', 'e2scrub_reap.service', 'fstrim.timer', 'getty@tty1.service', 'console-getty.service', 'systemd-logind.service'];
+const MASK = [
+  'systemd-sysctl.service',
+  'systemd-binfmt.service',
+  'apt-daily.timer',
+  'apt-daily-upgrade.timer',
+  'dpkg-db-backup.timer',
+  'e2scrub_all.timer',
+  'e2scrub_reap.service',
+  'fstrim.timer',
+  'getty@tty1.service',
+  'console-getty.service',
+  'systemd-logind.service',
+];
 
 const RECIPE = JSON.stringify({ v: 1, suite: 'bookworm', variant: 'minbase', PACKAGES, FILES, ENABLE, MASK });
 export const INSTANCE_IMAGE = `ecs-gvisor-test/instance:${createHash('sha256').update(RECIPE).digest('hex').slice(0, 12)}`;
@@ -165,7 +177,10 @@ export async function instanceRootfs(log: (line: string) => void = () => undefin
 }
 
 /** The image in the given engine: imported from the cached rootfs unless it is there already. */
-export async function importInstanceImage(docker: (args: string[], input?: string) => Promise<string>, log?: (line: string) => void): Promise<string> {
+export async function importInstanceImage(
+  docker: (args: string[], input?: string) => Promise<string>,
+  log?: (line: string) => void,
+): Promise<string> {
   try {
     await docker(['image', 'inspect', INSTANCE_IMAGE]);
     return INSTANCE_IMAGE;

@@ -7,8 +7,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
+import { AGENT_ARN, GROUP, INSTANCE_ID, Instance } from './instance.js';
 import { SEED_DAEMON_JSON } from './instance-image.js';
-import { AGENT_ARN, GROUP, Instance, INSTANCE_ID } from './instance.js';
 
 const world = inject('e2e');
 
@@ -20,7 +20,11 @@ function diagnoseOnFailure(i: () => Instance | undefined): void {
   });
 }
 
-const ours = (s: string) => s.split('\n').filter((l) => l.includes('ecs-gvisor')).sort();
+const ours = (s: string) =>
+  s
+    .split('\n')
+    .filter((l) => l.includes('ecs-gvisor'))
+    .sort();
 
 describe('a healthy instance, from launch to rollback', () => {
   let inst: Instance | undefined;
@@ -56,7 +60,15 @@ describe('a healthy instance, from launch to rollback', () => {
     expect(agent.HostConfig).toMatchObject({ Runtime: 'runc', NetworkMode: 'host', UsernsMode: 'host', Init: true });
     expect(agent.HostConfig.CapAdd).toEqual(expect.arrayContaining(['NET_ADMIN', 'SYS_ADMIN']));
     expect(agent.HostConfig.Binds).toEqual(
-      expect.arrayContaining(['/var/run:/var/run', '/var/log/ecs:/log', '/var/lib/ecs/data:/data', '/etc/ecs:/etc/ecs', '/var/cache/ecs:/var/cache/ecs', '/sys/fs/cgroup:/sys/fs/cgroup', '/proc:/host/proc:ro']),
+      expect.arrayContaining([
+        '/var/run:/var/run',
+        '/var/log/ecs:/log',
+        '/var/lib/ecs/data:/data',
+        '/etc/ecs:/etc/ecs',
+        '/var/cache/ecs:/var/cache/ecs',
+        '/sys/fs/cgroup:/sys/fs/cgroup',
+        '/proc:/host/proc:ro',
+      ]),
     );
     expect(agent.Config.Env).toEqual(expect.arrayContaining(['ECS_CLUSTER=e2e', 'ECS_DATADIR=/data', 'ECS_LOGFILE=/log/ecs-agent.log']));
 
@@ -72,7 +84,11 @@ describe('a healthy instance, from launch to rollback', () => {
     expect(fakes.autoScaling.actions[`${GROUP}/launch/${INSTANCE_ID}`]).toMatchObject({ result: 'CONTINUE' });
     // The group was read from the instance's tag through EC2 (the bundle carries that SDK as a string).
     expect(fakes.ec2.calls).toEqual([expect.objectContaining({ Action: 'DescribeTags', 'Filter.1.Value.1': INSTANCE_ID })]);
-    expect(fakes.ecs.instances[AGENT_ARN]).toMatchObject({ status: 'ACTIVE', agentConnected: true, attributes: { 'ecs-gvisor.sandbox': 'verified' } });
+    expect(fakes.ecs.instances[AGENT_ARN]).toMatchObject({
+      status: 'ACTIVE',
+      agentConnected: true,
+      attributes: { 'ecs-gvisor.sandbox': 'verified' },
+    });
 
     // The network rules ecs-init would add, each once.
     const rules = ours(await i().sh('iptables-save'));
@@ -104,12 +120,20 @@ describe('a healthy instance, from launch to rollback', () => {
   it('3. an operator takes runsc out of daemon.json and reloads Docker: the drift is repaired, their edit kept', async () => {
     diagnoseOnFailure(i);
     await i().sh(`printf '%s' '${SEED_DAEMON_JSON.replace(/'/g, "'\\''")}' > /etc/docker/daemon.json && systemctl reload docker`);
-    const repaired = await i().until('daemon.json to name runsc again', async () => {
-      const d = JSON.parse(await i().sh('cat /etc/docker/daemon.json')) as Record<string, any>;
-      return d['default-runtime'] === 'runsc' && d.runtimes?.runsc ? d : undefined;
-    }, 60_000);
+    const repaired = await i().until(
+      'daemon.json to name runsc again',
+      async () => {
+        const d = JSON.parse(await i().sh('cat /etc/docker/daemon.json')) as Record<string, any>;
+        return d['default-runtime'] === 'runsc' && d.runtimes?.runsc ? d : undefined;
+      },
+      60_000,
+    );
     expect(repaired['log-opts']).toEqual({ 'max-size': '10m', 'max-file': '3' });
-    await i().until('Docker to default to runsc', async () => (await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim() === 'runsc', 30_000);
+    await i().until(
+      'Docker to default to runsc',
+      async () => (await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim() === 'runsc',
+      30_000,
+    );
     expect(await i().sh('docker run --rm busybox:latest dmesg')).toContain('Starting gVisor');
     expect((await i().inspect('ecs-agent'))!.HostConfig.Runtime).toBe('runc');
   });
@@ -119,16 +143,24 @@ describe('a healthy instance, from launch to rollback', () => {
     const before = (await i().inspect('ecs-agent'))!;
     await i().sh('docker kill ecs-agent');
     const t0 = Date.now();
-    const back = await i().until('the agent running again', async () => {
-      const a = await i().inspect('ecs-agent');
-      return a?.State.Running && a.State.StartedAt !== before.State.StartedAt ? a : undefined;
-    }, 60_000);
+    const back = await i().until(
+      'the agent running again',
+      async () => {
+        const a = await i().inspect('ecs-agent');
+        return a?.State.Running && a.State.StartedAt !== before.State.StartedAt ? a : undefined;
+      },
+      60_000,
+    );
     process.stderr.write(`e2e: agent back ${((Date.now() - t0) / 1000).toFixed(1)} s after docker kill\n`);
     expect(back.HostConfig.Runtime).toBe('runc');
     // Docker restarted within the second of the agent's restart: the moment that once hung the supervisor.
     const service = await i().unit('ecs-gvisor.service');
     await i().sh('systemctl restart docker');
-    await i().until('the agent running after the Docker restart', async () => (await i().inspect('ecs-agent'))?.State.Running === true, 90_000);
+    await i().until(
+      'the agent running after the Docker restart',
+      async () => (await i().inspect('ecs-agent'))?.State.Running === true,
+      90_000,
+    );
     expect(await i().unit('ecs-gvisor.service')).toMatchObject({ active: 'active', pid: service.pid });
     expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runsc');
     expect((await i().inspect('ecs-agent'))!.HostConfig.Runtime).toBe('runc');
@@ -146,15 +178,21 @@ describe('a healthy instance, from launch to rollback', () => {
     await i().fakes('POST', '/ecs/instance', { arn: AGENT_ARN, runningTasksCount: 3 });
     await i().fakes('POST', '/as/pend', { hook: 'terminate' });
     await i().fakes('POST', '/imds', { '/latest/meta-data/autoscaling/target-lifecycle-state': 'Terminated' });
-    const done = await i().until('the terminate action completed', async () => {
-      const f = await i().fakes();
-      return f.autoScaling.actions[`${GROUP}/terminate/${INSTANCE_ID}`]?.result ? f : undefined;
-    }, 90_000);
+    const done = await i().until(
+      'the terminate action completed',
+      async () => {
+        const f = await i().fakes();
+        return f.autoScaling.actions[`${GROUP}/terminate/${INSTANCE_ID}`]?.result ? f : undefined;
+      },
+      90_000,
+    );
     expect(done.autoScaling.actions[`${GROUP}/terminate/${INSTANCE_ID}`]!.result).toBe('CONTINUE');
     expect(done.ecs.instances[AGENT_ARN]).toMatchObject({ status: 'DRAINING', runningTasksCount: 0 });
     const drain = done.ecs.calls.findIndex((c) => c.operation === 'UpdateContainerInstancesState' && c.body.status === 'DRAINING');
     expect(drain).toBeGreaterThanOrEqual(0);
-    const complete = done.autoScaling.calls.find((c) => c.Action === 'CompleteLifecycleAction' && c.params.LifecycleHookName === 'terminate')!;
+    const complete = done.autoScaling.calls.find(
+      (c) => c.Action === 'CompleteLifecycleAction' && c.params.LifecycleHookName === 'terminate',
+    )!;
     expect(complete.at).toBeGreaterThan(done.ecs.calls[drain]!.at);
   });
 
@@ -163,7 +201,11 @@ describe('a healthy instance, from launch to rollback', () => {
     // As from an operator's login session (sshd's children run in systemd's context, not docker exec's).
     const r = await i().exec(['systemd-run', '--quiet', '--wait', '--pipe', '--collect', '--', 'ecs-gvisor', 'rollback']);
     expect(r.code, r.stderr + r.stdout).toBe(0);
-    await i().until('ecs.service running its agent', async () => (await i().unit('ecs.service')).active === 'active' && (await i().inspect('ecs-agent'))?.State.Running === true, 90_000);
+    await i().until(
+      'ecs.service running its agent',
+      async () => (await i().unit('ecs.service')).active === 'active' && (await i().inspect('ecs-agent'))?.State.Running === true,
+      90_000,
+    );
     expect(await i().unit('ecs.service')).toMatchObject({ active: 'active', enabled: 'enabled' });
     expect(await i().unit('ecs-gvisor.service')).toMatchObject({ active: 'inactive', enabled: 'disabled' });
     expect(await i().sh('cat /etc/docker/daemon.json')).toBe(SEED_DAEMON_JSON);
@@ -198,7 +240,10 @@ exit 1
       return u.active === 'failed' ? u : undefined;
     });
     expect(failed.pid).toBe(0);
-    expect((await i().sh('systemctl show ecs-gvisor.service -p ExecMainStatus -p NRestarts')).trim().split('\n').sort()).toEqual(['ExecMainStatus=5', 'NRestarts=0']);
+    expect((await i().sh('systemctl show ecs-gvisor.service -p ExecMainStatus -p NRestarts')).trim().split('\n').sort()).toEqual([
+      'ExecMainStatus=5',
+      'NRestarts=0',
+    ]);
     expect(await i().inspect('ecs-agent')).toBeUndefined();
     expect(await i().sh('cat /etc/docker/daemon.json')).toBe(SEED_DAEMON_JSON);
     expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
@@ -242,15 +287,23 @@ describe('an instance running the real ECS agent', () => {
 
     const service = await i().unit('ecs-gvisor.service');
     await i().sh('systemctl restart docker');
-    const back = await i().until('the agent running again after the Docker restart', async () => {
-      const a = await i().inspect('ecs-agent');
-      return a?.State.Running && a.State.StartedAt !== agent.State.StartedAt ? a : undefined;
-    }, 120_000);
+    const back = await i().until(
+      'the agent running again after the Docker restart',
+      async () => {
+        const a = await i().inspect('ecs-agent');
+        return a?.State.Running && a.State.StartedAt !== agent.State.StartedAt ? a : undefined;
+      },
+      120_000,
+    );
     expect(back.HostConfig.Runtime).toBe('runc');
-    const after = await i().until('status healthy again', async () => {
-      const s = await i().status();
-      return s.healthy === true && s.agent.lastExit ? s : undefined;
-    }, 120_000);
+    const after = await i().until(
+      'status healthy again',
+      async () => {
+        const s = await i().status();
+        return s.healthy === true && s.agent.lastExit ? s : undefined;
+      },
+      120_000,
+    );
     // Docker's SIGTERM made it exit 0; that did not keep it down.
     expect(after.agent.lastExit).toMatchObject({ code: 0 });
     expect(after.registration.containerInstanceArn).toBe(registered.arn);
@@ -267,7 +320,11 @@ describe('an instance with a current runsc: every network mode', () => {
 
   beforeAll(async () => {
     // The current runsc as the instance's own, no runtimeArgs: gVisor's netstack wherever it can work.
-    inst = await Instance.launch(world, 'netmodes', { runscPath: '/opt/e2e/runsc', copies: { runsc: SHARED_RUNSC }, settings: { ECS_GVISOR_RUNSC_ARGS: '' } });
+    inst = await Instance.launch(world, 'netmodes', {
+      runscPath: '/opt/e2e/runsc',
+      copies: { runsc: SHARED_RUNSC },
+      settings: { ECS_GVISOR_RUNSC_ARGS: '' },
+    });
   });
   afterAll(async () => {
     await inst?.destroy();
@@ -284,16 +341,27 @@ describe('an instance with a current runsc: every network mode', () => {
     await i().sh(
       'pid=$(docker inspect -f "{{.State.Pid}}" pause) && ip link add eni0 type veth peer name eni1 && ip link set eni1 netns "$pid" && nsenter -t "$pid" -n ip addr add 10.213.0.2/24 dev eni1 && nsenter -t "$pid" -n ip link set eni1 up',
     );
-    await i().sh("docker run -d --name task-a --network container:pause busybox sh -c 'mkdir -p /tmp/w && echo from-a > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w'");
+    await i().sh(
+      "docker run -d --name task-a --network container:pause busybox sh -c 'mkdir -p /tmp/w && echo from-a > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w'",
+    );
     await i().sh('docker run -d --name task-b --network container:pause busybox sleep 600');
     // (No wget -T: this busybox build crashes with it.)
-    const get = (url: string) => i().until(`task-b reaching ${url}`, async () => (await i().exec(['docker', 'exec', 'task-b', 'wget', '-qO-', url], 10_000)).stdout.trim() || undefined, 60_000);
+    const get = (url: string) =>
+      i().until(
+        `task-b reaching ${url}`,
+        async () => (await i().exec(['docker', 'exec', 'task-b', 'wget', '-qO-', url], 10_000)).stdout.trim() || undefined,
+        60_000,
+      );
     expect(await get('http://127.0.0.1:8080/')).toBe('from-a');
     expect(await get('http://10.213.0.2:8080/')).toBe('from-a');
-    const audit = await i().until('the audit of the task', async () => {
-      const s = await i().status();
-      return (s.audit?.networks ?? []).some((n: { name: string }) => n.name === 'task-b') ? s.audit : undefined;
-    }, 60_000);
+    const audit = await i().until(
+      'the audit of the task',
+      async () => {
+        const s = await i().status();
+        return (s.audit?.networks ?? []).some((n: { name: string }) => n.name === 'task-b') ? s.audit : undefined;
+      },
+      60_000,
+    );
     const stackOf = (name: string) => audit.networks.find((n: { name: string }) => n.name === name);
     expect(stackOf('pause')).toMatchObject({ networkMode: 'none', stack: 'netstack' });
     expect(stackOf('task-b')).toMatchObject({ networkMode: expect.stringMatching(/^container:/), stack: 'passthrough' });
@@ -319,10 +387,18 @@ describe('an instance with a current runsc: every network mode', () => {
       ].join(' && '),
     );
     const serve = (where: string, host: string, port: number, text: string) =>
-      i().sh(`${where} setsid node -e 'require("http").createServer((q, s) => s.end("${text}")).listen(${port}, "${host}")' > /dev/null 2>&1 < /dev/null &`);
+      i().sh(
+        `${where} setsid node -e 'require("http").createServer((q, s) => s.end("${text}")).listen(${port}, "${host}")' > /dev/null 2>&1 < /dev/null &`,
+      );
     await serve('nsenter --net=/run/netns/imds', '0.0.0.0', 80, 'metadata');
     await serve('', '127.0.0.1', 51679, 'credentials'); // where the agent serves task credentials
-    const fromHost = await i().until('metadata answering the instance itself', async () => (await i().exec(['node', '-e', 'fetch("http://169.254.169.254/").then((r) => r.text()).then((t) => process.stdout.write(t))'])).stdout || undefined, 30_000);
+    const fromHost = await i().until(
+      'metadata answering the instance itself',
+      async () =>
+        (await i().exec(['node', '-e', 'fetch("http://169.254.169.254/").then((r) => r.text()).then((t) => process.stdout.write(t))']))
+          .stdout || undefined,
+      30_000,
+    );
     expect(fromHost).toBe('metadata');
 
     const bridgeTask = async (name: string, stack: 'netstack' | 'passthrough') => {
@@ -332,21 +408,37 @@ describe('an instance with a current runsc: every network mode', () => {
         const r = await i().exec(['timeout', '8', 'docker', 'exec', name, 'wget', '-qO-', url]);
         return r.code === 0 ? r.stdout.trim() : `failed (${r.code}): ${r.stderr.trim()}`;
       };
-      const audit = await i().until(`${name} in the audit`, async () => {
-        const a = (await i().status()).audit;
-        return (a?.networks ?? []).some((n: { name: string }) => n.name === name) ? a : undefined;
-      }, 60_000);
+      const audit = await i().until(
+        `${name} in the audit`,
+        async () => {
+          const a = (await i().status()).audit;
+          return (a?.networks ?? []).some((n: { name: string }) => n.name === name) ? a : undefined;
+        },
+        60_000,
+      );
       expect(audit.networks.find((n: { name: string }) => n.name === name)).toMatchObject({ networkMode: 'default', stack });
       // The path off the instance works (the neighbour answers), and metadata itself does not.
-      expect(await i().until(`${name} reaching 169.254.169.253`, async () => ((await wget('http://169.254.169.253/')) === 'metadata' ? 'metadata' : undefined), 30_000)).toBe('metadata');
+      expect(
+        await i().until(
+          `${name} reaching 169.254.169.253`,
+          async () => ((await wget('http://169.254.169.253/')) === 'metadata' ? 'metadata' : undefined),
+          30_000,
+        ),
+      ).toBe('metadata');
       expect(await wget('http://169.254.169.254/')).toMatch(/^failed \(124\)/);
       expect(await wget('http://169.254.170.2/v2/credentials/x')).toBe('credentials');
       await i().sh(`docker rm -f ${name}`);
     };
     await bridgeTask('bridge-netstack', 'netstack');
     // The operator chooses passthrough everywhere; the service restarts and the entry point follows.
-    await i().sh("sed -i 's/^ECS_GVISOR_NETWORK_POLICY=.*//' /etc/ecs/ecs-gvisor.config && echo ECS_GVISOR_NETWORK_POLICY=passthrough >> /etc/ecs/ecs-gvisor.config && systemctl restart ecs-gvisor");
-    await i().until('ecs-gvisor.service active with passthrough', async () => (await i().unit('ecs-gvisor.service')).active === 'active' && (await i().status()).runtime.networkPolicy === 'passthrough');
+    await i().sh(
+      "sed -i 's/^ECS_GVISOR_NETWORK_POLICY=.*//' /etc/ecs/ecs-gvisor.config && echo ECS_GVISOR_NETWORK_POLICY=passthrough >> /etc/ecs/ecs-gvisor.config && systemctl restart ecs-gvisor",
+    );
+    await i().until(
+      'ecs-gvisor.service active with passthrough',
+      async () =>
+        (await i().unit('ecs-gvisor.service')).active === 'active' && (await i().status()).runtime.networkPolicy === 'passthrough',
+    );
     await bridgeTask('bridge-passthrough', 'passthrough');
   });
 });

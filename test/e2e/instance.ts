@@ -74,9 +74,16 @@ function userdata(o: InstanceOptions): string {
     .map(([k, v]) => `--set '${k}=${v}'`)
     .join(' ');
   const agentLines = o.realAgent
-    ? realAgentSettings({ ecsUrl: `http://127.0.0.1:${E2E_PORTS.ecs}`, imdsUrl: `http://127.0.0.1:${E2E_PORTS.imds}` }).filter((l) => !l.startsWith('ECS_BACKEND_HOST='))
+    ? realAgentSettings({ ecsUrl: `http://127.0.0.1:${E2E_PORTS.ecs}`, imdsUrl: `http://127.0.0.1:${E2E_PORTS.imds}` }).filter(
+        (l) => !l.startsWith('ECS_BACKEND_HOST='),
+      )
     : [];
-  const ecsConfig = [`ECS_CLUSTER=${CLUSTER}`, `ECS_BACKEND_HOST=http://127.0.0.1:${E2E_PORTS.ecs}`, 'ECS_ENGINE_AUTH_DATA={"secret":"hunter2"}', ...agentLines];
+  const ecsConfig = [
+    `ECS_CLUSTER=${CLUSTER}`,
+    `ECS_BACKEND_HOST=http://127.0.0.1:${E2E_PORTS.ecs}`,
+    'ECS_ENGINE_AUTH_DATA={"secret":"hunter2"}',
+    ...agentLines,
+  ];
   return `#!/bin/bash
 set -euo pipefail
 mkdir -p /etc/ecs
@@ -123,7 +130,10 @@ export class Instance {
     const dir = mkdtempSync(`/tmp/egv-e2e-${name}-`);
     for (const f of ['fakes.mjs', 'release.tar.gz', 'busybox.tar']) copyFileSync(`${world.dir}/${f}`, `${dir}/${f}`);
     writeFileSync(`${dir}/userdata.sh`, userdata(o));
-    writeFileSync(`${dir}/fakes.json`, JSON.stringify(o.realAgent ? { ...SEED, imds: { ...SEED.imds, ...realAgentImds(INSTANCE_ID) } } : SEED));
+    writeFileSync(
+      `${dir}/fakes.json`,
+      JSON.stringify(o.realAgent ? { ...SEED, imds: { ...SEED.imds, ...realAgentImds(INSTANCE_ID) } } : SEED),
+    );
     for (const [f, { text, mode }] of Object.entries(o.files ?? {})) writeFileSync(`${dir}/${f}`, text, { mode });
     for (const [f, from] of Object.entries(o.copies ?? {})) copyFileSync(from, `${dir}/${f}`);
     // The AMI's agent image cache (ecs-init's /var/cache/ecs: the tarball and state 1 = cached).
@@ -133,16 +143,46 @@ export class Instance {
     const i = new Instance(`egv-e2e-${name}`, world, dir);
     await i.outer(['rm', '-f', '-v', i.name]).catch(() => undefined);
     await i.outer([
-      'create', '--name', i.name, '--hostname', 'ip-127-0-0-1', '--runtime', 'runc',
-      '--cap-add', 'ALL', '--cap-drop', 'SYS_RESOURCE', '--cgroupns=host', '-v', '/sys/fs/cgroup:/sys/fs/cgroup',
-      '--security-opt', 'seccomp=unconfined', '--security-opt', 'apparmor=unconfined',
+      'create',
+      '--name',
+      i.name,
+      '--hostname',
+      'ip-127-0-0-1',
+      '--runtime',
+      'runc',
+      '--cap-add',
+      'ALL',
+      '--cap-drop',
+      'SYS_RESOURCE',
+      '--cgroupns=host',
+      '-v',
+      '/sys/fs/cgroup:/sys/fs/cgroup',
+      '--security-opt',
+      'seccomp=unconfined',
+      '--security-opt',
+      'apparmor=unconfined',
       // /proc/sys writable as on a host (route_localnet is per network namespace: the instance's own);
       // the image masks systemd-sysctl so boot never writes the outer kernel's settings.
-      '--security-opt', 'systempaths=unconfined',
-      '--tmpfs', '/run:exec', '--tmpfs', '/tmp:exec', // as on a host; Docker's default is noexec
-       '--network', 'none', '--stop-signal', 'SIGRTMIN+3', '--stop-timeout', '60',
-      '-v', `${i.name}-docker:/var/lib/docker`, '-v', '/usr/bin/node:/usr/bin/node:ro', '-v', `${dir}:/opt/e2e:ro`,
-      world.image, '/sbin/init',
+      '--security-opt',
+      'systempaths=unconfined',
+      '--tmpfs',
+      '/run:exec',
+      '--tmpfs',
+      '/tmp:exec', // as on a host; Docker's default is noexec
+      '--network',
+      'none',
+      '--stop-signal',
+      'SIGRTMIN+3',
+      '--stop-timeout',
+      '60',
+      '-v',
+      `${i.name}-docker:/var/lib/docker`,
+      '-v',
+      '/usr/bin/node:/usr/bin/node:ro',
+      '-v',
+      `${dir}:/opt/e2e:ro`,
+      world.image,
+      '/sbin/init',
     ]);
     await i.outer(['cp', `${dir}/cache/.`, `${i.name}:/var/cache/ecs/`]);
     await i.outer(['start', i.name]);
@@ -175,10 +215,14 @@ export class Instance {
 
   /** Until systemd has finished booting (the initial transaction). */
   async booted(ms = 120_000): Promise<void> {
-    await this.until('systemd to finish booting', async () => {
-      const s = (await this.exec(['systemctl', 'is-system-running'])).stdout.trim();
-      return s === 'running' || s === 'degraded';
-    }, ms);
+    await this.until(
+      'systemd to finish booting',
+      async () => {
+        const s = (await this.exec(['systemctl', 'is-system-running'])).stdout.trim();
+        return s === 'running' || s === 'degraded';
+      },
+      ms,
+    );
   }
 
   /** The fakes' control port: GET /state, or a change (POST). */
@@ -197,7 +241,12 @@ export class Instance {
 
   async unit(name: string): Promise<{ active: string; enabled: string; pid: number }> {
     const show = await this.exec(['systemctl', 'show', name, '-p', 'ActiveState,UnitFileState,MainPID']);
-    const p = Object.fromEntries(show.stdout.trim().split('\n').map((l) => l.split('=') as [string, string]));
+    const p = Object.fromEntries(
+      show.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split('=') as [string, string]),
+    );
     return { active: p.ActiveState ?? '', enabled: p.UnitFileState ?? '', pid: Number(p.MainPID ?? 0) };
   }
 
@@ -230,7 +279,12 @@ export class Instance {
       return `--- journal of ${units.join(', ')} (last ${n} lines)\n${r.stdout}${r.stderr}`;
     };
     const status = await this.exec(['ecs-gvisor', 'status']);
-    return [await journal(60, 'ecs-gvisor'), await journal(30, 'cloud-final', 'ecs', 'e2e-fakes'), await journal(10, 'docker'), `--- ecs-gvisor status\n${status.stdout}${status.stderr}`].join('\n');
+    return [
+      await journal(60, 'ecs-gvisor'),
+      await journal(30, 'cloud-final', 'ecs', 'e2e-fakes'),
+      await journal(10, 'docker'),
+      `--- ecs-gvisor status\n${status.stdout}${status.stderr}`,
+    ].join('\n');
   }
 
   async destroy(): Promise<void> {

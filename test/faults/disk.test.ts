@@ -44,7 +44,10 @@ describe('daemon.json where it cannot be written', () => {
   it('a read-only directory: one clear error, nothing written, no reload; converges once writable', async () => {
     execFileSync('mount', ['-o', 'remount,ro', mnt]);
     const env = cliEnv(d);
-    await refused(env, /^ecs-gvisor: Cannot write \S+daemon\.json \(EROFS: read-only file system.*held no change of ecs-gvisor's to roll back\.\n$/);
+    await refused(
+      env,
+      /^ecs-gvisor: Cannot write \S+daemon\.json \(EROFS: read-only file system.*held no change of ecs-gvisor's to roll back\.\n$/,
+    );
     execFileSync('mount', ['-o', 'remount,rw', mnt]);
     const r = await runCli(['bootstrap', '--only', 'runtime'], env);
     expect(r.code, r.stderr).toBe(0);
@@ -59,7 +62,10 @@ describe('daemon.json where it cannot be written', () => {
       // "No space left on device": full, as intended
     }
     const env = cliEnv(d);
-    await refused(env, /^ecs-gvisor: Cannot write \S+daemon\.json \(ENOSPC: no space left on device.*held no change of ecs-gvisor's to roll back\.\n$/);
+    await refused(
+      env,
+      /^ecs-gvisor: Cannot write \S+daemon\.json \(ENOSPC: no space left on device.*held no change of ecs-gvisor's to roll back\.\n$/,
+    );
     rmSync(`${mnt}/filler`);
     const r = await runCli(['bootstrap', '--only', 'runtime'], env);
     expect(r.code, r.stderr).toBe(0);

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { BUNDLE, runCli } from '../harness/cli.js';
 import { dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';
-import { standInHost, type StandInHost } from '../harness/stand-in-host.js';
+import { type StandInHost, standInHost } from '../harness/stand-in-host.js';
 import { until } from '../harness/watch-fixture.js';
 
 const d = inject('dockerd');
@@ -33,7 +33,11 @@ describe('dockerd down for 60 s under run', () => {
     const child = spawn('nsenter', [`--net=/run/netns/${host.ns}`, process.execPath, BUNDLE, 'run'], { env, stdio: ['ignore', out, out] });
     let exit: number | null | undefined;
     child.on('exit', (code) => (exit = code));
-    const status = async () => JSON.parse((await runCli(['status', '--json'], env, 10_000, host.ns)).stdout) as { watch: { running: boolean }; agent: { running: boolean } };
+    const status = async () =>
+      JSON.parse((await runCli(['status', '--json'], env, 10_000, host.ns)).stdout) as {
+        watch: { running: boolean };
+        agent: { running: boolean };
+      };
     try {
       await until('run watching with the agent up', async () => (await status()).watch.running && (await status()).agent.running, 60_000);
 
@@ -44,7 +48,11 @@ describe('dockerd down for 60 s under run', () => {
       const agent = await dockerClient(d).getContainer('ecs-agent').inspect();
       expect(agent.HostConfig.Runtime).toBe('runc');
       expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
-      await until('status: the watch running and the agent up', async () => (await status()).watch.running && (await status()).agent.running, 60_000);
+      await until(
+        'status: the watch running and the agent up',
+        async () => (await status()).watch.running && (await status()).agent.running,
+        60_000,
+      );
       expect(exit).toBeUndefined();
       expect(readFileSync(log, 'utf8')).toContain('lost Docker; waiting for it to come back');
     } finally {

@@ -2,12 +2,12 @@
  * Faults: hostile or careless local actors against whole CLI runs on the real private dockerd. Each
  * case is counted (tried / held) and the tally printed for the README's fault table.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { logMessages, runCli } from '../harness/cli.js';
 import { dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';
-import { standInHost, type StandInHost } from '../harness/stand-in-host.js';
+import { type StandInHost, standInHost } from '../harness/stand-in-host.js';
 
 const d = inject('dockerd');
 const agentImage = inject('agentImage');
@@ -47,7 +47,11 @@ describe('one command that changes the host at a time', () => {
       expect([a.code, b.code], `${a.stderr}\n${b.stderr}`).toEqual([0, 0]);
       // Exactly one of them found the lock taken and said by whom.
       // (Its holder's name may not be written yet when the second looks: "another process" then.)
-      const waited = [a, b].filter((r) => logMessages(r.stdout).some((m) => /^the host lock is held by (pid \d+ \(bootstrap, since .*\)|another process); waiting up to /.test(m)));
+      const waited = [a, b].filter((r) =>
+        logMessages(r.stdout).some((m) =>
+          /^the host lock is held by (pid \d+ \(bootstrap, since .*\)|another process); waiting up to /.test(m),
+        ),
+      );
       expect(waited).toHaveLength(1);
       expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
       const agent = await dockerClient(d).getContainer('ecs-agent').inspect();
@@ -67,7 +71,9 @@ describe('one command that changes the host at a time', () => {
       const r = await runCli(['bootstrap'], env, 60_000, host.ns);
       count('bootstrap while the lock is held', r.code === 4);
       expect(r.code).toBe(4);
-      expect(r.stderr).toMatch(/^ecs-gvisor: Another ecs-gvisor command \(.*\) still held the host lock \/tmp\/egv-state-\w+\/lock after 2 s \(ECS_GVISOR_LOCK_TIMEOUT_SECONDS\); nothing was changed\.\n$/);
+      expect(r.stderr).toMatch(
+        /^ecs-gvisor: Another ecs-gvisor command \(.*\) still held the host lock \/tmp\/egv-state-\w+\/lock after 2 s \(ECS_GVISOR_LOCK_TIMEOUT_SECONDS\); nothing was changed\.\n$/,
+      );
       expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
       expect(readFileSync(d.daemonJson, 'utf8')).toBe(ORIGINAL);
       expect((await liveRuntime(d)).defaultRuntime).toBe('runc');

@@ -10,7 +10,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, realpathSync, writ
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { BUNDLE, runCli } from '../harness/cli.js';
 import { dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';
-import { standInHost, type StandInHost } from '../harness/stand-in-host.js';
+import { type StandInHost, standInHost } from '../harness/stand-in-host.js';
 
 const d = inject('dockerd');
 const agentImage = inject('agentImage');
@@ -37,14 +37,22 @@ interface Outcome {
 
 /** One bootstrap, SIGKILLed `kill(n)` ms after its n-th log line (undefined: not then); daemon.json read all the while. */
 async function bootstrapKilled(env: Record<string, string>, kill: (n: number) => number | undefined): Promise<Outcome> {
-  const child = spawn('nsenter', [`--net=/run/netns/${host.ns}`, process.execPath, BUNDLE, 'bootstrap'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+  const child = spawn('nsenter', [`--net=/run/netns/${host.ns}`, process.execPath, BUNDLE, 'bootstrap'], {
+    env,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   const lines: string[] = [];
   let buffered = '';
   let exited = false;
   // SIGKILL must reach the bootstrap itself: nsenter execs node without forking, so this is its PID
   // (read once it has logged, so after the exec).
   let exe: string | undefined;
-  const done = new Promise<void>((resolve) => child.on('exit', () => ((exited = true), resolve())));
+  const done = new Promise<void>((resolve) =>
+    child.on('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
   child.stdout.on('data', (chunk: Buffer) => {
     if (exe === undefined) {
       try {
@@ -150,6 +158,8 @@ describe('bootstrap killed with SIGKILL', () => {
       await recovers(env, o);
       tally.survived++;
     }
-    process.stderr.write(`faults: bootstrap SIGKILL: tried ${tally.tried}, survived ${tally.survived}, lost ${tally.tried - tally.survived}\n`);
+    process.stderr.write(
+      `faults: bootstrap SIGKILL: tried ${tally.tried}, survived ${tally.survived}, lost ${tally.tried - tally.survived}\n`,
+    );
   });
 });

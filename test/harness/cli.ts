@@ -15,7 +15,9 @@ export interface CliResult {
 export function runCli(args: string[], env: Record<string, string>, timeoutMs = 120_000, netns?: string): Promise<CliResult> {
   const base: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' };
   // nsenter switches only the network namespace; `ip netns exec` would also remount /sys (hiding cgroups).
-  const [file, argv] = netns ? ['nsenter', [`--net=/run/netns/${netns}`, process.execPath, BIN, ...args]] : [process.execPath, [BIN, ...args]];
+  const [file, argv] = netns
+    ? ['nsenter', [`--net=/run/netns/${netns}`, process.execPath, BIN, ...args]]
+    : [process.execPath, [BIN, ...args]];
   return new Promise((resolve) => {
     execFile(file, argv, { env: { ...base, ...env }, timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;

@@ -18,7 +18,9 @@ export function dockerdPid(d: DockerdInfo): number {
 
 /** How many reloads dockerd has logged so far (a reload we did not want shows up here). */
 export function reloadCount(d: DockerdInfo): number {
-  return readFileSync(d.log, 'utf8').split('\n').filter((l) => l.includes('Got signal to reload configuration')).length;
+  return readFileSync(d.log, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('Got signal to reload configuration')).length;
 }
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
@@ -43,7 +45,9 @@ export async function resetDocker(d: DockerdInfo, text: string | undefined): Pro
   process.kill(dockerdPid(d), 'SIGHUP');
   await waitFor('dockerd back on runc', async () => {
     const i = await docker.info();
-    return i.DefaultRuntime === 'runc' && Object.keys(i.Runtimes).every((r: string) => r === 'runc' || r.startsWith('io.containerd')) ? true : undefined;
+    return i.DefaultRuntime === 'runc' && Object.keys(i.Runtimes).every((r: string) => r === 'runc' || r.startsWith('io.containerd'))
+      ? true
+      : undefined;
   });
   if (text === undefined) {
     rmSync(d.daemonJson, { force: true });

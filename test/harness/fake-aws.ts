@@ -42,7 +42,11 @@ export class TokenBucket {
   private tokens: number;
   private last: number;
 
-  constructor(private readonly burst: number, private readonly ratePerSec: number, private readonly now: () => number) {
+  constructor(
+    private readonly burst: number,
+    private readonly ratePerSec: number,
+    private readonly now: () => number,
+  ) {
     this.tokens = burst;
     this.last = now();
   }
@@ -103,7 +107,10 @@ export class FakeEcs {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = JSON.parse((await readBody(req)) || '{}') as Record<string, unknown>;
-    const operation = String(req.headers['x-amz-target'] ?? '').split('.').pop() ?? '';
+    const operation =
+      String(req.headers['x-amz-target'] ?? '')
+        .split('.')
+        .pop() ?? '';
     const n = this.calls.length;
     const b = this.bucket && !this.bucket.take() ? 'throttle' : this.behaviour(operation, n);
     const send = (status: number, doc: unknown) => {
@@ -154,16 +161,28 @@ export class FakeEcs {
       }
       case 'DiscoverPollEndpoint':
         // Where the real agent opens its ACS and TCS websockets: a closed port, so it only logs reconnects.
-        return send(200, { endpoint: 'https://127.0.0.1:1/', telemetryEndpoint: 'https://127.0.0.1:1/', serviceConnectEndpoint: 'https://127.0.0.1:1/' });
+        return send(200, {
+          endpoint: 'https://127.0.0.1:1/',
+          telemetryEndpoint: 'https://127.0.0.1:1/',
+          serviceConnectEndpoint: 'https://127.0.0.1:1/',
+        });
       case 'RegisterContainerInstance': {
         // The agent registers (again, when it names its ARN): ACTIVE and connected. The attributes it sends
         // are kept and answered back (the real agent exits 5 when they are not).
         const cluster = String(body.cluster ?? 'default');
         const n = [...this.instances.keys()].filter((k) => k.includes(`/${cluster}/`)).length;
-        const arn = String(body.containerInstanceArn ?? `arn:aws:ecs:us-east-1:111122223333:container-instance/${cluster}/${n.toString(16).padStart(32, '0')}`);
+        const arn = String(
+          body.containerInstanceArn ??
+            `arn:aws:ecs:us-east-1:111122223333:container-instance/${cluster}/${n.toString(16).padStart(32, '0')}`,
+        );
         const i = this.instances.get(arn);
-        const sent = Object.fromEntries(((body.attributes ?? []) as Array<{ name: string; value?: string }>).map((a) => [a.name, a.value ?? '']));
-        const doc = typeof body.instanceIdentityDocument === 'string' && body.instanceIdentityDocument ? (JSON.parse(body.instanceIdentityDocument) as { instanceId?: string }) : undefined;
+        const sent = Object.fromEntries(
+          ((body.attributes ?? []) as Array<{ name: string; value?: string }>).map((a) => [a.name, a.value ?? '']),
+        );
+        const doc =
+          typeof body.instanceIdentityDocument === 'string' && body.instanceIdentityDocument
+            ? (JSON.parse(body.instanceIdentityDocument) as { instanceId?: string })
+            : undefined;
         this.instances.set(arn, {
           runningTasksCount: 0,
           ...i,
@@ -252,12 +271,15 @@ export class FakeAutoScaling {
         const fail = (status: number, code: string, message: string, outcome: string) => {
           this.calls.push({ params, Action: action, at: this.now(), outcome });
           res.writeHead(status, { 'content-type': 'text/xml' });
-          res.end(`<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type><Code>${code}</Code><Message>${message}</Message></Error><RequestId>r-${n}</RequestId></ErrorResponse>`);
+          res.end(
+            `<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type><Code>${code}</Code><Message>${message}</Message></Error><RequestId>r-${n}</RequestId></ErrorResponse>`,
+          );
         };
         if (this.behaviour(action, n) === 'throttle') return fail(400, 'Throttling', 'Rate exceeded', 'throttled');
         if (action === 'CompleteLifecycleAction' || action === 'RecordLifecycleActionHeartbeat') {
           const a = this.action(params.AutoScalingGroupName!, params.LifecycleHookName!, params.InstanceId!);
-          if (!a || a.result) return fail(400, 'ValidationError', `No active Lifecycle Action found with instance ID ${params.InstanceId}`, 'validation');
+          if (!a || a.result)
+            return fail(400, 'ValidationError', `No active Lifecycle Action found with instance ID ${params.InstanceId}`, 'validation');
           if (action === 'CompleteLifecycleAction') a.result = params.LifecycleActionResult;
           else a.heartbeats++;
         }
@@ -301,13 +323,19 @@ export class FakeEc2 {
           filters.set(params[`Filter.${i}.Name`]!, values);
         }
         const match = (t: { resourceId: string; key: string }) =>
-          (!filters.has('resource-id') || filters.get('resource-id')!.includes(t.resourceId)) && (!filters.has('key') || filters.get('key')!.includes(t.key));
+          (!filters.has('resource-id') || filters.get('resource-id')!.includes(t.resourceId)) &&
+          (!filters.has('key') || filters.get('key')!.includes(t.key));
         const items = this.tags
           .filter(match)
-          .map((t) => `<item><resourceId>${t.resourceId}</resourceId><resourceType>instance</resourceType><key>${t.key}</key><value>${t.value}</value></item>`)
+          .map(
+            (t) =>
+              `<item><resourceId>${t.resourceId}</resourceId><resourceType>instance</resourceType><key>${t.key}</key><value>${t.value}</value></item>`,
+          )
           .join('');
         res.writeHead(200, { 'content-type': 'text/xml' });
-        res.end(`<DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r-${this.calls.length}</requestId><tagSet>${items}</tagSet></DescribeTagsResponse>`);
+        res.end(
+          `<DescribeTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r-${this.calls.length}</requestId><tagSet>${items}</tagSet></DescribeTagsResponse>`,
+        );
       });
     });
     this.url = await listen(this.server, port);
@@ -339,7 +367,9 @@ export class FakeImds {
         const t = this.tokenReply ?? `token-${this.tokens.size + 1}`;
         this.tokens.add(t);
         // IMDS states the token's lifetime; the Go SDK (the real agent's) refuses a token without it.
-        res.writeHead(200, { 'x-aws-ec2-metadata-token-ttl-seconds': String(req.headers['x-aws-ec2-metadata-token-ttl-seconds'] ?? 21600) }).end(t);
+        res
+          .writeHead(200, { 'x-aws-ec2-metadata-token-ttl-seconds': String(req.headers['x-aws-ec2-metadata-token-ttl-seconds'] ?? 21600) })
+          .end(t);
         return;
       }
       if (!token || !this.tokens.has(token)) return void res.writeHead(401).end();
@@ -397,7 +427,9 @@ export class FakeIntrospection {
     await this.stop();
     this.server = createServer((req, res) => {
       if (req.url !== '/v1/metadata') return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ Version: 'Amazon ECS Agent - v1.0.0 (stand-in)', ...meta }));
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ Version: 'Amazon ECS Agent - v1.0.0 (stand-in)', ...meta }));
     });
     await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', () => resolve()));
   }
@@ -405,7 +437,11 @@ export class FakeIntrospection {
   stop(): Promise<void> {
     const s = this.server;
     this.server = undefined;
-    return new Promise((resolve) => (s ? (s.closeAllConnections(), s.close(() => resolve())) : resolve()));
+    return new Promise((resolve) => {
+      if (!s) return resolve();
+      s.closeAllConnections();
+      s.close(() => resolve());
+    });
   }
 }
 

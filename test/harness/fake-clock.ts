@@ -63,7 +63,8 @@ export class FakeClock implements Clock {
     while (this.t < end) {
       const since = Date.now();
       while (this.sleepers.length === 0) {
-        if (Date.now() - since > stuckMs) throw new Error(`nothing went to sleep for ${stuckMs} ms of real time at ${new Date(this.t).toISOString()}`);
+        if (Date.now() - since > stuckMs)
+          throw new Error(`nothing went to sleep for ${stuckMs} ms of real time at ${new Date(this.t).toISOString()}`);
         await delay(1);
       }
       // Let anything just woken settle, so two sleepers due together both get registered.

@@ -1,6 +1,6 @@
 import type { TestProject } from 'vitest/node';
-import { startPrivateDockerd, stopPrivateDockerd, type DockerdInfo } from './private-dockerd.js';
-import { AGENT_STANDIN_IMAGE, buildBusyboxImage, BUSYBOX_IMAGE } from './images.js';
+import { AGENT_STANDIN_IMAGE, BUSYBOX_IMAGE, buildBusyboxImage } from './images.js';
+import { type DockerdInfo, startPrivateDockerd, stopPrivateDockerd } from './private-dockerd.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import Docker from 'dockerode';
 
 export const BUSYBOX_IMAGE = 'ecs-gvisor-test/busybox:1';
@@ -30,7 +30,9 @@ const APPLETS = ['sh', 'sleep', 'dmesg', 'uname', 'cat', 'ls', 'echo', 'httpd', 
 /** A ~2 MB busybox image from the host's busybox-static, imported (no registry needed), and the agent stand-in. */
 export async function buildBusyboxImage(host: string): Promise<void> {
   await importRootfs(host, BUSYBOX_IMAGE, []);
-  await importRootfs(host, AGENT_STANDIN_IMAGE, ['ENTRYPOINT ["/agent"]'], (root) => writeFileSync(`${root}/agent`, AGENT_SCRIPT, { mode: 0o755 }));
+  await importRootfs(host, AGENT_STANDIN_IMAGE, ['ENTRYPOINT ["/agent"]'], (root) =>
+    writeFileSync(`${root}/agent`, AGENT_SCRIPT, { mode: 0o755 }),
+  );
 }
 
 async function importRootfs(host: string, ref: string, changes: string[], extra?: (root: string) => void): Promise<void> {

@@ -2,7 +2,7 @@
  * A local AF_UNIX datagram socket standing in for systemd's notify socket. Node cannot bind one, so a
  * small python3 receiver does, printing each datagram with the sender's PID (SCM_CREDENTIALS) as JSON.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -45,7 +45,12 @@ export class NotifySocket {
         const line = JSON.parse(buf.slice(0, i)) as { ready?: boolean; pid?: number | null; fields?: string };
         buf = buf.slice(i + 1);
         if (line.fields !== undefined) {
-          const fields = Object.fromEntries(line.fields.split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+          const fields = Object.fromEntries(
+            line.fields
+              .split('\n')
+              .filter(Boolean)
+              .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+          );
           this.messages.push({ pid: line.pid ?? null, fields });
         }
       }

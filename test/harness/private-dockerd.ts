@@ -3,7 +3,7 @@
  * daemon.json, no bridge and no iptables, so it never touches another engine's state. Output goes to a
  * log file, never to the test runner's pipes.
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import Docker from 'dockerode';
@@ -46,8 +46,18 @@ async function spawnDockerd(info: Omit<DockerdInfo, 'pid'>): Promise<DockerdInfo
   const dockerd = which('dockerd');
   const dir = info.dir;
   const args = [
-    '--data-root', `${dir}/data`, '--exec-root', `${dir}/exec`, '--pidfile', info.pidfile,
-    '-H', info.host, '--config-file', info.daemonJson, '--bridge=none', '--iptables=false',
+    '--data-root',
+    `${dir}/data`,
+    '--exec-root',
+    `${dir}/exec`,
+    '--pidfile',
+    info.pidfile,
+    '-H',
+    info.host,
+    '--config-file',
+    info.daemonJson,
+    '--bridge=none',
+    '--iptables=false',
   ];
   // A dockerd started with --bridge=none deletes an existing docker0; keep away from another engine's bridge.
   const isolate = existsSync('/sys/class/net/docker0');
@@ -80,7 +90,14 @@ export async function stopPrivateDockerd(info: DockerdInfo): Promise<void> {
   try {
     const docker = new Docker({ socketPath: info.socket });
     const all = await docker.listContainers({ all: true });
-    await Promise.all(all.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    await Promise.all(
+      all.map((c) =>
+        docker
+          .getContainer(c.Id)
+          .remove({ force: true })
+          .catch(() => undefined),
+      ),
+    );
   } catch {
     // engine already gone
   }
@@ -132,7 +149,9 @@ function which(cmd: string): string {
   for (const d of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/bin', '/sbin'])) {
     if (existsSync(`${d}/${cmd}`)) return `${d}/${cmd}`;
   }
-  throw new Error(`${cmd} is not installed: the integration tests need a real Docker engine (apt-get install docker.io runsc busybox-static); .ci/run installs them`);
+  throw new Error(
+    `${cmd} is not installed: the integration tests need a real Docker engine (apt-get install docker.io runsc busybox-static); .ci/run installs them`,
+  );
 }
 
 function tail(file: string): string {

@@ -12,7 +12,10 @@ import Docker from 'dockerode';
 import type { FakeImds } from './fake-aws.js';
 
 export const REAL_AGENT_IMAGE = 'amazon/amazon-ecs-agent:latest';
-export const REAL_AGENT_TARBALL = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/ecs-agent/amazon-ecs-agent-v1.101.2-rootfs.tar.gz');
+export const REAL_AGENT_TARBALL = resolve(
+  dirname(fileURLToPath(import.meta.url)),
+  '../../../shared/ecs-agent/amazon-ecs-agent-v1.101.2-rootfs.tar.gz',
+);
 export const INSTANCE_ID = 'i-0a1b2c3d4e5f60718';
 /** Where the agent keeps its state on the host (ecs-init's bind of /data). */
 export const AGENT_DATA = '/var/lib/ecs/data';
@@ -23,7 +26,9 @@ export async function importRealAgent(socket: string, ref = REAL_AGENT_IMAGE): P
   const docker = new Docker({ socketPath: socket });
   const [repo, tag] = ref.split(':');
   const stream = await docker.importImage(REAL_AGENT_TARBALL, { repo, tag, changes: ['ENTRYPOINT ["/agent"]'] } as object);
-  await new Promise<void>((res, rej) => docker.modem.followProgress(stream as NodeJS.ReadableStream, (err: unknown) => (err ? rej(err) : res())));
+  await new Promise<void>((res, rej) =>
+    docker.modem.followProgress(stream as NodeJS.ReadableStream, (err: unknown) => (err ? rej(err) : res())),
+  );
   return String((await docker.getImage(ref).inspect()).Id);
 }
 

@@ -1,7 +1,7 @@
 /** What the watch and lifecycle tests share: a host directory for the agent, the configuration, waiting. */
 import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
-import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds, type FakeInstance, type FakeIntrospection } from './fake-aws.js';
 import { cliEnv, RUNSC } from './docker-state.js';
+import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds, type FakeInstance, type FakeIntrospection } from './fake-aws.js';
 import type { DockerdInfo } from './private-dockerd.js';
 
 export interface FakeAws {
@@ -25,7 +25,12 @@ export const ACCEPT_STAND_IN_LISTENER = { introspectionOwner: async () => undefi
 
 /** The fake endpoints, with the SDK pointed at them as an operator would (AWS_ENDPOINT_URL_<SERVICE>). */
 export async function startFakeAws(): Promise<FakeAws> {
-  const [ecs, asg, ec2, imds] = await Promise.all([new FakeEcs().start(), new FakeAutoScaling().start(), new FakeEc2().start(), new FakeImds().start()]);
+  const [ecs, asg, ec2, imds] = await Promise.all([
+    new FakeEcs().start(),
+    new FakeAutoScaling().start(),
+    new FakeEc2().start(),
+    new FakeImds().start(),
+  ]);
   // ECS knows registrations in these tests as the instance IMDS names (tests set that path to it).
   ecs.assumedEc2InstanceId = TEST_INSTANCE_ID;
   Object.assign(process.env, {
@@ -87,7 +92,12 @@ export function registerAgent(ecs: FakeEcs, intro: FakeIntrospection, o: Partial
 }
 
 /** Poll `fn` every `everyMs` until it gives something truthy (errors count as not yet). */
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, ms = 30_000, everyMs = 100): Promise<T> {
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  ms = 30_000,
+  everyMs = 100,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await Promise.resolve()

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import { resetDocker } from './docker-state.js';
 import { FakeIntrospection } from './fake-aws.js';
 import type { DockerdInfo } from './private-dockerd.js';
-import { agentHostDir, startFakeAws, type FakeAws } from './watch-fixture.js';
+import { agentHostDir, type FakeAws, startFakeAws } from './watch-fixture.js';
 
 /** What a watch-level test file has: the fakes for the file; a clean host for each test. */
 export interface WatchHost {
@@ -21,7 +21,12 @@ export interface WatchHost {
  * an abort controller for what it starts. `runMayFail`: a test that expects `run` to fail asserts that
  * itself, so the hook only waits for it.
  */
-export function useWatchHost(d: DockerdInfo, prefix: string, imdsPaths: Record<string, string>, o: { runMayFail?: boolean } = {}): WatchHost {
+export function useWatchHost(
+  d: DockerdInfo,
+  prefix: string,
+  imdsPaths: Record<string, string>,
+  o: { runMayFail?: boolean } = {},
+): WatchHost {
   const host = {} as WatchHost;
   beforeAll(async () => {
     host.aws = await startFakeAws();

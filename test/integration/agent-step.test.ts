@@ -4,7 +4,7 @@
  * would on an instance. Assertions are on `docker inspect`, the agent's own HTTP answer, and the CLI's
  * exit code and output.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
@@ -49,7 +49,10 @@ beforeEach(async () => {
   dir = mkdtempSync('/tmp/egv-agent-');
   mkdirSync(`${dir}/cache`);
   // ecs-init's order: /var/lib/ecs/ecs.config, then /etc/ecs/ecs.config wins.
-  writeFileSync(`${dir}/var-lib-ecs.config`, 'ECS_CLUSTER=from-instance\nECS_INSTANCE_ATTRIBUTES={"stack":"blue"}\nECS_ENABLE_TASK_ENI=false\n');
+  writeFileSync(
+    `${dir}/var-lib-ecs.config`,
+    'ECS_CLUSTER=from-instance\nECS_INSTANCE_ATTRIBUTES={"stack":"blue"}\nECS_ENABLE_TASK_ENI=false\n',
+  );
   writeFileSync(
     `${dir}/etc-ecs.config`,
     `# operator settings\nECS_CLUSTER=prod\nECS_ENGINE_AUTH_TYPE=dockercfg\nECS_ENGINE_AUTH_DATA=${SECRET}\nECS_AGENT_LABELS={"team":"platform"}\nECS_RESERVED_MEMORY="256"\n`,
@@ -147,7 +150,10 @@ describe('bootstrap --only runtime,agent', () => {
     const e = env();
     expect((await runCli(['bootstrap', '--only', 'runtime,agent'], e)).code).toBe(0);
     const before = await agent();
-    writeFileSync(`${dir}/etc-ecs.config`, readFileSync(`${dir}/etc-ecs.config`, 'utf8').replace('ECS_CLUSTER=prod', 'ECS_CLUSTER=staging'));
+    writeFileSync(
+      `${dir}/etc-ecs.config`,
+      readFileSync(`${dir}/etc-ecs.config`, 'utf8').replace('ECS_CLUSTER=prod', 'ECS_CLUSTER=staging'),
+    );
 
     const p = await runCli(['plan', '--only', 'agent'], e);
     expect(p.code).toBe(0);
@@ -204,7 +210,13 @@ describe('agent image', () => {
       expect((await agent()).State.Running).toBe(true);
     } finally {
       // Leave the image for the other tests whatever happened.
-      const present = await docker.getImage(agentImage).inspect().then(() => true, () => false);
+      const present = await docker
+        .getImage(agentImage)
+        .inspect()
+        .then(
+          () => true,
+          () => false,
+        );
       if (!present) await docker.loadImage(tarball);
     }
   });
@@ -212,7 +224,9 @@ describe('agent image', () => {
   it('fails with a clear error when the image is missing, uncached and cannot be pulled', async () => {
     const r = await runCli(['bootstrap', '--only', 'runtime,agent'], env({ ECS_GVISOR_AGENT_IMAGE: '127.0.0.1:1/ecs-agent:missing' }));
     expect(r.code).toBe(4);
-    expect(r.stderr).toMatch(/The agent image 127\.0\.0\.1:1\/ecs-agent:missing is not in Docker, .*ecs-agent\.tar is not cached, and pulling it failed/);
+    expect(r.stderr).toMatch(
+      /The agent image 127\.0\.0\.1:1\/ecs-agent:missing is not in Docker, .*ecs-agent\.tar is not cached, and pulling it failed/,
+    );
     await expect(agent()).rejects.toMatchObject({ statusCode: 404 });
   });
 });
@@ -224,7 +238,12 @@ describe('our agent is the container we created', () => {
     const ours = await agent();
     await docker.getContainer(ours.Id).remove({ force: true });
     // Our labels, copied: the spec hash included.
-    const fake = await docker.createContainer({ name: 'ecs-agent', Image: agentImage, Labels: ours.Config.Labels, HostConfig: { NetworkMode: 'none', Runtime: 'runc' } });
+    const fake = await docker.createContainer({
+      name: 'ecs-agent',
+      Image: agentImage,
+      Labels: ours.Config.Labels,
+      HostConfig: { NetworkMode: 'none', Runtime: 'runc' },
+    });
     expect((await runCli(['rollback', '--only', 'agent'], { ...e })).stdout).toContain('no container of ours to remove');
     expect((await agent()).Id).toBe(fake.id);
     expect((await runCli(['bootstrap', '--only', 'runtime,agent'], e)).code).toBe(0);
@@ -237,28 +256,47 @@ describe('our agent is the container we created', () => {
 describe('bootstrap: converged means the agent stays up', () => {
   it.each([
     // Refused when the container is created: nothing was touched.
-    ['an empty variable name', '=x\n', 3, (id: string) => `Docker refused the agent container built from ${dir}/etc-ecs.config \\(.*\\); the running agent ${id} was kept`],
+    [
+      'an empty variable name',
+      '=x\n',
+      3,
+      (id: string) => `Docker refused the agent container built from ${dir}/etc-ecs.config \\(.*\\); the running agent ${id} was kept`,
+    ],
     // Created, then refused by runc at start: the running agent was stopped, and is put back.
-    ['a NUL byte in a value', `ECS_ENGINE_AUTH_DATA=${SECRET}\0tail\n`, 4, (id: string) => `The new agent container did not start \\(.*can't contain null.*\\); the previous agent ${id} was put back`],
-  ])('an ecs.config line Docker refuses (%s) keeps the running agent and says so in one sentence, secrets masked', async (_name, line, code, message) => {
-    expect((await runCli(['bootstrap', '--only', 'runtime,agent'], env())).code).toBe(0);
-    const before = await agent();
-    writeFileSync(`${dir}/etc-ecs.config`, `${readFileSync(`${dir}/etc-ecs.config`, 'utf8')}${line}`);
-    const e = env();
-    const r = await runCli(['bootstrap', '--only', 'agent'], e);
-    expect(r.code, r.stderr).toBe(code);
-    expect(r.stderr).toMatch(new RegExp(`^ecs-gvisor: ${message(before.Id.slice(0, 12))}\\.\\n$`));
-    // The same container, running again (or still); nothing half-made beside it.
-    const after = await agent();
-    expect(after.Id).toBe(before.Id);
-    expect(after.State.Running).toBe(true);
-    const names = (await docker.listContainers({ all: true })).flatMap((c) => c.Names);
-    expect(names.filter((n) => n.startsWith('/ecs-agent'))).toEqual(['/ecs-agent']);
-    // Docker quotes the refused variable back: the secret in it never reaches stderr, the journal or the state.
-    for (const text of [r.stderr, r.stdout, ...readdirSync(e.ECS_GVISOR_STATE_DIR!).filter((f) => f.endsWith('.json')).map((f) => readFileSync(`${e.ECS_GVISOR_STATE_DIR}/${f}`, 'utf8'))]) {
-      expect(text).not.toContain(SECRET);
-    }
-  });
+    [
+      'a NUL byte in a value',
+      `ECS_ENGINE_AUTH_DATA=${SECRET}\0tail\n`,
+      4,
+      (id: string) => `The new agent container did not start \\(.*can't contain null.*\\); the previous agent ${id} was put back`,
+    ],
+  ])(
+    'an ecs.config line Docker refuses (%s) keeps the running agent and says so in one sentence, secrets masked',
+    async (_name, line, code, message) => {
+      expect((await runCli(['bootstrap', '--only', 'runtime,agent'], env())).code).toBe(0);
+      const before = await agent();
+      writeFileSync(`${dir}/etc-ecs.config`, `${readFileSync(`${dir}/etc-ecs.config`, 'utf8')}${line}`);
+      const e = env();
+      const r = await runCli(['bootstrap', '--only', 'agent'], e);
+      expect(r.code, r.stderr).toBe(code);
+      expect(r.stderr).toMatch(new RegExp(`^ecs-gvisor: ${message(before.Id.slice(0, 12))}\\.\\n$`));
+      // The same container, running again (or still); nothing half-made beside it.
+      const after = await agent();
+      expect(after.Id).toBe(before.Id);
+      expect(after.State.Running).toBe(true);
+      const names = (await docker.listContainers({ all: true })).flatMap((c) => c.Names);
+      expect(names.filter((n) => n.startsWith('/ecs-agent'))).toEqual(['/ecs-agent']);
+      // Docker quotes the refused variable back: the secret in it never reaches stderr, the journal or the state.
+      for (const text of [
+        r.stderr,
+        r.stdout,
+        ...readdirSync(e.ECS_GVISOR_STATE_DIR!)
+          .filter((f) => f.endsWith('.json'))
+          .map((f) => readFileSync(`${e.ECS_GVISOR_STATE_DIR}/${f}`, 'utf8')),
+      ]) {
+        expect(text).not.toContain(SECRET);
+      }
+    },
+  );
 
   it('a replacement that exits at once puts the previous agent back, running', async () => {
     expect((await runCli(['bootstrap', '--only', 'runtime,agent'], env())).code).toBe(0);
@@ -270,7 +308,9 @@ describe('bootstrap: converged means the agent stays up', () => {
     const r = await runCli(['bootstrap', '--only', 'agent'], env({ ECS_GVISOR_AGENT_IMAGE: 'egv-broken-agent:1' }));
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(
-      new RegExp(`^ecs-gvisor: The new agent container exited with code 127 within 1 s of its start \\(its last line: .*no/such/agent.*\\); the previous agent ${before.Id.slice(0, 12)} was put back\\.\\n$`),
+      new RegExp(
+        `^ecs-gvisor: The new agent container exited with code 127 within 1 s of its start \\(its last line: .*no/such/agent.*\\); the previous agent ${before.Id.slice(0, 12)} was put back\\.\\n$`,
+      ),
     );
     const after = await agent();
     expect(after.Id).toBe(before.Id);
@@ -289,7 +329,9 @@ describe('bootstrap: converged means the agent stays up', () => {
     try {
       const r = await runCli(['bootstrap', '--only', 'runtime,agent'], env({ ECS_GVISOR_AGENT_SETTLE_SECONDS: '3' }));
       expect(r.code).toBe(4);
-      expect(r.stderr.trim()).toBe('ecs-gvisor: The agent container ecs-agent exited with code 5 within 3 s of its start; see docker logs ecs-agent.');
+      expect(r.stderr.trim()).toBe(
+        'ecs-gvisor: The agent container ecs-agent exited with code 5 within 3 s of its start; see docker logs ecs-agent.',
+      );
       expect(r.stdout).not.toContain('the ECS agent runs under runc');
     } finally {
       rmSync('/var/lib/ecs/data/stand-in-exit', { force: true });
@@ -304,7 +346,9 @@ describe('bootstrap: converged means the agent stays up', () => {
     const before = readFileSync(d.daemonJson, 'utf8');
     const r = await runCli(['bootstrap', '--only', 'runtime,agent'], env());
     expect(r.code).toBe(3);
-    expect(r.stderr.trim()).toBe(`ecs-gvisor: ${dir}/etc-ecs.config sets ECS_EXTERNAL=true (ECS Anywhere), but ecs-gvisor runs the agent only on EC2 container instances; remove the key or leave this host to ecs-init.`);
+    expect(r.stderr.trim()).toBe(
+      `ecs-gvisor: ${dir}/etc-ecs.config sets ECS_EXTERNAL=true (ECS Anywhere), but ecs-gvisor runs the agent only on EC2 container instances; remove the key or leave this host to ecs-init.`,
+    );
     expect(readFileSync(d.daemonJson, 'utf8')).toBe(before);
     expect((await liveRuntime(d)).defaultRuntime).toBe('runc');
     await expect(agent()).rejects.toMatchObject({ statusCode: 404 });

@@ -11,8 +11,8 @@ import { ExecCommands } from '../../src/adapters/exec-commands.js';
 import { ImdsV2 } from '../../src/adapters/imds-v2.js';
 import { SystemClock } from '../../src/adapters/system-clock.js';
 import { SystemdNotify } from '../../src/adapters/systemd-notify.js';
-import { EcsGvisorError } from '../../src/errors.js';
 import { AwsCaller, type CallOutcome } from '../../src/aws/aws-caller.js';
+import { EcsGvisorError } from '../../src/errors.js';
 import type { Clock, EcsPort } from '../../src/ports.js';
 import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds } from '../harness/fake-aws.js';
 import { FakeClock } from '../harness/fake-clock.js';
@@ -37,12 +37,19 @@ afterAll(async () => {
 
 function caller(maxCallsPerHour = 100, port = new AwsEcs({ region: 'us-east-1', endpoint: ecs.url, requestTimeoutMs: 500 })) {
   const outcomes: Array<[string, CallOutcome]> = [];
-  const c = awsCaller(port, new SystemClock(), { maxCallsPerHour, retry: { retries: 3, minMs: 5, maxMs: 20 } }, (op, o) => outcomes.push([op, o]));
+  const c = awsCaller(port, new SystemClock(), { maxCallsPerHour, retry: { retries: 3, minMs: 5, maxMs: 20 } }, (op, o) =>
+    outcomes.push([op, o]),
+  );
   return { c, outcomes };
 }
 
 /** The process's one AWS caller, its ECS port given, the others against the fakes. */
-function awsCaller(port: EcsPort, clock: Clock, opts: ConstructorParameters<typeof AwsCaller>[1], onCall?: (op: string, o: CallOutcome) => void): AwsCaller {
+function awsCaller(
+  port: EcsPort,
+  clock: Clock,
+  opts: ConstructorParameters<typeof AwsCaller>[1],
+  onCall?: (op: string, o: CallOutcome) => void,
+): AwsCaller {
   return new AwsCaller(
     {
       ecs: () => port,
@@ -59,11 +66,23 @@ function awsCaller(port: EcsPort, clock: Clock, opts: ConstructorParameters<type
 
 describe('ECS through the SDK and the budgeted caller', () => {
   it('describes a container instance with its health and attributes; a missing ARN is undefined', async () => {
-    ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 3, attributes: { 'ecs.os-type': 'linux' } });
+    ecs.instances.set(ARN, {
+      status: 'ACTIVE',
+      agentConnected: true,
+      healthStatus: 'OK',
+      runningTasksCount: 3,
+      attributes: { 'ecs.os-type': 'linux' },
+    });
     ecs.behaviour = () => 'ok';
     const { c } = caller();
     const v = await c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN));
-    expect(v).toMatchObject({ status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 3, attributes: { 'ecs.os-type': 'linux' } });
+    expect(v).toMatchObject({
+      status: 'ACTIVE',
+      agentConnected: true,
+      healthStatus: 'OK',
+      runningTasksCount: 3,
+      attributes: { 'ecs.os-type': 'linux' },
+    });
     const body = ecs.calls.at(-1)!.body;
     expect(body).toMatchObject({ cluster: 'prod', containerInstances: [ARN], include: ['CONTAINER_INSTANCE_HEALTH'] });
     expect(await c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', `${ARN}ff`))).toBeUndefined();
@@ -73,7 +92,9 @@ describe('ECS through the SDK and the budgeted caller', () => {
     const { c } = caller();
     await c.ecs('us-east-1', 'PutAttributes', (e) => e.putAttributes('prod', ARN, { 'ecs-gvisor.sandbox': 'verified' }));
     expect(ecs.instances.get(ARN)!.attributes['ecs-gvisor.sandbox']).toBe('verified');
-    expect(ecs.calls.at(-1)!.body).toMatchObject({ attributes: [{ name: 'ecs-gvisor.sandbox', targetType: 'container-instance', targetId: ARN }] });
+    expect(ecs.calls.at(-1)!.body).toMatchObject({
+      attributes: [{ name: 'ecs-gvisor.sandbox', targetType: 'container-instance', targetId: ARN }],
+    });
     await c.ecs('us-east-1', 'DeleteAttributes', (e) => e.deleteAttributes('prod', ARN, ['ecs-gvisor.sandbox']));
     expect(ecs.instances.get(ARN)!.attributes).not.toHaveProperty('ecs-gvisor.sandbox');
   });
@@ -97,7 +118,9 @@ describe('ECS through the SDK and the budgeted caller', () => {
 
     ecs.behaviour = () => 'ok';
     const bad = caller();
-    const err = await bad.c.ecs('us-east-1', 'PutAttributes', (e) => e.putAttributes('prod', `${ARN}-gone`, { a: 'b' })).catch((x: unknown) => x);
+    const err = await bad.c
+      .ecs('us-east-1', 'PutAttributes', (e) => e.putAttributes('prod', `${ARN}-gone`, { a: 'b' }))
+      .catch((x: unknown) => x);
     expect(err).toBeInstanceOf(EcsGvisorError);
     expect((err as EcsGvisorError).details).toMatchObject({ outcome: 'client-error', name: 'TargetNotFoundException', status: 400 });
     expect(bad.outcomes).toEqual([['PutAttributes', 'client-error']]);
@@ -106,13 +129,17 @@ describe('ECS through the SDK and the budgeted caller', () => {
   it('a slow endpoint times out (and is retried), a throttling storm gives up with a typed error', async () => {
     ecs.behaviour = () => ({ slowMs: 1_500 });
     const slow = caller();
-    const err = await slow.c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN)).catch((x: unknown) => x);
+    const err = await slow.c
+      .ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN))
+      .catch((x: unknown) => x);
     expect((err as EcsGvisorError).details.outcome).toMatch(/timeout|network/);
     expect(slow.outcomes).toHaveLength(4);
 
     ecs.behaviour = () => 'throttle';
     const storm = caller();
-    const e2 = await storm.c.ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN)).catch((x: unknown) => x);
+    const e2 = await storm.c
+      .ecs('us-east-1', 'DescribeContainerInstances', (e) => e.describeContainerInstance('prod', ARN))
+      .catch((x: unknown) => x);
     expect((e2 as EcsGvisorError).details).toMatchObject({ outcome: 'throttled', name: 'ThrottlingException' });
     expect(storm.outcomes.every(([, o]) => o === 'throttled')).toBe(true);
     ecs.behaviour = () => 'ok';
@@ -137,7 +164,11 @@ describe('Auto Scaling through the SDK', () => {
   it('marks an instance unhealthy', async () => {
     await new AwsAutoScaling({ region: 'us-east-1', endpoint: asg.url }).setInstanceHealth('i-0123456789abcdef0', 'Unhealthy', true);
     expect(asg.calls.at(-1)).toMatchObject({ Action: 'SetInstanceHealth' });
-    expect(asg.calls.at(-1)!.params).toMatchObject({ InstanceId: 'i-0123456789abcdef0', HealthStatus: 'Unhealthy', ShouldRespectGracePeriod: 'true' });
+    expect(asg.calls.at(-1)!.params).toMatchObject({
+      InstanceId: 'i-0123456789abcdef0',
+      HealthStatus: 'Unhealthy',
+      ShouldRespectGracePeriod: 'true',
+    });
   });
 
   it('heartbeats and completes a pending lifecycle action; one not pending is a ValidationError, throttling is told apart', async () => {
@@ -147,7 +178,12 @@ describe('Auto Scaling through the SDK', () => {
     await as.recordLifecycleActionHeartbeat(ref);
     await as.completeLifecycleAction(ref, 'CONTINUE');
     expect(asg.action('asg-1', 'launch', 'i-0123456789abcdef0')).toEqual({ result: 'CONTINUE', heartbeats: 1 });
-    expect(asg.calls.at(-1)!.params).toMatchObject({ AutoScalingGroupName: 'asg-1', LifecycleHookName: 'launch', InstanceId: 'i-0123456789abcdef0', LifecycleActionResult: 'CONTINUE' });
+    expect(asg.calls.at(-1)!.params).toMatchObject({
+      AutoScalingGroupName: 'asg-1',
+      LifecycleHookName: 'launch',
+      InstanceId: 'i-0123456789abcdef0',
+      LifecycleActionResult: 'CONTINUE',
+    });
     // Completed already: Auto Scaling has no pending action.
     const again = await as.completeLifecycleAction(ref, 'ABANDON').catch((e: unknown) => e);
     expect(again).toBeInstanceOf(EcsGvisorError);
@@ -163,11 +199,18 @@ describe('EC2 through the SDK', () => {
   it('finds the instance’s Auto Scaling group from its tag, and none for an instance outside a group', async () => {
     const ec2 = await new FakeEc2().start();
     try {
-      ec2.tags.push({ resourceId: 'i-0123456789abcdef0', key: 'aws:autoscaling:groupName', value: 'asg-1' }, { resourceId: 'i-0123456789abcdef0', key: 'Name', value: 'x' });
+      ec2.tags.push(
+        { resourceId: 'i-0123456789abcdef0', key: 'aws:autoscaling:groupName', value: 'asg-1' },
+        { resourceId: 'i-0123456789abcdef0', key: 'Name', value: 'x' },
+      );
       const port = new AwsEc2({ region: 'us-east-1', endpoint: ec2.url });
       expect(await port.autoScalingGroupOf('i-0123456789abcdef0')).toBe('asg-1');
       expect(await port.autoScalingGroupOf('i-0fffffffffffffff0')).toBeUndefined();
-      expect(ec2.calls[0]).toMatchObject({ Action: 'DescribeTags', 'Filter.1.Name': 'resource-id', 'Filter.1.Value.1': 'i-0123456789abcdef0' });
+      expect(ec2.calls[0]).toMatchObject({
+        Action: 'DescribeTags',
+        'Filter.1.Name': 'resource-id',
+        'Filter.1.Value.1': 'i-0123456789abcdef0',
+      });
     } finally {
       await ec2.stop();
     }
@@ -214,7 +257,10 @@ describe('systemd notify', () => {
       await n.notify({ READY: '1', STATUS: 'sandbox verified;\nagent running' });
       // Resolved only once the receiver has read the message and closed the barrier's descriptor.
       expect(sock.messages).toHaveLength(2);
-      expect(sock.messages[0]).toMatchObject({ pid: process.pid, fields: { READY: '1', STATUS: 'sandbox verified; agent running', MAINPID: String(process.pid) } });
+      expect(sock.messages[0]).toMatchObject({
+        pid: process.pid,
+        fields: { READY: '1', STATUS: 'sandbox verified; agent running', MAINPID: String(process.pid) },
+      });
       expect(sock.messages[1]!.fields).toEqual({ BARRIER: '1' });
       const off = new SystemdNotify(new ExecCommands(), undefined, process.pid);
       expect(off.enabled).toBe(false);

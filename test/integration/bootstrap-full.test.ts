@@ -8,9 +8,9 @@ import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import type { StatusReport } from '../../src/status/status-report.js';
 import { BUNDLE, runCli } from '../harness/cli.js';
-import { NotifySocket } from '../harness/notify-socket.js';
 import { dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';
-import { standInHost, type StandInHost } from '../harness/stand-in-host.js';
+import { NotifySocket } from '../harness/notify-socket.js';
+import { type StandInHost, standInHost } from '../harness/stand-in-host.js';
 
 const d = inject('dockerd');
 const agentImage = inject('agentImage');
@@ -52,7 +52,9 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
     const agent = await dockerClient(d).getContainer('ecs-agent').inspect();
     expect(agent.HostConfig.Runtime).toBe('runc');
     expect(agent.State.Running).toBe(true);
-    expect(execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', '-S'], { encoding: 'utf8' })).toContain('ecs-gvisor: task IAM role credentials');
+    expect(execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', '-S'], { encoding: 'utf8' })).toContain(
+      'ecs-gvisor: task IAM role credentials',
+    );
 
     const rb = await runCli(['rollback'], env, 120_000, ns);
     expect(rb.code).toBe(0);
@@ -88,7 +90,10 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       const status = JSON.parse((await runCli(['status', '--json'], env, 10_000, ns)).stdout) as StatusReport;
       expect(status.runtime.verified).toBe(true);
       expect(status.agent).toMatchObject({ running: true, runtime: 'runc' });
-      await wait('status from the watch', async () => JSON.parse((await runCli(['status', '--json'], env, 10_000, ns)).stdout).watch.running === true);
+      await wait(
+        'status from the watch',
+        async () => JSON.parse((await runCli(['status', '--json'], env, 10_000, ns)).stdout).watch.running === true,
+      );
       const human = await runCli(['status'], env, 10_000, ns);
       // No ECS here, so never registered: not healthy, which status says with exit 8 as well as in words.
       expect(human.code).toBe(8);
@@ -96,7 +101,16 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       expect(human.stdout).toMatch(/^watch +running \(pid /m);
       await wait('two watchdog pings', async () => sock.with('WATCHDOG').length >= 2);
       expect(sock.with('STATUS').at(-1)!.fields.STATUS).toMatch(/sandbox verified/);
-      const metrics = execFileSync('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '-e', 'fetch("http://127.0.0.1:19464/metrics").then(r => r.text()).then(t => process.stdout.write(t))'], { encoding: 'utf8' });
+      const metrics = execFileSync(
+        'nsenter',
+        [
+          `--net=/run/netns/${ns}`,
+          process.execPath,
+          '-e',
+          'fetch("http://127.0.0.1:19464/metrics").then(r => r.text()).then(t => process.stdout.write(t))',
+        ],
+        { encoding: 'utf8' },
+      );
       expect(metrics).toMatch(/^ecs_gvisor_sandbox_verified 1$/m);
       expect(metrics).toMatch(/^ecs_gvisor_agent_up 1$/m);
       const first = await docker.getContainer('ecs-agent').inspect();
@@ -117,9 +131,18 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
 
   it('run: a metrics port someone else holds is reported in status and the log, and the watch goes on without it', async () => {
     // A local user binds the port first (in the test's namespace, so nothing else sees it).
-    const squatter = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '-e', 'require("net").createServer().listen(19465, "127.0.0.1", () => console.log("bound"))'], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
+    const squatter = spawn(
+      'nsenter',
+      [
+        `--net=/run/netns/${ns}`,
+        process.execPath,
+        '-e',
+        'require("net").createServer().listen(19465, "127.0.0.1", () => console.log("bound"))',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      },
+    );
     await new Promise<void>((r) => squatter.stdout.once('data', () => r()));
     const sock = await new NotifySocket(`${dir}/notify.sock`).start();
     const env = { ...hostEnv(), NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '2000000', ECS_GVISOR_METRICS_PORT: '19465' };
@@ -132,7 +155,11 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
         if (status.watch.running && status.metrics?.problem) break;
         await new Promise((r) => setTimeout(r, 200));
       }
-      expect(status?.metrics).toEqual({ port: 19465, serving: false, problem: expect.stringMatching(/^cannot listen on 127\.0\.0\.1:19465 \(.*EADDRINUSE/) });
+      expect(status?.metrics).toEqual({
+        port: 19465,
+        serving: false,
+        problem: expect.stringMatching(/^cannot listen on 127\.0\.0\.1:19465 \(.*EADDRINUSE/),
+      });
       expect(status?.watch.running).toBe(true);
       expect((await runCli(['status'], env, 10_000, ns)).stdout).toMatch(/^metrics +off: cannot listen on 127\.0\.0\.1:19465/m);
       expect(output()).toMatch(/"level":"warn"[^\n]*metrics are off: cannot listen on 127\.0\.0\.1:19465/);
@@ -154,7 +181,10 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
     const env = { ...hostEnv(), ECS_GVISOR_DRIFT_CHECK_SECONDS: '1' };
     const { child, output, exited } = startRun(env);
     const inNs = (...args: string[]) => execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8' });
-    const imds4 = () => inNs('iptables', '-w', '-S', 'FORWARD').includes('169.254.169.254/32 -m comment --comment "ecs-gvisor: no instance metadata for bridge tasks" -j DROP');
+    const imds4 = () =>
+      inNs('iptables', '-w', '-S', 'FORWARD').includes(
+        '169.254.169.254/32 -m comment --comment "ecs-gvisor: no instance metadata for bridge tasks" -j DROP',
+      );
     const imds6 = () => inNs('ip6tables', '-w', '-S', 'FORWARD').includes('fd00:ec2::254/128');
     const status = async () => JSON.parse((await runCli(['status', '--json'], env, 10_000, ns)).stdout) as StatusReport;
     const until = async <T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false): Promise<T> => {
@@ -172,7 +202,11 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       inNs('ip6tables', '-w', '-F', 'FORWARD');
       inNs('iptables', '-w', '-t', 'nat', '-F', 'PREROUTING');
       expect(imds4() || imds6()).toBe(false);
-      await until('the rules back', () => imds4() && imds6() && inNs('iptables', '-w', '-t', 'nat', '-S', 'PREROUTING').includes('ecs-gvisor: task IAM role credentials'));
+      await until(
+        'the rules back',
+        () =>
+          imds4() && imds6() && inNs('iptables', '-w', '-t', 'nat', '-S', 'PREROUTING').includes('ecs-gvisor: task IAM role credentials'),
+      );
       const s = await until('the repair in status', async () => {
         const x = await status();
         return x.network?.repairs === 1 ? x : undefined;

@@ -4,7 +4,7 @@
  * backup, no reload.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
 import { cliEnv, liveRuntime, reloadCount, resetDocker } from '../harness/docker-state.js';
@@ -28,14 +28,26 @@ const HOSTILE: Array<[string, Buffer, RegExp]> = [
   ['runtimes is null', Buffer.from('{"runtimes": null}'), /"runtimes" set to null/],
   ['a runtime entry is a string', Buffer.from('{"runtimes": {"runsc": "/usr/bin/runsc"}}'), /runtimes\."runsc" set to a string/],
   ['default-runtime is a number', Buffer.from('{"default-runtime": 5}'), /"default-runtime" set to a number/],
-  ['duplicate top-level key', Buffer.from('{"default-runtime": "runc", "debug": true, "default-runtime": "nvidia"}'), /"default-runtime" more than once/],
+  [
+    'duplicate top-level key',
+    Buffer.from('{"default-runtime": "runc", "debug": true, "default-runtime": "nvidia"}'),
+    /"default-runtime" more than once/,
+  ],
   ['duplicate runtime', Buffer.from('{"runtimes": {"x": {"path": "a"}, "x": {"path": "b"}}}'), /runtime "x" more than once/],
   ['byte-order mark', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{}')]), /byte-order mark/],
   ['invalid UTF-8', Buffer.concat([Buffer.from('{"labels": ["'), Buffer.from([0xff, 0xfe]), Buffer.from('"]}')]), /not valid UTF-8/],
   ['NUL byte', Buffer.from('{"debug": true}\0'), /NUL byte/],
-  ['2 MiB of whitespace and a key', Buffer.concat([Buffer.from('{"debug": true'), Buffer.alloc(2 * 1024 * 1024, 0x20), Buffer.from('}')]), /more than a daemon\.json/],
+  [
+    '2 MiB of whitespace and a key',
+    Buffer.concat([Buffer.from('{"debug": true'), Buffer.alloc(2 * 1024 * 1024, 0x20), Buffer.from('}')]),
+    /more than a daemon\.json/,
+  ],
   ['nested 100,000 deep', Buffer.from(`{"x": ${'['.repeat(100_000)}${']'.repeat(100_000)}}`), /is not valid JSON|must hold/],
-  ['another default runtime', Buffer.from('{"runtimes": {"kata": {"path": "/usr/bin/kata-runtime"}}, "default-runtime": "kata"}'), /already makes "kata" the default-runtime/],
+  [
+    'another default runtime',
+    Buffer.from('{"runtimes": {"kata": {"path": "/usr/bin/kata-runtime"}}, "default-runtime": "kata"}'),
+    /already makes "kata" the default-runtime/,
+  ],
 ];
 
 beforeEach(async () => {

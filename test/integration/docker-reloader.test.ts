@@ -4,8 +4,8 @@
  * docker.service's ExecReload does), and what happens when dockerd refuses a reload.
  */
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { beforeEach, describe, expect, inject, it } from 'vitest';
 import { pino } from 'pino';
+import { beforeEach, describe, expect, inject, it } from 'vitest';
 import { DockerodeDocker } from '../../src/adapters/dockerode-docker.js';
 import { ExecCommands } from '../../src/adapters/exec-commands.js';
 import { LinuxHost } from '../../src/adapters/linux-host.js';
@@ -14,7 +14,7 @@ import { SystemClock } from '../../src/adapters/system-clock.js';
 import { Systemctl } from '../../src/adapters/systemctl.js';
 import { DockerReloader } from '../../src/runtime/docker-reloader.js';
 import { runCli } from '../harness/cli.js';
-import { cliEnv, liveRuntime, resetDocker, dockerdPid } from '../harness/docker-state.js';
+import { cliEnv, dockerdPid, liveRuntime, resetDocker } from '../harness/docker-state.js';
 
 const d = inject('dockerd');
 
@@ -56,7 +56,11 @@ function reloader(opts: { systemd: boolean; bin: string; pidfile?: string }) {
   );
 }
 
-const EXPECT_RUNSC = { defaultRuntime: 'runsc', present: { runsc: { path: '/usr/bin/runsc', runtimeArgs: ['--network=none'] } }, absent: [] };
+const EXPECT_RUNSC = {
+  defaultRuntime: 'runsc',
+  present: { runsc: { path: '/usr/bin/runsc', runtimeArgs: ['--network=none'] } },
+  absent: [],
+};
 const RUNSC_FILE = '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}, "default-runtime": "runsc"}\n';
 
 beforeEach(async () => {

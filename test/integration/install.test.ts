@@ -41,7 +41,9 @@ describe('the bundle and the release', () => {
   it('runs with a plain node from an empty directory (no node_modules), and the npx entry works too', () => {
     const dir = mkdtempSync('/tmp/egv-bundle-');
     copyFileSync(BUNDLE, `${dir}/ecs-gvisor.mjs`);
-    expect(execFileSync(process.execPath, [`${dir}/ecs-gvisor.mjs`, '--version'], { cwd: dir, env: clean, encoding: 'utf8' })).toBe('ecs-gvisor 0.1.0\n');
+    expect(execFileSync(process.execPath, [`${dir}/ecs-gvisor.mjs`, '--version'], { cwd: dir, env: clean, encoding: 'utf8' })).toBe(
+      'ecs-gvisor 0.1.0\n',
+    );
     const status = spawnSync(process.execPath, [`${dir}/ecs-gvisor.mjs`, 'status', '--json'], {
       cwd: dir,
       env: { ...clean, ECS_GVISOR_CONFIG: '/nonexistent', ECS_GVISOR_DOCKER_HOST: 'unix:///nonexistent.sock', ECS_GVISOR_STATE_DIR: dir },
@@ -50,12 +52,15 @@ describe('the bundle and the release', () => {
     // Not healthy (no Docker, nothing bootstrapped): exit 8, the report still printed.
     expect(status.status).toBe(8);
     expect(JSON.parse(status.stdout)).toMatchObject({ version: '0.1.0', healthy: false, lifecycle: { enabled: false } });
-    expect(execFileSync(process.execPath, [`${repo}bin/ecs-gvisor.js`, '--version'], { env: clean, encoding: 'utf8' })).toBe('ecs-gvisor 0.1.0\n');
+    expect(execFileSync(process.execPath, [`${repo}bin/ecs-gvisor.js`, '--version'], { env: clean, encoding: 'utf8' })).toBe(
+      'ecs-gvisor 0.1.0\n',
+    );
   });
 
   it('the release tarball holds the bundle, the unit and the scripts, executable where they run', () => {
     const list = execFileSync('tar', ['-tzvf', `${repo}dist/release/ecs-gvisor-0.1.0.tar.gz`], { encoding: 'utf8' });
-    for (const f of ['ecs-gvisor.mjs', 'install.sh', 'userdata.sh']) expect(list).toMatch(new RegExp(`^-rwxr-xr-x 0/0 .* ecs-gvisor-0\\.1\\.0/${f.replace('.', '\\.')}$`, 'm'));
+    for (const f of ['ecs-gvisor.mjs', 'install.sh', 'userdata.sh'])
+      expect(list).toMatch(new RegExp(`^-rwxr-xr-x 0/0 .* ecs-gvisor-0\\.1\\.0/${f.replace('.', '\\.')}$`, 'm'));
     expect(list).toMatch(/^-rw-r--r-- 0\/0 .* ecs-gvisor-0\.1\.0\/ecs-gvisor\.service$/m);
   });
 
@@ -72,7 +77,18 @@ describe('the bundle and the release', () => {
 describe('install.sh', () => {
   it('installs runsc from a pinned tarball, the bundle, the unit and the config; converges on a second run; --uninstall removes what it added', () => {
     const root = mkdtempSync('/tmp/egv-root-');
-    const first = install(['--root', root, '--runsc-file', tarball, '--runsc-sha512', sha, '--set', 'ECS_GVISOR_LAUNCH_HOOK=launch', '--set', 'ECS_GVISOR_RUNSC_ARGS=--network=none']);
+    const first = install([
+      '--root',
+      root,
+      '--runsc-file',
+      tarball,
+      '--runsc-sha512',
+      sha,
+      '--set',
+      'ECS_GVISOR_LAUNCH_HOOK=launch',
+      '--set',
+      'ECS_GVISOR_RUNSC_ARGS=--network=none',
+    ]);
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
     expect(execFileSync(`${root}/usr/local/bin/runsc`, ['--version'], { encoding: 'utf8' })).toMatch(/^runsc version /);
@@ -80,7 +96,9 @@ describe('install.sh', () => {
     expect(existsSync(`${root}/usr/local/bin/gvisor-bin/helper`)).toBe(true);
     expect(readFileSync(`${root}/usr/local/lib/ecs-gvisor/ecs-gvisor.mjs`)).toEqual(readFileSync(BUNDLE));
     // The wrapper runs the bundle with the node it found.
-    expect(readFileSync(`${root}/usr/local/bin/ecs-gvisor`, 'utf8')).toBe(`#!/bin/sh\nexec ${process.execPath} /usr/local/lib/ecs-gvisor/ecs-gvisor.mjs "$@"\n`);
+    expect(readFileSync(`${root}/usr/local/bin/ecs-gvisor`, 'utf8')).toBe(
+      `#!/bin/sh\nexec ${process.execPath} /usr/local/lib/ecs-gvisor/ecs-gvisor.mjs "$@"\n`,
+    );
     const unit = readFileSync(`${root}/etc/systemd/system/ecs-gvisor.service`, 'utf8');
     expect(unit).toContain(`ExecStart=${process.execPath} /usr/local/lib/ecs-gvisor/ecs-gvisor.mjs run`);
     expect(unit).not.toContain('@');
@@ -108,7 +126,15 @@ describe('install.sh', () => {
 
     const gone = install(['--root', root, '--uninstall']);
     expect(gone.code).toBe(0);
-    for (const f of ['usr/local/bin/runsc', 'usr/local/bin/gvisor-bin', 'usr/local/lib/ecs-gvisor', 'usr/local/bin/ecs-gvisor', 'etc/systemd/system/ecs-gvisor.service', 'etc/ecs/ecs-gvisor.config', 'var/lib/ecs-gvisor/install.manifest']) {
+    for (const f of [
+      'usr/local/bin/runsc',
+      'usr/local/bin/gvisor-bin',
+      'usr/local/lib/ecs-gvisor',
+      'usr/local/bin/ecs-gvisor',
+      'etc/systemd/system/ecs-gvisor.service',
+      'etc/ecs/ecs-gvisor.config',
+      'var/lib/ecs-gvisor/install.manifest',
+    ]) {
       expect(existsSync(`${root}/${f}`), f).toBe(false);
     }
   });
@@ -118,7 +144,9 @@ describe('install.sh', () => {
     mkdirSync(`${root}/etc/ecs`, { recursive: true });
     writeFileSync(`${root}/etc/ecs/ecs-gvisor.config`, 'ECS_GVISOR_AUDIT_ACTION=stop\n');
     expect(install(['--root', root, '--runsc-path', RUNSC]).code).toBe(0);
-    expect(readFileSync(`${root}/etc/ecs/ecs-gvisor.config`, 'utf8')).toBe(`ECS_GVISOR_AUDIT_ACTION=stop\nECS_GVISOR_RUNSC_PATH=${RUNSC}\n`);
+    expect(readFileSync(`${root}/etc/ecs/ecs-gvisor.config`, 'utf8')).toBe(
+      `ECS_GVISOR_AUDIT_ACTION=stop\nECS_GVISOR_RUNSC_PATH=${RUNSC}\n`,
+    );
     expect(install(['--root', root, '--uninstall']).code).toBe(0);
     expect(existsSync(`${root}/etc/ecs/ecs-gvisor.config`)).toBe(true);
     expect(existsSync(RUNSC)).toBe(true);
@@ -136,7 +164,10 @@ describe('install.sh', () => {
     expect(execFileSync(`${root}/usr/bin/runsc`, ['--version'], { encoding: 'utf8' })).toMatch(/^runsc version /);
     expect(statSync(`${root}/var/lib/ecs-gvisor`).mode & 0o777).toBe(0o700);
     // Someone edits the manifest to have --uninstall remove what is not ours.
-    writeFileSync(`${root}/var/lib/ecs-gvisor/install.manifest`, `${readFileSync(`${root}/var/lib/ecs-gvisor/install.manifest`, 'utf8')}file /etc/passwd\ndir /etc\ndir /usr/bin/../../etc\n`);
+    writeFileSync(
+      `${root}/var/lib/ecs-gvisor/install.manifest`,
+      `${readFileSync(`${root}/var/lib/ecs-gvisor/install.manifest`, 'utf8')}file /etc/passwd\ndir /etc\ndir /usr/bin/../../etc\n`,
+    );
     const gone = install(['--root', root, '--uninstall']);
     expect(gone.code).toBe(0);
     expect(readFileSync(`${root}/usr/bin/runsc`, 'utf8')).toBe('#!/bin/sh\necho the distribution runsc\n');
@@ -160,11 +191,15 @@ describe('install.sh', () => {
 
     const setting = install(['--root', root, '--runsc-path', RUNSC, '--set', 'ECS_GVISOR_SPOT_DRAIN=maybe']);
     expect(setting.code).toBe(2);
-    expect(setting.stderr).toBe(`install.sh: ecs-gvisor: ${root}/etc/ecs/ecs-gvisor.config: ECS_GVISOR_SPOT_DRAIN="maybe" must be true or false.\n`);
+    expect(setting.stderr).toBe(
+      `install.sh: ecs-gvisor: ${root}/etc/ecs/ecs-gvisor.config: ECS_GVISOR_SPOT_DRAIN="maybe" must be true or false.\n`,
+    );
     expect(existsSync(`${root}/usr/local/lib/ecs-gvisor`)).toBe(false);
     expect(existsSync(`${root}/etc/ecs/ecs-gvisor.config`)).toBe(false);
     expect(readdirSync(`${root}/etc/ecs`)).toEqual([]); // no temporary file left either
-    expect(install(['--root', root, '--set', 'LAUNCH_HOOK=x']).stderr).toBe('install.sh: --set needs ECS_GVISOR_KEY=VALUE, not "LAUNCH_HOOK=x"\n');
+    expect(install(['--root', root, '--set', 'LAUNCH_HOOK=x']).stderr).toBe(
+      'install.sh: --set needs ECS_GVISOR_KEY=VALUE, not "LAUNCH_HOOK=x"\n',
+    );
     // A line break inside a value would write a second key.
     const twoKeys = install(['--root', root, '--runsc-path', RUNSC, '--set', 'ECS_GVISOR_LAUNCH_HOOK=x\nECS_GVISOR_AUDIT_ACTION=stop']);
     expect(twoKeys.code).toBe(2);
@@ -195,7 +230,9 @@ describe('install.sh', () => {
         ],
         { encoding: 'utf8' },
       );
-    const kept = run(`mkdir -p /etc/ecs; printf 'ECS_ENGINE_AUTH_DATA={"a":1}\\nECS_CLUSTER=old\\n' > /etc/ecs/ecs.config; chmod 600 /etc/ecs/ecs.config`);
+    const kept = run(
+      `mkdir -p /etc/ecs; printf 'ECS_ENGINE_AUTH_DATA={"a":1}\\nECS_CLUSTER=old\\n' > /etc/ecs/ecs.config; chmod 600 /etc/ecs/ecs.config`,
+    );
     expect(kept.stderr).toBe('');
     expect(kept.stdout).toBe('600 root\nECS_ENGINE_AUTH_DATA={"a":1}\nECS_CLUSTER=prod\n');
     const fresh = run('');

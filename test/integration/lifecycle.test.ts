@@ -8,16 +8,16 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApp, type App } from '../../src/cli/composition.js';
+import type { Step } from '../../src/cli/args.js';
+import { type App, buildApp } from '../../src/cli/composition.js';
 import { serve } from '../../src/cli/run.js';
 import { parseConfig } from '../../src/config.js';
-import type { Step } from '../../src/cli/args.js';
 import { runCli } from '../harness/cli.js';
 import { dockerClient } from '../harness/docker-state.js';
 import { ARN, type FakeAutoScaling, type FakeEc2, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
+import { FakeClock } from '../harness/fake-clock.js';
 import { ACCEPT_STAND_IN_LISTENER, registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
 import { useWatchHost } from '../harness/watch-host.js';
-import { FakeClock } from '../harness/fake-clock.js';
 
 const d = inject('dockerd');
 const agentImage = inject('agentImage');
@@ -27,7 +27,12 @@ const TARGET = '/latest/meta-data/autoscaling/target-lifecycle-state';
 const SPOT = '/latest/meta-data/spot/instance-action';
 const log = pino({ level: process.env.EGV_TEST_LOG ?? 'silent' });
 
-const host = useWatchHost(d, '/tmp/egv-lifecycle-', { '/latest/meta-data/instance-id': IID, '/latest/meta-data/placement/region': 'us-east-1' }, { runMayFail: true });
+const host = useWatchHost(
+  d,
+  '/tmp/egv-lifecycle-',
+  { '/latest/meta-data/instance-id': IID, '/latest/meta-data/placement/region': 'us-east-1' },
+  { runMayFail: true },
+);
 let ecs: FakeEcs;
 let asg: FakeAutoScaling;
 let ec2: FakeEc2;
@@ -42,10 +47,25 @@ beforeAll(() => {
 });
 
 function configure(extra: Record<string, string>, clock?: FakeClock): App {
-  env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: imds.url }, { ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '1', ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '30', ...extra });
+  env = watchEnv(
+    d,
+    { dir: host.dir, agentImage, intro: host.intro, imdsUrl: imds.url },
+    { ECS_GVISOR_LIFECYCLE_POLL_SECONDS: '1', ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: '30', ...extra },
+  );
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
   writeFileSync(consolePath(), '');
-  return buildApp(cfg, log, {}, { clock, ecsRetry: { retries: 3, minMs: 20, maxMs: 100 }, targetStateWaitMs: 10_000, consolePath: consolePath(), ...ACCEPT_STAND_IN_LISTENER });
+  return buildApp(
+    cfg,
+    log,
+    {},
+    {
+      clock,
+      ecsRetry: { retries: 3, minMs: 20, maxMs: 100 },
+      targetStateWaitMs: 10_000,
+      consolePath: consolePath(),
+      ...ACCEPT_STAND_IN_LISTENER,
+    },
+  );
 }
 
 /** The instance console stand-in: a file (the console is opened, never created). */
@@ -85,7 +105,13 @@ describe('launch', () => {
       const s = await app.status();
       return s.lastErrors.some((e) => e.component === 'lifecycle' && e.code === 'IMDS_FAILED') ? s : undefined;
     });
-    expect(s1.lifecycle).toMatchObject({ enabled: true, instanceId: IID, group: 'asg-1', targetState: 'InService', launch: { phase: 'waiting', target: 'InService' } });
+    expect(s1.lifecycle).toMatchObject({
+      enabled: true,
+      instanceId: IID,
+      group: 'asg-1',
+      targetState: 'InService',
+      launch: { phase: 'waiting', target: 'InService' },
+    });
     imds.faults.clear();
     expect(imds.requests.filter((r) => r.method === 'PUT').length).toBeGreaterThanOrEqual(2);
     expect(completions()).toHaveLength(0);
@@ -97,7 +123,12 @@ describe('launch', () => {
     await until('CONTINUE', () => asg.action('asg-1', 'launch', IID)?.result === 'CONTINUE');
     expect(completions().map((c) => c.outcome)).toEqual(['throttled', 'throttled', 'ok']);
     expect(completions()[0]!.at).toBeGreaterThanOrEqual(registeredAt);
-    expect(completions()[2]!.params).toMatchObject({ AutoScalingGroupName: 'asg-1', LifecycleHookName: 'launch', InstanceId: IID, LifecycleActionResult: 'CONTINUE' });
+    expect(completions()[2]!.params).toMatchObject({
+      AutoScalingGroupName: 'asg-1',
+      LifecycleHookName: 'launch',
+      InstanceId: IID,
+      LifecycleActionResult: 'CONTINUE',
+    });
     // It waited on ECS's own word, not only on the introspection.
     expect(ecs.calls.find((c) => c.operation === 'DescribeContainerInstances')!.at).toBeLessThanOrEqual(completions()[0]!.at);
     const s = await until('status with the launch completed', async () => {
@@ -118,7 +149,11 @@ describe('launch', () => {
     await expect(host.running).rejects.toMatchObject({ code: 'SANDBOX_UNPROVEN' });
     expect(asg.action('asg-1', 'launch', IID)?.result).toBe('ABANDON');
     expect(completions().at(-1)!.params.LifecycleActionResult).toBe('ABANDON');
-    expect((await app.status()).lifecycle.launch).toMatchObject({ phase: 'completed', result: 'ABANDON', reason: expect.stringMatching(/^bootstrap failed: /) });
+    expect((await app.status()).lifecycle.launch).toMatchObject({
+      phase: 'completed',
+      result: 'ABANDON',
+      reason: expect.stringMatching(/^bootstrap failed: /),
+    });
     // Why, on the console EC2 keeps after the group terminates the instance: one line.
     expect(consoleText()).toMatch(new RegExp(`^ecs-gvisor: launch of ${IID} abandoned: bootstrap failed: .*sandbox.*\r\n$`, 'i'));
     expect(await agent().catch(() => undefined)).toBeUndefined();
@@ -161,7 +196,11 @@ describe('warm pools', () => {
     await until('CONTINUE into service', () => asg.action('asg-1', 'launch', IID)?.result === 'CONTINUE');
     expect(asg.count('CompleteLifecycleAction', 'ok')).toBe(2);
     // lifecycle.json is written once the round that made the call ends.
-    const s = await until('status with the InService launch completed', async () => ((await app.status()).lifecycle.launch?.target === 'InService' && (await app.status()).lifecycle.launch?.phase === 'completed' ? app.status() : undefined));
+    const s = await until('status with the InService launch completed', async () =>
+      (await app.status()).lifecycle.launch?.target === 'InService' && (await app.status()).lifecycle.launch?.phase === 'completed'
+        ? app.status()
+        : undefined,
+    );
     expect(s.agent.held).toBeUndefined();
     expect(s.lifecycle.launch).toMatchObject({ target: 'InService', result: 'CONTINUE' });
   });
@@ -211,11 +250,21 @@ describe('terminate and spot', () => {
     const drainAt = ecs.calls.find((c) => c.operation === 'UpdateContainerInstancesState')!.at;
     const describesAfter = ecs.calls.filter((c) => c.operation === 'DescribeContainerInstances' && c.at > drainAt).length;
     expect(describesAfter).toBeGreaterThanOrEqual(2);
-    const s = await until('status drained', async () => ((await app.status()).lifecycle.drain?.hook?.phase === 'completed' ? app.status() : undefined));
-    expect(s.lifecycle.drain).toMatchObject({ reason: 'terminate', phase: 'drained', by: 'ecs-gvisor', runningTasks: 0, hook: { result: 'CONTINUE' } });
+    const s = await until('status drained', async () =>
+      (await app.status()).lifecycle.drain?.hook?.phase === 'completed' ? app.status() : undefined,
+    );
+    expect(s.lifecycle.drain).toMatchObject({
+      reason: 'terminate',
+      phase: 'drained',
+      by: 'ecs-gvisor',
+      runningTasks: 0,
+      hook: { result: 'CONTINUE' },
+    });
     expect(s.summary).toMatch(/terminate drain drained/);
     const human = await runCli(['status'], env, 20_000);
-    expect(human.stdout).toMatch(/^lifecycle +i-0123456789abcdef0 in asg-1; target Terminated; terminate drain drained \(ecs-gvisor\), 0 task\(s\); terminate hook terminate: CONTINUE at /m);
+    expect(human.stdout).toMatch(
+      /^lifecycle +i-0123456789abcdef0 in asg-1; target Terminated; terminate drain drained \(ecs-gvisor\), 0 task\(s\); terminate hook terminate: CONTINUE at /m,
+    );
     expect((await agent()).State.Running).toBe(true); // the agent stays to the end
     expect(imds.requests.some((r) => r.path === SPOT)).toBe(true); // spot notices are watched whenever a hook is
   });
@@ -231,8 +280,15 @@ describe('terminate and spot', () => {
     await until('CONTINUE after the drain timeout', () => asg.action('asg-1', 'terminate', IID)?.result === 'CONTINUE');
     expect(Date.now() - t).toBeGreaterThanOrEqual(3_000);
     expect(ecs.count('UpdateContainerInstancesState')).toBe(0);
-    const s = await until('status timed out', async () => ((await app.status()).lifecycle.drain?.hook?.phase === 'completed' ? app.status() : undefined));
-    expect(s.lifecycle.drain).toMatchObject({ phase: 'timed-out', by: 'already-draining', runningTasks: 2, hook: { reason: 'drain timed out with 2 task(s) still running' } });
+    const s = await until('status timed out', async () =>
+      (await app.status()).lifecycle.drain?.hook?.phase === 'completed' ? app.status() : undefined,
+    );
+    expect(s.lifecycle.drain).toMatchObject({
+      phase: 'timed-out',
+      by: 'already-draining',
+      runningTasks: 2,
+      hook: { reason: 'drain timed out with 2 task(s) still running' },
+    });
   });
 
   it('drains at once on a spot interruption notice', async () => {
@@ -288,7 +344,11 @@ describe('a long launch wait on an injected clock', () => {
     host.ac.abort();
     await watching;
     const l = (await a.status()).lifecycle.launch!;
-    expect(l).toMatchObject({ phase: 'completed', result: 'ABANDON', reason: expect.stringMatching(/the agent has not registered after 18\d\d s/) });
+    expect(l).toMatchObject({
+      phase: 'completed',
+      result: 'ABANDON',
+      reason: expect.stringMatching(/the agent has not registered after 18\d\d s/),
+    });
     expect(consoleText()).toMatch(/^ecs-gvisor: launch of i-\w+ abandoned: .*has not registered after 18\d\d s/);
     const waited = Date.parse(l.completedAt!) - Date.parse(l.since);
     expect(waited).toBeGreaterThanOrEqual(1_800_000);

@@ -27,7 +27,8 @@ const env = (policy: string, extra: Record<string, string> = {}) =>
 
 /** A command in the private dockerd's network namespace (the "host" its containers see). */
 const inDockerNs = (argv: string[]) => execFileSync('nsenter', [`--net=/proc/${dockerdPid(d)}/ns/net`, ...argv], { encoding: 'utf8' });
-const dockerCli = (args: string[]) => execFileSync('docker', ['-H', d.host, ...args], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+const dockerCli = (args: string[]) =>
+  execFileSync('docker', ['-H', d.host, ...args], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 const sandboxArgv = async (name: string) => cmdline((await docker.getContainer(name).inspect()).State.Pid);
 const passthrough = (argv: string[]) => argv.filter((a) => a.startsWith('--network=')).pop() === '--network=host';
 
@@ -66,7 +67,11 @@ describe('network policy auto (the default), current runsc', () => {
     expect((await runCli(['bootstrap', '--only', 'runtime'], env('auto'))).code).toBe(0);
     const www = mkdtempSync(`${dir}/www-`);
     execFileSync('sh', ['-c', `echo from-the-host > ${www}/index.html`]);
-    const server = execFileSync('sh', ['-c', `nsenter --net=/proc/${dockerdPid(d)}/ns/net busybox httpd -p 127.0.0.1:18581 -h ${www} && echo started`], { encoding: 'utf8' });
+    const server = execFileSync(
+      'sh',
+      ['-c', `nsenter --net=/proc/${dockerdPid(d)}/ns/net busybox httpd -p 127.0.0.1:18581 -h ${www} && echo started`],
+      { encoding: 'utf8' },
+    );
     expect(server.trim()).toBe('started');
     try {
       dockerCli(['run', '-d', '--name', 'task-host', '--network', 'host', busybox, 'sleep', '600']);
@@ -92,7 +97,18 @@ describe('network policy auto (the default), current runsc', () => {
       inPause(['ip', 'addr', 'add', '10.213.0.2/24', 'dev', 'egv-eni1']);
       inPause(['ip', 'link', 'set', 'egv-eni1', 'up']);
       // The task's containers join it.
-      dockerCli(['run', '-d', '--name', 'task-a', '--network', 'container:pause', busybox, 'sh', '-c', 'mkdir -p /tmp/w && echo from-a > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w']);
+      dockerCli([
+        'run',
+        '-d',
+        '--name',
+        'task-a',
+        '--network',
+        'container:pause',
+        busybox,
+        'sh',
+        '-c',
+        'mkdir -p /tmp/w && echo from-a > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w',
+      ]);
       dockerCli(['run', '-d', '--name', 'task-b', '--network', 'container:pause', busybox, 'sleep', '600']);
       const get = (url: string) => {
         for (let i = 0; ; i++) {

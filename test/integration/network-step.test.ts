@@ -13,9 +13,15 @@ let dir: string;
 function inNs(...args: string[]): string {
   return execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8' });
 }
-const rules = (table: string) => inNs('iptables', '-w', '-t', table, '-S').split('\n').filter((l) => l.startsWith('-A '));
+const rules = (table: string) =>
+  inNs('iptables', '-w', '-t', table, '-S')
+    .split('\n')
+    .filter((l) => l.startsWith('-A '));
 const ours = (table: string) => rules(table).filter((l) => l.includes('ecs-gvisor:'));
-const ours6 = () => inNs('ip6tables', '-w', '-S').split('\n').filter((l) => l.startsWith('-A ') && l.includes('ecs-gvisor:'));
+const ours6 = () =>
+  inNs('ip6tables', '-w', '-S')
+    .split('\n')
+    .filter((l) => l.startsWith('-A ') && l.includes('ecs-gvisor:'));
 const env = (extra: Record<string, string> = {}) => ({
   ECS_GVISOR_CONFIG: '/nonexistent/config',
   ECS_GVISOR_STATE_DIR: `${dir}/state`,
@@ -54,7 +60,9 @@ describe('bootstrap --only network', () => {
       '-A FORWARD -d 169.254.169.254/32 -m comment --comment "ecs-gvisor: no instance metadata for bridge tasks" -j DROP',
     ]);
     // Instance metadata's IPv6 address too (Nitro), for bridge tasks on an IPv6-enabled bridge.
-    expect(ours6()).toEqual(['-A FORWARD -d fd00:ec2::254/128 -m comment --comment "ecs-gvisor: no IPv6 instance metadata for bridge tasks" -j DROP']);
+    expect(ours6()).toEqual([
+      '-A FORWARD -d fd00:ec2::254/128 -m comment --comment "ecs-gvisor: no IPv6 instance metadata for bridge tasks" -j DROP',
+    ]);
   });
 
   it('honours ecs-init’s opt-outs and the metadata switch', async () => {
@@ -85,7 +93,24 @@ describe('bootstrap --only network', () => {
 
   it('rollback removes exactly ours: a rule ecs-init added itself stays, route_localnet goes back', async () => {
     // ecs-init's own copy, added without a comment before we ran.
-    inNs('iptables', '-w', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', '169.254.170.2', '--dport', '80', '-j', 'REDIRECT', '--to-ports', '51679');
+    inNs(
+      'iptables',
+      '-w',
+      '-t',
+      'nat',
+      '-A',
+      'OUTPUT',
+      '-p',
+      'tcp',
+      '-d',
+      '169.254.170.2',
+      '--dport',
+      '80',
+      '-j',
+      'REDIRECT',
+      '--to-ports',
+      '51679',
+    );
     expect((await cli(['bootstrap', '--only', 'network'])).code).toBe(0);
     expect(ours('nat')).toHaveLength(2);
     const r = await cli(['rollback', '--only', 'network']);

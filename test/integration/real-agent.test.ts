@@ -10,11 +10,19 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApp, type App } from '../../src/cli/composition.js';
+import { type App, buildApp } from '../../src/cli/composition.js';
 import { parseConfig } from '../../src/config.js';
 import { dockerClient, liveRuntime } from '../harness/docker-state.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';
-import { agentMetadata, forgetAgentState, importRealAgent, INSTANCE_ID, REAL_AGENT_IMAGE, realAgentConfig, seedRealAgentImds } from '../harness/real-agent.js';
+import {
+  agentMetadata,
+  forgetAgentState,
+  INSTANCE_ID,
+  importRealAgent,
+  REAL_AGENT_IMAGE,
+  realAgentConfig,
+  seedRealAgentImds,
+} from '../harness/real-agent.js';
 import { until, watchEnv } from '../harness/watch-fixture.js';
 import { useWatchHost } from '../harness/watch-host.js';
 
@@ -40,7 +48,10 @@ async function start(): Promise<void> {
     { dir: host.dir, agentImage: REAL_AGENT_IMAGE, intro: host.intro, imdsUrl: imds.url },
     { ECS_GVISOR_INTROSPECTION_URL: 'http://127.0.0.1:51678', ECS_GVISOR_DRIFT_CHECK_SECONDS: '2', ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '2' },
   );
-  app = buildApp(parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env }), pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }));
+  app = buildApp(
+    parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env }),
+    pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }),
+  );
   const runtime = await app.runtime.apply();
   await app.agent.apply();
   host.running = app.watch(runtime).run(host.ac.signal);
@@ -48,7 +59,8 @@ async function start(): Promise<void> {
 
 const agent = () => docker.getContainer('ecs-agent').inspect();
 /** The ARN the agent itself reports once registered. */
-const registeredArn = () => until('the agent registered (introspection)', async () => (await agentMetadata())?.ContainerInstanceArn || undefined, 90_000, 250);
+const registeredArn = () =>
+  until('the agent registered (introspection)', async () => (await agentMetadata())?.ContainerInstanceArn || undefined, 90_000, 250);
 
 describe('the real ECS agent', () => {
   it('exits 0 when dockerd stops it, and is back after the Docker restart with the same container-instance ARN', async () => {
@@ -62,7 +74,11 @@ describe('the real ECS agent', () => {
     const registrations = ecs.count('RegisterContainerInstance');
 
     await restartPrivateDockerd(d);
-    await until('the agent running again', async () => (await agent()).State.Running && (await agent()).State.StartedAt !== first.State.StartedAt, 90_000);
+    await until(
+      'the agent running again',
+      async () => (await agent()).State.Running && (await agent()).State.StartedAt !== first.State.StartedAt,
+      90_000,
+    );
     expect(await registeredArn()).toBe(arn);
     expect(ecs.count('RegisterContainerInstance')).toBeGreaterThan(registrations);
     const st = await until('status with the agent back', async () => {
@@ -114,9 +130,14 @@ describe('the real ECS agent', () => {
     const live = await liveRuntime(d);
     expect(live.defaultRuntime).toBe('runc'); // nothing new lands in gVisor any more
     expect(live.runtimes).toContain('runsc');
-    expect(JSON.parse(readFileSync(d.daemonJson, 'utf8'))).toEqual({ 'log-level': 'info', runtimes: { runsc: expect.objectContaining({ path: expect.any(String) }) } });
+    expect(JSON.parse(readFileSync(d.daemonJson, 'utf8'))).toEqual({
+      'log-level': 'info',
+      runtimes: { runsc: expect.objectContaining({ path: expect.any(String) }) },
+    });
     // What ECS Exec and a task restart need.
-    expect(execFileSync('docker', ['-H', d.host, 'exec', 'task-under-runsc', 'echo', 'inside'], { encoding: 'utf8' }).trim()).toBe('inside');
+    expect(execFileSync('docker', ['-H', d.host, 'exec', 'task-under-runsc', 'echo', 'inside'], { encoding: 'utf8' }).trim()).toBe(
+      'inside',
+    );
     execFileSync('docker', ['-H', d.host, 'restart', '-t', '1', 'task-under-runsc']);
     expect((await task.inspect()).State.Running).toBe(true);
     expect((await task.inspect()).HostConfig.Runtime).toBe('runsc');

@@ -4,13 +4,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
-import { cliEnv, liveRuntime, resetDocker, RUNSC } from '../harness/docker-state.js';
+import { cliEnv, liveRuntime, RUNSC, resetDocker } from '../harness/docker-state.js';
 
 const d = inject('dockerd');
 const runscBytes = readFileSync(RUNSC);
@@ -51,7 +50,11 @@ describe('runsc install', () => {
   it('installs a release binary from a URL with a pinned SHA-512, then proves the sandbox with it', async () => {
     served.set('/release/runsc', runscBytes);
     const path = target();
-    const env = cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc`, ECS_GVISOR_RUNSC_SHA512: sha512(runscBytes) });
+    const env = cliEnv(d, {
+      ECS_GVISOR_RUNSC_PATH: path,
+      ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc`,
+      ECS_GVISOR_RUNSC_SHA512: sha512(runscBytes),
+    });
     const r = await runCli(['bootstrap', '--only', 'runtime'], env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -74,9 +77,14 @@ describe('runsc install', () => {
     served.set('/release/runsc', evil);
     served.set('/release/runsc.sha512', Buffer.from(`${sha512(evil)}  runsc\n`));
     const path = target();
-    const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc` }));
+    const r = await runCli(
+      ['bootstrap', '--only', 'runtime'],
+      cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc` }),
+    );
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/ECS_GVISOR_RUNSC_SOURCE="http:\/\/127\.0\.0\.1:\d+\/release\/runsc" is plain http:\/\/ and needs ECS_GVISOR_RUNSC_SHA512/);
+    expect(r.stderr).toMatch(
+      /ECS_GVISOR_RUNSC_SOURCE="http:\/\/127\.0\.0\.1:\d+\/release\/runsc" is plain http:\/\/ and needs ECS_GVISOR_RUNSC_SHA512/,
+    );
     expect(hits).toEqual([]);
     expect(existsSync(path)).toBe(false);
     expect(readFileSync(d.daemonJson, 'utf8')).toBe('{}\n');
@@ -87,7 +95,10 @@ describe('runsc install', () => {
     copyFileSync(RUNSC, `${dir}/runsc`);
     writeFileSync(`${dir}/runsc.sha512`, `${sha512(runscBytes)}  runsc\n`);
     const path = target();
-    const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${dir}/runsc` }));
+    const r = await runCli(
+      ['bootstrap', '--only', 'runtime'],
+      cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${dir}/runsc` }),
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(readFileSync(path).equals(runscBytes)).toBe(true);
@@ -116,10 +127,16 @@ describe('runsc install', () => {
   it('refuses a checksum mismatch and installs nothing, changes nothing', async () => {
     served.set('/release/runsc', runscBytes);
     const path = target();
-    const env = cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc`, ECS_GVISOR_RUNSC_SHA512: '0'.repeat(128) });
+    const env = cliEnv(d, {
+      ECS_GVISOR_RUNSC_PATH: path,
+      ECS_GVISOR_RUNSC_SOURCE: `${base}/release/runsc`,
+      ECS_GVISOR_RUNSC_SHA512: '0'.repeat(128),
+    });
     const r = await runCli(['bootstrap', '--only', 'runtime'], env);
     expect(r.code).toBe(3);
-    expect(r.stderr).toMatch(/runsc from http:\/\/127\.0\.0\.1:\d+\/release\/runsc has SHA-512 [0-9a-f]{16}…, expected 0000000000000000… .*nothing was installed\./);
+    expect(r.stderr).toMatch(
+      /runsc from http:\/\/127\.0\.0\.1:\d+\/release\/runsc has SHA-512 [0-9a-f]{16}…, expected 0000000000000000… .*nothing was installed\./,
+    );
     expect(existsSync(path)).toBe(false);
     expect(readFileSync(d.daemonJson, 'utf8')).toBe('{}\n');
     expect((await liveRuntime(d)).defaultRuntime).toBe('runc');
@@ -140,7 +157,10 @@ describe('runsc install', () => {
     // A local source without a pin and without a .sha512 beside it.
     const dir = mkdtempSync('/tmp/egv-rel-');
     copyFileSync(RUNSC, `${dir}/runsc`);
-    r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${dir}/runsc` }));
+    r = await runCli(
+      ['bootstrap', '--only', 'runtime'],
+      cliEnv(d, { ECS_GVISOR_RUNSC_PATH: path, ECS_GVISOR_RUNSC_SOURCE: `${dir}/runsc` }),
+    );
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/Cannot get the checksum from .*runsc\.sha512/);
     expect(existsSync(path)).toBe(false);

@@ -2,10 +2,20 @@
  * The runtime step end to end: the built CLI against a real private dockerd with Debian's runsc.
  * Every assertion is on something observable: the bytes on disk, what Docker reports, the host's /proc.
  */
-import { readFileSync, readdirSync, statSync, existsSync, writeFileSync, chmodSync, mkdtempSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { beforeEach, describe, expect, inject, it } from 'vitest';
-import { runCli, logMessages } from '../harness/cli.js';
-import { cliEnv, cmdline, dockerClient, liveRuntime, reloadCount, resetDocker, RUNSC, RUNSC_ARGS, dockerdPid } from '../harness/docker-state.js';
+import { logMessages, runCli } from '../harness/cli.js';
+import {
+  cliEnv,
+  cmdline,
+  dockerClient,
+  dockerdPid,
+  liveRuntime,
+  RUNSC,
+  RUNSC_ARGS,
+  reloadCount,
+  resetDocker,
+} from '../harness/docker-state.js';
 
 const d = inject('dockerd');
 const busybox = inject('busyboxImage');
@@ -55,10 +65,21 @@ describe('bootstrap --only runtime', () => {
   it('removes probes a killed run left by the names it recorded, never a task that carries the probe label', async () => {
     const env = cliEnv(d);
     // A task definition can set any Docker label, ours included.
-    const task = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'task-labelled', Labels: { 'ecs-gvisor.probe': '1' }, HostConfig: { Runtime: 'runc' } });
+    const task = await docker.createContainer({
+      Image: busybox,
+      Cmd: ['sleep', '600'],
+      name: 'task-labelled',
+      Labels: { 'ecs-gvisor.probe': '1' },
+      HostConfig: { Runtime: 'runc' },
+    });
     await task.start();
     // A probe of ours that a killed run left behind: created and recorded, never removed.
-    const left = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'ecs-gvisor-probe-left', Labels: { 'ecs-gvisor.probe': '1' } });
+    const left = await docker.createContainer({
+      Image: busybox,
+      Cmd: ['sleep', '600'],
+      name: 'ecs-gvisor-probe-left',
+      Labels: { 'ecs-gvisor.probe': '1' },
+    });
     mkdirSync(env.ECS_GVISOR_STATE_DIR!, { recursive: true });
     writeFileSync(`${env.ECS_GVISOR_STATE_DIR}/probes.json`, JSON.stringify({ names: ['ecs-gvisor-probe-left'] }));
     const r = await runCli(['bootstrap', '--only', 'runtime'], env);
@@ -169,7 +190,10 @@ describe('bootstrap --only runtime', () => {
     await resetDocker(d, undefined);
     const env = cliEnv(d);
     expect((await runCli(['bootstrap', '--only', 'runtime'], env)).code).toBe(0);
-    expect(JSON.parse(read())).toEqual({ runtimes: { runsc: { path: `${env.ECS_GVISOR_STATE_DIR}/bin/runsc`, runtimeArgs: [RUNSC_ARGS] } }, 'default-runtime': 'runsc' });
+    expect(JSON.parse(read())).toEqual({
+      runtimes: { runsc: { path: `${env.ECS_GVISOR_STATE_DIR}/bin/runsc`, runtimeArgs: [RUNSC_ARGS] } },
+      'default-runtime': 'runsc',
+    });
 
     const rb = await runCli(['rollback', '--only', 'runtime'], env);
     expect(rb.code).toBe(0);
@@ -259,7 +283,9 @@ describe('fail closed', () => {
     // runsc leaves its sandbox, gofer and shim behind when a start fails; the probe reaps them.
     expect(processesUnder(`${d.dir}/exec`)).toEqual([]);
     expect(existsSync(`${env.ECS_GVISOR_STATE_DIR}/backup/daemon.json.manifest`)).toBe(false);
-    const status = JSON.parse((await runCli(['status', '--json'], env)).stdout) as { runtime: { verified: boolean; lastError: { code: string } } };
+    const status = JSON.parse((await runCli(['status', '--json'], env)).stdout) as {
+      runtime: { verified: boolean; lastError: { code: string } };
+    };
     expect(status.runtime.verified).toBe(false);
     expect(status.runtime.lastError.code).toBe('SANDBOX_UNPROVEN');
   });
@@ -267,7 +293,10 @@ describe('fail closed', () => {
   it('rolls back when runsc answers --version but fails to run anything', async () => {
     const dir = mkdtempSync('/tmp/egv-broken-');
     const broken = `${dir}/runsc`;
-    writeFileSync(broken, `#!/bin/sh\nfor a in "$@"; do [ "$a" = --version ] && exec ${RUNSC} --version; done\necho "broken on purpose" >&2\nexit 1\n`);
+    writeFileSync(
+      broken,
+      `#!/bin/sh\nfor a in "$@"; do [ "$a" = --version ] && exec ${RUNSC} --version; done\necho "broken on purpose" >&2\nexit 1\n`,
+    );
     chmodSync(broken, 0o755);
     await resetDocker(d, undefined);
     const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: broken }));
@@ -310,10 +339,17 @@ os.execv('/usr/sbin/runc', ['runc'] + args)
 
   it.each([
     ['a runc that adds "runsc-sandbox" to the probe’s arguments', 'append-arg' as const, /not a gVisor sandbox/],
-    ['a runc that names the probe’s own init /bin/runsc-sandbox', 'rename-init' as const, /is named like a sandbox but executes .*\/bin\/runsc-sandbox, not the configured runsc/],
+    [
+      'a runc that names the probe’s own init /bin/runsc-sandbox',
+      'rename-init' as const,
+      /is named like a sandbox but executes .*\/bin\/runsc-sandbox, not the configured runsc/,
+    ],
   ])('is not fooled by %s: exit 5, rolled back', async (_name, disguise, message) => {
     await resetDocker(d, undefined);
-    const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: poser(disguise), ECS_GVISOR_PROBE_TIMEOUT_SECONDS: '5' }));
+    const r = await runCli(
+      ['bootstrap', '--only', 'runtime'],
+      cliEnv(d, { ECS_GVISOR_RUNSC_PATH: poser(disguise), ECS_GVISOR_PROBE_TIMEOUT_SECONDS: '5' }),
+    );
     expect(r.code, r.stderr).toBe(5);
     expect(r.stderr).toMatch(message);
     expect(existsSync(d.daemonJson)).toBe(false);

@@ -34,7 +34,14 @@ function supervisor(dockerDeadlineMs?: number) {
   const clock = new SystemClock();
   const agent = new AgentStep(
     { docker: port, files, state, log, sleep: (ms) => clock.sleep(ms) },
-    { image: agentImage, dockerHost: d.host, ecsConfig: `${dir}/ecs.config`, instanceConfig: `${dir}/none`, cacheDir: `${dir}/cache`, pullRetries: 0 },
+    {
+      image: agentImage,
+      dockerHost: d.host,
+      ecsConfig: `${dir}/ecs.config`,
+      instanceConfig: `${dir}/none`,
+      cacheDir: `${dir}/cache`,
+      pullRetries: 0,
+    },
   );
   const sup = new AgentSupervisor(
     { docker: port, agent, files, state, clock, log },
@@ -147,7 +154,11 @@ describe('AgentSupervisor', () => {
     const sup = supervisor();
     const first = await until('the agent running', async () => ((await agent()).State.Running ? agent() : undefined));
     await restartPrivateDockerd(d);
-    const back = await until('the agent running after dockerd came back', async () => ((await agent()).State.Running ? agent() : undefined), 60_000);
+    const back = await until(
+      'the agent running after dockerd came back',
+      async () => ((await agent()).State.Running ? agent() : undefined),
+      60_000,
+    );
     expect(back.Id).toBe(first.Id); // same container, started again: its spec did not change
     expect(back.State.StartedAt).not.toBe(first.State.StartedAt);
     expect(sup.snapshot.stopped).toBeUndefined();
@@ -160,10 +171,14 @@ describe('AgentSupervisor', () => {
       await docker.getContainer('ecs-agent').kill();
       await new Promise((r) => setTimeout(r, offsetMs));
       await restartPrivateDockerd(d);
-      const back = await until(`the agent back (dockerd restarted ${offsetMs} ms after the kill)`, async () => {
-        const c = await running_();
-        return c && c.State.StartedAt !== before.State.StartedAt ? c : undefined;
-      }, 30_000);
+      const back = await until(
+        `the agent back (dockerd restarted ${offsetMs} ms after the kill)`,
+        async () => {
+          const c = await running_();
+          return c && c.State.StartedAt !== before.State.StartedAt ? c : undefined;
+        },
+        30_000,
+      );
       expect(back.HostConfig.Runtime).toBe('runc');
       before = back;
     }
@@ -186,10 +201,14 @@ describe('AgentSupervisor', () => {
     } finally {
       wedge(false);
     }
-    const back = await until('the agent back once Docker answers', async () => {
-      const c = await running_();
-      return c && c.State.StartedAt !== first.State.StartedAt ? c : undefined;
-    }, 30_000);
+    const back = await until(
+      'the agent back once Docker answers',
+      async () => {
+        const c = await running_();
+        return c && c.State.StartedAt !== first.State.StartedAt ? c : undefined;
+      },
+      30_000,
+    );
     expect(back.Id).toBe(first.Id);
   });
 });

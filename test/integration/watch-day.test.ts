@@ -13,8 +13,8 @@ import { buildApp } from '../../src/cli/composition.js';
 import { parseConfig } from '../../src/config.js';
 import { cliEnv, resetDocker } from '../harness/docker-state.js';
 import { ARN, FakeEcs, FakeImds, FakeIntrospection } from '../harness/fake-aws.js';
-import { ACCEPT_STAND_IN_LISTENER, TEST_INSTANCE_ID } from '../harness/watch-fixture.js';
 import { FakeClock } from '../harness/fake-clock.js';
+import { ACCEPT_STAND_IN_LISTENER, TEST_INSTANCE_ID } from '../harness/watch-fixture.js';
 
 const d = inject('dockerd');
 const agentImage = inject('agentImage');
@@ -28,7 +28,10 @@ const t0 = clock.now();
 const hourOf = (t: number) => Math.floor((t - t0) / HOUR);
 
 beforeAll(async () => {
-  ecs = await new FakeEcs(() => clock.now(), (ms) => clock.sleep(ms)).start();
+  ecs = await new FakeEcs(
+    () => clock.now(),
+    (ms) => clock.sleep(ms),
+  ).start();
   ecs.assumedEc2InstanceId = TEST_INSTANCE_ID;
   // Asked once, for this instance's ID (ECS must say the registration is this instance's).
   imds = await new FakeImds().start();
@@ -58,7 +61,12 @@ describe('a simulated day of ECS monitoring', () => {
       ECS_GVISOR_UNHEALTHY_SECONDS: '86400',
     });
     const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
-    const app = buildApp(cfg, pino({ level: 'silent' }), {}, { clock, ecsRetry: { retries: 2, minMs: 1, maxMs: 5 }, ...ACCEPT_STAND_IN_LISTENER });
+    const app = buildApp(
+      cfg,
+      pino({ level: 'silent' }),
+      {},
+      { clock, ecsRetry: { retries: 2, minMs: 1, maxMs: 5 }, ...ACCEPT_STAND_IN_LISTENER },
+    );
     const runtime = await clock.drive(app.runtime.apply());
     await clock.drive(app.agent.apply());
 

@@ -7,14 +7,14 @@
 import { chmodSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { buildApp, type App, type AppOverrides, type ServiceEnv } from '../../src/cli/composition.js';
+import { type App, type AppOverrides, buildApp, type ServiceEnv } from '../../src/cli/composition.js';
 import { parseConfig } from '../../src/config.js';
 import { dockerClient, liveRuntime, RUNSC } from '../harness/docker-state.js';
 import { ARN, type FakeAutoScaling, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
-import { ACCEPT_STAND_IN_LISTENER, registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
-import { useWatchHost } from '../harness/watch-host.js';
 import { NotifySocket } from '../harness/notify-socket.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';
+import { ACCEPT_STAND_IN_LISTENER, registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
+import { useWatchHost } from '../harness/watch-host.js';
 
 const d = inject('dockerd');
 const agentImage = inject('agentImage');
@@ -34,7 +34,11 @@ beforeAll(() => {
 
 /** Wire the app from configuration as main does, bootstrap runtime + agent, and start the watch. */
 async function start(extra: Record<string, string> = {}, service: ServiceEnv = {}, overrides: AppOverrides = {}): Promise<void> {
-  const env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: imds.url }, { ECS_GVISOR_DRIFT_CHECK_SECONDS: '1', ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '1', ...extra });
+  const env = watchEnv(
+    d,
+    { dir: host.dir, agentImage, intro: host.intro, imdsUrl: imds.url },
+    { ECS_GVISOR_DRIFT_CHECK_SECONDS: '1', ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '1', ...extra },
+  );
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
   stateDir = cfg.STATE_DIR;
   app = buildApp(cfg, pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }), service, { ...ACCEPT_STAND_IN_LISTENER, ...overrides });
@@ -47,7 +51,6 @@ const register = (o: Partial<FakeInstance> = {}) => registerAgent(ecs, host.intr
 
 const agent = () => docker.getContainer('ecs-agent').inspect();
 const attrs = () => ecs.instances.get(ARN)?.attributes ?? {};
-
 
 describe('watch', () => {
   it('publishes the proof once registered, reports it in status, and heals a disconnected agent up to Auto Scaling', async () => {
@@ -80,14 +83,19 @@ describe('watch', () => {
     // marked Unhealthy in Auto Scaling (the restart budget of 1 is spent).
     const before = await agent();
     ecs.instances.get(ARN)!.agentConnected = false;
-    await until('an agent restart', async () => (await agent()).State.StartedAt !== before.State.StartedAt && (await agent()).State.Running);
+    await until(
+      'an agent restart',
+      async () => (await agent()).State.StartedAt !== before.State.StartedAt && (await agent()).State.Running,
+    );
     expect((await agent()).Id).toBe(before.Id);
     const call = await until('SetInstanceHealth', () => asg.calls.find((c) => c.Action === 'SetInstanceHealth'));
     expect(call.params).toMatchObject({ InstanceId: 'i-0123456789abcdef0', HealthStatus: 'Unhealthy' });
     expect(asg.calls.filter((c) => c.Action === 'SetInstanceHealth')).toHaveLength(1);
     expect(ecs.count('DescribeContainerInstances')).toBeGreaterThan(describes);
     // watch.json is written after the loop's step that made the call: wait for it, then check it all.
-    const after = await until('status after the escalation', async () => ((await app.status()).healing?.markedUnhealthy ? app.status() : undefined));
+    const after = await until('status after the escalation', async () =>
+      (await app.status()).healing?.markedUnhealthy ? app.status() : undefined,
+    );
     expect(after.agent.restarts).toBe(1);
     expect(after.healing).toMatchObject({ markedUnhealthy: true });
     expect(after.healthy).toBe(false);
@@ -119,7 +127,9 @@ describe('watch: whose registration it is', () => {
     });
     expect(s.registration).toMatchObject({ containerInstanceArn: ARN, ec2InstanceId: 'i-0fffffffffffffff0', identity: 'mismatch' });
     expect(s.healthy).toBe(false);
-    expect(s.lastErrors.filter((e) => e.message.includes('is EC2 instance i-0fffffffffffffff0, not this instance i-0123456789abcdef0'))).toHaveLength(1);
+    expect(
+      s.lastErrors.filter((e) => e.message.includes('is EC2 instance i-0fffffffffffffff0, not this instance i-0123456789abcdef0')),
+    ).toHaveLength(1);
     // Several polls later: never an attribute on the other instance's record, the error still logged once.
     const polls = ecs.count('DescribeContainerInstances');
     await until('three more polls', () => ecs.count('DescribeContainerInstances') >= polls + 3);
@@ -145,7 +155,10 @@ describe('watch: drift and audit', () => {
     process.kill(Number(readFileSync(d.pidfile, 'utf8')), 'SIGHUP');
     // runc may or may not be live for a moment: the 1 s drift check can rewrite the file before dockerd
     // handles that SIGHUP (seen once). The lapse shows in the attributes published below either way.
-    await until('runsc back in daemon.json and live', async () => (await liveRuntime(d)).defaultRuntime === 'runsc' && readFileSync(d.daemonJson, 'utf8').includes('"runsc"'));
+    await until(
+      'runsc back in daemon.json and live',
+      async () => (await liveRuntime(d)).defaultRuntime === 'runsc' && readFileSync(d.daemonJson, 'utf8').includes('"runsc"'),
+    );
     // The lapse was published, then the renewed proof: two writes, in that order.
     await until('verified again', () => ecs.count('PutAttributes') >= putsBefore + 2 && attrs()['ecs-gvisor.sandbox'] === 'verified');
     const sandboxPuts = ecs.calls
@@ -173,14 +186,21 @@ describe('watch: drift and audit', () => {
     await start({ ECS_GVISOR_AUDIT_ACTION: 'stop' });
     const sandboxed = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'task-sandboxed' });
     await sandboxed.start();
-    const rogue = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name: 'task-rogue', HostConfig: { Runtime: 'runc', Init: true } });
+    const rogue = await docker.createContainer({
+      Image: busybox,
+      Cmd: ['sleep', '600'],
+      name: 'task-rogue',
+      HostConfig: { Runtime: 'runc', Init: true },
+    });
     await rogue.start();
     await until('the rogue container stopped', async () => !(await rogue.inspect()).State.Running);
     const st = await until('the audit in status', async () => {
       const s = await app.status();
       return s.audit?.violations.some((v) => v.name === 'task-rogue') ? s : undefined;
     });
-    expect(st.audit!.violations).toEqual([expect.objectContaining({ name: 'task-rogue', runtime: 'runc', reason: expect.stringMatching(/runtime "runc"/) })]);
+    expect(st.audit!.violations).toEqual([
+      expect.objectContaining({ name: 'task-rogue', runtime: 'runc', reason: expect.stringMatching(/runtime "runc"/) }),
+    ]);
     expect(st.audit!.stopped).toContain(st.audit!.violations[0]!.id);
     expect((await sandboxed.inspect()).State.Running).toBe(true); // under runsc, with a sandbox process: fine
     expect((await agent()).State.Running).toBe(true); // our agent runs under runc by design
@@ -258,7 +278,11 @@ describe('watch: dockerd restarts', () => {
     await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
     const first = await agent();
     await restartPrivateDockerd(d);
-    await until('the agent running after dockerd came back', async () => (await agent()).State.Running && (await agent()).State.StartedAt !== first.State.StartedAt, 60_000);
+    await until(
+      'the agent running after dockerd came back',
+      async () => (await agent()).State.Running && (await agent()).State.StartedAt !== first.State.StartedAt,
+      60_000,
+    );
     const polls = ecs.count('DescribeContainerInstances');
     await until('ECS polled again', () => ecs.count('DescribeContainerInstances') > polls);
     const st = await until('status after the outage', async () => {
@@ -271,51 +295,62 @@ describe('watch: dockerd restarts', () => {
 });
 
 describe('watch: systemd watchdog', () => {
-  /** The listener check of a new registration, held until the test lets it go: the agent monitor's round waits on it. */
-  function heldListenerCheck() {
+  /**
+   * `run` pinging every second, its agent monitor's round held on the listener check of a new
+   * registration until the test lets it go; `deadlineMs` is that monitor's deadline.
+   */
+  async function heldRound(deadlineMs: number) {
+    const sock = await new NotifySocket(`${host.dir}/notify.sock`).start();
     let release!: () => void;
     const gate = new Promise<undefined>((r) => (release = () => r(undefined)));
     let calls = 0;
-    return { owner: () => (calls++, gate), release, calls: () => calls };
+    const introspectionOwner = () => {
+      calls++;
+      return gate;
+    };
+    await start(
+      { ECS_GVISOR_INTROSPECTION_SECONDS: '1' },
+      { notifySocket: sock.path, watchdogUsec: 2_000_000 },
+      { introspectionOwner, deadlinesMs: { introspect: deadlineMs } },
+    );
+    await until('a watchdog ping', () => sock.with('WATCHDOG').length >= 1);
+    await register();
+    await until('the round waiting on the listener check', () => calls >= 1);
+    const pings = () => sock.with('WATCHDOG').length;
+    const stop = () => {
+      release();
+      sock.stop();
+    };
+    return { pings, release, stop };
   }
 
   it('keeps pinging through a slow monitor round that is within its deadline (a long repair does not get ecs-gvisor killed)', async () => {
-    const sock = await new NotifySocket(`${host.dir}/notify.sock`).start();
-    const check = heldListenerCheck();
+    const round = await heldRound(60_000);
     try {
-      // Pings every second; the agent monitor's round may take 60 s.
-      await start({ ECS_GVISOR_INTROSPECTION_SECONDS: '1' }, { notifySocket: sock.path, watchdogUsec: 2_000_000 }, { introspectionOwner: check.owner, deadlinesMs: { introspect: 60_000 } });
-      await until('a watchdog ping', () => sock.with('WATCHDOG').length >= 1);
-      await register();
-      await until('the round waiting on the listener check', () => check.calls() >= 1);
-      const before = sock.with('WATCHDOG').length;
+      const before = round.pings();
       await new Promise((r) => setTimeout(r, 4_000)); // the round is still running
-      expect(sock.with('WATCHDOG').length).toBeGreaterThanOrEqual(before + 3);
-      check.release();
-      await until('the registration believed once the check passes', async () => (await app.status()).registration.containerInstanceArn === ARN);
+      expect(round.pings()).toBeGreaterThanOrEqual(before + 3);
+      round.release();
+      await until(
+        'the registration believed once the check passes',
+        async () => (await app.status()).registration.containerInstanceArn === ARN,
+      );
     } finally {
-      check.release();
-      sock.stop();
+      round.stop();
     }
   });
 
   it('withholds the watchdog ping while a monitor hangs past its deadline, so systemd restarts ecs-gvisor; pings again once it ends', async () => {
-    const sock = await new NotifySocket(`${host.dir}/notify.sock`).start();
-    const check = heldListenerCheck();
+    const round = await heldRound(1_500);
     try {
-      await start({ ECS_GVISOR_INTROSPECTION_SECONDS: '1' }, { notifySocket: sock.path, watchdogUsec: 2_000_000 }, { introspectionOwner: check.owner, deadlinesMs: { introspect: 1_500 } });
-      await until('a watchdog ping', () => sock.with('WATCHDOG').length >= 1);
-      await register();
-      await until('the round hanging on the listener check', () => check.calls() >= 1);
       await new Promise((r) => setTimeout(r, 2_600)); // past the deadline and the ping that may have been under way
-      const pings = sock.with('WATCHDOG').length;
+      const pings = round.pings();
       await new Promise((r) => setTimeout(r, 3_000));
-      expect(sock.with('WATCHDOG').length).toBe(pings); // systemd (WatchdogSec=2) would restart ecs-gvisor now
-      check.release();
-      await until('pings again', () => sock.with('WATCHDOG').length > pings);
+      expect(round.pings()).toBe(pings); // systemd (WatchdogSec=2) would restart ecs-gvisor now
+      round.release();
+      await until('pings again', () => round.pings() > pings);
     } finally {
-      check.release();
-      sock.stop();
+      round.stop();
     }
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildAgentContainerSpec, cacheStatus, osFamily, planAgentImage, type AgentHostFacts } from '../../src/agent/agent-spec.js';
+import { type AgentHostFacts, buildAgentContainerSpec, cacheStatus, osFamily, planAgentImage } from '../../src/agent/agent-spec.js';
 import { containerAction } from '../../src/agent/agent-step.js';
 import { parseEcsConfig, redactEnv } from '../../src/agent/ecs-config.js';
 import { isSecretKey } from '../../src/redact.js';
@@ -22,7 +22,10 @@ const build = (over: Partial<Parameters<typeof buildAgentContainerSpec>[0]> = {}
 
 describe('parseEcsConfig (ecs-init semantics)', () => {
   it('splits on the first =, keeps values byte-identical, ignores lines without =', () => {
-    const { vars, warnings } = parseEcsConfig('/etc/ecs/ecs.config', '\n  ECS_CLUSTER=prod  \nECS_INSTANCE_ATTRIBUTES={"a":"b=c"}\njunk\nECS_X="q"\r\n# ECS_Y=1\n');
+    const { vars, warnings } = parseEcsConfig(
+      '/etc/ecs/ecs.config',
+      '\n  ECS_CLUSTER=prod  \nECS_INSTANCE_ATTRIBUTES={"a":"b=c"}\njunk\nECS_X="q"\r\n# ECS_Y=1\n',
+    );
     expect([...vars]).toEqual([
       ['ECS_CLUSTER', 'prod'],
       ['ECS_INSTANCE_ATTRIBUTES', '{"a":"b=c"}'],
@@ -45,7 +48,13 @@ describe('buildAgentContainerSpec', () => {
   it('always names runc, and keeps ecs-init’s host config', () => {
     const { spec } = build();
     expect(spec.name).toBe('ecs-agent');
-    expect(spec.HostConfig).toMatchObject({ Runtime: 'runc', NetworkMode: 'host', UsernsMode: 'host', CapAdd: ['NET_ADMIN', 'SYS_ADMIN'], Init: true });
+    expect(spec.HostConfig).toMatchObject({
+      Runtime: 'runc',
+      NetworkMode: 'host',
+      UsernsMode: 'host',
+      CapAdd: ['NET_ADMIN', 'SYS_ADMIN'],
+      Init: true,
+    });
   });
 
   it('binds /var/run for the default socket, and a socket elsewhere to where the agent looks', () => {
@@ -70,7 +79,10 @@ describe('buildAgentContainerSpec', () => {
     expect(none.filter((b) => /deps|gpu|lsblk|nsenter|modinfo|lib64|cloud/.test(b))).toEqual([]);
     const all = build({
       userVars: new Map([['ECS_ENABLE_GPU_SUPPORT', 'true']]),
-      facts: facts(['/usr/bin/lsblk', '/usr/bin/nsenter', '/sbin/modinfo', '/usr/sbin/modinfo', '/var/lib/cloud/data/result.json', '/lib64'], ['/var/lib/ecs/deps', '/var/lib/ecs/deps/execute-command']),
+      facts: facts(
+        ['/usr/bin/lsblk', '/usr/bin/nsenter', '/sbin/modinfo', '/usr/sbin/modinfo', '/var/lib/cloud/data/result.json', '/lib64'],
+        ['/var/lib/ecs/deps', '/var/lib/ecs/deps/execute-command'],
+      ),
     }).spec.HostConfig!.Binds as string[];
     expect(all).toEqual(
       expect.arrayContaining([
@@ -88,7 +100,10 @@ describe('buildAgentContainerSpec', () => {
 
   it('layers env: defaults < instance config < user config', () => {
     const { spec } = build({
-      instanceVars: new Map([['ECS_CLUSTER', 'a'], ['ECS_UPDATES_ENABLED', 'false']]),
+      instanceVars: new Map([
+        ['ECS_CLUSTER', 'a'],
+        ['ECS_UPDATES_ENABLED', 'false'],
+      ]),
       userVars: new Map([['ECS_CLUSTER', 'b']]),
     });
     expect(spec.Env).toContain('ECS_CLUSTER=b');
@@ -136,7 +151,8 @@ describe('buildAgentContainerSpec: ecs-init parity settings', () => {
   });
 
   it('ECS_AGENT_PID_NAMESPACE_HOST follows Go’s ParseBool', () => {
-    for (const v of ['1', 't', 'T', 'TRUE', 'true', 'True']) expect(hc({ userVars: user(['ECS_AGENT_PID_NAMESPACE_HOST', v]) }).PidMode).toBe('host');
+    for (const v of ['1', 't', 'T', 'TRUE', 'true', 'True'])
+      expect(hc({ userVars: user(['ECS_AGENT_PID_NAMESPACE_HOST', v]) }).PidMode).toBe('host');
     for (const v of ['yes', '0', 'false', '']) expect(hc({ userVars: user(['ECS_AGENT_PID_NAMESPACE_HOST', v]) }).PidMode).toBeUndefined();
   });
 
@@ -146,12 +162,18 @@ describe('buildAgentContainerSpec: ecs-init parity settings', () => {
       Type: 'json-file',
       Config: { 'max-size': '32m', 'max-file': '9' },
     });
-    expect(hc({ userVars: user(['ECS_LOG_DRIVER', 'awslogs'], ['ECS_LOG_OPTS', '{"awslogs-group":"ecs","awslogs-region":"eu-west-1"}']) }).LogConfig).toEqual({
+    expect(
+      hc({ userVars: user(['ECS_LOG_DRIVER', 'awslogs'], ['ECS_LOG_OPTS', '{"awslogs-group":"ecs","awslogs-region":"eu-west-1"}']) })
+        .LogConfig,
+    ).toEqual({
       Type: 'awslogs',
       Config: { 'awslogs-group': 'ecs', 'awslogs-region': 'eu-west-1' },
     });
     // Options given for json-file replace the defaults, as in ecs-init.
-    expect(hc({ userVars: user(['ECS_LOG_OPTS', '{"max-size":"1m"}']) }).LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': '1m' } });
+    expect(hc({ userVars: user(['ECS_LOG_OPTS', '{"max-size":"1m"}']) }).LogConfig).toEqual({
+      Type: 'json-file',
+      Config: { 'max-size': '1m' },
+    });
     // An unsupported driver falls back to json-file with default options, and says so.
     const bad = build({ userVars: user(['ECS_LOG_DRIVER', 'local'], ['ECS_LOG_OPTS', '{"a":"b"}']) });
     expect(bad.spec.HostConfig!.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': '16m', 'max-file': '4' } });
@@ -178,7 +200,9 @@ describe('buildAgentContainerSpec: ecs-init parity settings', () => {
     expect(build({ facts: facts([], ['/mnt/ecs/ebs']) }).spec.Env).toContain('ECS_EBSTA_SUPPORTED=true');
     expect(build({ facts: facts([]) }).spec.Env).toContain('ECS_EBSTA_SUPPORTED=false');
     expect(build({ facts: facts([]), userVars: user(['ECS_EBSTA_SUPPORTED', 'true']) }).spec.Env).toContain('ECS_EBSTA_SUPPORTED=false');
-    expect(build({ facts: facts([], ['/mnt/ecs/ebs']), userVars: user(['ECS_EBSTA_SUPPORTED', 'false']) }).spec.Env).toContain('ECS_EBSTA_SUPPORTED=false');
+    expect(build({ facts: facts([], ['/mnt/ecs/ebs']), userVars: user(['ECS_EBSTA_SUPPORTED', 'false']) }).spec.Env).toContain(
+      'ECS_EBSTA_SUPPORTED=false',
+    );
   });
 
   it('passes ECS_AGENT_LABELS through (empty by default), as ecs-init does', () => {
@@ -206,7 +230,18 @@ describe('image and container decisions', () => {
   });
 
   it('keeps, starts, recreates or replaces the container', () => {
-    const c = (labels: Record<string, string>, running = true) => ({ id: 'x', name: 'ecs-agent', runtime: 'runc', status: '', running, pid: 1, startedAt: '', finishedAt: '', exitCode: 0, labels });
+    const c = (labels: Record<string, string>, running = true) => ({
+      id: 'x',
+      name: 'ecs-agent',
+      runtime: 'runc',
+      status: '',
+      running,
+      pid: 1,
+      startedAt: '',
+      finishedAt: '',
+      exitCode: 0,
+      labels,
+    });
     const want = { hash: 'h', spec: { name: 'ecs-agent', Image: 'agent', Labels: { 'ecs-gvisor.image-id': 'sha256:new' } } };
     const ours = { 'ecs-gvisor.managed': 'true', 'ecs-gvisor.spec-hash': 'h' };
     expect(containerAction(undefined, want)).toBe('create');

@@ -5,7 +5,12 @@ import { VERSION } from '../../src/version.js';
 
 describe('parseArgs', () => {
   it('parses the contract commands', () => {
-    expect(parseArgs(['bootstrap'])).toEqual({ kind: 'command', command: 'bootstrap', steps: ['ecs-init', 'runtime', 'network', 'agent'], json: false });
+    expect(parseArgs(['bootstrap'])).toEqual({
+      kind: 'command',
+      command: 'bootstrap',
+      steps: ['ecs-init', 'runtime', 'network', 'agent'],
+      json: false,
+    });
     expect(parseArgs(['plan', '--only', 'agent,runtime'])).toMatchObject({ steps: ['runtime', 'agent'] });
     expect(parseArgs(['rollback', '--only=runtime'])).toMatchObject({ command: 'rollback', steps: ['runtime'] });
     expect(parseArgs(['status', '--json'])).toMatchObject({ command: 'status', json: true });

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { AwsCaller, BudgetSpent, type CallOutcome } from '../../src/aws/aws-caller.js';
 import { INSTANCE_ID_PATH } from '../../src/aws/imds-values.js';
-import { EcsGvisorError, type AwsOutcome } from '../../src/errors.js';
+import { type AwsOutcome, EcsGvisorError } from '../../src/errors.js';
 import type { AutoScalingPort, ContainerInstanceView, Ec2Port, EcsPort, ImdsPort } from '../../src/ports.js';
 import { backoffMs } from '../../src/retry.js';
 import { FakeClock } from '../harness/fake-clock.js';
@@ -55,7 +55,12 @@ function caller(o: { ecs?: AwsOutcome[]; as?: AwsOutcome[]; maxCallsPerHour?: nu
   const as = new MemoryAutoScaling(o.as);
   const outcomes: Array<[string, CallOutcome]> = [];
   const imdsAsked: string[] = [];
-  const imds: ImdsPort = o.imds ?? { get: async (path) => (imdsAsked.push(path), 'i-0123456789abcdef0') };
+  const imds: ImdsPort = o.imds ?? {
+    get: async (path) => {
+      imdsAsked.push(path);
+      return 'i-0123456789abcdef0';
+    },
+  };
   const aws = new AwsCaller(
     { ecs: () => ecs, autoScaling: () => as, ec2: () => noEc2, imds, clock, log, onCall: (op, out) => outcomes.push([op, out]) },
     { maxCallsPerHour: o.maxCallsPerHour ?? 100, retry: { retries: 3, minMs: 2_000, maxMs: 30_000 }, maxBudgetWaitMs: o.maxBudgetWaitMs },
@@ -70,7 +75,7 @@ describe('the AWS caller', () => {
     const { clock, ecs, aws, outcomes } = caller({ ecs: ['throttled', 'server-error'] });
     const start = clock.now();
     const view = await clock.drive(describe1(aws));
-    expect(view.status).toBe('ACTIVE');
+    expect(view?.status).toBe('ACTIVE');
     expect(outcomes.map(([, o]) => o)).toEqual(['throttled', 'server-error', 'ok']);
     const gaps = ecs.calls.map((t, i) => t - (ecs.calls[i - 1] ?? start));
     expect(gaps[0]).toBe(0);
@@ -121,7 +126,9 @@ describe('the AWS caller', () => {
     expect(await aws.instanceId()).toBe('i-0123456789abcdef0');
     expect(imdsAsked).toEqual([INSTANCE_ID_PATH]);
     let fail = true;
-    const flaky = caller({ imds: { get: async () => (fail ? Promise.reject(new EcsGvisorError('IMDS_FAILED', 'down')) : 'i-0fedcba9876543210') } });
+    const flaky = caller({
+      imds: { get: async () => (fail ? Promise.reject(new EcsGvisorError('IMDS_FAILED', 'down')) : 'i-0fedcba9876543210') },
+    });
     await expect(flaky.aws.instanceId()).rejects.toMatchObject({ code: 'IMDS_FAILED' });
     fail = false;
     expect(await flaky.aws.instanceId()).toBe('i-0fedcba9876543210');

@@ -37,9 +37,17 @@ describe('parseConfig', () => {
 
   it.each([
     ['ECS_GVISOR_RUNSC_PATH=runsc\n', {}, `${FILE}: ECS_GVISOR_RUNSC_PATH="runsc" must be an absolute path.`],
-    ['', { ECS_GVISOR_RUNTIME_NAME: 'runc' }, 'environment: ECS_GVISOR_RUNTIME_NAME="runc" must not name one of Docker’s built-in runtimes.'],
+    [
+      '',
+      { ECS_GVISOR_RUNTIME_NAME: 'runc' },
+      'environment: ECS_GVISOR_RUNTIME_NAME="runc" must not name one of Docker’s built-in runtimes.',
+    ],
     ['ECS_GVISOR_REPLACE_DEFAULT_RUNTIME=maybe\n', {}, `${FILE}: ECS_GVISOR_REPLACE_DEFAULT_RUNTIME="maybe" must be true or false.`],
-    ['ECS_GVISOR_DOCKER_HOST=/var/run/docker.sock\n', {}, `${FILE}: ECS_GVISOR_DOCKER_HOST="/var/run/docker.sock" must be unix:///path or tcp://host:port.`],
+    [
+      'ECS_GVISOR_DOCKER_HOST=/var/run/docker.sock\n',
+      {},
+      `${FILE}: ECS_GVISOR_DOCKER_HOST="/var/run/docker.sock" must be unix:///path or tcp://host:port.`,
+    ],
     ['ECS_GVISOR_RUNSC_ARGS=network=host\n', {}, `${FILE}: ECS_GVISOR_RUNSC_ARGS="network=host" must be flags that each start with "--".`],
     ['ECS_GVISOR_RUNSC_SHA512=abc\n', {}, `${FILE}: ECS_GVISOR_RUNSC_SHA512="abc" must be 128 hexadecimal digits.`],
     [
@@ -48,26 +56,62 @@ describe('parseConfig', () => {
       `${FILE}: ECS_GVISOR_RUNSC_SOURCE="http://mirror.internal/runsc" is plain http:// and needs ECS_GVISOR_RUNSC_SHA512 (a checksum from the same server proves nothing).`,
     ],
     ['ECS_GVISOR_PROBE_TIMEOUT_SECONDS=0\n', {}, `${FILE}: ECS_GVISOR_PROBE_TIMEOUT_SECONDS="0" must be at least 1.`],
-    ['ECS_GVISOR_RUNSC_PAHT=/x\n', {}, `${FILE} line 1: unknown key ECS_GVISOR_RUNSC_PAHT (keys start with ECS_GVISOR_; see the README's configuration reference).`],
+    [
+      'ECS_GVISOR_RUNSC_PAHT=/x\n',
+      {},
+      `${FILE} line 1: unknown key ECS_GVISOR_RUNSC_PAHT (keys start with ECS_GVISOR_; see the README's configuration reference).`,
+    ],
     ['\njust words\n', {}, `${FILE} line 2: "just words" is not a KEY=VALUE line.`],
     // One grammar with systemd's EnvironmentFile=: what the two would read differently is refused.
-    ['; ECS_GVISOR_AUDIT_ACTION=stop\n', {}, `${FILE} line 1: "; ECS_GVISOR_AUDIT_ACTION=stop" is a ";" comment, which systemd skips and ecs-gvisor does not; use "#".`],
+    [
+      '; ECS_GVISOR_AUDIT_ACTION=stop\n',
+      {},
+      `${FILE} line 1: "; ECS_GVISOR_AUDIT_ACTION=stop" is a ";" comment, which systemd skips and ecs-gvisor does not; use "#".`,
+    ],
     [
       'ECS_GVISOR_RUNSC_ARGS="--network=host"\n',
       {},
       `${FILE} line 1: ECS_GVISOR_RUNSC_ARGS="--network=host" has quotes or a backslash, which systemd removes and ecs-gvisor keeps; write the value bare (spaces are fine).`,
     ],
-    ["ECS_GVISOR_AUDIT_ACTION='stop'\n", {}, `${FILE} line 1: ECS_GVISOR_AUDIT_ACTION='stop' has quotes or a backslash, which systemd removes and ecs-gvisor keeps; write the value bare (spaces are fine).`],
-    ['ECS_GVISOR_RUNSC_ARGS=--network=host \\\n--platform=systrap\n', {}, `${FILE} line 1: "ECS_GVISOR_RUNSC_ARGS=--network=host \\" ends in a backslash, which systemd joins with the next line and ecs-gvisor does not.`],
+    [
+      "ECS_GVISOR_AUDIT_ACTION='stop'\n",
+      {},
+      `${FILE} line 1: ECS_GVISOR_AUDIT_ACTION='stop' has quotes or a backslash, which systemd removes and ecs-gvisor keeps; write the value bare (spaces are fine).`,
+    ],
+    [
+      'ECS_GVISOR_RUNSC_ARGS=--network=host \\\n--platform=systrap\n',
+      {},
+      `${FILE} line 1: "ECS_GVISOR_RUNSC_ARGS=--network=host \\" ends in a backslash, which systemd joins with the next line and ecs-gvisor does not.`,
+    ],
     ['ECS_GVISOR_AUDIT_ACTION=kill\n', {}, `${FILE}: ECS_GVISOR_AUDIT_ACTION="kill" must be report or stop.`],
     ['ECS_GVISOR_AWS_REGION=mars\n', {}, `${FILE}: ECS_GVISOR_AWS_REGION="mars" must be an AWS region such as us-east-1.`],
     ['ECS_GVISOR_METRICS_PORT=70000\n', {}, `${FILE}: ECS_GVISOR_METRICS_PORT="70000" must be at most 65535.`],
-    ['ECS_GVISOR_INTROSPECTION_URL=localhost:51678\n', {}, `${FILE}: ECS_GVISOR_INTROSPECTION_URL="localhost:51678" must be an http:// or https:// URL.`],
-    ['ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS=10\n', {}, `${FILE}: ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS="10" must be at least 30 (Auto Scaling’s minimum).`],
-    ['ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS=7201\n', {}, `${FILE}: ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS="7201" must be at most 7200.`],
-    ['', { ECS_GVISOR_LAUNCH_HOOK: 'my hook' }, 'environment: ECS_GVISOR_LAUNCH_HOOK="my hook" must be a lifecycle hook name (letters, digits, "-", "_", "/").'],
+    [
+      'ECS_GVISOR_INTROSPECTION_URL=localhost:51678\n',
+      {},
+      `${FILE}: ECS_GVISOR_INTROSPECTION_URL="localhost:51678" must be an http:// or https:// URL.`,
+    ],
+    [
+      'ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS=10\n',
+      {},
+      `${FILE}: ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS="10" must be at least 30 (Auto Scaling’s minimum).`,
+    ],
+    [
+      'ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS=7201\n',
+      {},
+      `${FILE}: ECS_GVISOR_LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS="7201" must be at most 7200.`,
+    ],
+    [
+      '',
+      { ECS_GVISOR_LAUNCH_HOOK: 'my hook' },
+      'environment: ECS_GVISOR_LAUNCH_HOOK="my hook" must be a lifecycle hook name (letters, digits, "-", "_", "/").',
+    ],
     ['ECS_GVISOR_SPOT_DRAIN=maybe\n', {}, `${FILE}: ECS_GVISOR_SPOT_DRAIN="maybe" must be true or false.`],
-    ['ECS_GVISOR_ECS_CALLS_PER_HOUR=30\n', { ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR: '20' }, 'environment: ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR=20 must be at least ECS_GVISOR_ECS_CALLS_PER_HOUR=30.'],
+    [
+      'ECS_GVISOR_ECS_CALLS_PER_HOUR=30\n',
+      { ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR: '20' },
+      'environment: ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR=20 must be at least ECS_GVISOR_ECS_CALLS_PER_HOUR=30.',
+    ],
   ])('rejects %j %j with one sentence naming file, key and value', (text, env, message) => {
     try {
       parse(text, env as Record<string, string>);
@@ -82,7 +126,9 @@ describe('parseConfig', () => {
   it('https:// and local sources may rely on the .sha512 beside them; http:// with a pin is accepted', () => {
     expect(parse('ECS_GVISOR_RUNSC_SOURCE=https://storage.example/runsc\n').RUNSC_SHA512).toBeUndefined();
     expect(parse('ECS_GVISOR_RUNSC_SOURCE=/opt/gvisor/runsc\n').RUNSC_SOURCE).toBe('/opt/gvisor/runsc');
-    expect(parse(`ECS_GVISOR_RUNSC_SOURCE=http://mirror.internal/runsc\nECS_GVISOR_RUNSC_SHA512=${'A'.repeat(128)}\n`).RUNSC_SHA512).toBe('a'.repeat(128));
+    expect(parse(`ECS_GVISOR_RUNSC_SOURCE=http://mirror.internal/runsc\nECS_GVISOR_RUNSC_SHA512=${'A'.repeat(128)}\n`).RUNSC_SHA512).toBe(
+      'a'.repeat(128),
+    );
   });
 
   it('watch defaults: 12 ECS calls an hour, 60 at most, report-only audit, attributes on, no metrics, no Auto Scaling escalation', () => {
@@ -101,7 +147,12 @@ describe('parseConfig', () => {
   });
 
   it('lifecycle defaults: no hooks (no IMDS lifecycle traffic), heartbeat timeout 3600 s, 30 min launch and drain limits', () => {
-    expect(parse('')).toMatchObject({ LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: 3600, LAUNCH_TIMEOUT_SECONDS: 1800, DRAIN_TIMEOUT_SECONDS: 1800, LIFECYCLE_POLL_SECONDS: 5 });
+    expect(parse('')).toMatchObject({
+      LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS: 3600,
+      LAUNCH_TIMEOUT_SECONDS: 1800,
+      DRAIN_TIMEOUT_SECONDS: 1800,
+      LIFECYCLE_POLL_SECONDS: 5,
+    });
     const c = parse('');
     expect([c.LAUNCH_HOOK, c.TERMINATE_HOOK, c.ASG_NAME, c.SPOT_DRAIN]).toEqual([undefined, undefined, undefined, undefined]);
     expect(parse('ECS_GVISOR_LAUNCH_HOOK=ecs-gvisor/launch-1\n').LAUNCH_HOOK).toBe('ecs-gvisor/launch-1');

@@ -3,13 +3,13 @@ import { describe, expect, it } from 'vitest';
 import { renderDiff } from '../../src/diff.js';
 import { EcsGvisorError } from '../../src/errors.js';
 import {
+  type DesiredRuntime,
   dockerdFlagConflict,
   originalKeys,
   parseDaemonJson,
   planDaemonJson,
   planRemoval,
   transitionText,
-  type DesiredRuntime,
 } from '../../src/runtime/daemon-json.js';
 
 const F = '/etc/docker/daemon.json';
@@ -130,12 +130,20 @@ describe('dockerdFlagConflict', () => {
     expect(dockerdFlagConflict(['/usr/bin/dockerd', '--default-runtime', 'nvidia'], 'runsc')).toMatch(/--default-runtime=nvidia/);
     expect(dockerdFlagConflict(['dockerd', '--add-runtime', 'runsc=/usr/bin/runsc'], 'runsc')).toMatch(/--add-runtime runsc=/);
     expect(dockerdFlagConflict(['dockerd', '--add-runtime=nvidia=/x'], 'runsc')).toBeUndefined();
-    expect(dockerdFlagConflict(['/usr/bin/dockerd', '-H', 'fd://', '--containerd=/run/containerd/containerd.sock'], 'runsc')).toBeUndefined();
+    expect(
+      dockerdFlagConflict(['/usr/bin/dockerd', '-H', 'fd://', '--containerd=/run/containerd/containerd.sock'], 'runsc'),
+    ).toBeUndefined();
   });
 });
 
 describe('renderDiff', () => {
   it('shows removed lines before added ones', () => {
-    expect(renderDiff(F, '{\n  "a": 1\n}\n', '{\n  "a": 1,\n  "b": 2\n}\n').split('\n').slice(2)).toEqual([' {', '-  "a": 1', '+  "a": 1,', '+  "b": 2', ' }']);
+    expect(renderDiff(F, '{\n  "a": 1\n}\n', '{\n  "a": 1,\n  "b": 2\n}\n').split('\n').slice(2)).toEqual([
+      ' {',
+      '-  "a": 1',
+      '+  "a": 1,',
+      '+  "b": 2',
+      ' }',
+    ]);
   });
 });

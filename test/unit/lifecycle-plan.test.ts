@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
+import { parseSpotNotice } from '../../src/lifecycle/lifecycle.js';
 import {
   afterEffect,
   awaitsEcs,
-  heartbeatIntervalMs,
-  planLifecycle,
   type Effect,
+  heartbeatIntervalMs,
   type LifecyclePolicy,
   type LifecycleRecord,
   type LifecycleView,
+  planLifecycle,
 } from '../../src/lifecycle/lifecycle-plan.js';
-import { parseSpotNotice } from '../../src/lifecycle/lifecycle.js';
 
 const T0 = Date.parse('2026-11-23T00:00:00Z');
 const policy: LifecyclePolicy = {
@@ -27,14 +27,26 @@ function view(o: Partial<LifecycleView> = {}): LifecycleView {
 }
 
 /** Plan, then fold every effect back as succeeded (the runner's loop, without the calls). */
-function step(rec: LifecycleRecord, v: LifecycleView, p = policy, out: (e: Effect) => Parameters<typeof afterEffect>[2] = () => ({ kind: 'ok' })) {
+function step(
+  rec: LifecycleRecord,
+  v: LifecycleView,
+  p = policy,
+  out: (e: Effect) => Parameters<typeof afterEffect>[2] = () => ({ kind: 'ok' }),
+) {
   const plan = planLifecycle(rec, v, p);
   let r = plan.record;
   for (const e of plan.effects) r = afterEffect(r, e, out(e), v.now, p);
   return { ...plan, record: r, urgentEcs: awaitsEcs(r) };
 }
 
-const kinds = (effects: Effect[]) => effects.map((e) => (e.kind === 'complete' ? `complete ${e.role} ${e.result}` : e.kind === 'agent' ? `agent ${e.want}` : `${e.kind}${'role' in e ? ` ${e.role}` : ''}`));
+const kinds = (effects: Effect[]) =>
+  effects.map((e) =>
+    e.kind === 'complete'
+      ? `complete ${e.role} ${e.result}`
+      : e.kind === 'agent'
+        ? `agent ${e.want}`
+        : `${e.kind}${'role' in e ? ` ${e.role}` : ''}`,
+  );
 
 describe('launch gate', () => {
   it('heartbeats while waiting and continues only once verified, registered, ACTIVE and connected', () => {
@@ -80,7 +92,10 @@ describe('launch gate', () => {
     let s = step({}, view({ ecs: ready }), policy, (e) => (e.kind === 'complete' ? { kind: 'failed' } : { kind: 'ok' }));
     expect(s.record.launch?.phase).toBe('waiting');
     expect(kinds(step(s.record, view({ now: T0 + 5_000, ecs: ready })).effects)).not.toContain('complete launch CONTINUE');
-    s = step(s.record, view({ now: T0 + 30_000, ecs: ready }), policy, () => ({ kind: 'not-pending', detail: 'No active Lifecycle Action found' }));
+    s = step(s.record, view({ now: T0 + 30_000, ecs: ready }), policy, () => ({
+      kind: 'not-pending',
+      detail: 'No active Lifecycle Action found',
+    }));
     expect(s.record.launch).toMatchObject({ phase: 'not-pending', reason: 'No active Lifecycle Action found' });
   });
 
@@ -116,8 +131,11 @@ describe('terminate drain', () => {
   const draining = (n: number, at: number) => ({ status: 'DRAINING', agentConnected: true, runningTasksCount: n, at });
 
   it('drains, waits for the tasks to go 3 → 0 with heartbeats, then continues', () => {
-    let s = step({ launch: { hook: 'launch', target: 'InService', phase: 'completed', since: '', heartbeats: 0 } }, view({ target: 'Terminated', ecs: ready }), policy, (e) =>
-      e.kind === 'drain' ? { kind: 'ok', drainedBy: 'ecs-gvisor', runningTasks: 3 } : { kind: 'ok' },
+    let s = step(
+      { launch: { hook: 'launch', target: 'InService', phase: 'completed', since: '', heartbeats: 0 } },
+      view({ target: 'Terminated', ecs: ready }),
+      policy,
+      (e) => (e.kind === 'drain' ? { kind: 'ok', drainedBy: 'ecs-gvisor', runningTasks: 3 } : { kind: 'ok' }),
     );
     expect(kinds(s.effects)).toEqual(['drain', 'heartbeat terminate']);
     expect(s.record.drain).toMatchObject({ reason: 'terminate', phase: 'draining', by: 'ecs-gvisor', runningTasks: 3 });
@@ -127,19 +145,30 @@ describe('terminate drain', () => {
     expect(s.record.drain?.runningTasks).toBe(1);
     s = step(s.record, view({ now: T0 + 120_000, target: 'Terminated', ecs: draining(0, T0 + 120_000) }));
     expect(kinds(s.effects)).toEqual(['complete terminate CONTINUE']); // a heartbeat was due, but the completion ends the action
-    expect(s.record.drain).toMatchObject({ phase: 'drained', hook: { phase: 'completed', result: 'CONTINUE', reason: expect.stringMatching(/set DRAINING by ecs-gvisor/) } });
+    expect(s.record.drain).toMatchObject({
+      phase: 'drained',
+      hook: { phase: 'completed', result: 'CONTINUE', reason: expect.stringMatching(/set DRAINING by ecs-gvisor/) },
+    });
   });
 
   it('ignores an ECS view taken before the drain began', () => {
-    const s0 = step({}, view({ target: 'Terminated' }), policy, (e) => (e.kind === 'drain' ? { kind: 'ok', drainedBy: 'ecs-gvisor', runningTasks: 2 } : { kind: 'ok' }));
+    const s0 = step({}, view({ target: 'Terminated' }), policy, (e) =>
+      e.kind === 'drain' ? { kind: 'ok', drainedBy: 'ecs-gvisor', runningTasks: 2 } : { kind: 'ok' },
+    );
     const s = step(s0.record, view({ now: T0 + 5_000, target: 'Terminated', ecs: { ...ready, at: T0 - 1 } }));
     expect(s.record.drain?.phase).toBe('draining');
   });
 
   it('completes anyway when the drain exceeds its timeout, and says so', () => {
-    const s0 = step({}, view({ target: 'Terminated' }), policy, (e) => (e.kind === 'drain' ? { kind: 'ok', drainedBy: 'already-draining', runningTasks: 2 } : { kind: 'ok' }));
+    const s0 = step({}, view({ target: 'Terminated' }), policy, (e) =>
+      e.kind === 'drain' ? { kind: 'ok', drainedBy: 'already-draining', runningTasks: 2 } : { kind: 'ok' },
+    );
     const s = step(s0.record, view({ now: T0 + 600_000, target: 'Terminated', ecs: draining(2, T0 + 590_000) }));
-    expect(s.record.drain).toMatchObject({ phase: 'timed-out', runningTasks: 2, hook: { phase: 'completed', reason: 'drain timed out with 2 task(s) still running' } });
+    expect(s.record.drain).toMatchObject({
+      phase: 'timed-out',
+      runningTasks: 2,
+      hook: { phase: 'completed', reason: 'drain timed out with 2 task(s) still running' },
+    });
     expect(s.notes.some((n) => n.level === 'warn' && /DRAIN_TIMEOUT/.test(n.msg))).toBe(true);
   });
 
@@ -150,11 +179,16 @@ describe('terminate drain', () => {
   });
 
   it('a spot notice drains at once, without a hook to complete', () => {
-    const s = step({}, view({ spot: parseSpotNotice('{"action": "terminate", "time": "2026-11-23T00:02:00Z"}'), ecs: ready }), { ...policy, launchHook: undefined });
+    const s = step({}, view({ spot: parseSpotNotice('{"action": "terminate", "time": "2026-11-23T00:02:00Z"}'), ecs: ready }), {
+      ...policy,
+      launchHook: undefined,
+    });
     expect(kinds(s.effects)).toEqual(['agent run', 'drain']);
     expect(s.record.spot).toMatchObject({ action: 'terminate', time: '2026-11-23T00:02:00Z' });
     expect(s.record.drain?.reason).toBe('spot');
-    expect(kinds(step({}, view({ spot: { action: 'stop' } }), { ...policy, launchHook: undefined, spotDrain: false }).effects)).toEqual(['agent run']);
+    expect(kinds(step({}, view({ spot: { action: 'stop' } }), { ...policy, launchHook: undefined, spotDrain: false }).effects)).toEqual([
+      'agent run',
+    ]);
   });
 
   it('a failed drain call is tried again on the next round', () => {

@@ -1,12 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import { defaultRouteInterface, planNetworkRules, ruleArgv } from '../../src/network/network-rules.js';
 
-const base = { skipLocalhostFilter: false, allowOffhostIntrospection: false, introspectionInterface: 'eth0', blockTaskImds: true, imdsChain: 'FORWARD', imds6Chain: 'DOCKER-USER' };
+const base = {
+  skipLocalhostFilter: false,
+  allowOffhostIntrospection: false,
+  introspectionInterface: 'eth0',
+  blockTaskImds: true,
+  imdsChain: 'FORWARD',
+  imds6Chain: 'DOCKER-USER',
+};
 
 describe('network rules', () => {
   it('plans ecs-init’s rules and ours, each tagged', () => {
     const rules = planNetworkRules(base);
-    expect(rules.map((r) => `${r.family ?? 4} ${r.table}/${r.chain}`)).toEqual(['4 nat/PREROUTING', '4 nat/OUTPUT', '4 filter/INPUT', '4 filter/INPUT', '4 filter/FORWARD', '6 filter/DOCKER-USER']);
+    expect(rules.map((r) => `${r.family ?? 4} ${r.table}/${r.chain}`)).toEqual([
+      '4 nat/PREROUTING',
+      '4 nat/OUTPUT',
+      '4 filter/INPUT',
+      '4 filter/INPUT',
+      '4 filter/FORWARD',
+      '6 filter/DOCKER-USER',
+    ]);
     expect(rules.at(-1)!.args.slice(0, 4)).toEqual(['-d', 'fd00:ec2::254/128', '-j', 'DROP']);
     // No IPv6 filtering on the host: the IPv4 rule stands alone.
     expect(planNetworkRules({ ...base, imds6Chain: undefined }).filter((r) => r.family === 6)).toEqual([]);

@@ -1,5 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.js';
 import { forgetSecrets, isSecretKey, redact, redactAssignment, rememberSecrets } from '../../src/redact.js';
 
@@ -7,14 +7,25 @@ afterEach(() => forgetSecrets());
 
 describe('redaction', () => {
   it('knows secret keys by name, including *_CREDENTIALS, *_KEY and *_PASSWD', () => {
-    for (const k of ['ECS_ENGINE_AUTH_DATA', 'AWS_SECRET_ACCESS_KEY', 'REGISTRY_CREDENTIALS', 'SIGNING_KEY', 'DB_PASSWD', 'GITHUB_TOKEN', 'TLS_PRIVATE_PEM']) {
+    for (const k of [
+      'ECS_ENGINE_AUTH_DATA',
+      'AWS_SECRET_ACCESS_KEY',
+      'REGISTRY_CREDENTIALS',
+      'SIGNING_KEY',
+      'DB_PASSWD',
+      'GITHUB_TOKEN',
+      'TLS_PRIVATE_PEM',
+    ]) {
       expect(isSecretKey(k), k).toBe(true);
     }
-    for (const k of ['ECS_CLUSTER', 'ECS_RESERVED_MEMORY', 'HTTP_PROXY', 'ECS_KEYRING_MODE_X'.replace('KEYRING', 'KEYRINGS_NOT')]) expect(isSecretKey(k), k).toBe(false);
+    for (const k of ['ECS_CLUSTER', 'ECS_RESERVED_MEMORY', 'HTTP_PROXY', 'ECS_KEYRING_MODE_X'.replace('KEYRING', 'KEYRINGS_NOT')])
+      expect(isSecretKey(k), k).toBe(false);
   });
 
   it('masks proxy credentials in URLs in any text', () => {
-    expect(redactAssignment('HTTPS_PROXY=http://ops:hunter2@proxy.internal:3128')).toBe('HTTPS_PROXY=http://[redacted]@proxy.internal:3128');
+    expect(redactAssignment('HTTPS_PROXY=http://ops:hunter2@proxy.internal:3128')).toBe(
+      'HTTPS_PROXY=http://[redacted]@proxy.internal:3128',
+    );
     expect(redact('connect to https://token123@git.example/x failed')).toBe('connect to https://[redacted]@git.example/x failed');
     expect(redact('mail me at ops@example.com')).toBe('mail me at ops@example.com');
   });
@@ -27,7 +38,8 @@ describe('redaction', () => {
       ['MY_PASSWORD', 'abc'],
       ['ECS_CLUSTER', 'prod-cluster'],
     ]);
-    const docker = 'invalid environment variable: ECS_ENGINE_AUTH_DATA={"https://index.docker.io/v1/":{"auth":"c2VjcmV0","email":"a@b"}}\u0000';
+    const docker =
+      'invalid environment variable: ECS_ENGINE_AUTH_DATA={"https://index.docker.io/v1/":{"auth":"c2VjcmV0","email":"a@b"}}\u0000';
     expect(redact(docker)).toBe('invalid environment variable: ECS_ENGINE_AUTH_DATA=[redacted]\u0000');
     expect(redact(JSON.stringify({ message: docker }))).not.toContain('c2VjcmV0');
     expect(redact('proxy said s3cr3t-pw is wrong')).toBe('proxy said [redacted] is wrong');
@@ -37,7 +49,12 @@ describe('redaction', () => {
   it('the logger masks a remembered secret inside a message and a field', () => {
     rememberSecrets([['REGISTRY_CREDENTIALS', 'opensesame42']]);
     let out = '';
-    const sink = new Writable({ write: (c, _e, cb) => ((out += String(c)), cb()) });
+    const sink = new Writable({
+      write: (c, _e, cb) => {
+        out += String(c);
+        cb();
+      },
+    });
     createLogger('info', sink).error({ err: 'docker: bad env REGISTRY_CREDENTIALS=opensesame42' }, 'failed with opensesame42');
     expect(out).toContain('[redacted]');
     expect(out).not.toContain('opensesame42');
@@ -48,7 +65,12 @@ describe('journald priorities', () => {
   it('prefixes each JSON line with the syslog priority of its level; JSON fields kept', async () => {
     const { withPriority, stdoutIsJournal } = await import('../../src/logger.js');
     let out = '';
-    const sink = new Writable({ write: (c, _e, cb) => ((out += String(c)), cb()) });
+    const sink = new Writable({
+      write: (c, _e, cb) => {
+        out += String(c);
+        cb();
+      },
+    });
     const log = createLogger('trace', sink, true);
     log.fatal('f');
     log.error('e');

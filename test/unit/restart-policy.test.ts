@@ -10,7 +10,9 @@ describe('exit codes', () => {
   });
 
   it('finds the desired image tarball without leaving the cache dir', () => {
-    expect(desiredImageTarball('/var/cache/ecs', '/var/cache/ecs/ecs-agent-v1.90.0.tar\nextra')).toBe('/var/cache/ecs/ecs-agent-v1.90.0.tar');
+    expect(desiredImageTarball('/var/cache/ecs', '/var/cache/ecs/ecs-agent-v1.90.0.tar\nextra')).toBe(
+      '/var/cache/ecs/ecs-agent-v1.90.0.tar',
+    );
     expect(desiredImageTarball('/var/cache/ecs', '../../etc/shadow')).toBe('/var/cache/ecs/shadow');
     expect(desiredImageTarball('/var/cache/ecs', '\n')).toBeUndefined();
     expect(desiredImageTarball('/var/cache/ecs', 'dir/..')).toBeUndefined();

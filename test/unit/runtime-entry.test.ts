@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { modesAllowed, renderRuntimeEntry, stackFor, type NetworkPolicy } from '../../src/runtime/runtime-entry.js';
+import { modesAllowed, type NetworkPolicy, renderRuntimeEntry, stackFor } from '../../src/runtime/runtime-entry.js';
 
 const dir = mkdtempSync('/tmp/egv-entry-');
 const runsc = `${dir}/runsc`;
@@ -55,7 +55,7 @@ describe('runtime entry point', () => {
     expect(create(e, bundle('host', host))).toContain('--network=host');
     expect(create(e, bundle('host-bind', hostBind), 'eq')).toContain('--network=host'); // compared by inode, not spelling
     expect(create(e, bundle('joined-cwd', joined), 'cwd')).toContain('--network=host'); // no --bundle: the working directory
-     // runsc sets the network up at start, which gets no bundle: the shim runs it in the bundle directory.
+    // runsc sets the network up at start, which gets no bundle: the shim runs it in the bundle directory.
     execFileSync(e, ['--root', '/r', 'start', 'c0ffee'], { cwd: bundle('joined-start', joined) });
     expect(readFileSync(`${dir}/argv`, 'utf8').trim().split('\n')).toEqual(['--root', '/r', '--network=host', 'start', 'c0ffee']);
     execFileSync(e, ['--root', '/r', 'start', 'c0ffee'], { cwd: bundle('fresh-start', fresh) });
@@ -73,7 +73,21 @@ describe('runtime entry point', () => {
     const b = `${dir}/garbage`;
     mkdirSync(b);
     writeFileSync(`${b}/config.json`, '{"linux": not json');
-    expect(create(e, b)).toEqual(['--root', '/run/docker/runtime-runc/moby', '--log', `${b}/log.json`, '--log-format', 'json', '--systemd-cgroup', 'create', '--bundle', b, '--pid-file', `${b}/init.pid`, 'c0ffee']);
+    expect(create(e, b)).toEqual([
+      '--root',
+      '/run/docker/runtime-runc/moby',
+      '--log',
+      `${b}/log.json`,
+      '--log-format',
+      'json',
+      '--systemd-cgroup',
+      'create',
+      '--bundle',
+      b,
+      '--pid-file',
+      `${b}/init.pid`,
+      'c0ffee',
+    ]);
     expect(create(e, `${dir}/no-such-bundle`)).not.toContain('--network=host');
     execFileSync(e, ['--root', '/r', 'exec', '--process', '/tmp/p.json', 'c0ffee']);
     expect(readFileSync(`${dir}/argv`, 'utf8').trim().split('\n')).toEqual(['--root', '/r', 'exec', '--process', '/tmp/p.json', 'c0ffee']);
@@ -88,7 +102,11 @@ describe('runtime entry point', () => {
   it('plans modes and stacks per policy', () => {
     expect(modesAllowed('auto')).toEqual(['own', 'joined', 'host']);
     expect(modesAllowed('sandbox')).toEqual(['own']);
-    expect([stackFor('auto', 'own'), stackFor('auto', 'joined'), stackFor('auto', 'host')]).toEqual(['netstack', 'passthrough', 'passthrough']);
+    expect([stackFor('auto', 'own'), stackFor('auto', 'joined'), stackFor('auto', 'host')]).toEqual([
+      'netstack',
+      'passthrough',
+      'passthrough',
+    ]);
     expect(stackFor('passthrough', 'own')).toBe('passthrough');
     expect(stackFor('sandbox', 'host')).toBe('netstack');
   });

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { isProbeArch, probeElf, probeRootfs, tar, type ProbeArch } from '../../src/runtime/probe-image.js';
+import { isProbeArch, type ProbeArch, probeElf, probeRootfs, tar } from '../../src/runtime/probe-image.js';
 import { parseRunscVersion } from '../../src/runtime/runsc.js';
 import { artifactKind, parseSha512File } from '../../src/runtime/runsc-install.js';
 import { isSandboxCmdline, memoryLimitFile } from '../../src/runtime/sandbox-proof.js';
@@ -20,12 +20,17 @@ describe('sandbox evidence', () => {
   it('finds the memory limit file for cgroup v1, hybrid and v2', () => {
     const v1 = '9:name=systemd:/docker/abc\n4:memory:/docker/abc\n0::/\n';
     expect(memoryLimitFile(v1, '/sys/fs/cgroup')).toBe('/sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes');
-    expect(memoryLimitFile('0::/system.slice/docker-abc.scope\n', '/sys/fs/cgroup')).toBe('/sys/fs/cgroup/system.slice/docker-abc.scope/memory.max');
+    expect(memoryLimitFile('0::/system.slice/docker-abc.scope\n', '/sys/fs/cgroup')).toBe(
+      '/sys/fs/cgroup/system.slice/docker-abc.scope/memory.max',
+    );
     expect(memoryLimitFile('5:cpu,cpuacct:/x\n', '/sys/fs/cgroup')).toBeUndefined();
   });
 
   it('parses runsc --version', () => {
-    expect(parseRunscVersion('runsc version release-20240807.0\nspec: 1.1.0-rc.1\n')).toEqual({ version: 'release-20240807.0', spec: '1.1.0-rc.1' });
+    expect(parseRunscVersion('runsc version release-20240807.0\nspec: 1.1.0-rc.1\n')).toEqual({
+      version: 'release-20240807.0',
+      spec: '1.1.0-rc.1',
+    });
     expect(parseRunscVersion('runsc version 0.0~20221219.0\nspec: 1.0.2-dev\n')?.version).toBe('0.0~20221219.0');
     expect(parseRunscVersion('Usage: runsc')).toBeUndefined();
   });

@@ -1,11 +1,11 @@
 /** The watch's pure parts: budget arithmetic, the health verdict, the healing ladder, audit, attributes. */
 import { describe, expect, it } from 'vitest';
+import { parseMetadata } from '../../src/agent/introspection.js';
+import { firstPollMs, nextPollMs, RollingWindow, steadyPollMs } from '../../src/aws/budget.js';
 import type { ContainerInstanceView, ContainerState } from '../../src/ports.js';
 import { attributeValue, desiredAttributes, planAttributes, provenEcsModes } from '../../src/watch/attributes.js';
 import { audit } from '../../src/watch/audit.js';
-import { firstPollMs, nextPollMs, RollingWindow, steadyPollMs } from '../../src/aws/budget.js';
 import { classify, HealingLadder } from '../../src/watch/health.js';
-import { parseMetadata } from '../../src/agent/introspection.js';
 
 const budget = { callsPerHour: 12, maxCallsPerHour: 60, alertPollMs: 60_000 };
 const meta = { cluster: 'prod', containerInstanceArn: 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc' };
@@ -60,10 +60,19 @@ describe('health verdict', () => {
     expect(classify({ agent: { running: false } })).toMatchObject({ kind: 'down' });
     expect(classify({ agent })).toMatchObject({ kind: 'wrong', reason: expect.stringMatching(/not registered/) });
     expect(classify({ agent, metadata: meta })).toEqual({ kind: 'healthy' }); // ECS not asked yet
-    expect(classify({ agent, metadata: meta, ecs: 'missing' })).toMatchObject({ kind: 'wrong', reason: expect.stringMatching(/does not know/) });
-    expect(classify({ agent, metadata: meta, ecs: view({ agentConnected: false }) })).toMatchObject({ reason: expect.stringMatching(/disconnected/) });
-    expect(classify({ agent, metadata: meta, ecs: view({ status: 'INACTIVE' }) })).toMatchObject({ reason: expect.stringMatching(/INACTIVE/) });
-    expect(classify({ agent, metadata: meta, ecs: view({ healthStatus: 'IMPAIRED' }) })).toMatchObject({ reason: expect.stringMatching(/IMPAIRED/) });
+    expect(classify({ agent, metadata: meta, ecs: 'missing' })).toMatchObject({
+      kind: 'wrong',
+      reason: expect.stringMatching(/does not know/),
+    });
+    expect(classify({ agent, metadata: meta, ecs: view({ agentConnected: false }) })).toMatchObject({
+      reason: expect.stringMatching(/disconnected/),
+    });
+    expect(classify({ agent, metadata: meta, ecs: view({ status: 'INACTIVE' }) })).toMatchObject({
+      reason: expect.stringMatching(/INACTIVE/),
+    });
+    expect(classify({ agent, metadata: meta, ecs: view({ healthStatus: 'IMPAIRED' }) })).toMatchObject({
+      reason: expect.stringMatching(/IMPAIRED/),
+    });
     expect(classify({ agent: { running: true, health: 'unhealthy' }, metadata: meta, ecs: view() })).toMatchObject({ kind: 'wrong' });
     expect(classify({ agent, metadata: meta, ecs: view({ status: 'DRAINING' }) })).toEqual({ kind: 'healthy' });
   });
@@ -97,7 +106,17 @@ describe('healing ladder', () => {
 
 describe('sandbox audit', () => {
   const c = (o: Partial<ContainerState>): ContainerState => ({
-    id: 'id', name: 'task', runtime: 'runsc', status: 'running', running: true, pid: 10, startedAt: '', finishedAt: '', exitCode: 0, labels: {}, ...o,
+    id: 'id',
+    name: 'task',
+    runtime: 'runsc',
+    status: 'running',
+    running: true,
+    pid: 10,
+    startedAt: '',
+    finishedAt: '',
+    exitCode: 0,
+    labels: {},
+    ...o,
   });
   it('flags other runtimes and runsc containers without a sandbox process; exempts our agent and probes by their recorded IDs only', () => {
     const cmd = new Map<number, string[] | undefined>([
@@ -135,7 +154,16 @@ describe('sandbox audit', () => {
       [11, ['runsc-sandbox', '--network=none', '--network=host', 'boot']], // the entry point's flag comes last
       [12, ['sleep']],
     ]);
-    const r = audit([c({ id: 'a', pid: 10, networkMode: 'bridge' }), c({ id: 'b', pid: 11, networkMode: 'container:pause' }), c({ id: 'c', pid: 12, runtime: 'runc', networkMode: 'host' })], cmd, 'runsc', new Set());
+    const r = audit(
+      [
+        c({ id: 'a', pid: 10, networkMode: 'bridge' }),
+        c({ id: 'b', pid: 11, networkMode: 'container:pause' }),
+        c({ id: 'c', pid: 12, runtime: 'runc', networkMode: 'host' }),
+      ],
+      cmd,
+      'runsc',
+      new Set(),
+    );
     expect(r.networks.map((n) => [n.id, n.networkMode, n.stack])).toEqual([
       ['a', 'bridge', 'netstack'],
       ['b', 'container:pause', 'passthrough'],
@@ -148,7 +176,10 @@ describe('attributes', () => {
   it('publishes verified with a valid version value, replaces it when verification lapses, and stays quiet when in place', () => {
     expect(attributeValue('0.0~20221219')).toBe('0.0_20221219');
     const want = desiredAttributes(true, '0.0~20221219');
-    expect(planAttributes(want, {})).toEqual({ put: { 'ecs-gvisor.sandbox': 'verified', 'ecs-gvisor.runsc-version': '0.0_20221219' }, remove: [] });
+    expect(planAttributes(want, {})).toEqual({
+      put: { 'ecs-gvisor.sandbox': 'verified', 'ecs-gvisor.runsc-version': '0.0_20221219' },
+      remove: [],
+    });
     expect(planAttributes(want, { ...want, 'ecs.os-type': 'linux' })).toEqual({ put: {}, remove: [] });
     expect(planAttributes(desiredAttributes(false, undefined), want)).toEqual({
       put: { 'ecs-gvisor.sandbox': 'unverified' },
@@ -162,8 +193,15 @@ describe('attributes', () => {
     expect(provenEcsModes({ own: ok, joined: no, host: no })).toEqual(['bridge']);
     expect(provenEcsModes({ own: no, joined: ok, host: ok })).toEqual(['host']);
     const all = desiredAttributes(true, '1', 0, { own: ok, joined: ok, host: ok });
-    expect(all).toMatchObject({ 'ecs-gvisor.network.bridge': 'verified', 'ecs-gvisor.network.awsvpc': 'verified', 'ecs-gvisor.network.host': 'verified' });
-    expect(planAttributes(desiredAttributes(true, '1', 0, { own: ok, joined: no, host: no }), all).remove).toEqual(['ecs-gvisor.network.awsvpc', 'ecs-gvisor.network.host']);
+    expect(all).toMatchObject({
+      'ecs-gvisor.network.bridge': 'verified',
+      'ecs-gvisor.network.awsvpc': 'verified',
+      'ecs-gvisor.network.host': 'verified',
+    });
+    expect(planAttributes(desiredAttributes(true, '1', 0, { own: ok, joined: no, host: no }), all).remove).toEqual([
+      'ecs-gvisor.network.awsvpc',
+      'ecs-gvisor.network.host',
+    ]);
     expect(planAttributes(desiredAttributes(false, undefined), all).remove).toEqual([
       'ecs-gvisor.runsc-version',
       'ecs-gvisor.network.bridge',
@@ -175,10 +213,12 @@ describe('attributes', () => {
 
 describe('introspection metadata', () => {
   it('reads the ARN, treats an empty one as not registered, and refuses garbage', () => {
-    expect(parseMetadata('u', JSON.stringify({ Cluster: 'prod', ContainerInstanceArn: meta.containerInstanceArn, Version: 'v1' }))).toEqual({
-      ...meta,
-      version: 'v1',
-    });
+    expect(parseMetadata('u', JSON.stringify({ Cluster: 'prod', ContainerInstanceArn: meta.containerInstanceArn, Version: 'v1' }))).toEqual(
+      {
+        ...meta,
+        version: 'v1',
+      },
+    );
     expect(parseMetadata('u', '{"Cluster":"prod","ContainerInstanceArn":""}')).toBeUndefined();
     expect(() => parseMetadata('http://127.0.0.1:51678/v1/metadata', '<html>')).toThrow(/51678.*not JSON/);
     expect(() => parseMetadata('u', '{"ContainerInstanceArn":"i-123"}')).toThrow(/not a container instance ARN/);

@@ -1,5 +1,12 @@
 // The part of the ECS and Auto Scaling SDKs ecs-gvisor calls, loaded on first use (adapters/aws.ts). Named
 // imports keep the bundle's copy to what is used; one module, so the two share one copy of the SDK's core.
+
+export {
+  AutoScalingClient,
+  CompleteLifecycleActionCommand,
+  RecordLifecycleActionHeartbeatCommand,
+  SetInstanceHealthCommand,
+} from '@aws-sdk/client-auto-scaling';
 export {
   DeleteAttributesCommand,
   DescribeContainerInstancesCommand,
@@ -7,4 +14,3 @@ export {
   PutAttributesCommand,
   UpdateContainerInstancesStateCommand,
 } from '@aws-sdk/client-ecs';
-export { AutoScalingClient, CompleteLifecycleActionCommand, RecordLifecycleActionHeartbeatCommand, SetInstanceHealthCommand } from '@aws-sdk/client-auto-scaling';

@@ -4,7 +4,7 @@
  */
 import { AGENT_NAME } from '../../agent/agent-spec.js';
 import type { AgentSupervisor } from '../../agent/supervisor.js';
-import { firstPollMs, type EcsBudget } from '../../aws/budget.js';
+import { type EcsBudget, firstPollMs } from '../../aws/budget.js';
 import { EcsGvisorError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { AgentMetadata, DockerPort } from '../../ports.js';
@@ -76,7 +76,10 @@ export class AgentMonitor implements Monitor {
       const problem = await this.deps.introspectionOwner(c.pid);
       if (problem) {
         if (problem !== this.listenerProblem) {
-          log.error({ claimedArn: meta.containerInstanceArn, problem }, 'the introspection answer is not the agent’s: ignored (no attributes, drain or lifecycle action for it)');
+          log.error(
+            { claimedArn: meta.containerInstanceArn, problem },
+            'the introspection answer is not the agent’s: ignored (no attributes, drain or lifecycle action for it)',
+          );
           state.recordError('introspection', new EcsGvisorError('HTTP_FAILED', `The introspection answer is not the agent's: ${problem}.`));
         }
         this.listenerProblem = problem;
@@ -87,7 +90,10 @@ export class AgentMonitor implements Monitor {
     }
     state.obs.metadata = meta;
     if (meta && meta.containerInstanceArn !== before) {
-      log.info({ cluster: meta.cluster, containerInstanceArn: meta.containerInstanceArn, agentVersion: meta.version }, 'the agent registered');
+      log.info(
+        { cluster: meta.cluster, containerInstanceArn: meta.containerInstanceArn, agentVersion: meta.version },
+        'the agent registered',
+      );
       Object.assign(state.snap.registration, {
         cluster: meta.cluster,
         containerInstanceArn: meta.containerInstanceArn,

@@ -32,13 +32,18 @@ export class AuditMonitor implements Monitor {
     const { state, attributes } = this.ctx;
     const running = await docker.listContainers({ all: false });
     const cmdlines = new Map<number, readonly string[] | undefined>();
-    await Promise.all(running.filter((c) => c.pid > 0).map(async (c) => cmdlines.set(c.pid, await host.cmdline(c.pid).catch(() => undefined))));
+    await Promise.all(
+      running.filter((c) => c.pid > 0).map(async (c) => cmdlines.set(c.pid, await host.cmdline(c.pid).catch(() => undefined))),
+    );
     const [probes, agentId] = await Promise.all([probeNames(this.deps.store), ourAgentId(this.deps.store)]);
     const ours = new Set([...running.filter((c) => probes.has(c.name)).map((c) => c.id), ...(agentId ? [agentId] : [])]);
     const result = audit(running, cmdlines, this.opts.runtimeName, ours);
     const known = new Set(state.snap.audit.violations.map((v) => v.id));
     for (const v of result.violations.filter((x) => !known.has(x.id))) {
-      log.error({ container: v.name, id: v.id.slice(0, 12), runtime: v.runtime, reason: v.reason, action: this.opts.action }, 'sandbox audit: a container runs outside gVisor');
+      log.error(
+        { container: v.name, id: v.id.slice(0, 12), runtime: v.runtime, reason: v.reason, action: this.opts.action },
+        'sandbox audit: a container runs outside gVisor',
+      );
     }
     const stopped: string[] = [];
     if (this.opts.action === 'stop') {
@@ -49,7 +54,14 @@ export class AuditMonitor implements Monitor {
       }
     }
     const wasViolated = state.snap.audit.violations.length > 0;
-    state.snap.audit = { checkedAt: state.now(), checked: result.checked, violations: result.violations, action: this.opts.action, stopped, networks: result.networks };
+    state.snap.audit = {
+      checkedAt: state.now(),
+      checked: result.checked,
+      violations: result.violations,
+      action: this.opts.action,
+      stopped,
+      networks: result.networks,
+    };
     metrics.auditViolations.set(result.violations.length);
     metrics.auditedContainers.set(result.checked);
     // The scheduler must know at once: no untrusted task is placed here while a violation stands.

@@ -70,15 +70,24 @@ export class DriftMonitor implements Monitor {
     const { state } = this.ctx;
     const held = supervisor.snapshot.holds?.sandbox;
     const plan = await runtime.plan();
-    const runscChanged = plan.runsc.problem !== undefined || (state.verified.version !== undefined && plan.runsc.version !== state.verified.version);
+    const runscChanged =
+      plan.runsc.problem !== undefined || (state.verified.version !== undefined && plan.runsc.version !== state.verified.version);
     const drifted = plan.daemonJson.changed || plan.entry.changed || !plan.live.converged || runscChanged;
     const agentPlan = drifted || held || !state.verified.ok || supervisor.snapshot.stopped ? undefined : await agent.plan();
     const agentDrift = agentPlan?.container.action === 'recreate' || agentPlan?.container.action === 'replace-foreign';
     const net = await network?.plan();
     const missing = net ? net.rules.filter((r) => !r.present) : [];
-    if (net && state.snap.network) Object.assign(state.snap.network, { rules: net.rules.length, missing: missing.length, checkedAt: state.now() });
+    if (net && state.snap.network)
+      Object.assign(state.snap.network, { rules: net.rules.length, missing: missing.length, checkedAt: state.now() });
     const netDrift = net !== undefined && (net.routeLocalnet.change || missing.length > 0);
-    return { plan, drifted, agentPlan: agentDrift ? agentPlan : undefined, netDrift, missing, any: drifted || held !== undefined || agentDrift || netDrift };
+    return {
+      plan,
+      drifted,
+      agentPlan: agentDrift ? agentPlan : undefined,
+      netDrift,
+      missing,
+      any: drifted || held !== undefined || agentDrift || netDrift,
+    };
   }
 
   private async repair({ plan, drifted, agentPlan, netDrift, missing }: Drift, held: string | undefined): Promise<void> {
@@ -86,7 +95,10 @@ export class DriftMonitor implements Monitor {
     const { state, attributes } = this.ctx;
     if (netDrift && network && state.snap.network) {
       // Someone flushed a chain (iptables -F) or reset route_localnet: bridge tasks would reach IMDS again.
-      log.warn({ missing: missing.map((r) => `${r.family === 6 ? 'ip6tables' : 'iptables'} -t ${r.table} ${r.chain}: ${r.why}`) }, 'network drift: our rules are gone; adding them again');
+      log.warn(
+        { missing: missing.map((r) => `${r.family === 6 ? 'ip6tables' : 'iptables'} -t ${r.table} ${r.chain}: ${r.why}`) },
+        'network drift: our rules are gone; adding them again',
+      );
       const r = await network.apply();
       metrics.repairs.inc({ kind: 'network' });
       Object.assign(state.snap.network, { missing: 0, repairs: state.snap.network.repairs + 1, repairedAt: state.now() });
@@ -95,7 +107,13 @@ export class DriftMonitor implements Monitor {
     if (drifted || held) {
       if (drifted) {
         log.warn(
-          { file: plan.daemonJson.file, changes: plan.daemonJson.changes, diff: plan.daemonJson.diff || undefined, liveDefaultRuntime: plan.live.defaultRuntime, runsc: plan.runsc },
+          {
+            file: plan.daemonJson.file,
+            changes: plan.daemonJson.changes,
+            diff: plan.daemonJson.diff || undefined,
+            liveDefaultRuntime: plan.live.defaultRuntime,
+            runsc: plan.runsc,
+          },
           'runtime drift: daemon.json, Docker’s default runtime or runsc changed under us; re-applying and proving again',
         );
         const what = plan.daemonJson.changed
@@ -123,7 +141,10 @@ export class DriftMonitor implements Monitor {
       return;
     }
     if (!agentPlan) return;
-    log.warn({ action: agentPlan.container.action, diff: agentPlan.container.diff || undefined }, 'agent drift: the container no longer matches its spec; recreating it');
+    log.warn(
+      { action: agentPlan.container.action, diff: agentPlan.container.diff || undefined },
+      'agent drift: the container no longer matches its spec; recreating it',
+    );
     await supervisor.exclusive(() => agent.apply());
     metrics.repairs.inc({ kind: 'agent' });
   }

@@ -2,8 +2,8 @@
  * ECS's view of the registration (DescribeContainerInstances, inside the budget): whether ECS says it
  * is this EC2 instance, its status and connection, and the attributes we publish on it.
  */
-import { BudgetSpent, outcomeOf, type AwsCaller } from '../../aws/aws-caller.js';
-import { nextPollMs, type EcsBudget } from '../../aws/budget.js';
+import { type AwsCaller, BudgetSpent, outcomeOf } from '../../aws/aws-caller.js';
+import { type EcsBudget, nextPollMs } from '../../aws/budget.js';
 import { EcsGvisorError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { ContainerInstanceView } from '../../ports.js';
@@ -51,7 +51,12 @@ export class EcsMonitor implements Monitor {
     const r = state.snap.registration;
     let view: ContainerInstanceView | undefined;
     try {
-      view = await aws.ecs(state.region(), 'DescribeContainerInstances', (ecs) => ecs.describeContainerInstance(meta.cluster, meta.containerInstanceArn), signal);
+      view = await aws.ecs(
+        state.region(),
+        'DescribeContainerInstances',
+        (ecs) => ecs.describeContainerInstance(meta.cluster, meta.containerInstanceArn),
+        signal,
+      );
       this.throttledStreak = 0;
       r.lastCall = { outcome: 'ok', at: state.now() };
     } catch (err) {
@@ -96,7 +101,10 @@ export class EcsMonitor implements Monitor {
         { containerInstanceArn: arn, ecsSaysEc2Instance: view.ec2InstanceId ?? '(none)', thisEc2Instance: own },
         'ECS says the container instance introspection named is another EC2 instance: no attributes, drain or lifecycle action for it',
       );
-      state.recordError('ecs', new EcsGvisorError('AWS_API', `ECS says ${arn} is EC2 instance ${view.ec2InstanceId ?? '(none)'}, not this instance ${own}.`));
+      state.recordError(
+        'ecs',
+        new EcsGvisorError('AWS_API', `ECS says ${arn} is EC2 instance ${view.ec2InstanceId ?? '(none)'}, not this instance ${own}.`),
+      );
     }
     state.identity = { arn, ok };
     return ok;

@@ -2,8 +2,8 @@
 import type { AgentSupervisor } from '../../agent/supervisor.js';
 import type { Lifecycle } from '../../lifecycle/lifecycle.js';
 import type { Monitor } from '../scheduler.js';
-import type { EcsMonitor } from './ecs-monitor.js';
 import { MINUTES, type WatchContext } from './context.js';
+import type { EcsMonitor } from './ecs-monitor.js';
 
 export class LifecycleMonitor implements Monitor {
   readonly name = 'lifecycle';
@@ -25,7 +25,11 @@ export class LifecycleMonitor implements Monitor {
     const { state, sched } = this.ctx;
     // Hooks and drains act on the ECS record only once ECS has said it is this instance's.
     const meta = state.confirmedMetadata();
-    const r = await lifecycle.tick('watching', { verified: state.verified.ok, metadata: meta, ecs: meta ? state.obs.ecs : undefined, ecsAt: state.ecsAt }, signal);
+    const r = await lifecycle.tick(
+      'watching',
+      { verified: state.verified.ok, metadata: meta, ecs: meta ? state.obs.ecs : undefined, ecsAt: state.ecsAt },
+      signal,
+    );
     const heldForLifecycle = supervisor.snapshot.holds?.lifecycle !== undefined;
     if (r.agent?.want === 'hold' && !heldForLifecycle) await supervisor.hold(r.agent.reason, 'lifecycle');
     if (r.agent?.want === 'run' && heldForLifecycle) {
