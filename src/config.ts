@@ -14,6 +14,9 @@ export const DEFAULT_CONFIG_PATH = '/etc/ecs/ecs-gvisor.config';
 export const PREFIX = 'ECS_GVISOR_';
 /** The probe image ecs-gvisor builds itself when missing (no registry needed); see runtime/probe-image.ts. */
 export const BUILTIN_PROBE_IMAGE = 'ecs-gvisor/probe:1';
+/** Workload hygiene findings the audit reports for each task (ECS_GVISOR_HYGIENE_VIOLATIONS makes some violations). */
+export const HYGIENE_ITEMS = ['root', 'writable-host-mounts', 'privileged', 'capabilities'] as const;
+export type HygieneItem = (typeof HYGIENE_ITEMS)[number];
 
 const absolutePath = z.string().regex(/^\//, 'must be an absolute path');
 const bool = z
@@ -137,6 +140,22 @@ const schema = z.object({
   AUDIT_INTERVAL_SECONDS: positiveInt(86_400).default(60),
   /** What the sandbox audit does with a container running outside gVisor. */
   AUDIT_ACTION: z.enum(['report', 'stop'], { message: 'must be report or stop' }).default('report'),
+  /** The workload hygiene findings that count as violations (the rest are only reported). */
+  HYGIENE_VIOLATIONS: z
+    .string()
+    .refine(
+      (v) => v.split(',').every((i) => i.trim() === '' || (HYGIENE_ITEMS as readonly string[]).includes(i.trim())),
+      `must be a comma-separated list of ${HYGIENE_ITEMS.join(', ')}`,
+    )
+    .transform((v) =>
+      Object.freeze(
+        v
+          .split(',')
+          .map((i) => i.trim())
+          .filter(Boolean) as HygieneItem[],
+      ),
+    )
+    .default([]),
   /** How long the agent may be unregistered, disconnected or impaired before it is restarted. */
   UNHEALTHY_SECONDS: positiveInt(86_400).default(300),
   HEAL_MAX_RESTARTS: wholeNumber(100).default(3),

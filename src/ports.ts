@@ -73,6 +73,8 @@ export interface DockerInfo {
   runtimes: Record<string, RuntimeInfo>;
   cgroupVersion: string;
   cgroupDriver: string;
+  /** The daemon remaps container root (userns-remap: "name=userns" among its security options). */
+  usernsRemap?: boolean;
 }
 
 export interface ContainerSpec {
@@ -103,6 +105,19 @@ export interface ContainerState {
   labels: Record<string, string>;
   /** Docker's health check verdict (healthy, unhealthy, starting), when the container has one. */
   health?: string;
+  /** The limits it was created with (HostConfig) and its cgroup parent; 0 or absent: none. */
+  resources?: { memory?: number; nanoCpus?: number; cpuQuota?: number; cpuPeriod?: number; pidsLimit?: number; cgroupParent?: string };
+  /** What it runs as and may touch on the host. */
+  security?: {
+    /** Config.User ('' = the image's default, root unless the image says otherwise). */
+    user: string;
+    privileged: boolean;
+    capAdd: string[];
+    /** Host paths bind-mounted read-write. */
+    writableHostMounts: string[];
+    /** HostConfig.UsernsMode: "host" turns the daemon's userns-remap off for this container. */
+    usernsMode: string;
+  };
 }
 
 export interface DockerPort {
@@ -165,6 +180,13 @@ export interface HostPort {
   processesMentioning(text: string): Promise<Array<{ pid: number; argv: string[] }>>;
   /** Whether systemd is PID 1's init (/run/systemd/system exists). */
   systemdRunning(): Promise<boolean>;
+  /** The children of a live process (of all its threads); [] when it does not exist. */
+  childrenOf(pid: number): Promise<number[]>;
+  /**
+   * The text of a small kernel file (/proc/<pid>/cgroup, a cgroup's limit file), or undefined when it
+   * does not exist. Only for files the kernel makes, which no local user can turn into a FIFO or a link.
+   */
+  kernelText(path: string): Promise<string | undefined>;
 }
 
 export interface UnitState {

@@ -39,6 +39,7 @@ export class DockerodeDocker implements DockerPort {
       runtimes: (i.Runtimes ?? {}) as DockerInfo['runtimes'],
       cgroupVersion: String(i.CgroupVersion ?? '1'),
       cgroupDriver: String(i.CgroupDriver ?? ''),
+      usernsRemap: ((i.SecurityOptions ?? []) as string[]).some((o) => o.includes('name=userns')),
     };
   }
 
@@ -296,6 +297,17 @@ function errText(err: unknown): string {
 }
 
 function toState(i: Docker.ContainerInspectInfo): ContainerState {
+  const h = i.HostConfig as {
+    Memory?: number;
+    NanoCpus?: number;
+    CpuQuota?: number;
+    CpuPeriod?: number;
+    PidsLimit?: number | null;
+    CgroupParent?: string;
+    Privileged?: boolean;
+    CapAdd?: string[] | null;
+    UsernsMode?: string;
+  };
   return {
     id: i.Id,
     name: i.Name.replace(/^\//, ''),
@@ -310,6 +322,21 @@ function toState(i: Docker.ContainerInspectInfo): ContainerState {
     networkMode: String((i.HostConfig as { NetworkMode?: string }).NetworkMode ?? ''),
     labels: i.Config.Labels ?? {},
     health: (i.State as { Health?: { Status?: string } }).Health?.Status,
+    resources: {
+      memory: h.Memory,
+      nanoCpus: h.NanoCpus,
+      cpuQuota: h.CpuQuota,
+      cpuPeriod: h.CpuPeriod,
+      pidsLimit: h.PidsLimit ?? undefined,
+      cgroupParent: h.CgroupParent ?? '',
+    },
+    security: {
+      user: i.Config.User ?? '',
+      privileged: h.Privileged === true,
+      capAdd: h.CapAdd ?? [],
+      writableHostMounts: (i.Mounts ?? []).filter((m) => m.Type === 'bind' && m.RW).map((m) => m.Source),
+      usernsMode: h.UsernsMode ?? '',
+    },
   };
 }
 

@@ -69,6 +69,22 @@ export class LinuxHost implements HostPort {
     return found;
   }
 
+  async childrenOf(pid: number): Promise<number[]> {
+    const tasks = await fs.readdir(`${this.procRoot}/${pid}/task`).catch(() => [] as string[]);
+    const lists = await Promise.all(tasks.map((t) => fs.readFile(`${this.procRoot}/${pid}/task/${t}/children`, 'utf8').catch(() => '')));
+    return [...new Set(lists.flatMap((l) => l.split(/\s+/).filter(Boolean).map(Number)))];
+  }
+
+  async kernelText(path: string): Promise<string | undefined> {
+    if (!path.startsWith('/proc/') && !path.startsWith('/sys/')) throw new Error(`${path} is not a kernel file`);
+    try {
+      return await fs.readFile(path, 'utf8');
+    } catch (err) {
+      if (isCode(err, 'ENOENT') || isCode(err, 'ESRCH')) return undefined;
+      throw err;
+    }
+  }
+
   signal(pid: number, signal: NodeJS.Signals): boolean {
     try {
       process.kill(pid, signal);

@@ -83,6 +83,7 @@ export function watchOptions(cfg: Config, service: ServiceEnv, supervisorStallMs
     driftMs: cfg.DRIFT_CHECK_SECONDS * 1000,
     auditMs: cfg.AUDIT_INTERVAL_SECONDS * 1000,
     auditAction: cfg.AUDIT_ACTION,
+    hygiene: cfg.HYGIENE_VIOLATIONS,
     healing: {
       unhealthyMs: cfg.UNHEALTHY_SECONDS * 1000,
       maxRestarts: cfg.HEAL_MAX_RESTARTS,

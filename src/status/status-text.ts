@@ -1,4 +1,6 @@
 /** The status report as text: one row a subject, aligned; `status --json` prints the report itself. */
+import type { Limits } from '../watch/cgroups.js';
+import type { TaskEnforcement } from '../watch/enforcement.js';
 import type { StatusReport } from './status-report.js';
 
 type Row = [string, string];
@@ -67,7 +69,32 @@ function auditRow(audit: StatusReport['audit']): string {
   const networks = (audit.networks ?? []).map(
     (n) => `${n.name}: network ${n.networkMode || '-'}, ${n.stack === 'none' ? 'no sandbox' : n.stack}`,
   );
-  return `${audit.checked} container(s), ${audit.violations.length} violation(s)${ago(audit.checkedAt)}${lines([...violations, ...networks])}`;
+  const tasks = (audit.tasks ?? []).map(taskLine);
+  return `${audit.checked} container(s), ${audit.violations.length} violation(s)${ago(audit.checkedAt)}${lines([...violations, ...networks, ...tasks])}`;
+}
+
+/** Limits as people read them: MiB, CPUs, pids. */
+function limitsText(l: Limits): string {
+  const parts = [
+    l.memoryBytes === undefined ? 'no memory limit' : `memory ${Math.round(l.memoryBytes / 1048576)} MiB`,
+    l.cpuQuotaUs === undefined ? 'no CPU quota' : `${(l.cpuQuotaUs / (l.cpuPeriodUs ?? 100_000)).toFixed(2)} CPUs`,
+    l.pids === undefined ? 'no pids limit' : `pids ${l.pids}`,
+  ];
+  return parts.join(', ');
+}
+
+function taskLine(t: TaskEnforcement): string {
+  const h = t.hygiene;
+  const hygiene = [
+    h.root ? (h.remapped ? 'root (remapped)' : 'root') : 'not root',
+    ...(h.writableHostMounts.length ? [`writable host mounts ${h.writableHostMounts.join(', ')}`] : []),
+    ...(h.privileged ? ['privileged'] : []),
+    ...(h.capAdd.length ? [`capabilities +${h.capAdd.join(',')}`] : []),
+  ];
+  const limits = t.problems.length
+    ? `asked ${limitsText(t.asked)}; enforced ${limitsText(t.enforced)}`
+    : `limits as asked: ${limitsText(t.enforced)}`;
+  return `${t.name}: cgroup ${t.cgroup ?? '?'}; ${limits}; ${hygiene.join(', ')}`;
 }
 
 function networkRulesRow(n: NonNullable<StatusReport['network']>): string {

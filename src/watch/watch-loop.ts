@@ -11,6 +11,7 @@ import type { AgentStep } from '../agent/agent-step.js';
 import type { AgentSupervisor } from '../agent/supervisor.js';
 import type { AwsCaller } from '../aws/aws-caller.js';
 import type { EcsBudget } from '../aws/budget.js';
+import type { HygieneItem } from '../config.js';
 import { messageOf } from '../errors.js';
 import type { Lifecycle } from '../lifecycle/lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -76,6 +77,8 @@ export interface WatchOptions {
   driftMs: number;
   auditMs: number;
   auditAction: 'report' | 'stop';
+  /** Hygiene findings that are violations (ECS_GVISOR_HYGIENE_VIOLATIONS). */
+  hygiene?: readonly HygieneItem[];
   healing: HealingOptions;
   publishAttributes: boolean;
   /** Half of systemd's WatchdogSec (WATCHDOG_USEC), when a watchdog is armed. */
@@ -148,6 +151,7 @@ export class WatchLoop {
         auditMs: opts.auditMs,
         runtimeName: opts.runtimeName,
         action: opts.auditAction,
+        hygiene: opts.hygiene ?? [],
       }),
       ...(deps.lifecycle
         ? [new LifecycleMonitor({ lifecycle: deps.lifecycle, supervisor, ecs }, ctx, { alertPollMs: opts.budget.alertPollMs })]

@@ -9,6 +9,7 @@ import type { AgentMetadata, Clock } from '../ports.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
 import type { SandboxEvidence } from '../runtime/sandbox-proof.js';
 import type { ContainerNetwork, Violation } from './audit.js';
+import type { TaskEnforcement } from './enforcement.js';
 import type { Observations, Verdict } from './health.js';
 
 export interface WatchSnapshot {
@@ -55,6 +56,8 @@ export interface WatchSnapshot {
     action: 'report' | 'stop';
     stopped: string[];
     networks?: ContainerNetwork[];
+    /** Each sandboxed task: its cgroup, limits asked and enforced, the task's cgroup, hygiene. */
+    tasks?: TaskEnforcement[];
   };
   attributes: { published: Record<string, string>; at?: string };
   /** Our iptables rules and route_localnet, when `run` applied them: as last checked, and how often put back. */

@@ -4,12 +4,13 @@
  * introspection endpoints on 127.0.0.1 reached through the real SDK clients. Intervals are shortened
  * through configuration keys; assertions are on Docker, the files, the fakes' recorded calls and status.
  */
-import { chmodSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { type App, type AppOverrides, buildApp, type ServiceEnv } from '../../src/cli/composition.js';
 import { parseConfig } from '../../src/config.js';
-import { dockerClient, liveRuntime, RUNSC } from '../harness/docker-state.js';
+import { renderStatusText } from '../../src/status/status-text.js';
+import { dockerClient, liveRuntime, RUNSC, RUNSC_ARGS, resetDocker } from '../harness/docker-state.js';
 import { ARN, type FakeAutoScaling, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
 import { NotifySocket } from '../harness/notify-socket.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';
@@ -291,6 +292,110 @@ describe('watch: dockerd restarts', () => {
     });
     expect(st.agent.id).toBe(first.Id);
     expect((await liveRuntime(d)).defaultRuntime).toBe('runsc'); // daemon.json still says so after the restart
+  });
+});
+
+describe('watch: per-task enforcement and hygiene', () => {
+  const TASK = '0123456789abcdef0123456789abcdef';
+  /** A task container as the ECS agent creates one: limits, and the task's cgroup parent. */
+  const task = (name: string, o: { Runtime?: string; User?: string; HostConfig?: Record<string, unknown> } = {}) =>
+    docker.createContainer({
+      Image: busybox,
+      Cmd: ['sleep', '600'],
+      name,
+      User: o.User ?? '1000',
+      HostConfig: {
+        Memory: 64 << 20,
+        NanoCpus: 500_000_000,
+        PidsLimit: 50,
+        CgroupParent: `/ecs/${TASK}`,
+        Runtime: o.Runtime,
+        ...o.HostConfig,
+      },
+    });
+  const taskIn = (st: Awaited<ReturnType<App['status']>>, name: string) => st.audit?.tasks?.find((t) => t.name === name);
+
+  it('finds each task’s sandbox in its own cgroup under the task with the limits asked; one runsc that ignores cgroups is a violation', async () => {
+    // A second runtime: the same runsc told to leave cgroups alone (the sandbox stays where the shim is).
+    await resetDocker(
+      d,
+      `${JSON.stringify({ runtimes: { 'runsc-nocg': { path: RUNSC, runtimeArgs: [RUNSC_ARGS, '--ignore-cgroups'] } } })}\n`,
+    );
+    await start();
+    const limited = await task('task-limited');
+    await limited.start();
+    const loose = await task('task-loose', { Runtime: 'runsc-nocg' });
+    await loose.start();
+    const st = await until('both tasks audited', async () => {
+      const s = await app.status();
+      return taskIn(s, 'task-limited') && taskIn(s, 'task-loose') ? s : undefined;
+    });
+    const ok = taskIn(st, 'task-limited')!;
+    expect(ok).toMatchObject({
+      cgroup: `/ecs/${TASK}/${limited.id}`,
+      cgroupParent: `/ecs/${TASK}`,
+      asked: { memoryBytes: 64 << 20, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000, pids: 50 },
+      enforced: { memoryBytes: 64 << 20, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000, pids: 50 },
+      parent: { path: `/ecs/${TASK}` },
+      problems: [],
+      hygiene: { root: false, privileged: false, writableHostMounts: [], capAdd: [] },
+    });
+    expect(st.audit!.violations.filter((v) => v.name === 'task-limited')).toEqual([]);
+    // Its gofer was found beside the sandbox (and is in the same cgroup, or it would be a problem).
+    expect(ok.gofers.length).toBeGreaterThan(0);
+    const bad = taskIn(st, 'task-loose')!;
+    expect(bad.problems.join('\n')).toMatch(/its process \(pid \d+\) is in cgroup \S+, not the container's own/);
+    // Its sandbox stays where the shim is, and no limit governs it there.
+    expect(st.audit!.violations.filter((v) => v.name === 'task-loose').map((v) => v.reason)).toEqual([
+      'created with runtime "runsc-nocg", not runsc',
+      expect.stringMatching(/^not enforced: its process \(pid \d+\) is in cgroup \S+, not the container's own$/),
+      'not enforced: memory limit 67108864 asked, none enforced',
+      'not enforced: CPU quota 0.500 CPUs asked, none enforced',
+      'not enforced: pids limit 50 asked, none enforced',
+    ]);
+    // Status says it per task, asked against enforced.
+    const text = renderStatusText(st);
+    expect(text).toContain(`task-limited: cgroup /ecs/${TASK}/${limited.id}; limits as asked: memory 64 MiB, 0.50 CPUs, pids 50; not root`);
+    expect(text).toMatch(/task-loose: cgroup \S+; asked memory 64 MiB, 0\.50 CPUs, pids 50; enforced /);
+  });
+
+  it('reports root, writable host mounts, privileged and added capabilities; makes them violations only where the policy says', async () => {
+    mkdirSync(`${host.dir}/data`, { recursive: true });
+    const risky = {
+      User: '',
+      HostConfig: { Binds: [`${host.dir}/data:/data`, '/etc/hostname:/etc/h:ro'], CapAdd: ['NET_ADMIN'], Privileged: true },
+    };
+    await start();
+    await (await task('task-risky', risky)).start();
+    const st = await until('the task audited', async () => {
+      const s = await app.status();
+      return taskIn(s, 'task-risky') ? s : undefined;
+    });
+    expect(taskIn(st, 'task-risky')).toMatchObject({
+      hygiene: { root: true, remapped: false, writableHostMounts: [`${host.dir}/data`], privileged: true, capAdd: ['NET_ADMIN'] },
+      hygieneViolations: [],
+    });
+    expect(st.audit!.violations).toEqual([]); // reported, not a violation, by default
+    expect(renderStatusText(st)).toMatch(
+      new RegExp(`task-risky: .*; root, writable host mounts ${host.dir}/data, privileged, capabilities \\+NET_ADMIN`),
+    );
+  });
+
+  it('with ECS_GVISOR_HYGIENE_VIOLATIONS, what it names is a violation (the attribute says so, AUDIT_ACTION applies)', async () => {
+    mkdirSync(`${host.dir}/data`, { recursive: true });
+    await start({ ECS_GVISOR_HYGIENE_VIOLATIONS: 'root,writable-host-mounts' });
+    await register();
+    await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    await (await task('task-rooted', { User: '0', HostConfig: { Binds: [`${host.dir}/data:/data`] } })).start();
+    const st = await until('the hygiene violations', async () => {
+      const s = await app.status();
+      return s.audit?.violations.some((v) => v.name === 'task-rooted') ? s : undefined;
+    });
+    expect(st.audit!.violations.map((v) => v.reason)).toEqual([
+      'hygiene: runs as root (ECS_GVISOR_HYGIENE_VIOLATIONS)',
+      `hygiene: host paths mounted writable: ${host.dir}/data (ECS_GVISOR_HYGIENE_VIOLATIONS)`,
+    ]);
+    await until('the attribute no longer verified', () => attrs()['ecs-gvisor.sandbox'] !== 'verified');
   });
 });
 

@@ -1,13 +1,17 @@
 /**
- * The sandbox audit: every running container but ours must run under the gVisor runtime. A violation
- * is logged once, counted, withdraws `verified` from the attributes, and is stopped when configured.
+ * The sandbox audit: every running container but ours must run under the gVisor runtime, its sandbox in
+ * the cgroup Docker made for it with the limits it was asked for (enforcement.ts); workload hygiene is
+ * reported, and is a violation where ECS_GVISOR_HYGIENE_VIOLATIONS says so. A violation is logged once,
+ * counted, withdraws `verified` from the attributes, and is stopped when configured.
  */
 import { ourAgentId } from '../../agent/agent-step.js';
+import type { HygieneItem } from '../../config.js';
 import type { Logger } from '../../logger.js';
-import type { DockerPort, HostPort } from '../../ports.js';
+import type { ContainerState, DockerPort, HostPort } from '../../ports.js';
 import { probeNames } from '../../runtime/sandbox-proof.js';
 import type { StateStore } from '../../state-store.js';
-import { audit } from '../audit.js';
+import { audit, type Violation } from '../audit.js';
+import { cgroupFilesFor, judgeTask, type TaskEnforcement } from '../enforcement.js';
 import type { WatchMetrics } from '../metrics.js';
 import type { Monitor } from '../scheduler.js';
 import { MINUTES, type WatchContext } from './context.js';
@@ -20,7 +24,7 @@ export class AuditMonitor implements Monitor {
   constructor(
     private readonly deps: { docker: DockerPort; host: HostPort; log: Logger; metrics: WatchMetrics; store: StateStore },
     private readonly ctx: WatchContext,
-    private readonly opts: { auditMs: number; runtimeName: string; action: 'report' | 'stop' },
+    private readonly opts: { auditMs: number; runtimeName: string; action: 'report' | 'stop'; hygiene: readonly HygieneItem[] },
   ) {}
 
   nextInMs(): number {
@@ -30,7 +34,7 @@ export class AuditMonitor implements Monitor {
   async run(): Promise<void> {
     const { docker, host, log, metrics } = this.deps;
     const { state, attributes } = this.ctx;
-    const running = await docker.listContainers({ all: false });
+    const [running, info] = await Promise.all([docker.listContainers({ all: false }), docker.info()]);
     const cmdlines = new Map<number, readonly string[] | undefined>();
     await Promise.all(
       running.filter((c) => c.pid > 0).map(async (c) => cmdlines.set(c.pid, await host.cmdline(c.pid).catch(() => undefined))),
@@ -38,16 +42,28 @@ export class AuditMonitor implements Monitor {
     const [probes, agentId] = await Promise.all([probeNames(this.deps.store), ourAgentId(this.deps.store)]);
     const ours = new Set([...running.filter((c) => probes.has(c.name)).map((c) => c.id), ...(agentId ? [agentId] : [])]);
     const result = audit(running, cmdlines, this.opts.runtimeName, ours);
-    const known = new Set(state.snap.audit.violations.map((v) => v.id));
-    for (const v of result.violations.filter((x) => !known.has(x.id))) {
-      log.error(
-        { container: v.name, id: v.id.slice(0, 12), runtime: v.runtime, reason: v.reason, action: this.opts.action },
-        'sandbox audit: a container runs outside gVisor',
-      );
+    // Each task: in its own cgroup under the task's, with the limits asked for; and its hygiene.
+    const audited = running.filter((c) => c.running && c.pid > 0 && !ours.has(c.id));
+    const tasks = await Promise.all(audited.map((c) => this.enforcement(c, info.usernsRemap === true)));
+    const violations: Violation[] = [...result.violations];
+    for (const [i, t] of tasks.entries()) {
+      const base = { id: t.id, name: t.name, runtime: audited[i]!.runtime || '(default at creation)' };
+      for (const p of t.problems) violations.push({ ...base, reason: `not enforced: ${p}` });
+      for (const h of t.hygieneViolations)
+        violations.push({ ...base, reason: `hygiene: ${hygieneText(h, t)} (ECS_GVISOR_HYGIENE_VIOLATIONS)` });
+    }
+    const known = new Set(state.snap.audit.violations.map((v) => `${v.id} ${v.reason}`));
+    for (const v of violations.filter((x) => !known.has(`${x.id} ${x.reason}`))) {
+      const what = v.reason.startsWith('not enforced')
+        ? 'sandbox audit: a task’s limits are not enforced'
+        : v.reason.startsWith('hygiene')
+          ? 'sandbox audit: a task breaks the hygiene policy'
+          : 'sandbox audit: a container runs outside gVisor';
+      log.error({ container: v.name, id: v.id.slice(0, 12), runtime: v.runtime, reason: v.reason, action: this.opts.action }, what);
     }
     const stopped: string[] = [];
     if (this.opts.action === 'stop') {
-      for (const v of result.violations) {
+      for (const v of new Map(violations.map((x) => [x.id, x])).values()) {
         await docker.stopContainer(v.id, 10);
         stopped.push(v.id);
         log.warn({ container: v.name, id: v.id.slice(0, 12) }, 'sandbox audit: stopped (ECS_GVISOR_AUDIT_ACTION=stop)');
@@ -57,14 +73,48 @@ export class AuditMonitor implements Monitor {
     state.snap.audit = {
       checkedAt: state.now(),
       checked: result.checked,
-      violations: result.violations,
+      violations,
       action: this.opts.action,
       stopped,
       networks: result.networks,
+      tasks,
     };
-    metrics.auditViolations.set(result.violations.length);
+    metrics.auditViolations.set(violations.length);
     metrics.auditedContainers.set(result.checked);
     // The scheduler must know at once: no untrusted task is placed here while a violation stands.
-    if (wasViolated !== result.violations.length > 0) await attributes.republish();
+    if (wasViolated !== violations.length > 0) await attributes.republish();
+  }
+
+  /** Read what one container's enforcement is judged on: its sandbox's and gofers' cgroups, the limit files. */
+  private async enforcement(c: ContainerState, usernsRemap: boolean): Promise<TaskEnforcement> {
+    const { host } = this.deps;
+    const read = (path: string) => host.kernelText(path).catch(() => undefined);
+    const shim = await host.parentOf(c.pid);
+    const siblings = shim ? (await host.childrenOf(shim)).filter((p) => p !== c.pid) : [];
+    // The gofer is started beside the sandbox, by the same shim: runsc-gofer … gofer --bundle …/<id>.
+    const gofers = (await Promise.all(siblings.map(async (pid) => ({ pid, argv: await host.cmdline(pid).catch(() => undefined) })))).filter(
+      (p) => p.argv?.includes('gofer') && p.argv.some((a) => a.includes(c.id)),
+    );
+    const [sandbox, goferCgroups] = await Promise.all([
+      read(`/proc/${c.pid}/cgroup`),
+      Promise.all(gofers.map(async (g) => ({ pid: g.pid, cgroups: await read(`/proc/${g.pid}/cgroup`) }))),
+    ]);
+    const paths = cgroupFilesFor(sandbox);
+    const texts = await Promise.all(paths.map(read));
+    const files = Object.fromEntries(paths.map((p, i) => [p, texts[i]]));
+    return judgeTask(c, { sandbox, gofers: goferCgroups }, files, { policy: this.opts.hygiene, usernsRemap });
+  }
+}
+
+function hygieneText(item: HygieneItem, t: TaskEnforcement): string {
+  switch (item) {
+    case 'root':
+      return 'runs as root';
+    case 'writable-host-mounts':
+      return `host paths mounted writable: ${t.hygiene.writableHostMounts.join(', ')}`;
+    case 'privileged':
+      return 'privileged';
+    case 'capabilities':
+      return `added capabilities: ${t.hygiene.capAdd.join(', ')}`;
   }
 }

@@ -1,0 +1,170 @@
+/**
+ * Per-task enforcement and hygiene: each task container's sandbox (and its gofers) must sit in the
+ * cgroup Docker made for the container, under the cgroup parent it was given, and that cgroup must hold
+ * the limits Docker was asked for. Hygiene (root, writable host mounts, privileged, added capabilities)
+ * is reported, or a violation where the policy says so. Pure: what was read comes in, verdicts go out;
+ * `cgroupFilesFor` says which files to read.
+ */
+import type { HygieneItem } from '../config.js';
+import type { ContainerState } from '../ports.js';
+import {
+  type Controller,
+  cgroupDir,
+  expectedLimits,
+  isContainerCgroup,
+  LIMIT_FILES,
+  type Limits,
+  limitProblems,
+  locate,
+  parentPath,
+  parseLimits,
+  parseProcCgroup,
+  underParent,
+} from './cgroups.js';
+
+export interface Hygiene {
+  /** Runs as root (uid 0) inside the container. */
+  root: boolean;
+  /** Docker's userns-remap maps that root to an unprivileged host user. */
+  remapped: boolean;
+  /** Host paths bind-mounted writable: the gofer writes to them on the sandbox's behalf. */
+  writableHostMounts: string[];
+  privileged: boolean;
+  /** Capabilities added beyond Docker's default set. */
+  capAdd: string[];
+}
+
+export interface TaskEnforcement {
+  id: string;
+  name: string;
+  /** The sandbox's cgroup (memory controller's path on v1, the unified path on v2). */
+  cgroup?: string;
+  /** The PIDs of its gofers (runsc's file proxies beside the sandbox), each checked like the sandbox. */
+  gofers: number[];
+  cgroupParent: string;
+  asked: Limits;
+  enforced: Limits;
+  /** The task-level cgroup (the container cgroup's parent) and its limits. */
+  parent?: { path: string; limits: Limits };
+  /** What is wrong with enforcement (each a violation). */
+  problems: string[];
+  hygiene: Hygiene;
+  /** The hygiene items the policy makes violations, when present. */
+  hygieneViolations: HygieneItem[];
+}
+
+/** The /proc/<pid>/cgroup text of the container's sandbox and of each of its gofers. */
+export interface ProcessCgroups {
+  sandbox?: string;
+  gofers: Array<{ pid: number; cgroups?: string }>;
+}
+
+const CONTROLLERS: readonly Controller[] = ['memory', 'cpu', 'pids'];
+
+/** The limit files to read for a sandbox's cgroups (its own and its parent's), absolute paths. */
+export function cgroupFilesFor(sandboxCgroups: string | undefined, root = '/sys/fs/cgroup'): string[] {
+  if (!sandboxCgroups) return [];
+  const p = parseProcCgroup(sandboxCgroups);
+  const files: string[] = [];
+  for (const c of CONTROLLERS) {
+    const at = locate(p, c);
+    if (!at) continue;
+    for (const dir of [cgroupDir(at, at.path, root), cgroupDir(at, parentPath(at.path), root)]) {
+      for (const f of LIMIT_FILES[at.version][c]) files.push(`${dir}/${f}`);
+    }
+  }
+  return files;
+}
+
+/** The limits in one cgroup dir, from the files read (keyed by absolute path). */
+function limitsIn(
+  version: 1 | 2,
+  dirs: Record<Controller, string | undefined>,
+  files: Readonly<Record<string, string | undefined>>,
+): Limits {
+  const named: Record<string, string | undefined> = {};
+  for (const c of CONTROLLERS) {
+    const dir = dirs[c];
+    if (dir) for (const f of LIMIT_FILES[version][c]) named[f] = files[`${dir}/${f}`];
+  }
+  return parseLimits(version, named);
+}
+
+export interface JudgeOptions {
+  /** The hygiene items that are violations (the rest are reported). */
+  policy: readonly HygieneItem[];
+  /** The daemon runs with userns-remap. */
+  usernsRemap: boolean;
+  root?: string;
+}
+
+export function judgeTask(
+  c: ContainerState,
+  procs: ProcessCgroups,
+  files: Readonly<Record<string, string | undefined>>,
+  o: JudgeOptions,
+): TaskEnforcement {
+  const root = o.root ?? '/sys/fs/cgroup';
+  const r = c.resources ?? {};
+  const asked = expectedLimits(r);
+  const problems: string[] = [];
+  const hygiene = hygieneOf(c, o.usernsRemap);
+  const base = {
+    id: c.id,
+    name: c.name,
+    cgroupParent: r.cgroupParent ?? '',
+    gofers: procs.gofers.map((g) => g.pid),
+    asked,
+    hygiene,
+    hygieneViolations: violatedHygiene(hygiene, o.policy),
+  };
+  if (!procs.sandbox) return { ...base, enforced: {}, problems: ['its process cannot be read (gone, or in another PID namespace)'] };
+
+  const p = parseProcCgroup(procs.sandbox);
+  const mem = locate(p, 'memory') ?? locate(p, 'pids');
+  const cgroup = mem?.path;
+  if (!mem || !cgroup) return { ...base, enforced: {}, problems: ['its process is in no memory or pids cgroup this host can read'] };
+  if (!isContainerCgroup(cgroup, c.id)) problems.push(`its process (pid ${c.pid}) is in cgroup ${cgroup}, not the container's own`);
+  else if (!underParent(parentPath(cgroup), base.cgroupParent))
+    problems.push(`its cgroup ${cgroup} is not under the cgroup parent ${base.cgroupParent}`);
+  for (const g of procs.gofers) {
+    const gp = g.cgroups ? locate(parseProcCgroup(g.cgroups), mem.controller) : undefined;
+    if (gp && gp.path !== cgroup) problems.push(`its gofer (pid ${g.pid}) is in cgroup ${gp.path}, not the sandbox's ${cgroup}`);
+  }
+
+  const dirs = (parent: boolean) => {
+    const out = {} as Record<Controller, string | undefined>;
+    for (const ctl of CONTROLLERS) {
+      const at = locate(p, ctl);
+      out[ctl] = at && cgroupDir(at, parent ? parentPath(at.path) : at.path, root);
+    }
+    return out;
+  };
+  const enforced = limitsIn(mem.version, dirs(false), files);
+  problems.push(...limitProblems(asked, enforced));
+  const parent = { path: parentPath(cgroup), limits: limitsIn(mem.version, dirs(true), files) };
+  return { ...base, cgroup, enforced, parent, problems };
+}
+
+export function hygieneOf(c: ContainerState, usernsRemap: boolean): Hygiene {
+  const s = c.security;
+  const user = (s?.user ?? '').split(':')[0] ?? '';
+  return {
+    // Config.User carries the image's USER unless the run overrode it: empty means root.
+    root: user === '' || user === '0' || user === 'root',
+    remapped: usernsRemap && s?.usernsMode !== 'host',
+    writableHostMounts: s?.writableHostMounts ?? [],
+    privileged: s?.privileged === true,
+    capAdd: s?.capAdd ?? [],
+  };
+}
+
+function violatedHygiene(h: Hygiene, policy: readonly HygieneItem[]): HygieneItem[] {
+  const present: Record<HygieneItem, boolean> = {
+    root: h.root && !h.remapped,
+    'writable-host-mounts': h.writableHostMounts.length > 0,
+    privileged: h.privileged,
+    capabilities: h.capAdd.length > 0,
+  };
+  return policy.filter((i) => present[i]);
+}

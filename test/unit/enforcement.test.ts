@@ -1,0 +1,221 @@
+/**
+ * Per-task enforcement from cgroup layouts: v1 with the cgroupfs driver (Amazon Linux 2, and this
+ * machine: recorded from a runsc container of the test dockerd), v2 with the systemd driver (Amazon
+ * Linux 2023: ECS's ecstasks-<task>.slice, Docker's docker-<id>.scope) and with cgroupfs, and a hybrid
+ * host. The v2 layouts follow the kernel's and systemd's naming (this machine has cgroup v1 only).
+ */
+import { describe, expect, it } from 'vitest';
+import type { ContainerState } from '../../src/ports.js';
+import { cgroupDir, expectedLimits, locate, parseLimits, parseProcCgroup, underParent } from '../../src/watch/cgroups.js';
+import { cgroupFilesFor, judgeTask } from '../../src/watch/enforcement.js';
+
+const ID = 'c0ffee'.repeat(10) + 'abcd';
+const TASK = '0123456789abcdef0123456789abcdef';
+
+function container(o: Partial<ContainerState> = {}): ContainerState {
+  return {
+    id: ID,
+    name: `ecs-app-1-web-${TASK.slice(0, 8)}`,
+    runtime: 'runsc',
+    status: 'running',
+    running: true,
+    pid: 4242,
+    startedAt: '',
+    finishedAt: '',
+    exitCode: 0,
+    labels: {},
+    resources: { memory: 268_435_456, nanoCpus: 500_000_000, pidsLimit: 100, cgroupParent: `/ecs/${TASK}` },
+    security: { user: '1000', privileged: false, capAdd: [], writableHostMounts: [], usernsMode: '' },
+    ...o,
+  };
+}
+
+/** v1, cgroupfs, ECS on Amazon Linux 2: every controller at /ecs/<task>/<id> (cpu and cpuacct joined). */
+const V1_ECS = [
+  `12:pids:/ecs/${TASK}/${ID}`,
+  `11:memory:/ecs/${TASK}/${ID}`,
+  `10:cpu,cpuacct:/ecs/${TASK}/${ID}`,
+  `9:name=systemd:/ecs/${TASK}/${ID}`,
+  '',
+].join('\n');
+
+/** v2, systemd driver, ECS on Amazon Linux 2023. */
+const V2_SYSTEMD = `0::/ecstasks.slice/ecstasks-${TASK}.slice/docker-${ID}.scope\n`;
+
+function filesV1(dir: string, parent: string, o: { mem?: string; quota?: string; pids?: string } = {}) {
+  return {
+    [`/sys/fs/cgroup/memory${dir}/memory.limit_in_bytes`]: o.mem ?? '268435456\n',
+    [`/sys/fs/cgroup/cpu${dir}/cpu.cfs_quota_us`]: o.quota ?? '50000\n',
+    [`/sys/fs/cgroup/cpu${dir}/cpu.cfs_period_us`]: '100000\n',
+    [`/sys/fs/cgroup/pids${dir}/pids.max`]: o.pids ?? '100\n',
+    [`/sys/fs/cgroup/memory${parent}/memory.limit_in_bytes`]: '536870912\n',
+    [`/sys/fs/cgroup/cpu${parent}/cpu.cfs_quota_us`]: '-1\n',
+    [`/sys/fs/cgroup/cpu${parent}/cpu.cfs_period_us`]: '100000\n',
+    [`/sys/fs/cgroup/pids${parent}/pids.max`]: 'max\n',
+  };
+}
+
+const policy = { policy: [], usernsRemap: false } as const;
+
+describe('cgroup layouts', () => {
+  it('parses v1, v2 and hybrid /proc/<pid>/cgroup, locating each controller where its limits live', () => {
+    const v1 = parseProcCgroup(V1_ECS);
+    expect(locate(v1, 'cpu')).toEqual({ version: 1, controller: 'cpu', path: `/ecs/${TASK}/${ID}` });
+    expect(cgroupDir(locate(v1, 'memory')!, `/ecs/${TASK}/${ID}`)).toBe(`/sys/fs/cgroup/memory/ecs/${TASK}/${ID}`);
+    const v2 = parseProcCgroup(V2_SYSTEMD);
+    expect(locate(v2, 'memory')).toEqual({
+      version: 2,
+      controller: 'memory',
+      path: `/ecstasks.slice/ecstasks-${TASK}.slice/docker-${ID}.scope`,
+    });
+    expect(cgroupDir(locate(v2, 'pids')!, '/')).toBe('/sys/fs/cgroup');
+    // This machine's own layout: v1 controllers, cpu and cpuacct apart, and an empty unified hierarchy.
+    const hybrid = parseProcCgroup('4:memory:/docker/x\n2:cpuacct:/\n1:cpu:/docker/x\n0::/\n');
+    expect(locate(hybrid, 'memory')?.version).toBe(1);
+    expect(locate(hybrid, 'pids')).toBeUndefined();
+  });
+
+  it('reads v1 and v2 limit files: unlimited is -1, max or v1’s page-aligned 2^63', () => {
+    expect(
+      parseLimits(1, {
+        'memory.limit_in_bytes': '9223372036854771712',
+        'cpu.cfs_quota_us': '-1',
+        'cpu.cfs_period_us': '100000',
+        'pids.max': 'max',
+      }),
+    ).toEqual({
+      memoryBytes: undefined,
+      cpuQuotaUs: undefined,
+      cpuPeriodUs: 100000,
+      pids: undefined,
+    });
+    expect(parseLimits(2, { 'memory.max': '268435456\n', 'cpu.max': '50000 100000\n', 'pids.max': '100\n' })).toEqual({
+      memoryBytes: 268435456,
+      cpuQuotaUs: 50000,
+      cpuPeriodUs: 100000,
+      pids: 100,
+    });
+    expect(parseLimits(2, { 'memory.max': 'max', 'cpu.max': 'max 100000', 'pids.max': 'max' })).toEqual({ cpuPeriodUs: 100000 });
+  });
+
+  it('translates HostConfig as Docker does: --cpus into a quota per 100 ms period, 0 and -1 as none', () => {
+    expect(expectedLimits({ memory: 64 << 20, nanoCpus: 1_500_000_000, pidsLimit: 50 })).toEqual({
+      memoryBytes: 64 << 20,
+      cpuQuotaUs: 150_000,
+      cpuPeriodUs: 100_000,
+      pids: 50,
+    });
+    expect(expectedLimits({ memory: 0, cpuQuota: 20_000, cpuPeriod: 50_000, pidsLimit: -1 })).toEqual({
+      cpuQuotaUs: 20_000,
+      cpuPeriodUs: 50_000,
+    });
+  });
+
+  it('knows a cgroup parent as a path (cgroupfs) or a slice (systemd)', () => {
+    expect(underParent(`/ecs/${TASK}`, `/ecs/${TASK}`)).toBe(true);
+    expect(underParent(`/ecs/other`, `/ecs/${TASK}`)).toBe(false);
+    expect(underParent(`/ecstasks.slice/ecstasks-${TASK}.slice`, `ecstasks-${TASK}.slice`)).toBe(true);
+    expect(underParent('/system.slice', `ecstasks-${TASK}.slice`)).toBe(false);
+  });
+});
+
+describe('per-task enforcement', () => {
+  it('v1 cgroupfs (ECS on Amazon Linux 2): in its own cgroup under the task, every limit held', () => {
+    const dir = `/ecs/${TASK}/${ID}`;
+    const files = filesV1(dir, `/ecs/${TASK}`);
+    expect(new Set(cgroupFilesFor(V1_ECS))).toEqual(new Set(Object.keys(files)));
+    const t = judgeTask(container(), { sandbox: V1_ECS, gofers: [{ pid: 4243, cgroups: V1_ECS }] }, files, policy);
+    expect(t.problems).toEqual([]);
+    expect(t.enforced).toEqual({ memoryBytes: 268435456, cpuQuotaUs: 50000, cpuPeriodUs: 100000, pids: 100 });
+    expect(t.parent).toEqual({ path: `/ecs/${TASK}`, limits: { memoryBytes: 536870912, cpuPeriodUs: 100000 } });
+  });
+
+  it('v2 systemd driver (ECS on Amazon Linux 2023): the scope under the task slice, limits in memory.max, cpu.max, pids.max', () => {
+    const scope = `/sys/fs/cgroup/ecstasks.slice/ecstasks-${TASK}.slice/docker-${ID}.scope`;
+    const files = { [`${scope}/memory.max`]: '268435456\n', [`${scope}/cpu.max`]: '50000 100000\n', [`${scope}/pids.max`]: '100\n' };
+    expect(cgroupFilesFor(V2_SYSTEMD)).toContain(`${scope}/cpu.max`);
+    expect(cgroupFilesFor(V2_SYSTEMD)).toContain(`/sys/fs/cgroup/ecstasks.slice/ecstasks-${TASK}.slice/memory.max`);
+    const c = container({
+      resources: { memory: 268_435_456, nanoCpus: 500_000_000, pidsLimit: 100, cgroupParent: `ecstasks-${TASK}.slice` },
+    });
+    expect(judgeTask(c, { sandbox: V2_SYSTEMD, gofers: [] }, files, policy).problems).toEqual([]);
+    // The same container whose scope holds no memory limit (a runsc that did not apply it).
+    const loose = judgeTask(c, { sandbox: V2_SYSTEMD, gofers: [] }, { ...files, [`${scope}/memory.max`]: 'max\n' }, policy);
+    expect(loose.problems).toEqual(['memory limit 268435456 asked, none enforced']);
+  });
+
+  it('v2 cgroupfs driver: /docker/<id>', () => {
+    const c = container({ resources: { memory: 64 << 20 } });
+    const t = judgeTask(
+      c,
+      { sandbox: `0::/docker/${ID}\n`, gofers: [] },
+      { [`/sys/fs/cgroup/docker/${ID}/memory.max`]: String(64 << 20) },
+      policy,
+    );
+    expect(t.problems).toEqual([]);
+  });
+
+  it('a sandbox outside its container’s cgroup, a gofer elsewhere, limits missing: each a problem', () => {
+    const outside = `11:memory:/system.slice/containerd.service\n10:cpu,cpuacct:/system.slice/containerd.service\n12:pids:/system.slice/containerd.service\n`;
+    const t = judgeTask(container(), { sandbox: outside, gofers: [] }, {}, policy);
+    expect(t.problems[0]).toBe(`its process (pid 4242) is in cgroup /system.slice/containerd.service, not the container's own`);
+    const g = judgeTask(
+      container(),
+      { sandbox: V1_ECS, gofers: [{ pid: 99, cgroups: outside }] },
+      filesV1(`/ecs/${TASK}/${ID}`, `/ecs/${TASK}`),
+      policy,
+    );
+    expect(g.problems).toEqual([`its gofer (pid 99) is in cgroup /system.slice/containerd.service, not the sandbox's /ecs/${TASK}/${ID}`]);
+    const files = filesV1(`/ecs/${TASK}/${ID}`, `/ecs/${TASK}`, { mem: '9223372036854771712', quota: '-1', pids: 'max' });
+    expect(judgeTask(container(), { sandbox: V1_ECS, gofers: [] }, files, policy).problems).toEqual([
+      'memory limit 268435456 asked, none enforced',
+      'CPU quota 0.500 CPUs asked, none enforced',
+      'pids limit 100 asked, none enforced',
+    ]);
+    const wrongParent = judgeTask(
+      container({ resources: { cgroupParent: '/ecs/another-task' } }),
+      { sandbox: V1_ECS, gofers: [] },
+      {},
+      policy,
+    );
+    expect(wrongParent.problems).toEqual([`its cgroup /ecs/${TASK}/${ID} is not under the cgroup parent /ecs/another-task`]);
+    expect(judgeTask(container(), { gofers: [] }, {}, policy).problems[0]).toMatch(/cannot be read/);
+  });
+
+  it('reports hygiene, and makes a violation of what the policy names', () => {
+    const risky = container({
+      security: { user: '', privileged: true, capAdd: ['NET_ADMIN'], writableHostMounts: ['/var/run/docker.sock'], usernsMode: '' },
+    });
+    const reported = judgeTask(risky, { sandbox: V1_ECS, gofers: [] }, {}, policy);
+    expect(reported.hygiene).toEqual({
+      root: true,
+      remapped: false,
+      writableHostMounts: ['/var/run/docker.sock'],
+      privileged: true,
+      capAdd: ['NET_ADMIN'],
+    });
+    expect(reported.hygieneViolations).toEqual([]);
+    const strict = judgeTask(
+      risky,
+      { sandbox: V1_ECS, gofers: [] },
+      {},
+      { policy: ['root', 'writable-host-mounts', 'privileged', 'capabilities'], usernsRemap: false },
+    );
+    expect(strict.hygieneViolations).toEqual(['root', 'writable-host-mounts', 'privileged', 'capabilities']);
+    // Root remapped by the daemon's userns-remap is not root on the host, unless the container opted out.
+    const remapped = judgeTask(risky, { sandbox: V1_ECS, gofers: [] }, {}, { policy: ['root'], usernsRemap: true });
+    expect(remapped.hygieneViolations).toEqual([]);
+    const optedOut = { ...risky, security: { ...risky.security!, usernsMode: 'host' } };
+    expect(judgeTask(optedOut, { sandbox: V1_ECS, gofers: [] }, {}, { policy: ['root'], usernsRemap: true }).hygieneViolations).toEqual([
+      'root',
+    ]);
+    expect(
+      judgeTask(
+        container({ security: { user: 'app:app', privileged: false, capAdd: [], writableHostMounts: [], usernsMode: '' } }),
+        { sandbox: V1_ECS, gofers: [] },
+        {},
+        policy,
+      ).hygiene.root,
+    ).toBe(false);
+  });
+});
