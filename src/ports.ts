@@ -144,6 +144,8 @@ export interface DockerPort {
   /** Stop (SIGTERM, then SIGKILL after `timeoutSeconds`); absent or already stopped is fine. */
   stopContainer(id: string, timeoutSeconds: number): Promise<void>;
   listContainers(filter: { label?: string; all?: boolean }): Promise<ContainerState[]>;
+  /** The IDs of the running containers: one request, no inspects. */
+  runningIds(): Promise<string[]>;
   /**
    * Subscribe to container events (one container's by name, or every container's). Resolves once Docker
    * has accepted the subscription (so nothing after it is missed); the iterable ends when dockerd goes

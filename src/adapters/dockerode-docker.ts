@@ -177,6 +177,11 @@ export class DockerodeDocker implements DockerPort {
     return states.filter((s): s is ContainerState => s !== undefined);
   }
 
+  async runningIds(): Promise<string[]> {
+    const list = await this.call('list containers', (abortSignal) => this.docker.listContainers({ all: false, abortSignal }));
+    return list.map((c) => c.Id);
+  }
+
   async containerEvents(name: string | undefined, signal: AbortSignal): Promise<ContainerEvents> {
     const stream = (await this.call('watch container events', (abortSignal) =>
       this.events.getEvents({ filters: name ? { type: ['container'], container: [name] } : { type: ['container'] }, abortSignal }),

@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { promises as fs, readdirSync, readFileSync } from 'node:fs';
 import type { HostPort } from '../ports.js';
 import { isCode } from './node-files.js';
 
@@ -69,16 +69,31 @@ export class LinuxHost implements HostPort {
     return found;
   }
 
+  // /proc and /sys files are made by the kernel on read, never block, and are a few hundred bytes: read
+  // synchronously, as one system call each, where the audit reads hundreds of them a pass.
   async childrenOf(pid: number): Promise<number[]> {
-    const tasks = await fs.readdir(`${this.procRoot}/${pid}/task`).catch(() => [] as string[]);
-    const lists = await Promise.all(tasks.map((t) => fs.readFile(`${this.procRoot}/${pid}/task/${t}/children`, 'utf8').catch(() => '')));
-    return [...new Set(lists.flatMap((l) => l.split(/\s+/).filter(Boolean).map(Number)))];
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`${this.procRoot}/${pid}/task`);
+    } catch {
+      return [];
+    }
+    const kids = new Set<number>();
+    for (const t of tasks) {
+      const text = this.readKernel(`${this.procRoot}/${pid}/task/${t}/children`) ?? '';
+      for (const k of text.split(/\s+/)) if (k) kids.add(Number(k));
+    }
+    return [...kids];
   }
 
   async kernelText(path: string): Promise<string | undefined> {
     if (!path.startsWith('/proc/') && !path.startsWith('/sys/')) throw new Error(`${path} is not a kernel file`);
+    return this.readKernel(path);
+  }
+
+  private readKernel(path: string): string | undefined {
     try {
-      return await fs.readFile(path, 'utf8');
+      return readFileSync(path, 'utf8');
     } catch (err) {
       if (isCode(err, 'ENOENT') || isCode(err, 'ESRCH')) return undefined;
       throw err;

@@ -100,6 +100,7 @@ export class WatchLoop {
   private readonly sched: Scheduler;
   private readonly st: WatchState;
   private readonly monitors = new Map<string, Monitor>();
+  private readonly audit: AuditMonitor;
   private restartsCounted = 0;
   private lastStatus?: string;
   private lastWritten?: { json: string; at: number };
@@ -127,6 +128,12 @@ export class WatchLoop {
       healer: new Healer({ aws, supervisor, clock, log, state: this.st, sched: this.sched }, opts.healing),
     };
     const ecs = new EcsMonitor({ aws, metrics, log, random }, ctx, { budget: opts.budget });
+    this.audit = new AuditMonitor({ docker: deps.docker, host: deps.host, clock, log, metrics, store: deps.state }, ctx, {
+      auditMs: opts.auditMs,
+      runtimeName: opts.runtimeName,
+      action: opts.auditAction,
+      hygiene: opts.hygiene ?? [],
+    });
     const monitors: Monitor[] = [
       new AgentMonitor(
         {
@@ -147,12 +154,7 @@ export class WatchLoop {
         ctx,
         { driftMs: opts.driftMs },
       ),
-      new AuditMonitor({ docker: deps.docker, host: deps.host, log, metrics, store: deps.state }, ctx, {
-        auditMs: opts.auditMs,
-        runtimeName: opts.runtimeName,
-        action: opts.auditAction,
-        hygiene: opts.hygiene ?? [],
-      }),
+      this.audit,
       ...(deps.lifecycle
         ? [new LifecycleMonitor({ lifecycle: deps.lifecycle, supervisor, ecs }, ctx, { alertPollMs: opts.budget.alertPollMs })]
         : []),
@@ -242,12 +244,14 @@ export class WatchLoop {
       const ev = this.inbox.shift()!;
       if (ev.action === 'docker-back') {
         // dockerd restarted: settings may have changed with it; check everything soon.
+        this.audit.forget();
         sched.soon('drift', 0);
         sched.soon('audit', 0);
         sched.soon('introspect', 0);
         continue;
       }
       const e = ev as ContainerEvent;
+      this.audit.forget(e.id);
       if (e.name === AGENT_NAME) {
         if (e.action.startsWith('health_status')) sched.soon('introspect', 0);
         if (e.action === 'start' || e.action === 'die') sched.soon('introspect', 1_000);

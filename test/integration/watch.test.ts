@@ -4,7 +4,9 @@
  * introspection endpoints on 127.0.0.1 reached through the real SDK clients. Intervals are shortened
  * through configuration keys; assertions are on Docker, the files, the fakes' recorded calls and status.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { type App, type AppOverrides, buildApp, type ServiceEnv } from '../../src/cli/composition.js';
@@ -295,6 +297,18 @@ describe('watch: dockerd restarts', () => {
   });
 });
 
+/** A copy of the current runsc from the shared test material (never the shared file itself). */
+let current: string | undefined;
+function currentRunsc(): string {
+  if (current) return current;
+  const shared = resolve(dirname(fileURLToPath(import.meta.url)), '../../../shared/gvisor/runsc');
+  if (!existsSync(shared)) throw new Error(`the current runsc is missing: ${shared}`);
+  current = `${mkdtempSync('/tmp/egv-runsc-')}/runsc`;
+  copyFileSync(shared, current);
+  chmodSync(current, 0o755);
+  return current;
+}
+
 describe('watch: per-task enforcement and hygiene', () => {
   const TASK = '0123456789abcdef0123456789abcdef';
   /** A task container as the ECS agent creates one: limits, and the task's cgroup parent. */
@@ -315,49 +329,68 @@ describe('watch: per-task enforcement and hygiene', () => {
     });
   const taskIn = (st: Awaited<ReturnType<App['status']>>, name: string) => st.audit?.tasks?.find((t) => t.name === name);
 
-  it('finds each task’s sandbox in its own cgroup under the task with the limits asked; one runsc that ignores cgroups is a violation', async () => {
-    // A second runtime: the same runsc told to leave cgroups alone (the sandbox stays where the shim is).
-    await resetDocker(
-      d,
-      `${JSON.stringify({ runtimes: { 'runsc-nocg': { path: RUNSC, runtimeArgs: [RUNSC_ARGS, '--ignore-cgroups'] } } })}\n`,
-    );
-    await start();
-    const limited = await task('task-limited');
-    await limited.start();
-    const loose = await task('task-loose', { Runtime: 'runsc-nocg' });
-    await loose.start();
-    const st = await until('both tasks audited', async () => {
-      const s = await app.status();
-      return taskIn(s, 'task-limited') && taskIn(s, 'task-loose') ? s : undefined;
+  // Debian's runsc (network flag needed on this kernel) and a current one (netstack), each as itself and
+  // told --ignore-cgroups under a second runtime name.
+  const runscs = [
+    { what: 'Debian’s runsc 20221219', path: () => RUNSC, args: RUNSC_ARGS },
+    { what: 'runsc release-20260817', path: () => currentRunsc(), args: '' },
+  ];
+  it.each(runscs)(
+    '$what: each task’s sandbox in its own cgroup under the task with the limits asked; --ignore-cgroups is a violation',
+    async (r) => {
+      // A second runtime: the same runsc told to leave cgroups alone (the sandbox stays where the shim is).
+      await resetDocker(
+        d,
+        `${JSON.stringify({ runtimes: { 'runsc-nocg': { path: RUNSC, runtimeArgs: [RUNSC_ARGS, '--ignore-cgroups'] } } })}\n`,
+      );
+      await start();
+      const limited = await task('task-limited');
+      await limited.start();
+      const loose = await task('task-loose', { Runtime: 'runsc-nocg' });
+      await loose.start();
+      const st = await until('both tasks audited', async () => {
+        const s = await app.status();
+        return taskIn(s, 'task-limited') && taskIn(s, 'task-loose') ? s : undefined;
+      });
+      const ok = taskIn(st, 'task-limited')!;
+      expect(ok).toMatchObject({
+        cgroup: `/ecs/${TASK}/${limited.id}`,
+        cgroupParent: `/ecs/${TASK}`,
+        asked: { memoryBytes: 64 << 20, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000, pids: 50 },
+        enforced: { memoryBytes: 64 << 20, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000, pids: 50 },
+        parent: { path: `/ecs/${TASK}` },
+        problems: [],
+        hygiene: { root: false, privileged: false, writableHostMounts: [], capAdd: [] },
+      });
+      expect(st.audit!.violations.filter((v) => v.name === 'task-limited')).toEqual([]);
+      // Its gofer was found beside the sandbox (and is in the same cgroup, or it would be a problem).
+      expect(ok.gofers.length).toBeGreaterThan(0);
+      const bad = taskIn(st, 'task-loose')!;
+      expect(bad.problems.join('\n')).toMatch(/its process \(pid \d+\) is in cgroup \S+, not the container's own/);
+      // Its sandbox stays where the shim is, and no limit governs it there.
+      expect(st.audit!.violations.filter((v) => v.name === 'task-loose').map((v) => v.reason)).toEqual([
+        'created with runtime "runsc-nocg", not runsc',
+        expect.stringMatching(/^not enforced: its process \(pid \d+\) is in cgroup \S+, not the container's own$/),
+        'not enforced: memory limit 67108864 asked, none enforced',
+        'not enforced: CPU quota 0.500 CPUs asked, none enforced',
+        'not enforced: pids limit 50 asked, none enforced',
+      ]);
+      // Restarted, it is a new sandbox: the audit inspects it again (on Docker's events), and finds it right.
+    const before = ok.gofers;
+    await limited.restart({ t: 1 });
+    const again = await until('the restarted task audited', async () => {
+      const t = taskIn(await app.status(), 'task-limited');
+      return t && t.gofers.join() !== before.join() ? t : undefined;
     });
-    const ok = taskIn(st, 'task-limited')!;
-    expect(ok).toMatchObject({
-      cgroup: `/ecs/${TASK}/${limited.id}`,
-      cgroupParent: `/ecs/${TASK}`,
-      asked: { memoryBytes: 64 << 20, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000, pids: 50 },
-      enforced: { memoryBytes: 64 << 20, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000, pids: 50 },
-      parent: { path: `/ecs/${TASK}` },
-      problems: [],
-      hygiene: { root: false, privileged: false, writableHostMounts: [], capAdd: [] },
-    });
-    expect(st.audit!.violations.filter((v) => v.name === 'task-limited')).toEqual([]);
-    // Its gofer was found beside the sandbox (and is in the same cgroup, or it would be a problem).
-    expect(ok.gofers.length).toBeGreaterThan(0);
-    const bad = taskIn(st, 'task-loose')!;
-    expect(bad.problems.join('\n')).toMatch(/its process \(pid \d+\) is in cgroup \S+, not the container's own/);
-    // Its sandbox stays where the shim is, and no limit governs it there.
-    expect(st.audit!.violations.filter((v) => v.name === 'task-loose').map((v) => v.reason)).toEqual([
-      'created with runtime "runsc-nocg", not runsc',
-      expect.stringMatching(/^not enforced: its process \(pid \d+\) is in cgroup \S+, not the container's own$/),
-      'not enforced: memory limit 67108864 asked, none enforced',
-      'not enforced: CPU quota 0.500 CPUs asked, none enforced',
-      'not enforced: pids limit 50 asked, none enforced',
-    ]);
+    expect(again).toMatchObject({ cgroup: `/ecs/${TASK}/${limited.id}`, problems: [], enforced: { memoryBytes: 64 << 20, pids: 50 } });
     // Status says it per task, asked against enforced.
-    const text = renderStatusText(st);
-    expect(text).toContain(`task-limited: cgroup /ecs/${TASK}/${limited.id}; limits as asked: memory 64 MiB, 0.50 CPUs, pids 50; not root`);
-    expect(text).toMatch(/task-loose: cgroup \S+; asked memory 64 MiB, 0\.50 CPUs, pids 50; enforced /);
-  });
+      const text = renderStatusText(st);
+      expect(text).toContain(
+        `task-limited: cgroup /ecs/${TASK}/${limited.id}; limits as asked: memory 64 MiB, 0.50 CPUs, pids 50; not root`,
+      );
+      expect(text).toMatch(/task-loose: cgroup \S+; asked memory 64 MiB, 0\.50 CPUs, pids 50; enforced /);
+    },
+  );
 
   it('reports root, writable host mounts, privileged and added capabilities; makes them violations only where the policy says', async () => {
     mkdirSync(`${host.dir}/data`, { recursive: true });

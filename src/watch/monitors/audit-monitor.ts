@@ -7,7 +7,7 @@
 import { ourAgentId } from '../../agent/agent-step.js';
 import type { HygieneItem } from '../../config.js';
 import type { Logger } from '../../logger.js';
-import type { ContainerState, DockerPort, HostPort } from '../../ports.js';
+import type { Clock, ContainerState, DockerPort, HostPort } from '../../ports.js';
 import { probeNames } from '../../runtime/sandbox-proof.js';
 import type { StateStore } from '../../state-store.js';
 import { audit, type Violation } from '../audit.js';
@@ -16,13 +16,20 @@ import type { WatchMetrics } from '../metrics.js';
 import type { Monitor } from '../scheduler.js';
 import { MINUTES, type WatchContext } from './context.js';
 
+/** A container inspected this long ago is inspected again, events or not. */
+const INSPECT_MAX_AGE_MS = 10 * MINUTES;
+
 export class AuditMonitor implements Monitor {
   readonly name = 'audit';
+  /** Gofer PIDs by container ID and sandbox PID. */
+  private readonly gofers = new Map<string, number[]>();
+  /** Each running container as last inspected; forgotten on any Docker event about it. */
+  private readonly inspected = new Map<string, { state: ContainerState; at: number }>();
   /** Listing, /proc reads, and stopping violators (10 s each, under Docker's deadline). */
   readonly deadlineMs = 15 * MINUTES;
 
   constructor(
-    private readonly deps: { docker: DockerPort; host: HostPort; log: Logger; metrics: WatchMetrics; store: StateStore },
+    private readonly deps: { docker: DockerPort; host: HostPort; clock: Clock; log: Logger; metrics: WatchMetrics; store: StateStore },
     private readonly ctx: WatchContext,
     private readonly opts: { auditMs: number; runtimeName: string; action: 'report' | 'stop'; hygiene: readonly HygieneItem[] },
   ) {}
@@ -34,7 +41,7 @@ export class AuditMonitor implements Monitor {
   async run(): Promise<void> {
     const { docker, host, log, metrics } = this.deps;
     const { state, attributes } = this.ctx;
-    const [running, info] = await Promise.all([docker.listContainers({ all: false }), docker.info()]);
+    const [running, info] = await Promise.all([this.runningContainers(), docker.info()]);
     const cmdlines = new Map<number, readonly string[] | undefined>();
     await Promise.all(
       running.filter((c) => c.pid > 0).map(async (c) => cmdlines.set(c.pid, await host.cmdline(c.pid).catch(() => undefined))),
@@ -44,6 +51,8 @@ export class AuditMonitor implements Monitor {
     const result = audit(running, cmdlines, this.opts.runtimeName, ours);
     // Each task: in its own cgroup under the task's, with the limits asked for; and its hygiene.
     const audited = running.filter((c) => c.running && c.pid > 0 && !ours.has(c.id));
+    const live = new Set(audited.map((c) => `${c.id} ${c.pid}`));
+    for (const key of this.gofers.keys()) if (!live.has(key)) this.gofers.delete(key);
     const tasks = await Promise.all(audited.map((c) => this.enforcement(c, info.usernsRemap === true)));
     const violations: Violation[] = [...result.violations];
     for (const [i, t] of tasks.entries()) {
@@ -85,24 +94,75 @@ export class AuditMonitor implements Monitor {
     if (wasViolated !== violations.length > 0) await attributes.republish();
   }
 
+  /**
+   * Docker (or a container) changed: inspect again next pass. The watch calls this for every container
+   * event (start, die, update, rename, …) and, with no ID, when dockerd comes back.
+   */
+  forget(id?: string): void {
+    if (id === undefined) this.inspected.clear();
+    else this.inspected.delete(id);
+  }
+
+  /**
+   * The running containers: one list request, and an inspect for each container not seen since its
+   * last event (inspects are most of a pass's cost). Every inspect is redone after INSPECT_MAX_AGE_MS all
+   * the same, in case an event was lost while the stream reconnected.
+   */
+  private async runningContainers(): Promise<ContainerState[]> {
+    const { docker, clock } = this.deps;
+    const ids = await docker.runningIds();
+    const now = clock.now();
+    for (const id of this.inspected.keys()) if (!ids.includes(id)) this.inspected.delete(id);
+    const states = await Promise.all(
+      ids.map(async (id) => {
+        const known = this.inspected.get(id);
+        if (known && now - known.at < INSPECT_MAX_AGE_MS) return known.state;
+        const state = await docker.inspectContainer(id);
+        if (state?.running) this.inspected.set(id, { state, at: now });
+        return state;
+      }),
+    );
+    return states.filter((c): c is ContainerState => c !== undefined && c.running);
+  }
+
   /** Read what one container's enforcement is judged on: its sandbox's and gofers' cgroups, the limit files. */
   private async enforcement(c: ContainerState, usernsRemap: boolean): Promise<TaskEnforcement> {
     const { host } = this.deps;
     const read = (path: string) => host.kernelText(path).catch(() => undefined);
-    const shim = await host.parentOf(c.pid);
-    const siblings = shim ? (await host.childrenOf(shim)).filter((p) => p !== c.pid) : [];
-    // The gofer is started beside the sandbox, by the same shim: runsc-gofer … gofer --bundle …/<id>.
-    const gofers = (await Promise.all(siblings.map(async (pid) => ({ pid, argv: await host.cmdline(pid).catch(() => undefined) })))).filter(
-      (p) => p.argv?.includes('gofer') && p.argv.some((a) => a.includes(c.id)),
-    );
+    const gofers = await this.gofersOf(c);
     const [sandbox, goferCgroups] = await Promise.all([
       read(`/proc/${c.pid}/cgroup`),
-      Promise.all(gofers.map(async (g) => ({ pid: g.pid, cgroups: await read(`/proc/${g.pid}/cgroup`) }))),
+      Promise.all(gofers.map(async (pid) => ({ pid, cgroups: await read(`/proc/${pid}/cgroup`) }))),
     ]);
     const paths = cgroupFilesFor(sandbox);
     const texts = await Promise.all(paths.map(read));
     const files = Object.fromEntries(paths.map((p, i) => [p, texts[i]]));
-    return judgeTask(c, { sandbox, gofers: goferCgroups }, files, { policy: this.opts.hygiene, usernsRemap });
+    // A gofer that has gone (its cgroup unreadable) is looked for again next pass.
+    if (goferCgroups.some((g) => g.cgroups === undefined)) this.gofers.delete(`${c.id} ${c.pid}`);
+    return judgeTask(c, { sandbox, gofers: goferCgroups.filter((g) => g.cgroups !== undefined) }, files, {
+      policy: this.opts.hygiene,
+      usernsRemap,
+    });
+  }
+
+  /**
+   * The gofers runsc started beside the sandbox (children of the same shim, `runsc-gofer … gofer --bundle
+   * …/<id>`), found once for each container start: the shim's threads and their children are many reads.
+   */
+  private async gofersOf(c: ContainerState): Promise<number[]> {
+    const key = `${c.id} ${c.pid}`;
+    const known = this.gofers.get(key);
+    if (known) return known;
+    const { host } = this.deps;
+    const shim = await host.parentOf(c.pid);
+    const siblings = shim ? (await host.childrenOf(shim)).filter((p) => p !== c.pid) : [];
+    const found: number[] = [];
+    for (const pid of siblings) {
+      const argv = await host.cmdline(pid).catch(() => undefined);
+      if (argv?.includes('gofer') && argv.some((a) => a.includes(c.id))) found.push(pid);
+    }
+    this.gofers.set(key, found);
+    return found;
   }
 }
 
