@@ -42,9 +42,13 @@ import { checkInputs, readStatus, startMetrics, withdrawProof } from './commands
 import {
   AWS_RETRY,
   agentOptions,
+  agentSettleMs,
   lifecycleEnabled,
   lifecycleOptions,
+  lockWaitMs,
   MAX_BUDGET_WAIT_MS,
+  proverOptions,
+  reloaderOptions,
   runtimeOptions,
   type ServiceEnv,
   TARGET_STATE_WAIT_MS,
@@ -69,6 +73,8 @@ export interface App {
   /** The host-wide lock of the commands that change the host, and how long they wait for it. */
   lock: HostLockPort;
   lockWaitMs: number;
+  /** How long the agent `bootstrap` started must keep running (exit 4 when it does not). */
+  agentSettleMs: number;
   /** How long `run` waits for IMDS's target lifecycle state before starting the agent anyway. */
   targetStateWaitMs: number;
   /** The watch behind `run`, once bootstrap has verified the runtime; it keeps the network rules when `steps` applied them. */
@@ -146,14 +152,8 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
             )
         : detect,
       backups: new BackupStore(files, cfg.STATE_DIR),
-      reloader: new DockerReloader(
-        { docker, files, host, services, clock, log: rlog },
-        { pidfile: cfg.DOCKER_PIDFILE, unit: cfg.DOCKER_UNIT, timeoutMs: cfg.RELOAD_TIMEOUT_SECONDS * 1000 },
-      ),
-      prover: new SandboxProver(
-        { docker, files, host, clock, log: log.child({ component: 'probe' }), state },
-        { image: cfg.PROBE_IMAGE, timeoutMs: cfg.PROBE_TIMEOUT_SECONDS * 1000, arch, runscPath: cfg.RUNSC_PATH },
-      ),
+      reloader: new DockerReloader({ docker, files, host, services, clock, log: rlog }, reloaderOptions(cfg)),
+      prover: new SandboxProver({ docker, files, host, clock, log: log.child({ component: 'probe' }), state }, proverOptions(cfg, arch)),
     },
     runtimeOptions(cfg),
   );
@@ -227,7 +227,8 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     clock,
     lifecycle,
     lock,
-    lockWaitMs: cfg.LOCK_TIMEOUT_SECONDS * 1000,
+    lockWaitMs: lockWaitMs(cfg),
+    agentSettleMs: agentSettleMs(cfg),
     targetStateWaitMs: overrides.targetStateWaitMs ?? TARGET_STATE_WAIT_MS,
     metrics,
     watch(runtimeState, steps = []) {

@@ -6,6 +6,7 @@ import type { Config } from '../config.js';
 import type { LifecycleOptions } from '../lifecycle/lifecycle.js';
 import { heartbeatIntervalMs } from '../lifecycle/lifecycle-plan.js';
 import type { RetryOptions } from '../retry.js';
+import type { ProbeArch } from '../runtime/probe-image.js';
 import { runtimeEntryPath } from '../runtime/runtime-entry.js';
 import type { WatchOptions } from '../watch/watch-loop.js';
 
@@ -44,6 +45,24 @@ export function runtimeOptions(cfg: Config) {
   };
 }
 
+export function reloaderOptions(cfg: Config) {
+  return { pidfile: cfg.DOCKER_PIDFILE, unit: cfg.DOCKER_UNIT, timeoutMs: cfg.RELOAD_TIMEOUT_SECONDS * 1000 };
+}
+
+export function proverOptions(cfg: Config, arch: ProbeArch) {
+  return { image: cfg.PROBE_IMAGE, timeoutMs: cfg.PROBE_TIMEOUT_SECONDS * 1000, arch, runscPath: cfg.RUNSC_PATH };
+}
+
+/** How long bootstrap and rollback wait for another command's host lock. */
+export function lockWaitMs(cfg: Config): number {
+  return cfg.LOCK_TIMEOUT_SECONDS * 1000;
+}
+
+/** How long the agent `bootstrap` started must keep running. */
+export function agentSettleMs(cfg: Config): number {
+  return cfg.AGENT_SETTLE_SECONDS * 1000;
+}
+
 export function agentOptions(cfg: Config) {
   return {
     image: cfg.AGENT_IMAGE,
@@ -52,7 +71,7 @@ export function agentOptions(cfg: Config) {
     instanceConfig: cfg.ECS_INSTANCE_CONFIG,
     cacheDir: cfg.AGENT_CACHE_DIR,
     pullRetries: cfg.AGENT_PULL_RETRIES,
-    replaceSettleMs: cfg.AGENT_SETTLE_SECONDS * 1000,
+    replaceSettleMs: agentSettleMs(cfg),
   };
 }
 

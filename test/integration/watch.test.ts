@@ -339,11 +339,12 @@ describe('watch: per-task enforcement and hygiene', () => {
     '$what: each task’s sandbox in its own cgroup under the task with the limits asked; --ignore-cgroups is a violation',
     async (r) => {
       // A second runtime: the same runsc told to leave cgroups alone (the sandbox stays where the shim is).
+      const args = r.args ? [r.args] : [];
       await resetDocker(
         d,
-        `${JSON.stringify({ runtimes: { 'runsc-nocg': { path: RUNSC, runtimeArgs: [RUNSC_ARGS, '--ignore-cgroups'] } } })}\n`,
+        `${JSON.stringify({ runtimes: { 'runsc-nocg': { path: r.path(), runtimeArgs: [...args, '--ignore-cgroups'] } } })}\n`,
       );
-      await start();
+      await start({ ECS_GVISOR_RUNSC_PATH: r.path(), ECS_GVISOR_RUNSC_ARGS: r.args });
       const limited = await task('task-limited');
       await limited.start();
       const loose = await task('task-loose', { Runtime: 'runsc-nocg' });
@@ -376,14 +377,14 @@ describe('watch: per-task enforcement and hygiene', () => {
         'not enforced: pids limit 50 asked, none enforced',
       ]);
       // Restarted, it is a new sandbox: the audit inspects it again (on Docker's events), and finds it right.
-    const before = ok.gofers;
-    await limited.restart({ t: 1 });
-    const again = await until('the restarted task audited', async () => {
-      const t = taskIn(await app.status(), 'task-limited');
-      return t && t.gofers.join() !== before.join() ? t : undefined;
-    });
-    expect(again).toMatchObject({ cgroup: `/ecs/${TASK}/${limited.id}`, problems: [], enforced: { memoryBytes: 64 << 20, pids: 50 } });
-    // Status says it per task, asked against enforced.
+      const before = ok.gofers;
+      await limited.restart({ t: 1 });
+      const again = await until('the restarted task audited', async () => {
+        const t = taskIn(await app.status(), 'task-limited');
+        return t && t.gofers.join() !== before.join() ? t : undefined;
+      });
+      expect(again).toMatchObject({ cgroup: `/ecs/${TASK}/${limited.id}`, problems: [], enforced: { memoryBytes: 64 << 20, pids: 50 } });
+      // Status says it per task, asked against enforced.
       const text = renderStatusText(st);
       expect(text).toContain(
         `task-limited: cgroup /ecs/${TASK}/${limited.id}; limits as asked: memory 64 MiB, 0.50 CPUs, pids 50; not root`,

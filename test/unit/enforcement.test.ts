@@ -9,7 +9,7 @@ import type { ContainerState } from '../../src/ports.js';
 import { cgroupDir, expectedLimits, locate, parseLimits, parseProcCgroup, underParent } from '../../src/watch/cgroups.js';
 import { cgroupFilesFor, judgeTask } from '../../src/watch/enforcement.js';
 
-const ID = 'c0ffee'.repeat(10) + 'abcd';
+const ID = `${'c0ffee'.repeat(10)}abcd`;
 const TASK = '0123456789abcdef0123456789abcdef';
 
 function container(o: Partial<ContainerState> = {}): ContainerState {

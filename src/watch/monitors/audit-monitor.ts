@@ -122,7 +122,7 @@ export class AuditMonitor implements Monitor {
         return state;
       }),
     );
-    return states.filter((c): c is ContainerState => c !== undefined && c.running);
+    return states.filter((c): c is ContainerState => c?.running === true);
   }
 
   /** Read what one container's enforcement is judged on: its sandbox's and gofers' cgroups, the limit files. */
