@@ -36,6 +36,11 @@ export interface SandboxEvidence {
   cmdline: string;
   memoryLimitBytes: number;
   cgroupLimitFile: string;
+  /**
+   * The memory the cgroup is charged for the sandbox (memory.usage_in_bytes on v1, memory.current on
+   * v2) as the proof read it: the limit acts on the sandbox's own memory, not only sits in a file.
+   */
+  memoryChargedBytes?: number;
   provenAt: string;
   /**
    * Each network mode: proven (a sandbox on the stack the policy gives it) or why not. `own`: a namespace
@@ -60,6 +65,28 @@ export function sandboxStack(argv: readonly string[]): 'netstack' | 'passthrough
  */
 export function isSandboxCmdline(argv: readonly string[]): boolean {
   return /(^|\/)(runsc-sandbox|gvisor_sentry)$/.test(argv[0] ?? '');
+}
+
+/** A running sandbox's own footprint is tens of MiB; less than this charged means its memory is counted elsewhere. */
+export const MIN_CHARGED_BYTES = 1024 * 1024;
+
+/** The file beside a limit file that says how much memory the cgroup is charged now. */
+export function memoryChargeFile(limitFile: string): string {
+  return limitFile.replace(/memory\.(limit_in_bytes|max)$/, (_m, f: string) => (f === 'max' ? 'memory.current' : 'memory.usage_in_bytes'));
+}
+
+/**
+ * Whether the cgroup is charged for the sandbox's memory: at least its own footprint, at most the limit.
+ * A limit on a cgroup that is not charged for the sandbox would never stop it.
+ */
+export function chargeProblem(chargedText: string | undefined, limit: number, file: string): string | undefined {
+  const charged = Number(chargedText?.trim());
+  if (chargedText === undefined || !Number.isFinite(charged))
+    return `${file} cannot be read, so the limit cannot be seen acting on the sandbox`;
+  if (charged < MIN_CHARGED_BYTES)
+    return `${file} charges the sandbox's cgroup only ${charged} bytes: its memory is counted elsewhere, out of the limit's reach`;
+  if (charged > limit) return `${file} charges ${charged} bytes, over the ${limit}-byte limit: the limit is not acting`;
+  return undefined;
 }
 
 /** The file holding the memory limit of the cgroup in /proc/<pid>/cgroup (v1 memory controller, else v2). */
@@ -310,6 +337,11 @@ export class SandboxProver {
         `the probe asked for a ${PROBE_MEMORY_BYTES}-byte memory limit but the sandbox's cgroup ${file} says ${limit}: limits would not be enforced`,
       );
     }
+    // Not only written: the sandbox's memory is what that cgroup is charged for.
+    const chargeFile = memoryChargeFile(file);
+    const chargedText = await this.deps.files.readText(chargeFile);
+    const problem = chargeProblem(chargedText, PROBE_MEMORY_BYTES, chargeFile);
+    if (problem) throw unproven(problem);
     return {
       runtime: runtimeName,
       image: this.opts.image,
@@ -317,6 +349,7 @@ export class SandboxProver {
       cmdline: argv.join(' ').slice(0, 200),
       memoryLimitBytes: PROBE_MEMORY_BYTES,
       cgroupLimitFile: file,
+      memoryChargedBytes: Number(chargedText!.trim()),
       provenAt: new Date(this.deps.clock.now()).toISOString(),
     };
   }

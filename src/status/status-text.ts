@@ -23,7 +23,9 @@ export function renderStatusText(s: StatusReport): string {
     ['verified', r.verified ? `yes, at ${r.verifiedAt}` : 'no'],
     [
       'evidence',
-      r.evidence ? `pid ${r.evidence.pid} ${r.evidence.cmdline.split(' ')[0]}; memory limit on ${r.evidence.cgroupLimitFile}` : '-',
+      r.evidence
+        ? `pid ${r.evidence.pid} ${r.evidence.cmdline.split(' ')[0]}; memory limit on ${r.evidence.cgroupLimitFile}${when(r.evidence.memoryChargedBytes, `, ${Math.round((r.evidence.memoryChargedBytes ?? 0) / 1048576)} MiB charged`)}`
+        : '-',
     ],
     ['networks', networksRow(r)],
     ['agent', agentRow(a)],

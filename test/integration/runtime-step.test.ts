@@ -129,6 +129,9 @@ describe('bootstrap --only runtime', () => {
     expect(s.runtime.runscVersion).toMatch(/20221219/);
     expect(String(s.runtime.evidence.cmdline)).toMatch(/^runsc-sandbox /);
     expect(s.runtime.evidence.memoryLimitBytes).toBe(64 * 1024 * 1024);
+    // The limit acts on the sandbox: its cgroup is charged for the sandbox's memory, under the limit.
+    expect(s.runtime.evidence.memoryChargedBytes).toBeGreaterThanOrEqual(1024 * 1024);
+    expect(s.runtime.evidence.memoryChargedBytes).toBeLessThanOrEqual(64 * 1024 * 1024);
   });
 
   it('a container started afterwards with no runtime named runs in gVisor', async () => {

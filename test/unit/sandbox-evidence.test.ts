@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { isProbeArch, type ProbeArch, probeElf, probeRootfs, tar } from '../../src/runtime/probe-image.js';
 import { parseRunscVersion } from '../../src/runtime/runsc.js';
 import { artifactKind, parseSha512File } from '../../src/runtime/runsc-install.js';
-import { isSandboxCmdline, memoryLimitFile } from '../../src/runtime/sandbox-proof.js';
+import { chargeProblem, isSandboxCmdline, memoryChargeFile, memoryLimitFile } from '../../src/runtime/sandbox-proof.js';
 
 describe('sandbox evidence', () => {
   it('recognises gVisor sandbox processes, old and new', () => {
@@ -24,6 +24,21 @@ describe('sandbox evidence', () => {
       '/sys/fs/cgroup/system.slice/docker-abc.scope/memory.max',
     );
     expect(memoryLimitFile('5:cpu,cpuacct:/x\n', '/sys/fs/cgroup')).toBeUndefined();
+  });
+
+  it('sees the limit acting: the cgroup is charged for the sandbox’s memory, at least its footprint and at most the limit', () => {
+    expect(memoryChargeFile('/sys/fs/cgroup/memory/docker/x/memory.limit_in_bytes')).toBe(
+      '/sys/fs/cgroup/memory/docker/x/memory.usage_in_bytes',
+    );
+    expect(memoryChargeFile('/sys/fs/cgroup/system.slice/docker-x.scope/memory.max')).toBe(
+      '/sys/fs/cgroup/system.slice/docker-x.scope/memory.current',
+    );
+    const limit = 64 << 20;
+    expect(chargeProblem('31457280\n', limit, 'f')).toBeUndefined();
+    expect(chargeProblem('4096\n', limit, 'f')).toMatch(/only 4096 bytes: its memory is counted elsewhere/);
+    expect(chargeProblem(String(limit + 1), limit, 'f')).toMatch(/over the 67108864-byte limit/);
+    expect(chargeProblem(undefined, limit, 'f')).toMatch(/cannot be read/);
+    expect(chargeProblem('max', limit, 'f')).toMatch(/cannot be read/);
   });
 
   it('parses runsc --version', () => {
