@@ -4,6 +4,7 @@
  * be set on the cgroup that process lives in (the article this replaces ends on gVisor ignoring limits).
  */
 import { randomBytes } from 'node:crypto';
+import { cgroupDir, LIMIT_FILES, locate, parseProcCgroup } from '../cgroups.js';
 import { BUILTIN_PROBE_IMAGE } from '../config.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -91,15 +92,8 @@ export function chargeProblem(chargedText: string | undefined, limit: number, fi
 
 /** The file holding the memory limit of the cgroup in /proc/<pid>/cgroup (v1 memory controller, else v2). */
 export function memoryLimitFile(procCgroup: string, cgroupRoot: string): string | undefined {
-  const lines = procCgroup
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => l.split(':'));
-  const v1 = lines.find((f) => f.length >= 3 && f[1]!.split(',').includes('memory'));
-  if (v1) return `${cgroupRoot}/memory${v1.slice(2).join(':')}/memory.limit_in_bytes`.replace(/\/+/g, '/');
-  const v2 = lines.find((f) => f[0] === '0' && f[1] === '');
-  if (v2) return `${cgroupRoot}${v2.slice(2).join(':')}/memory.max`.replace(/\/+/g, '/');
-  return undefined;
+  const at = locate(parseProcCgroup(procCgroup), 'memory');
+  return at && `${cgroupDir(at, at.path, cgroupRoot)}/${LIMIT_FILES[at.version].memory[0]}`;
 }
 
 export class SandboxProver {

@@ -1,5 +1,5 @@
 /** The status report as text: one row a subject, aligned; `status --json` prints the report itself. */
-import type { Limits } from '../watch/cgroups.js';
+import type { Limits } from '../cgroups.js';
 import type { TaskEnforcement } from '../watch/enforcement.js';
 import type { StatusReport } from './status-report.js';
 

@@ -5,8 +5,7 @@
  * is reported, or a violation where the policy says so. Pure: what was read comes in, verdicts go out;
  * `cgroupFilesFor` says which files to read.
  */
-import type { HygieneItem } from '../config.js';
-import type { ContainerState } from '../ports.js';
+
 import {
   type Controller,
   cgroupDir,
@@ -20,7 +19,9 @@ import {
   parseLimits,
   parseProcCgroup,
   underParent,
-} from './cgroups.js';
+} from '../cgroups.js';
+import type { HygieneItem } from '../config.js';
+import type { ContainerState } from '../ports.js';
 
 export interface Hygiene {
   /** Runs as root (uid 0) inside the container. */

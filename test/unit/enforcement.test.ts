@@ -5,8 +5,8 @@
  * host. The v2 layouts follow the kernel's and systemd's naming (this machine has cgroup v1 only).
  */
 import { describe, expect, it } from 'vitest';
+import { cgroupDir, expectedLimits, locate, parseLimits, parseProcCgroup, underParent } from '../../src/cgroups.js';
 import type { ContainerState } from '../../src/ports.js';
-import { cgroupDir, expectedLimits, locate, parseLimits, parseProcCgroup, underParent } from '../../src/watch/cgroups.js';
 import { cgroupFilesFor, judgeTask } from '../../src/watch/enforcement.js';
 
 const ID = `${'c0ffee'.repeat(10)}abcd`;

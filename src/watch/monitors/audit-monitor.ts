@@ -25,6 +25,7 @@ export class AuditMonitor implements Monitor {
   private readonly gofers = new Map<string, number[]>();
   /** Each running container as last inspected; forgotten on any Docker event about it. */
   private readonly inspected = new Map<string, { state: ContainerState; at: number }>();
+  private remap?: boolean;
   /** Listing, /proc reads, and stopping violators (10 s each, under Docker's deadline). */
   readonly deadlineMs = 15 * MINUTES;
 
@@ -41,7 +42,7 @@ export class AuditMonitor implements Monitor {
   async run(): Promise<void> {
     const { docker, host, log, metrics } = this.deps;
     const { state, attributes } = this.ctx;
-    const [running, info] = await Promise.all([this.runningContainers(), docker.info()]);
+    const [running, usernsRemap] = await Promise.all([this.runningContainers(), this.usernsRemap()]);
     const cmdlines = new Map<number, readonly string[] | undefined>();
     await Promise.all(
       running.filter((c) => c.pid > 0).map(async (c) => cmdlines.set(c.pid, await host.cmdline(c.pid).catch(() => undefined))),
@@ -53,7 +54,7 @@ export class AuditMonitor implements Monitor {
     const audited = running.filter((c) => c.running && c.pid > 0 && !ours.has(c.id));
     const live = new Set(audited.map((c) => `${c.id} ${c.pid}`));
     for (const key of this.gofers.keys()) if (!live.has(key)) this.gofers.delete(key);
-    const tasks = await Promise.all(audited.map((c) => this.enforcement(c, info.usernsRemap === true)));
+    const tasks = await Promise.all(audited.map((c) => this.enforcement(c, usernsRemap)));
     const violations: Violation[] = [...result.violations];
     for (const [i, t] of tasks.entries()) {
       const base = { id: t.id, name: t.name, runtime: audited[i]!.runtime || '(default at creation)' };
@@ -99,8 +100,16 @@ export class AuditMonitor implements Monitor {
    * event (start, die, update, rename, …) and, with no ID, when dockerd comes back.
    */
   forget(id?: string): void {
-    if (id === undefined) this.inspected.clear();
-    else this.inspected.delete(id);
+    if (id === undefined) {
+      this.inspected.clear();
+      this.remap = undefined; // a restarted dockerd may run with other options
+    } else this.inspected.delete(id);
+  }
+
+  /** Whether dockerd remaps container root (userns-remap): asked once, and again after dockerd comes back. */
+  private async usernsRemap(): Promise<boolean> {
+    this.remap ??= (await this.deps.docker.info()).usernsRemap === true;
+    return this.remap;
   }
 
   /**
