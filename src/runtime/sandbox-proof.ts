@@ -4,7 +4,7 @@
  * be set on the cgroup that process lives in (the article this replaces ends on gVisor ignoring limits).
  */
 import { randomBytes } from 'node:crypto';
-import { cgroupDir, LIMIT_FILES, locate, parseProcCgroup } from '../cgroups.js';
+import { cgroupDir, isContainerCgroup, LIMIT_FILES, locate, parseProcCgroup } from '../cgroups.js';
 import { BUILTIN_PROBE_IMAGE } from '../config.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -96,6 +96,18 @@ export function memoryLimitFile(procCgroup: string, cgroupRoot: string): string 
   return at && `${cgroupDir(at, at.path, cgroupRoot)}/${LIMIT_FILES[at.version].memory[0]}`;
 }
 
+/**
+ * The sandbox must be in the cgroup Docker made for its container (cgroupfs `…/<id>`, systemd
+ * `…/docker-<id>.scope`). A cgroup of runsc's own making elsewhere can hold the container's limits
+ * while escaping the task's: on cgroup v1 runsc takes Docker's systemd-driver path `slice:docker:<id>`
+ * literally, as a directory of that name under the shim's cgroup, with or without --systemd-cgroup.
+ */
+export function cgroupPlacementProblem(procCgroup: string, containerId: string): string | undefined {
+  const at = locate(parseProcCgroup(procCgroup), 'memory');
+  if (!at || isContainerCgroup(at.path, containerId)) return undefined;
+  return `the sandbox is in cgroup ${at.path}, not the one Docker made for its container: a task's cgroup would not contain it (with Docker's systemd cgroup driver, runsc needs cgroup v2 and --systemd-cgroup)`;
+}
+
 export class SandboxProver {
   constructor(
     private readonly deps: { docker: DockerPort; files: FilesPort; host: HostPort; clock: Clock; log: Logger; state: StateStore },
@@ -172,7 +184,7 @@ export class SandboxProver {
         ? this.probe({ NetworkMode: 'host' }, created).then((id) => this.modeProof(id, runtimeName, policy, 'host'), failed)
         : undefined;
       const { pid, argv } = await this.sandboxOf(own, runtimeName);
-      const evidence = await this.checkLimit(pid, argv, runtimeName);
+      const evidence = await this.checkLimit(pid, argv, runtimeName, own);
       const joined = modes.includes('joined')
         ? this.probe({ NetworkMode: `container:${own}` }, created).then((id) => this.modeProof(id, runtimeName, policy, 'joined'), failed)
         : undefined;
@@ -320,11 +332,13 @@ export class SandboxProver {
     throw unproven(`the probe's process ${pid} does not descend from the containerd shim of container ${containerId.slice(0, 12)}`);
   }
 
-  private async checkLimit(pid: number, argv: string[], runtimeName: string): Promise<SandboxEvidence> {
+  private async checkLimit(pid: number, argv: string[], runtimeName: string, containerId: string): Promise<SandboxEvidence> {
     const cgroupText = await this.deps.files.readText(`/proc/${pid}/cgroup`);
     const root = this.opts.cgroupRoot ?? '/sys/fs/cgroup';
     const file = cgroupText && memoryLimitFile(cgroupText, root);
     if (!file) throw unproven(`the sandbox process ${pid} is in no memory cgroup, so Docker's limits do not reach it`);
+    const problem = cgroupPlacementProblem(cgroupText, containerId);
+    if (problem) throw unproven(problem);
     const limit = (await this.deps.files.readText(file))?.trim() ?? '(missing)';
     if (limit !== String(PROBE_MEMORY_BYTES)) {
       throw unproven(
@@ -334,8 +348,8 @@ export class SandboxProver {
     // Not only written: the sandbox's memory is what that cgroup is charged for.
     const chargeFile = memoryChargeFile(file);
     const chargedText = await this.deps.files.readText(chargeFile);
-    const problem = chargeProblem(chargedText, PROBE_MEMORY_BYTES, chargeFile);
-    if (problem) throw unproven(problem);
+    const charge = chargeProblem(chargedText, PROBE_MEMORY_BYTES, chargeFile);
+    if (charge) throw unproven(charge);
     return {
       runtime: runtimeName,
       image: this.opts.image,

@@ -442,3 +442,70 @@ describe('an instance with a current runsc: every network mode', () => {
     await bridgeTask('bridge-passthrough', 'passthrough');
   });
 });
+
+describe('an instance on Docker’s systemd cgroup driver (cgroup v1)', () => {
+  let inst: Instance | undefined;
+  const i = () => inst!;
+  const SHARED_RUNSC = fileURLToPath(new URL('../../../shared/gvisor/runsc', import.meta.url));
+  const SYSTEMD_DAEMON_JSON = '{"exec-opts": ["native.cgroupdriver=systemd"]}\n';
+
+  beforeAll(async () => {
+    // The operator's daemon.json asks for the systemd driver (a restart, not a reload, applies it), and
+    // runsc is given --systemd-cgroup, as runsc's documentation says for that driver.
+    inst = await Instance.launch(world, 'systemd-driver', {
+      runscPath: '/opt/e2e/runsc',
+      copies: { runsc: SHARED_RUNSC },
+      settings: { ECS_GVISOR_RUNSC_ARGS: '--systemd-cgroup' },
+      before: `printf '%s' '${SYSTEMD_DAEMON_JSON}' > /etc/docker/daemon.json\nsystemctl restart docker`,
+    });
+  });
+  afterAll(async () => {
+    await inst?.destroy();
+  });
+
+  it('11. the sandbox would escape its task’s slice: the proof fails closed; runsc shown taking the slice path literally', async () => {
+    diagnoseOnFailure(i);
+    const failed = await i().until('ecs-gvisor.service to fail', async () => {
+      const u = await i().unit('ecs-gvisor.service');
+      return u.active === 'failed' ? u : undefined;
+    });
+    expect(failed.pid).toBe(0);
+    expect((await i().sh("docker info --format '{{.CgroupDriver}}'")).trim()).toBe('systemd');
+    expect((await i().sh('systemctl show ecs-gvisor.service -p ExecMainStatus')).trim()).toBe('ExecMainStatus=5');
+    const journal = await i().sh('journalctl --no-pager -o cat -u ecs-gvisor');
+    expect(journal).toMatch(/SANDBOX_UNPROVEN/);
+    expect(journal).toMatch(/system\.slice:docker:[0-9a-f]{64}, not the one Docker made for its container/);
+    expect(await i().sh('cat /etc/docker/daemon.json')).toBe(SYSTEMD_DAEMON_JSON);
+    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
+    expect(await i().inspect('ecs-agent')).toBeUndefined();
+    expect((await i().fakes()).autoScaling.actions[`${GROUP}/launch/${INSTANCE_ID}`]).toMatchObject({ result: 'ABANDON' });
+
+    // The evidence behind the README's advice, kept honest against the runsc under test: a task-like
+    // container under an ECS task slice, run by that runsc with --systemd-cgroup, and the same under runc.
+    await i().sh(
+      `printf '%s' '{"exec-opts":["native.cgroupdriver=systemd"],"runtimes":{"gv":{"path":"/opt/e2e/runsc","runtimeArgs":["--systemd-cgroup"]}}}' > /etc/docker/daemon.json && systemctl reload docker`,
+    );
+    await i().until('Docker to know the runtime', async () => (await i().sh("docker info --format '{{json .Runtimes}}'")).includes('"gv"'));
+    await i().sh('docker load -q -i /opt/e2e/busybox.tar');
+    const run = async (runtime: string) => {
+      const id = (
+        await i().sh(`docker run -d --runtime ${runtime} --cgroup-parent ecstasks-t1.slice -m 64m busybox:latest sleep 600`)
+      ).trim();
+      const pid = (await i().sh(`docker inspect -f '{{.State.Pid}}' ${id}`)).trim();
+      const memory = (await i().sh(`grep -E '^[0-9]+:memory:' /proc/${pid}/cgroup`)).trim().replace(/^\d+:memory:/, '');
+      const limit = (await i().sh(`cat /sys/fs/cgroup/memory${memory}/memory.limit_in_bytes`)).trim();
+      const cmdline = await i().sh(`tr '\\0' ' ' < /proc/${pid}/cmdline`);
+      return { id, memory, limit, cmdline };
+    };
+    const runc = await run('runc');
+    // (The instance is itself a container: its cgroups sit under the outer Docker's /docker/<id>.)
+    expect(runc.memory.endsWith(`/ecstasks.slice/ecstasks-t1.slice/docker-${runc.id}.scope`)).toBe(true);
+    expect(runc.limit).toBe(String(64 << 20));
+    const gv = await run('gv');
+    expect(gv.cmdline).toMatch(/--systemd-cgroup(=true)?\b/);
+    // The container's limit holds, but in a cgroup named after the path, outside the task's slice.
+    expect(gv.memory.endsWith(`/ecstasks-t1.slice:docker:${gv.id}`)).toBe(true);
+    expect(gv.memory).not.toContain('/ecstasks.slice/');
+    expect(gv.limit).toBe(String(64 << 20));
+  });
+});

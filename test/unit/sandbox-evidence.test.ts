@@ -4,7 +4,13 @@ import { describe, expect, it } from 'vitest';
 import { isProbeArch, type ProbeArch, probeElf, probeRootfs, tar } from '../../src/runtime/probe-image.js';
 import { parseRunscVersion } from '../../src/runtime/runsc.js';
 import { artifactKind, parseSha512File } from '../../src/runtime/runsc-install.js';
-import { chargeProblem, isSandboxCmdline, memoryChargeFile, memoryLimitFile } from '../../src/runtime/sandbox-proof.js';
+import {
+  cgroupPlacementProblem,
+  chargeProblem,
+  isSandboxCmdline,
+  memoryChargeFile,
+  memoryLimitFile,
+} from '../../src/runtime/sandbox-proof.js';
 
 describe('sandbox evidence', () => {
   it('recognises gVisor sandbox processes, old and new', () => {
@@ -39,6 +45,19 @@ describe('sandbox evidence', () => {
     expect(chargeProblem(String(limit + 1), limit, 'f')).toMatch(/over the 67108864-byte limit/);
     expect(chargeProblem(undefined, limit, 'f')).toMatch(/cannot be read/);
     expect(chargeProblem('max', limit, 'f')).toMatch(/cannot be read/);
+  });
+
+  it('wants the sandbox in the cgroup Docker made for its container, under either driver', () => {
+    const id = 'f'.repeat(64);
+    expect(cgroupPlacementProblem(`4:memory:/docker/${id}\n`, id)).toBeUndefined();
+    expect(cgroupPlacementProblem(`4:memory:/ecs/task1/${id}\n`, id)).toBeUndefined();
+    expect(cgroupPlacementProblem(`0::/ecstasks.slice/ecstasks-t1.slice/docker-${id}.scope\n`, id)).toBeUndefined();
+    // Measured with runsc on cgroup v1 under Docker's systemd driver: the path taken as a directory name.
+    const literal = `/system.slice/containerd.service/system.slice:docker:${id}`;
+    expect(cgroupPlacementProblem(`4:memory:${literal}\n`, id)).toMatch(
+      new RegExp(`in cgroup ${literal}, not the one Docker made for its container`),
+    );
+    expect(cgroupPlacementProblem(`4:memory:/docker/${'e'.repeat(64)}\n`, id)).toMatch(/not the one Docker made/);
   });
 
   it('parses runsc --version', () => {
