@@ -249,6 +249,19 @@ export interface EcsPort {
   deleteAttributes(cluster: string, arn: string, names: readonly string[]): Promise<void>;
   /** UpdateContainerInstancesState → DRAINING: ECS stops placing tasks here and replaces service tasks. */
   drain(cluster: string, arn: string): Promise<void>;
+  /** DescribeTasks for up to 100 ARNs; the tasks ECS does not know are left out. */
+  describeTasks(cluster: string, arns: readonly string[]): Promise<EcsTaskView[]>;
+}
+
+/** What ECS says of one task: where it runs, its task-level limits, its containers' Docker IDs. */
+export interface EcsTaskView {
+  arn: string;
+  containerInstanceArn?: string;
+  /** Task-level CPU in CPU units (1024 = one vCPU) and memory in MiB, as ECS reports them (strings). */
+  cpu?: string;
+  memory?: string;
+  /** The Docker IDs of its containers (ECS's `runtimeId`). */
+  runtimeIds: string[];
 }
 
 /** One pending lifecycle action of this instance: `InstanceId` names it (IMDS gives no action token). */

@@ -145,6 +145,15 @@ export class EcsGvisorStack extends Stack {
         conditions: { ArnEquals: { 'ecs:cluster': clusterArn } },
       }),
     );
+    // The audit asks ECS which task a container is part of and what that task's limits are.
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'EcsGvisorTaskLimits',
+        actions: ['ecs:DescribeTasks'],
+        resources: [arn('ecs', `task/${clusterName}/*`)],
+        conditions: { ArnEquals: { 'ecs:cluster': clusterArn } },
+      }),
+    );
     // The release and the runsc mirror, when they are on S3: exactly those objects.
     const objects = [props.artifacts.releaseUrl, props.artifacts.runscMirrorUrl ?? ''].map(s3Object).filter((o) => o !== undefined);
     if (objects.length) {

@@ -227,6 +227,8 @@ describe('the ECS cluster stack', () => {
     for (const a of ['ecs:TagResource', 'ecs:UpdateContainerInstancesState', 'ecs:PutAttributes', 'ecs:DescribeContainerInstances']) {
       expect(JSON.stringify(of(a).Resource), a).toContain(':container-instance/tenants/*');
     }
+    expect(JSON.stringify(of('ecs:DescribeTasks').Resource)).toContain(':task/tenants/*');
+    expect(clusterOnly(of('ecs:DescribeTasks'))).toBe(true);
     expect(of('ecs:TagResource').Condition).toEqual({ StringEquals: { 'ecs:CreateAction': 'RegisterContainerInstance' } });
     for (const a of [
       'ecs:DiscoverPollEndpoint',

@@ -5,7 +5,15 @@
  * budget, and one logical call is never multiplied by two retry layers.
  */
 import { type AwsOutcome, EcsGvisorError } from '../errors.js';
-import type { AutoScalingPort, ContainerInstanceView, Ec2Port, EcsPort, LifecycleActionRef, LifecycleResult } from '../ports.js';
+import type {
+  AutoScalingPort,
+  ContainerInstanceView,
+  Ec2Port,
+  EcsPort,
+  EcsTaskView,
+  LifecycleActionRef,
+  LifecycleResult,
+} from '../ports.js';
 import type { EC2Client } from './aws-sdk/ec2.js';
 import type { AutoScalingClient, ECSClient } from './aws-sdk/ecs-autoscaling.js';
 
@@ -168,6 +176,28 @@ export class AwsEcs implements EcsPort {
         },
       );
     }
+  }
+
+  async describeTasks(cluster: string, arns: readonly string[]): Promise<EcsTaskView[]> {
+    if (!arns.length) return [];
+    const out = await this.call('DescribeTasks', (m, client) => client.send(new m.DescribeTasksCommand({ cluster, tasks: [...arns] })));
+    const list: unknown = out.tasks;
+    if (!(Array.isArray(list) && list.every((t) => t !== null && typeof t === 'object'))) {
+      throw awsError('ECS', 'DescribeTasks', new Error(`the reply's tasks is not a list of tasks (${JSON.stringify(list)?.slice(0, 60)})`));
+    }
+    return out.tasks!.flatMap((t) =>
+      t.taskArn
+        ? [
+            {
+              arn: t.taskArn,
+              containerInstanceArn: t.containerInstanceArn,
+              cpu: t.cpu,
+              memory: t.memory,
+              runtimeIds: (t.containers ?? []).flatMap((c) => (c.runtimeId ? [c.runtimeId] : [])),
+            },
+          ]
+        : [],
+    );
   }
 }
 

@@ -75,12 +75,12 @@ function auditRow(audit: StatusReport['audit']): string {
   return `${audit.checked} container(s), ${audit.violations.length} violation(s)${ago(audit.checkedAt)}${lines([...violations, ...networks, ...tasks])}`;
 }
 
-/** Limits as people read them: MiB, CPUs, pids. */
-function limitsText(l: Limits): string {
+/** Limits as people read them: MiB, CPUs, pids (a task's own limits have no pids). */
+function limitsText(l: Limits | undefined, withPids = true): string {
   const parts = [
-    l.memoryBytes === undefined ? 'no memory limit' : `memory ${Math.round(l.memoryBytes / 1048576)} MiB`,
-    l.cpuQuotaUs === undefined ? 'no CPU quota' : `${(l.cpuQuotaUs / (l.cpuPeriodUs ?? 100_000)).toFixed(2)} CPUs`,
-    l.pids === undefined ? 'no pids limit' : `pids ${l.pids}`,
+    l?.memoryBytes === undefined ? 'no memory limit' : `memory ${Math.round(l.memoryBytes / 1048576)} MiB`,
+    l?.cpuQuotaUs === undefined ? 'no CPU quota' : `${(l.cpuQuotaUs / (l.cpuPeriodUs ?? 100_000)).toFixed(2)} CPUs`,
+    ...(withPids ? [l?.pids === undefined ? 'no pids limit' : `pids ${l.pids}`] : []),
   ];
   return parts.join(', ');
 }
@@ -93,10 +93,24 @@ function taskLine(t: TaskEnforcement): string {
     ...(h.privileged ? ['privileged'] : []),
     ...(h.capAdd.length ? [`capabilities +${h.capAdd.join(',')}`] : []),
   ];
-  const limits = t.problems.length
+  const own = t.problems.filter((p) => !p.startsWith('task-level'));
+  const limits = own.length
     ? `asked ${limitsText(t.asked)}; enforced ${limitsText(t.enforced)}`
     : `limits as asked: ${limitsText(t.enforced)}`;
-  return `${t.name}: cgroup ${t.cgroup ?? '?'}; ${limits}; ${hygiene.join(', ')}`;
+  return `${t.name}: cgroup ${t.cgroup ?? '?'}; ${limits}; ${hygiene.join(', ')}${taskText(t)}`;
+}
+
+/** The task's own limits (task definition) against its cgroup's, once ECS confirmed the task. */
+function taskText(t: TaskEnforcement): string {
+  const c = t.task;
+  if (!c) return '';
+  const id = c.arn.slice(c.arn.lastIndexOf('/') + 1);
+  if (c.state !== 'confirmed') return `; task ${id}: ${c.reason}`;
+  const text = (l: Limits | undefined) => limitsText(l, false);
+  if (c.asked.memoryBytes === undefined && c.asked.cpuQuotaUs === undefined) return `; task ${id}: no task-level limits`;
+  return t.problems.some((p) => p.startsWith('task-level'))
+    ? `; task ${id}: asked ${text(c.asked)}; enforced ${text(t.parent?.limits)}`
+    : `; task ${id}: task limits as asked: ${text(c.asked)}`;
 }
 
 function networkRulesRow(n: NonNullable<StatusReport['network']>): string {

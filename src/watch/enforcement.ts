@@ -22,6 +22,7 @@ import {
 } from '../cgroups.js';
 import type { HygieneItem } from '../config.js';
 import type { ContainerState } from '../ports.js';
+import { isTaskCgroup, type TaskClaim } from './ecs-tasks.js';
 
 export interface Hygiene {
   /** Runs as root (uid 0) inside the container. */
@@ -47,6 +48,8 @@ export interface TaskEnforcement {
   enforced: Limits;
   /** The task-level cgroup (the container cgroup's parent) and its limits. */
   parent?: { path: string; limits: Limits };
+  /** The ECS task the container claims (its label) and whether ECS confirmed it; `asked`: the task's limits. */
+  task?: TaskClaim;
   /** What is wrong with enforcement (each a violation). */
   problems: string[];
   hygiene: Hygiene;
@@ -104,6 +107,7 @@ export function judgeTask(
   procs: ProcessCgroups,
   files: Readonly<Record<string, string | undefined>>,
   o: JudgeOptions,
+  claim?: TaskClaim,
 ): TaskEnforcement {
   const root = o.root ?? '/sys/fs/cgroup';
   const r = c.resources ?? {};
@@ -118,6 +122,7 @@ export function judgeTask(
     asked,
     hygiene,
     hygieneViolations: violatedHygiene(hygiene, o.policy),
+    ...(claim ? { task: claim } : {}),
   };
   if (!procs.sandbox) return { ...base, enforced: {}, problems: ['its process cannot be read (gone, or in another PID namespace)'] };
 
@@ -144,7 +149,22 @@ export function judgeTask(
   const enforced = limitsIn(mem.version, dirs(false), files);
   problems.push(...limitProblems(asked, enforced));
   const parent = { path: parentPath(cgroup), limits: limitsIn(mem.version, dirs(true), files) };
+  if (claim?.state === 'confirmed' && isContainerCgroup(cgroup, c.id)) problems.push(...taskProblems(claim, parent));
   return { ...base, cgroup, enforced, parent, problems };
+}
+
+/**
+ * The task definition's task-level limits must hold on the task's own cgroup, the container's parent.
+ * Each problem starts with "task-level".
+ */
+function taskProblems(claim: Extract<TaskClaim, { state: 'confirmed' }>, parent: { path: string; limits: Limits }): string[] {
+  const asked = claim.asked;
+  if (asked.memoryBytes === undefined && asked.cpuQuotaUs === undefined) return [];
+  if (!isTaskCgroup(parent.path, claim.taskId))
+    return [
+      `task-level limits do not hold it: its cgroup's parent ${parent.path} is not its task's (/ecs/${claim.taskId} or ecstasks-${claim.taskId}.slice)`,
+    ];
+  return limitProblems(asked, parent.limits).map((p) => `task-level ${p}`);
 }
 
 export function hygieneOf(c: ContainerState, usernsRemap: boolean): Hygiene {

@@ -21,6 +21,7 @@ import type { RuntimeState, RuntimeStep } from '../runtime/runtime-step.js';
 import type { StateStore } from '../state-store.js';
 import { watchSummary } from '../status/summary.js';
 import { AttributePublisher } from './attribute-publisher.js';
+import { EcsTaskDirectory, TASK_LOOKUP_MS } from './ecs-tasks.js';
 import { Healer } from './healer.js';
 import type { HealingOptions } from './health.js';
 import type { WatchMetrics } from './metrics.js';
@@ -128,7 +129,8 @@ export class WatchLoop {
       healer: new Healer({ aws, supervisor, clock, log, state: this.st, sched: this.sched }, opts.healing),
     };
     const ecs = new EcsMonitor({ aws, metrics, log, random }, ctx, { budget: opts.budget });
-    this.audit = new AuditMonitor({ docker: deps.docker, host: deps.host, clock, log, metrics, store: deps.state }, ctx, {
+    const tasks = new EcsTaskDirectory({ aws, clock, log }, { minIntervalMs: TASK_LOOKUP_MS });
+    this.audit = new AuditMonitor({ docker: deps.docker, host: deps.host, clock, log, metrics, store: deps.state, tasks }, ctx, {
       auditMs: opts.auditMs,
       runtimeName: opts.runtimeName,
       action: opts.auditAction,

@@ -61,8 +61,17 @@ export class TokenBucket {
   }
 }
 
+/** A task as DescribeTasks reports it (task-level CPU units and MiB as strings, its Docker IDs). */
+export interface FakeTask {
+  containerInstanceArn: string;
+  cpu?: string;
+  memory?: string;
+  runtimeIds: string[];
+}
+
 export class FakeEcs {
   readonly instances = new Map<string, FakeInstance>();
+  readonly tasks = new Map<string, FakeTask>();
   readonly calls: Call[] = [];
   /** Decides how each call is answered; default: normally. */
   behaviour: (operation: string, n: number) => Behaviour = () => 'ok';
@@ -100,6 +109,7 @@ export class FakeEcs {
   /** Forget instances and calls, behave normally again (between tests). */
   reset(): void {
     this.instances.clear();
+    this.tasks.clear();
     this.calls.length = 0;
     this.behaviour = () => 'ok';
     this.onDescribe = () => undefined;
@@ -157,6 +167,25 @@ export class FakeEcs {
             };
           }),
           failures: arns.filter((a) => !this.instances.has(a)).map((arn) => ({ arn, reason: 'MISSING' })),
+        });
+      }
+      case 'DescribeTasks': {
+        const arns = body.tasks as string[];
+        const found = arns.filter((a) => this.tasks.has(a));
+        return send(200, {
+          tasks: found.map((taskArn) => {
+            const t = this.tasks.get(taskArn)!;
+            return {
+              taskArn,
+              clusterArn: body.cluster,
+              containerInstanceArn: t.containerInstanceArn,
+              ...(t.cpu ? { cpu: t.cpu } : {}),
+              ...(t.memory ? { memory: t.memory } : {}),
+              lastStatus: 'RUNNING',
+              containers: t.runtimeIds.map((runtimeId, i) => ({ name: `c${i}`, runtimeId, taskArn, lastStatus: 'RUNNING' })),
+            };
+          }),
+          failures: arns.filter((a) => !this.tasks.has(a)).map((arn) => ({ arn, reason: 'MISSING' })),
         });
       }
       case 'DiscoverPollEndpoint':

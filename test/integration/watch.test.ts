@@ -4,7 +4,18 @@
  * introspection endpoints on 127.0.0.1 reached through the real SDK clients. Intervals are shortened
  * through configuration keys; assertions are on Docker, the files, the fakes' recorded calls and status.
  */
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
@@ -309,6 +320,16 @@ function currentRunsc(): string {
   return current;
 }
 
+/** Whether the cgroup dir is gone, removing it if it can be (busy until its children are gone). */
+function tryRmdir(dir: string): boolean {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // asked again
+  }
+  return !existsSync(dir);
+}
+
 describe('watch: per-task enforcement and hygiene', () => {
   const TASK = '0123456789abcdef0123456789abcdef';
   /** A task container as the ECS agent creates one: limits, and the task's cgroup parent. */
@@ -392,6 +413,84 @@ describe('watch: per-task enforcement and hygiene', () => {
       expect(text).toMatch(/task-loose: cgroup \S+; asked memory 64 MiB, 0\.50 CPUs, pids 50; enforced /);
     },
   );
+
+  it('task-level limits: a task ECS confirms is held to its task definition on its task cgroup; a label alone is not believed', async () => {
+    const [A, B] = ['a'.repeat(32), 'b'.repeat(32)];
+    const arn = (t: string) => `arn:aws:ecs:us-east-1:111122223333:task/prod/${t}`;
+    // What the ECS agent does before a task's containers start: the task's cgroup, with its limits.
+    const dirs: string[] = [];
+    const taskCgroup = (t: string, memoryBytes: number, cpuQuotaUs: number) => {
+      for (const [ctl, file, value] of [
+        ['memory', 'memory.limit_in_bytes', memoryBytes],
+        ['cpu', 'cpu.cfs_quota_us', cpuQuotaUs],
+      ] as const) {
+        const dir = `/sys/fs/cgroup/${ctl}/ecs/${t}`;
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(`${dir}/${file}`, String(value));
+        dirs.push(dir);
+      }
+    };
+    taskCgroup(A, 256 << 20, 25_000); // as its definition says: 256 MiB, 256 CPU units
+    taskCgroup(B, 512 << 20, -1); // its definition says 1024 MiB and 1 vCPU: not what holds
+    const inTask = (name: string, t: string, label = arn(t)) =>
+      docker.createContainer({
+        Image: busybox,
+        Cmd: ['sleep', '600'],
+        name,
+        User: '1000',
+        Labels: { 'com.amazonaws.ecs.task-arn': label, 'com.amazonaws.ecs.cluster': 'prod' },
+        HostConfig: { Memory: 64 << 20, CgroupParent: `/ecs/${t}` },
+      });
+    try {
+      await start();
+      const a = await inTask('task-a', A);
+      const b = await inTask('task-b', B);
+      // Anyone who can run a container can claim to be task A.
+      const forged = await inTask('task-forged', A);
+      for (const c of [a, b, forged]) await c.start();
+      ecs.tasks.set(arn(A), { containerInstanceArn: ARN, cpu: '256', memory: '256', runtimeIds: [a.id] });
+      ecs.tasks.set(arn(B), { containerInstanceArn: ARN, cpu: '1024', memory: '1024', runtimeIds: [b.id] });
+      await register();
+      const st = await until('the tasks confirmed by ECS', async () => {
+        const s = await app.status();
+        return taskIn(s, 'task-a')?.task?.state === 'confirmed' && taskIn(s, 'task-b')?.task?.state === 'confirmed' ? s : undefined;
+      });
+      expect(taskIn(st, 'task-a')).toMatchObject({
+        task: { state: 'confirmed', arn: arn(A), asked: { memoryBytes: 256 << 20, cpuQuotaUs: 25_000 } },
+        parent: { path: `/ecs/${A}`, limits: { memoryBytes: 256 << 20, cpuQuotaUs: 25_000 } },
+        problems: [],
+      });
+      expect(taskIn(st, 'task-forged')!.task).toEqual({
+        state: 'unconfirmed',
+        arn: arn(A),
+        reason: 'ECS does not list this container among the task’s',
+      });
+      expect(taskIn(st, 'task-forged')!.problems).toEqual([]);
+      expect(st.audit!.violations.filter((v) => v.name === 'task-b').map((v) => v.reason)).toEqual([
+        'not enforced: task-level memory limit 1073741824 asked, 536870912 enforced',
+        'not enforced: task-level CPU quota 1.000 CPUs asked, none enforced',
+      ]);
+      expect(st.audit!.violations.filter((v) => v.name !== 'task-b')).toEqual([]);
+      // One DescribeTasks for the three containers, with the two ARNs they name.
+      const asked = ecs.calls.filter((c) => c.operation === 'DescribeTasks');
+      expect(asked).toHaveLength(1);
+      expect(new Set(asked[0]!.body.tasks as string[])).toEqual(new Set([arn(A), arn(B)]));
+      const text = renderStatusText(st);
+      expect(text).toContain(`task ${A}: task limits as asked: memory 256 MiB, 0.25 CPUs`);
+      expect(text).toContain(`task ${B}: asked memory 1024 MiB, 1.00 CPUs; enforced memory 512 MiB, no CPU quota`);
+      expect(text).toContain(`task-forged: cgroup /ecs/${A}/${forged.id}; limits as asked: memory 64 MiB`);
+      expect(text).toContain(`task ${A}: ECS does not list this container among the task’s`);
+      await until('the attribute no longer verified', () => attrs()['ecs-gvisor.sandbox'] === 'violated');
+    } finally {
+      for (const n of ['task-a', 'task-b', 'task-forged'])
+        await docker
+          .getContainer(n)
+          .remove({ force: true })
+          .catch(() => undefined);
+      // The task cgroups go once their containers' have (rmdir: a cgroup is removed empty, never recursively).
+      for (const dir of dirs) await until(`${dir} removed`, () => tryRmdir(dir), 30_000);
+    }
+  });
 
   it('reports root, writable host mounts, privileged and added capabilities; makes them violations only where the policy says', async () => {
     mkdirSync(`${host.dir}/data`, { recursive: true });

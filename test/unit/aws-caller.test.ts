@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { AwsCaller, BudgetSpent, type CallOutcome } from '../../src/aws/aws-caller.js';
 import { INSTANCE_ID_PATH } from '../../src/aws/imds-values.js';
 import { type AwsOutcome, EcsGvisorError } from '../../src/errors.js';
-import type { AutoScalingPort, ContainerInstanceView, Ec2Port, EcsPort, ImdsPort } from '../../src/ports.js';
+import type { AutoScalingPort, ContainerInstanceView, Ec2Port, EcsPort, EcsTaskView, ImdsPort } from '../../src/ports.js';
 import { backoffMs } from '../../src/retry.js';
 import { FakeClock } from '../harness/fake-clock.js';
 
@@ -33,6 +33,9 @@ class MemoryEcs implements EcsPort {
   async putAttributes(): Promise<void> {}
   async deleteAttributes(): Promise<void> {}
   async drain(): Promise<void> {}
+  async describeTasks(): Promise<EcsTaskView[]> {
+    return [];
+  }
 }
 
 class MemoryAutoScaling implements AutoScalingPort {

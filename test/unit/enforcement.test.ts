@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { cgroupDir, expectedLimits, locate, parseLimits, parseProcCgroup, underParent } from '../../src/cgroups.js';
-import type { ContainerState } from '../../src/ports.js';
+import type { ContainerState, EcsTaskView } from '../../src/ports.js';
+import { claimOf, plausibleTaskArn, TASK_ARN_LABEL, taskLimits } from '../../src/watch/ecs-tasks.js';
 import { cgroupFilesFor, judgeTask } from '../../src/watch/enforcement.js';
 
 const ID = `${'c0ffee'.repeat(10)}abcd`;
@@ -217,5 +218,89 @@ describe('per-task enforcement', () => {
         policy,
       ).hygiene.root,
     ).toBe(false);
+  });
+});
+
+describe('task-level limits, as ECS confirms the task', () => {
+  const CI = 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/ci-1';
+  const ARN = `arn:aws:ecs:us-east-1:111122223333:task/prod/${TASK}`;
+  const ours = { containerInstanceArn: CI, cluster: 'prod' };
+  const labelled = (arn = ARN, o: Partial<ContainerState> = {}) => container({ labels: { [TASK_ARN_LABEL]: arn }, ...o });
+  const view = (o: Partial<EcsTaskView> = {}): EcsTaskView => ({
+    arn: ARN,
+    containerInstanceArn: CI,
+    cpu: '512',
+    memory: '512',
+    runtimeIds: [ID],
+    ...o,
+  });
+
+  it('turns task-level CPU units and MiB into the cgroup values the agent writes', () => {
+    expect(taskLimits({ cpu: '512', memory: '512' })).toEqual({ memoryBytes: 512 << 20, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000 });
+    expect(taskLimits({ cpu: '2048' })).toEqual({ cpuQuotaUs: 200_000, cpuPeriodUs: 100_000 });
+    expect(taskLimits({ cpu: '0', memory: undefined })).toEqual({});
+  });
+
+  it('believes a task label only when ECS lists the container in that task, on this container instance', () => {
+    expect(claimOf(container(), view(), ours)).toBeUndefined();
+    expect(claimOf(labelled(), view(), {})).toMatchObject({ state: 'unknown' });
+    expect(claimOf(labelled(), undefined, ours)).toMatchObject({ state: 'unknown', reason: 'ECS not asked yet' });
+    expect(claimOf(labelled(), null, ours)).toMatchObject({ state: 'unconfirmed', reason: 'ECS does not know this task' });
+    expect(claimOf(labelled(), view({ containerInstanceArn: `${CI}x` }), ours)).toMatchObject({ state: 'unconfirmed' });
+    expect(claimOf(labelled(), view({ runtimeIds: ['other'] }), ours)).toMatchObject({
+      state: 'unconfirmed',
+      reason: 'ECS does not list this container among the task’s',
+    });
+    expect(claimOf(labelled(), view(), ours)).toEqual({
+      state: 'confirmed',
+      arn: ARN,
+      taskId: TASK,
+      asked: { memoryBytes: 512 << 20, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000 },
+    });
+    // A label naming another cluster, account or region is not worth an ECS call.
+    for (const arn of [
+      `arn:aws:ecs:us-east-1:111122223333:task/other/${TASK}`,
+      `arn:aws:ecs:us-east-1:999999999999:task/prod/${TASK}`,
+      `arn:aws:ecs:eu-west-1:111122223333:task/prod/${TASK}`,
+      `arn:aws:ecs:us-east-1:111122223333:task/${TASK}`,
+      'arn:aws:ecs:us-east-1:111122223333:task/prod/../x',
+    ]) {
+      expect(plausibleTaskArn(arn, CI, 'prod'), arn).toBe(false);
+      expect(claimOf(labelled(arn), view({ arn }), ours)?.state).toBe('unconfirmed');
+    }
+    expect(plausibleTaskArn(ARN, CI, 'arn:aws:ecs:us-east-1:111122223333:cluster/prod')).toBe(true);
+  });
+
+  it('holds the task cgroup to the task definition: v1 cgroupfs and v2 systemd', () => {
+    const parent = `/ecs/${TASK}`;
+    const files = filesV1(`${parent}/${ID}`, parent); // the parent: 512 MiB, no CPU quota
+    const claim = claimOf(labelled(), view({ cpu: undefined }), ours);
+    expect(judgeTask(labelled(), { sandbox: V1_ECS, gofers: [] }, files, policy, claim).problems).toEqual([]);
+    const bigger = claimOf(labelled(), view({ memory: '1024', cpu: '256' }), ours);
+    expect(judgeTask(labelled(), { sandbox: V1_ECS, gofers: [] }, files, policy, bigger).problems).toEqual([
+      'task-level memory limit 1073741824 asked, 536870912 enforced',
+      'task-level CPU quota 0.250 CPUs asked, none enforced',
+    ]);
+    // Not in the task's cgroup at all (the agent told not to make one, say): the task's limits cannot hold it.
+    const elsewhere = `9:memory:/docker/${ID}\n`;
+    const plain = labelled(ARN, { resources: {} });
+    expect(judgeTask(plain, { sandbox: elsewhere, gofers: [] }, {}, policy, claim).problems).toEqual([
+      `task-level limits do not hold it: its cgroup's parent /docker is not its task's (/ecs/${TASK} or ecstasks-${TASK}.slice)`,
+    ]);
+    // v2: the task's slice holds memory.max and cpu.max.
+    const slice = `/sys/fs/cgroup/ecstasks.slice/ecstasks-${TASK}.slice`;
+    const v2 = { [`${slice}/memory.max`]: '536870912\n', [`${slice}/cpu.max`]: '50000 100000\n' };
+    const c2 = claimOf(labelled(), view(), ours);
+    const onV2 = labelled(ARN, { resources: { cgroupParent: `ecstasks-${TASK}.slice` } });
+    expect(judgeTask(onV2, { sandbox: V2_SYSTEMD, gofers: [] }, v2, policy, c2)).toMatchObject({
+      problems: [],
+      parent: { limits: { memoryBytes: 512 << 20, cpuQuotaUs: 50_000 } },
+    });
+    expect(judgeTask(onV2, { sandbox: V2_SYSTEMD, gofers: [] }, { ...v2, [`${slice}/memory.max`]: 'max\n' }, policy, c2).problems).toEqual([
+      'task-level memory limit 536870912 asked, none enforced',
+    ]);
+    // An unconfirmed claim asks nothing of the parent.
+    const unconfirmed = claimOf(labelled(), null, ours);
+    expect(judgeTask(plain, { sandbox: elsewhere, gofers: [] }, {}, policy, unconfirmed).problems).toEqual([]);
   });
 });

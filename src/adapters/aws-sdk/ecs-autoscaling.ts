@@ -10,6 +10,7 @@ export {
 export {
   DeleteAttributesCommand,
   DescribeContainerInstancesCommand,
+  DescribeTasksCommand,
   ECSClient,
   PutAttributesCommand,
   UpdateContainerInstancesStateCommand,

@@ -11,6 +11,7 @@ import type { Clock, ContainerState, DockerPort, HostPort } from '../../ports.js
 import { probeNames } from '../../runtime/sandbox-proof.js';
 import type { StateStore } from '../../state-store.js';
 import { audit, type Violation } from '../audit.js';
+import { claimOf, type EcsTaskDirectory, plausibleTaskArn, TASK_ARN_LABEL, type TaskClaim } from '../ecs-tasks.js';
 import { cgroupFilesFor, judgeTask, type TaskEnforcement } from '../enforcement.js';
 import type { WatchMetrics } from '../metrics.js';
 import type { Monitor } from '../scheduler.js';
@@ -30,7 +31,15 @@ export class AuditMonitor implements Monitor {
   readonly deadlineMs = 15 * MINUTES;
 
   constructor(
-    private readonly deps: { docker: DockerPort; host: HostPort; clock: Clock; log: Logger; metrics: WatchMetrics; store: StateStore },
+    private readonly deps: {
+      docker: DockerPort;
+      host: HostPort;
+      clock: Clock;
+      log: Logger;
+      metrics: WatchMetrics;
+      store: StateStore;
+      tasks: EcsTaskDirectory;
+    },
     private readonly ctx: WatchContext,
     private readonly opts: { auditMs: number; runtimeName: string; action: 'report' | 'stop'; hygiene: readonly HygieneItem[] },
   ) {}
@@ -39,7 +48,7 @@ export class AuditMonitor implements Monitor {
     return this.opts.auditMs;
   }
 
-  async run(): Promise<void> {
+  async run(signal: AbortSignal): Promise<void> {
     const { docker, host, log, metrics } = this.deps;
     const { state, attributes } = this.ctx;
     const [running, usernsRemap] = await Promise.all([this.runningContainers(), this.usernsRemap()]);
@@ -54,7 +63,8 @@ export class AuditMonitor implements Monitor {
     const audited = running.filter((c) => c.running && c.pid > 0 && !ours.has(c.id));
     const live = new Set(audited.map((c) => `${c.id} ${c.pid}`));
     for (const key of this.gofers.keys()) if (!live.has(key)) this.gofers.delete(key);
-    const tasks = await Promise.all(audited.map((c) => this.enforcement(c, usernsRemap)));
+    const claims = await this.taskClaims(audited, signal);
+    const tasks = await Promise.all(audited.map((c) => this.enforcement(c, usernsRemap, claims.get(c.id))));
     const violations: Violation[] = [...result.violations];
     for (const [i, t] of tasks.entries()) {
       const base = { id: t.id, name: t.name, runtime: audited[i]!.runtime || '(default at creation)' };
@@ -134,8 +144,32 @@ export class AuditMonitor implements Monitor {
     return states.filter((c): c is ContainerState => c?.running === true);
   }
 
+  /**
+   * The task each container claims (its label), as ECS confirms it: asked only about ARNs that could be
+   * this registration's, and only once ECS has confirmed the registration is this instance.
+   */
+  private async taskClaims(containers: readonly ContainerState[], signal: AbortSignal): Promise<Map<string, TaskClaim | undefined>> {
+    const { state } = this.ctx;
+    const r = state.snap.registration;
+    const ours = r.identity === 'confirmed' ? { containerInstanceArn: r.containerInstanceArn, cluster: r.cluster } : {};
+    if (ours.containerInstanceArn && ours.cluster) {
+      const wanted = containers.flatMap((c) => {
+        const arn = c.labels[TASK_ARN_LABEL];
+        return arn && plausibleTaskArn(arn, ours.containerInstanceArn!, ours.cluster!) ? [{ arn, containerId: c.id }] : [];
+      });
+      try {
+        await this.deps.tasks.learn(ours.cluster, state.region(), wanted, signal);
+      } catch (err) {
+        state.recordError('ecs', err); // the rest of the audit goes on; the task limits wait
+      }
+    }
+    const { tasks } = this.deps;
+    const notAsked = tasks.failure ? `ECS not asked yet (DescribeTasks failed: ${tasks.failure})` : undefined;
+    return new Map(containers.map((c) => [c.id, claimOf(c, tasks.view(c.labels[TASK_ARN_LABEL] ?? ''), ours, notAsked)]));
+  }
+
   /** Read what one container's enforcement is judged on: its sandbox's and gofers' cgroups, the limit files. */
-  private async enforcement(c: ContainerState, usernsRemap: boolean): Promise<TaskEnforcement> {
+  private async enforcement(c: ContainerState, usernsRemap: boolean, claim: TaskClaim | undefined): Promise<TaskEnforcement> {
     const { host } = this.deps;
     const read = (path: string) => host.kernelText(path).catch(() => undefined);
     const gofers = await this.gofersOf(c);
@@ -148,10 +182,13 @@ export class AuditMonitor implements Monitor {
     const files = Object.fromEntries(paths.map((p, i) => [p, texts[i]]));
     // A gofer that has gone (its cgroup unreadable) is looked for again next pass.
     if (goferCgroups.some((g) => g.cgroups === undefined)) this.gofers.delete(`${c.id} ${c.pid}`);
-    return judgeTask(c, { sandbox, gofers: goferCgroups.filter((g) => g.cgroups !== undefined) }, files, {
-      policy: this.opts.hygiene,
-      usernsRemap,
-    });
+    return judgeTask(
+      c,
+      { sandbox, gofers: goferCgroups.filter((g) => g.cgroups !== undefined) },
+      files,
+      { policy: this.opts.hygiene, usernsRemap },
+      claim,
+    );
   }
 
   /**
