@@ -99,6 +99,21 @@ describe('ECS through the SDK and the budgeted caller', () => {
     expect(ecs.instances.get(ARN)!.attributes).not.toHaveProperty('ecs-gvisor.sandbox');
   });
 
+  it('describes tasks: task-level CPU and memory and the Docker IDs of their containers; an unknown task is left out', async () => {
+    const task = 'arn:aws:ecs:us-east-1:111122223333:task/prod/0123456789abcdef0123456789abcdef';
+    ecs.tasks.set(task, { containerInstanceArn: ARN, cpu: '256', memory: '512', runtimeIds: ['d0ck3r1d'] });
+    const { c } = caller();
+    const views = await c.ecs('us-east-1', 'DescribeTasks', (e) => e.describeTasks('prod', [task, `${task}ff`]));
+    expect(views).toEqual([{ arn: task, containerInstanceArn: ARN, cpu: '256', memory: '512', runtimeIds: ['d0ck3r1d'] }]);
+    expect(ecs.calls.at(-1)!.body).toEqual({ cluster: 'prod', tasks: [task, `${task}ff`] });
+    ecs.behaviour = (op) => (op === 'DescribeTasks' ? { raw: '{"tasks": {"not": "a list"}}' } : 'ok');
+    await expect(c.ecs('us-east-1', 'DescribeTasks', (e) => e.describeTasks('prod', [task]))).rejects.toThrow(
+      /DescribeTasks.*not a list of tasks/,
+    );
+    ecs.behaviour = () => 'ok';
+    ecs.tasks.clear();
+  });
+
   it('drains a container instance (UpdateContainerInstancesState); an unknown one is an error naming it', async () => {
     const { c } = caller();
     ecs.instances.get(ARN)!.status = 'ACTIVE';
