@@ -27,7 +27,7 @@ for (const name of benches) {
     bundle: true,
     packages: 'external',
     platform: 'node',
-    target: 'node20',
+    target: 'node24',
     format: 'esm',
     logLevel: 'warning',
   });

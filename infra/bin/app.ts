@@ -29,7 +29,7 @@ new EcsGvisorStack(app, ctx('stackName', 'EcsGvisor'), {
   sessionManager: ctx('sessionManager', 'false') === 'true',
   ...(app.node.tryGetContext('alarmTopicArn') ? { alarmTopicArn: ctx('alarmTopicArn', '') } : {}),
   artifacts: {
-    releaseUrl: ctx('releaseUrl', 'https://example.invalid/ecs-gvisor-0.1.0.tar.gz'),
+    releaseUrl: ctx('releaseUrl', 'https://example.invalid/ecs-gvisor-0.1.0-linux-{arch}.tar.gz'),
     releaseSha512: ctx('releaseSha512', '0'.repeat(128)),
     runscRelease: ctx('runscRelease', '20261012.0'),
     runscSha512: ctx('runscSha512', '0'.repeat(128)),

@@ -20,7 +20,11 @@ import type { Construct } from 'constructs';
 
 /** Where the instances get ecs-gvisor and runsc; both pinned by SHA-512. */
 export interface Artifacts {
-  /** The ecs-gvisor release tarball (`npm run package`), on S3 (s3://…) or HTTPS. */
+  /**
+   * The ecs-gvisor release tarball for the instance type's architecture (`npm run package` builds
+   * ecs-gvisor-<version>-linux-x64.tar.gz and -linux-arm64.tar.gz), on S3 (s3://…) or HTTPS; `{arch}` in it
+   * becomes x64 or arm64. Its SHA-512 is the one in that tarball's .sha512.
+   */
   releaseUrl: string;
   releaseSha512: string;
   /**
@@ -43,6 +47,25 @@ export interface Artifacts {
 export function architectureOf(instanceType: string): 'arm64' | 'x86_64' {
   const family = instanceType.split('.')[0] ?? '';
   return family === 'a1' || /^[a-z]+\d+g[a-z]*$/.test(family) ? 'arm64' : 'x86_64';
+}
+
+/** The release's name for an architecture. */
+export const RELEASE_ARCH = { x86_64: 'x64', arm64: 'arm64' } as const;
+
+/**
+ * The release tarball URL for instances of `architecture`: `{arch}` filled in; a URL that names the
+ * other architecture's tarball is refused at synth, not at every boot.
+ */
+export function releaseUrlFor(url: string, architecture: 'arm64' | 'x86_64', instanceType: string): string {
+  const arch = RELEASE_ARCH[architecture];
+  const filled = url.replaceAll('{arch}', arch);
+  const named = /-linux-(x64|arm64)\.tar\.gz$/.exec(filled)?.[1];
+  if (named && named !== arch) {
+    throw new Error(
+      `releaseUrl ${filled} is the ${named} release; ${instanceType} instances are ${arch}: use ecs-gvisor-<version>-linux-${arch}.tar.gz and its SHA-512.`,
+    );
+  }
+  return filled;
 }
 
 /** The bucket and key of an s3:// URL. */
@@ -100,6 +123,7 @@ export class EcsGvisorStack extends Stack {
     super(scope, id, props);
     const { clusterName, heartbeatTimeoutSeconds: heartbeat } = props;
     const architecture = architectureOf(props.instanceType);
+    const releaseUrl = releaseUrlFor(props.artifacts.releaseUrl, architecture, props.instanceType);
     if (/:latest$|^[^:@]+$/.test(props.agentImage))
       throw new Error(`agentImage=${props.agentImage} must be pinned (a version tag or a digest), not :latest.`);
     if (heartbeat < 30 || heartbeat > 7200) throw new Error(`heartbeatTimeoutSeconds=${heartbeat} must be 30–7200 (Auto Scaling's range).`);
@@ -155,7 +179,7 @@ export class EcsGvisorStack extends Stack {
       }),
     );
     // The release and the runsc mirror, when they are on S3: exactly those objects.
-    const objects = [props.artifacts.releaseUrl, props.artifacts.runscMirrorUrl ?? ''].map(s3Object).filter((o) => o !== undefined);
+    const objects = [releaseUrl, props.artifacts.runscMirrorUrl ?? ''].map(s3Object).filter((o) => o !== undefined);
     if (objects.length) {
       this.role.addToPolicy(
         new iam.PolicyStatement({
@@ -198,7 +222,7 @@ export class EcsGvisorStack extends Stack {
     const userData = ec2.UserData.custom(
       fill(readFileSync(USERDATA, 'utf8'), {
         ECS_CLUSTER: clusterName,
-        RELEASE_URL: props.artifacts.releaseUrl,
+        RELEASE_URL: releaseUrl,
         RELEASE_SHA512: props.artifacts.releaseSha512,
         RUNSC_RELEASE: props.artifacts.runscRelease,
         RUNSC_SHA512: props.artifacts.runscSha512,

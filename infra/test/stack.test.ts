@@ -26,7 +26,12 @@ const props: EcsGvisorStackProps = {
   managedDraining: false,
   exampleService: true,
   agentImage: 'amazon/amazon-ecs-agent:v1.101.2',
-  artifacts: { releaseUrl: 's3://artifacts/ecs-gvisor-0.1.0.tar.gz', releaseSha512: SHA, runscRelease: '20261012.0', runscSha512: SHA },
+  artifacts: {
+    releaseUrl: 's3://artifacts/ecs-gvisor-0.1.0-linux-{arch}.tar.gz',
+    releaseSha512: SHA,
+    runscRelease: '20261012.0',
+    runscSha512: SHA,
+  },
 };
 
 function synth(over: Partial<EcsGvisorStackProps> = {}): Template {
@@ -119,6 +124,12 @@ describe('the ECS cluster stack', () => {
     const graviton = synth({ instanceType: 'm7g.large' });
     expect(amiOf(graviton)).toContain('/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id');
     graviton.hasResourceProperties('AWS::EC2::LaunchTemplate', { LaunchTemplateData: Match.objectLike({ InstanceType: 'm7g.large' }) });
+    // Its release is the arm64 one; a URL naming the other architecture's is refused at synth.
+    expect(userData(graviton)).toContain("RELEASE_URL='s3://artifacts/ecs-gvisor-0.1.0-linux-arm64.tar.gz'");
+    const x64Url = { ...props.artifacts, releaseUrl: 's3://artifacts/ecs-gvisor-0.1.0-linux-x64.tar.gz' };
+    expect(() => synth({ instanceType: 'm7g.large', artifacts: x64Url })).toThrow(
+      'releaseUrl s3://artifacts/ecs-gvisor-0.1.0-linux-x64.tar.gz is the x64 release; m7g.large instances are arm64: use ecs-gvisor-<version>-linux-arm64.tar.gz and its SHA-512.',
+    );
     for (const t of ['m7g.large', 'c6gn.xlarge', 't4g.micro', 'x2gd.2xlarge', 'im4gn.large', 'g5g.xlarge', 'a1.large', 'c8g.medium'])
       expect(architectureOf(t), t).toBe('arm64');
     for (const t of ['m6i.large', 'c7a.xlarge', 'g4dn.xlarge', 'p5.48xlarge', 'inf2.xlarge', 't3.micro', 'm5d.large'])
@@ -136,12 +147,12 @@ describe('the ECS cluster stack', () => {
       )
       .filter((s) => [s.Action].flat().includes('s3:GetObject'));
     expect(grant).toHaveLength(1);
-    expect(JSON.stringify(grant[0]!.Resource)).toContain(':s3:::artifacts/ecs-gvisor-0.1.0.tar.gz');
+    expect(JSON.stringify(grant[0]!.Resource)).toContain(':s3:::artifacts/ecs-gvisor-0.1.0-linux-x64.tar.gz');
     expect(JSON.stringify(grant[0]!.Resource)).toContain(':s3:::mirror-bkt/gvisor/20261012.0/aarch64/gvisor.tar.bz2');
     expect(json).not.toContain('s3:::artifacts/*');
     expect(userData(t)).toContain("RUNSC_MIRROR_URL='s3://mirror-bkt/gvisor/20261012.0/aarch64/gvisor.tar.bz2'");
     // HTTPS artifacts need no grant at all.
-    const https = synth({ artifacts: { ...props.artifacts, releaseUrl: 'https://releases.example/ecs-gvisor-0.1.0.tar.gz' } });
+    const https = synth({ artifacts: { ...props.artifacts, releaseUrl: 'https://releases.example/ecs-gvisor-0.1.0-linux-x64.tar.gz' } });
     expect(JSON.stringify(https.findResources('AWS::IAM::Policy'))).not.toContain('s3:GetObject');
   });
 
@@ -169,7 +180,8 @@ describe('the ECS cluster stack', () => {
     const u = userData(synth());
     expect(u).toMatch(/^#!\/bin\/bash\n/);
     expect(u).toContain("ECS_CLUSTER_NAME='tenants'");
-    expect(u).toContain("RELEASE_URL='s3://artifacts/ecs-gvisor-0.1.0.tar.gz'");
+    // The instance type's architecture's release (the default here is x86: x64).
+    expect(u).toContain("RELEASE_URL='s3://artifacts/ecs-gvisor-0.1.0-linux-x64.tar.gz'");
     expect(u).toContain("LAUNCH_HOOK='gv-launch'");
     expect(u).toContain("TERMINATE_HOOK='gv-terminate'");
     expect(u).toContain("HEARTBEAT_TIMEOUT='900'");

@@ -1,5 +1,6 @@
 /** Pure command-line parsing for the operator contract (README: Usage, Configuration, Exit codes). */
 import { EcsGvisorError } from '../errors.js';
+import { VERSION } from '../version.js';
 
 export const STEPS = ['ecs-init', 'runtime', 'network', 'agent'] as const;
 export type Step = (typeof STEPS)[number];
@@ -64,4 +65,21 @@ export function parseArgs(argv: readonly string[]): Parsed {
     }
   }
   return { kind: 'command', command: command as Command, steps: steps ?? [...STEPS], json };
+}
+
+/**
+ * What --help and --version print, undefined for any other command line (a refused one included: main
+ * says why). Needs nothing beyond this module, so the entry answers them before loading the rest.
+ */
+export function quickAnswer(argv: readonly string[]): string | undefined {
+  let parsed: Parsed;
+  try {
+    parsed = parseArgs(argv);
+  } catch {
+    return undefined;
+  }
+  if (parsed.kind === 'help') return HELP;
+  // The Node.js inside: the release executable carries its own, the bundle runs on the host's.
+  if (parsed.kind === 'version') return `ecs-gvisor ${VERSION} (node ${process.version})\n`;
+  return undefined;
 }

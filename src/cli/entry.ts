@@ -1,4 +1,16 @@
-/** The single-file bundle's entry (scripts/package.mjs): the CLI with the process's own arguments and environment. */
-import { main } from './main.js';
+/**
+ * The release's entry (scripts/package.mjs): the CLI with the process's own arguments and environment.
+ * --help and --version answer before the rest of the program is loaded. No top-level await: the
+ * executable's copy is CommonJS (what Node's single-executable builder takes).
+ */
+import { quickAnswer } from './args.js';
 
-process.exitCode = await main(process.argv.slice(2), process.env);
+const argv = process.argv.slice(2);
+const quick = quickAnswer(argv);
+if (quick !== undefined) process.stdout.write(quick);
+else
+  void import('./main.js')
+    .then(({ main }) => main(argv, process.env))
+    .then((code) => {
+      process.exitCode = code;
+    });

@@ -35,7 +35,9 @@ declare module 'vitest' {
 export async function startE2eWorld(
   log: (line: string) => void = (l) => process.stderr.write(`e2e: ${l}\n`),
 ): Promise<{ world: E2eWorld; stop: () => Promise<void> }> {
-  const release = `${repo}dist/release/ecs-gvisor-${(await import('../../package.json', { with: { type: 'json' } })).default.version}.tar.gz`;
+  const { version } = (await import('../../package.json', { with: { type: 'json' } })).default;
+  // This machine's architecture's: the instance runs its executable.
+  const release = `${repo}dist/release/ecs-gvisor-${version}-linux-${process.arch}.tar.gz`;
   if (!existsSync(release)) throw new Error(`${release} is missing: run \`npm run package\` first (npm test does)`);
   const dockerd = await startPrivateDockerd();
   const dir = mkdtempSync('/tmp/egv-e2e-world-');
@@ -59,7 +61,7 @@ export async function startE2eWorld(
       outfile: `${dir}/fakes.mjs`,
       bundle: true,
       platform: 'node',
-      target: 'node20',
+      target: 'node24',
       format: 'esm',
       logLevel: 'warning',
     });

@@ -98,7 +98,7 @@ Before=cloud-final.service ecs.service ecs-gvisor.service
 [Service]
 Type=notify
 NotifyAccess=all
-ExecStart=/usr/bin/node /opt/e2e/fakes.mjs
+ExecStart=/opt/e2e-node/node /opt/e2e/fakes.mjs
 
 [Install]
 WantedBy=multi-user.target

@@ -43,6 +43,11 @@ describe('a healthy instance, from launch to rollback', () => {
     await i().until('ecs-gvisor.service active', async () => (await i().unit('ecs-gvisor.service')).active === 'active');
 
     expect(await i().unit('ecs.service')).toMatchObject({ active: 'inactive', enabled: 'masked' });
+    // The release's executable runs the service: no Node on the instance's PATH, none installed.
+    const main = (await i().unit('ecs-gvisor.service')).pid;
+    expect((await i().sh(`readlink /proc/${main}/exe`)).trim()).toBe('/usr/local/bin/ecs-gvisor');
+    expect((await i().exec(['sh', '-c', 'command -v node nodejs'])).stdout).toBe('');
+    expect(await i().sh('ecs-gvisor --version')).toMatch(/^ecs-gvisor 0\.1\.0 \(node v24\.\d+\.\d+\)\n$/);
     const daemon = JSON.parse(await i().sh('cat /etc/docker/daemon.json')) as Record<string, any>;
     expect(daemon).toMatchObject({
       'log-driver': 'json-file',
@@ -395,8 +400,13 @@ describe('an instance with a current runsc: every network mode', () => {
     const fromHost = await i().until(
       'metadata answering the instance itself',
       async () =>
-        (await i().exec(['node', '-e', 'fetch("http://169.254.169.254/").then((r) => r.text()).then((t) => process.stdout.write(t))']))
-          .stdout || undefined,
+        (
+          await i().exec([
+            '/opt/e2e-node/node',
+            '-e',
+            'fetch("http://169.254.169.254/").then((r) => r.text()).then((t) => process.stdout.write(t))',
+          ])
+        ).stdout || undefined,
       30_000,
     );
     expect(fromHost).toBe('metadata');

@@ -1,8 +1,8 @@
 /**
  * One simulated ECS instance (README: End to end): the instance image booted with systemd as PID 1 in a
  * container of the outer private dockerd, its own network namespace (loopback only), its own nested
- * dockerd on a volume, the host's node mounted read-only, and /opt/e2e holding its userdata, the release
- * and the fakes. Its first boot runs the userdata (install.sh from the release), as cloud-init would.
+ * dockerd on a volume, the test's node at /opt/e2e-node (off PATH: it runs the fakes, never the product),
+ * and /opt/e2e holding its userdata, the release (this architecture's executable) and the fakes. Its first boot runs the userdata (install.sh from the release), as cloud-init would.
  */
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -178,7 +178,8 @@ export class Instance {
       '-v',
       `${i.name}-docker:/var/lib/docker`,
       '-v',
-      '/usr/bin/node:/usr/bin/node:ro',
+      // The test's own Node, for the fakes only: off PATH, so nothing of the product can use it.
+      `${process.execPath}:/opt/e2e-node/node:ro`,
       '-v',
       `${dir}:/opt/e2e:ro`,
       world.image,
@@ -227,7 +228,7 @@ export class Instance {
 
   /** The fakes' control port: GET /state, or a change (POST). */
   async fakes(method = 'GET', path = '/state', body?: unknown): Promise<FakesState> {
-    const argv = ['node', '/opt/e2e/fakes.mjs', 'ctl', method, path, ...(body === undefined ? [] : [JSON.stringify(body)])];
+    const argv = ['/opt/e2e-node/node', '/opt/e2e/fakes.mjs', 'ctl', method, path, ...(body === undefined ? [] : [JSON.stringify(body)])];
     const r = await this.exec(argv);
     if (r.code !== 0) throw new Error(`fakes ${method} ${path}: ${r.stdout}${r.stderr}`);
     return JSON.parse(r.stdout) as FakesState;

@@ -122,6 +122,12 @@ async function recovers(env: Record<string, string>, o: Outcome): Promise<void> 
   writeFileSync(`${host.dir}/unit`, 'active enabled\n');
 }
 
+/**
+ * Each round is three CLI runs (the killed bootstrap, a whole one, a rollback), about 2 s on an idle
+ * machine and several times that on a loaded one; each run has its own 120 s limit.
+ */
+const ROUNDS_TIMEOUT_MS = 20 * 60_000;
+
 describe('bootstrap killed with SIGKILL', () => {
   /** What a whole bootstrap reports, line by line. */
   let whole: string[] = [];
@@ -136,30 +142,38 @@ describe('bootstrap killed with SIGKILL', () => {
     await recovers(env, o);
   });
 
-  it('at every reported point: daemon.json always parses, the backup holds, the next run converges', async () => {
-    for (let k = 1; k < whole.length; k++) {
-      const env = host.env();
-      const o = await bootstrapKilled(env, (lines) => (lines === k ? 0 : undefined));
-      tally.tried++;
-      await recovers(env, o);
-      tally.survived++;
-    }
-    expect(tally.survived).toBe(whole.length - 1);
-  });
+  it(
+    'at every reported point: daemon.json always parses, the backup holds, the next run converges',
+    async () => {
+      for (let k = 1; k < whole.length; k++) {
+        const env = host.env();
+        const o = await bootstrapKilled(env, (lines) => (lines === k ? 0 : undefined));
+        tally.tried++;
+        await recovers(env, o);
+        tally.survived++;
+      }
+      expect(tally.survived).toBe(whole.length - 1);
+    },
+    ROUNDS_TIMEOUT_MS,
+  );
 
-  it('at instants spread over the daemon.json write and the reload', async () => {
-    // From the line that reports runsc found (just before the write), kill after 0 to 40 ms.
-    const anchor = whole.findIndex((l) => l.includes('"runsc found"')) + 1;
-    expect(anchor).toBeGreaterThan(0);
-    for (const ms of [0, 1, 2, 3, 5, 8, 12, 16, 20, 25, 30, 40]) {
-      const env = host.env();
-      const o = await bootstrapKilled(env, (lines) => (lines === anchor ? ms : undefined));
-      tally.tried++;
-      await recovers(env, o);
-      tally.survived++;
-    }
-    process.stderr.write(
-      `faults: bootstrap SIGKILL: tried ${tally.tried}, survived ${tally.survived}, lost ${tally.tried - tally.survived}\n`,
-    );
-  });
+  it(
+    'at instants spread over the daemon.json write and the reload',
+    async () => {
+      // From the line that reports runsc found (just before the write), kill after 0 to 40 ms.
+      const anchor = whole.findIndex((l) => l.includes('"runsc found"')) + 1;
+      expect(anchor).toBeGreaterThan(0);
+      for (const ms of [0, 1, 2, 3, 5, 8, 12, 16, 20, 25, 30, 40]) {
+        const env = host.env();
+        const o = await bootstrapKilled(env, (lines) => (lines === anchor ? ms : undefined));
+        tally.tried++;
+        await recovers(env, o);
+        tally.survived++;
+      }
+      process.stderr.write(
+        `faults: bootstrap SIGKILL: tried ${tally.tried}, survived ${tally.survived}, lost ${tally.tried - tally.survived}\n`,
+      );
+    },
+    ROUNDS_TIMEOUT_MS,
+  );
 });

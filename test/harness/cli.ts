@@ -3,6 +3,8 @@ import { fileURLToPath } from 'node:url';
 
 /** The single-file bundle (`npm run bundle`): what install.sh puts on instances, so the tests run it. */
 export const BUNDLE = fileURLToPath(new URL('../../dist/bundle/ecs-gvisor.mjs', import.meta.url));
+/** The release executable for this machine's architecture (npm run package). */
+export const EXECUTABLE = fileURLToPath(new URL(`../../dist/sea/${process.arch}/ecs-gvisor`, import.meta.url));
 const BIN = BUNDLE;
 
 export interface CliResult {

@@ -1,6 +1,7 @@
 /**
- * The release artifacts: the single-file bundle runs with a plain node and no node_modules, the tarball
- * holds what an instance needs, the unit passes systemd's own checker, the scripts pass shellcheck, and
+ * The release artifacts: the executable runs with no Node on the host (and the arm64 one under
+ * qemu-user-static), the single-file bundle runs with a plain node and no node_modules, each tarball
+ * holds what an instance needs and matches its .sha512, the unit passes systemd's own checker, the scripts pass shellcheck, and
  * install.sh installs (runsc from a pinned tarball with gvisor-bin/), converges on a second run, refuses
  * a checksum mismatch or a bad setting without installing, and --uninstall removes exactly what it added.
  * install.sh runs with --root (no systemctl here); the simulated instance runs it for real.
@@ -10,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BUNDLE } from '../harness/cli.js';
+import { BUNDLE, EXECUTABLE } from '../harness/cli.js';
 import { RUNSC } from '../harness/docker-state.js';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
@@ -19,12 +20,15 @@ const UNIT = `${repo}scripts/ecs-gvisor.service`;
 const clean = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' };
 
 function install(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync('bash', [INSTALL, '--bundle', BUNDLE, '--unit', UNIT, ...args], { env: clean, encoding: 'utf8' });
+  const r = spawnSync('bash', [INSTALL, '--executable', EXECUTABLE, '--unit', UNIT, ...args], { env: clean, encoding: 'utf8' });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 let tarball: string;
 let sha: string;
+
+/** A file's digest: comparing 120 MiB executables element by element would take minutes. */
+const sha512 = (path: string) => createHash('sha512').update(readFileSync(path)).digest('hex');
 
 beforeAll(() => {
   // A release-shaped tarball: runsc with gvisor-bin/ beside it, bzip2-compressed.
@@ -42,7 +46,7 @@ describe('the bundle and the release', () => {
     const dir = mkdtempSync('/tmp/egv-bundle-');
     copyFileSync(BUNDLE, `${dir}/ecs-gvisor.mjs`);
     expect(execFileSync(process.execPath, [`${dir}/ecs-gvisor.mjs`, '--version'], { cwd: dir, env: clean, encoding: 'utf8' })).toBe(
-      'ecs-gvisor 0.1.0\n',
+      `ecs-gvisor 0.1.0 (node ${process.version})\n`,
     );
     const status = spawnSync(process.execPath, [`${dir}/ecs-gvisor.mjs`, 'status', '--json'], {
       cwd: dir,
@@ -53,15 +57,56 @@ describe('the bundle and the release', () => {
     expect(status.status).toBe(8);
     expect(JSON.parse(status.stdout)).toMatchObject({ version: '0.1.0', healthy: false, lifecycle: { enabled: false } });
     expect(execFileSync(process.execPath, [`${repo}bin/ecs-gvisor.js`, '--version'], { env: clean, encoding: 'utf8' })).toBe(
-      'ecs-gvisor 0.1.0\n',
+      `ecs-gvisor 0.1.0 (node ${process.version})\n`,
     );
   });
 
-  it('the release tarball holds the bundle, the unit and the scripts, executable where they run', () => {
-    const list = execFileSync('tar', ['-tzvf', `${repo}dist/release/ecs-gvisor-0.1.0.tar.gz`], { encoding: 'utf8' });
-    for (const f of ['ecs-gvisor.mjs', 'install.sh', 'userdata.sh'])
-      expect(list).toMatch(new RegExp(`^-rwxr-xr-x 0/0 .* ecs-gvisor-0\\.1\\.0/${f.replace('.', '\\.')}$`, 'm'));
-    expect(list).toMatch(/^-rw-r--r-- 0\/0 .* ecs-gvisor-0\.1\.0\/ecs-gvisor\.service$/m);
+  it('the executable runs with no Node on the host: its own Node 24 inside, no node_modules', () => {
+    const dir = mkdtempSync('/tmp/egv-exe-');
+    copyFileSync(EXECUTABLE, `${dir}/ecs-gvisor`);
+    const bare = { PATH: '/nonexistent', HOME: '/root' };
+    expect(execFileSync(`${dir}/ecs-gvisor`, ['--version'], { cwd: dir, env: bare, encoding: 'utf8' })).toMatch(
+      /^ecs-gvisor 0\.1\.0 \(node v24\.\d+\.\d+\)\n$/,
+    );
+    const status = spawnSync(`${dir}/ecs-gvisor`, ['status', '--json'], {
+      cwd: dir,
+      env: { ...bare, ECS_GVISOR_CONFIG: '/nonexistent', ECS_GVISOR_DOCKER_HOST: 'unix:///nonexistent.sock', ECS_GVISOR_STATE_DIR: dir },
+      encoding: 'utf8',
+    });
+    expect(status.status).toBe(8);
+    expect(JSON.parse(status.stdout)).toMatchObject({ version: '0.1.0', healthy: false });
+    // Its AWS SDK is inside too: a bad setting of one of its keys is refused like any other.
+    expect(status.stderr).toBe('');
+  });
+
+  it('the arm64 executable runs under qemu-user-static and names the Node inside', () => {
+    const exe = `${repo}dist/sea/arm64/ecs-gvisor`;
+    const qemu = { env: { ...clean, QEMU_LD_PREFIX: '/usr/aarch64-linux-gnu' }, encoding: 'utf8' as const };
+    const out =
+      process.arch === 'arm64'
+        ? execFileSync(exe, ['--version'], { encoding: 'utf8' })
+        : execFileSync('qemu-aarch64-static', [exe, '--version'], qemu);
+    expect(out).toMatch(/^ecs-gvisor 0\.1\.0 \(node v24\.\d+\.\d+\)\n$/);
+    // An ARM ELF (e_machine 183), not this host's.
+    expect(readFileSync(exe).readUInt16LE(18)).toBe(0xb7);
+  });
+
+  it('one tarball per architecture, each with its .sha512: the executable, the bundle, the unit and the scripts', () => {
+    const dir = `${repo}dist/release`;
+    for (const arch of ['x64', 'arm64']) {
+      const file = `ecs-gvisor-0.1.0-linux-${arch}.tar.gz`;
+      const list = execFileSync('tar', ['-tzvf', `${dir}/${file}`], { encoding: 'utf8' });
+      for (const f of ['ecs-gvisor', 'ecs-gvisor.mjs', 'install.sh', 'userdata.sh'])
+        expect(list).toMatch(new RegExp(`^-rwxr-xr-x 0/0 .* ecs-gvisor-0\\.1\\.0/${f.replace('.', '\\.')}$`, 'm'));
+      expect(list).toMatch(/^-rw-r--r-- 0\/0 .* ecs-gvisor-0\.1\.0\/ecs-gvisor\.service$/m);
+      const sum = readFileSync(`${dir}/${file}.sha512`, 'utf8');
+      expect(sum).toBe(
+        `${createHash('sha512')
+          .update(readFileSync(`${dir}/${file}`))
+          .digest('hex')}  ${file}\n`,
+      );
+      expect(execFileSync('sha512sum', ['-c', `${file}.sha512`], { cwd: dir, encoding: 'utf8' })).toBe(`${file}: OK\n`);
+    }
   });
 
   it('the scripts pass shellcheck', () => {
@@ -94,19 +139,21 @@ describe('install.sh', () => {
     expect(execFileSync(`${root}/usr/local/bin/runsc`, ['--version'], { encoding: 'utf8' })).toMatch(/^runsc version /);
     expect(statSync(`${root}/usr/local/bin/runsc`).mode & 0o777).toBe(0o755);
     expect(existsSync(`${root}/usr/local/bin/gvisor-bin/helper`)).toBe(true);
-    expect(readFileSync(`${root}/usr/local/lib/ecs-gvisor/ecs-gvisor.mjs`)).toEqual(readFileSync(BUNDLE));
-    // The wrapper runs the bundle with the node it found.
-    expect(readFileSync(`${root}/usr/local/bin/ecs-gvisor`, 'utf8')).toBe(
-      `#!/bin/sh\nexec ${process.execPath} /usr/local/lib/ecs-gvisor/ecs-gvisor.mjs "$@"\n`,
-    );
+    // The executable itself, nothing else of ours: no Node, no bundle.
+    expect(sha512(`${root}/usr/local/bin/ecs-gvisor`)).toBe(sha512(EXECUTABLE));
+    expect(statSync(`${root}/usr/local/bin/ecs-gvisor`).mode & 0o777).toBe(0o755);
+    expect(existsSync(`${root}/usr/local/lib/ecs-gvisor`)).toBe(false);
     const unit = readFileSync(`${root}/etc/systemd/system/ecs-gvisor.service`, 'utf8');
-    expect(unit).toContain(`ExecStart=${process.execPath} /usr/local/lib/ecs-gvisor/ecs-gvisor.mjs run`);
+    expect(unit).toMatch(/^ExecStart=\/usr\/local\/bin\/ecs-gvisor run$/m);
     expect(unit).not.toContain('@');
     expect(unit).toMatch(/^Type=notify$/m);
     expect(unit).toMatch(/^RestartPreventExitStatus=2 3 5 6$/m);
     expect(unit).toMatch(/^Conflicts=ecs\.service$/m);
-    // systemd's own checker accepts it (stderr would name any line it could not parse).
-    const verify = spawnSync('systemd-analyze', ['verify', `${root}/etc/systemd/system/ecs-gvisor.service`], { encoding: 'utf8' });
+    // systemd's own checker accepts it (stderr would name any line it could not parse); it also wants the
+    // command to exist, so a copy names the one installed under the test's root.
+    const check = `${mkdtempSync('/tmp/egv-unit-')}/ecs-gvisor.service`;
+    writeFileSync(check, unit.replace('ExecStart=/usr/local/bin/', `ExecStart=${root}/usr/local/bin/`));
+    const verify = spawnSync('systemd-analyze', ['verify', check], { encoding: 'utf8', timeout: 60_000 });
     expect(verify.stderr).toBe('');
     expect(verify.status).toBe(0);
     const config = () => readFileSync(`${root}/etc/ecs/ecs-gvisor.config`, 'utf8');
@@ -137,6 +184,44 @@ describe('install.sh', () => {
     ]) {
       expect(existsSync(`${root}/${f}`), f).toBe(false);
     }
+  });
+
+  it('--node runs the bundle on the node given (24 or newer) through a wrapper; the executable replaces it later; one for another machine is refused', () => {
+    const root = mkdtempSync('/tmp/egv-root-');
+    const withNode = install(['--root', root, '--runsc-path', RUNSC, '--node', process.execPath, '--bundle', BUNDLE]);
+    expect(withNode.stderr).toBe('');
+    expect(withNode.code).toBe(0);
+    expect(readFileSync(`${root}/usr/local/lib/ecs-gvisor/ecs-gvisor.mjs`)).toEqual(readFileSync(BUNDLE));
+    expect(readFileSync(`${root}/usr/local/bin/ecs-gvisor`, 'utf8')).toBe(
+      `#!/bin/sh\nexec ${process.execPath} /usr/local/lib/ecs-gvisor/ecs-gvisor.mjs "$@"\n`,
+    );
+    expect(readFileSync(`${root}/etc/systemd/system/ecs-gvisor.service`, 'utf8')).toMatch(/^ExecStart=\/usr\/local\/bin\/ecs-gvisor run$/m);
+    // A Node older than the bundle's: refused, naming it.
+    const old = `${mkdtempSync('/tmp/egv-node-')}/node`;
+    writeFileSync(old, '#!/bin/sh\nprintf 20.19.0\n', { mode: 0o755 });
+    const refused = install(['--root', root, '--runsc-path', RUNSC, '--node', old, '--bundle', BUNDLE]);
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toBe(
+      `install.sh: ${old} is Node.js 20.19.0; the ecs-gvisor bundle needs 24 or newer (or install without --node: the executable carries its own)\n`,
+    );
+    // Back to the executable: the wrapper and the bundle go.
+    expect(install(['--root', root, '--runsc-path', RUNSC]).code).toBe(0);
+    expect(sha512(`${root}/usr/local/bin/ecs-gvisor`)).toBe(sha512(EXECUTABLE));
+    expect(existsSync(`${root}/usr/local/lib/ecs-gvisor`)).toBe(false);
+    // Another architecture's executable does not run here: refused before anything changes.
+    const other = `${repo}dist/sea/${process.arch === 'x64' ? 'arm64' : 'x64'}/ecs-gvisor`;
+    const fresh = mkdtempSync('/tmp/egv-root-');
+    const wrong = spawnSync('bash', [INSTALL, '--executable', other, '--unit', UNIT, '--root', fresh, '--runsc-path', RUNSC], {
+      env: clean,
+      encoding: 'utf8',
+    });
+    expect(wrong.status).toBe(4);
+    expect(wrong.stderr).toMatch(
+      new RegExp(
+        `does not run on this \\S+ machine \\(.*Exec format error\\): use the release tarball built for it \\(ecs-gvisor-<version>-linux-${process.arch}\\.tar\\.gz\\)`,
+      ),
+    );
+    expect(readdirSync(fresh)).toEqual([]);
   });
 
   it('keeps a configuration it did not create, and a runsc it did not install', () => {
@@ -237,6 +322,34 @@ describe('install.sh', () => {
     expect(kept.stdout).toBe('600 root\nECS_ENGINE_AUTH_DATA={"a":1}\nECS_CLUSTER=prod\n');
     const fresh = run('');
     expect(fresh.stdout).toBe('600 root\nECS_CLUSTER=prod\n');
+  });
+
+  it('userdata refuses the other architecture’s release before fetching it, and fills {arch} with its own', () => {
+    const other = process.arch === 'x64' ? 'arm64' : 'x64';
+    const uname = process.arch === 'x64' ? 'x86_64' : 'aarch64';
+    const run = (url: string) =>
+      spawnSync(
+        'unshare',
+        [
+          '--mount',
+          '--propagation',
+          'private',
+          'bash',
+          '-c',
+          `set -e; etc=$(mktemp -d); cp -a /etc/. "$etc"/; mount --bind "$etc" /etc
+           sed -e "s|__ECS_CLUSTER__|prod|" -e "s|__RELEASE_URL__|${url}|" ${repo}scripts/userdata.sh > /tmp/ud.$$.sh
+           bash /tmp/ud.$$.sh 2>&1 || echo "exit $?"; rm -f /tmp/ud.$$.sh`,
+        ],
+        { encoding: 'utf8' },
+      );
+    const wrong = run(`file:///nonexistent/ecs-gvisor-0.1.0-linux-${other}.tar.gz`);
+    expect(wrong.stdout).toBe(
+      `ecs-gvisor userdata: file:///nonexistent/ecs-gvisor-0.1.0-linux-${other}.tar.gz is the ${other} release and this instance is ${process.arch} (${uname}); not installing\nexit 1\n`,
+    );
+    // {arch} becomes this instance's: the fetch is of its own tarball (which does not exist here).
+    expect(run('file:///nonexistent/ecs-gvisor-0.1.0-linux-{arch}.tar.gz').stdout).toContain(
+      `fetching file:///nonexistent/ecs-gvisor-0.1.0-linux-${process.arch}.tar.gz`,
+    );
   });
 
   it('accepts a runsc that prints more after its version line than a pipe holds', () => {

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { isProbeArch, type ProbeArch, probeElf, probeRootfs, tar } from '../../src/runtime/probe-image.js';
 import { parseRunscVersion } from '../../src/runtime/runsc.js';
@@ -108,6 +108,31 @@ describe('built-in probe image', () => {
     child.kill('SIGKILL');
     const signal = await new Promise((r) => child.on('exit', (_c, s) => r(s)));
     expect(signal).toBe('SIGKILL');
+  });
+
+  it('the other architecture’s runs under qemu-user-static and stays blocked until killed', async () => {
+    const other =
+      process.arch === 'x64'
+        ? { arch: 'arm64' as const, qemu: 'qemu-aarch64-static' }
+        : { arch: 'x64' as const, qemu: 'qemu-x86_64-static' };
+    const path = `${mkdtempSync('/tmp/egv-elf-')}/sleep`;
+    writeFileSync(path, probeElf(other.arch), { mode: 0o755 });
+    const child = spawn(other.qemu, [path, '3600'], { stdio: 'ignore' });
+    const exited = new Promise<string | null>((r) => child.on('exit', (code, s) => r(s ?? `exit ${code}`)));
+    // Blocked in its one syscall: the emulator's thread sleeps (state S), and is still there after.
+    const state = () => {
+      try {
+        return readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.[0];
+      } catch {
+        return undefined;
+      }
+    };
+    for (let i = 0; i < 200 && state() !== 'S'; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(state()).toBe('S');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(child.exitCode).toBeNull();
+    child.kill('SIGKILL');
+    expect(await exited).toBe('SIGKILL');
   });
 
   it('packs /bin/sleep into a valid ustar archive', () => {
