@@ -85,7 +85,7 @@ async function launch(name: string, o: InstanceOptions): Promise<Instance> {
 }
 
 async function measure<T>(i: Instance, ...args: string[]): Promise<T> {
-  const r = await i.exec(['node', '/opt/e2e/on-instance.mjs', ...args], 900_000);
+  const r = await i.exec(['/opt/e2e-node/node', '/opt/e2e/on-instance.mjs', ...args], 900_000);
   if (r.code !== 0) throw new Error(`on-instance.mjs ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
 }

@@ -393,7 +393,7 @@ describe('an instance with a current runsc: every network mode', () => {
     );
     const serve = (where: string, host: string, port: number, text: string) =>
       i().sh(
-        `${where} setsid node -e 'require("http").createServer((q, s) => s.end("${text}")).listen(${port}, "${host}")' > /dev/null 2>&1 < /dev/null &`,
+        `${where} setsid /opt/e2e-node/node -e 'require("http").createServer((q, s) => s.end("${text}")).listen(${port}, "${host}")' > /dev/null 2>&1 < /dev/null &`,
       );
     await serve('nsenter --net=/run/netns/imds', '0.0.0.0', 80, 'metadata');
     await serve('', '127.0.0.1', 51679, 'credentials'); // where the agent serves task credentials
