@@ -4,6 +4,7 @@
 //   recovery N      kill the agent N times (each after it has run 10.5 s), time until it runs again
 //   idle SECONDS    CPU and RSS of ecs-gvisor.service over that long, and a bare idle Node's RSS beside it
 //   status N        wall time of `ecs-gvisor status --json`, N runs
+//   version N       wall time of `ecs-gvisor --version`, N runs
 //   baseline        Docker's own work in a bootstrap: a reload, a runsc container, the agent's create+start
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -101,6 +102,10 @@ if (what === 'recovery') {
 } else if (what === 'status') {
   const ms = [];
   for (let i = 0; i < Number(arg); i++) ms.push(timed(() => sh('ecs-gvisor status --json > /dev/null || true')));
+  console.log(JSON.stringify({ ms }));
+} else if (what === 'version') {
+  const ms = [];
+  for (let i = 0; i < Number(arg); i++) ms.push(timed(() => execFileSync('/usr/local/bin/ecs-gvisor', ['--version'])));
   console.log(JSON.stringify({ ms }));
 } else if (what === 'baseline') {
   const reload = timed(() => sh('systemctl reload docker'));

@@ -36,6 +36,8 @@ export interface InstanceOptions {
   before?: string;
   /** The AMI's cache holds the real ECS agent (1.101.2) instead of the stand-in; it registers with the fakes itself. */
   realAgent?: boolean;
+  /** More install.sh arguments (`--node /opt/e2e-node/node`: the bundle on the test's Node, not the executable). */
+  installArgs?: string;
 }
 
 export interface ExecResult {
@@ -102,7 +104,7 @@ ${o.before ?? ''}
 ${install === 'none' ? 'exit 0' : ''}
 work=$(mktemp -d)
 tar -xzf /opt/e2e/release.tar.gz -C "$work"
-"$work"/ecs-gvisor-*/install.sh --runsc-path ${o.runscPath ?? '/usr/bin/runsc'} ${install === 'no-start' ? '--no-start' : ''} ${sets}
+"$work"/ecs-gvisor-*/install.sh --runsc-path ${o.runscPath ?? '/usr/bin/runsc'} ${install === 'no-start' ? '--no-start' : ''} ${o.installArgs ?? ''} ${sets}
 `;
 }
 
