@@ -27,6 +27,27 @@ function install(args: string[]): { code: number; stdout: string; stderr: string
 let tarball: string;
 let sha: string;
 
+/**
+ * userdata.sh with the cluster and `url` filled in as /tmp/ud.$$.sh, `run` then running it, in a mount
+ * namespace of its own with a private copy of /etc, so the host's /etc/ecs is never touched.
+ */
+function userdata(url: string, setup: string, run: string) {
+  return spawnSync(
+    'unshare',
+    [
+      '--mount',
+      '--propagation',
+      'private',
+      'bash',
+      '-c',
+      `set -e; etc=$(mktemp -d); cp -a /etc/. "$etc"/; mount --bind "$etc" /etc; ${setup}
+       sed -e "s|__ECS_CLUSTER__|prod|" -e "s|__RELEASE_URL__|${url}|" ${repo}scripts/userdata.sh > /tmp/ud.$$.sh
+       ${run}; rm -f /tmp/ud.$$.sh`,
+    ],
+    { encoding: 'utf8' },
+  );
+}
+
 /** A file's digest: comparing 120 MiB executables element by element would take minutes. */
 const sha512 = (path: string) => createHash('sha512').update(readFileSync(path)).digest('hex');
 
@@ -297,23 +318,12 @@ describe('install.sh', () => {
   });
 
   it('userdata sets ECS_CLUSTER and keeps ecs.config root-only: a 0600 file stays 0600, a new one is created 0600', () => {
-    // In a mount namespace of its own with a private copy of /etc, so the host's /etc/ecs is never touched.
     // The release URL points nowhere: the script stops (exit 1) right after editing ecs.config.
     const run = (setup: string) =>
-      spawnSync(
-        'unshare',
-        [
-          '--mount',
-          '--propagation',
-          'private',
-          'bash',
-          '-c',
-          `set -e; etc=$(mktemp -d); cp -a /etc/. "$etc"/; mount --bind "$etc" /etc; rm -rf /etc/ecs; ${setup}
-           sed -e "s|__ECS_CLUSTER__|prod|" -e "s|__RELEASE_URL__|file:///nonexistent/release.tar.gz|" ${repo}scripts/userdata.sh > /tmp/ud.$$.sh
-           bash /tmp/ud.$$.sh >/dev/null 2>&1 || true; rm -f /tmp/ud.$$.sh
-           stat -c '%a %U' /etc/ecs/ecs.config; cat /etc/ecs/ecs.config`,
-        ],
-        { encoding: 'utf8' },
+      userdata(
+        'file:///nonexistent/release.tar.gz',
+        `rm -rf /etc/ecs; ${setup}`,
+        "bash /tmp/ud.$$.sh >/dev/null 2>&1 || true; stat -c '%a %U' /etc/ecs/ecs.config; cat /etc/ecs/ecs.config",
       );
     const kept = run(
       `mkdir -p /etc/ecs; printf 'ECS_ENGINE_AUTH_DATA={"a":1}\\nECS_CLUSTER=old\\n' > /etc/ecs/ecs.config; chmod 600 /etc/ecs/ecs.config`,
@@ -327,21 +337,7 @@ describe('install.sh', () => {
   it('userdata refuses the other architecture’s release before fetching it, and fills {arch} with its own', () => {
     const other = process.arch === 'x64' ? 'arm64' : 'x64';
     const uname = process.arch === 'x64' ? 'x86_64' : 'aarch64';
-    const run = (url: string) =>
-      spawnSync(
-        'unshare',
-        [
-          '--mount',
-          '--propagation',
-          'private',
-          'bash',
-          '-c',
-          `set -e; etc=$(mktemp -d); cp -a /etc/. "$etc"/; mount --bind "$etc" /etc
-           sed -e "s|__ECS_CLUSTER__|prod|" -e "s|__RELEASE_URL__|${url}|" ${repo}scripts/userdata.sh > /tmp/ud.$$.sh
-           bash /tmp/ud.$$.sh 2>&1 || echo "exit $?"; rm -f /tmp/ud.$$.sh`,
-        ],
-        { encoding: 'utf8' },
-      );
+    const run = (url: string) => userdata(url, '', 'bash /tmp/ud.$$.sh 2>&1 || echo "exit $?"');
     const wrong = run(`file:///nonexistent/ecs-gvisor-0.1.0-linux-${other}.tar.gz`);
     expect(wrong.stdout).toBe(
       `ecs-gvisor userdata: file:///nonexistent/ecs-gvisor-0.1.0-linux-${other}.tar.gz is the ${other} release and this instance is ${process.arch} (${uname}); not installing\nexit 1\n`,
