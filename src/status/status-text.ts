@@ -85,7 +85,7 @@ function limitsText(l: Limits | undefined, withPids = true): string {
   return parts.join(', ');
 }
 
-function taskLine(t: TaskEnforcement): string {
+export function taskLine(t: TaskEnforcement): string {
   const h = t.hygiene;
   const hygiene = [
     h.root ? (h.remapped ? 'root (remapped)' : 'root') : 'not root',
@@ -104,7 +104,9 @@ function taskLine(t: TaskEnforcement): string {
 function taskText(t: TaskEnforcement): string {
   const c = t.task;
   if (!c) return '';
-  const id = c.arn.slice(c.arn.lastIndexOf('/') + 1);
+  // The ARN came from a label any container can set: shown as an ID only when it looks like one.
+  const last = c.arn.slice(c.arn.lastIndexOf('/') + 1);
+  const id = /^[A-Za-z0-9]{1,64}$/.test(last) ? last : JSON.stringify(c.arn.slice(0, 100));
   if (c.state !== 'confirmed') return `; task ${id}: ${c.reason}`;
   const text = (l: Limits | undefined) => limitsText(l, false);
   if (c.asked.memoryBytes === undefined && c.asked.cpuQuotaUs === undefined) return `; task ${id}: no task-level limits`;

@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { cgroupDir, expectedLimits, locate, parseLimits, parseProcCgroup, underParent } from '../../src/cgroups.js';
 import type { ContainerState, EcsTaskView } from '../../src/ports.js';
+import { taskLine } from '../../src/status/status-text.js';
 import { claimOf, plausibleTaskArn, TASK_ARN_LABEL, taskLimits } from '../../src/watch/ecs-tasks.js';
 import { cgroupFilesFor, judgeTask } from '../../src/watch/enforcement.js';
 
@@ -269,6 +270,18 @@ describe('task-level limits, as ECS confirms the task', () => {
       expect(claimOf(labelled(arn), view({ arn }), ours)?.state).toBe('unconfirmed');
     }
     expect(plausibleTaskArn(ARN, CI, 'arn:aws:ecs:us-east-1:111122223333:cluster/prod')).toBe(true);
+  });
+
+  it('shows a label that is not a task ID quoted on the task’s status line, never as lines of its own', () => {
+    const forged = `arn:aws:ecs:us-east-1:111122223333:task/prod/x\nhealthy: yes`;
+    const t = judgeTask(labelled(forged), { sandbox: V1_ECS, gofers: [] }, {}, policy, claimOf(labelled(forged), view(), ours));
+    const line = taskLine(t);
+    expect(line).not.toContain('\n');
+    expect(line).toContain(`; task ${JSON.stringify(forged)}: not a task ARN of cluster prod in this account and region`);
+    const good = claimOf(labelled(), view({ cpu: undefined, memory: '512' }), ours);
+    expect(
+      taskLine(judgeTask(labelled(), { sandbox: V1_ECS, gofers: [] }, filesV1(`/ecs/${TASK}/${ID}`, `/ecs/${TASK}`), policy, good)),
+    ).toMatch(new RegExp(`; task ${TASK}: task limits as asked: memory 512 MiB, no CPU quota$`));
   });
 
   it('holds the task cgroup to the task definition: v1 cgroupfs and v2 systemd', () => {
