@@ -72,12 +72,15 @@ export function parseArgs(argv: readonly string[]): Parsed {
  * says why). Needs nothing beyond this module, so the entry answers them before loading the rest.
  */
 export function quickAnswer(argv: readonly string[]): string | undefined {
-  let parsed: Parsed;
   try {
-    parsed = parseArgs(argv);
+    return answerOf(parseArgs(argv));
   } catch {
     return undefined;
   }
+}
+
+/** The text --help or --version prints; undefined for a command. */
+export function answerOf(parsed: Parsed): string | undefined {
   if (parsed.kind === 'help') return HELP;
   // The Node.js inside: the release executable carries its own, the bundle runs on the host's.
   if (parsed.kind === 'version') return `ecs-gvisor ${VERSION} (node ${process.version})\n`;

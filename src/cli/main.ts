@@ -11,7 +11,7 @@ import { createLogger, stdoutIsJournal } from '../logger.js';
 import { redact } from '../redact.js';
 import { renderStatusText } from '../status/status-text.js';
 import { VERSION } from '../version.js';
-import { parseArgs, quickAnswer } from './args.js';
+import { answerOf, parseArgs } from './args.js';
 import type { App } from './composition.js';
 import type { ServiceEnv } from './options.js';
 
@@ -37,8 +37,8 @@ export async function main(
   } catch (err) {
     return fail(err);
   }
-  if (parsed.kind === 'help' || parsed.kind === 'version') {
-    io.stdout.write(quickAnswer(argv) ?? '');
+  if (parsed.kind !== 'command') {
+    io.stdout.write(answerOf(parsed) ?? '');
     return ExitCode.ok;
   }
 

@@ -1,5 +1,6 @@
 /** The status report as text: one row a subject, aligned; `status --json` prints the report itself. */
 import type { Limits } from '../cgroups.js';
+import { taskIdOf } from '../watch/ecs-tasks.js';
 import type { TaskEnforcement } from '../watch/enforcement.js';
 import type { StatusReport } from './status-report.js';
 
@@ -105,7 +106,7 @@ function taskText(t: TaskEnforcement): string {
   const c = t.task;
   if (!c) return '';
   // The ARN came from a label any container can set: shown as an ID only when it looks like one.
-  const last = c.arn.slice(c.arn.lastIndexOf('/') + 1);
+  const last = taskIdOf(c.arn);
   const id = /^[A-Za-z0-9]{1,64}$/.test(last) ? last : JSON.stringify(c.arn.slice(0, 100));
   if (c.state !== 'confirmed') return `; task ${id}: ${c.reason}`;
   const text = (l: Limits | undefined) => limitsText(l, false);
