@@ -124,12 +124,13 @@ export class AwsCaller {
 
   /**
    * One ECS call inside the budget. When the ceiling is reached it waits for a slot, up to
-   * `maxBudgetWaitMs`; past that it throws BudgetSpent at once, so a loop with other work asks again
-   * later instead of sleeping through it.
+   * `maxBudgetWaitMs` (or the caller's own, shorter `maxWaitMs`: 0 for a call that may simply come
+   * later); past that it throws BudgetSpent at once, so a loop with other work asks again later instead
+   * of sleeping through it.
    */
-  ecs<T>(region: string, operation: string, fn: (ecs: EcsPort) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  ecs<T>(region: string, operation: string, fn: (ecs: EcsPort) => Promise<T>, signal?: AbortSignal, maxWaitMs?: number): Promise<T> {
     const { clock, log } = this.deps;
-    const maxWaitMs = this.opts.maxBudgetWaitMs ?? Number.POSITIVE_INFINITY;
+    maxWaitMs = Math.min(maxWaitMs ?? Number.POSITIVE_INFINITY, this.opts.maxBudgetWaitMs ?? Number.POSITIVE_INFINITY);
     const ecs = this.deps.ecs(region);
     return withAwsRetries(
       operation,

@@ -135,7 +135,8 @@ export class EcsTaskDirectory {
     if (!ask.length) return;
     this.askedAt = now;
     try {
-      const views = await this.deps.aws.ecs(region, 'DescribeTasks', (ecs) => ecs.describeTasks(cluster, ask), signal);
+      // Never waits for budget: the audit pass it runs in has runtimes to check; the next interval asks.
+      const views = await this.deps.aws.ecs(region, 'DescribeTasks', (ecs) => ecs.describeTasks(cluster, ask), signal, 0);
       for (const arn of ask) this.known.set(arn, views.find((v) => v.arn === arn) ?? null);
       this.failure = undefined;
       this.deps.log.debug({ asked: ask.length, known: views.length }, 'ECS asked about the tasks running here');

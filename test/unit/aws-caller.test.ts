@@ -34,6 +34,7 @@ class MemoryEcs implements EcsPort {
   async deleteAttributes(): Promise<void> {}
   async drain(): Promise<void> {}
   async describeTasks(): Promise<EcsTaskView[]> {
+    this.calls.push(this.clock.now());
     return [];
   }
 }
@@ -114,6 +115,21 @@ describe('the AWS caller', () => {
     await clock.drive(describe1(aws));
     expect(clock.now()).toBe(before + 3_600_000);
     expect(ecs.calls).toHaveLength(3);
+  });
+
+  it('a call that may come later does not wait for a slot: BudgetSpent at once, nothing sent', async () => {
+    const { clock, ecs, aws } = caller({ maxCallsPerHour: 1, maxBudgetWaitMs: 60_000 });
+    await clock.drive(describe1(aws));
+    // The next slot is 30 s away: within the caller-wide limit, so an ordinary call would wait for it.
+    await clock.drive(clock.sleep(3_600_000 - 30_000));
+    const before = clock.now();
+    const later = aws.ecs('us-east-1', 'DescribeTasks', (e) => e.describeTasks('prod', ['arn']), undefined, 0);
+    expect(await clock.drive(later).catch((e: unknown) => e)).toBeInstanceOf(BudgetSpent);
+    expect(clock.now()).toBe(before);
+    expect(ecs.calls).toHaveLength(1);
+    await clock.drive(describe1(aws));
+    expect(clock.now()).toBe(before + 30_000);
+    expect(ecs.calls).toHaveLength(2);
   });
 
   it('retries Auto Scaling like ECS, outside the ECS budget', async () => {
