@@ -26,6 +26,30 @@ const ours = (s: string) =>
     .filter((l) => l.includes('ecs-gvisor'))
     .sort();
 
+/**
+ * The sandbox not proven, closed as it should be: the unit failed with exit 5 and was not restarted, no
+ * agent, the operator's daemon.json back byte for byte, Docker's default runc, the launch ABANDONed.
+ * Returns ecs-gvisor's journal.
+ */
+async function failedClosed(i: Instance, daemonJson: string): Promise<string> {
+  const failed = await i.until('ecs-gvisor.service to fail', async () => {
+    const u = await i.unit('ecs-gvisor.service');
+    return u.active === 'failed' ? u : undefined;
+  });
+  expect(failed.pid).toBe(0);
+  expect((await i.sh('systemctl show ecs-gvisor.service -p ExecMainStatus -p NRestarts')).trim().split('\n').sort()).toEqual([
+    'ExecMainStatus=5',
+    'NRestarts=0',
+  ]);
+  expect(await i.inspect('ecs-agent')).toBeUndefined();
+  expect(await i.sh('cat /etc/docker/daemon.json')).toBe(daemonJson);
+  expect((await i.sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
+  expect((await i.fakes()).autoScaling.actions[`${GROUP}/launch/${INSTANCE_ID}`]).toMatchObject({ result: 'ABANDON' });
+  const journal = await i.sh('journalctl --no-pager -o cat -u ecs-gvisor');
+  expect(journal).toContain('SANDBOX_UNPROVEN');
+  return journal;
+}
+
 describe('a healthy instance, from launch to rollback', () => {
   let inst: Instance | undefined;
   const i = () => inst!;
@@ -240,21 +264,7 @@ exit 1
 
   it('5. fails closed: no agent, the launch ABANDONed, daemon.json restored, not restarted', async () => {
     diagnoseOnFailure(i);
-    const failed = await i().until('ecs-gvisor.service to fail', async () => {
-      const u = await i().unit('ecs-gvisor.service');
-      return u.active === 'failed' ? u : undefined;
-    });
-    expect(failed.pid).toBe(0);
-    expect((await i().sh('systemctl show ecs-gvisor.service -p ExecMainStatus -p NRestarts')).trim().split('\n').sort()).toEqual([
-      'ExecMainStatus=5',
-      'NRestarts=0',
-    ]);
-    expect(await i().inspect('ecs-agent')).toBeUndefined();
-    expect(await i().sh('cat /etc/docker/daemon.json')).toBe(SEED_DAEMON_JSON);
-    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
-    const fakes = await i().fakes();
-    expect(fakes.autoScaling.actions[`${GROUP}/launch/${INSTANCE_ID}`]).toMatchObject({ result: 'ABANDON' });
-    expect(await i().sh('journalctl --no-pager -o cat -u ecs-gvisor')).toContain('SANDBOX_UNPROVEN');
+    await failedClosed(i(), SEED_DAEMON_JSON);
   });
 });
 
@@ -475,20 +485,9 @@ describe('an instance on Docker’s systemd cgroup driver (cgroup v1)', () => {
 
   it('11. the sandbox would escape its task’s slice: the proof fails closed; runsc shown taking the slice path literally', async () => {
     diagnoseOnFailure(i);
-    const failed = await i().until('ecs-gvisor.service to fail', async () => {
-      const u = await i().unit('ecs-gvisor.service');
-      return u.active === 'failed' ? u : undefined;
-    });
-    expect(failed.pid).toBe(0);
+    const journal = await failedClosed(i(), SYSTEMD_DAEMON_JSON);
     expect((await i().sh("docker info --format '{{.CgroupDriver}}'")).trim()).toBe('systemd');
-    expect((await i().sh('systemctl show ecs-gvisor.service -p ExecMainStatus')).trim()).toBe('ExecMainStatus=5');
-    const journal = await i().sh('journalctl --no-pager -o cat -u ecs-gvisor');
-    expect(journal).toMatch(/SANDBOX_UNPROVEN/);
     expect(journal).toMatch(/system\.slice:docker:[0-9a-f]{64}, not the one Docker made for its container/);
-    expect(await i().sh('cat /etc/docker/daemon.json')).toBe(SYSTEMD_DAEMON_JSON);
-    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
-    expect(await i().inspect('ecs-agent')).toBeUndefined();
-    expect((await i().fakes()).autoScaling.actions[`${GROUP}/launch/${INSTANCE_ID}`]).toMatchObject({ result: 'ABANDON' });
 
     // The evidence behind the README's advice, kept honest against the runsc under test: a task-like
     // container under an ECS task slice, run by that runsc with --systemd-cgroup, and the same under runc.
