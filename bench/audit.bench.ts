@@ -25,6 +25,7 @@ import { WatchMetrics } from '../src/watch/metrics.js';
 import { AuditMonitor } from '../src/watch/monitors/audit-monitor.js';
 import { Scheduler } from '../src/watch/scheduler.js';
 import { WatchState } from '../src/watch/watch-state.js';
+import { applyDaemonJson } from '../test/harness/docker-state.js';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../test/harness/images.js';
 import { startPrivateDockerd, stopPrivateDockerd } from '../test/harness/private-dockerd.js';
 import { percentile, report } from './figures.js';
@@ -43,18 +44,8 @@ let violations = 0;
 try {
   const runsc = `${dir}/runsc`;
   copyFileSync(SHARED_RUNSC, runsc);
-  execFileSync('docker', ['-H', d.host, 'info'], { stdio: 'ignore' });
-  const daemon = JSON.stringify({ 'default-runtime': 'runsc', runtimes: { runsc: { path: runsc, runtimeArgs: ['--network=none'] } } });
-  execFileSync('sh', ['-c', `cat > ${d.daemonJson} <<'J'\n${daemon}\nJ`]);
-  process.kill(d.pid, 'SIGHUP');
+  await applyDaemonJson(d, { 'default-runtime': 'runsc', runtimes: { runsc: { path: runsc, runtimeArgs: ['--network=none'] } } }, 'runsc');
   await buildBusyboxImage(d.host);
-  for (
-    let i = 0;
-    i < 50 && !execFileSync('docker', ['-H', d.host, 'info', '--format', '{{.DefaultRuntime}}'], { encoding: 'utf8' }).includes('runsc');
-    i++
-  ) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
   // Tasks as the ECS agent starts them: limits, and a cgroup parent per task (two containers a task).
   for (let i = 0; i < TASKS; i++) {
     const task = `bench${String(Math.floor(i / 2)).padStart(26, '0')}`;

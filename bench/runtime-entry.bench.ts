@@ -14,6 +14,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { renderRuntimeEntry } from '../src/runtime/runtime-entry.js';
+import { applyDaemonJson } from '../test/harness/docker-state.js';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../test/harness/images.js';
 import { startPrivateDockerd, stopPrivateDockerd } from '../test/harness/private-dockerd.js';
 import { percentile, report } from './figures.js';
@@ -74,16 +75,8 @@ try {
   copyFileSync(SHARED_RUNSC, runsc);
   const real = `${dir}/entry-runsc`;
   writeFileSync(real, renderRuntimeEntry({ runscPath: runsc, policy: 'auto' }), { mode: 0o755 });
-  writeFileSync(d.daemonJson, JSON.stringify({ runtimes: { 'via-entry': { path: real }, 'runsc-direct': { path: runsc } } }));
-  process.kill(d.pid, 'SIGHUP');
+  await applyDaemonJson(d, { runtimes: { 'via-entry': { path: real }, 'runsc-direct': { path: runsc } } }, 'via-entry');
   await buildBusyboxImage(d.host);
-  for (
-    let i = 0;
-    i < 50 && !execFileSync('docker', ['-H', d.host, 'info', '--format', '{{json .Runtimes}}'], { encoding: 'utf8' }).includes('via-entry');
-    i++
-  ) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
   const run = (runtime: string) => {
     const t0 = process.hrtime.bigint();
     execFileSync('docker', ['-H', d.host, 'run', '--rm', '--runtime', runtime, '--network', 'none', BUSYBOX_IMAGE, 'true']);

@@ -33,6 +33,15 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
   }
 }
 
+/** Write `daemon.json`, reload dockerd (SIGHUP) and wait until its live runtimes name `runtime`. */
+export async function applyDaemonJson(d: DockerdInfo, daemon: object, runtime: string): Promise<void> {
+  writeFileSync(d.daemonJson, `${JSON.stringify(daemon)}\n`);
+  process.kill(dockerdPid(d), 'SIGHUP');
+  await waitFor(`dockerd to know the runtime ${runtime}`, async () =>
+    (await dockerClient(d).info()).Runtimes[runtime] ? true : undefined,
+  );
+}
+
 /**
  * Bring the shared dockerd back to runc with no extra runtimes (a reload keeps keys absent from the
  * file, so this states them), remove every container, then put `text` in daemon.json (undefined = no
