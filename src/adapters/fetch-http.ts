@@ -36,7 +36,9 @@ export function httpFailure(what: string, err: unknown, timeoutMs: number): Http
   const name = (err as { name?: string } | null)?.name;
   if (name === 'TimeoutError' || name === 'AbortError')
     return new HttpError('timeout', `${what} timed out after ${timeoutMs} ms`, undefined, { cause: err });
-  const code = (err as { cause?: { code?: string } } | null)?.cause?.code;
+  // fetch puts the system error in its cause; node:http's error is the system error.
+  const e = err as { code?: unknown; cause?: { code?: string } } | null;
+  const code = typeof e?.code === 'string' ? e.code : e?.cause?.code;
   if (code === 'ECONNREFUSED') return new HttpError('refused', `${what}: connection refused`, undefined, { cause: err });
   return new HttpError('network', `${what} failed (${code ?? (err as Error)?.message ?? String(err)})`, undefined, { cause: err });
 }

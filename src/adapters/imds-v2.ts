@@ -6,9 +6,10 @@
  * "none" for spot notices) only through its error message, and callers here must classify without
  * reading message text.
  */
-import { EcsGvisorError } from '../errors.js';
+import { EcsGvisorError, HttpError } from '../errors.js';
 import type { Clock, ImdsPort } from '../ports.js';
 import { httpFailure } from './fetch-http.js';
+import { request } from './node-http.js';
 
 export interface ImdsOptions {
   baseUrl: string;
@@ -74,11 +75,10 @@ export class ImdsV2 implements ImdsPort {
   private async request(method: 'GET' | 'PUT', path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
     const timeoutMs = this.opts.timeoutMs ?? 2_000;
     try {
-      const res = await fetch(`${this.base}${path}`, { method, headers, signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
-      const body = await res.text();
-      return { status: res.status, body };
+      const res = await request(`${this.base}${path}`, { method, headers, timeoutMs, maxBytes: 1 << 20 });
+      return { status: res.status, body: res.body.toString('utf8') };
     } catch (err) {
-      const failure = httpFailure(`${method} ${this.base}${path}`, err, timeoutMs);
+      const failure = err instanceof HttpError ? err : httpFailure(`${method} ${this.base}${path}`, err, timeoutMs);
       throw new EcsGvisorError('IMDS_FAILED', `Instance metadata is unreachable: ${failure.message}.`, {
         cause: failure,
         details: { kind: failure.kind },

@@ -11,6 +11,7 @@ import { FlockHostLock } from '../adapters/host-lock.js';
 import { ImdsV2 } from '../adapters/imds-v2.js';
 import { LinuxHost } from '../adapters/linux-host.js';
 import { NodeFiles } from '../adapters/node-files.js';
+import { NodeHttp } from '../adapters/node-http.js';
 import { SystemClock } from '../adapters/system-clock.js';
 import { Systemctl } from '../adapters/systemctl.js';
 import { SystemdNotify } from '../adapters/systemd-notify.js';
@@ -232,7 +233,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     targetStateWaitMs: overrides.targetStateWaitMs ?? TARGET_STATE_WAIT_MS,
     metrics,
     watch(runtimeState, steps = []) {
-      const introspection = new AgentIntrospection(new FetchHttp(), cfg.INTROSPECTION_URL);
+      const introspection = new AgentIntrospection(new NodeHttp(), cfg.INTROSPECTION_URL);
       return new WatchLoop(
         {
           docker,

@@ -1,0 +1,30 @@
+/**
+ * The release executable's entry (scripts/package.mjs; CommonJS, what Node's single-executable builder
+ * takes): --help and --version answer from here; anything else loads the program chunk from the
+ * executable (cli/code-chunks.ts) and runs the CLI. The ESM bundle's entry is cli/entry.ts.
+ */
+import { quickAnswer } from './args.js';
+import { CHUNK_PREFIX, chunkRequire, lazyBuiltins } from './code-chunks.js';
+import type { main as Main } from './main.js';
+
+const argv = process.argv.slice(2);
+const quick = quickAnswer(argv);
+if (quick !== undefined) process.stdout.write(quick);
+else {
+  const sea = require('node:sea') as typeof import('node:sea');
+  const require_ = chunkRequire(
+    (name) => ({
+      source: Buffer.from(sea.getRawAsset(`${name}.cjs`)).toString('latin1'),
+      cachedData: Buffer.from(sea.getRawAsset(`${name}.cache`)),
+    }),
+    lazyBuiltins(require),
+    (name) =>
+      process.stderr.write(
+        `ecs-gvisor: warning: this Node rejected the executable's code cache for its ${name} chunk (V8 options in NODE_OPTIONS?); it runs, compiled from source, and starts slower\n`,
+      ),
+  );
+  const { main } = require_(`${CHUNK_PREFIX}program`) as { main: typeof Main };
+  void main(argv, process.env).then((code) => {
+    process.exitCode = code;
+  });
+}
