@@ -17,12 +17,17 @@ export async function bootstrap(
   log: Logger,
   agentHold?: () => Promise<string | undefined>,
   agentSettleMs = 0,
+  probes: 'removed' | 'removing' = 'removed',
 ): Promise<RuntimeState | undefined> {
   // Two bootstraps at once (or one beside a rollback) would undo each other's changes mid-proof.
   const release = await app.lock.acquire('bootstrap', app.lockWaitMs);
   try {
     return await converge(app, steps, log, agentHold, agentSettleMs);
   } finally {
+    // The proof's probes go while the steps after it run. `run` lets them go on after it is ready (they
+    // are recorded: the audit knows them, and a killed run's are removed by the next); otherwise nothing
+    // is left behind on return.
+    if (probes === 'removed') await app.runtime.settled();
     await release();
   }
 }
@@ -34,35 +39,47 @@ async function converge(
   agentHold: (() => Promise<string | undefined>) | undefined,
   agentSettleMs: number,
 ): Promise<RuntimeState | undefined> {
-  let proven: RuntimeState | undefined;
-  let sandboxVerified = false;
   await app.checkInputs(steps);
-  if (steps.includes('ecs-init')) {
-    // First, so ecs-init cannot recreate the agent under runsc once it becomes the default. If a later
-    // step fails, ecs-init stays stopped: failing closed means no agent, hence no tasks, here.
-    const actions = await app.ecsInit.apply();
-    log.info({ actions }, actions.length ? 'ecs-init stopped and disabled' : 'ecs-init already out of the way');
-  }
-  if (steps.includes('runtime')) {
-    // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
-    const state = await app.runtime.apply();
-    proven = state;
-    sandboxVerified = state.verified;
-    log.info(
-      { runtime: state.name, runscVersion: state.runscVersion, verifiedAt: state.verifiedAt },
-      `${state.name} is Docker's default runtime and the sandbox is proven`,
-    );
-  }
-  if (steps.includes('network')) {
-    const r = await app.network.apply();
-    log.info(r, 'host network rules in place');
-  }
+  // ecs-init is stopped first, so it cannot recreate the agent under runsc once that is the default.
+  // Then the runtime and the network rules run side by side, and ecs-init's unit-file changes (for the
+  // next boot) once Docker is reloaded: each makes systemd reload, which holds up systemctl meanwhile.
+  // All of them settle before the first failure (in step order) is thrown; the agent starts only once
+  // all succeeded. If a step fails, ecs-init stays stopped: failing closed means no agent, hence no
+  // tasks, here.
+  const ecsInitStopped = signal();
+  const dockerReloaded = signal();
+  const ecsInit = steps.includes('ecs-init')
+    ? app.ecsInit.apply({ stopped: ecsInitStopped.fire, filesAfter: dockerReloaded.fired }).then((actions) => {
+        log.info({ actions }, actions.length ? 'ecs-init stopped and disabled' : 'ecs-init already out of the way');
+      })
+    : ecsInitStopped.fire();
+  await Promise.race([ecsInitStopped.fired, ecsInit]);
+  const runtime = steps.includes('runtime')
+    ? // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
+      app.runtime.apply({ probesLater: true, reloaded: dockerReloaded.fire }).then((state) => {
+        log.info(
+          { runtime: state.name, runscVersion: state.runscVersion, verifiedAt: state.verifiedAt },
+          `${state.name} is Docker's default runtime and the sandbox is proven`,
+        );
+        return state;
+      })
+    : undefined;
+  // A runtime step that failed before its reload leaves nothing for ecs-init to wait for.
+  void (runtime ?? Promise.resolve()).finally(dockerReloaded.fire).catch(() => {});
+  const network = steps.includes('network')
+    ? app.network.apply().then((r) => {
+        log.info(r, 'host network rules in place');
+      })
+    : undefined;
+  const settled = await Promise.allSettled([ecsInit, runtime, network]);
+  for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  const proven = await runtime;
   if (steps.includes('agent')) {
     const hold = await agentHold?.();
     if (hold) {
       await app.supervisor.hold(hold, 'lifecycle');
     } else {
-      if (!sandboxVerified) {
+      if (!proven?.verified) {
         log.warn('starting the agent without proving the sandbox in this run (--only agent): tasks may run outside gVisor');
       }
       const r = await app.agent.apply();
@@ -97,19 +114,33 @@ export async function serve(app: App, steps: readonly Step[], log: Logger, signa
             log.warn('instance metadata has no target lifecycle state yet: starting the agent (the watch keeps asking)');
           return isWarm(target) ? `the instance is in a warm pool (${target}): the agent starts when it goes InService` : undefined;
         }),
+      0,
+      'removing',
     );
   } catch (err) {
     await guard?.stop();
     await lc?.abandonLaunch(err);
+    await app.runtime.settled();
     throw err;
   }
   await guard?.stop();
+  const probesGone = app.runtime.settled();
   const closeMetrics = await app.startMetrics();
   try {
     log.info('bootstrap verified; supervising the agent and watching until SIGTERM');
     await app.watch(runtime, steps).run(signal);
   } finally {
     await closeMetrics?.();
+    await probesGone;
   }
   log.info('stopping; the agent container keeps running');
+}
+
+/** A one-time event: fire() resolves fired. */
+function signal(): { fire: () => void; fired: Promise<void> } {
+  let fire: () => void = () => {};
+  const fired = new Promise<void>((resolve) => {
+    fire = resolve;
+  });
+  return { fire, fired };
 }

@@ -58,7 +58,12 @@ export class EcsInitStep {
     return { state, actions: planEcsInitStop(state, this.opts.mask) };
   }
 
-  async apply(): Promise<UnitAction[]> {
+  /**
+   * `stopped`, when given, is called once the unit is no longer running (its stop done, or none needed);
+   * the unit-file changes (which matter at the next boot) wait for `filesAfter`: each makes systemd
+   * reload, which holds up every other systemctl call meanwhile (bootstrap's reload of Docker).
+   */
+  async apply(o: { stopped?: () => void; filesAfter?: Promise<unknown> } = {}): Promise<UnitAction[]> {
     const { state, actions } = await this.plan();
     if (!state) this.deps.log.info({ unit: this.opts.unit }, 'no systemd here: no ecs-init to stop');
     else if (state.load === 'not-found') this.deps.log.info({ unit: this.opts.unit }, 'ecs-init unit not installed: nothing to stop');
@@ -68,7 +73,14 @@ export class EcsInitStep {
         'cannot mask ecs-init: its unit file is in /etc/systemd/system; stopped and disabled only (Conflicts= in ecs-gvisor.service keeps it from running beside us)',
       );
     }
-    await this.act(actions, 'ecs-init unit changed');
+    const stop = actions.filter((a) => a === 'stop');
+    await this.act(stop, 'ecs-init unit changed');
+    o.stopped?.();
+    await o.filesAfter;
+    await this.act(
+      actions.filter((a) => a !== 'stop'),
+      'ecs-init unit changed',
+    );
     return actions;
   }
 

@@ -119,10 +119,23 @@ export class RuntimeStep {
     };
   }
 
-  /** Converge and prove. Throws (after rolling our change back) when the sandbox cannot be proven. */
-  async apply(): Promise<RuntimeState> {
+  /** Removes the last proof's probes, if apply left them; resolves once they are gone. */
+  settled(): Promise<void> {
+    return this.deps.prover.settled();
+  }
+
+  /**
+   * Converge and prove. Throws (after rolling our change back) when the sandbox cannot be proven.
+   * `probesLater`: a proven proof's probes are left for settled() to remove (bootstrap starts the agent
+   * first); otherwise they are gone when apply returns. `reloaded` is called once Docker runs with the
+   * file (reloaded, or nothing to reload), before the proof.
+   */
+  async apply(opts: { probesLater?: boolean; reloaded?: () => void } = {}): Promise<RuntimeState> {
     const log = this.deps.log;
     const d = this.opts.desired;
+    // The probe image does not depend on the runtime: built while runsc is checked and Docker reloaded.
+    const image = this.deps.prover.ensureImage();
+    image.catch(() => {}); // awaited below, inside the rollback's reach
     let version: RunscVersion;
     try {
       version = await this.deps.runsc();
@@ -161,6 +174,8 @@ export class RuntimeStep {
         await this.deps.reloader.apply(proc, this.expectation(), this.file);
         log.info({ defaultRuntime: d.name }, 'dockerd reloaded; default runtime confirmed through the API');
       }
+      opts.reloaded?.();
+      await image;
       const removed = await this.deps.prover.removeStale();
       if (removed > 0) log.warn({ removed }, 'removed probe containers left by an earlier run');
       const evidence = await this.deps.prover.prove(d.name, this.opts.entry.policy);
@@ -175,6 +190,7 @@ export class RuntimeStep {
         evidence,
       };
       await this.deps.state.write(RUNTIME_STATE, state);
+      if (!opts.probesLater) await this.settled();
       return state;
     } catch (err) {
       throw await this.failClosed(err, proc, version);

@@ -135,8 +135,22 @@ export class SandboxProver {
     await this.deps.docker.importImage(probeRootfs(this.opts.arch), this.opts.image, PROBE_CMD);
   }
 
+  /** After a successful prove(): the removal of its probes, started by settled() or the next proof. */
+  private removal: Promise<void> | (() => Promise<void>) = Promise.resolve();
+
+  /**
+   * Removes what is left of the last proof and resolves once no probe of ours is being removed. A proven
+   * proof leaves its probes to this, so what must follow it (the agent's start) need not share the
+   * machine with three sandboxes going down.
+   */
+  settled(): Promise<void> {
+    if (typeof this.removal === 'function') this.removal = this.removal();
+    return this.removal;
+  }
+
   /** Remove probes a killed earlier run may have left: those it recorded, never a container by its label. */
   async removeStale(): Promise<number> {
+    await this.settled();
     const recorded = await probeNames(this.deps.state);
     const labelled = await this.deps.docker.listContainers({ label: PROBE_LABEL, all: true });
     const stale = labelled.filter((c) => recorded.has(c.name));
@@ -174,15 +188,18 @@ export class SandboxProver {
    * what they show is recorded per mode: a mode that fails is reported, not fatal.
    */
   async prove(runtimeName: string, policy: NetworkPolicy = 'sandbox'): Promise<SandboxEvidence> {
+    await this.settled();
     await this.ensureImage();
     const created: Probe[] = [];
     const modes = modesAllowed(policy);
     let host: Promise<NetworkProof> | undefined;
+    let proven = false;
     try {
-      const own = await this.probe({ NetworkMode: 'none', Memory: PROBE_MEMORY_BYTES, MemorySwap: PROBE_MEMORY_BYTES }, created, true);
+      // The host-mode probe needs nothing of the first: both start at once.
       host = modes.includes('host')
         ? this.probe({ NetworkMode: 'host' }, created).then((id) => this.modeProof(id, runtimeName, policy, 'host'), failed)
         : undefined;
+      const own = await this.probe({ NetworkMode: 'none', Memory: PROBE_MEMORY_BYTES, MemorySwap: PROBE_MEMORY_BYTES }, created, true);
       const { pid, argv } = await this.sandboxOf(own, runtimeName);
       const evidence = await this.checkLimit(pid, argv, runtimeName, own);
       const joined = modes.includes('joined')
@@ -198,14 +215,23 @@ export class SandboxProver {
         if (!p.proven && modes.includes(m as NetworkMode))
           this.deps.log.warn({ mode: m, reason: p.reason }, 'a network mode the policy allows is not proven');
       }
+      proven = true;
       return { ...evidence, networks };
     } finally {
-      await host; // settled either way (failures become a proof's reason): its probe is in `created` then
-      const gone = await Promise.all(created.map(async (p) => (p.id === undefined || (await this.remove(p.id)) ? p.name : undefined)));
-      // One write for all: a name stays recorded only while its container may still exist.
-      await this.record((names) => {
-        for (const n of gone) if (n !== undefined) names.delete(n);
-      });
+      const removal = async () => {
+        await host; // settled either way (failures become a proof's reason): its probe is in `created` then
+        const gone = await Promise.all(created.map(async (p) => (p.id === undefined || (await this.remove(p.id)) ? p.name : undefined)));
+        // One write for all: a name stays recorded only while its container may still exist.
+        await this.record((names) => {
+          for (const n of gone) if (n !== undefined) names.delete(n);
+        });
+      };
+      // Proven, the probes are left to settled() (recorded meanwhile: the audit knows them, and those of
+      // a run killed before removing them are removed by the next). Unproven, the rollback follows their
+      // removal.
+      if (proven)
+        this.removal = () => removal().catch((err: unknown) => this.deps.log.warn({ err: messageOf(err) }, 'could not remove the probes'));
+      else await removal();
     }
   }
 

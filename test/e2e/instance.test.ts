@@ -67,6 +67,15 @@ describe('a healthy instance, from launch to rollback', () => {
     await i().until('ecs-gvisor.service active', async () => (await i().unit('ecs-gvisor.service')).active === 'active');
 
     expect(await i().unit('ecs.service')).toMatchObject({ active: 'inactive', enabled: 'masked' });
+    // The proof's probes go after the agent started (READY does not wait for them), and their record too.
+    await i().until(
+      'the probes removed',
+      async () =>
+        (
+          await i().sh('docker ps -aq --filter label=ecs-gvisor.probe; test -e /var/lib/ecs-gvisor/probes.json && echo recorded || true')
+        ).trim() === '',
+      60_000,
+    );
     // The release's executable runs the service: no Node on the instance's PATH, none installed.
     const main = (await i().unit('ecs-gvisor.service')).pid;
     expect((await i().sh(`readlink /proc/${main}/exe`)).trim()).toBe('/usr/local/bin/ecs-gvisor');
