@@ -100,6 +100,23 @@ describe('the bundle and the release', () => {
     expect(status.stderr).toBe('');
   });
 
+  it('docker-modem formats a request for its debug log only when that log is on (bundle and executable)', () => {
+    // The one line of docker-modem the build changes: it asks before formatting, and still logs when asked.
+    for (const file of [BUNDLE, `${repo}dist/sea/${process.arch}/program.cjs`])
+      expect(readFileSync(file, 'utf8')).toMatch(/\b(\w+)\.enabled&&\1\("Sending: %s",\w+\.inspect\(/);
+    const dir = mkdtempSync('/tmp/egv-exe-');
+    const env = {
+      PATH: '/nonexistent',
+      ECS_GVISOR_CONFIG: '/nonexistent',
+      ECS_GVISOR_DOCKER_HOST: `unix://${dir}/none.sock`,
+      ECS_GVISOR_STATE_DIR: dir,
+    };
+    const quiet = spawnSync(EXECUTABLE, ['status', '--json'], { env, encoding: 'utf8' });
+    const debug = spawnSync(EXECUTABLE, ['status', '--json'], { env: { ...env, DEBUG: 'modem' }, encoding: 'utf8' });
+    expect(quiet.stderr).toBe('');
+    expect(debug.stderr).toMatch(/modem Sending: \{/);
+  });
+
   it('the arm64 executable runs under qemu-user-static and names the Node inside', () => {
     const exe = `${repo}dist/sea/arm64/ecs-gvisor`;
     const qemu = { env: { ...clean, QEMU_LD_PREFIX: '/usr/aarch64-linux-gnu' }, encoding: 'utf8' as const };
