@@ -221,6 +221,7 @@ try {
     cgroupCpuPercent: number | null;
     rssMbMax: number;
     anonMb: number;
+    anonMbMax: number;
     fileMb: number;
     bareRssMb: number;
     bareAnonMb: number;
@@ -235,7 +236,7 @@ try {
   await steadyBundle!.destroy();
   log('killing the agent 20 times');
   const recovery = await measure<{ ms: number[] }>(i, 'recovery', '20');
-  const baseline = await measure<{ reload: number; sandbox: number; agentRun: number; total: number }>(i, 'baseline');
+  const baseline = await measure<{ reload: number; sandbox: number; agentRun: number; proof: number; total: number }>(i, 'baseline');
   console.log('where the first boot of ecs-gvisor spent its time (ms since its first log line):');
   for (const [ms, msg] of (await breakdown(i)).slice(0, 25)) console.log(`  +${String(ms).padStart(5)} ms  ${msg}`);
 
@@ -244,6 +245,8 @@ try {
   const scriptMedian = median(script);
   const overhead = oursMs - baseline.total;
   const bundleOverhead = bundleMs - baseline.total;
+  // Like for like: the proof starts three sandboxes (one per network mode), not one.
+  const proofBaseline = baseline.reload + baseline.proof + baseline.agentRun;
   console.log(
     JSON.stringify({
       ours,
@@ -290,6 +293,13 @@ try {
       ok: overhead <= 300,
     },
     {
+      metric: `overhead beyond the same work done by the docker CLI, the proof's three sandboxes included (reload + three sandboxes ${s(baseline.proof)} + agent): executable`,
+      value: s(oursMs - proofBaseline),
+      unit: 's',
+      target: 'report',
+      ok: true,
+    },
+    {
       metric: 'in service: time to ready, ecs-gvisor / script',
       value: `${s(oursInService)} / ${Number.isNaN(scriptInService) ? scriptOutcome : s(scriptInService)}`,
       unit: 's',
@@ -313,8 +323,9 @@ try {
     },
     { metric: 'idle `run` over 60 s: RSS (max), executable', value: idle.rssMbMax, unit: 'MB', target: 'report', ok: true },
     {
-      metric: 'idle `run`: RSS at the end, private (anonymous) + file-backed: executable / bundle on Node 24',
-      value: `${idle.anonMb.toFixed(0)} + ${idle.fileMb.toFixed(0)} / ${idleBundle.anonMb.toFixed(0)} + ${idleBundle.fileMb.toFixed(0)}`,
+      metric:
+        'idle `run` over 60 s: RSS private (anonymous, median of one a second; max) + file-backed at the end: executable / bundle on Node 24',
+      value: `${idle.anonMb.toFixed(1)} (${idle.anonMbMax.toFixed(1)}) + ${idle.fileMb.toFixed(0)} / ${idleBundle.anonMb.toFixed(1)} (${idleBundle.anonMbMax.toFixed(1)}) + ${idleBundle.fileMb.toFixed(0)}`,
       unit: 'MB',
       target: 'private ≤ 24 MB (executable)',
       ok: idle.anonMb <= 24,

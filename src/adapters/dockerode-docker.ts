@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { Agent, type AgentOptions } from 'node:http';
 import { Readable } from 'node:stream';
+import { inspect } from 'node:util';
 import Docker from 'dockerode';
 import { EcsGvisorError } from '../errors.js';
 import type { ContainerEvents, ContainerSpec, ContainerState, DockerInfo, DockerPort } from '../ports.js';
@@ -274,14 +275,24 @@ export class DockerodeDocker implements DockerPort {
 /** How long a request-response call to Docker may take before it counts as Docker being unavailable. */
 export const DOCKER_DEADLINE_MS = 60_000;
 
+/**
+ * Node's global agent's settings, and no server name: a socket has none to send, and said here, Node
+ * does not derive one from the host for each request (its first IPv6 check of that host costs a cold
+ * `status` 10 ms). docker-modem formats each request's options, agent included, for its debug log:
+ * this agent formats as one word, not as every socket it holds.
+ */
+class SocketAgent extends Agent {
+  constructor() {
+    super({ keepAlive: true, scheduling: 'lifo', timeout: 5_000, servername: '' } as AgentOptions);
+  }
+
+  [inspect.custom](): string {
+    return 'SocketAgent';
+  }
+}
+
 function connectionOptions(host: string): Docker.DockerOptions {
-  // A socket has no server name to send; said here, Node does not derive one from the host for each
-  // request (its first IPv6 check compiles a regular expression: 9 ms of a cold `status`).
-  if (host.startsWith('unix://'))
-    return {
-      socketPath: host.slice('unix://'.length),
-      agent: new Agent({ keepAlive: true, servername: '' } as AgentOptions),
-    } as Docker.DockerOptions;
+  if (host.startsWith('unix://')) return { socketPath: host.slice('unix://'.length), agent: new SocketAgent() } as Docker.DockerOptions;
   const u = new URL(host.replace(/^tcp:/, 'http:'));
   return { host: u.hostname, port: Number(u.port), protocol: u.protocol === 'https:' ? 'https' : 'http' };
 }

@@ -15,13 +15,14 @@
 import { messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, ContainerEvent, DockerPort, FilesPort } from '../ports.js';
+import { SUPERVISOR_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
 import { AGENT_NAME, MANAGED_LABEL } from './agent-spec.js';
 import type { AgentStep } from './agent-step.js';
 import { Mutex } from './mutex.js';
 import { AGENT_BACKOFF, Backoff, type BackoffOptions, decideExit, desiredImageTarball, type ExitDecision } from './restart-policy.js';
 
-export const SUPERVISOR_STATE = 'supervisor.json';
+export { SUPERVISOR_STATE };
 
 /** Who holds the agent stopped: the drift check (sandbox not proven) or the lifecycle (warm pool). */
 export type HoldKind = 'sandbox' | 'lifecycle';

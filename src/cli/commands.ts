@@ -5,30 +5,24 @@
  */
 
 import { startMetricsServer } from '../adapters/metrics-http.js';
-import { AGENT_NAME, ecsInitSwitches } from '../agent/agent-spec.js';
+import { ecsInitSwitches } from '../agent/agent-spec.js';
 import { loadEcsConfigs } from '../agent/ecs-config.js';
-import { SUPERVISOR_STATE, type SupervisorState } from '../agent/supervisor.js';
 import { type AwsCaller, regionOf } from '../aws/aws-caller.js';
 import type { Config } from '../config.js';
 import { ExitCode, messageOf } from '../errors.js';
-import { LIFECYCLE_STATE } from '../lifecycle/lifecycle.js';
-import type { LifecycleRecord } from '../lifecycle/lifecycle-plan.js';
 import type { Logger } from '../logger.js';
-import type { Clock, DockerPort, FilesPort, HostPort } from '../ports.js';
-import type { RunscVersion } from '../runtime/runsc.js';
-import { RUNTIME_STATE, type RuntimeState } from '../runtime/runtime-step.js';
+import type { Clock, FilesPort } from '../ports.js';
+import { METRICS_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
-import { buildStatus, type MetricsRecord, type StatusReport } from '../status/status-report.js';
-import { VERSION } from '../version.js';
+import type { MetricsRecord } from '../status/status-report.js';
 import { desiredAttributes, NETWORK_ATTRIBUTES, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
 import type { WatchMetrics } from '../watch/metrics.js';
 import { WATCH_STATE, type WatchSnapshot } from '../watch/watch-loop.js';
 import type { Step } from './args.js';
 import type { App } from './composition.js';
-import { HEARTBEAT_MS, lifecycleEnabled, spotDrain } from './options.js';
 import { OWN_UNIT, takeDownOwnUnit } from './own-unit.js';
 
-export const METRICS_STATE = 'metrics.json';
+export { METRICS_STATE };
 
 /**
  * Read every input the steps will need before any of them changes the host, so a bad one (an
@@ -95,59 +89,7 @@ export async function startMetrics(
   }
 }
 
-export interface StatusSources {
-  state: StateStore;
-  docker: DockerPort;
-  host: HostPort;
-  files: FilesPort;
-  clock: Clock;
-  detectRunsc: () => Promise<RunscVersion>;
-}
-
-/** Everything `status` reports, read in parallel; nothing it reads can make it fail. */
-export async function readStatus(d: StatusSources, cfg: Config): Promise<StatusReport> {
-  const settle = <T, R>(p: Promise<T>, ok: (v: T) => R) => p.then(ok, (err: unknown) => ({ problem: messageOf(err) }));
-  const [runtimeState, runsc, docker, watch, supervisor, container, lifecycle, metrics] = await Promise.all([
-    d.state.read<RuntimeState>(RUNTIME_STATE),
-    settle(d.detectRunsc(), (v) => ({ version: v.version })),
-    settle(d.docker.info(), (info) => ({ info })),
-    d.state.read<WatchSnapshot>(WATCH_STATE),
-    d.state.read<SupervisorState>(SUPERVISOR_STATE),
-    d.docker.inspectContainer(AGENT_NAME).catch(() => undefined),
-    d.state.read<LifecycleRecord>(LIFECYCLE_STATE),
-    d.state.read<MetricsRecord>(METRICS_STATE),
-    // Only to learn the secrets to mask (before anything is printed): older state may still quote them.
-    loadEcsConfigs(d.files, cfg.ECS_INSTANCE_CONFIG, cfg.ECS_CONFIG).catch(() => undefined),
-  ]);
-  const watchLive =
-    watch !== undefined &&
-    d.clock.now() - Date.parse(watch.updatedAt) < 3 * HEARTBEAT_MS &&
-    (await d.host.cmdline(watch.pid).catch(() => undefined)) !== undefined;
-  return buildStatus({
-    version: VERSION,
-    config: {
-      runtimeName: cfg.RUNTIME_NAME,
-      runscPath: cfg.RUNSC_PATH,
-      networkPolicy: cfg.NETWORK_POLICY,
-      lifecycle: {
-        enabled: lifecycleEnabled(cfg),
-        launchHook: cfg.LAUNCH_HOOK,
-        terminateHook: cfg.TERMINATE_HOOK,
-        spotDrain: spotDrain(cfg),
-      },
-      metricsPort: cfg.METRICS_PORT,
-    },
-    runtimeState,
-    runsc,
-    docker,
-    watch,
-    watchLive,
-    supervisor,
-    container,
-    lifecycle,
-    metrics,
-  });
-}
+export { readStatus, type StatusSources } from '../status/read-status.js';
 
 export async function rollback(app: App, steps: Step[], log: Logger): Promise<number> {
   const own = await takeDownOwnUnit(app.services);

@@ -9,10 +9,10 @@ import { type Config, configPath, parseConfig } from '../config.js';
 import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
 import { createLogger, stdoutIsJournal } from '../logger.js';
 import { redact } from '../redact.js';
+import type { StatusReport } from '../status/status-report.js';
 import { renderStatusText } from '../status/status-text.js';
 import { VERSION } from '../version.js';
 import { answerOf, parseArgs } from './args.js';
-import type { App } from './composition.js';
 import type { ServiceEnv } from './options.js';
 
 export interface Io {
@@ -65,7 +65,11 @@ export async function main(
 
   try {
     // Loaded here, not at the top: --help, --version and a refused argument or configuration answer
-    // without evaluating the adapters and their dependencies.
+    // without evaluating the adapters and their dependencies; `status` loads only what it reads.
+    if (command === 'status') {
+      const { readStatus, statusSources } = await import('../status/read-status.js');
+      return await status(() => readStatus(statusSources(cfg), cfg), parsed.json, io);
+    }
     const [{ buildApp }, { bootstrap, serve }, { plan, rollback }] = await Promise.all([
       import('./composition.js'),
       import('./run.js'),
@@ -84,8 +88,6 @@ export async function main(
         return ExitCode.ok;
       case 'rollback':
         return await rollback(app, steps, log);
-      case 'status':
-        return await status(app, parsed.json, io);
     }
   } catch (err) {
     if (!answerOnStdout) log.error({ code: (err as EcsGvisorError).code ?? 'INTERNAL', err: messageOf(err) }, 'failed');
@@ -113,8 +115,8 @@ function serviceEnv(env: Readonly<Record<string, string | undefined>>): ServiceE
 }
 
 /** Exit 0 only when healthy (like `systemctl is-active`): scripts and health checks need not parse. */
-async function status(app: App, json: boolean, io: Io): Promise<number> {
-  const s = await app.status();
+async function status(read: () => Promise<StatusReport>, json: boolean, io: Io): Promise<number> {
+  const s = await read();
   io.stdout.write(redact(json ? `${JSON.stringify(s, null, 2)}\n` : renderStatusText(s)));
   return s.healthy ? ExitCode.ok : ExitCode.unhealthy;
 }

@@ -21,6 +21,7 @@ import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentMetadata, Clock, ContainerInstanceView, ImdsPort, LifecycleActionRef } from '../ports.js';
 import { redact } from '../redact.js';
+import { LIFECYCLE_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
 import {
   afterEffect,
@@ -34,7 +35,7 @@ import {
   planLifecycle,
 } from './lifecycle-plan.js';
 
-export const LIFECYCLE_STATE = 'lifecycle.json';
+export { LIFECYCLE_STATE };
 
 export interface LifecycleDeps {
   imds: ImdsPort;

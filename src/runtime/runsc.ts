@@ -42,17 +42,50 @@ export async function detectRunsc(files: FilesPort, commands: CommandsPort, path
   return parsed;
 }
 
+/** The last version asked of the binary at `path`, kept beside the binary's identity (runsc-version.json). */
+export interface RunscRecord {
+  path: string;
+  identity: string;
+  version: RunscVersion;
+}
+
+/** Where the detector keeps its answer between processes: `write` absent for a reader (`status`). */
+export interface RunscRecordStore {
+  read(): Promise<unknown>;
+  write?(r: RunscRecord): Promise<void>;
+}
+
+function isRecord(r: unknown, path: string, identity: string): r is RunscRecord {
+  const x = r as Partial<RunscRecord> | undefined;
+  return x?.path === path && x.identity === identity && typeof x.version?.version === 'string';
+}
+
 /**
  * detectRunsc, run again only when the binary changed (replaced, rewritten or touched): the drift check
- * asks every minute, and `runsc --version` was most of an idle `run`'s CPU.
+ * asks every minute, and `runsc --version` was most of an idle `run`'s CPU. With a record store, the
+ * answer is also kept for the next process (`status` asks on every run; a Go binary's start is 25-40 ms
+ * of two busy cores on an instance).
  */
-export function cachedRunscDetector(files: FilesPort, commands: CommandsPort, path: string): () => Promise<RunscVersion> {
+export function cachedRunscDetector(
+  files: FilesPort,
+  commands: CommandsPort,
+  path: string,
+  record?: RunscRecordStore,
+): () => Promise<RunscVersion> {
   let last: { identity: string; version: RunscVersion } | undefined;
   return async () => {
     const identity = await files.identity(path).catch(() => undefined);
     if (identity !== undefined && last?.identity === identity) return last.version;
+    if (identity !== undefined) {
+      const kept = await record?.read().catch(() => undefined);
+      if (isRecord(kept, path, identity)) {
+        last = { identity, version: kept.version };
+        return kept.version;
+      }
+    }
     const version = await detectRunsc(files, commands, path);
     last = identity === undefined ? undefined : { identity, version };
+    if (last) await record?.write?.({ path, ...last }).catch(() => undefined);
     return version;
   };
 }

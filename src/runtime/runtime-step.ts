@@ -6,6 +6,7 @@ import { renderDiff } from '../diff.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, DockerPort, FilesPort } from '../ports.js';
+import { RUNTIME_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
 import type { BackupStore } from './backup-store.js';
 import {
@@ -26,7 +27,7 @@ import { type NetworkPolicy, renderRuntimeEntry } from './runtime-entry.js';
 import type { SandboxEvidence, SandboxProver } from './sandbox-proof.js';
 
 export const DEFAULT_DOCKERD_CONFIG = '/etc/docker/daemon.json';
-export const RUNTIME_STATE = 'runtime.json';
+export { RUNTIME_STATE };
 
 export interface RuntimeStepDeps {
   docker: DockerPort;

@@ -18,6 +18,7 @@ import type { Logger } from '../logger.js';
 import type { NetworkStep } from '../network/network-step.js';
 import type { AgentMetadata, Clock, ContainerEvent, DockerPort, HostLockPort, HostPort, NotifyPort } from '../ports.js';
 import type { RuntimeState, RuntimeStep } from '../runtime/runtime-step.js';
+import { WATCH_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
 import { watchSummary } from '../status/summary.js';
 import { AttributePublisher } from './attribute-publisher.js';
@@ -38,7 +39,7 @@ import { SUPERVISOR_STALL_MS, Watchdog } from './watchdog.js';
 export type { WatchSnapshot } from './watch-state.js';
 export { SUPERVISOR_STALL_MS } from './watchdog.js';
 
-export const WATCH_STATE = 'watch.json';
+export { WATCH_STATE };
 
 export interface WatchDeps {
   docker: DockerPort;

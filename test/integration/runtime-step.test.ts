@@ -61,6 +61,42 @@ beforeEach(async () => {
   await resetDocker(d, RICH);
 });
 
+describe('bootstrap --only ecs-init,runtime', () => {
+  it('ecs-init is stopped before daemon.json changes; its unit-file changes (a systemd reload each) wait for Docker to run runsc', async () => {
+    // A stand-in systemctl for ecs.service that records each call with Docker's default runtime at that moment.
+    const dir = mkdtempSync('/tmp/egv-systemctl-');
+    writeFileSync(`${dir}/state`, 'ACTIVE=active\nFILE=enabled\n');
+    writeFileSync(
+      `${dir}/systemctl`,
+      `#!/bin/sh
+for a; do unit=$a; done
+if [ "$unit" != ecs.service ]; then [ "$1" = show ] && printf 'LoadState=not-found\\nActiveState=inactive\\nUnitFileState=\\n'; exit 0; fi
+. ${dir}/state
+echo "$1 $(docker -H ${d.host} info --format '{{.DefaultRuntime}}') $(grep -c default-runtime ${d.daemonJson})" >> ${dir}/calls
+case "$1" in
+  show) printf 'LoadState=loaded\\nActiveState=%s\\nUnitFileState=%s\\nFragmentPath=/usr/lib/systemd/system/ecs.service\\n' "$ACTIVE" "$FILE"; exit 0 ;;
+  stop) ACTIVE=inactive ;;
+  disable) FILE=disabled ;;
+  mask) FILE=masked ;;
+esac
+printf 'ACTIVE=%s\\nFILE=%s\\n' "$ACTIVE" "$FILE" > ${dir}/state
+`,
+    );
+    chmodSync(`${dir}/systemctl`, 0o755);
+    const r = await runCli(['bootstrap', '--only', 'ecs-init,runtime'], cliEnv(d, { PATH: `${dir}:${process.env.PATH}` }));
+    expect(r.code).toBe(0);
+    // Each line: the call, Docker's live default, whether daemon.json names a default.
+    expect(readFileSync(`${dir}/calls`, 'utf8').trim().split('\n')).toEqual([
+      'show runc 0',
+      'stop runc 0',
+      'disable runsc 1',
+      'mask runsc 1',
+    ]);
+    expect(readFileSync(`${dir}/state`, 'utf8')).toBe('ACTIVE=inactive\nFILE=masked\n');
+    expect(await probesLeft()).toBe(0);
+  });
+});
+
 describe('bootstrap --only runtime', () => {
   it('removes probes a killed run left by the names it recorded, never a task that carries the probe label', async () => {
     const env = cliEnv(d);

@@ -28,4 +28,33 @@ describe('cachedRunscDetector', () => {
     await detect();
     expect(calls()).toBe(3);
   });
+
+  it('keeps its answer for the next process while the binary is the same file; a reader never writes it', async () => {
+    const dir = mkdtempSync('/tmp/egv-runsc-');
+    const path = `${dir}/runsc`;
+    const calls = () => readFileSync(`${dir}/calls`, 'utf8').split('\n').filter(Boolean).length;
+    fakeRunsc(dir, path, 'release-20240101.0');
+    let kept: unknown;
+    const store = { read: async () => kept, write: async (r: unknown) => void (kept = r) };
+    expect((await cachedRunscDetector(new NodeFiles(), new ExecCommands(), path, store)()).version).toBe('release-20240101.0');
+    expect(calls()).toBe(1);
+    // Another process (status): the same file, so the version kept, and nothing run.
+    const reader = cachedRunscDetector(new NodeFiles(), new ExecCommands(), path, { read: store.read });
+    expect((await reader()).version).toBe('release-20240101.0');
+    expect(calls()).toBe(1);
+    // Replaced: asked again; the reader leaves the record as it was.
+    fakeRunsc(dir, path, 'release-20250101.0');
+    const before = JSON.stringify(kept);
+    expect((await cachedRunscDetector(new NodeFiles(), new ExecCommands(), path, { read: store.read })()).version).toBe(
+      'release-20250101.0',
+    );
+    expect(calls()).toBe(2);
+    expect(JSON.stringify(kept)).toBe(before);
+    // A record of another path, or one that is not a record, is not believed.
+    kept = { ...(kept as object), path: `${dir}/other` };
+    await cachedRunscDetector(new NodeFiles(), new ExecCommands(), path, { read: store.read })();
+    kept = { path, identity: await new NodeFiles().identity(path), version: 'release-1' };
+    await cachedRunscDetector(new NodeFiles(), new ExecCommands(), path, { read: store.read })();
+    expect(calls()).toBe(4);
+  });
 });
