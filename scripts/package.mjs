@@ -205,7 +205,10 @@ async function executable(arch, chunks) {
     }),
   );
   // Under the executable's V8 options too: the entry's own code cache (useCodeCache) is made here.
-  execFileSync(r.cmd, [...r.args, ...EXEC_ARGV, '--experimental-sea-config', config], { env: r.env, stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(r.cmd, [...r.args, ...EXEC_ARGV, '--experimental-sea-config', config], {
+    env: r.env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const exe = join(dir, 'ecs-gvisor');
   copyFileSync(ARCHES[arch].node, exe);
   chmodSync(exe, 0o755);

@@ -35,7 +35,12 @@ describe('cachedRunscDetector', () => {
     const calls = () => readFileSync(`${dir}/calls`, 'utf8').split('\n').filter(Boolean).length;
     fakeRunsc(dir, path, 'release-20240101.0');
     let kept: unknown;
-    const store = { read: async () => kept, write: async (r: unknown) => void (kept = r) };
+    const store = {
+      read: async () => kept,
+      write: async (r: unknown) => {
+        kept = r;
+      },
+    };
     expect((await cachedRunscDetector(new NodeFiles(), new ExecCommands(), path, store)()).version).toBe('release-20240101.0');
     expect(calls()).toBe(1);
     // Another process (status): the same file, so the version kept, and nothing run.
