@@ -143,7 +143,8 @@ function runner(arch) {
  */
 async function buildChunks(dir) {
   rmSync(dir, { recursive: true, force: true });
-  const cjs = { ...common, format: 'cjs' };
+  // A script compiled by vm has no module loader behind it: the SDK's import('node:http') becomes require.
+  const cjs = { ...common, format: 'cjs', supported: { 'dynamic-import': false } };
   const sdk = { 'ecs-autoscaling': 'src/adapters/aws-sdk/ecs-autoscaling.ts', ec2: 'src/adapters/aws-sdk/ec2.ts' };
   const chunkOf = new Map(Object.entries(sdk).map(([name, file]) => [join(root, file), name]));
   const toChunks = {

@@ -100,6 +100,11 @@ describe('the bundle and the release', () => {
     expect(status.stderr).toBe('');
   });
 
+  it('the executable’s chunks import nothing dynamically: a script compiled by vm has no loader for it', () => {
+    for (const chunk of ['program', 'ecs-autoscaling', 'ec2'])
+      expect(readFileSync(`${repo}dist/sea/${process.arch}/${chunk}.cjs`, 'utf8')).not.toMatch(/\bimport\(/);
+  });
+
   it('docker-modem formats a request for its debug log only when that log is on (bundle and executable)', () => {
     // The one line of docker-modem the build changes: it asks before formatting, and still logs when asked.
     for (const file of [BUNDLE, `${repo}dist/sea/${process.arch}/program.cjs`])
