@@ -8,6 +8,7 @@ import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ContainerSpec, ContainerState, DockerPort, FilesPort } from '../ports.js';
 import { retrying } from '../retry.js';
+import { SUPERVISOR_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
 import {
   AGENT_NAME,
@@ -22,7 +23,6 @@ import {
   planAgentImage,
 } from './agent-spec.js';
 import { loadEcsConfigs, redactEnv } from './ecs-config.js';
-import { SUPERVISOR_STATE } from './supervisor.js';
 
 export const AGENT_STATE = 'agent.json';
 /** Where a replacement is created, and where the agent it replaces waits until the new one has started. */

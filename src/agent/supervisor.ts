@@ -22,8 +22,6 @@ import type { AgentStep } from './agent-step.js';
 import { Mutex } from './mutex.js';
 import { AGENT_BACKOFF, Backoff, type BackoffOptions, decideExit, desiredImageTarball, type ExitDecision } from './restart-policy.js';
 
-export { SUPERVISOR_STATE };
-
 /** Who holds the agent stopped: the drift check (sandbox not proven) or the lifecycle (warm pool). */
 export type HoldKind = 'sandbox' | 'lifecycle';
 

@@ -12,17 +12,15 @@ import type { Config } from '../config.js';
 import { ExitCode, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, FilesPort } from '../ports.js';
-import { METRICS_STATE } from '../state-files.js';
+import { METRICS_STATE, WATCH_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
 import type { MetricsRecord } from '../status/status-report.js';
 import { desiredAttributes, NETWORK_ATTRIBUTES, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
 import type { WatchMetrics } from '../watch/metrics.js';
-import { WATCH_STATE, type WatchSnapshot } from '../watch/watch-loop.js';
+import type { WatchSnapshot } from '../watch/watch-loop.js';
 import type { Step } from './args.js';
 import type { App } from './composition.js';
 import { OWN_UNIT, takeDownOwnUnit } from './own-unit.js';
-
-export { METRICS_STATE };
 
 /**
  * Read every input the steps will need before any of them changes the host, so a bad one (an

@@ -35,8 +35,6 @@ import {
   planLifecycle,
 } from './lifecycle-plan.js';
 
-export { LIFECYCLE_STATE };
-
 export interface LifecycleDeps {
   imds: ImdsPort;
   /** Auto Scaling, EC2 and ECS calls, and this instance's ID. */

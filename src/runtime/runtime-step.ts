@@ -27,7 +27,6 @@ import { type NetworkPolicy, renderRuntimeEntry } from './runtime-entry.js';
 import type { SandboxEvidence, SandboxProver } from './sandbox-proof.js';
 
 export const DEFAULT_DOCKERD_CONFIG = '/etc/docker/daemon.json';
-export { RUNTIME_STATE };
 
 export interface RuntimeStepDeps {
   docker: DockerPort;

@@ -39,8 +39,6 @@ import { SUPERVISOR_STALL_MS, Watchdog } from './watchdog.js';
 export type { WatchSnapshot } from './watch-state.js';
 export { SUPERVISOR_STALL_MS } from './watchdog.js';
 
-export { WATCH_STATE };
-
 export interface WatchDeps {
   docker: DockerPort;
   host: HostPort;
