@@ -30,11 +30,10 @@ import type { RetryOptions } from '../retry.js';
 import { BackupStore } from '../runtime/backup-store.js';
 import { DockerReloader } from '../runtime/docker-reloader.js';
 import { isProbeArch } from '../runtime/probe-image.js';
-import { cachedRunscDetector } from '../runtime/runsc.js';
+import { cachedRunscDetector, runscRecordIn } from '../runtime/runsc.js';
 import { RunscInstaller } from '../runtime/runsc-install.js';
 import { type RuntimeState, RuntimeStep } from '../runtime/runtime-step.js';
 import { SandboxProver } from '../runtime/sandbox-proof.js';
-import { RUNSC_VERSION_STATE } from '../state-files.js';
 import { StateStore } from '../state-store.js';
 import type { StatusReport } from '../status/status-report.js';
 import { WatchMetrics } from '../watch/metrics.js';
@@ -128,10 +127,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     { files, commands, http: new FetchHttp(), state, log: log.child({ component: 'runsc-install' }) },
     { path: cfg.RUNSC_PATH, source: cfg.RUNSC_SOURCE, sha512: cfg.RUNSC_SHA512 },
   );
-  const detect = cachedRunscDetector(files, commands, cfg.RUNSC_PATH, {
-    read: () => state.read(RUNSC_VERSION_STATE),
-    write: (r) => state.write(RUNSC_VERSION_STATE, r),
-  });
+  const detect = cachedRunscDetector(files, commands, cfg.RUNSC_PATH, runscRecordIn(state, true));
   const runsc = async () => {
     await installer.ensure();
     return detect();

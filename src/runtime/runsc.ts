@@ -1,5 +1,7 @@
 import { EcsGvisorError } from '../errors.js';
 import type { CommandResult, CommandsPort, FilesPort } from '../ports.js';
+import { RUNSC_VERSION_STATE } from '../state-files.js';
+import type { StateStore } from '../state-store.js';
 
 export interface RunscVersion {
   /** e.g. `release-20240807.0` or Debian's `0.0~20221219.0`. */
@@ -53,6 +55,12 @@ export interface RunscRecord {
 export interface RunscRecordStore {
   read(): Promise<unknown>;
   write?(r: RunscRecord): Promise<void>;
+}
+
+/** The record in the state directory (root's alone); `status` reads it and writes nothing. */
+export function runscRecordIn(state: Pick<StateStore, 'read' | 'write'>, writes: boolean): RunscRecordStore {
+  const read = () => state.read(RUNSC_VERSION_STATE);
+  return writes ? { read, write: (r) => state.write(RUNSC_VERSION_STATE, r) } : { read };
 }
 
 function isRecord(r: unknown, path: string, identity: string): r is RunscRecord {

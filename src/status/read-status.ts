@@ -15,9 +15,9 @@ import type { Config } from '../config.js';
 import { messageOf } from '../errors.js';
 import type { LifecycleRecord } from '../lifecycle/lifecycle-plan.js';
 import type { Clock, DockerPort, FilesPort, HostPort } from '../ports.js';
-import { cachedRunscDetector, type RunscVersion } from '../runtime/runsc.js';
+import { cachedRunscDetector, type RunscVersion, runscRecordIn } from '../runtime/runsc.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
-import { LIFECYCLE_STATE, METRICS_STATE, RUNSC_VERSION_STATE, RUNTIME_STATE, SUPERVISOR_STATE, WATCH_STATE } from '../state-files.js';
+import { LIFECYCLE_STATE, METRICS_STATE, RUNTIME_STATE, SUPERVISOR_STATE, WATCH_STATE } from '../state-files.js';
 import { StateStore } from '../state-store.js';
 import { VERSION } from '../version.js';
 import type { WatchSnapshot } from '../watch/watch-state.js';
@@ -34,7 +34,7 @@ export function statusSources(cfg: Config): StatusSources {
     files,
     clock: new SystemClock(),
     // What run last asked of the binary, while it is the same file; status itself writes nothing.
-    detectRunsc: cachedRunscDetector(files, new ExecCommands(), cfg.RUNSC_PATH, { read: () => state.read(RUNSC_VERSION_STATE) }),
+    detectRunsc: cachedRunscDetector(files, new ExecCommands(), cfg.RUNSC_PATH, runscRecordIn(state, false)),
   };
 }
 
