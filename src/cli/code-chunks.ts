@@ -11,7 +11,6 @@
 import { Script } from 'node:vm';
 
 export const CHUNKS = ['program', 'ecs-autoscaling', 'ec2'] as const;
-export type ChunkName = (typeof CHUNKS)[number];
 
 /** How a chunk requires another (esbuild leaves these to the loader's require). */
 export const CHUNK_PREFIX = 'ecs-gvisor:chunk/';

@@ -52,8 +52,9 @@ async function converge(
     ? app.ecsInit.apply({ stopped: ecsInitStopped.fire, filesAfter: dockerReloaded.fired }).then((actions) => {
         log.info({ actions }, actions.length ? 'ecs-init stopped and disabled' : 'ecs-init already out of the way');
       })
-    : ecsInitStopped.fire();
-  await Promise.race([ecsInitStopped.fired, ecsInit]);
+    : undefined;
+  // Its stop failing ends bootstrap here, before anything else changed.
+  if (ecsInit) await Promise.race([ecsInitStopped.fired, ecsInit]);
   const runtime = steps.includes('runtime')
     ? // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
       app.runtime.apply({ probesLater: true, reloaded: dockerReloaded.fire }).then((state) => {

@@ -20,7 +20,7 @@ else {
     lazyBuiltins(require),
     (name) =>
       process.stderr.write(
-        `ecs-gvisor: warning: this Node rejected the executable's code cache for its ${name} chunk (V8 options in NODE_OPTIONS?); it runs, compiled from source, and starts slower\n`,
+        `ecs-gvisor: warning: this Node rejected the executable's code cache for its ${name} chunk (made by another Node, or under other V8 options); it runs, compiled from source, and starts slower\n`,
       ),
   );
   const { main } = require_(`${CHUNK_PREFIX}program`) as { main: typeof Main };
