@@ -78,7 +78,7 @@ export async function main(
     const app = buildApp(cfg, log, serviceEnv(env));
     switch (command) {
       case 'bootstrap':
-        await bootstrap(app, steps, log, undefined, app.agentSettleMs);
+        await bootstrap(app, steps, log, { agentSettleMs: app.agentSettleMs });
         return ExitCode.ok;
       case 'run':
         await serve(app, steps, log, signal ?? stopSignal());

@@ -1,35 +1,57 @@
 /** `bootstrap` and `run`: converge the steps in order, then (for `run`) supervise and watch. */
+
+import { messageOf } from '../errors.js';
 import { isWarm } from '../lifecycle/lifecycle-plan.js';
 import type { Logger } from '../logger.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
 import type { Step } from './args.js';
 import type { App } from './composition.js';
 
-/**
- * Converge the steps in order; returns the runtime state this run proved (undefined without the step).
- * `agentHold`, when given, is asked just before the agent step: a reason means "keep the agent down".
- * `agentSettleMs`: the agent must still run that long after its start (`bootstrap`'s definition of
- * converged; exit 4 when it does not).
- */
-export async function bootstrap(
-  app: App,
-  steps: readonly Step[],
-  log: Logger,
-  agentHold?: () => Promise<string | undefined>,
-  agentSettleMs = 0,
-  probes: 'removed' | 'removing' = 'removed',
-): Promise<RuntimeState | undefined> {
-  // Two bootstraps at once (or one beside a rollback) would undo each other's changes mid-proof.
+export interface Bootstrapped {
+  /** The runtime state this run proved (undefined without the runtime step). */
+  runtime: RuntimeState | undefined;
+  /**
+   * Starts what can wait until the instance is ready, resolves once it is done and releases the host lock
+   * bootstrap held: ecs-init's unit-file changes (they matter at the next boot, and each makes systemd
+   * reload, which competes with the proof for the CPU and holds up systemd's handling of READY) and the
+   * removal of the proof's probes. Rejects with the unit-file change's failure. Call it exactly once.
+   */
+  finish(): Promise<void>;
+}
+
+export interface BootstrapOptions {
+  /** Asked just before the agent step: a reason means "keep the agent down". */
+  agentHold?: () => Promise<string | undefined>;
+  /** The agent must still run that long after its start (`bootstrap`'s definition of converged; exit 4 when it does not). */
+  agentSettleMs?: number;
+  /** Leave finish() to the caller (`run`: after READY); otherwise it is done before bootstrap returns. */
+  deferFinish?: boolean;
+}
+
+/** Converge the steps; a failure is thrown once everything it started has settled. */
+export async function bootstrap(app: App, steps: readonly Step[], log: Logger, o: BootstrapOptions = {}): Promise<Bootstrapped> {
+  // Two bootstraps at once (or one beside a rollback) would undo each other's changes mid-proof; the
+  // lock is held until finish() is done, as that changes ecs-init's unit files.
   const release = await app.lock.acquire('bootstrap', app.lockWaitMs);
+  let converged: Converged;
   try {
-    return await converge(app, steps, log, agentHold, agentSettleMs);
-  } finally {
-    // The proof's probes go while the steps after it run. `run` lets them go on after it is ready (they
-    // are recorded: the audit knows them, and a killed run's are removed by the next); otherwise nothing
-    // is left behind on return.
-    if (probes === 'removed') await app.runtime.settled();
+    converged = await converge(app, steps, log, o.agentHold, o.agentSettleMs ?? 0);
+  } catch (err) {
     await release();
+    throw err;
   }
+  let finishing: Promise<void> | undefined;
+  const finish = () => {
+    finishing ??= converged.finish().finally(release);
+    return finishing;
+  };
+  if (!o.deferFinish) await finish();
+  return { runtime: converged.proven, finish };
+}
+
+interface Converged {
+  proven: RuntimeState | undefined;
+  finish(): Promise<void>;
 }
 
 async function converge(
@@ -38,26 +60,26 @@ async function converge(
   log: Logger,
   agentHold: (() => Promise<string | undefined>) | undefined,
   agentSettleMs: number,
-): Promise<RuntimeState | undefined> {
+): Promise<Converged> {
   await app.checkInputs(steps);
-  // ecs-init is stopped first, so it cannot recreate the agent under runsc once that is the default.
-  // Then the runtime and the network rules run side by side, and ecs-init's unit-file changes (for the
-  // next boot) once Docker is reloaded: each makes systemd reload, which holds up systemctl meanwhile.
-  // All of them settle before the first failure (in step order) is thrown; the agent starts only once
-  // all succeeded. If a step fails, ecs-init stays stopped: failing closed means no agent, hence no
-  // tasks, here.
+  // ecs-init is stopped before anything changes, so it cannot recreate the agent under runsc once that is
+  // the default (and its stop, which removes its iptables rules, cannot remove ours). The runtime's reads
+  // do not wait for that; its changes and the network rules do, then run side by side. ecs-init's
+  // unit-file changes wait for finish(). All of them settle before the first failure (in step order) is
+  // thrown; the agent starts only once all succeeded. If a step fails, ecs-init stays stopped (and is
+  // disabled for the next boot): failing closed means no agent, hence no tasks, here.
   const ecsInitStopped = signal();
-  const dockerReloaded = signal();
+  const filesGo = signal();
   const ecsInit = steps.includes('ecs-init')
-    ? app.ecsInit.apply({ stopped: ecsInitStopped.fire, filesAfter: dockerReloaded.fired }).then((actions) => {
+    ? app.ecsInit.apply({ stopped: ecsInitStopped.fire, filesAfter: filesGo.fired }).then((actions) => {
         log.info({ actions }, actions.length ? 'ecs-init stopped and disabled' : 'ecs-init already out of the way');
       })
     : undefined;
-  // Its stop failing ends bootstrap here, before anything else changed.
-  if (ecsInit) await Promise.race([ecsInitStopped.fired, ecsInit]);
+  // Resolves once ecs-init no longer runs; rejects when its stop failed.
+  const stopped = ecsInit ? Promise.race([ecsInitStopped.fired, ecsInit]) : Promise.resolve();
   const runtime = steps.includes('runtime')
     ? // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
-      app.runtime.apply({ probesLater: true, reloaded: dockerReloaded.fire }).then((state) => {
+      app.runtime.apply({ probesLater: true, changesAfter: stopped }).then((state) => {
         log.info(
           { runtime: state.name, runscVersion: state.runscVersion, verifiedAt: state.verifiedAt },
           `${state.name} is Docker's default runtime and the sandbox is proven`,
@@ -65,74 +87,106 @@ async function converge(
         return state;
       })
     : undefined;
-  // A runtime step that failed before its reload leaves nothing for ecs-init to wait for.
-  void (runtime ?? Promise.resolve()).finally(dockerReloaded.fire).catch(() => {});
   const network = steps.includes('network')
-    ? app.network.apply().then((r) => {
-        log.info(r, 'host network rules in place');
-      })
+    ? stopped
+        .then(() => app.network.apply())
+        .then((r) => {
+          log.info(r, 'host network rules in place');
+        })
     : undefined;
-  const settled = await Promise.allSettled([ecsInit, runtime, network]);
-  for (const s of settled) if (s.status === 'rejected') throw s.reason;
-  const proven = await runtime;
-  if (steps.includes('agent')) {
-    const hold = await agentHold?.();
-    if (hold) {
-      await app.supervisor.hold(hold, 'lifecycle');
-    } else {
-      if (!proven?.verified) {
-        log.warn('starting the agent without proving the sandbox in this run (--only agent): tasks may run outside gVisor');
-      }
-      const r = await app.agent.apply();
-      // Only `bootstrap` waits: under `run` the supervisor restarts an agent that exits.
-      // A replacement has settled already (before the agent it replaced was removed).
-      if (agentSettleMs > 0 && r.action !== 'recreate' && r.action !== 'replace-foreign')
-        await app.agent.settle(r.id, agentSettleMs, (ms) => app.clock.sleep(ms));
-      log.info({ id: r.id, action: r.action, runtime: r.runtime }, 'the ECS agent runs under runc');
-    }
+  const finish = async () => {
+    filesGo.fire();
+    const done = await Promise.allSettled([ecsInit, app.runtime.settled()]);
+    for (const s of done) if (s.status === 'rejected') throw s.reason;
+  };
+  try {
+    const settled = await Promise.allSettled([stopped, runtime, network]);
+    for (const s of settled) if (s.status === 'rejected') throw s.reason;
+    const proven = await runtime;
+    if (steps.includes('agent')) await startAgent(app, log, proven, agentHold, agentSettleMs);
+    return { proven, finish };
+  } catch (err) {
+    await finish().catch(() => {});
+    throw err;
   }
-  return proven;
+}
+
+async function startAgent(
+  app: App,
+  log: Logger,
+  proven: RuntimeState | undefined,
+  agentHold: (() => Promise<string | undefined>) | undefined,
+  agentSettleMs: number,
+): Promise<void> {
+  const hold = await agentHold?.();
+  if (hold) {
+    await app.supervisor.hold(hold, 'lifecycle');
+    return;
+  }
+  if (!proven?.verified) {
+    log.warn('starting the agent without proving the sandbox in this run (--only agent): tasks may run outside gVisor');
+  }
+  const r = await app.agent.apply();
+  // Only `bootstrap` waits: under `run` the supervisor restarts an agent that exits.
+  // A replacement has settled already (before the agent it replaced was removed).
+  if (agentSettleMs > 0 && r.action !== 'recreate' && r.action !== 'replace-foreign')
+    await app.agent.settle(r.id, agentSettleMs, (ms) => app.clock.sleep(ms));
+  log.info({ id: r.id, action: r.action, runtime: r.runtime }, 'the ECS agent runs under runc');
 }
 
 /**
  * `run`: bootstrap, then watch until `signal` aborts. With lifecycle hooks configured, a pending launch
  * action is heartbeated during bootstrap, a warm-pool instance keeps its agent down, and a failed
- * bootstrap abandons the launch (fail closed: the group replaces the instance).
+ * bootstrap abandons the launch (fail closed: the group replaces the instance). What bootstrap leaves
+ * for after READY is done then; its failure ends the watch with that error (systemd starts us again, and
+ * the next bootstrap does it again).
  */
 export async function serve(app: App, steps: readonly Step[], log: Logger, signal: AbortSignal): Promise<void> {
   const lc = app.lifecycle;
   const guard = lc?.guardBootstrap(signal);
-  let runtime: RuntimeState | undefined;
+  let boot: Bootstrapped;
   try {
-    runtime = await bootstrap(
-      app,
-      steps,
-      log,
-      guard &&
+    boot = await bootstrap(app, steps, log, {
+      agentHold:
+        guard &&
         (async () => {
           const target = await guard.target(app.targetStateWaitMs);
           if (target === undefined)
             log.warn('instance metadata has no target lifecycle state yet: starting the agent (the watch keeps asking)');
           return isWarm(target) ? `the instance is in a warm pool (${target}): the agent starts when it goes InService` : undefined;
         }),
-      0,
-      'removing',
-    );
+      deferFinish: true,
+    });
   } catch (err) {
     await guard?.stop();
     await lc?.abandonLaunch(err);
-    await app.runtime.settled();
     throw err;
   }
   await guard?.stop();
-  const probesGone = app.runtime.settled();
-  const closeMetrics = await app.startMetrics();
+  const failed = new AbortController();
+  let failure: unknown;
+  let finishing: Promise<void> | undefined;
+  const finish = () => {
+    finishing ??= boot.finish().catch((err) => {
+      failure = err;
+      failed.abort();
+    });
+    return finishing;
+  };
   try {
-    log.info('bootstrap verified; supervising the agent and watching until SIGTERM');
-    await app.watch(runtime, steps).run(signal);
+    const closeMetrics = await app.startMetrics();
+    try {
+      log.info('bootstrap verified; supervising the agent and watching until SIGTERM');
+      await app.watch(boot.runtime, steps).run(AbortSignal.any([signal, failed.signal]), finish);
+    } finally {
+      await closeMetrics?.();
+    }
   } finally {
-    await closeMetrics?.();
-    await probesGone;
+    await finish();
+  }
+  if (failure) {
+    log.error({ err: messageOf(failure) }, 'finishing bootstrap after ready failed; stopping');
+    throw failure;
   }
   log.info('stopping; the agent container keeps running');
 }

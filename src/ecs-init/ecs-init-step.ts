@@ -60,8 +60,9 @@ export class EcsInitStep {
 
   /**
    * `stopped`, when given, is called once the unit is no longer running (its stop done, or none needed);
-   * the unit-file changes (which matter at the next boot) wait for `filesAfter`: each makes systemd
-   * reload, which holds up every other systemctl call meanwhile (bootstrap's reload of Docker).
+   * the unit-file changes (which matter at the next boot) wait for `filesAfter`: systemd reloads after
+   * them, which holds up every other call to systemd meanwhile (Docker's reload, READY) and takes CPU
+   * from the proof.
    */
   async apply(o: { stopped?: () => void; filesAfter?: Promise<unknown> } = {}): Promise<UnitAction[]> {
     const { state, actions } = await this.plan();

@@ -127,27 +127,29 @@ export class RuntimeStep {
   /**
    * Converge and prove. Throws (after rolling our change back) when the sandbox cannot be proven.
    * `probesLater`: a proven proof's probes are left for settled() to remove (bootstrap starts the agent
-   * first); otherwise they are gone when apply returns. `reloaded` is called once Docker runs with the
-   * file (reloaded, or nothing to reload), before the proof.
+   * first); otherwise they are gone when apply returns. `changesAfter`: what it reads comes first, what it
+   * changes waits for this (ecs-init stopped); a rejection ends apply with it, nothing changed.
    */
-  async apply(opts: { probesLater?: boolean; reloaded?: () => void } = {}): Promise<RuntimeState> {
+  async apply(opts: { probesLater?: boolean; changesAfter?: Promise<unknown> } = {}): Promise<RuntimeState> {
     const log = this.deps.log;
     const d = this.opts.desired;
     // The probe image does not depend on the runtime: built while runsc is checked and Docker reloaded.
     const image = this.deps.prover.ensureImage();
     image.catch(() => {}); // awaited below, inside the rollback's reach
-    let version: RunscVersion;
-    try {
-      version = await this.deps.runsc();
-    } catch (err) {
-      await this.recordFailure(err, undefined);
-      throw err;
+    // Reads only, all at once: none needs another's answer.
+    const [detected, info, file, located] = await Promise.allSettled([
+      this.deps.runsc(),
+      this.deps.docker.info(),
+      this.read(),
+      this.deps.reloader.locate(),
+    ]);
+    if (detected.status === 'rejected') {
+      await this.recordFailure(detected.reason, undefined);
+      throw detected.reason;
     }
+    const version = detected.value;
     log.info({ runsc: d.path, version: version.version }, 'runsc found');
-
-    const before = await this.deps.docker.info();
-    const doc = await this.read();
-    const proc = await this.deps.reloader.locate();
+    const [before, doc, proc] = [settledValue(info), settledValue(file), settledValue(located)];
     await this.checkDockerd(proc);
     const plan = planDaemonJson(doc, d, { replaceDefaultRuntime: this.opts.replaceDefaultRuntime });
     const needsReload = plan.changed || !matches(before, this.expectation());
@@ -155,16 +157,17 @@ export class RuntimeStep {
       // Refuse before writing: a file we cannot apply would only take effect at some later restart.
       await this.deps.reloader.reload(proc);
     }
+    await opts.changesAfter;
 
     try {
-      // Before daemon.json names it: Docker must never point at an entry point that is not there.
-      if (await this.entryChanged()) {
-        await this.deps.files.mkdirp(dirOf(d.path), 0o755);
-        await this.deps.files.writeAtomic(d.path, this.entryText(), 0o755);
-        log.info({ entry: d.path, policy: this.opts.entry.policy, runsc: this.opts.entry.runscPath }, 'runtime entry point written');
-      }
+      // Both before daemon.json names the entry point (Docker must never point at one that is not there)
+      // and before it changes (a rollback needs the backup); neither needs the other.
+      await Promise.all([
+        this.writeEntry(),
+        plan.changed &&
+          this.deps.backups.record(this.file, doc.text, before.defaultRuntime, sha256(plan.next), new Date(this.deps.clock.now())),
+      ]);
       if (plan.changed) {
-        await this.deps.backups.record(this.file, doc.text, before.defaultRuntime, sha256(plan.next), new Date(this.deps.clock.now()));
         await this.write(plan.next);
         log.info({ file: this.file, changes: plan.changes }, 'daemon.json updated');
       } else {
@@ -174,7 +177,6 @@ export class RuntimeStep {
         await this.deps.reloader.apply(proc, this.expectation(), this.file);
         log.info({ defaultRuntime: d.name }, 'dockerd reloaded; default runtime confirmed through the API');
       }
-      opts.reloaded?.();
       await image;
       const removed = await this.deps.prover.removeStale();
       if (removed > 0) log.warn({ removed }, 'removed probe containers left by an earlier run');
@@ -342,6 +344,14 @@ export class RuntimeStep {
     return (await this.deps.files.readText(this.opts.desired.path).catch(() => undefined)) !== this.entryText();
   }
 
+  private async writeEntry(): Promise<void> {
+    if (!(await this.entryChanged())) return;
+    const d = this.opts.desired;
+    await this.deps.files.mkdirp(dirOf(d.path), 0o755);
+    await this.deps.files.writeAtomic(d.path, this.entryText(), 0o755);
+    this.deps.log.info({ entry: d.path, policy: this.opts.entry.policy, runsc: this.opts.entry.runscPath }, 'runtime entry point written');
+  }
+
   private async recordFailure(err: unknown, version: RunscVersion | undefined): Promise<void> {
     const code = err instanceof EcsGvisorError ? err.code : 'INTERNAL';
     const state: RuntimeState = {
@@ -369,6 +379,12 @@ export function describeReload(proc: DockerdProcess): string {
   if (proc.viaSystemd) return `systemctl reload (dockerd pid ${proc.pid})`;
   if (proc.pid !== undefined) return `SIGHUP to dockerd pid ${proc.pid}`;
   return 'impossible: no dockerd found through systemd or the pidfile';
+}
+
+/** A settled read's value, or its failure thrown (in the order the caller asks). */
+function settledValue<T>(r: PromiseSettledResult<T>): T {
+  if (r.status === 'rejected') throw r.reason;
+  return r.value;
 }
 
 function dirOf(path: string): string {

@@ -169,13 +169,17 @@ export class WatchLoop {
     return this.st.snap;
   }
 
-  /** Supervise and watch until `signal` aborts. Call after bootstrap verified the sandbox. */
-  async run(signal: AbortSignal): Promise<void> {
+  /**
+   * Supervise and watch until `signal` aborts. Call after bootstrap verified the sandbox. `ready` is
+   * called once systemd has READY (systemd-notify returns when systemd has read it).
+   */
+  async run(signal: AbortSignal, ready?: () => void): Promise<void> {
     const { supervisor, notify, log } = this.deps;
     // Lifecycle after introspect: its first round should know whether the agent registered.
     for (const name of ['introspect', 'drift', 'audit', 'heartbeat', 'lifecycle']) if (this.monitors.has(name)) this.sched.soon(name, 0);
     const supervising = supervisor.run(signal, (ev) => this.push(ev));
     await this.notify({ READY: '1', STATUS: 'bootstrap verified; watching' });
+    ready?.();
     log.info(
       {
         intervals: { introspectMs: this.opts.introspectMs, driftMs: this.opts.driftMs, auditMs: this.opts.auditMs },

@@ -66,8 +66,10 @@ describe('a healthy instance, from launch to rollback', () => {
     // READY (Type=notify) comes only once the sandbox is proven and the agent runs.
     await i().until('ecs-gvisor.service active', async () => (await i().unit('ecs-gvisor.service')).active === 'active');
 
-    expect(await i().unit('ecs.service')).toMatchObject({ active: 'inactive', enabled: 'masked' });
-    // The proof's probes go after the agent started (READY does not wait for them), and their record too.
+    // Stopped before anything changed; disabled and masked (for the next boot) after READY.
+    expect((await i().unit('ecs.service')).active).toBe('inactive');
+    await i().until('ecs-init masked', async () => (await i().unit('ecs.service')).enabled === 'masked', 60_000);
+    // The proof's probes go after READY too, and their record with them.
     await i().until(
       'the probes removed',
       async () =>
@@ -79,6 +81,8 @@ describe('a healthy instance, from launch to rollback', () => {
     // The release's executable runs the service: no Node on the instance's PATH, none installed.
     const main = (await i().unit('ecs-gvisor.service')).pid;
     expect((await i().sh(`readlink /proc/${main}/exe`)).trim()).toBe('/usr/local/bin/ecs-gvisor');
+    // The unit caps glibc's malloc arenas (the idle memory figure depends on it).
+    expect((await i().sh(`tr '\\0' '\\n' < /proc/${main}/environ`)).split('\n')).toContain('MALLOC_ARENA_MAX=2');
     expect((await i().exec(['sh', '-c', 'command -v node nodejs'])).stdout).toBe('');
     expect(await i().sh('ecs-gvisor --version')).toMatch(/^ecs-gvisor 0\.1\.0 \(node v24\.\d+\.\d+\)\n$/);
     const daemon = JSON.parse(await i().sh('cat /etc/docker/daemon.json')) as Record<string, any>;

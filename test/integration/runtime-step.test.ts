@@ -62,9 +62,11 @@ beforeEach(async () => {
 });
 
 describe('bootstrap --only ecs-init,runtime', () => {
-  it('ecs-init is stopped before daemon.json changes; its unit-file changes (a systemd reload each) wait for Docker to run runsc', async () => {
-    // A stand-in systemctl for ecs.service that records each call with Docker's default runtime at that moment.
+  it('ecs-init is stopped before daemon.json changes; its unit-file changes (a systemd reload each) wait for the proof', async () => {
+    // A stand-in systemctl for ecs.service that records each call with Docker's default runtime at that
+    // moment, whether daemon.json names a default, and whether the proof was recorded.
     const dir = mkdtempSync('/tmp/egv-systemctl-');
+    const env = cliEnv(d, { PATH: `${dir}:${process.env.PATH}` });
     writeFileSync(`${dir}/state`, 'ACTIVE=active\nFILE=enabled\n');
     writeFileSync(
       `${dir}/systemctl`,
@@ -72,7 +74,7 @@ describe('bootstrap --only ecs-init,runtime', () => {
 for a; do unit=$a; done
 if [ "$unit" != ecs.service ]; then [ "$1" = show ] && printf 'LoadState=not-found\\nActiveState=inactive\\nUnitFileState=\\n'; exit 0; fi
 . ${dir}/state
-echo "$1 $(docker -H ${d.host} info --format '{{.DefaultRuntime}}') $(grep -c default-runtime ${d.daemonJson})" >> ${dir}/calls
+echo "$1 $(docker -H ${d.host} info --format '{{.DefaultRuntime}}') $(grep -c default-runtime ${d.daemonJson}) $(grep -c '"verified": *true' ${env.ECS_GVISOR_STATE_DIR}/runtime.json 2>/dev/null || echo 0)" >> ${dir}/calls
 case "$1" in
   show) printf 'LoadState=loaded\\nActiveState=%s\\nUnitFileState=%s\\nFragmentPath=/usr/lib/systemd/system/ecs.service\\n' "$ACTIVE" "$FILE"; exit 0 ;;
   stop) ACTIVE=inactive ;;
@@ -83,14 +85,14 @@ printf 'ACTIVE=%s\\nFILE=%s\\n' "$ACTIVE" "$FILE" > ${dir}/state
 `,
     );
     chmodSync(`${dir}/systemctl`, 0o755);
-    const r = await runCli(['bootstrap', '--only', 'ecs-init,runtime'], cliEnv(d, { PATH: `${dir}:${process.env.PATH}` }));
+    const r = await runCli(['bootstrap', '--only', 'ecs-init,runtime'], env);
     expect(r.code).toBe(0);
-    // Each line: the call, Docker's live default, whether daemon.json names a default.
+    // Each line: the call, Docker's live default, whether daemon.json names a default, whether proven.
     expect(readFileSync(`${dir}/calls`, 'utf8').trim().split('\n')).toEqual([
-      'show runc 0',
-      'stop runc 0',
-      'disable runsc 1',
-      'mask runsc 1',
+      'show runc 0 0',
+      'stop runc 0 0',
+      'disable runsc 1 1',
+      'mask runsc 1 1',
     ]);
     expect(readFileSync(`${dir}/state`, 'utf8')).toBe('ACTIVE=inactive\nFILE=masked\n');
     expect(await probesLeft()).toBe(0);
