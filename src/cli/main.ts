@@ -58,6 +58,7 @@ export async function main(
   const answerOnStdout = command === 'plan' || command === 'status';
   // Their stderr is for people: only warnings and worse unless a lower level was asked for explicitly.
   const level = answerOnStdout && !env.ECS_GVISOR_LOG_LEVEL ? 'warn' : cfg.LOG_LEVEL;
+  if (answerOnStdout && io.stdout === process.stdout) quietWhenReaderGone(process.stdout);
   const journald = !answerOnStdout && io.stdout === process.stdout && stdoutIsJournal(env.JOURNAL_STREAM, fdStat(1));
   const log = createLogger(level, answerOnStdout ? io.stderr : io.stdout, journald);
   // Logged whole: no ecs-gvisor key holds a secret (ecs.config, which does, is never logged).
@@ -94,6 +95,16 @@ export async function main(
     return fail(err);
   }
   return ExitCode.internal;
+}
+
+/**
+ * A reader that stopped early (`status | head`) closed the pipe: not a failure of ours. What was left
+ * unwritten is dropped and the exit code stays the command's; any other write error still throws.
+ */
+function quietWhenReaderGone(out: NodeJS.WritableStream): void {
+  out.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
 }
 
 function fdStat(fd: number): { dev: number; ino: number } | undefined {

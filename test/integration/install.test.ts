@@ -6,7 +6,7 @@
  * a checksum mismatch or a bad setting without installing, and --uninstall removes exactly what it added.
  * install.sh runs with --root (no systemctl here); the simulated instance runs it for real.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -98,6 +98,30 @@ describe('the bundle and the release', () => {
     expect(JSON.parse(status.stdout)).toMatchObject({ version: '0.1.0', healthy: false });
     // Its AWS SDK is inside too: a bad setting of one of its keys is refused like any other.
     expect(status.stderr).toBe('');
+  });
+
+  it('status into a pipe whose reader is gone: no crash, the exit code is still the health (bundle and executable)', async () => {
+    const dir = mkdtempSync('/tmp/egv-exe-');
+    const env = {
+      PATH: '/nonexistent',
+      ECS_GVISOR_CONFIG: '/nonexistent',
+      ECS_GVISOR_DOCKER_HOST: `unix://${dir}/none.sock`,
+      ECS_GVISOR_STATE_DIR: dir,
+    };
+    for (const [file, args] of [
+      [EXECUTABLE, ['status', '--json']],
+      [process.execPath, [BUNDLE, 'status', '--json']],
+    ] as const) {
+      const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      // The read end closes before the program has started, let alone written.
+      child.stdout.destroy();
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString();
+      });
+      const code = await new Promise((resolve) => child.on('close', resolve));
+      expect({ file, code, stderr }).toEqual({ file, code: 8, stderr: '' });
+    }
   });
 
   it('the executable’s chunks import nothing dynamically: a script compiled by vm has no loader for it', () => {
