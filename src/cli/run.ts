@@ -14,7 +14,8 @@ export interface Bootstrapped {
    * Starts what can wait until the instance is ready, resolves once it is done and releases the host lock
    * bootstrap held: ecs-init's unit-file changes (they matter at the next boot, and each makes systemd
    * reload, which competes with the proof for the CPU and holds up systemd's handling of READY) and the
-   * removal of the proof's probes. Rejects with the unit-file change's failure. Call it exactly once.
+   * removal of the proof's probes. Rejects with the unit-file change's failure. A second call returns the
+   * same promise.
    */
   finish(): Promise<void>;
 }
@@ -165,14 +166,12 @@ export async function serve(app: App, steps: readonly Step[], log: Logger, signa
   await guard?.stop();
   const failed = new AbortController();
   let failure: unknown;
-  let finishing: Promise<void> | undefined;
-  const finish = () => {
-    finishing ??= boot.finish().catch((err) => {
+  // Called at READY and again on the way out; boot.finish() runs once.
+  const finish = () =>
+    boot.finish().catch((err: unknown) => {
       failure = err;
       failed.abort();
     });
-    return finishing;
-  };
   try {
     const closeMetrics = await app.startMetrics();
     try {

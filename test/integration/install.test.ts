@@ -62,6 +62,17 @@ beforeAll(() => {
   sha = createHash('sha512').update(readFileSync(tarball)).digest('hex');
 });
 
+/** `status` with no configuration file, no Docker, no Node on PATH and an empty state directory: unhealthy (8). */
+function statusAgainstNothing(): Record<string, string> {
+  const dir = mkdtempSync('/tmp/egv-exe-');
+  return {
+    PATH: '/nonexistent',
+    ECS_GVISOR_CONFIG: '/nonexistent',
+    ECS_GVISOR_DOCKER_HOST: `unix://${dir}/none.sock`,
+    ECS_GVISOR_STATE_DIR: dir,
+  };
+}
+
 describe('the bundle and the release', () => {
   it('runs with a plain node from an empty directory (no node_modules), and the npx entry works too', () => {
     const dir = mkdtempSync('/tmp/egv-bundle-');
@@ -101,13 +112,7 @@ describe('the bundle and the release', () => {
   });
 
   it('status into a pipe whose reader is gone: no crash, the exit code is still the health (bundle and executable)', async () => {
-    const dir = mkdtempSync('/tmp/egv-exe-');
-    const env = {
-      PATH: '/nonexistent',
-      ECS_GVISOR_CONFIG: '/nonexistent',
-      ECS_GVISOR_DOCKER_HOST: `unix://${dir}/none.sock`,
-      ECS_GVISOR_STATE_DIR: dir,
-    };
+    const env = statusAgainstNothing();
     for (const [file, args] of [
       [EXECUTABLE, ['status', '--json']],
       [process.execPath, [BUNDLE, 'status', '--json']],
@@ -134,13 +139,7 @@ describe('the bundle and the release', () => {
     // (Minified names may hold a $.)
     for (const file of [BUNDLE, `${repo}dist/sea/${process.arch}/program.cjs`])
       expect(readFileSync(file, 'utf8')).toMatch(/([\w$]+)\.enabled&&\1\("Sending: %s",[\w$]+\.inspect\(/);
-    const dir = mkdtempSync('/tmp/egv-exe-');
-    const env = {
-      PATH: '/nonexistent',
-      ECS_GVISOR_CONFIG: '/nonexistent',
-      ECS_GVISOR_DOCKER_HOST: `unix://${dir}/none.sock`,
-      ECS_GVISOR_STATE_DIR: dir,
-    };
+    const env = statusAgainstNothing();
     const quiet = spawnSync(EXECUTABLE, ['status', '--json'], { env, encoding: 'utf8' });
     const debug = spawnSync(EXECUTABLE, ['status', '--json'], { env: { ...env, DEBUG: 'modem' }, encoding: 'utf8' });
     expect(quiet.stderr).toBe('');
