@@ -8,16 +8,20 @@ import type { Step } from './args.js';
 import type { App } from './composition.js';
 
 export interface Bootstrapped {
-  /** The runtime state this run proved (undefined without the runtime step). */
+  /**
+   * The runtime state this run proved (undefined without the runtime step); with deferFinish, its
+   * network modes come with finish().
+   */
   runtime: RuntimeState | undefined;
   /**
    * Starts what can wait until the instance is ready, resolves once it is done and releases the host lock
-   * bootstrap held: ecs-init's unit-file changes (they matter at the next boot, and each makes systemd
-   * reload, which competes with the proof for the CPU and holds up systemd's handling of READY) and the
-   * removal of the proof's probes. Rejects with the unit-file change's failure. A second call returns the
-   * same promise.
+   * bootstrap held: the network modes' probes (a mode is reported, never a condition of the agent's
+   * start), ecs-init's unit-file changes (they matter at the next boot, and each makes systemd reload),
+   * and the removal of the proof's probes. All of these compete with the agent's start for the CPU.
+   * Resolves to the runtime state with its network modes when it proved them; rejects with the first
+   * failure. A second call returns the same promise.
    */
-  finish(): Promise<void>;
+  finish(): Promise<RuntimeState | undefined>;
 }
 
 export interface BootstrapOptions {
@@ -41,18 +45,18 @@ export async function bootstrap(app: App, steps: readonly Step[], log: Logger, o
     await release();
     throw err;
   }
-  let finishing: Promise<void> | undefined;
+  let finishing: Promise<RuntimeState | undefined> | undefined;
   const finish = () => {
     finishing ??= converged.finish().finally(release);
     return finishing;
   };
-  if (!o.deferFinish) await finish();
+  if (!o.deferFinish) return { runtime: (await finish()) ?? converged.proven, finish };
   return { runtime: converged.proven, finish };
 }
 
 interface Converged {
   proven: RuntimeState | undefined;
-  finish(): Promise<void>;
+  finish(): Promise<RuntimeState | undefined>;
 }
 
 async function converge(
@@ -65,10 +69,11 @@ async function converge(
   await app.checkInputs(steps);
   // ecs-init is stopped before anything changes, so it cannot recreate the agent under runsc once that is
   // the default (and its stop, which removes its iptables rules, cannot remove ours). The runtime's reads
-  // do not wait for that; its changes and the network rules do, then run side by side. ecs-init's
-  // unit-file changes wait for finish(). All of them settle before the first failure (in step order) is
-  // thrown; the agent starts only once all succeeded. If a step fails, ecs-init stays stopped (and is
-  // disabled for the next boot): failing closed means no agent, hence no tasks, here.
+  // do not wait for that; its changes and the network rules do, then run side by side. The network
+  // modes' probes and ecs-init's unit-file changes wait for finish(). All of them settle before the first
+  // failure (in step order) is thrown; the agent starts only once all succeeded. If a step fails,
+  // ecs-init stays stopped (and is disabled for the next boot): failing closed means no agent, hence no
+  // tasks, here.
   const ecsInitStopped = signal();
   const filesGo = signal();
   const ecsInit = steps.includes('ecs-init')
@@ -80,7 +85,7 @@ async function converge(
   const stopped = ecsInit ? Promise.race([ecsInitStopped.fired, ecsInit]) : Promise.resolve();
   const runtime = steps.includes('runtime')
     ? // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
-      app.runtime.apply({ probesLater: true, changesAfter: stopped }).then((state) => {
+      app.runtime.apply({ modesLater: true, changesAfter: stopped }).then((state) => {
         log.info(
           { runtime: state.name, runscVersion: state.runscVersion, verifiedAt: state.verifiedAt },
           `${state.name} is Docker's default runtime and the sandbox is proven`,
@@ -97,8 +102,10 @@ async function converge(
     : undefined;
   const finish = async () => {
     filesGo.fire();
-    const done = await Promise.allSettled([ecsInit, app.runtime.settled()]);
-    for (const s of done) if (s.status === 'rejected') throw s.reason;
+    const [files, modes] = await Promise.allSettled([ecsInit, app.runtime.settled()]);
+    if (files.status === 'rejected') throw files.reason;
+    if (modes.status === 'rejected') throw modes.reason;
+    return modes.value;
   };
   try {
     const settled = await Promise.allSettled([stopped, runtime, network]);
@@ -166,17 +173,24 @@ export async function serve(app: App, steps: readonly Step[], log: Logger, signa
   await guard?.stop();
   const failed = new AbortController();
   let failure: unknown;
-  // Called at READY and again on the way out; boot.finish() runs once.
+  const watch = app.watch(boot.runtime, steps);
+  // Called at READY and again on the way out; boot.finish() runs once. The network modes it proves go to
+  // the watch (status, the ECS attributes).
   const finish = () =>
-    boot.finish().catch((err: unknown) => {
-      failure = err;
-      failed.abort();
-    });
+    boot.finish().then(
+      (proven) => {
+        if (proven) watch.proven(proven);
+      },
+      (err: unknown) => {
+        failure = err;
+        failed.abort();
+      },
+    );
   try {
     const closeMetrics = await app.startMetrics();
     try {
       log.info('bootstrap verified; supervising the agent and watching until SIGTERM');
-      await app.watch(boot.runtime, steps).run(AbortSignal.any([signal, failed.signal]), finish);
+      await watch.run(AbortSignal.any([signal, failed.signal]), finish);
     } finally {
       await closeMetrics?.();
     }

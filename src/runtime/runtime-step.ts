@@ -119,20 +119,30 @@ export class RuntimeStep {
     };
   }
 
-  /** Removes the last proof's probes, if apply left them; resolves once they are gone. */
-  settled(): Promise<void> {
-    return this.deps.prover.settled();
+  /** What apply left for settled(); started by its first call. */
+  private later: Promise<RuntimeState | undefined> | (() => Promise<RuntimeState | undefined>) = Promise.resolve(undefined);
+
+  /**
+   * Finishes what apply left for later: the network modes (then written to runtime.json) and the
+   * removal of the probes. Resolves to the state with the modes once they are recorded (undefined when
+   * apply left nothing); rejects only when runtime.json cannot be written.
+   */
+  settled(): Promise<RuntimeState | undefined> {
+    if (typeof this.later === 'function') this.later = this.later();
+    return this.later;
   }
 
   /**
    * Converge and prove. Throws (after rolling our change back) when the sandbox cannot be proven.
-   * `probesLater`: a proven proof's probes are left for settled() to remove (bootstrap starts the agent
-   * first); otherwise they are gone when apply returns. `changesAfter`: what it reads comes first, what it
-   * changes waits for this (ecs-init stopped); a rejection ends apply with it, nothing changed.
+   * `modesLater`: apply returns once the sandbox is proven; the network modes' probes and the removal of
+   * every probe wait for settled() (bootstrap starts the agent first, and the state it returns has no
+   * `networks` yet); otherwise all is done when apply returns. `changesAfter`: what it reads comes first,
+   * what it changes waits for this (ecs-init stopped); a rejection ends apply with it, nothing changed.
    */
-  async apply(opts: { probesLater?: boolean; changesAfter?: Promise<unknown> } = {}): Promise<RuntimeState> {
+  async apply(opts: { modesLater?: boolean; changesAfter?: Promise<unknown> } = {}): Promise<RuntimeState> {
     const log = this.deps.log;
     const d = this.opts.desired;
+    this.later = Promise.resolve(undefined); // what an earlier apply left is the prover's to finish now
     // The probe image does not depend on the runtime: built while runsc is checked and Docker reloaded.
     const image = this.deps.prover.ensureImage();
     image.catch(() => {}); // awaited below, inside the rollback's reach
@@ -180,7 +190,7 @@ export class RuntimeStep {
       await image;
       const removed = await this.deps.prover.removeStale();
       if (removed > 0) log.warn({ removed }, 'removed probe containers left by an earlier run');
-      const evidence = await this.deps.prover.prove(d.name, this.opts.entry.policy);
+      const evidence = await this.deps.prover.prove(d.name, this.opts.entry.policy, { modesLater: opts.modesLater });
       log.info({ evidence }, 'sandbox proven');
       const state: RuntimeState = {
         name: d.name,
@@ -192,7 +202,15 @@ export class RuntimeStep {
         evidence,
       };
       await this.deps.state.write(RUNTIME_STATE, state);
-      if (!opts.probesLater) await this.settled();
+      this.later = async () => {
+        const networks = await this.deps.prover.settled();
+        if (!networks) return state;
+        const full: RuntimeState = { ...state, evidence: { ...evidence, networks } };
+        await this.deps.state.write(RUNTIME_STATE, full);
+        log.info({ networks }, 'network modes proven');
+        return full;
+      };
+      if (!opts.modesLater) await this.settled();
       return state;
     } catch (err) {
       throw await this.failClosed(err, proc, version);

@@ -47,11 +47,15 @@ export interface SandboxEvidence {
    * Each network mode: proven (a sandbox on the stack the policy gives it) or why not. `own`: a namespace
    * of its own (bridge, none, the awsvpc pause container); `joined`: another container's (awsvpc task
    * containers); `host`: the host's. A mode the policy refuses is not proven, with that as the reason.
+   * Absent while they are still being proven (after READY under `run`).
    */
-  networks?: Record<NetworkMode, NetworkProof>;
+  networks?: Networks;
 }
 
 export type NetworkProof = { proven: true; stack: 'netstack' | 'passthrough' } | { proven: false; reason: string };
+
+/** Each network mode's proof. */
+export type Networks = Record<NetworkMode, NetworkProof>;
 
 /** Whether a sandbox runs gVisor's passthrough stack: the last --network flag on its command line. */
 export function sandboxStack(argv: readonly string[]): 'netstack' | 'passthrough' {
@@ -135,17 +139,22 @@ export class SandboxProver {
     await this.deps.docker.importImage(probeRootfs(this.opts.arch), this.opts.image, PROBE_CMD);
   }
 
-  /** After a successful prove(): the removal of its probes, started by settled() or the next proof. */
-  private removal: Promise<void> | (() => Promise<void>) = Promise.resolve();
+  /**
+   * What a successful prove() left for later, started by settled() or the next proof: its network modes
+   * (with modesLater), then the removal of its probes.
+   */
+  private rest: Promise<Networks | undefined> | (() => Promise<Networks | undefined>) = Promise.resolve(undefined);
 
   /**
-   * Removes what is left of the last proof and resolves once no probe of ours is being removed. A proven
+   * Finishes what the last proof left: proves its network modes if it left them (resolving to them;
+   * else undefined), removes its probes, and resolves once no probe of ours is being removed. A proven
    * proof leaves its probes to this, so what must follow it (the agent's start) need not share the
-   * machine with three sandboxes going down.
+   * machine with sandboxes going up or down. Never rejects: a mode that fails is a reason, a probe that
+   * cannot be removed a warning.
    */
-  settled(): Promise<void> {
-    if (typeof this.removal === 'function') this.removal = this.removal();
-    return this.removal;
+  settled(): Promise<Networks | undefined> {
+    if (typeof this.rest === 'function') this.rest = this.rest();
+    return this.rest;
   }
 
   /** Remove probes a killed earlier run may have left: those it recorded, never a container by its label. */
@@ -182,57 +191,77 @@ export class SandboxProver {
   }
 
   /**
-   * Throws SANDBOX_UNPROVEN with the reason. The probes are removed in every case. The sandbox proof is
-   * the probe in a namespace of its own (with its memory limit); beside it, each network mode the policy
-   * allows gets a probe of its own (the host's namespace at once, another's once the first runs), and
-   * what they show is recorded per mode: a mode that fails is reported, not fatal.
+   * Throws SANDBOX_UNPROVEN with the reason. The proof is the first probe, alone: a namespace of its own,
+   * with its memory limit. Then each network mode the policy allows gets a probe of its own (the host's
+   * namespace, and one joining the first probe's), and what they show is recorded per mode: a mode that
+   * fails is reported, not fatal. `modesLater`: prove returns once the sandbox is proven, without
+   * `networks`, and the modes wait for settled() (`run` starts the agent first). The probes are removed
+   * in every case: at once when the proof fails, else by settled().
    */
-  async prove(runtimeName: string, policy: NetworkPolicy = 'sandbox'): Promise<SandboxEvidence> {
+  async prove(runtimeName: string, policy: NetworkPolicy = 'sandbox', opts: { modesLater?: boolean } = {}): Promise<SandboxEvidence> {
     await this.settled();
     await this.ensureImage();
     const created: Probe[] = [];
-    const modes = modesAllowed(policy);
-    let host: Promise<NetworkProof> | undefined;
-    let proven = false;
+    const removal = async () => {
+      const gone = await Promise.all(created.map(async (p) => (p.id === undefined || (await this.remove(p.id)) ? p.name : undefined)));
+      // One write for all: a name stays recorded only while its container may still exist.
+      await this.record((names) => {
+        for (const n of gone) if (n !== undefined) names.delete(n);
+      });
+    };
+    let own: { id: string; stack: 'netstack' | 'passthrough' };
+    let evidence: SandboxEvidence;
     try {
-      // The host-mode probe needs nothing of the first: both start at once.
-      host = modes.includes('host')
-        ? this.probe({ NetworkMode: 'host' }, created).then((id) => this.modeProof(id, runtimeName, policy, 'host'), failed)
-        : undefined;
-      const own = await this.probe({ NetworkMode: 'none', Memory: PROBE_MEMORY_BYTES, MemorySwap: PROBE_MEMORY_BYTES }, created, true);
-      const { pid, argv } = await this.sandboxOf(own, runtimeName);
-      const evidence = await this.checkLimit(pid, argv, runtimeName, own);
-      const joined = modes.includes('joined')
-        ? this.probe({ NetworkMode: `container:${own}` }, created).then((id) => this.modeProof(id, runtimeName, policy, 'joined'), failed)
-        : undefined;
-      const ownStack = sandboxStack(argv);
-      const networks = {} as Record<NetworkMode, NetworkProof>;
-      const proofs = { own: Promise.resolve(this.expectStack(policy, 'own', ownStack)), joined, host };
-      for (const m of NETWORK_MODES) {
-        networks[m] = (await proofs[m]) ?? { proven: false, reason: `refused by ECS_GVISOR_NETWORK_POLICY=${policy}` };
-      }
-      for (const [m, p] of Object.entries(networks)) {
-        if (!p.proven && modes.includes(m as NetworkMode))
-          this.deps.log.warn({ mode: m, reason: p.reason }, 'a network mode the policy allows is not proven');
-      }
-      proven = true;
-      return { ...evidence, networks };
-    } finally {
-      const removal = async () => {
-        await host; // settled either way (failures become a proof's reason): its probe is in `created` then
-        const gone = await Promise.all(created.map(async (p) => (p.id === undefined || (await this.remove(p.id)) ? p.name : undefined)));
-        // One write for all: a name stays recorded only while its container may still exist.
-        await this.record((names) => {
-          for (const n of gone) if (n !== undefined) names.delete(n);
-        });
-      };
-      // Proven, the probes are left to settled() (recorded meanwhile: the audit knows them, and those of
-      // a run killed before removing them are removed by the next). Unproven, the rollback follows their
-      // removal.
-      if (proven)
-        this.removal = () => removal().catch((err: unknown) => this.deps.log.warn({ err: messageOf(err) }, 'could not remove the probes'));
-      else await removal();
+      const id = await this.probe({ NetworkMode: 'none', Memory: PROBE_MEMORY_BYTES, MemorySwap: PROBE_MEMORY_BYTES }, created, true);
+      const { pid, argv } = await this.sandboxOf(id, runtimeName);
+      evidence = await this.checkLimit(pid, argv, runtimeName, id);
+      own = { id, stack: sandboxStack(argv) };
+    } catch (err) {
+      await removal(); // before the rollback that follows
+      throw err;
     }
+    // Proven: the probes stay recorded until removed (the audit knows them; those of a run killed before
+    // removing them are removed by the next).
+    const finish = async (networks: Promise<Networks> | undefined) => {
+      const n = await networks;
+      await removal().catch((err: unknown) => this.deps.log.warn({ err: messageOf(err) }, 'could not remove the probes'));
+      return n;
+    };
+    if (opts.modesLater) {
+      this.rest = () => finish(this.proveModes(runtimeName, policy, own, created));
+      return evidence;
+    }
+    const networks = await this.proveModes(runtimeName, policy, own, created);
+    this.rest = () => finish(undefined);
+    return { ...evidence, networks };
+  }
+
+  /** A probe per network mode the policy allows beside the proven one; `created` collects them for removal. */
+  private async proveModes(
+    runtimeName: string,
+    policy: NetworkPolicy,
+    own: { id: string; stack: 'netstack' | 'passthrough' },
+    created: Probe[],
+  ): Promise<Networks> {
+    const allowed = modesAllowed(policy);
+    const probe = (mode: NetworkMode, NetworkMode: string) =>
+      allowed.includes(mode)
+        ? this.probe({ NetworkMode }, created).then((id) => this.modeProof(id, runtimeName, policy, mode), failed)
+        : undefined;
+    const proofs = {
+      own: Promise.resolve(this.expectStack(policy, 'own', own.stack)),
+      joined: probe('joined', `container:${own.id}`),
+      host: probe('host', 'host'),
+    };
+    const networks = {} as Networks;
+    for (const m of NETWORK_MODES) {
+      networks[m] = (await proofs[m]) ?? { proven: false, reason: `refused by ECS_GVISOR_NETWORK_POLICY=${policy}` };
+    }
+    for (const [m, p] of Object.entries(networks)) {
+      if (!p.proven && allowed.includes(m as NetworkMode))
+        this.deps.log.warn({ mode: m, reason: p.reason }, 'a network mode the policy allows is not proven');
+    }
+    return networks;
   }
 
   /** Create and start one probe under Docker's default runtime; `created` collects it for removal. */

@@ -52,7 +52,9 @@ export function renderStatusText(s: StatusReport): string {
 
 function networksRow(r: StatusReport['runtime']): string {
   const modes = Object.entries(r.evidence?.networks ?? {}).map(([m, p]) => `${m}: ${p.proven ? p.stack : `not proven (${p.reason})`}`);
-  return `policy ${r.networkPolicy}; ECS modes proven: ${r.networkModes.join(', ') || 'none'}${lines(modes)}`;
+  // Proven after READY: a verified sandbox without them is still proving them.
+  const pending = r.verified && !r.evidence?.networks ? ' (their probes are still starting)' : '';
+  return `policy ${r.networkPolicy}; ECS modes proven: ${r.networkModes.join(', ') || 'none'}${pending}${lines(modes)}`;
 }
 
 function agentRow(a: StatusReport['agent']): string {

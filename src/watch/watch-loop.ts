@@ -94,13 +94,18 @@ export interface WatchOptions {
 /** Publishing the snapshot: a state file write and a notify message. */
 const PUBLISH_DEADLINE_MS = 2 * MINUTES;
 
+type InboxEvent = ContainerEvent | { action: 'docker-back' } | { action: 'proven'; state: RuntimeState };
+
 export class WatchLoop {
-  private readonly inbox: Array<ContainerEvent | { action: 'docker-back' }> = [];
+  private readonly inbox: InboxEvent[] = [];
   private wake?: () => void;
   private readonly sched: Scheduler;
   private readonly st: WatchState;
   private readonly monitors = new Map<string, Monitor>();
   private readonly audit: AuditMonitor;
+  private readonly attributes: AttributePublisher;
+  /** The verification changed outside a monitor: the attributes are published at the next turn. */
+  private republish = false;
   private restartsCounted = 0;
   private lastStatus?: string;
   private lastWritten?: { json: string; at: number };
@@ -118,13 +123,14 @@ export class WatchLoop {
       { auditAction: opts.auditAction, network: deps.network !== undefined, region: opts.region },
       runtime,
     );
+    this.attributes = new AttributePublisher(
+      { aws, log, state: this.st, sched: this.sched },
+      { publish: opts.publishAttributes, alertPollMs: opts.budget.alertPollMs },
+    );
     const ctx: WatchContext = {
       state: this.st,
       sched: this.sched,
-      attributes: new AttributePublisher(
-        { aws, log, state: this.st, sched: this.sched },
-        { publish: opts.publishAttributes, alertPollMs: opts.budget.alertPollMs },
-      ),
+      attributes: this.attributes,
       healer: new Healer({ aws, supervisor, clock, log, state: this.st, sched: this.sched }, opts.healing),
     };
     const ecs = new EcsMonitor({ aws, metrics, log, random }, ctx, { budget: opts.budget });
@@ -196,6 +202,10 @@ export class WatchLoop {
     try {
       while (!signal.aborted) {
         this.drainInbox();
+        if (this.republish) {
+          this.republish = false;
+          await this.sched.within('attributes', PUBLISH_DEADLINE_MS, () => this.attributes.republish());
+        }
         for (const name of this.sched.takeDue()) {
           if (signal.aborted) break;
           await this.runMonitor(this.monitors.get(name)!, signal);
@@ -222,7 +232,15 @@ export class WatchLoop {
     }
   }
 
-  private push(ev: ContainerEvent | { action: 'docker-back' }): void {
+  /**
+   * The proof the watch started with, completed: its network modes (proven after READY). Ignored when
+   * the watch has proven the sandbox again since.
+   */
+  proven(state: RuntimeState): void {
+    this.push({ action: 'proven', state });
+  }
+
+  private push(ev: InboxEvent): void {
     this.inbox.push(ev);
     this.wake?.();
   }
@@ -247,6 +265,15 @@ export class WatchLoop {
     const { sched } = this;
     while (this.inbox.length > 0) {
       const ev = this.inbox.shift()!;
+      if ('state' in ev) {
+        const v = this.st.verified;
+        const at = ev.state.verifiedAt;
+        if (v.ok && at !== undefined && v.at === Date.parse(at)) {
+          v.networks = ev.state.evidence?.networks;
+          this.republish = true;
+        }
+        continue;
+      }
       if (ev.action === 'docker-back') {
         // dockerd restarted: settings may have changed with it; check everything soon.
         this.audit.forget();

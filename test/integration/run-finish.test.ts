@@ -1,6 +1,6 @@
 /**
- * What `run` leaves for after READY: ecs-init's unit-file changes (for the next boot) and the removal of
- * the proof's probes. Through serve with the ecs-init, runtime and agent steps, against the real private
+ * What `run` leaves for after READY: the network modes' probes, ecs-init's unit-file changes (for the next
+ * boot) and the removal of the proof's probes. Through serve with the ecs-init, runtime and agent steps, against the real private
  * dockerd with runsc and the stand-in agent, a stand-in systemctl for ecs.service that records what Docker
  * ran at each call, and fake AWS endpoints on 127.0.0.1.
  */
@@ -14,7 +14,8 @@ import { serve } from '../../src/cli/run.js';
 import { parseConfig } from '../../src/config.js';
 import { EcsInitStep } from '../../src/ecs-init/ecs-init-step.js';
 import { dockerClient } from '../harness/docker-state.js';
-import { ACCEPT_STAND_IN_LISTENER, until, watchEnv } from '../harness/watch-fixture.js';
+import { ARN } from '../harness/fake-aws.js';
+import { ACCEPT_STAND_IN_LISTENER, registerAgent, until, watchEnv } from '../harness/watch-fixture.js';
 import { useWatchHost } from '../harness/watch-host.js';
 
 const d = inject('dockerd');
@@ -59,8 +60,11 @@ printf 'ACTIVE=%s\\nFILE=%s\\n' "$ACTIVE" "$FILE" > ${dir}/state
   };
 }
 
-/** `run` as main runs it, for the ecs-init, runtime and agent steps (the network step touches the host). */
-function start(systemctl: string): void {
+/**
+ * `run` as main runs it, for the ecs-init, runtime and agent steps (the network step touches the host);
+ * returns its state directory.
+ */
+function start(systemctl: string): string {
   const env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: host.aws.imds.url });
   const app = buildApp(parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env }), log, {}, ACCEPT_STAND_IN_LISTENER);
   app.ecsInit = new EcsInitStep(
@@ -68,9 +72,25 @@ function start(systemctl: string): void {
     { unit: 'ecs.service', mask: true },
   );
   host.running = serve(app, ['ecs-init', 'runtime', 'agent'], log, host.ac.signal);
+  return env.ECS_GVISOR_STATE_DIR!;
 }
 
 const probes = async () => (await docker.listContainers({ all: true, filters: { label: ['ecs-gvisor.probe'] } })).length;
+
+/** The names of the containers Docker started since `since` (ms since the epoch), in Docker's order. */
+async function startedSince(since: number): Promise<string[]> {
+  const stream = await docker.getEvents({
+    since: (since / 1000).toFixed(3) as unknown as number, // Docker takes seconds with a fraction
+    until: Math.ceil(Date.now() / 1000) + 1,
+    filters: { type: ['container'], event: ['start'] },
+  });
+  let text = '';
+  for await (const chunk of stream) text += chunk.toString();
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => (JSON.parse(l) as { Actor: { Attributes: { name: string } } }).Actor.Attributes.name);
+}
 
 describe('run: what waits for READY', () => {
   it('ecs-init is stopped before anything changes, disabled and masked once the agent runs; the probes are removed', async () => {
@@ -96,5 +116,24 @@ describe('run: what waits for READY', () => {
     expect(systemctl.calls().at(-1)).toBe('mask agent-running=true');
     expect((await docker.getContainer('ecs-agent').inspect()).State.Running).toBe(true);
     expect(await probes()).toBe(0);
+  });
+
+  it('the network modes are proven after the agent started: in runtime.json, status and the ECS attributes', async () => {
+    const since = Date.now();
+    const stateDir = start(standInSystemctl(false).path);
+    await registerAgent(host.aws.ecs, host.intro);
+    const attrs = () => host.aws.ecs.instances.get(ARN)?.attributes ?? {};
+    await until('the network modes published', () => attrs()['ecs-gvisor.network.awsvpc'] === 'verified', 60_000);
+    expect(attrs()).toMatchObject({ 'ecs-gvisor.sandbox': 'verified', 'ecs-gvisor.network.bridge': 'verified' });
+    // The proof's own probe alone before the agent; the modes' probes (a joined namespace, the host's) after.
+    const started = await startedSince(since);
+    const agentAt = started.indexOf('ecs-agent');
+    expect(agentAt).toBeGreaterThan(0);
+    expect(started.slice(0, agentAt)).toEqual([expect.stringMatching(/^ecs-gvisor-probe-/)]);
+    expect(started.slice(agentAt + 1).filter((n) => n.startsWith('ecs-gvisor-probe-'))).toHaveLength(2);
+    const saved = JSON.parse(readFileSync(`${stateDir}/runtime.json`, 'utf8'));
+    expect(saved).toMatchObject({ verified: true, evidence: { networks: { own: { proven: true }, joined: { proven: true } } } });
+    expect(Object.keys(saved.evidence.networks).sort()).toEqual(['host', 'joined', 'own']);
+    await until('the probes removed', async () => (await probes()) === 0, 60_000);
   });
 });
