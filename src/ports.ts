@@ -58,8 +58,12 @@ export interface CommandResult {
 }
 
 export interface CommandsPort {
-  /** Run a program with an argument array (never a shell string). Throws when it cannot be started. */
-  run(file: string, args: readonly string[], opts?: { timeoutMs?: number; env?: Record<string, string> }): Promise<CommandResult>;
+  /** Run a program with an argument array (never a shell string), `input` on its stdin. Throws when it cannot be started. */
+  run(
+    file: string,
+    args: readonly string[],
+    opts?: { timeoutMs?: number; env?: Record<string, string>; input?: string },
+  ): Promise<CommandResult>;
 }
 
 export interface RuntimeInfo {

@@ -3,9 +3,13 @@ import type { CommandResult, CommandsPort } from '../ports.js';
 
 /** Runs programs with argument arrays (no shell). A non-zero exit is a result, not an exception. */
 export class ExecCommands implements CommandsPort {
-  run(file: string, args: readonly string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<CommandResult> {
+  run(
+    file: string,
+    args: readonly string[],
+    opts: { timeoutMs?: number; env?: Record<string, string>; input?: string } = {},
+  ): Promise<CommandResult> {
     return new Promise((resolve, reject) => {
-      execFile(
+      const child = execFile(
         file,
         [...args],
         {
@@ -27,6 +31,11 @@ export class ExecCommands implements CommandsPort {
           }
         },
       );
+      if (opts.input !== undefined) {
+        // A program that exits without reading all of it is answered by its exit code, not by EPIPE.
+        child.stdin?.on('error', () => {});
+        child.stdin?.end(opts.input);
+      }
     });
   }
 }
