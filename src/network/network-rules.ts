@@ -156,8 +156,8 @@ const QUOTABLE = /^[A-Za-z0-9_.:/,!+@=()[\] -]+$/;
 /**
  * The iptables-restore input (for `--noflush`) that adds the rules, one table at a time in the order
  * given, and the rule each input line adds (by line number, 1-based, for the line iptables-restore
- * names when it fails). Undefined with the argument it cannot write safely: a line is split at spaces,
- * so an argument with one could add something else.
+ * names when it fails); or the first argument it cannot write safely (`unsafe`): a line is split at
+ * spaces, so an argument with one could add something else.
  */
 export function restoreInput(rules: readonly NetRule[]): { text: string; ruleAt: Map<number, NetRule> } | { unsafe: string } {
   const lines: string[] = [];

@@ -28,6 +28,8 @@ const ours6 = () =>
     .split('\n')
     .filter((l) => l.startsWith('-A ') && l.includes('ecs-gvisor:'))
     .map(untagged);
+/** ecs-init's rule for host tasks' credentials, as it adds it (no comment). */
+const HOST_CREDENTIALS = ['-p', 'tcp', '-d', '169.254.170.2', '--dport', '80', '-j', 'REDIRECT', '--to-ports', '51679'];
 const env = (extra: Record<string, string> = {}) => ({
   ECS_GVISOR_CONFIG: '/nonexistent/config',
   ECS_GVISOR_STATE_DIR: `${dir}/state`,
@@ -99,24 +101,7 @@ describe('bootstrap --only network', () => {
 
   it('rollback removes exactly ours: a rule ecs-init added itself stays, route_localnet goes back', async () => {
     // ecs-init's own copy, added without a comment before we ran.
-    inNs(
-      'iptables',
-      '-w',
-      '-t',
-      'nat',
-      '-A',
-      'OUTPUT',
-      '-p',
-      'tcp',
-      '-d',
-      '169.254.170.2',
-      '--dport',
-      '80',
-      '-j',
-      'REDIRECT',
-      '--to-ports',
-      '51679',
-    );
+    inNs('iptables', '-w', '-t', 'nat', '-A', 'OUTPUT', ...HOST_CREDENTIALS);
     expect((await cli(['bootstrap', '--only', 'network'])).code).toBe(0);
     expect(ours('nat')).toHaveLength(2);
     const r = await cli(['rollback', '--only', 'network']);
@@ -180,22 +165,7 @@ describe('bootstrap --only network', () => {
   it('a rule of ours the configuration no longer wants is removed: another interface, an older release’s comment', async () => {
     expect((await cli(['bootstrap', '--only', 'network'])).code).toBe(0);
     // An older release's rule (its comment had no tag), recorded as ours, as that release left it.
-    const old = [
-      '-p',
-      'tcp',
-      '-d',
-      '169.254.170.2',
-      '--dport',
-      '80',
-      '-j',
-      'REDIRECT',
-      '--to-ports',
-      '51679',
-      '-m',
-      'comment',
-      '--comment',
-      'ecs-gvisor: task IAM role credentials (host tasks)',
-    ];
+    const old = [...HOST_CREDENTIALS, '-m', 'comment', '--comment', 'ecs-gvisor: task IAM role credentials (host tasks)'];
     inNs('iptables', '-w', '-t', 'nat', '-A', 'OUTPUT', ...old);
     const state = JSON.parse(readFileSync(`${dir}/state/network.json`, 'utf8'));
     state.rules.push({ table: 'nat', chain: 'OUTPUT', insert: false, why: 'task IAM role credentials (host tasks)', args: old });
