@@ -50,7 +50,7 @@ export function renderStatusText(s: StatusReport): string {
   return `${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`;
 }
 
-function networksRow(r: StatusReport['runtime']): string {
+export function networksRow(r: StatusReport['runtime']): string {
   const modes = Object.entries(r.evidence?.networks ?? {}).map(([m, p]) => `${m}: ${p.proven ? p.stack : `not proven (${p.reason})`}`);
   // Proven after READY: a verified sandbox without them is still proving them.
   const pending = r.verified && !r.evidence?.networks ? ' (their probes are still starting)' : '';

@@ -361,7 +361,15 @@ describe('an instance with a current runsc: every network mode', () => {
   it('9. awsvpc under real systemd: an interface the CNI plugin adds after the pause container started is shared by the task’s containers', async () => {
     diagnoseOnFailure(i);
     await i().until('ecs-gvisor.service active', async () => (await i().unit('ecs-gvisor.service')).active === 'active');
-    const st = await i().status();
+    // The modes' probes start after the agent's (READY does not wait for them): recorded soon after.
+    const st = await i().until(
+      'the network modes recorded',
+      async () => {
+        const s = await i().status();
+        return s.runtime.evidence?.networks ? s : undefined;
+      },
+      60_000,
+    );
     expect(st.runtime.networkModes).toEqual(['bridge', 'awsvpc', 'host']);
     await i().sh('docker load -q -i /opt/e2e/busybox.tar');
     await i().sh('docker run -d --name pause --network none busybox sleep 600');
