@@ -120,7 +120,8 @@ export class NetworkStep {
         'IPv6 instance metadata (fd00:ec2::254) cannot be blocked for bridge tasks: this host cannot filter IPv6',
       );
     this.v6Problem = why;
-    const route = defaultRouteInterface(await this.deps.files.readText('/proc/net/route'));
+    // The default route's interface only when ecs.config names none.
+    const route = named ? undefined : defaultRouteInterface(await this.deps.files.readText('/proc/net/route'));
     const rules = planNetworkRules({
       skipLocalhostFilter: merged.get('ECS_SKIP_LOCALHOST_TRAFFIC_FILTER') === 'true',
       allowOffhostIntrospection: merged.get('ECS_ALLOW_OFFHOST_INTROSPECTION_ACCESS') === 'true',
