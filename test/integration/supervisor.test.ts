@@ -92,8 +92,8 @@ describe('AgentSupervisor', () => {
   it('exit 5 is terminal: not restarted, last log lines kept', async () => {
     writeFileSync(`${DATA}/stand-in-exit`, '5');
     const sup = supervisor();
-    await until('the terminal exit', async () => sup.snapshot.stopped === 'terminal');
-    await new Promise((r) => setTimeout(r, 1000));
+    await until('the terminal exit, recorded', async () => sup.snapshot.stopped === 'terminal' && saved().lastExit?.decision === 'terminal');
+    await new Promise((r) => setTimeout(r, 1000)); // long enough for a wrong restart to show
     const c = await agent();
     expect(c.State.Running).toBe(false);
     expect(c.State.ExitCode).toBe(5);
@@ -114,8 +114,8 @@ describe('AgentSupervisor', () => {
   it('exit 0 holds only until Docker restarts: after a dockerd restart the agent runs again (ecs.service is PartOf=docker.service)', async () => {
     writeFileSync(`${DATA}/stand-in-exit-once`, '0');
     const sup = supervisor();
-    await until('the exit', async () => sup.snapshot.stopped === 'done');
-    expect(saved().stopped).toBe('done');
+    // The state file is written just after the snapshot changes: wait for both, not for the first.
+    await until('the exit, recorded', async () => sup.snapshot.stopped === 'done' && saved().stopped === 'done');
     await restartPrivateDockerd(d);
     await until('the agent running after dockerd came back', async () => (await agent()).State.Running, 60_000);
     expect(sup.snapshot.stopped).toBeUndefined();
