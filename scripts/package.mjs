@@ -54,21 +54,52 @@ module.exports = new Proxy({}, { get: (_, key) => (key === '__esModule' ? false 
   },
 };
 
+/**
+ * Exact edits to dependencies' sources as the bundle reads them: each `from` must occur exactly once in its
+ * file, so should a dependency change upstream the build fails here rather than silently ship without it.
+ */
+function rewrites(name, edits) {
+  return {
+    name,
+    setup(b) {
+      for (const { file, pairs } of edits) {
+        b.onLoad({ filter: file }, (a) => {
+          let text = readFileSync(a.path, 'utf8');
+          for (const [from, to] of pairs) {
+            if (text.split(from).length !== 2) throw new Error(`${a.path}: expected one ${from}`);
+            text = text.replace(from, () => to);
+          }
+          return { contents: text, loader: 'js' };
+        });
+      }
+    },
+  };
+}
+
 // docker-modem formats every request's options for its debug log (util.inspect, depth unlimited, hidden
 // properties shown) before the debug call looks whether that log is on; with an agent and a stream in
-// them, it cost a first boot 150 ms of CPU (NODE_OPTIONS=--cpu-prof on the instance). The bundle asks
-// first. Should the line change upstream, the build fails here rather than silently format again.
+// them, it cost a first boot 150 ms of CPU (NODE_OPTIONS=--cpu-prof on the instance). The bundle asks first.
+// pino and its transport stream take worker_threads apart as they load (isMainThread, Worker), which
+// costs every command ~4 ms of loading Node's worker modules; ecs-gvisor gives pino its own destination
+// and starts no transport, so both read the module where they use it instead.
 const DEBUG_SENDING = "debug('Sending: %s', util.inspect(options, {";
-const quietModem = {
-  name: 'quiet-modem',
-  setup(b) {
-    b.onLoad({ filter: /[\\/]docker-modem[\\/]lib[\\/]modem\.js$/ }, (a) => {
-      const text = readFileSync(a.path, 'utf8');
-      if (text.split(DEBUG_SENDING).length !== 2) throw new Error(`${a.path}: expected one ${DEBUG_SENDING}`);
-      return { contents: text.replace(DEBUG_SENDING, `debug.enabled && ${DEBUG_SENDING}`), loader: 'js' };
-    });
+const depEdits = rewrites('dependency-edits', [
+  { file: /[\\/]docker-modem[\\/]lib[\\/]modem\.js$/, pairs: [[DEBUG_SENDING, `debug.enabled && ${DEBUG_SENDING}`]] },
+  {
+    file: /[\\/]pino[\\/]lib[\\/]tools\.js$/,
+    pairs: [
+      ["const { isMainThread } = require('worker_threads')\n", ''],
+      ['if (!opts.sync && isMainThread) {', "if (!opts.sync && require('worker_threads').isMainThread) {"],
+    ],
   },
-};
+  {
+    file: /[\\/]thread-stream[\\/]index\.js$/,
+    pairs: [
+      ["const { Worker } = require('worker_threads')\n", ''],
+      ['new Worker(', "new (require('worker_threads').Worker)("],
+    ],
+  },
+]);
 
 // One file, no node_modules. What a command does not run stays uncompiled: the modules the CLI imports
 // on demand (the adapters, the AWS SDK) are wrapped to be evaluated on first import, and V8 compiles a
@@ -84,7 +115,7 @@ const common = {
   keepNames: true,
   legalComments: 'none',
   logLevel: 'warning',
-  plugins: [leaveOut, quietModem],
+  plugins: [leaveOut, depEdits],
 };
 
 await build({
@@ -169,7 +200,7 @@ async function buildChunks(dir) {
     ...cjs,
     entryPoints: [join(root, 'src/cli/main.ts')],
     outfile: join(dir, 'program.cjs'),
-    plugins: [leaveOut, quietModem, toChunks],
+    plugins: [leaveOut, depEdits, toChunks],
   });
   for (const [name, file] of Object.entries(SDK_CHUNKS))
     await build({ ...cjs, entryPoints: [join(root, file)], outfile: join(dir, `${name}.cjs`) });

@@ -146,6 +146,24 @@ describe('the bundle and the release', () => {
     expect(debug.stderr).toMatch(/modem Sending: \{/);
   });
 
+  it('the executable’s status loads none of the built-in modules it never uses (Node’s own list of what it loaded)', () => {
+    const dir = mkdtempSync('/tmp/egv-exe-');
+    writeFileSync(
+      `${dir}/loaded.cjs`,
+      `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(`${dir}/loaded`)}, process.moduleLoadList.join('\\n')));`,
+    );
+    const status = spawnSync(EXECUTABLE, ['status', '--json'], {
+      // No runsc to ask (on an instance, the record run keeps answers without running it).
+      env: { ...statusAgainstNothing(), ECS_GVISOR_RUNSC_PATH: `${dir}/no-runsc`, NODE_OPTIONS: `--require ${dir}/loaded.cjs` },
+      encoding: 'utf8',
+    });
+    expect(JSON.parse(status.stdout)).toMatchObject({ version: '0.1.0' });
+    const loaded = readFileSync(`${dir}/loaded`, 'utf8').split('\n');
+    expect(loaded).toContain('NativeModule http'); // it did ask Docker
+    const unused = ['worker_threads', 'child_process', 'dgram', 'crypto', 'zlib', 'https', 'assert'];
+    expect(unused.filter((m) => loaded.includes(`NativeModule ${m}`))).toEqual([]);
+  });
+
   it('the arm64 executable runs under qemu-user-static and names the Node inside', () => {
     const exe = `${repo}dist/sea/arm64/ecs-gvisor`;
     const qemu = { env: { ...clean, QEMU_LD_PREFIX: '/usr/aarch64-linux-gnu' }, encoding: 'utf8' as const };
