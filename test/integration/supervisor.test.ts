@@ -92,7 +92,10 @@ describe('AgentSupervisor', () => {
   it('exit 5 is terminal: not restarted, last log lines kept', async () => {
     writeFileSync(`${DATA}/stand-in-exit`, '5');
     const sup = supervisor();
-    await until('the terminal exit, recorded', async () => sup.snapshot.stopped === 'terminal' && saved().lastExit?.decision === 'terminal');
+    await until(
+      'the terminal exit, recorded',
+      async () => sup.snapshot.stopped === 'terminal' && saved().lastExit?.decision === 'terminal',
+    );
     await new Promise((r) => setTimeout(r, 1000)); // long enough for a wrong restart to show
     const c = await agent();
     expect(c.State.Running).toBe(false);
