@@ -4,7 +4,7 @@
 //   recovery N      kill the agent N times (each after it has run 10.5 s), time until it runs again
 //   idle SECONDS    CPU and RSS of ecs-gvisor.service over that long, and a bare idle Node's RSS beside it
 //   status N        wall time of `ecs-gvisor status --json`, N runs
-//   version N       wall time of `ecs-gvisor --version`, N runs
+//   version N       wall time of `ecs-gvisor --version`, N runs, each beside one of `node -e 0`
 //   baseline        Docker's own work in a bootstrap: a reload, a runsc container, the agent's create+start
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -112,8 +112,13 @@ if (what === 'recovery') {
   console.log(JSON.stringify({ ms }));
 } else if (what === 'version') {
   const ms = [];
-  for (let i = 0; i < Number(arg); i++) ms.push(timed(() => execFileSync('/usr/local/bin/ecs-gvisor', ['--version'])));
-  console.log(JSON.stringify({ ms }));
+  // The floor, taken in turn with it: the same Node (the test's, official 24) starting and doing nothing.
+  const bareMs = [];
+  for (let i = 0; i < Number(arg); i++) {
+    ms.push(timed(() => execFileSync('/usr/local/bin/ecs-gvisor', ['--version'])));
+    bareMs.push(timed(() => execFileSync(process.execPath, ['-e', '0'])));
+  }
+  console.log(JSON.stringify({ ms, bareMs, bareNode: process.version }));
 } else if (what === 'baseline') {
   const reload = timed(() => sh('systemctl reload docker'));
   // As the proof starts its one probe before the agent: detached, its own namespace, a memory limit; its
