@@ -80,7 +80,7 @@ function rewrites(name, edits) {
 // properties shown) before the debug call looks whether that log is on; with an agent and a stream in
 // them, it cost a first boot 150 ms of CPU (NODE_OPTIONS=--cpu-prof on the instance). The bundle asks first.
 // pino and its transport stream take worker_threads apart as they load (isMainThread, Worker), which
-// costs every command ~4 ms of loading Node's worker modules; ecs-gvisor gives pino its own destination
+// costs each command of the program ~4 ms of loading Node's worker modules; ecs-gvisor gives pino its own destination
 // and starts no transport, so both read the module where they use it instead.
 const DEBUG_SENDING = "debug('Sending: %s', util.inspect(options, {";
 const depEdits = rewrites('dependency-edits', [
