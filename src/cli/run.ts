@@ -100,9 +100,10 @@ async function converge(
           log.info(r, 'host network rules in place');
         })
     : undefined;
-  const finish = async () => {
+  // After a failure the modes are not proven (nothing will read them): only the probes are removed.
+  const finish = async (failed = false) => {
     filesGo.fire();
-    const [files, modes] = await Promise.allSettled([ecsInit, app.runtime.settled()]);
+    const [files, modes] = await Promise.allSettled([ecsInit, app.runtime.settled({ skipModes: failed })]);
     if (files.status === 'rejected') throw files.reason;
     if (modes.status === 'rejected') throw modes.reason;
     return modes.value;
@@ -114,7 +115,7 @@ async function converge(
     if (steps.includes('agent')) await startAgent(app, log, proven, agentHold, agentSettleMs);
     return { proven, finish };
   } catch (err) {
-    await finish().catch(() => {});
+    await finish(true).catch(() => {});
     throw err;
   }
 }

@@ -120,15 +120,17 @@ export class RuntimeStep {
   }
 
   /** What apply left for settled(); started by its first call. */
-  private later: Promise<RuntimeState | undefined> | (() => Promise<RuntimeState | undefined>) = Promise.resolve(undefined);
+  private later: Promise<RuntimeState | undefined> | ((skipModes: boolean) => Promise<RuntimeState | undefined>) =
+    Promise.resolve(undefined);
 
   /**
    * Finishes what apply left for later: the network modes (then written to runtime.json) and the
    * removal of the probes. Resolves to the state with the modes once they are recorded (undefined when
-   * apply left nothing); rejects only when runtime.json cannot be written.
+   * apply left nothing); rejects only when runtime.json cannot be written. `skipModes`: only the probes
+   * are removed (a step after the proof failed: run is about to stop), and the state stays without them.
    */
-  settled(): Promise<RuntimeState | undefined> {
-    if (typeof this.later === 'function') this.later = this.later();
+  settled(opts: { skipModes?: boolean } = {}): Promise<RuntimeState | undefined> {
+    if (typeof this.later === 'function') this.later = this.later(opts.skipModes === true);
     return this.later;
   }
 
@@ -202,8 +204,8 @@ export class RuntimeStep {
         evidence,
       };
       await this.deps.state.write(RUNTIME_STATE, state);
-      this.later = async () => {
-        const networks = await this.deps.prover.settled();
+      this.later = async (skipModes) => {
+        const networks = await this.deps.prover.settled({ skipModes });
         if (!networks) return state;
         const full: RuntimeState = { ...state, evidence: { ...evidence, networks } };
         await this.deps.state.write(RUNTIME_STATE, full);

@@ -143,17 +143,18 @@ export class SandboxProver {
    * What a successful prove() left for later, started by settled() or the next proof: its network modes
    * (with modesLater), then the removal of its probes.
    */
-  private rest: Promise<Networks | undefined> | (() => Promise<Networks | undefined>) = Promise.resolve(undefined);
+  private rest: Promise<Networks | undefined> | ((skipModes: boolean) => Promise<Networks | undefined>) = Promise.resolve(undefined);
 
   /**
    * Finishes what the last proof left: proves its network modes if it left them (resolving to them;
    * else undefined), removes its probes, and resolves once no probe of ours is being removed. A proven
    * proof leaves its probes to this, so what must follow it (the agent's start) need not share the
    * machine with sandboxes going up or down. Never rejects: a mode that fails is a reason, a probe that
-   * cannot be removed a warning.
+   * cannot be removed a warning. `skipModes`: the probes are removed without proving the modes left
+   * (what follows the proof failed, so nothing will read them); it resolves to undefined then.
    */
-  settled(): Promise<Networks | undefined> {
-    if (typeof this.rest === 'function') this.rest = this.rest();
+  settled(opts: { skipModes?: boolean } = {}): Promise<Networks | undefined> {
+    if (typeof this.rest === 'function') this.rest = this.rest(opts.skipModes === true);
     return this.rest;
   }
 
@@ -228,7 +229,7 @@ export class SandboxProver {
       return n;
     };
     if (opts.modesLater) {
-      this.rest = () => finish(this.proveModes(runtimeName, policy, own, created));
+      this.rest = (skipModes) => finish(skipModes ? undefined : this.proveModes(runtimeName, policy, own, created));
       return evidence;
     }
     const networks = await this.proveModes(runtimeName, policy, own, created);

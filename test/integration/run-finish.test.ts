@@ -64,8 +64,8 @@ printf 'ACTIVE=%s\\nFILE=%s\\n' "$ACTIVE" "$FILE" > ${dir}/state
  * `run` as main runs it, for the ecs-init, runtime and agent steps (the network step touches the host);
  * returns its state directory.
  */
-function start(systemctl: string): string {
-  const env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: host.aws.imds.url });
+function start(systemctl: string, extra: Record<string, string> = {}): string {
+  const env = watchEnv(d, { dir: host.dir, agentImage, intro: host.intro, imdsUrl: host.aws.imds.url }, extra);
   const app = buildApp(parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env }), log, {}, ACCEPT_STAND_IN_LISTENER);
   app.ecsInit = new EcsInitStep(
     { services: new Systemctl(new ExecCommands(), systemctl), log: log.child({ component: 'ecs-init' }) },
@@ -135,5 +135,21 @@ describe('run: what waits for READY', () => {
     expect(saved).toMatchObject({ verified: true, evidence: { networks: { own: { proven: true }, joined: { proven: true } } } });
     expect(Object.keys(saved.evidence.networks).sort()).toEqual(['host', 'joined', 'own']);
     await until('the probes removed', async () => (await probes()) === 0, 60_000);
+  });
+
+  it('a step failing after the proof stops run at once: the modes are not proven, the proof’s probe is removed', async () => {
+    const since = Date.now();
+    // An agent image nowhere: not in Docker, not cached, and its registry (loopback, port 1) refuses at once.
+    const stateDir = start(standInSystemctl(false).path, {
+      ECS_GVISOR_AGENT_IMAGE: '127.0.0.1:1/nowhere/ecs-agent:latest',
+      ECS_GVISOR_AGENT_PULL_RETRIES: '0',
+    });
+    await expect(host.running).rejects.toThrow(/The agent image 127\.0\.0\.1:1\/nowhere\/ecs-agent:latest is not in Docker/);
+    // The proof's probe, and no mode's: Docker started nothing else.
+    expect(await startedSince(since)).toEqual([expect.stringMatching(/^ecs-gvisor-probe-/)]);
+    expect(await probes()).toBe(0);
+    const saved = JSON.parse(readFileSync(`${stateDir}/runtime.json`, 'utf8'));
+    expect(saved).toMatchObject({ verified: true });
+    expect(saved.evidence.networks).toBeUndefined();
   });
 });
