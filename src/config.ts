@@ -5,13 +5,14 @@
  */
 // A namespace import lets the bundler drop what is unused (the named `z` export pulls in every locale).
 import * as z from 'zod';
+import { DEFAULT_DOCKER_HOST, PREFIX } from './config-defaults.js';
 import { EcsGvisorError } from './errors.js';
 
 // Each schema here parses once per process: compiling zod's fast path for it costs more than it saves.
 z.config({ jitless: true });
 
 export const DEFAULT_CONFIG_PATH = '/etc/ecs/ecs-gvisor.config';
-export const PREFIX = 'ECS_GVISOR_';
+export { PREFIX };
 /** The probe image ecs-gvisor builds itself when missing (no registry needed); see runtime/probe-image.ts. */
 export const BUILTIN_PROBE_IMAGE = 'ecs-gvisor/probe:1';
 /** Workload hygiene findings the audit reports for each task (ECS_GVISOR_HYGIENE_VIOLATIONS makes some violations). */
@@ -45,7 +46,7 @@ const schema = z.object({
   DOCKER_HOST: z
     .string()
     .regex(/^(unix:\/\/\/.+|tcp:\/\/[^\s/]+:[0-9]+|https?:\/\/[^\s/]+:[0-9]+)$/, 'must be unix:///path or tcp://host:port')
-    .default('unix:///var/run/docker.sock'),
+    .default(DEFAULT_DOCKER_HOST),
   DAEMON_JSON: absolutePath.default('/etc/docker/daemon.json'),
   DOCKER_PIDFILE: absolutePath.default('/var/run/docker.pid'),
   DOCKER_UNIT: z

@@ -5,6 +5,7 @@ import { inspect } from 'node:util';
 import Docker from 'dockerode';
 import { EcsGvisorError } from '../errors.js';
 import type { ContainerEvents, ContainerSpec, ContainerState, DockerInfo, DockerPort } from '../ports.js';
+import type { EarlyDockerInfo } from './early-docker-info.js';
 
 /**
  * Docker Engine API through dockerode. Errors are classified by HTTP status, never by message text.
@@ -22,18 +23,23 @@ export class DockerodeDocker implements DockerPort {
 
   constructor(
     private readonly host: string,
-    opts: { idleTimeoutMs?: number; deadlineMs?: number } = {},
+    opts: { idleTimeoutMs?: number; deadlineMs?: number; earlyInfo?: EarlyDockerInfo } = {},
   ) {
     this.docker = new Docker({ ...connectionOptions(host), timeout: opts.idleTimeoutMs ?? 120_000 });
     this.events = new Docker(connectionOptions(host));
     this.deadlineMs = opts.deadlineMs ?? DOCKER_DEADLINE_MS;
+    this.earlyInfo = opts.earlyInfo?.host === host ? opts.earlyInfo : undefined;
   }
 
   private readonly deadlineMs: number;
+  /** /info already asked of this host (by the entry, for `status`): the first info() takes its answer. */
+  private readonly earlyInfo: EarlyDockerInfo | undefined;
 
   async info(): Promise<DockerInfo> {
-    const i = await this.call('get info', (abortSignal) =>
-      (this.docker.info as (o: object) => Promise<Record<string, unknown>>).call(this.docker, { abortSignal }),
+    const early = this.earlyInfo?.take() as Promise<Record<string, unknown>> | undefined;
+    const i = await this.call(
+      'get info',
+      (abortSignal) => early ?? (this.docker.info as (o: object) => Promise<Record<string, unknown>>).call(this.docker, { abortSignal }),
     );
     return {
       serverVersion: String(i.ServerVersion ?? ''),

@@ -4,13 +4,17 @@
  * executable's copy is CommonJS (what Node's single-executable builder takes).
  */
 import { quickAnswer } from './args.js';
+import { earlyAsks } from './early-asks.js';
 
 const argv = process.argv.slice(2);
 const quick = quickAnswer(argv);
 if (quick !== undefined) process.stdout.write(quick);
-else
+else {
+  // Asked now, answered while main.js loads (cli/early-asks.ts).
+  const early = earlyAsks(argv, process.env);
   void import('./main.js')
-    .then(({ main }) => main(argv, process.env))
+    .then(({ main }) => main(argv, process.env, process, undefined, early))
     .then((code) => {
       process.exitCode = code;
     });
+}

@@ -4,6 +4,7 @@
  */
 
 import { fstatSync } from 'node:fs';
+import type { EarlyDockerInfo } from '../adapters/early-docker-info.js';
 import { NodeFiles } from '../adapters/node-files.js';
 import { type Config, configPath, parseConfig } from '../config.js';
 import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
@@ -25,6 +26,8 @@ export async function main(
   env: Readonly<Record<string, string | undefined>>,
   io: Io = process,
   signal?: AbortSignal,
+  /** What the entry already asked of Docker for this command (cli/early-asks.ts). */
+  early?: EarlyDockerInfo,
 ): Promise<number> {
   const fail = (err: unknown): number => {
     io.stderr.write(redact(`ecs-gvisor: ${messageOf(err)}\n`));
@@ -69,7 +72,7 @@ export async function main(
     // without evaluating the adapters and their dependencies; `status` loads only what it reads.
     if (command === 'status') {
       const { readStatus, statusSources } = await import('../status/read-status.js');
-      return await status(() => readStatus(statusSources(cfg), cfg), parsed.json, io);
+      return await status(() => readStatus(statusSources(cfg, early), cfg), parsed.json, io);
     }
     const [{ buildApp }, { bootstrap, serve }, { plan, rollback }] = await Promise.all([
       import('./composition.js'),

@@ -5,26 +5,32 @@
  */
 import { quickAnswer } from './args.js';
 import { CHUNK_PREFIX, chunkRequire, lazyBuiltins } from './code-chunks.js';
+import { earlyAsks } from './early-asks.js';
 import type { main as Main } from './main.js';
 
 const argv = process.argv.slice(2);
 const quick = quickAnswer(argv);
 if (quick !== undefined) process.stdout.write(quick);
 else {
-  const sea = require('node:sea') as typeof import('node:sea');
-  const require_ = chunkRequire(
-    (name) => ({
-      source: Buffer.from(sea.getRawAsset(`${name}.cjs`)).toString('latin1'),
-      cachedData: Buffer.from(sea.getRawAsset(`${name}.cache`)),
-    }),
-    lazyBuiltins(require),
-    (name) =>
-      process.stderr.write(
-        `ecs-gvisor: warning: this Node rejected the executable's code cache for its ${name} chunk (made by another Node, or under other V8 options); it runs, compiled from source, and starts slower\n`,
-      ),
-  );
-  const { main } = require_(`${CHUNK_PREFIX}program`) as { main: typeof Main };
-  void main(argv, process.env).then((code) => {
-    process.exitCode = code;
+  const early = earlyAsks(argv, process.env);
+  // Loaded on the next turn of the event loop: by then the early ask's connection is made and its
+  // request written, so dockerd works on it while the program loads (about 40 ms of compiling).
+  setImmediate(() => {
+    const sea = require('node:sea') as typeof import('node:sea');
+    const require_ = chunkRequire(
+      (name) => ({
+        source: Buffer.from(sea.getRawAsset(`${name}.cjs`)).toString('latin1'),
+        cachedData: Buffer.from(sea.getRawAsset(`${name}.cache`)),
+      }),
+      lazyBuiltins(require),
+      (name) =>
+        process.stderr.write(
+          `ecs-gvisor: warning: this Node rejected the executable's code cache for its ${name} chunk (made by another Node, or under other V8 options); it runs, compiled from source, and starts slower\n`,
+        ),
+    );
+    const { main } = require_(`${CHUNK_PREFIX}program`) as { main: typeof Main };
+    void main(argv, process.env, process, undefined, early).then((code) => {
+      process.exitCode = code;
+    });
   });
 }

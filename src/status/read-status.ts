@@ -3,6 +3,7 @@
  * adapters it needs (statusSources), so `status` loads none of the steps, the watch or the AWS clients.
  */
 import { DockerodeDocker } from '../adapters/dockerode-docker.js';
+import type { EarlyDockerInfo } from '../adapters/early-docker-info.js';
 import { ExecCommands } from '../adapters/exec-commands.js';
 import { LinuxHost } from '../adapters/linux-host.js';
 import { NodeFiles } from '../adapters/node-files.js';
@@ -23,13 +24,13 @@ import { VERSION } from '../version.js';
 import type { WatchSnapshot } from '../watch/watch-state.js';
 import { buildStatus, type MetricsRecord, type StatusReport } from './status-report.js';
 
-/** What `status` reads, built from the configuration alone. */
-export function statusSources(cfg: Config): StatusSources {
+/** What `status` reads, built from the configuration (and /info, if the entry already asked for it). */
+export function statusSources(cfg: Config, earlyInfo?: EarlyDockerInfo): StatusSources {
   const files = new NodeFiles();
   const state = new StateStore(files, cfg.STATE_DIR);
   return {
     state,
-    docker: new DockerodeDocker(cfg.DOCKER_HOST),
+    docker: new DockerodeDocker(cfg.DOCKER_HOST, { earlyInfo }),
     host: new LinuxHost(),
     files,
     clock: new SystemClock(),
