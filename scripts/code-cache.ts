@@ -2,7 +2,7 @@
  * Build step of scripts/package.mjs, run by the Node that goes into the executable (under qemu for
  * another architecture), with the executable's V8 options: evaluates each chunk in <dir> (<name>.cjs),
  * runs what a cold command runs, and writes <name>.cache, V8's code cache for what was compiled by then.
- *   program          `status --json` against nothing (no configuration, no Docker, an empty state dir)
+ *   program, status  `status --json` against nothing (no configuration, no Docker, an empty state dir)
  *   ecs-autoscaling  a call of each client to a local server that answers every request alike
  *   ec2              DescribeTags the same way
  * Every address is on loopback: nothing leaves the build machine.
@@ -57,15 +57,21 @@ async function warmUp(): Promise<void> {
 
   const state = mkdtempSync(join(tmpdir(), 'egv-warm-up-'));
   try {
-    const { main } = chunk('program') as unknown as {
-      main(argv: string[], env: Record<string, string>, io: unknown): Promise<number>;
-    };
     const discard = { write: () => true };
-    await main(
-      ['status', '--json'],
-      { ECS_GVISOR_CONFIG: join(state, 'none'), ECS_GVISOR_DOCKER_HOST: `unix://${join(state, 'none.sock')}`, ECS_GVISOR_STATE_DIR: state },
-      { stdout: discard, stderr: discard },
-    );
+    for (const name of ['program', 'status']) {
+      const { main } = chunk(name) as unknown as {
+        main(argv: string[], env: Record<string, string>, io: unknown): Promise<number>;
+      };
+      await main(
+        ['status', '--json'],
+        {
+          ECS_GVISOR_CONFIG: join(state, 'none'),
+          ECS_GVISOR_DOCKER_HOST: `unix://${join(state, 'none.sock')}`,
+          ECS_GVISOR_STATE_DIR: state,
+        },
+        { stdout: discard, stderr: discard },
+      );
+    }
     const ecs = chunk('ecs-autoscaling');
     await send(new ecs.ECSClient!(config), new ecs.DescribeContainerInstancesCommand!({ cluster: 'c', containerInstances: ['i'] }));
     await send(

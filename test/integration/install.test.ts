@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { CHUNKS } from '../../src/cli/code-chunks.js';
 import { BUNDLE, EXECUTABLE } from '../harness/cli.js';
 import { RUNSC } from '../harness/docker-state.js';
 
@@ -130,20 +131,38 @@ describe('the bundle and the release', () => {
   });
 
   it('the executable’s chunks import nothing dynamically: a script compiled by vm has no loader for it', () => {
-    for (const chunk of ['program', 'ecs-autoscaling', 'ec2'])
-      expect(readFileSync(`${repo}dist/sea/${process.arch}/${chunk}.cjs`, 'utf8')).not.toMatch(/\bimport\(/);
+    for (const chunk of CHUNKS) expect(readFileSync(`${repo}dist/sea/${process.arch}/${chunk}.cjs`, 'utf8')).not.toMatch(/\bimport\(/);
   });
 
   it('docker-modem formats a request for its debug log only when that log is on (bundle and executable)', () => {
     // The one line of docker-modem the build changes: it asks before formatting, and still logs when asked.
     // (Minified names may hold a $.)
-    for (const file of [BUNDLE, `${repo}dist/sea/${process.arch}/program.cjs`])
+    for (const file of [BUNDLE, ...['program', 'status'].map((c) => `${repo}dist/sea/${process.arch}/${c}.cjs`)])
       expect(readFileSync(file, 'utf8')).toMatch(/([\w$]+)\.enabled&&\1\("Sending: %s",[\w$]+\.inspect\(/);
     const env = statusAgainstNothing();
     const quiet = spawnSync(EXECUTABLE, ['status', '--json'], { env, encoding: 'utf8' });
     const debug = spawnSync(EXECUTABLE, ['status', '--json'], { env: { ...env, DEBUG: 'modem' }, encoding: 'utf8' });
     expect(quiet.stderr).toBe('');
     expect(debug.stderr).toMatch(/modem Sending: \{/);
+  });
+
+  it('the executable runs status from a chunk without the other commands’ modules, and they run from the whole program', () => {
+    const chunk = (name: string) => readFileSync(`${repo}dist/sea/${process.arch}/${name}.cjs`, 'utf8');
+    for (const m of ['composition', 'run', 'commands']) {
+      expect(chunk('status')).toContain(`./${m}.js is not part of the status chunk`);
+      expect(chunk('program')).not.toContain(`./${m}.js is not part of the status chunk`);
+    }
+    expect(chunk('status').length).toBeLessThan(chunk('program').length * 0.7);
+    // Commands that need the steps reach Docker (absent here) through the program's adapters.
+    const env = statusAgainstNothing();
+    for (const command of [
+      ['rollback', '--only', 'agent'],
+      ['plan', '--only', 'agent'],
+    ]) {
+      const r = spawnSync(EXECUTABLE, command, { env, encoding: 'utf8' });
+      expect({ command, code: r.status }).toEqual({ command, code: 4 });
+      expect(r.stderr).toMatch(/^ecs-gvisor: Docker at unix:\/\/\S+ cannot be reached to inspect /m);
+    }
   });
 
   it('the executable’s status loads none of the built-in modules it never uses (Node’s own list of what it loaded)', () => {
