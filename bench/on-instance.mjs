@@ -5,7 +5,8 @@
 //   idle SECONDS    CPU and RSS of ecs-gvisor.service over that long, and a bare idle Node's RSS beside it
 //   status N        wall time of `ecs-gvisor status --json`, N runs
 //   version N       wall time of `ecs-gvisor --version`, N runs, each beside one of `node -e 0`
-//   baseline        Docker's own work in a bootstrap: a reload, a runsc container, the agent's create+start
+//   baseline [n]    Docker's own work in a bootstrap: a reload, a runsc container, the agent's create+start
+//                   (each n times, default 5: the medians)
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -120,16 +121,22 @@ if (what === 'recovery') {
   }
   console.log(JSON.stringify({ ms, bareMs, bareNode: process.version }));
 } else if (what === 'baseline') {
-  const reload = timed(() => sh('systemctl reload docker'));
-  // As the proof starts its one probe before the agent: detached, its own namespace, a memory limit; its
-  // removal comes after ready, so it is not timed here.
-  const sandbox = timed(() =>
-    sh('docker run -d --runtime runsc --name bench-probe --network none --memory 64m busybox:latest sleep 60 > /dev/null'),
-  );
-  sh('docker rm -f bench-probe > /dev/null');
-  const agentRun = timed(() => sh('docker run -d --runtime runc --name bench-agent --net host amazon/amazon-ecs-agent:latest > /dev/null'));
-  sh('docker rm -f bench-agent > /dev/null');
-  console.log(JSON.stringify({ reload, sandbox, agentRun, total: reload + sandbox + agentRun }));
+  // Each part arg times (default 5), the median of each: one container's start varies by a quarter here.
+  const runs = { reload: [], sandbox: [], agentRun: [] };
+  for (let i = 0; i < Number(arg ?? 5); i++) {
+    runs.reload.push(timed(() => sh('systemctl reload docker')));
+    // As the proof starts its one probe before the agent: detached, its own namespace, a memory limit; its
+    // removal comes after ready, so it is not timed here.
+    runs.sandbox.push(
+      timed(() => sh('docker run -d --runtime runsc --name bench-probe --network none --memory 64m busybox:latest sleep 60 > /dev/null')),
+    );
+    sh('docker rm -f bench-probe > /dev/null');
+    runs.agentRun.push(timed(() => sh('docker run -d --runtime runc --name bench-agent --net host amazon/amazon-ecs-agent:latest > /dev/null')));
+    sh('docker rm -f bench-agent > /dev/null');
+  }
+  const mid = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const [reload, sandbox, agentRun] = [mid(runs.reload), mid(runs.sandbox), mid(runs.agentRun)];
+  console.log(JSON.stringify({ reload, sandbox, agentRun, total: reload + sandbox + agentRun, runs }));
 } else {
   console.error(`unknown measurement "${what}"`);
   process.exit(2);
