@@ -17,11 +17,13 @@ export interface EarlyDockerInfo {
 }
 
 export function askDockerInfo(host: string): EarlyDockerInfo | undefined {
-  if (!host.startsWith('unix://')) return undefined;
+  // Only a socket path (as the configuration accepts): an empty one would have Node ask localhost:80.
+  const socketPath = /^unix:\/\/(\/.+)$/.exec(host)?.[1];
+  if (socketPath === undefined) return undefined;
   const { get } = process.getBuiltinModule('node:http') as typeof import('node:http');
   let answer: Promise<unknown> | undefined = new Promise((resolve, reject) => {
     // No server name, as DockerodeDocker's agent: deriving one from the host costs a cold process 10 ms.
-    const req = get({ socketPath: host.slice('unix://'.length), path: '/info', agent: false, servername: '' } as RequestOptions, (res) => {
+    const req = get({ socketPath, path: '/info', agent: false, servername: '' } as RequestOptions, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);

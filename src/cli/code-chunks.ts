@@ -2,8 +2,9 @@
  * The release executable's program, in chunks (scripts/package.mjs): `program` (the CLI), `status` (the
  * same CLI without the modules only the other commands import: 40 % less source, 15 % less code cache)
  * and the AWS SDK modules the program loads on first use (`ecs-autoscaling`, `ec2`). Each is a CommonJS
- * script stored in the executable with a V8 code cache made by the same Node after a warm-up run, so what a command compiles
- * comes from the cache instead of the parser; it cannot go stale, as both are inside the executable.
+ * script stored in the executable with a V8 code cache made by the same Node after a warm-up run, so
+ * what a command compiles comes from the cache instead of the parser; it cannot go stale, as both are
+ * inside the executable.
  * Chunked because V8 reads a whole script before running any of it: EC2's model alone is twice the size
  * of the rest of the program, and `status` or `--version` must not pay for it.
  * This module is shared by the executable's entry and the build's warm-up, so the text V8 checks its
