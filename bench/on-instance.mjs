@@ -131,7 +131,9 @@ if (what === 'recovery') {
       timed(() => sh('docker run -d --runtime runsc --name bench-probe --network none --memory 64m busybox:latest sleep 60 > /dev/null')),
     );
     sh('docker rm -f bench-probe > /dev/null');
-    runs.agentRun.push(timed(() => sh('docker run -d --runtime runc --name bench-agent --net host amazon/amazon-ecs-agent:latest > /dev/null')));
+    runs.agentRun.push(
+      timed(() => sh('docker run -d --runtime runc --name bench-agent --net host amazon/amazon-ecs-agent:latest > /dev/null')),
+    );
     sh('docker rm -f bench-agent > /dev/null');
   }
   const mid = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
