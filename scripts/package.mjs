@@ -47,17 +47,23 @@ const EXEC_ARGV = [];
 // refuses an ssh:// DOCKER_HOST) and BuildKit sessions over gRPC and protobuf (buildImage; images are
 // imported or pulled). Left out, they are not parsed by every command. Any use fails with this message.
 const UNUSED = /^(ssh2|@grpc\/grpc-js|@grpc\/proto-loader|protobufjs)$/;
-const leaveOut = {
-  name: 'leave-out',
-  setup(b) {
-    b.onResolve({ filter: UNUSED }, (a) => ({ path: a.path, namespace: 'left-out' }));
-    b.onLoad({ filter: /.*/, namespace: 'left-out' }, (a) => ({
-      loader: 'js',
-      contents: `function leftOut() { throw new Error(${JSON.stringify(`${a.path} is not part of the ecs-gvisor bundle`)}); }
+const leaveOut = standIn(
+  'left-out',
+  UNUSED,
+  (path) => `function leftOut() { throw new Error(${JSON.stringify(`${path} is not part of the ecs-gvisor bundle`)}); }
 module.exports = new Proxy({}, { get: (_, key) => (key === '__esModule' ? false : leftOut) });`,
-    }));
-  },
-};
+);
+
+/** A plugin that builds the imports `filter` matches from `contents(path)` instead of their files. */
+function standIn(name, filter, contents) {
+  return {
+    name,
+    setup(b) {
+      b.onResolve({ filter }, (a) => ({ path: a.path, namespace: name }));
+      b.onLoad({ filter: /.*/, namespace: name }, (a) => ({ loader: 'js', contents: contents(a.path) }));
+    },
+  };
+}
 
 /**
  * Exact edits to dependencies' sources as the bundle reads them: each `from` must occur exactly once in its
@@ -207,16 +213,11 @@ async function buildChunks(dir) {
     outfile: join(dir, 'program.cjs'),
     plugins: [leaveOut, depEdits, toChunks],
   });
-  const notStatus = {
-    name: 'not-status',
-    setup(b) {
-      b.onResolve({ filter: NOT_STATUS }, (a) => ({ path: a.path, namespace: 'not-status' }));
-      b.onLoad({ filter: /.*/, namespace: 'not-status' }, (a) => ({
-        loader: 'js',
-        contents: `throw new Error(${JSON.stringify(`${a.path} is not part of the status chunk`)});`,
-      }));
-    },
-  };
+  const notStatus = standIn(
+    'not-status',
+    NOT_STATUS,
+    (path) => `throw new Error(${JSON.stringify(`${path} is not part of the status chunk`)});`,
+  );
   await build({
     ...cjs,
     entryPoints: [join(root, 'src/cli/main.ts')],
