@@ -60,6 +60,18 @@ export function withAwsRetries<T>(
   );
 }
 
+/**
+ * `truth`: a call that tells the scheduler this instance is no place for untrusted tasks (withdrawing
+ * `verified`). Routine calls leave the last few of the hour's calls to those, so polls, task look-ups and
+ * drains can never spend the budget a withdrawal needs.
+ */
+export type EcsPriority = 'routine' | 'truth';
+
+/** Calls of the hourly ceiling that only `truth` calls may use: a few withdrawals with a retry each. */
+export function truthReserve(maxCallsPerHour: number): number {
+  return Math.min(6, Math.floor(maxCallsPerHour / 2));
+}
+
 /** The hourly ECS ceiling is reached and the caller would not wait that long: ask again at `retryInMs`. */
 export class BudgetSpent extends EcsGvisorError {
   constructor(
@@ -105,9 +117,10 @@ export class AwsCaller {
     return this.window.count(this.deps.clock.now());
   }
 
-  /** How long until the next ECS call fits under the hourly ceiling (0: now). */
-  budgetWaitMs(): number {
-    return this.window.waitMs(this.deps.clock.now());
+  /** How long until the next ECS call of this priority fits under the hourly ceiling (0: now). */
+  budgetWaitMs(priority: EcsPriority = 'routine'): number {
+    const max = this.opts.maxCallsPerHour;
+    return this.window.waitMs(this.deps.clock.now(), priority === 'truth' ? max : max - truthReserve(max));
   }
 
   /** This EC2 instance's ID (IMDS), asked once for the process; a failed ask is asked again next time. */
@@ -128,14 +141,21 @@ export class AwsCaller {
    * later); past that it throws BudgetSpent at once, so a loop with other work asks again later instead
    * of sleeping through it.
    */
-  ecs<T>(region: string, operation: string, fn: (ecs: EcsPort) => Promise<T>, signal?: AbortSignal, maxWaitMs?: number): Promise<T> {
+  ecs<T>(
+    region: string,
+    operation: string,
+    fn: (ecs: EcsPort) => Promise<T>,
+    signal?: AbortSignal,
+    maxWaitMs?: number,
+    priority: EcsPriority = 'routine',
+  ): Promise<T> {
     const { clock, log } = this.deps;
     maxWaitMs = Math.min(maxWaitMs ?? Number.POSITIVE_INFINITY, this.opts.maxBudgetWaitMs ?? Number.POSITIVE_INFINITY);
     const ecs = this.deps.ecs(region);
     return withAwsRetries(
       operation,
       async () => {
-        for (let wait = this.budgetWaitMs(); wait > 0; wait = this.budgetWaitMs()) {
+        for (let wait = this.budgetWaitMs(priority); wait > 0; wait = this.budgetWaitMs(priority)) {
           if (wait > maxWaitMs) throw new BudgetSpent(operation, wait);
           log.warn({ operation, waitMs: wait, maxCallsPerHour: this.opts.maxCallsPerHour }, 'ECS call budget spent for this hour; waiting');
           await clock.sleep(wait, signal);

@@ -109,9 +109,13 @@ export function buildStatus(i: StatusInputs): StatusReport {
   return {
     version: i.version,
     healthy: verified && agent.running && (w ? w.healthy : true),
-    summary: w
-      ? w.summary
-      : `${verified ? 'sandbox verified' : 'sandbox NOT verified'}; agent ${agent.running ? 'running' : (agent.state ?? 'absent')}; run is not watching`,
+    // The watch's line is what it last saw; with Docker not answering now, the rows below cannot agree
+    // with it, so the first line says which is which.
+    summary: !info
+      ? `Docker is not answering (${'problem' in i.docker ? i.docker.problem : '?'}); ${w ? `the watch last saw: ${w.summary}` : 'run is not watching'}`
+      : w
+        ? w.summary
+        : `${verified ? 'sandbox verified' : 'sandbox NOT verified'}; agent ${agent.running ? 'running' : (agent.state ?? 'absent')}; run is not watching`,
     runtime: {
       name: c.runtimeName,
       runscPath: c.runscPath,

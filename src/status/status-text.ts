@@ -44,7 +44,9 @@ export function renderStatusText(s: StatusReport): string {
     ['lifecycle', lifecycleRow(s.lifecycle)],
     ...(s.metrics ? [['metrics', metricsRow(s.metrics)] as Row] : []),
     ['last error', r.lastError ? `${r.lastError.at} ${r.lastError.code}: ${r.lastError.message}` : '-'],
-    ...s.lastErrors.slice(0, 3).map((e): Row => ['watch error', `${e.at} ${e.component} ${e.code}: ${e.message}`]),
+    ...s.lastErrors
+      .slice(0, 3)
+      .map((e): Row => ['watch error', `${e.at} ${e.component} ${e.code}: ${e.message}${e.count ? ` (${e.count} times in a row)` : ''}`]),
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   return `${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`;
@@ -124,8 +126,14 @@ function networkRulesRow(n: NonNullable<StatusReport['network']>): string {
 }
 
 function attributesRow(attributes: StatusReport['attributes']): string {
-  const published = Object.entries(attributes?.published ?? {});
-  return published.length ? published.map(([k, v]) => `${k}=${v}`).join(', ') : '-';
+  const list = (a: Record<string, string>) =>
+    Object.entries(a)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ');
+  const published = list(attributes?.published ?? {}) || '-';
+  const stale = attributes?.stale;
+  // What ECS holds is not what we know: the scheduler reads the first, so say so on the same line.
+  return stale ? `${published}; STALE since ${stale.since}: should be ${list(stale.want)} (${stale.reason})` : published;
 }
 
 function metricsRow(m: NonNullable<StatusReport['metrics']>): string {

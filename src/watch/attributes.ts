@@ -56,6 +56,11 @@ export function desiredAttributes(
   };
 }
 
+/** Ours among a container instance's attributes. */
+export function ourAttributes(current: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(OURS.filter((k) => k in current).map((k) => [k, current[k]!]));
+}
+
 export interface AttributePlan {
   put: Record<string, string>;
   remove: string[];
@@ -71,4 +76,31 @@ export function planAttributes(desired: Readonly<Record<string, string>>, curren
 
 export function isEmptyPlan(p: AttributePlan): boolean {
   return Object.keys(p.put).length === 0 && p.remove.length === 0;
+}
+
+/**
+ * Whether publishing `want` over `current` tells the scheduler to stop trusting this instance (a
+ * withdrawal of `verified`): such a call goes at once, from the ECS calls held in reserve for it, and is
+ * retried until ECS has it.
+ */
+export function withdraws(want: Readonly<Record<string, string>>, current: Readonly<Record<string, string>>): boolean {
+  return want[SANDBOX_ATTRIBUTE] !== 'verified' && current[SANDBOX_ATTRIBUTE] !== want[SANDBOX_ATTRIBUTE];
+}
+
+const MINUTE = 60_000;
+
+/**
+ * How long `verified` waits to be published again after the latest withdrawal, by the withdrawals of
+ * the last hour: the first flap comes back at once, each further one waits twice as long (30 s … 15
+ * min). An instance that flaps keeps saying the safe thing and spends a handful of calls, not its
+ * budget; only the latest verdict is sent when the wait is over.
+ */
+export function restoreHoldMs(withdrawalsLastHour: number): number {
+  if (withdrawalsLastHour <= 1) return 0;
+  return Math.min(15 * MINUTE, 30_000 * 2 ** (withdrawalsLastHour - 2));
+}
+
+/** The wait before retrying a withdrawal ECS did not take: 5 s doubling to 5 min. */
+export function withdrawRetryMs(failures: number): number {
+  return Math.min(5 * MINUTE, 5_000 * 2 ** Math.max(0, failures - 1));
 }

@@ -85,7 +85,7 @@ export class WatchMetrics {
     );
     gauge(
       'ecs_gvisor_sandbox_verified',
-      'The sandbox is proven and Docker still runs it by default (1) or not (0).',
+      'The sandbox is proven, Docker still runs it by default and no container runs outside it (1), or not (0).',
       () => this.sandboxVerified.value,
     );
     gauge(

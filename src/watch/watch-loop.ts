@@ -104,8 +104,6 @@ export class WatchLoop {
   private readonly monitors = new Map<string, Monitor>();
   private readonly audit: AuditMonitor;
   private readonly attributes: AttributePublisher;
-  /** The verification changed outside a monitor: the attributes are published at the next turn. */
-  private republish = false;
   private restartsCounted = 0;
   private lastStatus?: string;
   private lastWritten?: { json: string; at: number };
@@ -165,6 +163,8 @@ export class WatchLoop {
       ...(deps.lifecycle
         ? [new LifecycleMonitor({ lifecycle: deps.lifecycle, supervisor, ecs }, ctx, { alertPollMs: opts.budget.alertPollMs })]
         : []),
+      // Pending publishes only: a withdrawal ECS has not taken yet, `verified` after its hold.
+      this.attributes,
       // Only wakes the loop, so the snapshot is rewritten for status.
       { name: 'heartbeat', deadlineMs: PUBLISH_DEADLINE_MS, run: async () => {}, nextInMs: () => opts.heartbeatMs },
     ];
@@ -202,10 +202,6 @@ export class WatchLoop {
     try {
       while (!signal.aborted) {
         this.drainInbox();
-        if (this.republish) {
-          this.republish = false;
-          await this.sched.within('attributes', PUBLISH_DEADLINE_MS, () => this.attributes.republish());
-        }
         for (const name of this.sched.takeDue()) {
           if (signal.aborted) break;
           await this.runMonitor(this.monitors.get(name)!, signal);
@@ -270,7 +266,7 @@ export class WatchLoop {
         const at = ev.state.verifiedAt;
         if (v.ok && at !== undefined && v.at === Date.parse(at)) {
           v.networks = ev.state.evidence?.networks;
-          this.republish = true;
+          sched.soon('attributes', 0); // the verification changed outside a monitor
         }
         continue;
       }
@@ -287,8 +283,9 @@ export class WatchLoop {
       if (e.name === AGENT_NAME) {
         if (e.action.startsWith('health_status')) sched.soon('introspect', 0);
         if (e.action === 'start' || e.action === 'die') sched.soon('introspect', 1_000);
-      } else if (e.action === 'start') {
-        sched.soon('audit', 500); // a new container: audit it now, not at the next round
+      } else if (e.action === 'start' || e.action === 'die') {
+        // A new container: audit it now, not at the next round; one gone: its violation with it.
+        sched.soon('audit', 500);
       }
     }
   }
@@ -308,7 +305,8 @@ export class WatchLoop {
       runscVersion: v.version,
       lapsed: v.ok ? undefined : v.lapsed,
     };
-    metrics.sandboxVerified.set(v.ok ? 1 : 0);
+    // Verified means a task placed here now runs in gVisor: not while a container runs outside it.
+    metrics.sandboxVerified.set(v.ok && s.audit.violations.length === 0 ? 1 : 0);
     metrics.markVerified(v.ok ? v.at : undefined);
     Object.assign(s, watchSummary(s, this.deps.lifecycle?.record));
     const body = JSON.stringify({ ...s, updatedAt: undefined });

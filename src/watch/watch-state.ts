@@ -6,6 +6,7 @@ import { regionOf } from '../aws/aws-caller.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentMetadata, Clock } from '../ports.js';
+import { redact } from '../redact.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
 import type { SandboxEvidence } from '../runtime/sandbox-proof.js';
 import type { ContainerNetwork, Violation } from './audit.js';
@@ -59,10 +60,15 @@ export interface WatchSnapshot {
     /** Each sandboxed task: its cgroup, limits asked and enforced, the task's cgroup, hygiene. */
     tasks?: TaskEnforcement[];
   };
-  attributes: { published: Record<string, string>; at?: string };
+  /**
+   * What ECS holds of ours as far as we know, when we last published; `stale` while it differs from
+   * what we know (a flapping verdict's hold, ECS not taking it, the budget), since the first time.
+   */
+  attributes: { published: Record<string, string>; at?: string; stale?: { since: string; want: Record<string, string>; reason: string } };
   /** Our iptables rules and route_localnet, when `run` applied them: as last checked, and how often put back. */
   network?: { rules: number; missing: number; repairs: number; checkedAt?: string; repairedAt?: string };
-  lastErrors: Array<{ at: string; component: string; code: string; message: string }>;
+  /** The latest first; `count`: the same error again in a row, said once. */
+  lastErrors: Array<{ at: string; component: string; code: string; message: string; count?: number }>;
 }
 
 /** The proof as the watch holds it: status, metrics and attributes are derived from it. */
@@ -128,19 +134,35 @@ export class WatchState {
     return m && this.identity?.ok && this.identity.arn === m.containerInstanceArn ? m : undefined;
   }
 
-  /** The region of AWS calls about the registration: the configured one, else its ARN's. */
+  /**
+   * The region of AWS calls about the registration: the configured one, else its ARN's (introspection's,
+   * or while the agent restarts and introspection has not answered yet, the one last recorded).
+   */
   region(): string {
-    return regionOf(this.obs.metadata?.containerInstanceArn ?? '', this.opts.region);
+    return regionOf(this.obs.metadata?.containerInstanceArn ?? this.snap.registration.containerInstanceArn ?? '', this.opts.region);
   }
 
   lapse(reason: string): void {
     this.verified = { ...this.verified, ok: false, lapsed: reason };
   }
 
+  /**
+   * An error of a monitor's round, for status and the log. The same error again (a configuration that
+   * stays wrong, checked every round) is said once: its entry's time and count move, the log stays quiet.
+   * Secrets Docker or AWS quoted back are masked before the text is kept.
+   */
   recordError(component: string, err: unknown): void {
     const code = err instanceof EcsGvisorError ? err.code : 'INTERNAL';
-    this.deps.log.warn({ component, code, err: messageOf(err) }, `${component} failed`);
-    this.snap.lastErrors = [{ at: this.now(), component, code, message: messageOf(err) }, ...this.snap.lastErrors].slice(0, 10);
+    const message = redact(messageOf(err));
+    const i = this.snap.lastErrors.findIndex((e) => e.component === component);
+    const last = i < 0 ? undefined : this.snap.lastErrors[i];
+    if (last?.code === code && last.message === message) {
+      this.snap.lastErrors.splice(i, 1);
+      this.snap.lastErrors.unshift({ ...last, at: this.now(), count: (last.count ?? 1) + 1 });
+      return;
+    }
+    this.deps.log.warn({ component, code, err: message }, `${component} failed`);
+    this.snap.lastErrors = [{ at: this.now(), component, code, message }, ...this.snap.lastErrors].slice(0, 10);
   }
 }
 

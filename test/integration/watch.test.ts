@@ -22,6 +22,7 @@ import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { type App, type AppOverrides, buildApp, type ServiceEnv } from '../../src/cli/composition.js';
 import { parseConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
 import { renderStatusText } from '../../src/status/status-text.js';
 import { dockerClient, liveRuntime, RUNSC, RUNSC_ARGS, resetDocker } from '../harness/docker-state.js';
 import { ARN, type FakeAutoScaling, type FakeEcs, type FakeImds, type FakeInstance } from '../harness/fake-aws.js';
@@ -47,7 +48,13 @@ beforeAll(() => {
 });
 
 /** Wire the app from configuration as main does, bootstrap runtime + agent, and start the watch. */
-async function start(extra: Record<string, string> = {}, service: ServiceEnv = {}, overrides: AppOverrides = {}): Promise<void> {
+async function start(
+  extra: Record<string, string> = {},
+  service: ServiceEnv = {},
+  overrides: AppOverrides = {},
+  /** Collects the log's lines (as the service writes them) instead of discarding them. */
+  logLines?: string[],
+): Promise<void> {
   const env = watchEnv(
     d,
     { dir: host.dir, agentImage, intro: host.intro, imdsUrl: imds.url },
@@ -55,7 +62,10 @@ async function start(extra: Record<string, string> = {}, service: ServiceEnv = {
   );
   const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
   stateDir = cfg.STATE_DIR;
-  app = buildApp(cfg, pino({ level: process.env.EGV_TEST_LOG ?? 'silent' }), service, { ...ACCEPT_STAND_IN_LISTENER, ...overrides });
+  const log = logLines
+    ? createLogger('info', { write: (line: string) => void logLines.push(line) } as unknown as NodeJS.WritableStream)
+    : pino({ level: process.env.EGV_TEST_LOG ?? 'silent' });
+  app = buildApp(cfg, log, service, { ...ACCEPT_STAND_IN_LISTENER, ...overrides });
   const runtime = await app.runtime.apply();
   await app.agent.apply();
   host.running = app.watch(runtime).run(host.ac.signal);
@@ -78,7 +88,8 @@ describe('watch', () => {
     expect(attrs()['ecs-gvisor.runsc-version']).toMatch(/^0\.0_20221219/);
     const s = await until('status with the registration', async () => {
       const st = await app.status();
-      return st.registration.agentConnected === true && st.audit ? st : undefined;
+      // (The agent may be in a restart the healer began before it registered: UNHEALTHY_SECONDS is 2 here.)
+      return st.registration.agentConnected === true && st.audit && st.agent.running ? st : undefined;
     });
     expect(s).toMatchObject({
       healthy: true,
@@ -256,6 +267,138 @@ describe('watch: drift and audit', () => {
     expect((await app.status()).healthy).toBe(false);
     await rogue.remove({ force: true });
     await until('verified again', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+  });
+
+  const rogue = async (name: string) => {
+    const c = await docker.createContainer({ Image: busybox, Cmd: ['sleep', '600'], name, HostConfig: { Runtime: 'runc', Init: true } });
+    await c.start();
+    return c;
+  };
+  const puts = () => ecs.calls.filter((c) => c.operation === 'PutAttributes');
+
+  it('a flapping verdict costs a few calls: withdrawals go at once, verified waits out a growing hold, status says stale meanwhile', async () => {
+    await start({ ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '600' });
+    await register();
+    await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    const before = puts().length;
+    const stale: Array<Awaited<ReturnType<App['status']>>> = [];
+    // A runc container, then none, twelve times over: each is audited on its start event and again on its
+    // die event (the audit interval is 10 minutes). Two calls a flap without the hold.
+    for (let i = 0; i < 12; i++) {
+      const r = await rogue(`task-flap-${i}`);
+      await until(`violated seen (${i})`, async () => (await app.status()).audit?.violations.length === 1, 30_000, 50);
+      if (i === 0) {
+        await until('the first withdrawal published', () => attrs()['ecs-gvisor.sandbox'] === 'violated', 30_000, 50);
+        // Verified means a task placed now runs in gVisor: not while a container runs outside it.
+        expect((await app.metrics.render()).text).toMatch(/^ecs_gvisor_sandbox_verified 0$/m);
+      }
+      await r.remove({ force: true });
+      await until(`the violation gone (${i})`, async () => (await app.status()).audit?.violations.length === 0, 30_000, 50);
+      if (i === 0) await until('the first flap restored at once', () => attrs()['ecs-gvisor.sandbox'] === 'verified', 30_000, 50);
+      const s = await app.status();
+      if (s.attributes?.stale) stale.push(s);
+    }
+    expect(puts().length - before).toBeLessThanOrEqual(8);
+    // While verified was held back, ECS said violated and status said so, with why and since when.
+    expect(stale.length).toBeGreaterThan(0);
+    const held = stale[0]!;
+    expect(held.attributes!.published['ecs-gvisor.sandbox']).toBe('violated');
+    expect(held.attributes!.stale).toMatchObject({ want: { 'ecs-gvisor.sandbox': 'verified' }, reason: expect.stringMatching(/^held /) });
+    expect(renderStatusText(held)).toMatch(
+      /^attributes +.*ecs-gvisor\.sandbox=violated.*; STALE since \S+: should be .*ecs-gvisor\.sandbox=verified/m,
+    );
+  });
+
+  it('routine calls cannot spend the calls a withdrawal needs; a withdrawal ECS refuses is retried until it has it', async () => {
+    // 24 ECS calls an hour; polls every second while the agent is disconnected spend the routine part.
+    await start({ ECS_GVISOR_ECS_CALLS_PER_HOUR: '12', ECS_GVISOR_ECS_MAX_CALLS_PER_HOUR: '24', ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '600' });
+    await register({ agentConnected: false });
+    await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    await until(
+      'the routine budget spent',
+      async () => (await app.status()).lastErrors.some((e) => /ceiling is reached/.test(e.message)),
+      60_000,
+    );
+    const spentAt = ecs.calls.length;
+    // ECS refuses the withdrawal five times: more than one call's retries, so the watch tries again on its
+    // own; the sixth try gets through. All six come from the six calls held in reserve.
+    ecs.behaviour = (op) => (op === 'PutAttributes' && ecs.count('PutAttributes', 'server-error') < 5 ? 'server-error' : 'ok');
+    const r = await rogue('task-rogue-reserve');
+    await until('violated published despite the spent budget', () => attrs()['ecs-gvisor.sandbox'] === 'violated', 60_000, 50);
+    expect(ecs.calls.slice(spentAt).filter((c) => c.operation === 'DescribeContainerInstances')).toHaveLength(0);
+    expect(ecs.count('PutAttributes', 'server-error')).toBe(5);
+    await r.remove({ force: true });
+  });
+
+  it('an ecs.config value Docker would refuse, edited in under run: the running agent untouched, said once, the secret nowhere', async () => {
+    const lines: string[] = [];
+    await start({}, {}, {}, lines);
+    await register();
+    await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    const before = await agent();
+    const secret = 'c2VjcmV0LW5vdC1mb3ItbG9ncy1wbGVhc2U';
+    writeFileSync(`${host.dir}/ecs.config`, `ECS_CLUSTER=prod\nECS_ENGINE_AUTH_DATA=${secret}\0tail\n`);
+    // Drift checks every second: wait for several to have met the same refusal.
+    const s = await until('three drift checks refused it', async () => {
+      const st = await app.status();
+      const e = st.lastErrors.find((x) => x.component === 'drift');
+      return e && (e.count ?? 1) >= 3 ? st : undefined;
+    });
+    const after = await agent();
+    expect(after.Id).toBe(before.Id);
+    expect(after.State.StartedAt).toBe(before.State.StartedAt); // never stopped for a replacement
+    expect(after.State.Running).toBe(true);
+    const drift = s.lastErrors.filter((x) => x.component === 'drift');
+    expect(drift).toHaveLength(1);
+    expect(drift[0]).toMatchObject({ code: 'ECS_CONFIG_INVALID', message: expect.stringMatching(/has a NUL byte/) });
+    // Said once in the log, however often the drift check met it.
+    expect(lines.filter((l) => l.includes('has a NUL byte'))).toHaveLength(1);
+    const watchJson = readFileSync(`${stateDir}/watch.json`, 'utf8');
+    for (const text of [watchJson, JSON.stringify(s), renderStatusText(s), ...lines]) expect(text).not.toContain(secret);
+    // Put right: no error comes back, the same agent runs on.
+    writeFileSync(`${host.dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
+  });
+
+  it('an agent image whose replacement exits at once: put back once, not tried again every drift check (no churn)', async () => {
+    const lines: string[] = [];
+    await start({ ECS_GVISOR_AGENT_SETTLE_SECONDS: '1' }, {}, {}, lines);
+    await register();
+    await until('the verified attribute', () => attrs()['ecs-gvisor.sandbox'] === 'verified');
+    const before = await agent();
+    const events: string[] = [];
+    const stream = await docker.getEvents({ filters: { type: ['container'], event: ['create'] } });
+    stream.on('data', (b: Buffer) => {
+      for (const l of b.toString().split('\n').filter(Boolean))
+        events.push((JSON.parse(l) as { Actor: { Attributes: { name: string } } }).Actor.Attributes.name);
+    });
+    try {
+      // The image the agent's name points at now starts and exits at once (its entry point is missing).
+      const tmp = await docker.createContainer({ Image: agentImage, name: `egv-broken-run-${process.pid}` });
+      const [repo, tag] = agentImage.split(':') as [string, string];
+      await tmp.commit({ repo, tag, changes: ['ENTRYPOINT ["/no/such/agent"]'] });
+      await tmp.remove();
+      await until('the replacement refused', async () => (await app.status()).lastErrors.some((e) => e.code === 'AGENT_EXITED'), 60_000);
+      const after = await until('the previous agent running again', async () => {
+        const a = await agent();
+        return a.State.Running ? a : undefined;
+      });
+      expect(after.Id).toBe(before.Id);
+      // Five more rounds of the loop (drift and audit are both due every second): none tries the image again.
+      const rounds = new Set<string>();
+      await until('five more rounds', async () => {
+        const at = (await app.status()).audit?.checkedAt;
+        if (at) rounds.add(at);
+        return rounds.size >= 6;
+      });
+      expect(events.filter((n) => n === 'ecs-agent-next')).toHaveLength(1);
+      expect((await agent()).Id).toBe(before.Id);
+      expect((await agent()).State.Running).toBe(true);
+      expect(lines.filter((l) => l.includes('putting the previous one back'))).toHaveLength(1);
+    } finally {
+      (stream as unknown as { destroy(): void }).destroy();
+      const [repo, tag] = agentImage.split(':') as [string, string];
+      await docker.getImage(before.Image).tag({ repo, tag });
+    }
   });
 
   it('holds the agent stopped while runsc is broken (fail closed, attribute unverified), and releases it once proven again', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { StatusReport } from '../../src/status/status-report.js';
-import { networksRow } from '../../src/status/status-text.js';
+import { buildStatus, type StatusReport } from '../../src/status/status-report.js';
+import { networksRow, renderStatusText } from '../../src/status/status-text.js';
+import type { WatchSnapshot } from '../../src/watch/watch-state.js';
 
 const runtime = (o: Partial<StatusReport['runtime']>) =>
   ({ networkPolicy: 'auto', networkModes: [], verified: true, ...o }) as StatusReport['runtime'];
@@ -22,5 +23,31 @@ describe('status text: the networks row', () => {
     expect(row).toContain('host: not proven (refused by runsc)');
     // Not verified: nothing is being proven.
     expect(networksRow(runtime({ verified: false }))).toBe('policy auto; ECS modes proven: none');
+  });
+});
+
+describe('status while Docker is not answering', () => {
+  it('the first line says so and gives the watch’s last words as such, so it never contradicts the rows below', () => {
+    const watch = {
+      pid: 1,
+      updatedAt: new Date().toISOString(),
+      summary: 'sandbox verified (runsc x); agent running; registered in prod, ACTIVE, connected; audit 0 violation(s) in 1',
+      healthy: true,
+      agent: { running: true, restarts: 0 },
+    } as unknown as WatchSnapshot;
+    const s = buildStatus({
+      version: '0',
+      config: { runtimeName: 'runsc', runscPath: '/r', networkPolicy: 'auto', lifecycle: { enabled: false, spotDrain: false } },
+      runtimeState: { name: 'runsc', runscPath: '/r', verified: true },
+      runsc: { version: 'x' },
+      docker: { problem: 'Docker at unix:///var/run/docker.sock cannot be reached to get info (connect ENOENT).' },
+      watch,
+      watchLive: true,
+    });
+    expect(s.healthy).toBe(false);
+    expect(s.summary).toBe(
+      'Docker is not answering (Docker at unix:///var/run/docker.sock cannot be reached to get info (connect ENOENT).); the watch last saw: sandbox verified (runsc x); agent running; registered in prod, ACTIVE, connected; audit 0 violation(s) in 1',
+    );
+    expect(renderStatusText(s)).toMatch(/^healthy +NO: Docker is not answering/m);
   });
 });

@@ -1,11 +1,22 @@
 /** The watch's pure parts: budget arithmetic, the health verdict, the healing ladder, audit, attributes. */
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { parseMetadata } from '../../src/agent/introspection.js';
 import { firstPollMs, nextPollMs, RollingWindow, steadyPollMs } from '../../src/aws/budget.js';
 import type { ContainerInstanceView, ContainerState } from '../../src/ports.js';
-import { attributeValue, desiredAttributes, planAttributes, provenEcsModes } from '../../src/watch/attributes.js';
+import {
+  attributeValue,
+  desiredAttributes,
+  planAttributes,
+  provenEcsModes,
+  restoreHoldMs,
+  withdrawRetryMs,
+  withdraws,
+} from '../../src/watch/attributes.js';
 import { audit } from '../../src/watch/audit.js';
 import { classify, HealingLadder } from '../../src/watch/health.js';
+import { WatchState } from '../../src/watch/watch-state.js';
+import { FakeClock } from '../harness/fake-clock.js';
 
 const budget = { callsPerHour: 12, maxCallsPerHour: 60, alertPollMs: 60_000 };
 const meta = { cluster: 'prod', containerInstanceArn: 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc' };
@@ -164,8 +175,9 @@ describe('sandbox audit', () => {
       'runsc',
       new Set(),
     );
+    // --network=none (ECS_GVISOR_RUNSC_ARGS) leaves the sandbox loopback only: not netstack.
     expect(r.networks.map((n) => [n.id, n.networkMode, n.stack])).toEqual([
-      ['a', 'bridge', 'netstack'],
+      ['a', 'bridge', 'no-network'],
       ['b', 'container:pause', 'passthrough'],
       ['c', 'host', 'none'],
     ]);
@@ -222,5 +234,31 @@ describe('introspection metadata', () => {
     expect(parseMetadata('u', '{"Cluster":"prod","ContainerInstanceArn":""}')).toBeUndefined();
     expect(() => parseMetadata('http://127.0.0.1:51678/v1/metadata', '<html>')).toThrow(/51678.*not JSON/);
     expect(() => parseMetadata('u', '{"ContainerInstanceArn":"i-123"}')).toThrow(/not a container instance ARN/);
+  });
+});
+
+describe('the region of calls about the registration', () => {
+  it('while introspection has not answered again (the agent restarting), the recorded ARN gives it: no false configuration error', () => {
+    const st = new WatchState(
+      { clock: new FakeClock(), log: pino({ level: 'silent' }) },
+      { auditAction: 'report', network: false },
+      undefined,
+    );
+    expect(() => st.region()).toThrow(/No AWS region/);
+    st.snap.registration.containerInstanceArn = meta.containerInstanceArn;
+    expect(st.obs.metadata).toBeUndefined();
+    expect(st.region()).toBe('us-east-1');
+  });
+});
+
+describe('publishing the attributes', () => {
+  it('a withdrawal is one that takes verified away; restoring it waits longer the more it flapped; a failed withdrawal is retried, backing off', () => {
+    const verified = { 'ecs-gvisor.sandbox': 'verified' };
+    expect(withdraws({ 'ecs-gvisor.sandbox': 'violated' }, verified)).toBe(true);
+    expect(withdraws({ 'ecs-gvisor.sandbox': 'unverified' }, {})).toBe(true);
+    expect(withdraws(verified, { 'ecs-gvisor.sandbox': 'violated' })).toBe(false);
+    expect(withdraws({ 'ecs-gvisor.sandbox': 'violated' }, { 'ecs-gvisor.sandbox': 'violated' })).toBe(false);
+    expect([0, 1, 2, 3, 4, 10].map(restoreHoldMs)).toEqual([0, 0, 30_000, 60_000, 120_000, 900_000]);
+    expect([1, 2, 3, 10].map(withdrawRetryMs)).toEqual([5_000, 10_000, 20_000, 300_000]);
   });
 });
