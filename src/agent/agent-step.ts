@@ -7,6 +7,7 @@ import { renderDiff } from '../diff.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ContainerSpec, ContainerState, DockerPort, FilesPort } from '../ports.js';
+import { redact } from '../redact.js';
 import { retrying } from '../retry.js';
 import { SUPERVISOR_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
@@ -117,11 +118,27 @@ export class AgentStep {
     return { ...built, warnings: [...configs.warnings, ...built.warnings] };
   }
 
+  /**
+   * The spec Docker or the agent refused last time in this process, and why: `run` does not try it again
+   * (each try stops the running agent for a replacement that fails) until ecs.config or the image changes.
+   */
+  private refused?: { key: string; why: string };
+
+  /** A replacement with the spec refused last time is not tried again: the current container stays. */
+  private unlessRefused(action: ContainerAction, want: AgentSpec, current: ContainerState | undefined): ContainerAction {
+    if ((action !== 'recreate' && action !== 'replace-foreign') || this.refused?.key !== refusalKey(want)) return action;
+    return current!.running ? 'keep' : 'start';
+  }
+
   async plan(): Promise<AgentPlan> {
     const want = await this.desired();
     const current = await this.deps.docker.inspectContainer(AGENT_NAME);
     const saved = await this.deps.state.read<SavedSpec>(AGENT_STATE);
-    const action = containerAction(current, want, saved?.id);
+    const action = this.unlessRefused(containerAction(current, want, saved?.id), want, current);
+    if (this.refused?.key === refusalKey(want))
+      want.warnings.push(
+        `the agent container built from the current configuration was refused (${this.refused.why}); the running agent stays`,
+      );
     const before = action === 'create' || action === 'replace-foreign' ? undefined : saved?.spec;
     const diff =
       action === 'keep' || action === 'start'
@@ -148,7 +165,13 @@ export class AgentStep {
 
     const current = await this.deps.docker.inspectContainer(AGENT_NAME);
     const saved = await this.deps.state.read<SavedSpec>(AGENT_STATE);
-    const action = containerAction(current, want, saved?.id);
+    const planned = containerAction(current, want, saved?.id);
+    const action = this.unlessRefused(planned, want, current);
+    if (action !== planned) {
+      // Refused last time: the running agent (or the one there) stays; said once, when it was refused.
+      if (action === 'start') await this.deps.docker.startContainer(current!.id);
+      return { id: current!.id, action, runtime: current!.runtime, hash: current!.labels[HASH_LABEL] ?? '' };
+    }
     let id = current?.id;
     if (action === 'replace-foreign' || action === 'recreate') {
       const reason =
@@ -161,7 +184,14 @@ export class AgentStep {
         { id: current!.id, reason, from: current!.imageId, to: want.spec.Labels?.[IMAGE_ID_LABEL] },
         'replacing the agent container',
       );
-      id = await this.replace(current!, want, saved);
+      try {
+        id = await this.replace(current!, want, saved);
+      } catch (err) {
+        if (err instanceof EcsGvisorError && (err.code === 'AGENT_SPEC_REFUSED' || err.code === 'AGENT_EXITED'))
+          this.refused = { key: refusalKey(want), why: messageOf(err) };
+        throw err;
+      }
+      this.refused = undefined;
       await this.deps.state.write(AGENT_STATE, { hash: want.hash, spec: redacted(want), id } satisfies SavedSpec);
     } else if (action === 'create') {
       await this.removeLeftovers(saved);
@@ -216,7 +246,7 @@ export class AgentStep {
         exited ? 'AGENT_EXITED' : 'DOCKER_API',
         exited
           ? `The new agent container exited with code ${code} within ${Math.ceil((this.opts.replaceSettleMs ?? 0) / 1000)} s of its start${tail ? ` (its last line: ${tail.slice(0, 200)})` : ''}; the previous agent ${old.id.slice(0, 12)} was put back.`
-          : `The new agent container did not start (${messageOf(err)}); the previous agent ${old.id.slice(0, 12)} was put back.`,
+          : `The new agent container did not start (${redact(messageOf(err))}); the previous agent ${old.id.slice(0, 12)} was put back.`,
         { cause: err },
       );
     }
@@ -233,7 +263,7 @@ export class AgentStep {
       if (err instanceof EcsGvisorError && err.code === 'DOCKER_API') {
         throw new EcsGvisorError(
           'AGENT_SPEC_REFUSED',
-          `Docker refused the agent container built from ${this.opts.ecsConfig} (${messageOf(err)}); ${old ? `the running agent ${old.id.slice(0, 12)} was kept` : 'no agent was started'}.`,
+          `Docker refused the agent container built from ${this.opts.ecsConfig} (${redact(messageOf(err))}); ${old ? `the running agent ${old.id.slice(0, 12)} was kept` : 'no agent was started'}.`,
           { cause: err },
         );
       }
@@ -280,6 +310,17 @@ export class AgentStep {
       if (waited >= ms) return;
       await sleep(Math.min(250, ms - waited));
     }
+  }
+
+  /**
+   * Fail closed: stop whatever runs as the agent container, ours or not, so it places no more tasks. It
+   * stays (its logs with it); the next start that proves the sandbox starts it again.
+   */
+  async stop(): Promise<{ stopped: boolean }> {
+    const c = await this.deps.docker.inspectContainer(AGENT_NAME);
+    if (!c?.running) return { stopped: false };
+    await this.deps.docker.stopContainer(c.id, 30);
+    return { stopped: true };
   }
 
   /** Remove our agent container (never one we did not create). */
@@ -347,6 +388,11 @@ export class AgentStep {
  */
 function isOurs(c: ContainerState, recordedId: string | undefined): boolean {
   return recordedId ? c.id === recordedId : c.labels[MANAGED_LABEL] === 'true';
+}
+
+/** A spec as a refusal remembers it: its hash and the image it runs. */
+function refusalKey(want: AgentSpec): string {
+  return `${want.hash} ${want.spec.Labels?.[IMAGE_ID_LABEL] ?? ''}`;
 }
 
 export function containerAction(

@@ -32,6 +32,18 @@ export function parseEcsConfig(file: string, text: string | undefined): EcsConfi
       if (eq < 0) return;
       const key = line.slice(0, eq);
       const value = line.slice(eq + 1);
+      // Docker refuses these (the first at create, the second only at start, after the running agent
+      // would have been stopped for its replacement): refused here, before anything is touched.
+      if (key === '')
+        throw new EcsGvisorError(
+          'ECS_CONFIG_INVALID',
+          `${file} line ${i + 1}: no variable name before "=", which Docker cannot pass to the agent; nothing was changed.`,
+        );
+      if (line.includes('\0'))
+        throw new EcsGvisorError(
+          'ECS_CONFIG_INVALID',
+          `${file} line ${i + 1}: ${JSON.stringify(key.replaceAll('\0', '')).slice(0, 80)} has a NUL byte, which Docker cannot pass to the agent; nothing was changed.`,
+        );
       if (/^(["']).*\1$/.test(value) && value.length >= 2) {
         warnings.push(`${file} line ${i + 1}: the value of ${key} is in quotes; the agent receives the quotes too (as with ecs-init)`);
       }

@@ -12,7 +12,7 @@
  * ones that are not the agent's to the watch (the sandbox audit). Every change to the agent container,
  * its own and the watch's (health restarts, drift), runs under one mutex.
  */
-import { messageOf } from '../errors.js';
+import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, ContainerEvent, DockerPort, FilesPort } from '../ports.js';
 import { SUPERVISOR_STATE } from '../state-files.js';
@@ -35,6 +35,9 @@ export interface SupervisorState {
   holds?: Partial<Record<HoldKind, string>>;
   lastExit?: { code: number; decision: ExitDecision['kind']; at: string; ranMs: number; lastLines?: string[]; loaded?: string };
 }
+
+/** Errors of a configuration Docker or the agent refuses, as opposed to Docker being unavailable. */
+const REFUSALS: ReadonlySet<string> = new Set(['ECS_CONFIG_INVALID', 'AGENT_SPEC_REFUSED', 'AGENT_EXITED']);
 
 export class AgentSupervisor {
   private readonly backoff: Backoff;
@@ -211,9 +214,24 @@ export class AgentSupervisor {
 
   private async convergeNow(): Promise<void> {
     if (this.st.stopped || this.st.held) return;
-    const r = await this.deps.agent.apply();
+    let r: Awaited<ReturnType<AgentStep['apply']>>;
+    try {
+      r = await this.deps.agent.apply();
+    } catch (err) {
+      // A configuration Docker or the agent refuses is not Docker lost: the agent that runs stays, and the
+      // next change (an edit of ecs.config, a drift check) tries again. Said once; Docker's errors go on up.
+      if (!(err instanceof EcsGvisorError && REFUSALS.has(err.code))) throw err;
+      const why = messageOf(err);
+      if (this.refusal !== why) this.deps.log.error({ err: why }, 'the agent container cannot be converged; the running agent is kept');
+      this.refusal = why;
+      return;
+    }
+    this.refusal = undefined;
     if (r.action !== 'keep') this.deps.log.info({ id: r.id, action: r.action }, 'agent converged');
   }
+
+  /** The refusal said last (said once). */
+  private refusal?: string;
 
   private onDie(id: string, code: number, signal: AbortSignal): Promise<void> {
     return this.mutex.run(async () => {
