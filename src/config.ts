@@ -7,6 +7,7 @@
 import * as z from 'zod';
 import { DEFAULT_DOCKER_HOST, PREFIX } from './config-defaults.js';
 import { EcsGvisorError } from './errors.js';
+import { SH_SAFE } from './runtime/runtime-entry.js';
 
 // Each schema here parses once per process: compiling zod's fast path for it costs more than it saves.
 z.config({ jitless: true });
@@ -40,6 +41,17 @@ const wholeNumber = (max: number) =>
 /** Auto Scaling's pattern for lifecycle hook names. */
 const hookName = z.string().regex(/^[A-Za-z0-9\-_/]{1,255}$/, 'must be a lifecycle hook name (letters, digits, "-", "_", "/")');
 const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+/, 'must be an http:// or https:// URL');
+/** Docker's image reference grammar: [registry[:port]/]name[:tag][@digest], so Docker never refuses it later. */
+const IMAGE_LABEL = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const IMAGE_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const IMAGE_REFERENCE = new RegExp(
+  `^(?:${IMAGE_LABEL}(?:\\.${IMAGE_LABEL})*(?::[0-9]+)?/)?${IMAGE_COMPONENT}(?:/${IMAGE_COMPONENT})*` +
+    '(?::\\w[\\w.-]{0,127})?(?:@(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}))?$',
+);
+const imageReference = z
+  .string()
+  .max(255, 'must be an image reference of at most 255 characters')
+  .regex(IMAGE_REFERENCE, 'must be an image reference (name[:tag][@sha256:<64 hex digits>])');
 
 /** Keys, defaults and validation. Values arrive as strings (from the file or the environment). */
 const schema = z.object({
@@ -58,7 +70,9 @@ const schema = z.object({
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be a runtime name of letters, digits, ".", "_" or "-"')
     .refine((v) => v !== 'runc' && !v.startsWith('io.containerd.'), 'must not name one of Docker’s built-in runtimes')
     .default('runsc'),
-  RUNSC_PATH: absolutePath.default('/usr/local/bin/runsc'),
+  RUNSC_PATH: absolutePath
+    .regex(SH_SAFE, 'has characters the runtime entry point cannot use (letters, digits and _./:@%+=,- only)')
+    .default('/usr/local/bin/runsc'),
   RUNSC_ARGS: z
     .string()
     .refine(
@@ -85,10 +99,7 @@ const schema = z.object({
     .regex(/^[0-9a-fA-F]{128}$/, 'must be 128 hexadecimal digits')
     .transform((v) => v.toLowerCase())
     .optional(),
-  PROBE_IMAGE: z
-    .string()
-    .regex(/^[a-z0-9][^\s]*$/, 'must be an image reference')
-    .default(BUILTIN_PROBE_IMAGE),
+  PROBE_IMAGE: imageReference.default(BUILTIN_PROBE_IMAGE),
   PROBE_TIMEOUT_SECONDS: positiveInt(600).default(60),
   RELOAD_TIMEOUT_SECONDS: positiveInt(600).default(20),
   /** Replace a default-runtime other than runc that the operator set in daemon.json. */
@@ -118,10 +129,7 @@ const schema = z.object({
     .string()
     .regex(/^[A-Za-z0-9@_.:-]+$/, 'must be a systemd unit name')
     .default('ecs.service'),
-  AGENT_IMAGE: z
-    .string()
-    .regex(/^[a-z0-9][^\s]*$/, 'must be an image reference')
-    .default('amazon/amazon-ecs-agent:latest'),
+  AGENT_IMAGE: imageReference.default('amazon/amazon-ecs-agent:latest'),
   IMDS_URL: httpUrl.default('http://169.254.169.254'),
   /** The agent's introspection API (it listens on the host's loopback once registered). */
   INTROSPECTION_URL: httpUrl.default('http://127.0.0.1:51678'),

@@ -21,6 +21,11 @@ export const ExitCode = {
   notImplemented: 7,
   /** `status` only: it reported, and the instance is not healthy (the report says why). */
   unhealthy: 8,
+  /**
+   * A start failed without a proof and taking the instance out of service was incomplete: 16 plus the
+   * sum of FENCE_BITS for what could not be done (17–31).
+   */
+  notFenced: 16,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -52,6 +57,7 @@ const exitByCode = {
   IMDS_FAILED: ExitCode.unavailable,
   HTTP_FAILED: ExitCode.unavailable,
   SANDBOX_UNPROVEN: ExitCode.unproven,
+  NOT_FENCED: ExitCode.notFenced,
   ROLLBACK_FAILED: ExitCode.rollbackFailed,
   NOT_IMPLEMENTED: ExitCode.notImplemented,
   INTERNAL: ExitCode.internal,
@@ -71,13 +77,37 @@ export class EcsGvisorError extends Error {
     this.details = Object.freeze({ ...(options.details ?? {}) });
   }
 
-  get exitCode(): ExitCode {
+  get exitCode(): number {
     return exitByCode[this.code];
   }
 }
 
-export function exitCodeOf(err: unknown): ExitCode {
+/** What failing closed does, each a bit of exit code 16 + bits when it could not be done. */
+export const FENCE_BITS = { withdraw: 1, agent: 2, abandon: 4, unhealthy: 8 } as const;
+export type FenceAction = keyof typeof FENCE_BITS;
+
+/** A failed start whose fail-closed actions did not all succeed: the exit code says which did not. */
+export class NotFencedError extends EcsGvisorError {
+  constructor(
+    message: string,
+    readonly notDone: readonly FenceAction[],
+    cause: unknown,
+  ) {
+    super('NOT_FENCED', message, { cause, details: { notDone } });
+  }
+
+  override get exitCode(): number {
+    return ExitCode.notFenced + this.notDone.reduce((n, a) => n + FENCE_BITS[a], 0);
+  }
+}
+
+export function exitCodeOf(err: unknown): number {
   return err instanceof EcsGvisorError ? err.exitCode : ExitCode.internal;
+}
+
+/** `text` as one sentence: its trailing full stops and spaces become one full stop (never ".."). */
+export function sentence(text: string): string {
+  return `${text.replace(/[.\s]+$/, '')}.`;
 }
 
 /** The one-line message of any thrown value. */

@@ -19,13 +19,14 @@ import { AgentStep } from '../agent/agent-step.js';
 import { AgentIntrospection, introspectionListenerProblem, loopbackPort } from '../agent/introspection.js';
 import { AgentSupervisor } from '../agent/supervisor.js';
 import { AwsCaller } from '../aws/aws-caller.js';
+import { REGION_PATH, regionOfImds } from '../aws/imds-values.js';
 import type { Config } from '../config.js';
 import { EcsInitStep } from '../ecs-init/ecs-init-step.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import { Lifecycle } from '../lifecycle/lifecycle.js';
 import type { Logger } from '../logger.js';
 import { NetworkStep } from '../network/network-step.js';
-import type { AutoScalingPort, Clock, Ec2Port, EcsPort, HostLockPort, ServiceManagerPort } from '../ports.js';
+import type { AutoScalingPort, Clock, Ec2Port, EcsPort, HostLockPort, ReleaseLock, ServiceManagerPort } from '../ports.js';
 import type { RetryOptions } from '../retry.js';
 import { BackupStore } from '../runtime/backup-store.js';
 import { DockerReloader } from '../runtime/docker-reloader.js';
@@ -40,6 +41,7 @@ import { WatchMetrics } from '../watch/metrics.js';
 import { WatchLoop } from '../watch/watch-loop.js';
 import type { Step } from './args.js';
 import { checkInputs, readStatus, startMetrics, withdrawProof } from './commands.js';
+import { failClosed } from './fail-closed.js';
 import {
   AWS_RETRY,
   agentOptions,
@@ -73,6 +75,8 @@ export interface App {
   lifecycle?: Lifecycle;
   /** The host-wide lock of the commands that change the host, and how long they wait for it. */
   lock: HostLockPort;
+  /** `run`'s own lock, held for its life: one run per host (HOST_LOCKED naming the other when taken). */
+  claimRun(): Promise<ReleaseLock>;
   lockWaitMs: number;
   /** How long the agent `bootstrap` started must keep running (exit 4 when it does not). */
   agentSettleMs: number;
@@ -83,6 +87,11 @@ export interface App {
   metrics: WatchMetrics;
   /** Before the runtime is rolled back: mark the container instance unproven in ECS (commands.ts). */
   withdrawProof(): Promise<boolean>;
+  /**
+   * A start ended without a proof: take the instance out of service (fail-closed.ts). `run` adds the
+   * launch hook and SetInstanceHealth. Returns what to throw.
+   */
+  failClosed(cause: unknown, o: { run: boolean }): Promise<unknown>;
   /** Serve metrics when ECS_GVISOR_METRICS_PORT is set; returns a closer (commands.ts). */
   startMetrics(): Promise<(() => Promise<void>) | undefined>;
   status(): Promise<StatusReport>;
@@ -114,6 +123,10 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
   const docker = new DockerodeDocker(cfg.DOCKER_HOST, { deadlineMs: overrides.dockerDeadlineMs });
   const state = new StateStore(files, cfg.STATE_DIR);
   const lock = new FlockHostLock({ state, log: log.child({ component: 'lock' }) }, { path: `${cfg.STATE_DIR}/lock` });
+  const runLock = new FlockHostLock(
+    { state, log: log.child({ component: 'lock' }) },
+    { path: `${cfg.STATE_DIR}/run.lock`, holder: 'run.json' },
+  );
   const services = new Systemctl(commands);
   const rlog = log.child({ component: 'runtime' });
   const arch = process.arch;
@@ -228,6 +241,14 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     clock,
     lifecycle,
     lock,
+    claimRun: async () => {
+      const release = await runLock.tryAcquire('run');
+      if (release) return release;
+      throw new EcsGvisorError(
+        'HOST_LOCKED',
+        `Another ecs-gvisor run (${(await runLock.holder()) ?? 'another process'}) already watches this host; one run per host, so this one changed nothing.`,
+      );
+    },
     lockWaitMs: lockWaitMs(cfg),
     agentSettleMs: agentSettleMs(cfg),
     targetStateWaitMs: overrides.targetStateWaitMs ?? TARGET_STATE_WAIT_MS,
@@ -260,6 +281,25 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
       );
     },
     withdrawProof: () => withdrawProof({ state, aws, clock }, cfg),
+    failClosed: (cause, o) =>
+      failClosed(
+        {
+          stopAgent: () => agent.stop(),
+          withdrawProof: () => withdrawProof({ state, aws, clock }, cfg),
+          abandonLaunch: o.run && lifecycle ? (err) => lifecycle.abandonLaunch(err) : undefined,
+          markUnhealthy:
+            o.run && cfg.SET_INSTANCE_HEALTH
+              ? async () => {
+                  const instanceId = await aws.instanceId();
+                  const region = cfg.AWS_REGION ?? regionOfImds(await imds.get(REGION_PATH));
+                  if (!region) throw new EcsGvisorError('IMDS_FAILED', `Instance metadata has no ${REGION_PATH}.`);
+                  await aws.autoScaling(region, 'SetInstanceHealth', (as) => as.setInstanceHealth(instanceId, 'Unhealthy', false));
+                }
+              : undefined,
+        },
+        cause,
+        log.child({ component: 'fail-closed' }),
+      ),
     startMetrics: () => startMetrics({ metrics, state, clock, log }, cfg),
     status: () => readStatus(statusSources, cfg),
   };

@@ -1,6 +1,6 @@
 /** `bootstrap` and `run`: converge the steps in order, then (for `run`) supervise and watch. */
 
-import { messageOf } from '../errors.js';
+import { EcsGvisorError, messageOf, sentence } from '../errors.js';
 import { isWarm } from '../lifecycle/lifecycle-plan.js';
 import type { Logger } from '../logger.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
@@ -31,6 +31,11 @@ export interface BootstrapOptions {
   agentSettleMs?: number;
   /** Leave finish() to the caller (`run`: after READY); otherwise it is done before bootstrap returns. */
   deferFinish?: boolean;
+  /**
+   * The runtime step was asked for and did not prove the sandbox: take the instance out of service and
+   * return what to throw (default: app.failClosed as `bootstrap` does it). Runs under the host lock.
+   */
+  unproven?: (err: unknown) => Promise<unknown>;
 }
 
 /** Converge the steps; a failure is thrown once everything it started has settled. */
@@ -39,11 +44,21 @@ export async function bootstrap(app: App, steps: readonly Step[], log: Logger, o
   // lock is held until finish() is done, as that changes ecs-init's unit files.
   const release = await app.lock.acquire('bootstrap', app.lockWaitMs);
   let converged: Converged;
+  const progress = { proven: false, networkApplied: false };
   try {
-    converged = await converge(app, steps, log, o.agentHold, o.agentSettleMs ?? 0);
+    converged = await converge(app, steps, log, o.agentHold, o.agentSettleMs ?? 0, progress);
   } catch (err) {
-    await release();
-    throw err;
+    try {
+      // Whatever failed, a runtime not proven in this run must not leave the instance taking tasks.
+      if (!steps.includes('runtime') || progress.proven) throw err;
+      // The rules stay: tasks still running (the agent stops, they do not) must not reach instance metadata.
+      const cause = progress.networkApplied
+        ? withSentence(err, 'The network rules of ecs-gvisor stay in place (they keep running tasks from instance metadata).')
+        : err;
+      throw await (o.unproven ?? ((e) => app.failClosed(e, { run: false })))(cause);
+    } finally {
+      await release();
+    }
   }
   let finishing: Promise<RuntimeState | undefined> | undefined;
   const finish = () => {
@@ -65,6 +80,7 @@ async function converge(
   log: Logger,
   agentHold: (() => Promise<string | undefined>) | undefined,
   agentSettleMs: number,
+  progress: { proven: boolean; networkApplied: boolean },
 ): Promise<Converged> {
   await app.checkInputs(steps);
   // ecs-init is stopped before anything changes, so it cannot recreate the agent under runsc once that is
@@ -85,7 +101,8 @@ async function converge(
   const stopped = ecsInit ? Promise.race([ecsInitStopped.fired, ecsInit]) : Promise.resolve();
   const runtime = steps.includes('runtime')
     ? // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
-      app.runtime.apply({ modesLater: true, changesAfter: stopped }).then((state) => {
+      app.runtime.apply({ modesLater: true, changesAfter: stopped, beforeUndo: () => app.agent.stop() }).then((state) => {
+        progress.proven = true;
         log.info(
           { runtime: state.name, runscVersion: state.runscVersion, verifiedAt: state.verifiedAt },
           `${state.name} is Docker's default runtime and the sandbox is proven`,
@@ -97,6 +114,7 @@ async function converge(
     ? stopped
         .then(() => app.network.apply())
         .then((r) => {
+          progress.networkApplied = true;
           log.info(r, 'host network rules in place');
         })
     : undefined;
@@ -151,9 +169,20 @@ async function startAgent(
  * the next bootstrap does it again).
  */
 export async function serve(app: App, steps: readonly Step[], log: Logger, signal: AbortSignal): Promise<void> {
+  // Two watches would act on one instance (one rewrote the other's lifecycle record): the second refuses.
+  const releaseRun = await app.claimRun();
+  try {
+    await watchHost(app, steps, log, signal);
+  } finally {
+    await releaseRun();
+  }
+}
+
+async function watchHost(app: App, steps: readonly Step[], log: Logger, signal: AbortSignal): Promise<void> {
   const lc = app.lifecycle;
   const guard = lc?.guardBootstrap(signal);
   let boot: Bootstrapped;
+  let fenced = false;
   try {
     boot = await bootstrap(app, steps, log, {
       agentHold:
@@ -165,10 +194,15 @@ export async function serve(app: App, steps: readonly Step[], log: Logger, signa
           return isWarm(target) ? `the instance is in a warm pool (${target}): the agent starts when it goes InService` : undefined;
         }),
       deferFinish: true,
+      unproven: async (err) => {
+        fenced = true;
+        await guard?.stop();
+        return app.failClosed(err, { run: true });
+      },
     });
   } catch (err) {
     await guard?.stop();
-    await lc?.abandonLaunch(err);
+    if (!fenced) await lc?.abandonLaunch(err);
     throw err;
   }
   await guard?.stop();
@@ -203,6 +237,12 @@ export async function serve(app: App, steps: readonly Step[], log: Logger, signa
     throw failure;
   }
   log.info('stopping; the agent container keeps running');
+}
+
+/** The same error with one more sentence to its message (a typed error keeps its code and details). */
+function withSentence(err: unknown, text: string): unknown {
+  if (!(err instanceof EcsGvisorError)) return err;
+  return new EcsGvisorError(err.code, `${sentence(err.message)} ${text}`, { cause: err.cause, details: { ...err.details } });
 }
 
 /** A one-time event: fire() resolves fired. */

@@ -18,6 +18,10 @@ export interface HookAction {
   /** After a failed completion: not again before this. */
   retryAt?: string;
   completedAt?: string;
+  /** When we first saw the action (terminate): only an ECS view taken after it may complete it. */
+  since?: string;
+  /** Terminate after a finished drain: completed once ECS, asked after the action came, lists no task. */
+  awaitingEcs?: boolean;
 }
 
 export interface LaunchRecord extends HookAction {
@@ -57,8 +61,13 @@ export interface LifecycleView {
   spot?: { action: string; time?: string };
   verified: boolean;
   registered: boolean;
+  /**
+   * The agent container runs: with no confirmed registration (introspection not answering, or answered
+   * by something else on its port) it may still hold tasks, so a termination waits for one.
+   */
+  agentRunning?: boolean;
   /** ECS's latest view of the container instance since it registered, and when it was taken. */
-  ecs?: { status: string; agentConnected: boolean; runningTasksCount: number; at: number } | 'missing';
+  ecs?: { status: string; agentConnected: boolean; runningTasksCount: number; pendingTasksCount?: number; at: number } | 'missing';
   /** The instance belongs to an Auto Scaling group (its hooks' actions can be completed). */
   inGroup: boolean;
 }
@@ -116,7 +125,12 @@ export function planLifecycle(rec: LifecycleRecord, v: LifecycleView, p: Lifecyc
   const target = next.targetState;
   if (v.spot && !next.spot) {
     next.spot = { ...v.spot, seenAt: iso(now) };
-    notes.push({ level: 'warn', msg: 'spot interruption notice', fields: { ...v.spot, drain: p.spotDrain } });
+    // Not `time`: that is the log line's own key, which the notice's would overwrite.
+    notes.push({
+      level: 'warn',
+      msg: 'spot interruption notice',
+      fields: { action: v.spot.action, noticeTime: v.spot.time, drain: p.spotDrain },
+    });
   }
   const watching = v.stage === 'watching';
 
@@ -150,23 +164,27 @@ export function planLifecycle(rec: LifecycleRecord, v: LifecycleView, p: Lifecyc
   if (watching && trigger) {
     let d = next.drain;
     if (!d) {
-      d = next.drain = v.registered
+      // Unconfirmed while the agent runs is not "never registered": drained once confirmed, else at the timeout.
+      const drain = v.registered || v.agentRunning === true;
+      d = next.drain = drain
         ? { reason: trigger, phase: 'draining', since: iso(now) }
         : { reason: trigger, phase: 'nothing-to-drain', since: iso(now), finishedAt: iso(now) };
       notes.push({
         level: 'warn',
         msg: v.registered
           ? `${trigger === 'spot' ? 'spot interruption' : 'termination'}: draining the container instance`
-          : 'termination: the agent never registered, nothing to drain',
+          : drain
+            ? `${trigger === 'spot' ? 'spot interruption' : 'termination'}: the agent runs but its registration is not confirmed; draining once it is (or completing at ECS_GVISOR_DRAIN_TIMEOUT_SECONDS)`
+            : 'termination: the agent never registered, nothing to drain',
         fields: { reason: trigger },
       });
     }
     if (d.phase === 'draining') {
       const ecs = v.ecs !== undefined && v.ecs !== 'missing' && v.ecs.at >= Date.parse(d.since) ? v.ecs : undefined;
-      if (ecs) d.runningTasks = ecs.runningTasksCount;
+      if (ecs) d.runningTasks = tasksOn(ecs);
       if (!d.by) {
         effects.push({ kind: 'drain', reason: d.reason });
-      } else if (ecs?.runningTasksCount === 0 || v.ecs === 'missing') {
+      } else if ((ecs && tasksOn(ecs) === 0) || v.ecs === 'missing') {
         Object.assign(d, { phase: 'drained', finishedAt: iso(now), runningTasks: 0 });
         notes.push({
           level: 'info',
@@ -184,10 +202,27 @@ export function planLifecycle(rec: LifecycleRecord, v: LifecycleView, p: Lifecyc
       }
     }
     if (target === 'Terminated' && p.terminateHook && v.inGroup) {
-      d.hook ??= { hook: p.terminateHook, phase: 'waiting', heartbeats: 0 };
+      d.hook ??= { hook: p.terminateHook, phase: 'waiting', heartbeats: 0, since: iso(now) };
       const h = d.hook;
+      if (h.phase === 'waiting' && d.phase === 'drained') {
+        // Drained before this action came (a spot drain, an earlier run): ECS's word now, not then.
+        const asked = Date.parse(h.since ?? d.finishedAt ?? d.since);
+        const fresh = v.ecs !== undefined && v.ecs !== 'missing' && v.ecs.at >= asked ? v.ecs : undefined;
+        if (fresh && tasksOn(fresh) > 0) {
+          Object.assign(d, { phase: 'draining', runningTasks: tasksOn(fresh), finishedAt: undefined });
+          notes.push({
+            level: 'warn',
+            msg: 'termination: ECS lists tasks on the drained container instance again; waiting for them to go',
+            fields: { tasks: tasksOn(fresh) },
+          });
+        } else if (!fresh && v.ecs !== 'missing') {
+          h.awaitingEcs = true;
+        } else {
+          h.awaitingEcs = undefined;
+        }
+      }
       if (h.phase === 'waiting' && !before(now, h.retryAt)) {
-        if (d.phase !== 'draining')
+        if (d.phase !== 'draining' && !h.awaitingEcs)
           effects.push({ kind: 'complete', role: 'terminate', hook: h.hook, result: 'CONTINUE', reason: drainSummary(d) });
         else if (!before(now, h.nextHeartbeatAt)) effects.push({ kind: 'heartbeat', role: 'terminate', hook: h.hook });
       }
@@ -200,7 +235,16 @@ export function planLifecycle(rec: LifecycleRecord, v: LifecycleView, p: Lifecyc
 /** ECS's view is awaited (a launch gate or a drain): the watch polls at the alert interval, not the steady one. */
 export function awaitsEcs(rec: LifecycleRecord): boolean {
   const t = rec.targetState;
-  return (rec.launch?.phase === 'waiting' && !isWarm(t) && t !== 'Terminated') || rec.drain?.phase === 'draining';
+  return (
+    (rec.launch?.phase === 'waiting' && !isWarm(t) && t !== 'Terminated') ||
+    rec.drain?.phase === 'draining' ||
+    rec.drain?.hook?.awaitingEcs === true
+  );
+}
+
+/** Tasks on the container instance as ECS counts them: running and pending (placed, not started yet). */
+function tasksOn(ecs: { runningTasksCount: number; pendingTasksCount?: number }): number {
+  return ecs.runningTasksCount + (ecs.pendingTasksCount ?? 0);
 }
 
 /** A launch action Auto Scaling is waiting on, from now. */

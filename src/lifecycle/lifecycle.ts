@@ -57,6 +57,8 @@ export interface LifecycleOptions extends LifecyclePolicy {
 /** What the watch knows, for one round. */
 export interface WatchView {
   verified: boolean;
+  /** The agent container runs (whatever introspection says). */
+  agentRunning?: boolean;
   metadata?: AgentMetadata;
   ecs?: ContainerInstanceView | 'missing';
   /** When `ecs` was taken. */
@@ -67,6 +69,14 @@ export interface TickResult {
   /** Keep the agent down (warm pool) or let it run. */
   agent?: { want: 'hold' | 'run'; reason: string };
   urgentEcs: boolean;
+}
+
+/** What abandonLaunch did: nothing pending, left pending (a failure that may pass), abandoned, or could not. */
+export type LaunchAbandon = 'none' | 'kept' | 'abandoned' | 'failed';
+
+/** A failure that may pass by itself (Docker or the network unavailable, the host lock held): systemd tries again. */
+export function isTransient(err: unknown): boolean {
+  return err instanceof EcsGvisorError && err.exitCode === ExitCode.unavailable;
 }
 
 interface Identity {
@@ -112,6 +122,7 @@ export class Lifecycle {
         spot: spotText ? parseSpotNotice(spotText) : undefined,
         verified: w.verified,
         registered: w.metadata !== undefined,
+        agentRunning: w.agentRunning,
         ecs,
         inGroup: id.group !== undefined,
       },
@@ -137,9 +148,9 @@ export class Lifecycle {
    * unless the failure may pass (Docker or the network unavailable) and the launch timeout has not run
    * out; then systemd's restart tries again and the action keeps waiting.
    */
-  async abandonLaunch(err: unknown): Promise<void> {
+  async abandonLaunch(err: unknown): Promise<LaunchAbandon> {
     const { clock, log } = this.deps;
-    if (!this.opts.launchHook) return;
+    if (!this.opts.launchHook) return 'none';
     let id: Identity;
     try {
       id = await this.identify();
@@ -148,26 +159,26 @@ export class Lifecycle {
         { err: messageOf(e) },
         'bootstrap failed and the launch lifecycle action cannot be abandoned (instance identity unknown); the hook’s timeout decides',
       );
-      return;
+      return 'failed';
     }
-    if (!id.group) return;
+    if (!id.group) return 'none';
     const now = clock.now();
     this.rec.launch ??= newLaunch(this.opts.launchHook, this.rec.targetState ?? 'unknown', now);
     const l = this.rec.launch;
-    if (l.phase !== 'waiting') return;
-    const transient = err instanceof EcsGvisorError && err.exitCode === ExitCode.unavailable;
-    const waited = now - Date.parse(l.since);
-    if (transient && waited < this.opts.launchTimeoutMs) {
+    if (l.phase !== 'waiting') return 'none';
+    if (isTransient(err) && now - Date.parse(l.since) < this.opts.launchTimeoutMs) {
       log.warn(
-        { err: messageOf(err), waitedSeconds: Math.round(waited / 1000) },
+        { err: messageOf(err), waitedSeconds: Math.round((now - Date.parse(l.since)) / 1000) },
         'bootstrap failed; the launch lifecycle action stays pending while systemd tries again (abandoned after ECS_GVISOR_LAUNCH_TIMEOUT_SECONDS)',
       );
       await this.save();
-      return;
+      return 'kept';
     }
     const e: Effect = { kind: 'complete', role: 'launch', hook: l.hook, result: 'ABANDON', reason: `bootstrap failed: ${messageOf(err)}` };
-    this.rec = afterEffect(this.rec, e, await this.hookCall(id, e), clock.now(), this.opts);
+    const out = await this.hookCall(id, e);
+    this.rec = afterEffect(this.rec, e, out, clock.now(), this.opts);
     await this.save();
+    return out.kind === 'ok' ? 'abandoned' : out.kind === 'not-pending' ? 'none' : 'failed';
   }
 
   /**

@@ -47,7 +47,8 @@ export function runtimeEntryPath(stateDir: string, runtimeName: string): string 
   return `${stateDir}/bin/${runtimeName}`;
 }
 
-const SH_SAFE = /^[A-Za-z0-9_./:@%+=,-]+$/;
+/** What the entry point writes unquoted: the configuration refuses any other runsc path before a change. */
+export const SH_SAFE = /^[A-Za-z0-9_./:@%+=,-]+$/;
 
 export function renderRuntimeEntry(o: { runscPath: string; policy: NetworkPolicy }): string {
   if (!SH_SAFE.test(o.runscPath))

@@ -140,8 +140,12 @@ export class RuntimeStep {
    * every probe wait for settled() (bootstrap starts the agent first, and the state it returns has no
    * `networks` yet); otherwise all is done when apply returns. `changesAfter`: what it reads comes first,
    * what it changes waits for this (ecs-init stopped); a rejection ends apply with it, nothing changed.
+   * `beforeUndo`: after a failure, before Docker's default goes back to what it was (bootstrap stops the
+   * agent there, so a crash during the rollback cannot leave it placing tasks on runc).
    */
-  async apply(opts: { modesLater?: boolean; changesAfter?: Promise<unknown> } = {}): Promise<RuntimeState> {
+  async apply(
+    opts: { modesLater?: boolean; changesAfter?: Promise<unknown>; beforeUndo?: () => Promise<unknown> } = {},
+  ): Promise<RuntimeState> {
     const log = this.deps.log;
     const d = this.opts.desired;
     this.later = Promise.resolve(undefined); // what an earlier apply left is the prover's to finish now
@@ -215,7 +219,7 @@ export class RuntimeStep {
       if (!opts.modesLater) await this.settled();
       return state;
     } catch (err) {
-      throw await this.failClosed(err, proc, version);
+      throw await this.failClosed(err, proc, version, opts.beforeUndo);
     }
   }
 
@@ -238,9 +242,16 @@ export class RuntimeStep {
     return { restored, keptFor: restored ? users : [] };
   }
 
-  private async failClosed(err: unknown, proc: DockerdProcess, version: RunscVersion): Promise<unknown> {
+  private async failClosed(
+    err: unknown,
+    proc: DockerdProcess,
+    version: RunscVersion,
+    beforeUndo: (() => Promise<unknown>) | undefined,
+  ): Promise<unknown> {
     const log = this.deps.log;
     log.error({ err: messageOf(err) }, 'runtime step failed; rolling back (fail closed)');
+    // Its failure is the caller's to report (it tries again once the step has failed).
+    await beforeUndo?.().catch((e: unknown) => log.error({ err: messageOf(e) }, 'before rolling back: failed'));
     let restored: boolean;
     try {
       restored = await this.restoreOriginal(proc);

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { cgroupDir, isContainerCgroup, LIMIT_FILES, locate, parseProcCgroup } from '../cgroups.js';
 import { BUILTIN_PROBE_IMAGE } from '../config.js';
-import { EcsGvisorError, messageOf } from '../errors.js';
+import { EcsGvisorError, messageOf, sentence } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, DockerPort, FilesPort, HostPort } from '../ports.js';
 import type { StateStore } from '../state-store.js';
@@ -52,15 +52,21 @@ export interface SandboxEvidence {
   networks?: Networks;
 }
 
+/** The network a sandbox has: gVisor's own stack, the kernel's (passthrough), or none (`--network=none`: loopback only). */
+export type SandboxStack = 'netstack' | 'passthrough' | 'no-network';
+
 export type NetworkProof = { proven: true; stack: 'netstack' | 'passthrough' } | { proven: false; reason: string };
 
 /** Each network mode's proof. */
 export type Networks = Record<NetworkMode, NetworkProof>;
 
-/** Whether a sandbox runs gVisor's passthrough stack: the last --network flag on its command line. */
-export function sandboxStack(argv: readonly string[]): 'netstack' | 'passthrough' {
+/**
+ * Which network a sandbox runs, from the last --network flag on its command line: `host` is passthrough,
+ * `none` leaves a container only loopback (no ECS network mode works in it), anything else netstack.
+ */
+export function sandboxStack(argv: readonly string[]): SandboxStack {
   const net = argv.filter((a) => a.startsWith('--network=')).pop();
-  return net === '--network=host' ? 'passthrough' : 'netstack';
+  return net === '--network=host' ? 'passthrough' : net === '--network=none' ? 'no-network' : 'netstack';
 }
 
 /**
@@ -210,7 +216,7 @@ export class SandboxProver {
         for (const n of gone) if (n !== undefined) names.delete(n);
       });
     };
-    let own: { id: string; stack: 'netstack' | 'passthrough' };
+    let own: { id: string; stack: SandboxStack };
     let evidence: SandboxEvidence;
     try {
       const id = await this.probe({ NetworkMode: 'none', Memory: PROBE_MEMORY_BYTES, MemorySwap: PROBE_MEMORY_BYTES }, created, true);
@@ -241,7 +247,7 @@ export class SandboxProver {
   private async proveModes(
     runtimeName: string,
     policy: NetworkPolicy,
-    own: { id: string; stack: 'netstack' | 'passthrough' },
+    own: { id: string; stack: SandboxStack },
     created: Probe[],
   ): Promise<Networks> {
     const allowed = modesAllowed(policy);
@@ -299,8 +305,10 @@ export class SandboxProver {
     }
   }
 
-  private expectStack(policy: NetworkPolicy, mode: NetworkMode, stack: 'netstack' | 'passthrough'): NetworkProof {
+  private expectStack(policy: NetworkPolicy, mode: NetworkMode, stack: SandboxStack): NetworkProof {
     const want = stackFor(policy, mode);
+    if (stack === 'no-network')
+      return { proven: false, reason: 'the sandbox runs with --network=none (ECS_GVISOR_RUNSC_ARGS): a container there has only loopback' };
     return stack === want
       ? { proven: true, stack }
       : { proven: false, reason: `the sandbox runs ${stack}, not ${want} as ECS_GVISOR_NETWORK_POLICY=${policy} says` };
@@ -430,5 +438,6 @@ function failed(err: unknown): NetworkProof {
 }
 
 function unproven(reason: string, cause?: unknown): EcsGvisorError {
-  return new EcsGvisorError('SANDBOX_UNPROVEN', `The sandbox is not proven: ${reason}.`, { cause });
+  // Docker's own text may end in a full stop already: one sentence, never "..".
+  return new EcsGvisorError('SANDBOX_UNPROVEN', sentence(`The sandbox is not proven: ${reason}`), { cause });
 }

@@ -4,7 +4,7 @@
  * containers and their processes' command lines come in, violations come out.
  */
 import type { ContainerState } from '../ports.js';
-import { isSandboxCmdline, sandboxStack } from '../runtime/sandbox-proof.js';
+import { isSandboxCmdline, type SandboxStack, sandboxStack } from '../runtime/sandbox-proof.js';
 
 export interface Violation {
   id: string;
@@ -18,7 +18,8 @@ export interface ContainerNetwork {
   id: string;
   name: string;
   networkMode: string;
-  stack: 'netstack' | 'passthrough' | 'none';
+  /** The sandbox's network; `none`: the container is not in a sandbox. */
+  stack: SandboxStack | 'none';
 }
 
 export interface AuditResult {

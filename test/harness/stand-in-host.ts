@@ -25,6 +25,8 @@ export function standInHost(d: DockerdInfo, agentImage: string, name: string): S
   writeFileSync(
     `${dir}/systemctl`,
     `#!/bin/sh
+# What systemd's notify socket each call inherited (none, or ecs-gvisor leaks it to its children).
+echo "NOTIFY_SOCKET=\${NOTIFY_SOCKET:-}" >> ${dir}/systemctl-env
 for a; do unit=$a; done
 [ "$unit" = ecs.service ] || { [ "$1" = show ] && printf 'LoadState=not-found\\nActiveState=inactive\\nUnitFileState=\\n'; exit 0; }
 read active file < ${dir}/unit

@@ -65,6 +65,23 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
     expect(execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', '-S'], { encoding: 'utf8' })).not.toContain('ecs-gvisor');
   });
 
+  it('a full bootstrap whose proof fails: exit 5, the message says the network rules stay (and why), one full stop each', async () => {
+    // Debian's runsc without its network flag cannot start a sandbox on this kernel.
+    const env = hostEnv();
+    const r = await runCli(['bootstrap'], { ...env, ECS_GVISOR_RUNSC_ARGS: '' }, 180_000, ns);
+    expect(r.code).toBe(5);
+    expect(r.stderr).toMatch(
+      /^ecs-gvisor: The sandbox is not proven: .* The network rules of ecs-gvisor stay in place \(they keep running tasks from instance metadata\)\.\n$/,
+    );
+    expect(r.stderr).not.toMatch(/\.\./);
+    // What the message says: the rules are there.
+    expect(execFileSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', '-S'], { encoding: 'utf8' })).toContain(
+      'ecs-gvisor: task IAM role credentials',
+    );
+    expect(readFileSync(d.daemonJson, 'utf8')).toBe(ORIGINAL);
+    expect((await runCli(['rollback'], env, 120_000, ns)).code).toBe(0);
+  });
+
   it('run: READY only once verified, watchdog pings, status while running, metrics on loopback; a killed agent comes back; SIGTERM exits 0 leaving the agent up', async () => {
     const sock = await new NotifySocket(`${dir}/notify.sock`).start();
     const env = {
@@ -87,6 +104,10 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       await wait('READY=1', async () => sock.with('READY').length > 0);
       // READY names our PID, after the sandbox was proven.
       expect(sock.with('READY')[0]!.pid).toBe(child.pid);
+      // systemctl ran (ecs-init's stop) without the notify socket: only systemd-notify speaks to systemd.
+      const calls = readFileSync(`${dir}/systemctl-env`, 'utf8').trim().split('\n');
+      expect(calls.length).toBeGreaterThan(0);
+      expect(calls.filter((l) => l !== 'NOTIFY_SOCKET=')).toEqual([]);
       const status = JSON.parse((await runCli(['status', '--json'], env, 10_000, ns)).stdout) as StatusReport;
       expect(status.runtime.verified).toBe(true);
       expect(status.agent).toMatchObject({ running: true, runtime: 'runc' });

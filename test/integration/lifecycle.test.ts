@@ -171,6 +171,92 @@ describe('launch', () => {
   });
 });
 
+const awsEnv = () => ({
+  AWS_ACCESS_KEY_ID: 'AKIDTEST',
+  AWS_SECRET_ACCESS_KEY: 'secret',
+  AWS_ENDPOINT_URL_ECS: ecs.url,
+  AWS_ENDPOINT_URL_AUTO_SCALING: asg.url,
+  AWS_ENDPOINT_URL_EC2: ec2.url,
+});
+
+describe('one run per host', () => {
+  it('a second run is refused with one sentence while the first watches; the first goes on', async () => {
+    start({ ECS_GVISOR_LAUNCH_HOOK: 'launch' });
+    imds.paths.set(TARGET, 'InService');
+    await register();
+    const first = await until('the first run watching', async () => {
+      const s = await app.status();
+      return s.watch.running ? s.watch.pid : undefined;
+    });
+    const r = await runCli(['run'], { ...env, ...awsEnv() }, 60_000);
+    expect(r.stderr).toMatch(
+      /^ecs-gvisor: Another ecs-gvisor run \(pid \d+ \(run, since \S+\)\) already watches this host; one run per host, so this one changed nothing\.\n$/,
+    );
+    expect(r.code).toBe(4);
+    // It refused before any step or lifecycle round of its own.
+    expect(r.stdout).not.toMatch(/"component":"(runtime|agent|lifecycle)"/);
+    expect((await app.status()).watch).toMatchObject({ running: true, pid: first });
+  });
+});
+
+describe('failing closed after a verified run', () => {
+  const sandboxAttr = () => ecs.instances.get(ARN)?.attributes['ecs-gvisor.sandbox'];
+  /** A `run` that proves, registers and publishes verified, then is stopped as systemd does on a restart. */
+  async function verifiedThenStopped(): Promise<{ agentId: string; same: Record<string, string> }> {
+    start({});
+    // The next run on this host keeps its state dir (what it published, the backup of daemon.json).
+    const same = { ECS_GVISOR_STATE_DIR: env.ECS_GVISOR_STATE_DIR! };
+    await register();
+    await until('the verified attribute', () => sandboxAttr() === 'verified');
+    await until('watch.json says verified', async () => (await app.status()).attributes?.published['ecs-gvisor.sandbox'] === 'verified');
+    host.ac.abort();
+    await host.running;
+    host.ac = new AbortController();
+    const a = await agent();
+    expect(a.State.Running).toBe(true); // kept running through our stop, as designed
+    return { agentId: a.Id, same };
+  }
+
+  it('a failed proof stops the agent, withdraws verified, abandons the launch and marks the instance Unhealthy before it exits', async () => {
+    const { agentId, same } = await verifiedThenStopped();
+    asg.pend('asg-1', 'launch', IID);
+    imds.paths.set(TARGET, 'InService');
+    // runsc without its network flag cannot start a sandbox on this kernel: the proof fails (exit 5).
+    start({ ...same, ECS_GVISOR_LAUNCH_HOOK: 'launch', ECS_GVISOR_RUNSC_ARGS: '', ECS_GVISOR_SET_INSTANCE_HEALTH: 'true' });
+    const err = await host.running!.catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'SANDBOX_UNPROVEN', exitCode: 5 });
+    const a = await agent();
+    expect(a.Id).toBe(agentId);
+    expect(a.State.Running).toBe(false); // stopped, not left placing tasks on runc
+    expect((await docker.info()).DefaultRuntime).toBe('runc');
+    expect(sandboxAttr()).toBe('unverified');
+    expect(asg.action('asg-1', 'launch', IID)?.result).toBe('ABANDON');
+    const health = asg.calls.filter((c) => c.Action === 'SetInstanceHealth');
+    expect(health).toHaveLength(1);
+    expect(health[0]).toMatchObject({ params: { InstanceId: IID, HealthStatus: 'Unhealthy' } });
+  });
+
+  it('bootstrap alone fails closed too; what it could not do is in the exit code (17: ECS never took the withdrawal)', async () => {
+    const { same } = await verifiedThenStopped();
+    ecs.behaviour = (op) => (op === 'PutAttributes' ? 'server-error' : 'ok');
+    // The CLI as an operator runs it, pointed at the fakes the way startFakeAws points this process.
+    const cli = { ...env, ...same, ...awsEnv(), ECS_GVISOR_RUNSC_ARGS: '' };
+    const r = await runCli(['bootstrap', '--only', 'runtime'], cli, 180_000);
+    expect(r.code).toBe(17);
+    expect(r.stderr).toMatch(
+      /^ecs-gvisor: .*sandbox.* Taking the instance out of service was incomplete: ecs-gvisor\.sandbox=verified could not be withdrawn from ECS \(.*\)\.\n$/,
+    );
+    expect((await agent()).State.Running).toBe(false);
+    expect(sandboxAttr()).toBe('verified'); // ECS refused: the exit code said so
+    expect(ecs.count('PutAttributes', 'server-error')).toBeGreaterThanOrEqual(2);
+    // ECS answers again: the next failed start withdraws it.
+    ecs.behaviour = () => 'ok';
+    const again = await runCli(['bootstrap', '--only', 'runtime'], cli, 180_000);
+    expect(again.code).toBe(5);
+    expect(sandboxAttr()).toBe('unverified');
+  });
+});
+
 describe('warm pools', () => {
   it('keeps the agent down while Warmed:Running and continues without ECS; InService starts the agent and gates on registration again', async () => {
     asg.pend('asg-1', 'launch', IID);
@@ -231,6 +317,20 @@ describe('another instance’s registration (ECS says its ARN is another EC2 ins
 });
 
 describe('terminate and spot', () => {
+  it('status says DRAINING as soon as ecs-gvisor set it, not ACTIVE until the next poll', async () => {
+    // Polls rare enough that none comes between the drain and the check.
+    start({ ECS_GVISOR_TERMINATE_HOOK: 'terminate', ECS_GVISOR_ECS_ALERT_POLL_SECONDS: '600', ECS_GVISOR_ECS_CALLS_PER_HOUR: '12' });
+    imds.paths.set(TARGET, 'InService');
+    await register({ runningTasksCount: 2 });
+    await until('registered and polled', async () => (await app.status()).registration.status === 'ACTIVE', 60_000);
+    asg.pend('asg-1', 'terminate', IID);
+    imds.paths.set(TARGET, 'Terminated');
+    await until('the drain', () => ecs.count('UpdateContainerInstancesState') === 1);
+    const drainAt = ecs.calls.find((c) => c.operation === 'UpdateContainerInstancesState')!.at;
+    await until('status DRAINING', async () => (await app.status()).registration.status === 'DRAINING', 10_000);
+    expect(ecs.calls.filter((c) => c.operation === 'DescribeContainerInstances' && c.at > drainAt)).toHaveLength(0);
+  });
+
   it('drains on Terminated, waits for the tasks to go 3 → 0 with heartbeats, then completes CONTINUE', async () => {
     start({ ECS_GVISOR_TERMINATE_HOOK: 'terminate' });
     imds.paths.set(TARGET, 'InService');

@@ -38,6 +38,27 @@ describe('parseConfig', () => {
   it.each([
     ['ECS_GVISOR_RUNSC_PATH=runsc\n', {}, `${FILE}: ECS_GVISOR_RUNSC_PATH="runsc" must be an absolute path.`],
     [
+      'ECS_GVISOR_PROBE_IMAGE=busybox@sha256:1234\n',
+      {},
+      `${FILE}: ECS_GVISOR_PROBE_IMAGE="busybox@sha256:1234" must be an image reference (name[:tag][@sha256:<64 hex digits>]).`,
+    ],
+    [
+      '',
+      { ECS_GVISOR_AGENT_IMAGE: 'Amazon/ECS-Agent:latest' },
+      'environment: ECS_GVISOR_AGENT_IMAGE="Amazon/ECS-Agent:latest" must be an image reference (name[:tag][@sha256:<64 hex digits>]).',
+    ],
+    [
+      // The file's value has a space (fine in KEY=VALUE); the runtime entry point writes the path unquoted.
+      'ECS_GVISOR_RUNSC_PATH=/opt/my runsc/runsc\n',
+      {},
+      `${FILE}: ECS_GVISOR_RUNSC_PATH="/opt/my runsc/runsc" has characters the runtime entry point cannot use (letters, digits and _./:@%+=,- only).`,
+    ],
+    [
+      '',
+      { ECS_GVISOR_RUNSC_PATH: '/usr/bin/run$c' },
+      'environment: ECS_GVISOR_RUNSC_PATH="/usr/bin/run$c" has characters the runtime entry point cannot use (letters, digits and _./:@%+=,- only).',
+    ],
+    [
       '',
       { ECS_GVISOR_RUNTIME_NAME: 'runc' },
       'environment: ECS_GVISOR_RUNTIME_NAME="runc" must not name one of Docker’s built-in runtimes.',
@@ -160,5 +181,20 @@ describe('parseConfig', () => {
 
   it('treats an empty value as the default', () => {
     expect(parse('ECS_GVISOR_RUNSC_PATH=\n').RUNSC_PATH).toBe('/usr/local/bin/runsc');
+  });
+});
+
+describe('image references', () => {
+  it.each([
+    'busybox',
+    'ecs-gvisor/probe:1',
+    'amazon/amazon-ecs-agent:latest',
+    'public.ecr.aws/ecs/amazon-ecs-agent:v1.101.2',
+    '111122223333.dkr.ecr.us-east-1.amazonaws.com/probe:1',
+    'localhost:5000/a/b__c-d.e:tag_1.0',
+    `busybox@sha256:${'a'.repeat(64)}`,
+    `registry.example:443/x/busybox:1@sha256:${'0'.repeat(64)}`,
+  ])('accepts %s', (ref) => {
+    expect(parseConfig({ fileText: undefined, filePath: FILE, env: { ECS_GVISOR_PROBE_IMAGE: ref } }).PROBE_IMAGE).toBe(ref);
   });
 });

@@ -185,10 +185,52 @@ describe('terminate drain', () => {
     });
     expect(kinds(s.effects)).toEqual(['agent run', 'drain']);
     expect(s.record.spot).toMatchObject({ action: 'terminate', time: '2026-11-23T00:02:00Z' });
+    // The log line keeps its own `time`: the notice's goes under another key.
+    const note = s.notes.find((n) => n.msg === 'spot interruption notice')!;
+    expect(note.fields).toEqual({ action: 'terminate', noticeTime: '2026-11-23T00:02:00Z', drain: true });
     expect(s.record.drain?.reason).toBe('spot');
     expect(kinds(step({}, view({ spot: { action: 'stop' } }), { ...policy, launchHook: undefined, spotDrain: false }).effects)).toEqual([
       'agent run',
     ]);
+  });
+
+  it('terminate after a spot drain asks ECS afresh: a task ECS lists (running or pending) is waited for, then CONTINUE', () => {
+    const p = { ...policy, launchHook: undefined };
+    const spot = parseSpotNotice('{"action": "terminate", "time": "2026-11-23T00:02:00Z"}');
+    let s = step({}, view({ spot, ecs: ready }), p, (e) => (e.kind === 'drain' ? { kind: 'ok', drainedBy: 'ecs-gvisor' } : { kind: 'ok' }));
+    s = step(s.record, view({ now: T0 + 10_000, spot, ecs: { ...ready, at: T0 + 10_000 } }), p);
+    expect(s.record.drain?.phase).toBe('drained');
+    // The terminate action comes later. The view in hand is from before it: no completion on it.
+    s = step(s.record, view({ now: T0 + 60_000, target: 'Terminated', spot, ecs: { ...ready, at: T0 + 10_000 } }), p);
+    expect(kinds(s.effects)).not.toContain('complete terminate CONTINUE');
+    expect(s.urgentEcs).toBe(true); // the watch asks ECS at the alert interval
+    // ECS, asked now, has a task pending on the instance: back to waiting for it.
+    const busy = { ...ready, runningTasksCount: 0, pendingTasksCount: 1, at: T0 + 61_000 };
+    s = step(s.record, view({ now: T0 + 61_000, target: 'Terminated', spot, ecs: busy }), p);
+    expect(kinds(s.effects)).not.toContain('complete terminate CONTINUE');
+    expect(s.record.drain).toMatchObject({ phase: 'draining', runningTasks: 1 });
+    // Gone: CONTINUE.
+    s = step(s.record, view({ now: T0 + 70_000, target: 'Terminated', spot, ecs: { ...ready, at: T0 + 70_000 } }), p);
+    expect(kinds(s.effects)).toContain('complete terminate CONTINUE');
+  });
+
+  it('an agent that runs with its registration unconfirmed (its port squatted) is not "nothing to drain": no CONTINUE before the drain or its timeout', () => {
+    const p = { ...policy, launchHook: undefined };
+    let s = step({}, view({ target: 'Terminated', registered: false, agentRunning: true }), p, (e) =>
+      e.kind === 'drain' ? { kind: 'failed' } : { kind: 'ok' },
+    );
+    expect(s.record.drain).toMatchObject({ phase: 'draining' });
+    expect(kinds(s.effects)).toEqual(['drain', 'heartbeat terminate']);
+    s = step(s.record, view({ now: T0 + 60_000, target: 'Terminated', registered: false, agentRunning: true }), p, (e) =>
+      e.kind === 'drain' ? { kind: 'failed' } : { kind: 'ok' },
+    );
+    expect(kinds(s.effects)).not.toContain('complete terminate CONTINUE');
+    // At the drain timeout it completes, and says so.
+    s = step(s.record, view({ now: T0 + 600_000, target: 'Terminated', registered: false, agentRunning: true }), p, (e) =>
+      e.kind === 'drain' ? { kind: 'failed' } : { kind: 'ok' },
+    );
+    expect(kinds(s.effects)).toContain('complete terminate CONTINUE');
+    expect(s.record.drain?.phase).toBe('timed-out');
   });
 
   it('a failed drain call is tried again on the next round', () => {

@@ -27,7 +27,13 @@ export class LifecycleMonitor implements Monitor {
     const meta = state.confirmedMetadata();
     const r = await lifecycle.tick(
       'watching',
-      { verified: state.verified.ok, metadata: meta, ecs: meta ? state.obs.ecs : undefined, ecsAt: state.ecsAt },
+      {
+        verified: state.verified.ok,
+        agentRunning: state.snap.agent.running,
+        metadata: meta,
+        ecs: meta ? state.obs.ecs : undefined,
+        ecsAt: state.ecsAt,
+      },
       signal,
     );
     const heldForLifecycle = supervisor.snapshot.holds?.lifecycle !== undefined;
@@ -35,6 +41,13 @@ export class LifecycleMonitor implements Monitor {
     if (r.agent?.want === 'run' && heldForLifecycle) {
       await supervisor.release('lifecycle');
       sched.soon('introspect', 1_000);
+    }
+    // We set DRAINING ourselves: say so now rather than ACTIVE until the next poll.
+    const drain = lifecycle.record.drain;
+    const view = state.obs.ecs;
+    if (drain?.by === 'ecs-gvisor' && view && view !== 'missing' && view.status === 'ACTIVE') {
+      state.obs.ecs = { ...view, status: 'DRAINING' };
+      state.snap.registration.status = 'DRAINING';
     }
     if (r.urgentEcs && !ecs.urgent && state.obs.metadata) sched.soon('ecs', this.opts.alertPollMs);
     ecs.urgent = r.urgentEcs;
