@@ -57,7 +57,13 @@ async function warmUp(): Promise<void> {
 
   const state = mkdtempSync(join(tmpdir(), 'egv-warm-up-'));
   try {
-    const discard = { write: () => true };
+    // A writable that takes everything at once (and says so: status waits until its answer is written).
+    const discard = {
+      write: (_chunk: unknown, done?: () => void) => {
+        done?.();
+        return true;
+      },
+    };
     for (const name of ['program', 'status']) {
       const { main } = chunk(name) as unknown as {
         main(argv: string[], env: Record<string, string>, io: unknown): Promise<number>;

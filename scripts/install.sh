@@ -115,8 +115,11 @@ put() { # put MODE SRC DEST
 }
 
 record() { # record KIND PATH: what --uninstall removes
+  # The state dir is root's alone (ecs-gvisor refuses one others can read into); so is the manifest.
   mkdir -p "$(dirname "$MANIFEST")"
-  touch "$MANIFEST"
+  chmod 0700 "$(dirname "$MANIFEST")"
+  (umask 077 && touch "$MANIFEST")
+  chmod 0600 "$MANIFEST"
   grep -qxF "$1 $2" "$MANIFEST" || printf '%s %s\n' "$1" "$2" >> "$MANIFEST"
 }
 

@@ -15,13 +15,47 @@ export function isSecretKey(key: string): boolean {
   return /SECRET|PASSWORD|PASSWD|TOKEN|AUTH|CREDENTIAL|PRIVATE|(^|_)KEYS?(_|$)/i.test(key);
 }
 
-/** `scheme://user:password@host` and `scheme://token@host`: the part before `@`. */
-const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@"'<>]+@/gi;
 /** A value this short would mask ordinary words; its key is still masked. */
 const MIN_REMEMBERED = 4;
 
+/** A string to mask wherever it occurs, with what a search for it needs. */
+interface Needle {
+  text: string;
+  /** KMP's failure table, for a long needle (the built-in search is O(text × needle) on repetitive ones). */
+  fail?: Int32Array;
+}
+
+/** Remembered secrets, longest first (a value containing another is masked whole), and their JSON-escaped form. */
+let secrets: Needle[] = [];
 const remembered = new Set<string>();
-let pattern: RegExp | undefined;
+
+/**
+ * Where `scheme://userinfo@` puts credentials in `text`: the userinfo's [start, end). Found from each
+ * `://` forward to the next `@`, `/`, space or quote, so the scan is linear in the text (a pattern that
+ * tried every letter as a scheme's start was quadratic on a long value).
+ */
+function userinfoSpans(text: string): Array<[number, number]> {
+  const spans: Array<[number, number]> = [];
+  for (let i = text.indexOf('://'); i >= 0; i = text.indexOf('://', i + 3)) {
+    if (i === 0 || !/[a-z0-9+.-]/i.test(text[i - 1]!)) continue; // no scheme before it
+    let j = i + 3;
+    while (j < text.length && !USERINFO_STOP.has(text[j]!)) j++;
+    if (text[j] === '@' && j > i + 3) spans.push([i + 3, j]);
+  }
+  return spans;
+}
+const USERINFO_STOP = new Set(['@', '/', '"', "'", '<', '>', ' ', '\t', '\n', '\r', '\f', '\v']);
+
+/** A URL query parameter: its name bounded in length, so a long run of letters costs no backtracking. */
+const CREDENTIAL_PARAM = /([?&;])([A-Za-z0-9_.-]{1,64})=[^&\s"'#<>]*/g;
+
+/** Query parameters that carry credentials: presigned URLs' and any named like a secret. */
+function isCredentialParam(name: string): boolean {
+  return (
+    /^X-Amz-(Security-Token|Signature|Credential)$/i.test(name) ||
+    /token|signature|^sig$|secret|password|passwd|credential|^key$|_key$|apikey/i.test(name)
+  );
+}
 
 /** Remember the secret values among these KEY=VALUE pairs, to mask them wherever they appear. */
 export function rememberSecrets(vars: Iterable<[string, string]>): void {
@@ -31,7 +65,10 @@ export function rememberSecrets(vars: Iterable<[string, string]>): void {
     // A *_TYPE names a kind ("dockercfg"), not a secret: remembering it would mask the word everywhere.
     if (isSecretKey(key) && !/_TYPE$/i.test(key)) found.push(value);
     // A proxy URL's password (and user) are secrets whatever the key is called.
-    for (const m of value.matchAll(/[a-z][a-z0-9+.-]*:\/\/([^\s/@]+)@/gi)) found.push(m[1]!, ...m[1]!.split(':'));
+    for (const [a, b] of userinfoSpans(value)) {
+      const info = value.slice(a, b);
+      found.push(info, ...info.split(':'));
+    }
     for (const v of found) {
       // Whole, unquoted, and each piece between control characters (which error text shows escaped).
       // eslint-disable-next-line no-control-regex
@@ -43,24 +80,66 @@ export function rememberSecrets(vars: Iterable<[string, string]>): void {
       }
     }
   }
-  if (added) {
-    // Longest first, so a value containing another is masked whole.
-    const alternatives = [...remembered].sort((a, b) => b.length - a.length).map(escapeRegExp);
-    pattern = new RegExp(alternatives.join('|'), 'g');
-  }
+  if (added)
+    secrets = [...remembered]
+      .sort((a, b) => b.length - a.length)
+      .flatMap((plain) => {
+        const escaped = JSON.stringify(plain).slice(1, -1);
+        return (escaped === plain ? [plain] : [plain, escaped]).map(needle);
+      });
 }
 
-/** The text with remembered secrets, secret-keyed values and URL credentials masked. */
-export function redact(text: string): string {
-  let out = text.replace(URL_USERINFO, `$1${MASK}@`);
-  if (pattern) {
-    out = out.replace(pattern, MASK);
-    // The same secrets as JSON would have escaped them (a quote or backslash inside a password).
-    for (const v of remembered) {
-      const escaped = JSON.stringify(v).slice(1, -1);
-      if (escaped !== v) out = out.split(escaped).join(MASK);
+/** Past this length a needle is searched with KMP: linear in the text whatever the needle repeats. */
+const LONG = 64;
+
+function needle(text: string): Needle {
+  if (text.length <= LONG) return { text };
+  const fail = new Int32Array(text.length);
+  for (let i = 1, k = 0; i < text.length; i++) {
+    while (k > 0 && text.charCodeAt(i) !== text.charCodeAt(k)) k = fail[k - 1]!;
+    if (text.charCodeAt(i) === text.charCodeAt(k)) k++;
+    fail[i] = k;
+  }
+  return { text, fail };
+}
+
+/** `hay` with every occurrence of `n` (left to right, not overlapping) replaced by `by`. */
+function replaceAll(hay: string, n: Needle, by: string): string {
+  const { text, fail } = n;
+  if (!fail) return hay.includes(text) ? hay.split(text).join(by) : hay;
+  let out = '';
+  let from = 0;
+  for (let i = 0, k = 0; i < hay.length; i++) {
+    while (k > 0 && hay.charCodeAt(i) !== text.charCodeAt(k)) k = fail[k - 1]!;
+    if (hay.charCodeAt(i) === text.charCodeAt(k)) k++;
+    if (k === text.length) {
+      out += hay.slice(from, i + 1 - k) + by;
+      from = i + 1;
+      k = 0;
     }
   }
+  return from === 0 ? hay : out + hay.slice(from);
+}
+
+/**
+ * The text with remembered secrets, secret-keyed values and URL credentials masked. Linear in the text
+ * for each remembered secret: no pattern is built from the secrets, and long ones are searched with KMP.
+ */
+export function redact(text: string): string {
+  // A presigned URL's signature and session token (X-Amz-Security-Token, X-Amz-Signature, …).
+  let out = text.replace(CREDENTIAL_PARAM, (m, lead: string, name: string) => (isCredentialParam(name) ? `${lead}${name}=${MASK}` : m));
+  const spans = userinfoSpans(out);
+  if (spans.length) {
+    let masked = '';
+    let from = 0;
+    for (const [a, b] of spans) {
+      masked += `${out.slice(from, a)}${MASK}`;
+      from = b;
+    }
+    out = masked + out.slice(from);
+  }
+  // Each secret as it is and as JSON would have escaped it (a quote or backslash inside a password).
+  for (const n of secrets) out = replaceAll(out, n, MASK);
   return out;
 }
 
@@ -74,9 +153,5 @@ export function redactAssignment(kv: string): string {
 /** For tests: forget what was remembered. */
 export function forgetSecrets(): void {
   remembered.clear();
-  pattern = undefined;
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  secrets = [];
 }

@@ -5,7 +5,7 @@ import { inspect } from 'node:util';
 import Docker from 'dockerode';
 import { EcsGvisorError } from '../errors.js';
 import type { ContainerEvents, ContainerSpec, ContainerState, DockerInfo, DockerPort } from '../ports.js';
-import type { EarlyDockerInfo } from './early-docker-info.js';
+import { askDockerInfo, type EarlyDockerInfo } from './early-docker-info.js';
 
 /**
  * Docker Engine API through dockerode. Errors are classified by HTTP status, never by message text.
@@ -36,10 +36,14 @@ export class DockerodeDocker implements DockerPort {
   private readonly earlyInfo: EarlyDockerInfo | undefined;
 
   async info(): Promise<DockerInfo> {
+    // Asked directly on a unix socket, so the answer read is capped (docker-modem would buffer any size).
     const early = this.earlyInfo?.take() as Promise<Record<string, unknown>> | undefined;
     const i = await this.call(
       'get info',
-      (abortSignal) => early ?? (this.docker.info as (o: object) => Promise<Record<string, unknown>>).call(this.docker, { abortSignal }),
+      (abortSignal) =>
+        early ??
+        (askDockerInfo(this.host, abortSignal)?.take() as Promise<Record<string, unknown>> | undefined) ??
+        (this.docker.info as (o: object) => Promise<Record<string, unknown>>).call(this.docker, { abortSignal }),
     );
     return {
       serverVersion: String(i.ServerVersion ?? ''),

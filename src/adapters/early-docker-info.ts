@@ -16,7 +16,11 @@ export interface EarlyDockerInfo {
   take(): Promise<unknown> | undefined;
 }
 
-export function askDockerInfo(host: string): EarlyDockerInfo | undefined {
+/** The most of an /info answer that is read. */
+export const MAX_INFO_BYTES = 1024 * 1024;
+
+/** GET /info of a unix:// host, its answer capped at MAX_INFO_BYTES; undefined for another kind of host. */
+export function askDockerInfo(host: string, signal?: AbortSignal): EarlyDockerInfo | undefined {
   // Only a socket path (as the configuration accepts): an empty one would have Node ask localhost:80.
   const socketPath = /^unix:\/\/(\/.+)$/.exec(host)?.[1];
   if (socketPath === undefined) return undefined;
@@ -25,7 +29,16 @@ export function askDockerInfo(host: string): EarlyDockerInfo | undefined {
     // No server name, as DockerodeDocker's agent: deriving one from the host costs a cold process 10 ms.
     const req = get({ socketPath, path: '/info', agent: false, servername: '' } as RequestOptions, (res) => {
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      let bytes = 0;
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        chunks.push(c);
+        // dockerd's answer is a few KB: anything near this is not Docker, and is not kept in memory.
+        if (bytes > MAX_INFO_BYTES) {
+          chunks.length = 0;
+          req.destroy(new Error(`the answer to GET /info is larger than ${MAX_INFO_BYTES / 1024 / 1024} MiB`));
+        }
+      });
       res.on('error', reject);
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
@@ -51,6 +64,7 @@ export function askDockerInfo(host: string): EarlyDockerInfo | undefined {
     // answers must not keep the process alive: the taker's deadline timer does that while it waits.
     req.on('socket', (s) => s.unref());
     req.on('error', reject);
+    signal?.addEventListener('abort', () => req.destroy(new Error('aborted')), { once: true });
   });
   // Reported by the taker, if it is taken.
   answer.catch(() => undefined);

@@ -5,6 +5,7 @@
  * leaves a stale lock behind. Who holds it is written beside it (lock.json) for the waiter's message.
  */
 import { spawn } from 'node:child_process';
+import { lstat } from 'node:fs/promises';
 import { EcsGvisorError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { HostLockPort, ReleaseLock } from '../ports.js';
@@ -23,13 +24,24 @@ interface Holder {
 export class FlockHostLock implements HostLockPort {
   constructor(
     private readonly deps: { state: StateStore; log: Logger },
-    private readonly opts: { path: string },
+    /** `holder`: the state file naming who holds it (lock.json for the host lock). */
+    private readonly opts: { path: string; holder?: string },
   ) {}
+
+  private get holderFile(): string {
+    return this.opts.holder ?? HOLDER_STATE;
+  }
+
+  /** Who holds it, as its holder wrote it (plain text, clipped); undefined when nobody wrote it. */
+  async holder(): Promise<string | undefined> {
+    const h = await this.deps.state.read<Holder>(this.holderFile);
+    return h ? describe(h) : undefined;
+  }
 
   async acquire(purpose: string, waitMs: number): Promise<ReleaseLock> {
     const now = await this.take(purpose, 0);
     if (now) return now;
-    const holder = await this.deps.state.read<Holder>(HOLDER_STATE);
+    const holder = await this.deps.state.read<Holder>(this.holderFile);
     const who = describe(holder);
     this.deps.log.warn(
       { holder, waitSeconds: Math.ceil(waitMs / 1000) },
@@ -39,7 +51,7 @@ export class FlockHostLock implements HostLockPort {
     if (later) return later;
     throw new EcsGvisorError(
       'HOST_LOCKED',
-      `Another ecs-gvisor command (${describe((await this.deps.state.read<Holder>(HOLDER_STATE)) ?? holder)}) still held the host lock ${this.opts.path} after ${Math.ceil(waitMs / 1000)} s (ECS_GVISOR_LOCK_TIMEOUT_SECONDS); nothing was changed.`,
+      `Another ecs-gvisor command (${describe((await this.deps.state.read<Holder>(this.holderFile)) ?? holder)}) still held the host lock ${this.opts.path} after ${Math.ceil(waitMs / 1000)} s (ECS_GVISOR_LOCK_TIMEOUT_SECONDS); nothing was changed.`,
     );
   }
 
@@ -50,6 +62,13 @@ export class FlockHostLock implements HostLockPort {
   /** One flock(1) child: resolves with its release once it holds the lock, undefined on conflict. */
   private async take(purpose: string, waitMs: number): Promise<ReleaseLock | undefined> {
     await this.deps.state.prepare(); // flock(1) creates the lock file: only in a dir that is ours alone
+    // flock(1) opens the path before it waits: a FIFO there would block that open past any timeout.
+    const st = await lstat(this.opts.path).catch(() => undefined);
+    if (st && !st.isFile())
+      throw new EcsGvisorError(
+        'STATE_DIR_UNSAFE',
+        `The host lock ${this.opts.path} is not a regular file (${st.isFIFO() ? 'a FIFO' : st.isSymbolicLink() ? 'a symbolic link' : 'a special file'}); remove it. Nothing was changed.`,
+      );
     const wait = waitMs > 0 ? ['--wait', String(Math.ceil(waitMs / 1000))] : ['--nonblock'];
     const child = spawn(
       'flock',
@@ -77,7 +96,7 @@ export class FlockHostLock implements HostLockPort {
           child.stdin.end();
           await exited;
         };
-        this.deps.state.write(HOLDER_STATE, { pid: process.pid, purpose, since: new Date().toISOString() } satisfies Holder).then(
+        this.deps.state.write(this.holderFile, { pid: process.pid, purpose, since: new Date().toISOString() } satisfies Holder).then(
           () => resolve(release),
           async (err: unknown) => {
             await release();
@@ -99,6 +118,16 @@ export class FlockHostLock implements HostLockPort {
   }
 }
 
+/** Who holds the lock, from lock.json: a file, so its text is shown only as plain characters, clipped. */
 function describe(h: Holder | undefined): string {
-  return h ? `pid ${h.pid} (${h.purpose}, since ${h.since})` : 'another process';
+  if (!h) return 'another process';
+  const pid = Number.isSafeInteger(h.pid) ? String(h.pid) : '?';
+  return `pid ${pid} (${printable(h.purpose)}, since ${printable(h.since)})`;
+}
+
+function printable(v: unknown): string {
+  // Control characters (terminal escapes among them) become "?".
+  // eslint-disable-next-line no-control-regex
+  const s = String(v ?? '?').replace(/[\x00-\x1f\x7f-\x9f]/g, '?');
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }

@@ -79,7 +79,11 @@ export async function main(
       import('./run.js'),
       import('./commands.js'),
     ]);
-    const app = buildApp(cfg, log, serviceEnv(env));
+    const service = serviceEnv(env);
+    // systemd's notify socket is ours alone: a child that inherited it (a failing systemctl) would speak
+    // to systemd for us (seen: ERRNO=112 before READY=1). systemd-notify is handed it explicitly.
+    if (env === process.env) for (const k of ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID']) delete process.env[k];
+    const app = buildApp(cfg, log, service);
     switch (command) {
       case 'bootstrap':
         await bootstrap(app, steps, log, { agentSettleMs: app.agentSettleMs });
@@ -88,8 +92,8 @@ export async function main(
         await serve(app, steps, log, signal ?? stopSignal());
         return ExitCode.ok;
       case 'plan':
-        io.stdout.write(redact(await plan(app, steps)));
-        return ExitCode.ok;
+        await written(io.stdout, redact(await plan(app, steps)));
+        return outputFailed ? ExitCode.unavailable : ExitCode.ok;
       case 'rollback':
         return await rollback(app, steps, log);
     }
@@ -102,13 +106,21 @@ export async function main(
 
 /**
  * A reader that stopped early (`status | head`) closed the pipe: not a failure of ours. What was left
- * unwritten is dropped and the exit code stays the command's; any other write error still throws.
+ * unwritten is dropped and the exit code stays the command's. Any other write error (`status >
+ * /dev/full`: ENOSPC) is one sentence on stderr and exit 4, never an uncaught error.
  */
 function quietWhenReaderGone(out: NodeJS.WritableStream): void {
   out.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') throw err;
+    if (err.code === 'EPIPE') return;
+    process.stderr.write(`ecs-gvisor: cannot write the answer to standard output (${err.code ?? err.message}).\n`);
+    // Set again once main returns: the entry sets the command's code after this.
+    process.exitCode = ExitCode.unavailable;
+    outputFailed = true;
   });
 }
+
+/** Standard output could not be written: the command's exit code gives way to 4. */
+let outputFailed = false;
 
 function fdStat(fd: number): { dev: number; ino: number } | undefined {
   try {
@@ -131,8 +143,16 @@ function serviceEnv(env: Readonly<Record<string, string | undefined>>): ServiceE
 /** Exit 0 only when healthy (like `systemctl is-active`): scripts and health checks need not parse. */
 async function status(read: () => Promise<StatusReport>, json: boolean, io: Io): Promise<number> {
   const s = await read();
-  io.stdout.write(redact(json ? `${JSON.stringify(s, null, 2)}\n` : renderStatusText(s)));
+  await written(io.stdout, redact(json ? `${JSON.stringify(s, null, 2)}\n` : renderStatusText(s)));
+  if (outputFailed) return ExitCode.unavailable;
   return s.healthy ? ExitCode.ok : ExitCode.unhealthy;
+}
+
+/** Write and wait until the stream has taken it (or failed: its 'error' handler says what happened). */
+function written(out: NodeJS.WritableStream, text: string): Promise<void> {
+  return new Promise((resolve) => {
+    out.write(text, () => resolve());
+  });
 }
 
 /** Aborted by SIGTERM (systemd stop) or SIGINT. */

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { CommandsPort, FilesPort, HttpPort } from '../ports.js';
+import { redact } from '../redact.js';
 import type { StateStore } from '../state-store.js';
 import { sha256 } from './daemon-json.js';
 import { parseRunscVersion } from './runsc.js';
@@ -62,7 +63,9 @@ export class RunscInstaller {
     if (
       record &&
       installed &&
-      record.source === source &&
+      // Recorded masked (a presigned URL's token never reaches the state dir): a new signature of the
+      // same object is the same source.
+      record.source === redact(source) &&
       (this.opts.sha512 === undefined || record.artifactSha512 === this.opts.sha512) &&
       sha256(installed) === record.installedSha256
     ) {
@@ -104,7 +107,7 @@ export class RunscInstaller {
       }
       const bytes = await this.deps.files.read(this.opts.path, { maxBytes: MAX_ARTIFACT });
       await this.deps.state.write(INSTALL_STATE, {
-        source,
+        source: redact(source),
         artifactSha512: actual,
         installedSha256: sha256(bytes ?? new Uint8Array()),
         version,

@@ -24,13 +24,17 @@ import { VERSION } from '../version.js';
 import type { WatchSnapshot } from '../watch/watch-state.js';
 import { buildStatus, type MetricsRecord, type StatusReport } from './status-report.js';
 
+/** The longest `status` waits for each Docker call (they run side by side). */
+export const STATUS_DOCKER_DEADLINE_MS = 4_000;
+
 /** What `status` reads, built from the configuration (and /info, if the entry already asked for it). */
 export function statusSources(cfg: Config, earlyInfo?: EarlyDockerInfo): StatusSources {
   const files = new NodeFiles();
   const state = new StateStore(files, cfg.STATE_DIR);
   return {
     state,
-    docker: new DockerodeDocker(cfg.DOCKER_HOST, { earlyInfo }),
+    // A person or a health check waits for status: a Docker that accepts and never answers costs seconds.
+    docker: new DockerodeDocker(cfg.DOCKER_HOST, { earlyInfo, deadlineMs: STATUS_DOCKER_DEADLINE_MS }),
     host: new LinuxHost(),
     files,
     clock: new SystemClock(),

@@ -2,8 +2,8 @@
  * Faults: hostile or careless local actors against whole CLI runs on the real private dockerd. Each
  * case is counted (tried / held) and the tally printed for the README's fault table.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { logMessages, runCli } from '../harness/cli.js';
 import { dockerClient, liveRuntime, resetDocker } from '../harness/docker-state.js';
@@ -89,6 +89,44 @@ describe('one command that changes the host at a time', () => {
       expect(JSON.parse(s.stdout)).toMatchObject({ healthy: false });
       expect(Date.now() - t0).toBeLessThan(20_000);
       count('status and plan while the lock is held', true);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  });
+
+  it('a FIFO at the lock path: one sentence at once, not a hang past the lock timeout; nothing changed', async () => {
+    await resetDocker(d, ORIGINAL);
+    const env = host.env({ ECS_GVISOR_LOCK_TIMEOUT_SECONDS: '2' });
+    mkdirSync(env.ECS_GVISOR_STATE_DIR!, { recursive: true, mode: 0o700 });
+    execFileSync('mkfifo', [`${env.ECS_GVISOR_STATE_DIR}/lock`]);
+    const started = Date.now();
+    const r = await runCli(['bootstrap'], env, 60_000, host.ns);
+    const held = r.code === 3 && Date.now() - started < 30_000;
+    count('a FIFO at the lock path', held);
+    expect(r.stderr).toMatch(
+      /^ecs-gvisor: The host lock \/tmp\/egv-state-\w+\/lock is not a regular file \(a FIFO\); remove it\. Nothing was changed\.\n$/,
+    );
+    expect(r.code).toBe(3);
+    expect(readFileSync(d.daemonJson, 'utf8')).toBe(ORIGINAL);
+  });
+
+  it('terminal escapes in lock.json reach no output: the holder is shown as plain text', async () => {
+    await resetDocker(d, ORIGINAL);
+    const env = host.env({ ECS_GVISOR_LOCK_TIMEOUT_SECONDS: '1' });
+    const holder = await holdLock(`${env.ECS_GVISOR_STATE_DIR}/lock`);
+    try {
+      writeFileSync(
+        `${env.ECS_GVISOR_STATE_DIR}/lock.json`,
+        JSON.stringify({ pid: 1, purpose: '\u001b]0;owned\u0007\u001b[2Jbootstrap', since: '\u001b[31mnow' }),
+        { mode: 0o600 },
+      );
+      const r = await runCli(['bootstrap'], env, 60_000, host.ns);
+      // eslint-disable-next-line no-control-regex
+      const clean = !/[\x00-\x08\x0b-\x1f\x7f]/.test(r.stderr + r.stdout);
+      count('terminal escapes in lock.json', clean && r.code === 4);
+      expect(r.code).toBe(4);
+      expect(r.stderr).toContain('(pid 1 (?]0;owned??[2Jbootstrap, since ?[31mnow))');
+      expect(clean).toBe(true);
     } finally {
       holder.kill('SIGKILL');
     }

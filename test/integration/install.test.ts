@@ -8,7 +8,18 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CHUNKS } from '../../src/cli/code-chunks.js';
@@ -130,6 +141,25 @@ describe('the bundle and the release', () => {
     }
   });
 
+  it('status and plan into a full disk (/dev/full): one sentence and exit 4, no uncaught error (bundle and executable)', async () => {
+    const env = statusAgainstNothing();
+    for (const [file, args] of [
+      [EXECUTABLE, ['status', '--json']],
+      [process.execPath, [BUNDLE, 'status']],
+      [process.execPath, [BUNDLE, 'plan', '--only', 'ecs-init']],
+    ] as const) {
+      const full = openSync('/dev/full', 'w');
+      const r = spawnSync(file, args, { env, stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
+      closeSync(full);
+      expect({ file, args, code: r.status, stderr: r.stderr }).toEqual({
+        file,
+        args,
+        code: 4,
+        stderr: 'ecs-gvisor: cannot write the answer to standard output (ENOSPC).\n',
+      });
+    }
+  });
+
   it('the executable’s chunks import nothing dynamically: a script compiled by vm has no loader for it', () => {
     for (const chunk of CHUNKS) expect(readFileSync(`${repo}dist/sea/${process.arch}/${chunk}.cjs`, 'utf8')).not.toMatch(/\bimport\(/);
   });
@@ -246,6 +276,9 @@ describe('install.sh', () => {
     // The executable itself, nothing else of ours: no Node, no bundle.
     expect(sha512(`${root}/usr/local/bin/ecs-gvisor`)).toBe(sha512(EXECUTABLE));
     expect(statSync(`${root}/usr/local/bin/ecs-gvisor`).mode & 0o777).toBe(0o755);
+    // The state dir and the manifest in it are root's alone from the first install on.
+    expect(statSync(`${root}/var/lib/ecs-gvisor`).mode & 0o777).toBe(0o700);
+    expect(statSync(`${root}/var/lib/ecs-gvisor/install.manifest`).mode & 0o777).toBe(0o600);
     expect(existsSync(`${root}/usr/local/lib/ecs-gvisor`)).toBe(false);
     const unit = readFileSync(`${root}/etc/systemd/system/ecs-gvisor.service`, 'utf8');
     expect(unit).toMatch(/^ExecStart=\/usr\/local\/bin\/ecs-gvisor run$/m);

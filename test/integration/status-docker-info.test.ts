@@ -12,7 +12,7 @@ import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BUNDLE, EXECUTABLE } from '../harness/cli.js';
 
-type Answer = 'info' | 'refuse' | 'never';
+type Answer = 'info' | 'refuse' | 'never' | 'huge';
 
 interface FakeDocker {
   socket: string;
@@ -49,6 +49,22 @@ async function fakeDocker(socket: string, defaultRuntime: string, answer: Answer
     };
     if (path.endsWith('/info')) {
       if (answer === 'never') return;
+      if (answer === 'huge') {
+        // 64 MB of one JSON document, written as fast as the reader takes it.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const chunk = Buffer.alloc(1024 * 1024, 'a');
+        res.write('{"ServerVersion":"');
+        let sent = 0;
+        const more = () => {
+          while (sent < 64) {
+            sent++;
+            if (!res.write(chunk)) return void res.once('drain', more);
+          }
+          res.end('"}');
+        };
+        res.on('error', () => undefined);
+        return more();
+      }
       if (answer === 'refuse') return json(500, { message: 'daemon is shutting down' });
       return json(200, {
         ServerVersion: '99.0.0-fake',
@@ -100,6 +116,30 @@ function statusEnv(dir: string, extra: Record<string, string>): Record<string, s
     ...extra,
   };
 }
+
+describe.each(CLIS)('status against a hostile Docker socket: %s', (_name, file, pre) => {
+  it('a Docker that accepts and never answers: status reports within a few seconds, Docker unavailable', async () => {
+    const dir = tempDir();
+    const docker = await fakeDocker(`${dir}/docker.sock`, 'runsc', 'never');
+    const r = await run(file, [...pre, 'status', '--json'], statusEnv(dir, { ECS_GVISOR_DOCKER_HOST: `unix://${docker.socket}` }));
+    expect(r.code).toBe(8);
+    expect(JSON.parse(r.stdout).runtime.dockerProblem).toMatch(/did not answer within 4 s to get info/);
+    expect(r.ms).toBeLessThan(15_000);
+  });
+
+  it('a 64 MB /info answer is not read whole: status reports the refusal, its memory stays small', async () => {
+    const dir = tempDir();
+    const docker = await fakeDocker(`${dir}/docker.sock`, 'runsc', 'huge');
+    const env = statusEnv(dir, { ECS_GVISOR_DOCKER_HOST: `unix://${docker.socket}` });
+    // GNU time's maximum resident set, in KB, on stderr's last line.
+    const r = await run('/usr/bin/time', ['-f', '%M', file, ...pre, 'status', '--json'], env);
+    expect(r.code).toBe(8);
+    expect(JSON.parse(r.stdout).runtime.dockerProblem).toMatch(/larger than 1 MiB/);
+    const maxRssKb = Number(r.stderr.trim().split('\n').pop());
+    // Node and the program alone take ~60–130 MB; reading the answer whole took 411 MB.
+    expect(maxRssKb).toBeLessThan(250_000);
+  });
+});
 
 describe.each(CLIS)('status and Docker’s /info: %s', (_name, file, pre) => {
   it('asks Docker for /info once and reports that answer', async () => {
