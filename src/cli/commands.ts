@@ -9,9 +9,9 @@ import { ecsInitSwitches } from '../agent/agent-spec.js';
 import { loadEcsConfigs } from '../agent/ecs-config.js';
 import { type AwsCaller, regionOf } from '../aws/aws-caller.js';
 import type { Config } from '../config.js';
-import { ExitCode, messageOf } from '../errors.js';
+import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Clock, FilesPort } from '../ports.js';
+import type { Clock, DockerPort, FilesPort } from '../ports.js';
 import { METRICS_STATE, WATCH_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
 import type { MetricsRecord } from '../status/status-report.js';
@@ -26,11 +26,34 @@ import { OWN_UNIT, takeDownOwnUnit } from './own-unit.js';
  * Read every input the steps will need before any of them changes the host, so a bad one (an
  * unreadable ecs.config) fails with nothing written rather than halfway through.
  */
-export async function checkInputs(files: FilesPort, cfg: Config, steps: readonly Step[]): Promise<void> {
+export async function checkInputs(
+  d: { files: FilesPort; docker: Pick<DockerPort, 'info'> },
+  cfg: Config,
+  steps: readonly Step[],
+): Promise<void> {
   if (steps.includes('network') || steps.includes('agent')) {
-    const configs = await loadEcsConfigs(files, cfg.ECS_INSTANCE_CONFIG, cfg.ECS_CONFIG);
+    const configs = await loadEcsConfigs(d.files, cfg.ECS_INSTANCE_CONFIG, cfg.ECS_CONFIG);
     ecsInitSwitches(configs.user.vars, cfg.ECS_CONFIG); // refuses what ecs-gvisor cannot do, before any step
   }
+  if (steps.includes('runtime') && cfg.RUNSC_ARGS.some(systemdCgroupFlag)) {
+    // runsc's systemd cgroup mode takes a slice:prefix:name path, which only Docker's systemd driver
+    // gives it: under cgroupfs no sandbox starts ("invalid systemd path"). Docker unavailable: the
+    // runtime step says so itself.
+    const driver = await d.docker.info().then(
+      (i) => i.cgroupDriver,
+      () => undefined,
+    );
+    if (driver === 'cgroupfs')
+      throw new EcsGvisorError(
+        'CONFIG_INVALID',
+        `ECS_GVISOR_RUNSC_ARGS has --systemd-cgroup, but Docker uses the cgroupfs cgroup driver, under which runsc starts no sandbox with it; remove the flag (or switch Docker to the systemd driver). Nothing was changed.`,
+      );
+  }
+}
+
+/** runsc's --systemd-cgroup (bare or =true). */
+function systemdCgroupFlag(arg: string): boolean {
+  return arg === '--systemd-cgroup' || arg === '--systemd-cgroup=true';
 }
 
 /**

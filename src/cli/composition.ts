@@ -231,7 +231,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
   const statusSources = { state, docker, host, files, clock, detectRunsc: detect };
 
   return {
-    checkInputs: (steps) => checkInputs(files, cfg, steps),
+    checkInputs: (steps) => checkInputs({ files, docker }, cfg, steps),
     services,
     ecsInit,
     runtime,

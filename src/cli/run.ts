@@ -44,13 +44,14 @@ export async function bootstrap(app: App, steps: readonly Step[], log: Logger, o
   // lock is held until finish() is done, as that changes ecs-init's unit files.
   const release = await app.lock.acquire('bootstrap', app.lockWaitMs);
   let converged: Converged;
-  const progress = { proven: false, networkApplied: false };
+  const progress = { checked: false, proven: false, networkApplied: false };
   try {
     converged = await converge(app, steps, log, o.agentHold, o.agentSettleMs ?? 0, progress);
   } catch (err) {
     try {
-      // Whatever failed, a runtime not proven in this run must not leave the instance taking tasks.
-      if (!steps.includes('runtime') || progress.proven) throw err;
+      // Whatever failed once the inputs were read, a runtime not proven in this run must not leave the
+      // instance taking tasks. (A refused input changed nothing: the last start's state stands.)
+      if (!steps.includes('runtime') || !progress.checked || progress.proven) throw err;
       // The rules stay: tasks still running (the agent stops, they do not) must not reach instance metadata.
       const cause = progress.networkApplied
         ? withSentence(err, 'The network rules of ecs-gvisor stay in place (they keep running tasks from instance metadata).')
@@ -80,9 +81,10 @@ async function converge(
   log: Logger,
   agentHold: (() => Promise<string | undefined>) | undefined,
   agentSettleMs: number,
-  progress: { proven: boolean; networkApplied: boolean },
+  progress: { checked: boolean; proven: boolean; networkApplied: boolean },
 ): Promise<Converged> {
   await app.checkInputs(steps);
+  progress.checked = true;
   // ecs-init is stopped before anything changes, so it cannot recreate the agent under runsc once that is
   // the default (and its stop, which removes its iptables rules, cannot remove ours). The runtime's reads
   // do not wait for that; its changes and the network rules do, then run side by side. The network

@@ -20,6 +20,8 @@ export interface StatusReport {
     runscProblem?: string;
     dockerDefaultRuntime?: string;
     dockerProblem?: string;
+    /** Docker's cgroup version and driver (where the proof and the audit look for the sandbox's limits). */
+    cgroup?: { version: string; driver: string };
     registered: boolean;
     isDefault: boolean;
     /** Proven by a probe, and Docker's live default is still ours. */
@@ -123,6 +125,7 @@ export function buildStatus(i: StatusInputs): StatusReport {
       runscProblem: 'problem' in i.runsc ? i.runsc.problem : undefined,
       dockerDefaultRuntime: info?.defaultRuntime,
       dockerProblem: 'problem' in i.docker ? i.docker.problem : undefined,
+      cgroup: info && { version: info.cgroupVersion, driver: info.cgroupDriver },
       registered,
       isDefault,
       verified,

@@ -21,6 +21,7 @@ export function renderStatusText(s: StatusReport): string {
     ['runtime', r.name],
     ['runsc', `${r.runscPath} ${r.runscVersion ?? `(unavailable: ${r.runscProblem})`}`],
     ['docker default', r.dockerDefaultRuntime ?? `(unavailable: ${r.dockerProblem})`],
+    ['cgroups', r.cgroup ? `v${r.cgroup.version}, Docker's ${r.cgroup.driver || '?'} driver` : '?'],
     ['verified', r.verified ? `yes, at ${r.verifiedAt}` : 'no'],
     [
       'evidence',
@@ -101,7 +102,8 @@ export function taskLine(t: TaskEnforcement): string {
   const own = t.problems.filter((p) => !p.startsWith('task-level'));
   const limits = own.length
     ? `asked ${limitsText(t.asked)}; enforced ${limitsText(t.enforced)}`
-    : `limits as asked: ${limitsText(t.enforced)}`;
+    : // What the task asked, never a default of its cgroup's (a scope's pids.max is there whether asked or not).
+      `limits as asked: ${limitsText(t.asked)}${t.asked.pids === undefined && t.enforced.pids !== undefined ? ` (its cgroup's own pids.max: ${t.enforced.pids})` : ''}`;
   return `${t.name}: cgroup ${t.cgroup ?? '?'}; ${limits}; ${hygiene.join(', ')}${taskText(t)}`;
 }
 

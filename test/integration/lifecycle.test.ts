@@ -236,6 +236,17 @@ describe('failing closed after a verified run', () => {
     expect(health[0]).toMatchObject({ params: { InstanceId: IID, HealthStatus: 'Unhealthy' } });
   });
 
+  it('an input refused before any step changes nothing: the agent runs on, verified stands (exit 3)', async () => {
+    const { same } = await verifiedThenStopped();
+    // ecs.config is a directory: unreadable, refused before anything is touched.
+    const cli = { ...env, ...same, ...awsEnv(), ECS_GVISOR_ECS_CONFIG: host.dir };
+    const r = await runCli(['bootstrap', '--only', 'runtime,agent'], cli, 120_000);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/cannot be read/);
+    expect((await agent()).State.Running).toBe(true);
+    expect(sandboxAttr()).toBe('verified');
+  });
+
   it('bootstrap alone fails closed too; what it could not do is in the exit code (17: ECS never took the withdrawal)', async () => {
     const { same } = await verifiedThenStopped();
     ecs.behaviour = (op) => (op === 'PutAttributes' ? 'server-error' : 'ok');

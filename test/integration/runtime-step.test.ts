@@ -398,6 +398,16 @@ os.execv('/usr/sbin/runc', ['runc'] + args)
     expect(await probesLeft()).toBe(0);
   });
 
+  it('refuses --systemd-cgroup under Docker’s cgroupfs driver before any change (exit 2), where runsc would start no sandbox', async () => {
+    const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_ARGS: '--network=none --systemd-cgroup' }));
+    expect(r.stderr).toBe(
+      'ecs-gvisor: ECS_GVISOR_RUNSC_ARGS has --systemd-cgroup, but Docker uses the cgroupfs cgroup driver, under which runsc starts no sandbox with it; remove the flag (or switch Docker to the systemd driver). Nothing was changed.\n',
+    );
+    expect(r.code).toBe(2);
+    expect(read()).toBe(RICH);
+    expect((await liveRuntime(d)).defaultRuntime).toBe('runc');
+  });
+
   it('refuses before writing when runsc is missing', async () => {
     const r = await runCli(['bootstrap', '--only', 'runtime'], cliEnv(d, { ECS_GVISOR_RUNSC_PATH: '/nonexistent/runsc' }));
     expect(r.code).toBe(4);

@@ -147,8 +147,13 @@ describe.each(CLIS)('status and Docker’s /info: %s', (_name, file, pre) => {
     const docker = await fakeDocker(`${dir}/docker.sock`, 'runsc-from-env-host');
     const r = await run(file, [...pre, 'status', '--json'], statusEnv(dir, { ECS_GVISOR_DOCKER_HOST: `unix://${docker.socket}` }));
     expect(r.code, r.stderr).toBe(8);
-    expect(JSON.parse(r.stdout).runtime).toMatchObject({ dockerDefaultRuntime: 'runsc-from-env-host' });
+    expect(JSON.parse(r.stdout).runtime).toMatchObject({
+      dockerDefaultRuntime: 'runsc-from-env-host',
+      cgroup: { version: '1', driver: 'cgroupfs' },
+    });
     expect(docker.requests.filter((q) => q === 'GET /info')).toHaveLength(1);
+    const text = await run(file, [...pre, 'status'], statusEnv(dir, { ECS_GVISOR_DOCKER_HOST: `unix://${docker.socket}` }));
+    expect(text.stdout).toMatch(/^cgroups +v1, Docker's cgroupfs driver$/m);
   });
 
   it('DOCKER_HOST set only in the configuration file: asked early of the default socket, that answer is not reported', async () => {

@@ -284,6 +284,13 @@ describe('task-level limits, as ECS confirms the task', () => {
     ).toMatch(new RegExp(`; task ${TASK}: task limits as asked: memory 512 MiB, no CPU quota$`));
   });
 
+  it('"as asked" is what the task asked: a pids.max it never asked for (a scope’s default) is not shown as asked', () => {
+    const t = judgeTask(labelled(), { sandbox: V1_ECS, gofers: [] }, filesV1(`/ecs/${TASK}/${ID}`, `/ecs/${TASK}`), policy, undefined);
+    const line = taskLine({ ...t, asked: { memoryBytes: 64 << 20 }, enforced: { memoryBytes: 64 << 20, pids: 4694 }, problems: [] });
+    expect(line).toContain("limits as asked: memory 64 MiB, no CPU quota, no pids limit (its cgroup's own pids.max: 4694)");
+    expect(line).not.toMatch(/as asked: [^;]*pids 4694/);
+  });
+
   it('holds the task cgroup to the task definition: v1 cgroupfs and v2 systemd', () => {
     const parent = `/ecs/${TASK}`;
     const files = filesV1(`${parent}/${ID}`, parent); // the parent: 512 MiB, no CPU quota
