@@ -120,28 +120,121 @@ const SEED: FakesSeed = {
   pend: ['launch'],
 };
 
-export class Instance {
+/**
+ * The files every instance gets at /opt/e2e (its userdata, the release, the fakes and their seed, the test's
+ * extra files) and the AMI's agent image cache in `cache/`, in a fresh directory.
+ */
+export function preparePayload(world: E2eWorld, name: string, o: InstanceOptions): string {
+  const dir = mkdtempSync(`/tmp/egv-e2e-${name}-`);
+  for (const f of ['fakes.mjs', 'release.tar.gz', 'busybox.tar']) copyFileSync(`${world.dir}/${f}`, `${dir}/${f}`);
+  writeFileSync(`${dir}/userdata.sh`, userdata(o));
+  writeFileSync(
+    `${dir}/fakes.json`,
+    JSON.stringify(o.realAgent ? { ...SEED, imds: { ...SEED.imds, ...realAgentImds(INSTANCE_ID) } } : SEED),
+  );
+  for (const [f, { text, mode }] of Object.entries(o.files ?? {})) writeFileSync(`${dir}/${f}`, text, { mode });
+  for (const [f, from] of Object.entries(o.copies ?? {})) copyFileSync(from, `${dir}/${f}`);
+  // The AMI's agent image cache (ecs-init's /var/cache/ecs: the tarball and state 1 = cached).
+  mkdirSync(`${dir}/cache`);
+  copyFileSync(`${world.dir}/${o.realAgent ? 'real-ecs-agent.tar' : 'ecs-agent.tar'}`, `${dir}/cache/ecs-agent.tar`);
+  writeFileSync(`${dir}/cache/state`, '1');
+  return dir;
+}
+
+/** What a scenario does on any simulated instance, through `exec`: the container's or the machine's. */
+export abstract class InstanceBase {
+  abstract readonly name: string;
+
+  /** A command on the instance, as root; never throws. */
+  abstract exec(argv: string[], timeoutMs?: number): Promise<ExecResult>;
+
+  /** A shell line on the instance; its stdout, or an error naming what it printed. */
+  async sh(script: string): Promise<string> {
+    const r = await this.exec(['sh', '-c', script]);
+    if (r.code !== 0) throw new Error(`on ${this.name}: \`${script}\` exited ${r.code}: ${r.stderr || r.stdout}`);
+    return r.stdout;
+  }
+
+  /** Until systemd has finished booting (the initial transaction). */
+  async booted(ms = 120_000): Promise<void> {
+    await this.until(
+      'systemd to finish booting',
+      async () => {
+        const s = (await this.exec(['systemctl', 'is-system-running'])).stdout.trim();
+        return s === 'running' || s === 'degraded';
+      },
+      ms,
+    );
+  }
+
+  /** The fakes' control port: GET /state, or a change (POST). */
+  async fakes(method = 'GET', path = '/state', body?: unknown): Promise<FakesState> {
+    const argv = ['/opt/e2e-node/node', '/opt/e2e/fakes.mjs', 'ctl', method, path, ...(body === undefined ? [] : [JSON.stringify(body)])];
+    const r = await this.exec(argv);
+    if (r.code !== 0) throw new Error(`fakes ${method} ${path}: ${r.stdout}${r.stderr}`);
+    return JSON.parse(r.stdout) as FakesState;
+  }
+
+  /** `ecs-gvisor status --json`, as an operator runs it. */
+  async status(): Promise<Record<string, any>> {
+    const r = await this.exec(['ecs-gvisor', 'status', '--json']);
+    return JSON.parse(r.stdout) as Record<string, any>;
+  }
+
+  async unit(name: string): Promise<{ active: string; enabled: string; pid: number }> {
+    const show = await this.exec(['systemctl', 'show', name, '-p', 'ActiveState,UnitFileState,MainPID']);
+    const p = Object.fromEntries(
+      show.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split('=') as [string, string]),
+    );
+    return { active: p.ActiveState ?? '', enabled: p.UnitFileState ?? '', pid: Number(p.MainPID ?? 0) };
+  }
+
+  /** `docker inspect` inside the instance (its nested dockerd). */
+  async inspect(container: string): Promise<Record<string, any> | undefined> {
+    const r = await this.exec(['docker', 'inspect', container]);
+    return r.code === 0 ? (JSON.parse(r.stdout) as Array<Record<string, any>>)[0] : undefined;
+  }
+
+  /** The fixture's `until`, with what an operator would look at when it times out. */
+  async until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 120_000): Promise<T> {
+    try {
+      return await until(what, fn, ms, 500); // each look is a docker exec or two
+    } catch (err) {
+      throw new Error(`${this.name}: ${(err as Error).message} (${ms / 1000} s)\n${await this.diagnose()}`);
+    }
+  }
+
+  /** What an operator would look at first: the units' journals and status. */
+  async diagnose(): Promise<string> {
+    const journal = async (n: number, ...units: string[]) => {
+      const r = await this.exec(['journalctl', '--no-pager', '-o', 'short-precise', '-n', String(n), ...units.flatMap((u) => ['-u', u])]);
+      return `--- journal of ${units.join(', ')} (last ${n} lines)\n${r.stdout}${r.stderr}`;
+    };
+    const status = await this.exec(['ecs-gvisor', 'status']);
+    return [
+      await journal(60, 'ecs-gvisor'),
+      await journal(30, 'cloud-final', 'ecs', 'e2e-fakes'),
+      await journal(10, 'docker'),
+      `--- ecs-gvisor status\n${status.stdout}${status.stderr}`,
+    ].join('\n');
+  }
+}
+
+export class Instance extends InstanceBase {
   private constructor(
     readonly name: string,
     private readonly world: E2eWorld,
     readonly dir: string,
-  ) {}
+  ) {
+    super();
+  }
 
   /** Create and boot a fresh instance: its first boot runs the userdata. */
   static async launch(world: E2eWorld, name: string, o: InstanceOptions = {}): Promise<Instance> {
-    const dir = mkdtempSync(`/tmp/egv-e2e-${name}-`);
-    for (const f of ['fakes.mjs', 'release.tar.gz', 'busybox.tar']) copyFileSync(`${world.dir}/${f}`, `${dir}/${f}`);
-    writeFileSync(`${dir}/userdata.sh`, userdata(o));
-    writeFileSync(
-      `${dir}/fakes.json`,
-      JSON.stringify(o.realAgent ? { ...SEED, imds: { ...SEED.imds, ...realAgentImds(INSTANCE_ID) } } : SEED),
-    );
-    for (const [f, { text, mode }] of Object.entries(o.files ?? {})) writeFileSync(`${dir}/${f}`, text, { mode });
-    for (const [f, from] of Object.entries(o.copies ?? {})) copyFileSync(from, `${dir}/${f}`);
-    // The AMI's agent image cache (ecs-init's /var/cache/ecs: the tarball and state 1 = cached).
-    mkdirSync(`${dir}/cache`);
-    copyFileSync(`${world.dir}/${o.realAgent ? 'real-ecs-agent.tar' : 'ecs-agent.tar'}`, `${dir}/cache/ecs-agent.tar`);
-    writeFileSync(`${dir}/cache/state`, '1');
+    const dir = preparePayload(world, name, o);
     const i = new Instance(`egv-e2e-${name}`, world, dir);
     await i.outer(['rm', '-f', '-v', i.name]).catch(() => undefined);
     await i.outer([
@@ -209,85 +302,11 @@ export class Instance {
     }
   }
 
-  /** A shell line on the instance; its stdout, or an error naming what it printed. */
-  async sh(script: string): Promise<string> {
-    const r = await this.exec(['sh', '-c', script]);
-    if (r.code !== 0) throw new Error(`on ${this.name}: \`${script}\` exited ${r.code}: ${r.stderr || r.stdout}`);
-    return r.stdout;
-  }
-
-  /** Until systemd has finished booting (the initial transaction). */
-  async booted(ms = 120_000): Promise<void> {
-    await this.until(
-      'systemd to finish booting',
-      async () => {
-        const s = (await this.exec(['systemctl', 'is-system-running'])).stdout.trim();
-        return s === 'running' || s === 'degraded';
-      },
-      ms,
-    );
-  }
-
-  /** The fakes' control port: GET /state, or a change (POST). */
-  async fakes(method = 'GET', path = '/state', body?: unknown): Promise<FakesState> {
-    const argv = ['/opt/e2e-node/node', '/opt/e2e/fakes.mjs', 'ctl', method, path, ...(body === undefined ? [] : [JSON.stringify(body)])];
-    const r = await this.exec(argv);
-    if (r.code !== 0) throw new Error(`fakes ${method} ${path}: ${r.stdout}${r.stderr}`);
-    return JSON.parse(r.stdout) as FakesState;
-  }
-
-  /** `ecs-gvisor status --json`, as an operator runs it. */
-  async status(): Promise<Record<string, any>> {
-    const r = await this.exec(['ecs-gvisor', 'status', '--json']);
-    return JSON.parse(r.stdout) as Record<string, any>;
-  }
-
-  async unit(name: string): Promise<{ active: string; enabled: string; pid: number }> {
-    const show = await this.exec(['systemctl', 'show', name, '-p', 'ActiveState,UnitFileState,MainPID']);
-    const p = Object.fromEntries(
-      show.stdout
-        .trim()
-        .split('\n')
-        .map((l) => l.split('=') as [string, string]),
-    );
-    return { active: p.ActiveState ?? '', enabled: p.UnitFileState ?? '', pid: Number(p.MainPID ?? 0) };
-  }
-
-  /** `docker inspect` inside the instance (its nested dockerd). */
-  async inspect(container: string): Promise<Record<string, any> | undefined> {
-    const r = await this.exec(['docker', 'inspect', container]);
-    return r.code === 0 ? (JSON.parse(r.stdout) as Array<Record<string, any>>)[0] : undefined;
-  }
-
-  /** The fixture's `until`, with what an operator would look at when it times out. */
-  async until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 120_000): Promise<T> {
-    try {
-      return await until(what, fn, ms, 500); // each look is a docker exec or two
-    } catch (err) {
-      throw new Error(`${this.name}: ${(err as Error).message} (${ms / 1000} s)\n${await this.diagnose()}`);
-    }
-  }
-
   /** A clean reboot: systemd shuts down (the stop signal), the container starts again on the same disk. */
   async reboot(): Promise<void> {
     await this.outer(['stop', this.name]);
     await this.outer(['start', this.name]);
     await this.booted();
-  }
-
-  /** What an operator would look at first: the units' journals and status. */
-  async diagnose(): Promise<string> {
-    const journal = async (n: number, ...units: string[]) => {
-      const r = await this.exec(['journalctl', '--no-pager', '-o', 'short-precise', '-n', String(n), ...units.flatMap((u) => ['-u', u])]);
-      return `--- journal of ${units.join(', ')} (last ${n} lines)\n${r.stdout}${r.stderr}`;
-    };
-    const status = await this.exec(['ecs-gvisor', 'status']);
-    return [
-      await journal(60, 'ecs-gvisor'),
-      await journal(30, 'cloud-final', 'ecs', 'e2e-fakes'),
-      await journal(10, 'docker'),
-      `--- ecs-gvisor status\n${status.stdout}${status.stderr}`,
-    ].join('\n');
   }
 
   async destroy(): Promise<void> {
