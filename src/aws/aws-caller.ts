@@ -62,15 +62,13 @@ export function withAwsRetries<T>(
 
 /**
  * `truth`: a call that tells the scheduler this instance is no place for untrusted tasks (withdrawing
- * `verified`). Routine calls leave the last few of the hour's calls to those, so polls, task look-ups and
- * drains can never spend the budget a withdrawal needs.
+ * `verified`). Once routine calls (polls, task look-ups, drains) have spent the hour's ceiling, these
+ * still have a few calls of their own, so nothing routine can spend what a withdrawal needs.
  */
 export type EcsPriority = 'routine' | 'truth';
 
-/** Calls of the hourly ceiling that only `truth` calls may use: a few withdrawals with a retry each. */
-export function truthReserve(maxCallsPerHour: number): number {
-  return Math.min(6, Math.floor(maxCallsPerHour / 2));
-}
+/** Calls a rolling hour that only withdrawals may make beyond the ceiling: a few, with a retry each. */
+export const TRUTH_CALLS_PER_HOUR = 6;
 
 /** The hourly ECS ceiling is reached and the caller would not wait that long: ask again at `retryInMs`. */
 export class BudgetSpent extends EcsGvisorError {
@@ -90,6 +88,8 @@ export class BudgetSpent extends EcsGvisorError {
  */
 export class AwsCaller {
   private readonly window: RollingWindow;
+  /** Withdrawals made once routine calls had spent the ceiling. */
+  private readonly truthWindow: RollingWindow;
   private ownInstanceId?: Promise<string>;
 
   constructor(
@@ -110,17 +110,20 @@ export class AwsCaller {
     },
   ) {
     this.window = new RollingWindow(opts.maxCallsPerHour);
+    this.truthWindow = new RollingWindow(TRUTH_CALLS_PER_HOUR);
   }
 
   /** Calls made in the last hour. */
   callsLastHour(): number {
-    return this.window.count(this.deps.clock.now());
+    const now = this.deps.clock.now();
+    return this.window.count(now) + this.truthWindow.count(now);
   }
 
   /** How long until the next ECS call of this priority fits under the hourly ceiling (0: now). */
   budgetWaitMs(priority: EcsPriority = 'routine'): number {
-    const max = this.opts.maxCallsPerHour;
-    return this.window.waitMs(this.deps.clock.now(), priority === 'truth' ? max : max - truthReserve(max));
+    const now = this.deps.clock.now();
+    const routine = this.window.waitMs(now);
+    return priority === 'truth' && routine > 0 ? Math.min(routine, this.truthWindow.waitMs(now)) : routine;
   }
 
   /** This EC2 instance's ID (IMDS), asked once for the process; a failed ask is asked again next time. */
@@ -161,7 +164,9 @@ export class AwsCaller {
           await clock.sleep(wait, signal);
           signal?.throwIfAborted();
         }
-        this.window.record(clock.now());
+        // Within the ceiling if it has room; a withdrawal past it counts in its own few.
+        if (this.window.waitMs(clock.now()) === 0) this.window.record(clock.now());
+        else this.truthWindow.record(clock.now());
         return fn(ecs);
       },
       this.retryOptions(operation, signal),

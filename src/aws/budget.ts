@@ -52,12 +52,11 @@ export class RollingWindow {
     private readonly windowMs = HOUR,
   ) {}
 
-  /** 0 when a call may go now (`limit`: a lower one for this call); else the wait until enough calls leave the window. */
-  waitMs(now: number, limit = this.limit): number {
+  /** 0 when a call may go now; else the wait until the oldest call leaves the window. */
+  waitMs(now: number): number {
     this.expire(now);
-    if (this.times.length < limit) return 0;
-    // The call goes once the window holds limit - 1 calls: when the (length - limit + 1)-th oldest leaves it.
-    return this.times[this.times.length - limit]! + this.windowMs - now;
+    if (this.times.length < this.limit) return 0;
+    return this.times[0]! + this.windowMs - now;
   }
 
   record(now: number): void {

@@ -1,9 +1,10 @@
 /**
  * The container instance's attributes say what the watch knows about the sandbox: published when they
- * differ from ECS's (no call when they already agree). A withdrawal of `verified` goes at once, from the
- * ECS calls held in reserve for it, and is retried until ECS has it; `verified` again after a withdrawal
- * waits out a hold that grows while the verdict flaps (attributes.ts), and then only the latest verdict
- * is sent. While ECS holds something else than what we know, the snapshot says so, and since when.
+ * differ from ECS's (no call when they already agree). A withdrawal of `verified` goes at once (with calls
+ * of its own once routine ones have spent the hourly ceiling) and is retried until ECS has it; `verified`
+ * again after a withdrawal waits out a hold that grows while the verdict flaps (attributes.ts), and then
+ * only the latest verdict is sent. While ECS holds something else than we know, the snapshot says so,
+ * and since when.
  */
 import { type AwsCaller, BudgetSpent } from '../aws/aws-caller.js';
 import { messageOf } from '../errors.js';

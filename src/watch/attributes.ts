@@ -80,7 +80,7 @@ export function isEmptyPlan(p: AttributePlan): boolean {
 
 /**
  * Whether publishing `want` over `current` tells the scheduler to stop trusting this instance (a
- * withdrawal of `verified`): such a call goes at once, from the ECS calls held in reserve for it, and is
+ * withdrawal of `verified`): such a call goes at once, with ECS calls of its own beyond the ceiling, and is
  * retried until ECS has it.
  */
 export function withdraws(want: Readonly<Record<string, string>>, current: Readonly<Record<string, string>>): boolean {

@@ -321,7 +321,7 @@ describe('watch: drift and audit', () => {
     );
     const spentAt = ecs.calls.length;
     // ECS refuses the withdrawal five times: more than one call's retries, so the watch tries again on its
-    // own; the sixth try gets through. All six come from the six calls held in reserve.
+    // own; the sixth try gets through. All six are the calls withdrawals have beyond the spent ceiling.
     ecs.behaviour = (op) => (op === 'PutAttributes' && ecs.count('PutAttributes', 'server-error') < 5 ? 'server-error' : 'ok');
     const r = await rogue('task-rogue-reserve');
     await until('violated published despite the spent budget', () => attrs()['ecs-gvisor.sandbox'] === 'violated', 60_000, 50);

@@ -5,7 +5,7 @@
  */
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { AwsCaller, BudgetSpent, type CallOutcome, truthReserve } from '../../src/aws/aws-caller.js';
+import { AwsCaller, BudgetSpent, type CallOutcome, TRUTH_CALLS_PER_HOUR } from '../../src/aws/aws-caller.js';
 import { INSTANCE_ID_PATH } from '../../src/aws/imds-values.js';
 import { type AwsOutcome, EcsGvisorError } from '../../src/errors.js';
 import type { AutoScalingPort, ContainerInstanceView, Ec2Port, EcsPort, EcsTaskView, ImdsPort } from '../../src/ports.js';
@@ -101,8 +101,7 @@ describe('the AWS caller', () => {
   });
 
   it('waits for a slot under the hourly ceiling up to its limit; past it, BudgetSpent at once with the time to the next slot', async () => {
-    // 4 an hour, 2 of them held for withdrawals: routine calls get 2.
-    const { clock, ecs, aws } = caller({ maxCallsPerHour: 4, maxBudgetWaitMs: 60_000 });
+    const { clock, ecs, aws } = caller({ maxCallsPerHour: 2, maxBudgetWaitMs: 60_000 });
     await clock.drive(describe1(aws));
     await clock.drive(describe1(aws));
     const before = clock.now();
@@ -118,12 +117,9 @@ describe('the AWS caller', () => {
     expect(ecs.calls).toHaveLength(3);
   });
 
-  it('routine calls leave the reserve to calls that carry the truth: those go while routine ones are refused', async () => {
-    expect(truthReserve(60)).toBe(6);
-    expect(truthReserve(4)).toBe(2);
-    expect(truthReserve(1)).toBe(0);
+  it('once routine calls have spent the ceiling, withdrawals still have a few calls of their own', async () => {
     const { clock, ecs, aws } = caller({ maxCallsPerHour: 60, maxBudgetWaitMs: 60_000 });
-    for (let i = 0; i < 54; i++) await clock.drive(describe1(aws));
+    for (let i = 0; i < 60; i++) await clock.drive(describe1(aws));
     expect(await clock.drive(describe1(aws)).catch((e: unknown) => e)).toBeInstanceOf(BudgetSpent);
     const withdraw = () =>
       aws.ecs(
@@ -134,12 +130,12 @@ describe('the AWS caller', () => {
         0,
         'truth',
       );
-    for (let i = 0; i < 6; i++) await clock.drive(withdraw());
-    expect(ecs.calls).toHaveLength(54);
-    expect(aws.callsLastHour()).toBe(60);
-    // The whole ceiling is spent now: even the truth waits for a slot.
+    for (let i = 0; i < TRUTH_CALLS_PER_HOUR; i++) await clock.drive(withdraw());
+    expect(ecs.calls).toHaveLength(60);
+    expect(aws.callsLastHour()).toBe(60 + TRUTH_CALLS_PER_HOUR);
+    // Those spent too: even the truth waits for a slot.
     expect(await clock.drive(withdraw()).catch((e: unknown) => e)).toBeInstanceOf(BudgetSpent);
-    expect(aws.callsLastHour()).toBe(60);
+    expect(aws.callsLastHour()).toBe(66);
   });
 
   it('a call that may come later does not wait for a slot: BudgetSpent at once, nothing sent', async () => {
