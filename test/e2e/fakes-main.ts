@@ -6,12 +6,12 @@
  *
  *   node fakes.mjs [SEED.json]     serve (the seed applies on the first boot only)
  *   node fakes.mjs ctl GET /state  print the state; POST /imds {path: value|null}, POST /as/pend
- *                                  {hook}, POST /ecs/instance {arn?, ...fields}
+ *                                  {hook}, POST /ecs/instance {arn?, ...fields}, POST /ecs/task {arn, ...task}
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { FakeAutoScaling, FakeEc2, FakeEcs, FakeImds, type FakeInstance } from '../harness/fake-aws.js';
+import { FakeAutoScaling, FakeEc2, FakeEcs, FakeImds, type FakeInstance, type FakeTask } from '../harness/fake-aws.js';
 import { E2E_PORTS, type FakesSeed, type FakesState } from './ports.js';
 
 const STATE = '/var/lib/e2e-fakes/state.json';
@@ -80,6 +80,10 @@ async function serve(seedFile: string | undefined): Promise<void> {
         const i = ecs.instances.get(String(arn));
         if (!i) return void res.writeHead(404).end(`no instance ${String(arn)}\n`);
         Object.assign(i, fields);
+      } else if (route === 'POST /ecs/task') {
+        // A task as ECS would describe it (DescribeTasks): where it runs, its task-level limits, its containers.
+        const { arn, ...task } = body as unknown as { arn: string } & FakeTask;
+        ecs.tasks.set(String(arn), task);
       } else if (route !== 'GET /state') {
         return void res.writeHead(404).end(`no route ${route}\n`);
       }

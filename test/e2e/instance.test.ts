@@ -6,19 +6,11 @@
  * healthy host in order (boot, reboot, drift, faults, terminate, rollback); another has a broken runsc.
  */
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
-import { AGENT_ARN, GROUP, INSTANCE_ID, Instance } from './instance.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { AGENT_ARN, diagnoseOnFailure, GROUP, INSTANCE_ID, Instance } from './instance.js';
 import { SEED_DAEMON_JSON } from './instance-image.js';
 
 const world = inject('e2e');
-
-/** Print what an operator would look at when a scenario fails. */
-function diagnoseOnFailure(i: () => Instance | undefined): void {
-  onTestFailed(async () => {
-    const inst = i();
-    if (inst) process.stderr.write(`\n${inst.name}:\n${await inst.diagnose()}\n`);
-  });
-}
 
 const ours = (s: string) =>
   s

@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { onTestFailed } from 'vitest';
 import { realAgentImds, realAgentSettings } from '../harness/real-agent.js';
 import { until } from '../harness/watch-fixture.js';
 import type { E2eWorld } from './global-setup.js';
@@ -139,6 +140,14 @@ export function preparePayload(world: E2eWorld, name: string, o: InstanceOptions
   copyFileSync(`${world.dir}/${o.realAgent ? 'real-ecs-agent.tar' : 'ecs-agent.tar'}`, `${dir}/cache/ecs-agent.tar`);
   writeFileSync(`${dir}/cache/state`, '1');
   return dir;
+}
+
+/** Print what an operator would look at when a scenario fails. */
+export function diagnoseOnFailure(i: () => InstanceBase | undefined): void {
+  onTestFailed(async () => {
+    const inst = i();
+    if (inst) process.stderr.write(`\n${inst.name}:\n${await inst.diagnose()}\n`);
+  });
 }
 
 /** What a scenario does on any simulated instance, through `exec`: the container's or the machine's. */

@@ -6,7 +6,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
-import { AGENT_ARN, GROUP, INSTANCE_ID } from './instance.js';
+import { AGENT_ARN, diagnoseOnFailure, GROUP, INSTANCE_ID } from './instance.js';
 import { vmImage } from './vm-image.js';
 import { VmInstance } from './vm-instance.js';
 
@@ -41,9 +41,7 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
   });
 
   it('v2-1. first boot: Docker on systemd and cgroup v2, the sandbox proven in its docker-<id>.scope with the probe’s limit, READY, the attribute published', async () => {
-    onTestFailed(async () => {
-      if (vm) process.stderr.write(`\n${vm.name}:\n${await vm.diagnose()}\n`);
-    });
+    diagnoseOnFailure(i);
     const t0 = Date.now();
     expect((await i().sh('stat -fc %T /sys/fs/cgroup')).trim()).toBe('cgroup2fs');
     expect((await i().sh("docker info --format '{{.CgroupDriver}} {{.CgroupVersion}}'")).trim()).toBe('systemd 2');
@@ -56,6 +54,9 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
     // The probe's own limit, read where Docker's systemd driver puts a container on v2.
     expect(status.runtime.evidence.cgroupLimitFile).toMatch(SCOPE);
     expect(status.runtime.evidence.memoryLimitBytes).toBe(64 * 1024 * 1024);
+    // No runtimeArgs: Docker's systemd driver hands runsc --systemd-cgroup itself.
+    expect(status.runtime.evidence.cmdline).toMatch(/^runsc-sandbox --systemd-cgroup=true /);
+    expect(JSON.parse(await i().sh('cat /etc/docker/daemon.json')).runtimes.runsc.runtimeArgs).toBeUndefined();
     expect((await i().exec(['ecs-gvisor', 'status'])).stdout).toMatch(/^cgroups +v2, Docker's systemd driver$/m);
 
     const agent = (await i().inspect('ecs-agent'))!;
@@ -69,5 +70,129 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
     const fakes = await i().fakes();
     expect(fakes.autoScaling.actions[`${GROUP}/launch/${INSTANCE_ID}`]).toMatchObject({ result: 'CONTINUE' });
     timed('scenario v2-1', t0);
+  });
+
+  // What the ECS agent does for a task on v2 (agent/taskresource/cgroup): a slice of the task's own under
+  // ecstasks.slice with the task-level limits, and each container in a scope under it. The agent in this
+  // machine cannot get a task (the fakes speak no ACS, the agent's task channel), so the test makes the
+  // slice as the agent does, through systemd, and starts the container as the agent would.
+  const TASK = '0123456789abcdef0123456789abcdef';
+  const TASK_ARN = `arn:aws:ecs:us-east-1:111122223333:task/e2e/${TASK}`;
+  const SLICE = `/sys/fs/cgroup/ecstasks.slice/ecstasks-${TASK}.slice`;
+
+  it('v2-2. a task as the agent makes it: its slice and scope hold the limits asked, the audit is clean; a raised limit or a sandbox moved out is a violation within seconds', async () => {
+    diagnoseOnFailure(i);
+    const t0 = Date.now();
+    await i().sh('docker load -q -i /opt/e2e/busybox.tar');
+    await i().sh(`systemctl set-property --runtime ecstasks-${TASK}.slice MemoryMax=128M CPUQuota=50%`);
+    const id = (
+      await i().sh(
+        `docker create --name task-v2 --cgroup-parent ecstasks-${TASK}.slice -m 64m --cpus 0.5 --label com.amazonaws.ecs.task-arn=${TASK_ARN} busybox:latest sleep 3600`,
+      )
+    ).trim();
+    // ECS knows the task before its container starts (the audit asks about it on the start event).
+    await i().fakes('POST', '/ecs/task', { arn: TASK_ARN, containerInstanceArn: AGENT_ARN, cpu: '512', memory: '128', runtimeIds: [id] });
+    await i().sh(`docker start ${id}`);
+    const scope = `${SLICE}/docker-${id}.scope`;
+    expect((await i().sh(`cat ${scope}/memory.max ${scope}/cpu.max ${SLICE}/memory.max`)).split('\n').slice(0, 3)).toEqual([
+      String(64 << 20),
+      '50000 100000',
+      String(128 << 20),
+    ]);
+    const task = async () => ((await i().status()).audit?.tasks ?? []).find((t: { name: string }) => t.name === 'task-v2');
+    onTestFailed(async () => {
+      if (vm) process.stderr.write(`\nthe task as audited: ${JSON.stringify(await task())}\n`);
+    });
+    const clean = await i().until(
+      'the task audited, ECS confirming it',
+      async () => {
+        const t = await task();
+        return t?.task?.state === 'confirmed' ? t : undefined;
+      },
+      120_000,
+    );
+    expect(clean).toMatchObject({
+      cgroup: `/ecstasks.slice/ecstasks-${TASK}.slice/docker-${id}.scope`,
+      enforced: { memoryBytes: 64 << 20, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000 },
+      problems: [],
+    });
+    expect((await i().status()).audit.violations).toEqual([]);
+    timed('v2-2: the task audited clean', t0);
+
+    // A limit raised by hand: not enforced any more.
+    await i().sh(`echo max > ${scope}/memory.max`);
+    const raised = await i().until(
+      'the raised limit a violation',
+      async () => {
+        const v = (await i().status()).audit.violations as Array<{ reason: string }>;
+        return v.find((x) => /not enforced: memory limit 67108864 asked, none enforced/.test(x.reason));
+      },
+      60_000,
+    );
+    expect(raised).toBeDefined();
+    expect((await i().fakes()).ecs.instances[AGENT_ARN]?.attributes?.['ecs-gvisor.sandbox']).toBe('violated');
+    await i().sh(`echo ${64 << 20} > ${scope}/memory.max`);
+    await i().until('clean again', async () => (await i().status()).audit.violations.length === 0, 60_000);
+    timed('v2-2: a raised limit seen and cleared', t0);
+
+    // The sandbox moved out of its scope (to the root cgroup): its limits no longer hold it.
+    const pid = (await i().sh(`docker inspect -f '{{.State.Pid}}' ${id}`)).trim();
+    await i().sh(`echo ${pid} > /sys/fs/cgroup/cgroup.procs`);
+    const moved = await i().until(
+      'the moved sandbox a violation',
+      async () => {
+        const v = (await i().status()).audit.violations as Array<{ id: string; reason: string }>;
+        return v.find((x) => x.id === id && x.reason.startsWith('not enforced'));
+      },
+      60_000,
+    );
+    expect(moved).toBeDefined();
+    await i().sh('docker rm -f task-v2');
+    await i().until('clean once it is gone', async () => (await i().status()).audit.violations.length === 0, 60_000);
+    timed('scenario v2-2', t0);
+  });
+
+  it('v2-3. Docker restarted: the agent back under runc and the sandbox proven again; rollback gives the host back', async () => {
+    diagnoseOnFailure(i);
+    const t0 = Date.now();
+    await i().sh('systemctl restart docker');
+    await i().until(
+      'the agent back under runc',
+      async () => {
+        const a = await i().inspect('ecs-agent');
+        return a?.State.Running && a.HostConfig.Runtime === 'runc';
+      },
+      300_000,
+    );
+    await i().until('verified again', async () => (await i().status()).runtime.verified === true, 300_000);
+    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runsc');
+    timed('v2-3: back after the Docker restart', t0);
+
+    const r = await i().exec(['systemd-run', '--quiet', '--wait', '--pipe', '--collect', '--', 'ecs-gvisor', 'rollback']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
+    // ecs-init runs its agent again, as on the AMI.
+    await i().until('ecs-init’s agent', async () => (await i().inspect('ecs-agent'))?.State.Running, 300_000);
+    timed('scenario v2-3', t0);
+  });
+
+  it('v2-4. Docker on the cgroupfs driver on v2, as an operator might set it: proven; with --systemd-cgroup refused in one sentence', async () => {
+    diagnoseOnFailure(i);
+    const t0 = Date.now();
+    await i().sh('systemctl stop ecs.service');
+    await i().sh(`printf '%s' '{"exec-opts": ["native.cgroupdriver=cgroupfs"]}' > /etc/docker/daemon.json && systemctl restart docker`);
+    expect((await i().sh("docker info --format '{{.CgroupDriver}} {{.CgroupVersion}}'")).trim()).toBe('cgroupfs 2');
+    const proven = await i().exec(['ecs-gvisor', 'bootstrap', '--only', 'runtime']);
+    expect(proven.code, proven.stderr + proven.stdout.slice(-2000)).toBe(0);
+    const s = await i().status();
+    expect(s.runtime).toMatchObject({ verified: true, cgroup: { version: '2', driver: 'cgroupfs' } });
+    expect(s.runtime.evidence.cgroupLimitFile).toMatch(/^\/sys\/fs\/cgroup\/.*[0-9a-f]{64}\/memory\.max$/);
+    expect((await i().exec(['ecs-gvisor', 'rollback', '--only', 'runtime'])).code).toBe(0);
+    const refused = await i().exec(['env', 'ECS_GVISOR_RUNSC_ARGS=--systemd-cgroup', 'ecs-gvisor', 'bootstrap', '--only', 'runtime']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe(
+      'ecs-gvisor: ECS_GVISOR_RUNSC_ARGS has --systemd-cgroup, but Docker uses the cgroupfs cgroup driver, under which runsc starts no sandbox with it; remove the flag (or switch Docker to the systemd driver). Nothing was changed.\n',
+    );
+    timed('scenario v2-4', t0);
   });
 });
