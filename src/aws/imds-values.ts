@@ -37,6 +37,17 @@ export function instanceIdOf(text: string | undefined): string {
 }
 
 export const regionOfImds = (text: string | undefined) => check(REGION_PATH, text, REGION, 'an AWS region');
+
+/** The region for Auto Scaling and EC2 calls: the configured one, else the instance's own from IMDS. */
+export async function instanceRegion(
+  imds: { get(path: string): Promise<string | undefined> },
+  configured: string | undefined,
+): Promise<string> {
+  const region = configured ?? regionOfImds(await imds.get(REGION_PATH));
+  if (!region)
+    throw new EcsGvisorError('CONFIG_INVALID', 'No AWS region: set ECS_GVISOR_AWS_REGION (instance metadata has no placement/region).');
+  return region;
+}
 export const targetStateOf = (text: string | undefined) =>
   check(TARGET_STATE_PATH, text, LIFECYCLE_STATE, 'an Auto Scaling lifecycle state');
 export const groupTagOf = (text: string | undefined) => check(GROUP_TAG_PATH, text, GROUP_NAME, 'an Auto Scaling group name');

@@ -19,7 +19,7 @@ import { AgentStep } from '../agent/agent-step.js';
 import { AgentIntrospection, introspectionListenerProblem, loopbackPort } from '../agent/introspection.js';
 import { AgentSupervisor } from '../agent/supervisor.js';
 import { AwsCaller } from '../aws/aws-caller.js';
-import { REGION_PATH, regionOfImds } from '../aws/imds-values.js';
+import { instanceRegion } from '../aws/imds-values.js';
 import type { Config } from '../config.js';
 import { EcsInitStep } from '../ecs-init/ecs-init-step.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
@@ -291,8 +291,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
             o.run && cfg.SET_INSTANCE_HEALTH
               ? async () => {
                   const instanceId = await aws.instanceId();
-                  const region = cfg.AWS_REGION ?? regionOfImds(await imds.get(REGION_PATH));
-                  if (!region) throw new EcsGvisorError('IMDS_FAILED', `Instance metadata has no ${REGION_PATH}.`);
+                  const region = await instanceRegion(imds, cfg.AWS_REGION);
                   await aws.autoScaling(region, 'SetInstanceHealth', (as) => as.setInstanceHealth(instanceId, 'Unhealthy', false));
                 }
               : undefined,

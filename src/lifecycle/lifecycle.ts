@@ -8,15 +8,7 @@
  */
 
 import { type AwsCaller, regionOf } from '../aws/aws-caller.js';
-import {
-  GROUP_TAG_PATH,
-  groupTagOf,
-  REGION_PATH,
-  regionOfImds,
-  SPOT_ACTION_PATH,
-  TARGET_STATE_PATH,
-  targetStateOf,
-} from '../aws/imds-values.js';
+import { GROUP_TAG_PATH, groupTagOf, instanceRegion, SPOT_ACTION_PATH, TARGET_STATE_PATH, targetStateOf } from '../aws/imds-values.js';
 import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentMetadata, Clock, ContainerInstanceView, ImdsPort, LifecycleActionRef } from '../ports.js';
@@ -222,9 +214,7 @@ export class Lifecycle {
     if (this.identity) return this.identity;
     const { imds, aws, log } = this.deps;
     const instanceId = await aws.instanceId();
-    const region = this.opts.region ?? regionOfImds(await imds.get(REGION_PATH));
-    if (!region)
-      throw new EcsGvisorError('CONFIG_INVALID', 'No AWS region: set ECS_GVISOR_AWS_REGION (instance metadata has no placement/region).');
+    const region = await instanceRegion(imds, this.opts.region);
     // The tag through IMDS needs no API call (when instance metadata tags are on); EC2 otherwise.
     let group = this.opts.group ?? groupTagOf(await imds.get(GROUP_TAG_PATH));
     if (!group) {
