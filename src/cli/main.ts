@@ -92,8 +92,7 @@ export async function main(
         await serve(app, steps, log, signal ?? stopSignal());
         return ExitCode.ok;
       case 'plan':
-        await written(io.stdout, redact(await plan(app, steps)));
-        return outputFailed ? ExitCode.unavailable : ExitCode.ok;
+        return await answer(io, redact(await plan(app, steps)), ExitCode.ok);
       case 'rollback':
         return await rollback(app, steps, log);
     }
@@ -105,22 +104,28 @@ export async function main(
 }
 
 /**
- * A reader that stopped early (`status | head`) closed the pipe: not a failure of ours. What was left
- * unwritten is dropped and the exit code stays the command's. Any other write error (`status >
- * /dev/full`: ENOSPC) is one sentence on stderr and exit 4, never an uncaught error.
+ * A stream error on standard output is the writer's to report (answer()): never an uncaught error. A reader
+ * that stopped early (`status | head`) closed the pipe, which is not a failure of ours.
  */
 function quietWhenReaderGone(out: NodeJS.WritableStream): void {
-  out.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') return;
-    process.stderr.write(`ecs-gvisor: cannot write the answer to standard output (${err.code ?? err.message}).\n`);
-    // Set again once main returns: the entry sets the command's code after this.
-    process.exitCode = ExitCode.unavailable;
-    outputFailed = true;
-  });
+  out.on('error', () => undefined);
 }
 
-/** Standard output could not be written: the command's exit code gives way to 4. */
-let outputFailed = false;
+/**
+ * Write a command's answer and return its exit code once the stream has taken it. A reader gone (EPIPE)
+ * drops the rest and keeps the code; any other failure (`status > /dev/full`: ENOSPC) is one sentence
+ * on stderr and exit 4.
+ */
+function answer(io: Io, text: string, code: number): Promise<number> {
+  return new Promise((resolve) => {
+    io.stdout.write(text, (err?: Error | null) => {
+      const errno = (err as NodeJS.ErrnoException | null | undefined)?.code;
+      if (!err || errno === 'EPIPE') return resolve(code);
+      io.stderr.write(`ecs-gvisor: cannot write the answer to standard output (${errno ?? err.message}).\n`);
+      resolve(ExitCode.unavailable);
+    });
+  });
+}
 
 function fdStat(fd: number): { dev: number; ino: number } | undefined {
   try {
@@ -143,16 +148,7 @@ function serviceEnv(env: Readonly<Record<string, string | undefined>>): ServiceE
 /** Exit 0 only when healthy (like `systemctl is-active`): scripts and health checks need not parse. */
 async function status(read: () => Promise<StatusReport>, json: boolean, io: Io): Promise<number> {
   const s = await read();
-  await written(io.stdout, redact(json ? `${JSON.stringify(s, null, 2)}\n` : renderStatusText(s)));
-  if (outputFailed) return ExitCode.unavailable;
-  return s.healthy ? ExitCode.ok : ExitCode.unhealthy;
-}
-
-/** Write and wait until the stream has taken it (or failed: its 'error' handler says what happened). */
-function written(out: NodeJS.WritableStream, text: string): Promise<void> {
-  return new Promise((resolve) => {
-    out.write(text, () => resolve());
-  });
+  return answer(io, redact(json ? `${JSON.stringify(s, null, 2)}\n` : renderStatusText(s)), s.healthy ? ExitCode.ok : ExitCode.unhealthy);
 }
 
 /** Aborted by SIGTERM (systemd stop) or SIGINT. */
