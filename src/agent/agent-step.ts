@@ -7,7 +7,6 @@ import { renderDiff } from '../diff.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ContainerSpec, ContainerState, DockerPort, FilesPort } from '../ports.js';
-import { redact } from '../redact.js';
 import { retrying } from '../retry.js';
 import { SUPERVISOR_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
@@ -246,7 +245,7 @@ export class AgentStep {
         exited ? 'AGENT_EXITED' : 'DOCKER_API',
         exited
           ? `The new agent container exited with code ${code} within ${Math.ceil((this.opts.replaceSettleMs ?? 0) / 1000)} s of its start${tail ? ` (its last line: ${tail.slice(0, 200)})` : ''}; the previous agent ${old.id.slice(0, 12)} was put back.`
-          : `The new agent container did not start (${redact(messageOf(err))}); the previous agent ${old.id.slice(0, 12)} was put back.`,
+          : `The new agent container did not start (${messageOf(err)}); the previous agent ${old.id.slice(0, 12)} was put back.`,
         { cause: err },
       );
     }
@@ -263,7 +262,7 @@ export class AgentStep {
       if (err instanceof EcsGvisorError && err.code === 'DOCKER_API') {
         throw new EcsGvisorError(
           'AGENT_SPEC_REFUSED',
-          `Docker refused the agent container built from ${this.opts.ecsConfig} (${redact(messageOf(err))}); ${old ? `the running agent ${old.id.slice(0, 12)} was kept` : 'no agent was started'}.`,
+          `Docker refused the agent container built from ${this.opts.ecsConfig} (${messageOf(err)}); ${old ? `the running agent ${old.id.slice(0, 12)} was kept` : 'no agent was started'}.`,
           { cause: err },
         );
       }

@@ -6,7 +6,6 @@ import { regionOf } from '../aws/aws-caller.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentMetadata, Clock } from '../ports.js';
-import { redact } from '../redact.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
 import type { SandboxEvidence } from '../runtime/sandbox-proof.js';
 import type { ContainerNetwork, Violation } from './audit.js';
@@ -149,11 +148,11 @@ export class WatchState {
   /**
    * An error of a monitor's round, for status and the log. The same error again (a configuration that
    * stays wrong, checked every round) is said once: its entry's time and count move, the log stays quiet.
-   * Secrets Docker or AWS quoted back are masked before the text is kept.
+   * (Secrets Docker or AWS quote back are masked where the text leaves: the log, watch.json.)
    */
   recordError(component: string, err: unknown): void {
     const code = err instanceof EcsGvisorError ? err.code : 'INTERNAL';
-    const message = redact(messageOf(err));
+    const message = messageOf(err);
     const i = this.snap.lastErrors.findIndex((e) => e.component === component);
     const last = i < 0 ? undefined : this.snap.lastErrors[i];
     if (last?.code === code && last.message === message) {
