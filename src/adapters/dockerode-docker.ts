@@ -5,7 +5,7 @@ import { inspect } from 'node:util';
 import Docker from 'dockerode';
 import { EcsGvisorError } from '../errors.js';
 import type { ContainerEvents, ContainerSpec, ContainerState, DockerInfo, DockerPort } from '../ports.js';
-import { askDockerInfo, type EarlyDockerInfo } from './early-docker-info.js';
+import { type EarlyDockerInfo, getDockerInfo } from './early-docker-info.js';
 
 /**
  * Docker Engine API through dockerode. Errors are classified by HTTP status, never by message text.
@@ -42,7 +42,7 @@ export class DockerodeDocker implements DockerPort {
       'get info',
       (abortSignal) =>
         early ??
-        (askDockerInfo(this.host, abortSignal)?.take() as Promise<Record<string, unknown>> | undefined) ??
+        (getDockerInfo(this.host, abortSignal) as Promise<Record<string, unknown>> | undefined) ??
         (this.docker.info as (o: object) => Promise<Record<string, unknown>>).call(this.docker, { abortSignal }),
     );
     return {

@@ -4,7 +4,7 @@
  * from the entry, that wait overlaps the loading of the program instead of following it. Only
  * node:http, loaded when asked (the entry loads this module for --version too). The answer is taken once,
  * by a DockerodeDocker for the same host (the validated configuration's), which applies its own deadline
- * and error handling to it.
+ * and error handling to it, and which asks /info the same way later (getDockerInfo: its answer capped).
  */
 
 import type { RequestOptions } from 'node:http';
@@ -19,13 +19,32 @@ export interface EarlyDockerInfo {
 /** The most of an /info answer that is read. */
 export const MAX_INFO_BYTES = 1024 * 1024;
 
-/** GET /info of a unix:// host, its answer capped at MAX_INFO_BYTES; undefined for another kind of host. */
-export function askDockerInfo(host: string, signal?: AbortSignal): EarlyDockerInfo | undefined {
+/** /info asked now, for `status`, to be taken once by DockerodeDocker; undefined for a host that is no unix socket. */
+export function askDockerInfo(host: string): EarlyDockerInfo | undefined {
+  let answer = getDockerInfo(host);
+  if (!answer) return undefined;
+  // Reported by the taker, if it is taken.
+  answer.catch(() => undefined);
+  return {
+    host,
+    take() {
+      const a = answer;
+      answer = undefined;
+      return a;
+    },
+  };
+}
+
+/**
+ * GET /info of a unix:// host (parsed JSON; rejected like docker-modem on a failure), its answer read no
+ * further than MAX_INFO_BYTES; undefined for another kind of host.
+ */
+export function getDockerInfo(host: string, signal?: AbortSignal): Promise<unknown> | undefined {
   // Only a socket path (as the configuration accepts): an empty one would have Node ask localhost:80.
   const socketPath = /^unix:\/\/(\/.+)$/.exec(host)?.[1];
   if (socketPath === undefined) return undefined;
   const { get } = process.getBuiltinModule('node:http') as typeof import('node:http');
-  let answer: Promise<unknown> | undefined = new Promise((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     // No server name, as DockerodeDocker's agent: deriving one from the host costs a cold process 10 ms.
     const req = get({ socketPath, path: '/info', agent: false, servername: '' } as RequestOptions, (res) => {
       const chunks: Buffer[] = [];
@@ -66,14 +85,4 @@ export function askDockerInfo(host: string, signal?: AbortSignal): EarlyDockerIn
     req.on('error', reject);
     signal?.addEventListener('abort', () => req.destroy(new Error('aborted')), { once: true });
   });
-  // Reported by the taker, if it is taken.
-  answer.catch(() => undefined);
-  return {
-    host,
-    take() {
-      const a = answer;
-      answer = undefined;
-      return a;
-    },
-  };
 }
