@@ -100,7 +100,10 @@ export class AttributePublisher implements Monitor {
   /** The verification or the audit changed: publish now rather than at the next poll. */
   async republish(): Promise<void> {
     const { state } = this.deps;
-    if (!state.confirmedMetadata() || !this.opts.publish) return;
+    if (!state.confirmedMetadata() || !this.opts.publish) {
+      this.retryInMs = undefined; // nothing to publish to: the next confirmed poll syncs
+      return;
+    }
     const known = state.obs.ecs && state.obs.ecs !== 'missing' ? state.obs.ecs.attributes : {};
     // What we published last is what ECS holds unless someone changed it (the next poll repairs that).
     const current = { ...known, ...state.snap.attributes.published };
