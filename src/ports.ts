@@ -102,6 +102,8 @@ export interface ContainerState {
   startedAt: string;
   finishedAt: string;
   exitCode: number;
+  /** Docker saw the kernel's OOM killer end it (State.OOMKilled). */
+  oomKilled?: boolean;
   /** The ID of the image the container was created from. */
   imageId?: string;
   /** HostConfig.NetworkMode: none, bridge, host, container:<id>, a network's name. */
@@ -193,6 +195,18 @@ export interface HostPort {
    * does not exist. Only for files the kernel makes, which no local user can turn into a FIFO or a link.
    */
   kernelText(path: string): Promise<string | undefined>;
+  /**
+   * The OOM killer's kills still in the kernel's log (/dev/kmsg, which only root can write): whose memory
+   * cgroup's limit was reached, and the killed process's cgroup. Oldest first.
+   */
+  oomKills(): Promise<OomKill[]>;
+}
+
+export interface OomKill {
+  /** The cgroup whose limit was reached (the container's own, or its task's). */
+  limitCgroup: string;
+  /** The killed process's cgroup. */
+  cgroup: string;
 }
 
 export interface UnitState {

@@ -351,6 +351,7 @@ function toState(i: Docker.ContainerInspectInfo): ContainerState {
     startedAt: i.State.StartedAt,
     finishedAt: i.State.FinishedAt,
     exitCode: i.State.ExitCode,
+    oomKilled: i.State.OOMKilled === true,
     imageId: i.Image,
     networkMode: String((i.HostConfig as { NetworkMode?: string }).NetworkMode ?? ''),
     labels: i.Config.Labels ?? {},

@@ -1,5 +1,5 @@
-import { promises as fs, readdirSync, readFileSync } from 'node:fs';
-import type { HostPort } from '../ports.js';
+import { closeSync, constants, promises as fs, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import type { HostPort, OomKill } from '../ports.js';
 import { isCode } from './node-files.js';
 
 /** Facts about processes on this host from /proc, and signals. */
@@ -7,6 +7,7 @@ export class LinuxHost implements HostPort {
   constructor(
     private readonly procRoot = '/proc',
     private readonly systemdDir = '/run/systemd/system',
+    private readonly kmsg = '/dev/kmsg',
   ) {}
 
   async cmdline(pid: number): Promise<string[] | undefined> {
@@ -91,6 +92,10 @@ export class LinuxHost implements HostPort {
     return this.readKernel(path);
   }
 
+  async oomKills(): Promise<OomKill[]> {
+    return parseOomKills(readKernelLog(this.kmsg));
+  }
+
   private readKernel(path: string): string | undefined {
     try {
       return readFileSync(path, 'utf8');
@@ -117,4 +122,51 @@ export class LinuxHost implements HostPort {
       return false;
     }
   }
+}
+
+/** The kernel's `oom-kill:constraint=…,oom_memcg=<limit's cgroup>,task_memcg=<killed's cgroup>,…` lines (4.19 on). */
+export function parseOomKills(lines: readonly string[]): OomKill[] {
+  const out: OomKill[] = [];
+  for (const l of lines) {
+    const m = /\boom-kill:.*[:,]oom_memcg=([^,]*),task_memcg=([^,]*),/.exec(l);
+    if (m) out.push({ limitCgroup: m[1]!, cgroup: m[2]! });
+  }
+  return out;
+}
+
+/** At most this many records are read: the ring buffer holds far fewer. */
+const KMSG_MAX_RECORDS = 200_000;
+
+/**
+ * The records in the kernel's ring buffer, read from the start without waiting for more: each read of
+ * /dev/kmsg is one record (`prio,seq,usec,flags;text`); EPIPE means one was overwritten meanwhile.
+ */
+function readKernelLog(path: string): string[] {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    if (isCode(err, 'ENOENT') || isCode(err, 'EACCES') || isCode(err, 'EPERM')) return [];
+    throw err;
+  }
+  const buf = Buffer.alloc(16 * 1024);
+  const out: string[] = [];
+  try {
+    for (let i = 0; i < KMSG_MAX_RECORDS; i++) {
+      let n: number;
+      try {
+        n = readSync(fd, buf, 0, buf.length, null);
+      } catch (err) {
+        if (isCode(err, 'EPIPE')) continue;
+        if (isCode(err, 'EAGAIN')) break;
+        throw err;
+      }
+      if (n === 0) break;
+      const rec = buf.toString('utf8', 0, n);
+      out.push(rec.slice(rec.indexOf(';') + 1).trimEnd());
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
 }

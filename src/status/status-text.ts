@@ -78,7 +78,8 @@ function auditRow(audit: StatusReport['audit']): string {
     (n) => `${n.name}: network ${n.networkMode || '-'}, ${n.stack === 'none' ? 'no sandbox' : n.stack}`,
   );
   const tasks = (audit.tasks ?? []).map(taskLine);
-  return `${audit.checked} container(s), ${audit.violations.length} violation(s)${ago(audit.checkedAt)}${lines([...violations, ...networks, ...tasks])}`;
+  const ended = (audit.ended ?? []).map((e) => `ended ${e.at}: ${e.name} ${e.id.slice(0, 12)} ${e.reason}`);
+  return `${audit.checked} container(s), ${audit.violations.length} violation(s)${ago(audit.checkedAt)}${lines([...violations, ...networks, ...tasks, ...ended])}`;
 }
 
 /** Limits as people read them: MiB, CPUs, pids (a task's own limits have no pids). */
@@ -103,8 +104,16 @@ export function taskLine(t: TaskEnforcement): string {
   const limits = own.length
     ? `asked ${limitsText(t.asked)}; enforced ${limitsText(t.enforced)}`
     : // What the task asked, never a default of its cgroup's (a scope's pids.max is there whether asked or not).
-      `limits as asked: ${limitsText(t.asked)}${t.asked.pids === undefined && t.enforced.pids !== undefined ? ` (its cgroup's own pids.max: ${t.enforced.pids})` : ''}`;
-  return `${t.name}: cgroup ${t.cgroup ?? '?'}; ${limits}; ${hygiene.join(', ')}${taskText(t)}`;
+      `limits as asked: ${limitsText(t.asked)}${t.asked.pids === undefined && t.enforced.pids !== undefined && !t.pids ? ` (its cgroup's own pids.max: ${t.enforced.pids})` : ''}`;
+  return `${t.name}: cgroup ${t.cgroup ?? '?'}; ${limits}; ${hygiene.join(', ')}${taskText(t)}${pidsText(t.pids)}`;
+}
+
+/** The sandbox's pids against its limit: under gVisor the limit counts the sandbox's own threads. */
+function pidsText(p: TaskEnforcement['pids']): string {
+  if (!p) return '';
+  const whose = p.asked ? 'the pids limit asked' : 'its cgroup’s own pids.max';
+  const use = `${p.current} pids in use of ${p.limit} (${whose})`;
+  return p.tight ? `; PIDS TIGHT: ${use}; at the limit gVisor ends the whole sandbox` : `; ${use}`;
 }
 
 /** The task's own limits (task definition) against its cgroup's, once ECS confirmed the task. */

@@ -21,7 +21,7 @@ import {
   underParent,
 } from '../cgroups.js';
 import type { HygieneItem } from '../config.js';
-import type { ContainerState } from '../ports.js';
+import type { ContainerState, OomKill } from '../ports.js';
 import { isTaskCgroup, type TaskClaim } from './ecs-tasks.js';
 
 export interface Hygiene {
@@ -52,6 +52,12 @@ export interface TaskEnforcement {
   task?: TaskClaim;
   /** What is wrong with enforcement (each a violation). */
   problems: string[];
+  /**
+   * The sandbox's pids in use against the lowest pids limit over it (its own cgroup's or its task's), when
+   * there is one. `asked`: the container or its task asked for that limit (not a cgroup's default).
+   * `tight`: within reach of the sandbox's own use (PIDS_TIGHT), where gVisor ends the whole sandbox.
+   */
+  pids?: PidsHeadroom;
   hygiene: Hygiene;
   /** The hygiene items the policy makes violations, when present. */
   hygieneViolations: HygieneItem[];
@@ -65,6 +71,31 @@ export interface ProcessCgroups {
 
 const CONTROLLERS: readonly Controller[] = ['memory', 'cpu', 'pids'];
 
+export interface PidsHeadroom {
+  current: number;
+  limit: number;
+  asked: boolean;
+  tight: boolean;
+}
+
+/**
+ * A pids limit is tight when the sandbox already uses a quarter of it. Under gVisor the limit counts the
+ * sandbox's own host threads (an idle one uses 25–30), not the task's processes, and reaching it ends the
+ * whole sandbox where runc would refuse one fork.
+ */
+export const PIDS_TIGHT = 4;
+
+export function pidsHeadroom(
+  current: number | undefined,
+  limits: ReadonlyArray<number | undefined>,
+  asked: boolean,
+): PidsHeadroom | undefined {
+  const set = limits.filter((l): l is number => l !== undefined);
+  if (current === undefined || set.length === 0) return undefined;
+  const limit = Math.min(...set);
+  return { current, limit, asked, tight: current * PIDS_TIGHT >= limit };
+}
+
 /** The limit files to read for a sandbox's cgroups (its own and its parent's), absolute paths. */
 export function cgroupFilesFor(sandboxCgroups: string | undefined, root = '/sys/fs/cgroup'): string[] {
   if (!sandboxCgroups) return [];
@@ -76,6 +107,7 @@ export function cgroupFilesFor(sandboxCgroups: string | undefined, root = '/sys/
     for (const dir of [cgroupDir(at, at.path, root), cgroupDir(at, parentPath(at.path), root)]) {
       for (const f of LIMIT_FILES[at.version][c]) files.push(`${dir}/${f}`);
     }
+    if (c === 'pids') files.push(`${cgroupDir(at, at.path, root)}/pids.current`);
   }
   return files;
 }
@@ -150,7 +182,14 @@ export function judgeTask(
   problems.push(...limitProblems(asked, enforced));
   const parent = { path: parentPath(cgroup), limits: limitsIn(mem.version, dirs(true), files) };
   if (claim?.state === 'confirmed' && isContainerCgroup(cgroup, c.id)) problems.push(...taskProblems(claim, parent));
-  return { ...base, cgroup, enforced, parent, problems };
+  const ownPids = dirs(false).pids;
+  const current = ownPids === undefined ? undefined : Number.parseInt(files[`${ownPids}/pids.current`] ?? '', 10);
+  const pids = pidsHeadroom(
+    Number.isFinite(current) ? current : undefined,
+    [enforced.pids, parent.limits.pids],
+    asked.pids !== undefined && asked.pids === Math.min(enforced.pids ?? Infinity, parent.limits.pids ?? Infinity),
+  );
+  return { ...base, cgroup, enforced, parent, problems, ...(pids ? { pids } : {}) };
 }
 
 /**
@@ -188,4 +227,47 @@ function violatedHygiene(h: Hygiene, policy: readonly HygieneItem[]): HygieneIte
     capabilities: h.capAdd.length > 0,
   };
   return policy.filter((i) => present[i]);
+}
+
+/** A task's sandbox that a limit ended: the kernel's OOM killer, or a pids limit it was within reach of. */
+export interface SandboxEnd {
+  id: string;
+  name: string;
+  /** Docker's FinishedAt. */
+  at: string;
+  exitCode: number;
+  limit: 'memory' | 'pids';
+  reason: string;
+}
+
+/**
+ * Why a sandboxed container ended, when a limit ended it; undefined for any other end (the task's own
+ * exit, ECS stopping it: SIGTERM, then SIGKILL's 137 without an OOM kill). Docker does not always see an
+ * OOM kill of a sandbox (OOMKilled stays false under the runc shim on cgroup v1), so the kernel's word
+ * counts too: a kill in a cgroup of this container's (`kills`). `last`: its last audit, for the pids it
+ * used then: runsc ends the whole sandbox at its pids limit, and nothing records that it did.
+ */
+export function sandboxEnd(c: ContainerState, last: TaskEnforcement | undefined, kills: readonly OomKill[]): SandboxEnd | undefined {
+  const base = { id: c.id, name: c.name, at: c.finishedAt, exitCode: c.exitCode };
+  const kill = kills.findLast((k) => isContainerCgroup(k.cgroup, c.id));
+  if (c.oomKilled || kill) {
+    const own = !kill || isContainerCgroup(kill.limitCgroup, c.id);
+    const mib = c.resources?.memory ? `${Math.round(c.resources.memory / 1048576)} MiB` : 'its cgroup’s';
+    const which = own
+      ? `its memory limit (${mib}; exit ${c.exitCode})`
+      : `its task’s memory limit (${kill.limitCgroup}; exit ${c.exitCode})`;
+    return {
+      ...base,
+      limit: 'memory',
+      reason: `killed at ${which}: under gVisor the whole sandbox goes, not only the process that asked for more`,
+    };
+  }
+  const p = last?.pids;
+  if (p?.tight && ![0, 137, 143].includes(c.exitCode))
+    return {
+      ...base,
+      limit: 'pids',
+      reason: `exited ${c.exitCode} with ${p.current} of its ${p.limit} pids in use when last audited: at a pids limit gVisor ends the whole sandbox`,
+    };
+  return undefined;
 }

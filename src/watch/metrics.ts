@@ -37,6 +37,8 @@ export class WatchMetrics {
   readonly restarts = new CounterValues();
   readonly ecsCalls = new CounterValues<'operation' | 'outcome'>();
   readonly repairs = new CounterValues<'kind'>();
+  readonly limitKills = new CounterValues<'limit'>();
+  readonly tightPidsLimits = new GaugeValue();
   private verifiedAt?: number;
   private registry?: Promise<Registry>;
 
@@ -104,6 +106,17 @@ export class WatchMetrics {
       'ECS API calls by operation and outcome (ok, throttled, server-error, client-error, network, timeout).',
       this.ecsCalls,
       ['operation', 'outcome'],
+    );
+    counter(
+      'ecs_gvisor_sandbox_limit_kills_total',
+      'Task sandboxes ended by a limit, by limit (memory: the OOM killer; pids: a pids limit within reach).',
+      this.limitKills,
+      ['limit'],
+    );
+    gauge(
+      'ecs_gvisor_tight_pids_limits',
+      'Running tasks whose pids limit is within reach of their sandbox’s own use, at the last audit.',
+      () => this.tightPidsLimits.value,
     );
     counter('ecs_gvisor_drift_repairs_total', 'Drift found and re-applied, by kind (runtime, agent).', this.repairs, ['kind']);
     // Computed at scrape time, so it keeps counting between loop iterations.

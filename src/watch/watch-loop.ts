@@ -279,7 +279,7 @@ export class WatchLoop {
         continue;
       }
       const e = ev as ContainerEvent;
-      this.audit.forget(e.id);
+      this.audit.forget(e.id, e.action);
       if (e.name === AGENT_NAME) {
         if (e.action.startsWith('health_status')) sched.soon('introspect', 0);
         if (e.action === 'start' || e.action === 'die') sched.soon('introspect', 1_000);

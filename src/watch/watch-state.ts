@@ -9,7 +9,7 @@ import type { AgentMetadata, Clock } from '../ports.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
 import type { SandboxEvidence } from '../runtime/sandbox-proof.js';
 import type { ContainerNetwork, Violation } from './audit.js';
-import type { TaskEnforcement } from './enforcement.js';
+import type { SandboxEnd, TaskEnforcement } from './enforcement.js';
 import type { Observations, Verdict } from './health.js';
 
 export interface WatchSnapshot {
@@ -58,6 +58,8 @@ export interface WatchSnapshot {
     networks?: ContainerNetwork[];
     /** Each sandboxed task: its cgroup, limits asked and enforced, the task's cgroup, hygiene. */
     tasks?: TaskEnforcement[];
+    /** Task sandboxes a limit ended, the latest last (up to ENDS_KEPT). */
+    ended?: SandboxEnd[];
   };
   /**
    * What ECS holds of ours as far as we know, when we last published; `stale` while it differs from

@@ -476,10 +476,10 @@ function tryRmdir(dir: string): boolean {
 describe('watch: per-task enforcement and hygiene', () => {
   const TASK = '0123456789abcdef0123456789abcdef';
   /** A task container as the ECS agent creates one: limits, and the task's cgroup parent. */
-  const task = (name: string, o: { Runtime?: string; User?: string; HostConfig?: Record<string, unknown> } = {}) =>
+  const task = (name: string, o: { Runtime?: string; User?: string; HostConfig?: Record<string, unknown>; Cmd?: string[] } = {}) =>
     docker.createContainer({
       Image: busybox,
-      Cmd: ['sleep', '600'],
+      Cmd: o.Cmd ?? ['sleep', '600'],
       name,
       User: o.User ?? '1000',
       HostConfig: {
@@ -554,6 +554,30 @@ describe('watch: per-task enforcement and hygiene', () => {
         `task-limited: cgroup /ecs/${TASK}/${limited.id}; limits as asked: memory 64 MiB, 0.50 CPUs, pids 50; not root`,
       );
       expect(text).toMatch(/task-loose: cgroup \S+; asked memory 64 MiB, 0\.50 CPUs, pids 50; enforced /);
+      // Its pids limit counts the sandbox's own threads: 50 is within reach of what an idle sandbox uses.
+      expect(ok.pids).toMatchObject({ limit: 50, asked: true, tight: true });
+      expect(ok.pids!.current).toBeGreaterThanOrEqual(13);
+      expect(ok.pids!.current).toBeLessThan(50);
+      expect(text).toContain(
+        `PIDS TIGHT: ${ok.pids!.current} pids in use of 50 (the pids limit asked); at the limit gVisor ends the whole sandbox`,
+      );
+
+      // A task at its memory limit: the kernel ends the whole sandbox, and the audit says which limit did
+      // (from the kernel's log: Docker 20.10 leaves OOMKilled false for a runsc sandbox on v1).
+      // Killed from outside (what ECS's stop comes to after its grace period): 137 too, and no limit's doing.
+      const killed = await task('task-killed');
+      await killed.start();
+      await killed.kill();
+      const hog = await task('task-hog', { Cmd: ['busybox', 'dd', 'if=/dev/zero', 'of=/dev/null', 'bs=200M', 'count=1'] });
+      await hog.start();
+      const end = await until('the hog’s end reported', async () => (await app.status()).audit?.ended?.find((e) => e.name === 'task-hog'));
+      expect(end).toMatchObject({ id: hog.id, limit: 'memory', exitCode: 137 });
+      expect((await killed.inspect()).State.ExitCode).toBe(137);
+      expect((await app.status()).audit?.ended?.map((e) => e.name)).toEqual(['task-hog']);
+      expect(renderStatusText(await app.status())).toContain(
+        `ended ${end.at}: task-hog ${hog.id.slice(0, 12)} killed at its memory limit (64 MiB; exit 137)`,
+      );
+      await Promise.all([hog.remove(), killed.remove()]);
     },
   );
 

@@ -5,11 +5,12 @@
  * host. The v2 layouts follow the kernel's and systemd's naming (this machine has cgroup v1 only).
  */
 import { describe, expect, it } from 'vitest';
+import { parseOomKills } from '../../src/adapters/linux-host.js';
 import { cgroupDir, expectedLimits, locate, parseLimits, parseProcCgroup, underParent } from '../../src/cgroups.js';
 import type { ContainerState, EcsTaskView } from '../../src/ports.js';
 import { taskLine } from '../../src/status/status-text.js';
 import { claimOf, plausibleTaskArn, TASK_ARN_LABEL, taskLimits } from '../../src/watch/ecs-tasks.js';
-import { cgroupFilesFor, judgeTask } from '../../src/watch/enforcement.js';
+import { cgroupFilesFor, judgeTask, PIDS_TIGHT, pidsHeadroom, sandboxEnd } from '../../src/watch/enforcement.js';
 
 const ID = `${'c0ffee'.repeat(10)}abcd`;
 const TASK = '0123456789abcdef0123456789abcdef';
@@ -44,8 +45,9 @@ const V1_ECS = [
 /** v2, systemd driver, ECS on Amazon Linux 2023. */
 const V2_SYSTEMD = `0::/ecstasks.slice/ecstasks-${TASK}.slice/docker-${ID}.scope\n`;
 
-function filesV1(dir: string, parent: string, o: { mem?: string; quota?: string; pids?: string } = {}) {
+function filesV1(dir: string, parent: string, o: { mem?: string; quota?: string; pids?: string; current?: string } = {}) {
   return {
+    [`/sys/fs/cgroup/pids${dir}/pids.current`]: o.current ?? '27\n',
     [`/sys/fs/cgroup/memory${dir}/memory.limit_in_bytes`]: o.mem ?? '268435456\n',
     [`/sys/fs/cgroup/cpu${dir}/cpu.cfs_quota_us`]: o.quota ?? '50000\n',
     [`/sys/fs/cgroup/cpu${dir}/cpu.cfs_period_us`]: '100000\n',
@@ -281,12 +283,19 @@ describe('task-level limits, as ECS confirms the task', () => {
     const good = claimOf(labelled(), view({ cpu: undefined, memory: '512' }), ours);
     expect(
       taskLine(judgeTask(labelled(), { sandbox: V1_ECS, gofers: [] }, filesV1(`/ecs/${TASK}/${ID}`, `/ecs/${TASK}`), policy, good)),
-    ).toMatch(new RegExp(`; task ${TASK}: task limits as asked: memory 512 MiB, no CPU quota$`));
+    ).toMatch(new RegExp(`; task ${TASK}: task limits as asked: memory 512 MiB, no CPU quota(;|$)`));
   });
 
   it('"as asked" is what the task asked: a pids.max it never asked for (a scope’s default) is not shown as asked', () => {
     const t = judgeTask(labelled(), { sandbox: V1_ECS, gofers: [] }, filesV1(`/ecs/${TASK}/${ID}`, `/ecs/${TASK}`), policy, undefined);
-    const line = taskLine({ ...t, asked: { memoryBytes: 64 << 20 }, enforced: { memoryBytes: 64 << 20, pids: 4694 }, problems: [] });
+    // Without a reading of its use (pids.current), the default is named for what it is.
+    const line = taskLine({
+      ...t,
+      asked: { memoryBytes: 64 << 20 },
+      enforced: { memoryBytes: 64 << 20, pids: 4694 },
+      problems: [],
+      pids: undefined,
+    });
     expect(line).toContain("limits as asked: memory 64 MiB, no CPU quota, no pids limit (its cgroup's own pids.max: 4694)");
     expect(line).not.toMatch(/as asked: [^;]*pids 4694/);
   });
@@ -322,5 +331,132 @@ describe('task-level limits, as ECS confirms the task', () => {
     // An unconfirmed claim asks nothing of the parent.
     const unconfirmed = claimOf(labelled(), null, ours);
     expect(judgeTask(plain, { sandbox: elsewhere, gofers: [] }, {}, policy, unconfirmed).problems).toEqual([]);
+  });
+});
+
+describe('pids under gVisor: the limit counts the sandbox’s own threads', () => {
+  const scope = `/sys/fs/cgroup/ecstasks.slice/ecstasks-${TASK}.slice/docker-${ID}.scope`;
+  const slice = `/sys/fs/cgroup/ecstasks.slice/ecstasks-${TASK}.slice`;
+  const v2 = (pidsMax: string, current: string, slicePids = 'max') => ({
+    [`${scope}/pids.max`]: `${pidsMax}\n`,
+    [`${scope}/pids.current`]: `${current}\n`,
+    [`${slice}/pids.max`]: `${slicePids}\n`,
+  });
+  const onV2 = (pidsLimit?: number) => container({ resources: { cgroupParent: `ecstasks-${TASK}.slice`, pidsLimit } });
+
+  it('reads pids.current of the sandbox’s own cgroup, v1 and v2', () => {
+    expect(cgroupFilesFor(V2_SYSTEMD)).toContain(`${scope}/pids.current`);
+    expect(cgroupFilesFor(V1_ECS)).toContain(`/sys/fs/cgroup/pids/ecs/${TASK}/${ID}/pids.current`);
+    expect(cgroupFilesFor(V2_SYSTEMD)).not.toContain(`${slice}/pids.current`);
+  });
+
+  it('a limit the task asked, within reach of an idle sandbox (27 of 50): tight, said on its status line', () => {
+    const t = judgeTask(onV2(50), { sandbox: V2_SYSTEMD, gofers: [] }, v2('50', '27'), policy);
+    expect(t.problems).toEqual([]);
+    expect(t.pids).toEqual({ current: 27, limit: 50, asked: true, tight: true });
+    expect(taskLine(t)).toMatch(/; PIDS TIGHT: 27 pids in use of 50 \(the pids limit asked\); at the limit gVisor ends the whole sandbox$/);
+  });
+
+  it('a scope’s default pids.max (systemd’s 4694) is no limit asked, and far from tight; 200 asked is not tight either', () => {
+    const t = judgeTask(onV2(), { sandbox: V2_SYSTEMD, gofers: [] }, v2('4694', '27'), policy);
+    expect(t.pids).toEqual({ current: 27, limit: 4694, asked: false, tight: false });
+    const line = taskLine(t);
+    expect(line).toMatch(/limits as asked: no memory limit, no CPU quota, no pids limit; /);
+    expect(line).toMatch(/; 27 pids in use of 4694 \(its cgroup’s own pids.max\)$/);
+    expect(judgeTask(onV2(200), { sandbox: V2_SYSTEMD, gofers: [] }, v2('200', '27'), policy).pids?.tight).toBe(false);
+  });
+
+  it('the lower of the sandbox’s and its task’s limits is the one that ends it', () => {
+    const t = judgeTask(onV2(500), { sandbox: V2_SYSTEMD, gofers: [] }, v2('500', '27', '64'), policy);
+    expect(t.pids).toEqual({ current: 27, limit: 64, asked: false, tight: true });
+  });
+
+  it('tight is a quarter of the limit in use; no limit or no reading: nothing to say', () => {
+    expect(pidsHeadroom(25, [100], true)?.tight).toBe(true);
+    expect(pidsHeadroom(24, [100], true)?.tight).toBe(false);
+    expect(PIDS_TIGHT).toBe(4);
+    expect(pidsHeadroom(undefined, [100], true)).toBeUndefined();
+    expect(pidsHeadroom(27, [undefined, undefined], false)).toBeUndefined();
+    expect(judgeTask(onV2(), { sandbox: V2_SYSTEMD, gofers: [] }, v2('max', '27'), policy).pids).toBeUndefined();
+  });
+});
+
+describe('a task sandbox a limit ended', () => {
+  const dead = (o: Partial<ContainerState>) =>
+    container({
+      running: false,
+      status: 'exited',
+      finishedAt: '2026-12-07T04:00:00Z',
+      resources: { memory: 64 << 20, pidsLimit: 50 },
+      ...o,
+    });
+  const tight = judgeTask(
+    container(),
+    { sandbox: V1_ECS, gofers: [] },
+    filesV1(`/ecs/${TASK}/${ID}`, `/ecs/${TASK}`, { pids: '50\n' }),
+    policy,
+  );
+
+  it('the OOM killer as Docker saw it: the memory limit', () => {
+    expect(sandboxEnd(dead({ exitCode: 137, oomKilled: true }), undefined, [])).toEqual({
+      id: ID,
+      name: container().name,
+      at: '2026-12-07T04:00:00Z',
+      exitCode: 137,
+      limit: 'memory',
+      reason:
+        'killed at its memory limit (64 MiB; exit 137): under gVisor the whole sandbox goes, not only the process that asked for more',
+    });
+  });
+
+  it('a failed exit while its pids were tight at the last audit: the pids limit', () => {
+    expect(tight.pids?.tight).toBe(true);
+    expect(sandboxEnd(dead({ exitCode: 2 }), tight, [])).toMatchObject({
+      limit: 'pids',
+      reason: 'exited 2 with 27 of its 50 pids in use when last audited: at a pids limit gVisor ends the whole sandbox',
+    });
+  });
+
+  it('anything else is the task’s own end: exit 0, ECS stopping it (143, or 137 without an OOM kill), a failure with pids to spare', () => {
+    for (const exitCode of [0, 137, 143]) expect(sandboxEnd(dead({ exitCode }), tight, []), String(exitCode)).toBeUndefined();
+    expect(sandboxEnd(dead({ exitCode: 1 }), undefined, [])).toBeUndefined();
+    // Another container's OOM kill is not this one's.
+    const other = `/ecs/${TASK}/${'ab'.repeat(32)}`;
+    expect(sandboxEnd(dead({ exitCode: 137 }), undefined, [{ limitCgroup: other, cgroup: other }])).toBeUndefined();
+    const roomy = judgeTask(
+      container(),
+      { sandbox: V1_ECS, gofers: [] },
+      filesV1(`/ecs/${TASK}/${ID}`, `/ecs/${TASK}`, { pids: '1000\n' }),
+      policy,
+    );
+    expect(sandboxEnd(dead({ exitCode: 2 }), roomy, [])).toBeUndefined();
+  });
+
+  // Recorded on this machine: Docker 20.10's runc shim left OOMKilled false for a runsc sandbox the
+  // kernel killed at its 64 MiB limit; the kernel's log said which cgroup.
+  const KMSG = [
+    'exe invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0',
+    `oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=${ID},mems_allowed=0,oom_memcg=/ecs/${TASK}/${ID},task_memcg=/ecs/${TASK}/${ID},task=exe,pid=7996,uid=0`,
+    `oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/ecstasks.slice/ecstasks-${TASK}.slice,task_memcg=/ecstasks.slice/ecstasks-${TASK}.slice/docker-${ID}.scope,task=exe,pid=812,uid=0`,
+    'Memory cgroup out of memory: Killed process 7996 (exe) total-vm:1234kB',
+  ];
+
+  it('reads the kernel’s OOM kills: the cgroup whose limit was hit and the killed process’s', () => {
+    expect(parseOomKills(KMSG)).toEqual([
+      { limitCgroup: `/ecs/${TASK}/${ID}`, cgroup: `/ecs/${TASK}/${ID}` },
+      { limitCgroup: `/ecstasks.slice/ecstasks-${TASK}.slice`, cgroup: `/ecstasks.slice/ecstasks-${TASK}.slice/docker-${ID}.scope` },
+    ]);
+  });
+
+  it('the kernel’s word when Docker missed it: its own limit (v1), or its task’s (v2 slice)', () => {
+    const [v1, v2] = parseOomKills(KMSG);
+    expect(sandboxEnd(dead({ exitCode: 137 }), undefined, [v1!])).toMatchObject({
+      limit: 'memory',
+      reason:
+        'killed at its memory limit (64 MiB; exit 137): under gVisor the whole sandbox goes, not only the process that asked for more',
+    });
+    expect(sandboxEnd(dead({ exitCode: 137 }), undefined, [v2!])?.reason).toBe(
+      `killed at its task’s memory limit (/ecstasks.slice/ecstasks-${TASK}.slice; exit 137): under gVisor the whole sandbox goes, not only the process that asked for more`,
+    );
   });
 });

@@ -7,18 +7,20 @@
 import { ourAgentId } from '../../agent/agent-step.js';
 import type { HygieneItem } from '../../config.js';
 import type { Logger } from '../../logger.js';
-import type { Clock, ContainerState, DockerPort, HostPort } from '../../ports.js';
+import type { Clock, ContainerState, DockerPort, HostPort, OomKill } from '../../ports.js';
 import { probeNames } from '../../runtime/sandbox-proof.js';
 import type { StateStore } from '../../state-store.js';
 import { audit, type Violation } from '../audit.js';
 import { claimOf, type EcsTaskDirectory, plausibleTaskArn, TASK_ARN_LABEL, type TaskClaim } from '../ecs-tasks.js';
-import { cgroupFilesFor, judgeTask, type TaskEnforcement } from '../enforcement.js';
+import { cgroupFilesFor, judgeTask, type SandboxEnd, sandboxEnd, type TaskEnforcement } from '../enforcement.js';
 import type { WatchMetrics } from '../metrics.js';
 import type { Monitor } from '../scheduler.js';
 import { MINUTES, type WatchContext } from './context.js';
 
 /** A container inspected this long ago is inspected again, events or not. */
 const INSPECT_MAX_AGE_MS = 10 * MINUTES;
+/** Ends kept in the status, the latest last. */
+export const ENDS_KEPT = 20;
 
 export class AuditMonitor implements Monitor {
   readonly name = 'audit';
@@ -27,6 +29,10 @@ export class AuditMonitor implements Monitor {
   /** Each running container as last inspected; forgotten on any Docker event about it. */
   private readonly inspected = new Map<string, { state: ContainerState; at: number }>();
   private remap?: boolean;
+  /** Containers that died since the last pass: why each ended is read then. */
+  private readonly died = new Set<string>();
+  /** `<id> <kind>` of what was already said once about a running task (a tight pids limit). */
+  private readonly said = new Set<string>();
   /** Listing, /proc reads, and stopping violators (10 s each, under Docker's deadline). */
   readonly deadlineMs = 15 * MINUTES;
 
@@ -65,6 +71,8 @@ export class AuditMonitor implements Monitor {
     for (const key of this.gofers.keys()) if (!live.has(key)) this.gofers.delete(key);
     const claims = await this.taskClaims(audited, signal);
     const tasks = await Promise.all(audited.map((c) => this.enforcement(c, usernsRemap, claims.get(c.id))));
+    const ended = await this.ends(ours);
+    this.tellTight(tasks);
     const violations: Violation[] = [...result.violations];
     for (const [i, t] of tasks.entries()) {
       const base = { id: t.id, name: t.name, runtime: audited[i]!.runtime || '(default at creation)' };
@@ -98,6 +106,7 @@ export class AuditMonitor implements Monitor {
       stopped,
       networks: result.networks,
       tasks,
+      ended,
     };
     metrics.auditViolations.set(violations.length);
     metrics.auditedContainers.set(result.checked);
@@ -109,11 +118,58 @@ export class AuditMonitor implements Monitor {
    * Docker (or a container) changed: inspect again next pass. The watch calls this for every container
    * event (start, die, update, rename, …) and, with no ID, when dockerd comes back.
    */
-  forget(id?: string): void {
+  forget(id?: string, action?: string): void {
+    if (id !== undefined && action === 'die') this.died.add(id);
     if (id === undefined) {
       this.inspected.clear();
       this.remap = undefined; // a restarted dockerd may run with other options
     } else this.inspected.delete(id);
+  }
+
+  /**
+   * The task sandboxes that a limit ended since the last pass, added to those already known. Each died
+   * container is inspected (Docker's word, not its event's attributes, which carry the task's labels).
+   */
+  private async ends(ours: ReadonlySet<string>): Promise<SandboxEnd[]> {
+    const { state } = this.ctx;
+    const known = state.snap.audit.ended ?? [];
+    const ids = [...this.died];
+    this.died.clear();
+    const last = new Map((state.snap.audit.tasks ?? []).map((t) => [t.id, t]));
+    const found: SandboxEnd[] = [];
+    let kills: Promise<OomKill[]> | undefined;
+    for (const id of ids) {
+      if (ours.has(id) || known.some((e) => e.id === id)) continue;
+      const c = await this.deps.docker.inspectContainer(id);
+      if (!c || c.running || c.runtime !== this.opts.runtimeName) continue;
+      // The kernel's log is read only for a SIGKILL Docker did not call an OOM kill, once a pass.
+      const maybeOom = c.exitCode === 137 && !c.oomKilled;
+      const end = sandboxEnd(c, last.get(id), maybeOom ? await (kills ??= this.deps.host.oomKills().catch(() => [])) : []);
+      if (!end) continue;
+      found.push(end);
+      this.deps.metrics.limitKills.inc({ limit: end.limit });
+      this.deps.log.warn(
+        { container: end.name, id: id.slice(0, 12), exitCode: end.exitCode, reason: end.reason },
+        'sandbox audit: a limit ended a task’s sandbox',
+      );
+    }
+    return [...known, ...found].slice(-ENDS_KEPT);
+  }
+
+  /** A task whose pids limit is within reach of its sandbox's own use: said once while it runs so. */
+  private tellTight(tasks: readonly TaskEnforcement[]): void {
+    const tight = tasks.filter((t) => t.pids?.tight);
+    const now = new Set(tight.map((t) => `${t.id} pids`));
+    for (const k of this.said) if (!now.has(k)) this.said.delete(k);
+    for (const t of tight) {
+      if (this.said.has(`${t.id} pids`)) continue;
+      this.said.add(`${t.id} pids`);
+      this.deps.log.warn(
+        { container: t.name, id: t.id.slice(0, 12), pids: t.pids!.current, limit: t.pids!.limit },
+        'sandbox audit: a task’s pids limit is within reach of its sandbox’s own use (at the limit gVisor ends the whole sandbox)',
+      );
+    }
+    this.deps.metrics.tightPidsLimits.set(tight.length);
   }
 
   /** Whether dockerd remaps container root (userns-remap): asked once, and again after dockerd comes back. */
