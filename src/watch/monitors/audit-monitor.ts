@@ -143,8 +143,8 @@ export class AuditMonitor implements Monitor {
       const c = await this.deps.docker.inspectContainer(id);
       if (!c || c.running || c.runtime !== this.opts.runtimeName) continue;
       // The kernel's log is read only for a SIGKILL Docker did not call an OOM kill, once a pass.
-      const maybeOom = c.exitCode === 137 && !c.oomKilled;
-      const end = sandboxEnd(c, last.get(id), maybeOom ? await (kills ??= this.deps.host.oomKills().catch(() => [])) : []);
+      if (c.exitCode === 137 && !c.oomKilled) kills ??= this.deps.host.oomKills().catch(() => []);
+      const end = sandboxEnd(c, last.get(id), c.exitCode === 137 && kills ? await kills : []);
       if (!end) continue;
       found.push(end);
       this.deps.metrics.limitKills.inc({ limit: end.limit });
