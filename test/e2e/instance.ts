@@ -157,6 +157,9 @@ export abstract class InstanceBase {
   /** A command on the instance, as root; never throws. */
   abstract exec(argv: string[], timeoutMs?: number): Promise<ExecResult>;
 
+  /** Stop the instance and remove what it left. */
+  abstract destroy(): Promise<void>;
+
   /** A shell line on the instance; its stdout, or an error naming what it printed. */
   async sh(script: string): Promise<string> {
     const r = await this.exec(['sh', '-c', script]);

@@ -1,12 +1,13 @@
 /**
  * Amazon Linux 2023's cgroup v2, on a simulated instance that is a virtual machine (vm-instance.ts): this
  * machine's kernel is cgroup v1 only, so the instance boots a kernel of its own under qemu's emulation,
- * with systemd, Docker on its default systemd cgroup driver, the current runsc and the release installed by
- * the userdata, and the fakes on its own loopback. The scenarios share one boot; each prints its time.
+ * with systemd, Docker on its default systemd cgroup driver, the current runsc, the real ECS agent (1.101.2)
+ * in the AMI's cache, the release installed by the userdata, and the fakes on its own loopback. The
+ * scenarios share one boot; each prints its time.
  */
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFailed } from 'vitest';
-import { AGENT_ARN, diagnoseOnFailure, GROUP, INSTANCE_ID } from './instance.js';
+import { diagnoseOnFailure, GROUP, INSTANCE_ID } from './instance.js';
 import { vmImage } from './vm-image.js';
 import { VmInstance } from './vm-instance.js';
 
@@ -22,6 +23,8 @@ function timed(what: string, started: number): void {
 describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual machine', () => {
   let vm: VmInstance | undefined;
   const i = () => vm!;
+  /** The container instance the real agent registered (v2-1). */
+  let arn = '';
 
   beforeAll(async () => {
     const t0 = Date.now();
@@ -29,6 +32,7 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
     timed('machine image ready', t0);
     const t1 = Date.now();
     vm = await VmInstance.launch(world, image, 'first-boot', {
+      realAgent: true,
       runscPath: '/opt/e2e/runsc',
       copies: { runsc: SHARED_RUNSC },
       // The current runsc runs gVisor's own network stack: no runtimeArgs.
@@ -61,20 +65,39 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
     const agent = (await i().inspect('ecs-agent'))!;
     expect(agent.State.Running).toBe(true);
     expect(agent.HostConfig.Runtime).toBe('runc');
-    await i().until(
-      'the verified attribute',
-      async () => (await i().fakes()).ecs.instances[AGENT_ARN]?.attributes?.['ecs-gvisor.sandbox'] === 'verified',
+    // The real agent registers itself (its identity document), and the proof is published on its record.
+    arn = await i().until(
+      'the agent registered and the verified attribute published',
+      async () => {
+        const f = await i().fakes();
+        const [found, rec] = Object.entries(f.ecs.instances).find(([, v]) => v.ec2InstanceId === INSTANCE_ID) ?? [];
+        return found && rec?.attributes?.['ecs-gvisor.sandbox'] === 'verified' ? found : undefined;
+      },
       300_000,
     );
+    const healthy = await i().until(
+      'status healthy',
+      async () => {
+        const st = await i().status();
+        return st.healthy === true ? st : undefined;
+      },
+      300_000,
+    );
+    expect(healthy.registration).toMatchObject({ containerInstanceArn: arn, agentVersion: expect.stringMatching(/1\.101\.2/) });
+    // The agent's own cgroup v2 set-up through systemd (over the bus, /var/run bound in as ecs-init binds
+    // it): the root slice its tasks' slices go under.
+    expect(await i().sh('cat /var/log/ecs/ecs-agent.log')).toContain('ECS task resource limits cgroupv2 functionality initialized');
+    expect((await i().sh('systemctl show ecstasks.slice -p ActiveState --value')).trim()).toBe('active');
     const fakes = await i().fakes();
     expect(fakes.autoScaling.actions[`${GROUP}/launch/${INSTANCE_ID}`]).toMatchObject({ result: 'CONTINUE' });
     timed('scenario v2-1', t0);
   });
 
   // What the ECS agent does for a task on v2 (agent/taskresource/cgroup): a slice of the task's own under
-  // ecstasks.slice with the task-level limits, and each container in a scope under it. The agent in this
-  // machine cannot get a task (the fakes speak no ACS, the agent's task channel), so the test makes the
-  // slice as the agent does, through systemd, and starts the container as the agent would.
+  // ecstasks.slice with the task-level limits, and each container in a scope under it. The real agent in
+  // this machine gets no task: tasks reach it only over ACS, its websocket channel, which the fakes do not
+  // speak. So the test makes the slice as the agent does, through systemd, and starts the container as the
+  // agent would (its cgroup parent, limits and task label).
   const TASK = '0123456789abcdef0123456789abcdef';
   const TASK_ARN = `arn:aws:ecs:us-east-1:111122223333:task/e2e/${TASK}`;
   const SLICE = `/sys/fs/cgroup/ecstasks.slice/ecstasks-${TASK}.slice`;
@@ -90,7 +113,7 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
       )
     ).trim();
     // ECS knows the task before its container starts (the audit asks about it on the start event).
-    await i().fakes('POST', '/ecs/task', { arn: TASK_ARN, containerInstanceArn: AGENT_ARN, cpu: '512', memory: '128', runtimeIds: [id] });
+    await i().fakes('POST', '/ecs/task', { arn: TASK_ARN, containerInstanceArn: arn, cpu: '512', memory: '128', runtimeIds: [id] });
     await i().sh(`docker start ${id}`);
     const scope = `${SLICE}/docker-${id}.scope`;
     // Docker's systemd driver hands runsc --systemd-cgroup itself (no runtimeArgs in daemon.json).
@@ -119,6 +142,9 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
       problems: [],
     });
     expect((await i().status()).audit.violations).toEqual([]);
+    // No pids limit asked: the scope's own pids.max (systemd's default) is shown as that, far from tight.
+    expect(clean.pids).toMatchObject({ asked: false, tight: false });
+    expect(clean.pids.limit).toBe(Number((await i().sh(`cat ${scope}/pids.max`)).trim()));
     timed('v2-2: the task audited clean', t0);
 
     // A limit raised by hand: not enforced any more.
@@ -132,7 +158,7 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
       60_000,
     );
     expect(raised).toBeDefined();
-    expect((await i().fakes()).ecs.instances[AGENT_ARN]?.attributes?.['ecs-gvisor.sandbox']).toBe('violated');
+    expect((await i().fakes()).ecs.instances[arn]?.attributes?.['ecs-gvisor.sandbox']).toBe('violated');
     await i().sh(`echo ${64 << 20} > ${scope}/memory.max`);
     await i().until('clean again', async () => (await i().status()).audit.violations.length === 0, 60_000);
     timed('v2-2: a raised limit seen and cleared', t0);
@@ -154,7 +180,52 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
     timed('scenario v2-2', t0);
   });
 
-  it('v2-3. Docker restarted: the agent back under runc and the sandbox proven again; rollback gives the host back', async () => {
+  it('v2-3. a pids limit within reach of the sandbox’s own use is reported; a task at its memory limit loses its whole sandbox, and the audit says which limit', async () => {
+    diagnoseOnFailure(i);
+    const t0 = Date.now();
+    const run = (name: string, args: string) =>
+      i().sh(`docker run -d --name ${name} --cgroup-parent ecstasks-${TASK}.slice --label com.amazonaws.ecs.task-arn=${TASK_ARN} ${args}`);
+    // 50 pids: an idle sandbox already uses about half (the limit counts its threads, not the task's processes).
+    const tight = (await run('task-pids', '--pids-limit 50 busybox:latest sleep 3600')).trim();
+    const seen = await i().until(
+      'the tight pids limit reported',
+      async () => {
+        const t = ((await i().status()).audit?.tasks ?? []).find((x: { id: string }) => x.id === tight);
+        return t?.pids ? t : undefined;
+      },
+      120_000,
+    );
+    process.stderr.write(`e2e v2: an idle sandbox on v2 uses ${seen.pids.current} pids\n`);
+    expect(seen.pids).toMatchObject({ limit: 50, asked: true, tight: true });
+    expect(seen.pids.current).toBe(Number((await i().sh(`cat ${SLICE}/docker-${tight}.scope/pids.current`)).trim()));
+    expect((await i().exec(['ecs-gvisor', 'status'])).stdout).toContain(
+      `PIDS TIGHT: ${seen.pids.current} pids in use of 50 (the pids limit asked); at the limit gVisor ends the whole sandbox`,
+    );
+    // Reported, not a violation: the limit holds; it is the task's to size.
+    expect((await i().status()).audit.violations).toEqual([]);
+    await i().sh('docker rm -f task-pids');
+    timed('v2-3: the tight pids limit reported', t0);
+
+    // A task that allocates past its 64 MiB: the kernel kills the whole sandbox.
+    const hog = (await run('task-hog', '-m 64m busybox:latest busybox dd if=/dev/zero of=/dev/null bs=200M count=1')).trim();
+    const end = await i().until(
+      'the hog’s end reported',
+      async () => ((await i().status()).audit?.ended ?? []).find((e: { id: string }) => e.id === hog),
+      120_000,
+    );
+    const state = JSON.parse(await i().sh(`docker inspect -f '{{json .State}}' ${hog}`));
+    process.stderr.write(`e2e v2: the hog as Docker saw it: exit ${state.ExitCode}, OOMKilled ${state.OOMKilled}\n`);
+    expect(state.ExitCode).toBe(137);
+    expect(end).toMatchObject({ limit: 'memory', exitCode: 137 });
+    expect(end.reason).toMatch(/^killed at its memory limit \(64 MiB; exit 137\)/);
+    expect((await i().exec(['ecs-gvisor', 'status'])).stdout).toContain(
+      `task-hog ${hog.slice(0, 12)} killed at its memory limit (64 MiB; exit 137)`,
+    );
+    await i().sh('docker rm -f task-hog');
+    timed('scenario v2-3', t0);
+  });
+
+  it('v2-4. Docker restarted: the agent back under runc and the sandbox proven again; rollback gives the host back', async () => {
     diagnoseOnFailure(i);
     const t0 = Date.now();
     await i().sh('systemctl restart docker');
@@ -168,17 +239,28 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
     );
     await i().until('verified again', async () => (await i().status()).runtime.verified === true, 300_000);
     expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runsc');
-    timed('v2-3: back after the Docker restart', t0);
+    // The real agent exited 0 on Docker's SIGTERM, and came back as the same container instance.
+    const back = await i().until(
+      'status healthy again',
+      async () => {
+        const st = await i().status();
+        return st.healthy === true && st.agent.lastExit ? st : undefined;
+      },
+      300_000,
+    );
+    expect(back.agent.lastExit).toMatchObject({ code: 0 });
+    expect(back.registration.containerInstanceArn).toBe(arn);
+    timed('v2-4: back after the Docker restart', t0);
 
     const r = await i().exec(['systemd-run', '--quiet', '--wait', '--pipe', '--collect', '--', 'ecs-gvisor', 'rollback']);
     expect(r.code, r.stderr).toBe(0);
     expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
     // ecs-init runs its agent again, as on the AMI.
     await i().until('ecs-init’s agent', async () => (await i().inspect('ecs-agent'))?.State.Running, 300_000);
-    timed('scenario v2-3', t0);
+    timed('scenario v2-4', t0);
   });
 
-  it('v2-4. Docker on the cgroupfs driver on v2, as an operator might set it: proven; with --systemd-cgroup refused in one sentence', async () => {
+  it('v2-5. Docker on the cgroupfs driver on v2, as an operator might set it: proven; with --systemd-cgroup refused in one sentence', async () => {
     diagnoseOnFailure(i);
     const t0 = Date.now();
     await i().sh('systemctl stop ecs.service');
@@ -195,6 +277,6 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
     expect(refused.stderr).toBe(
       'ecs-gvisor: ECS_GVISOR_RUNSC_ARGS has --systemd-cgroup, but Docker uses the cgroupfs cgroup driver, under which runsc starts no sandbox with it; remove the flag (or switch Docker to the systemd driver). Nothing was changed.\n',
     );
-    timed('scenario v2-4', t0);
+    timed('scenario v2-5', t0);
   });
 });
