@@ -574,6 +574,9 @@ describe('watch: per-task enforcement and hygiene', () => {
       expect(end).toMatchObject({ id: hog.id, limit: 'memory', exitCode: 137 });
       expect((await killed.inspect()).State.ExitCode).toBe(137);
       expect((await app.status()).audit?.ended?.map((e) => e.name)).toEqual(['task-hog']);
+      const metrics = (await app.metrics.render()).text;
+      expect(metrics).toMatch(/^ecs_gvisor_sandbox_limit_kills_total\{limit="memory"\} 1$/m);
+      expect(metrics).toMatch(/^ecs_gvisor_tight_pids_limits 1$/m);
       expect(renderStatusText(await app.status())).toContain(
         `ended ${end.at}: task-hog ${hog.id.slice(0, 12)} killed at its memory limit (64 MiB; exit 137)`,
       );
