@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // `npm run bench`: bundle each bench/*.bench.ts (the product's sources and the e2e harness, packages left
 // to node_modules), run them one after another, print their output, and collect their figures (the
-// `BENCH {json}` lines) into bench/results.md as one markdown table (a run of some, by name, only prints
-// theirs). Usage: node bench/run.mjs [name…]
+// `BENCH {json}` lines) into bench/results.md as one markdown table, each row with the hour it was
+// measured in (a run of some, by name, replaces only their rows). Usage: node bench/run.mjs [name…]
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -53,18 +53,24 @@ for (const name of benches) {
 }
 
 const cell = (v) => String(v).replace(/\|/g, '\\|');
-const table = [
-  '| bench | figure | value | target | met |',
-  '|---|---|---|---|---|',
-  ...rows.map(
-    (r) =>
-      `| ${r.bench} | ${cell(r.metric)} | ${cell(r.value)}${r.unit ? ` ${r.unit}` : ''} | ${cell(r.target)} | ${r.ok ? 'yes' : '**no**'} |`,
-  ),
-].join('\n');
-const header = `Measured ${new Date().toISOString().slice(0, 10)} on ${process.arch}, node ${process.version} (\`npm run bench\`).\n\n`;
-// Only a whole run replaces the recorded table: a run of some benches would drop the others' rows.
-if (only.length === 0) writeFileSync(`${dir}results.md`, `${header}${table}\n`);
+const hour = `${new Date().toISOString().slice(0, 13)}:00Z`;
+const row = (r) =>
+  `| ${r.bench} | ${cell(r.metric)} | ${cell(r.value)}${r.unit ? ` ${r.unit}` : ''} | ${cell(r.target)} | ${r.ok ? 'yes' : '**no**'} | ${hour} |`;
+const HEAD = ['| bench | figure | value | target | met | measured (UTC hour) |', '|---|---|---|---|---|---|'];
+const header = `On ${process.arch}, node ${process.version} (\`npm run bench\`). Each row says the hour it was measured in: this machine's speed swings about 2× between hours, so compare figures of one hour (one bench's rows), and ratios across hours.\n\n`;
+const path = `${dir}results.md`;
+// A run of some benches replaces their rows and keeps the others' (each with its own hour).
+const ran = new Set(benches);
+const kept =
+  only.length === 0 || !existsSync(path)
+    ? []
+    : readFileSync(path, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('| ') && !l.startsWith('| bench |') && !ran.has(l.split(' | ')[0].slice(2)));
+const fresh = rows.map(row);
+const table = [...HEAD, ...kept, ...fresh].join('\n');
+writeFileSync(path, `${header}${table}\n`);
 process.stdout.write(
-  `\n${table}\n\n${only.length === 0 ? '(written to bench/results.md)' : '(bench/results.md left as it was: not every bench ran)'}\n`,
+  `\n${[...HEAD, ...fresh].join('\n')}\n\n(written to bench/results.md${kept.length ? `, beside ${kept.length} rows of earlier runs` : ''})\n`,
 );
 process.exit(failed ? 1 : 0);

@@ -1,4 +1,5 @@
 /** Pure command-line parsing for the operator contract (README: Usage, Configuration, Exit codes). */
+import { parseArgs as nodeParseArgs } from 'node:util';
 import { EcsGvisorError } from '../errors.js';
 import { VERSION } from '../version.js';
 
@@ -33,36 +34,50 @@ Configuration: KEY=VALUE lines in /etc/ecs/ecs-gvisor.config (or $ECS_GVISOR_CON
 overridden by environment variables of the same names. See the README for keys and exit codes.
 `;
 
+/** Every option any command takes; which command takes which is checked below. */
+const OPTIONS = {
+  only: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
+
+/** Which commands take each option (help and version: all). */
+const TAKES: Record<string, readonly Command[]> = { only: ['bootstrap', 'plan', 'rollback'], json: ['status'] };
+
 export function parseArgs(argv: readonly string[]): Parsed {
   const usage = (msg: string) => new EcsGvisorError('USAGE', `${msg} (see ecs-gvisor --help).`);
   if (argv.length === 0) throw usage('No command given');
-  if (argv.includes('-h') || argv.includes('--help') || argv[0] === 'help') return { kind: 'help' };
-  if (argv.includes('-V') || argv.includes('--version')) return { kind: 'version' };
+  // Not strict: an option no command takes is named in our own sentence, after --help and --version.
+  const { tokens } = nodeParseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: false, tokens: true });
+  const options = tokens.filter((t) => t.kind === 'option');
+  if (options.some((t) => t.name === 'help') || argv[0] === 'help') return { kind: 'help' };
+  if (options.some((t) => t.name === 'version')) return { kind: 'version' };
 
-  const [command, ...rest] = argv;
-  if (!(COMMANDS as readonly string[]).includes(command!)) throw usage(`Unknown command "${command}"`);
+  const command = argv[0]!;
+  if (!(COMMANDS as readonly string[]).includes(command)) throw usage(`Unknown command "${command}"`);
   let steps: Step[] | undefined;
   let json = false;
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i]!;
-    if (arg === '--json' && command === 'status') {
+  for (const t of tokens.slice(1)) {
+    if (t.kind === 'option-terminator') continue;
+    if (t.kind === 'positional') throw usage(`Unknown option "${t.value}" for ${command}`);
+    if (!TAKES[t.name]?.includes(command as Command)) throw usage(`Unknown option "${t.rawName}" for ${command}`);
+    if (t.name === 'json') {
+      if (t.value !== undefined) throw usage('--json takes no value');
       json = true;
-    } else if ((arg === '--only' || arg.startsWith('--only=')) && ['bootstrap', 'plan', 'rollback'].includes(command!)) {
-      const value = arg === '--only' ? rest[++i] : arg.slice('--only='.length);
-      if (!value) throw usage('--only needs a list of steps');
-      const names = value
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean);
-      const bad = names.find((n) => !(STEPS as readonly string[]).includes(n));
-      if (bad !== undefined || names.length === 0) {
-        throw usage(`--only names an unknown step "${bad ?? value}"; steps are ${STEPS.join(', ')}`);
-      }
-      if (steps !== undefined) throw usage('--only given twice');
-      steps = STEPS.filter((s) => names.includes(s)); // contract order, whatever order was typed
-    } else {
-      throw usage(`Unknown option "${arg}" for ${command}`);
+      continue;
     }
+    if (!t.value) throw usage('--only needs a list of steps');
+    const names = t.value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    const bad = names.find((n) => !(STEPS as readonly string[]).includes(n));
+    if (bad !== undefined || names.length === 0) {
+      throw usage(`--only names an unknown step "${bad ?? t.value}"; steps are ${STEPS.join(', ')}`);
+    }
+    if (steps !== undefined) throw usage('--only given twice');
+    steps = STEPS.filter((s) => names.includes(s)); // contract order, whatever order was typed
   }
   return { kind: 'command', command: command as Command, steps: steps ?? [...STEPS], json };
 }

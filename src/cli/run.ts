@@ -92,15 +92,15 @@ async function converge(
   // failure (in step order) is thrown; the agent starts only once all succeeded. If a step fails,
   // ecs-init stays stopped (and is disabled for the next boot): failing closed means no agent, hence no
   // tasks, here.
-  const ecsInitStopped = signal();
-  const filesGo = signal();
+  const ecsInitStopped = Promise.withResolvers<void>();
+  const filesGo = Promise.withResolvers<void>();
   const ecsInit = steps.includes('ecs-init')
-    ? app.ecsInit.apply({ stopped: ecsInitStopped.fire, filesAfter: filesGo.fired }).then((actions) => {
+    ? app.ecsInit.apply({ stopped: ecsInitStopped.resolve, filesAfter: filesGo.promise }).then((actions) => {
         log.info({ actions }, actions.length ? 'ecs-init stopped and disabled' : 'ecs-init already out of the way');
       })
     : undefined;
   // Resolves once ecs-init no longer runs; rejects when its stop failed.
-  const stopped = ecsInit ? Promise.race([ecsInitStopped.fired, ecsInit]) : Promise.resolve();
+  const stopped = ecsInit ? Promise.race([ecsInitStopped.promise, ecsInit]) : Promise.resolve();
   const runtime = steps.includes('runtime')
     ? // Throws (after rolling back) when the sandbox is not proven: the agent below never starts then.
       app.runtime.apply({ modesLater: true, changesAfter: stopped, beforeUndo: () => app.agent.stop() }).then((state) => {
@@ -122,7 +122,7 @@ async function converge(
     : undefined;
   // After a failure the modes are not proven (nothing will read them): only the probes are removed.
   const finish = async (failed = false) => {
-    filesGo.fire();
+    filesGo.resolve();
     const [files, modes] = await Promise.allSettled([ecsInit, app.runtime.settled({ skipModes: failed })]);
     if (files.status === 'rejected') throw files.reason;
     if (modes.status === 'rejected') throw modes.reason;
@@ -245,13 +245,4 @@ async function watchHost(app: App, steps: readonly Step[], log: Logger, signal: 
 function withSentence(err: unknown, text: string): unknown {
   if (!(err instanceof EcsGvisorError)) return err;
   return new EcsGvisorError(err.code, `${sentence(err.message)} ${text}`, { cause: err.cause, details: { ...err.details } });
-}
-
-/** A one-time event: fire() resolves fired. */
-function signal(): { fire: () => void; fired: Promise<void> } {
-  let fire: () => void = () => {};
-  const fired = new Promise<void>((resolve) => {
-    fire = resolve;
-  });
-  return { fire, fired };
 }

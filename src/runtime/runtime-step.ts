@@ -2,8 +2,10 @@
  * The `runtime` step: runsc becomes Docker's default runtime — merged into daemon.json, applied by
  * reload, proven on a probe, rolled back when any of that fails (fail closed).
  */
+
 import { renderDiff } from '../diff.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
+import { Later } from '../later.js';
 import type { Logger } from '../logger.js';
 import type { Clock, DockerPort, FilesPort } from '../ports.js';
 import { RUNTIME_STATE } from '../state-files.js';
@@ -120,8 +122,7 @@ export class RuntimeStep {
   }
 
   /** What apply left for settled(); started by its first call. */
-  private later: Promise<RuntimeState | undefined> | ((skipModes: boolean) => Promise<RuntimeState | undefined>) =
-    Promise.resolve(undefined);
+  private later: Later<boolean, RuntimeState | undefined> = Later.done(undefined);
 
   /**
    * Finishes what apply left for later: the network modes (then written to runtime.json) and the
@@ -130,8 +131,7 @@ export class RuntimeStep {
    * are removed (a step after the proof failed: run is about to stop), and the state stays without them.
    */
   settled(opts: { skipModes?: boolean } = {}): Promise<RuntimeState | undefined> {
-    if (typeof this.later === 'function') this.later = this.later(opts.skipModes === true);
-    return this.later;
+    return this.later.get(opts.skipModes === true);
   }
 
   /**
@@ -148,7 +148,7 @@ export class RuntimeStep {
   ): Promise<RuntimeState> {
     const log = this.deps.log;
     const d = this.opts.desired;
-    this.later = Promise.resolve(undefined); // what an earlier apply left is the prover's to finish now
+    this.later = Later.done(undefined); // what an earlier apply left is the prover's to finish now
     // The probe image does not depend on the runtime: built while runsc is checked and Docker reloaded.
     const image = this.deps.prover.ensureImage();
     image.catch(() => {}); // awaited below, inside the rollback's reach
@@ -208,14 +208,14 @@ export class RuntimeStep {
         evidence,
       };
       await this.deps.state.write(RUNTIME_STATE, state);
-      this.later = async (skipModes) => {
+      this.later = new Later(async (skipModes: boolean) => {
         const networks = await this.deps.prover.settled({ skipModes });
         if (!networks) return state;
         const full: RuntimeState = { ...state, evidence: { ...evidence, networks } };
         await this.deps.state.write(RUNTIME_STATE, full);
         log.info({ networks }, 'network modes proven');
         return full;
-      };
+      });
       if (!opts.modesLater) await this.settled();
       return state;
     } catch (err) {

@@ -3,10 +3,12 @@
  * Docker's default applies) must run as a gVisor sandbox process, and the memory limit given to it must
  * be set on the cgroup that process lives in (the article this replaces ends on gVisor ignoring limits).
  */
+
 import { randomBytes } from 'node:crypto';
 import { cgroupDir, isContainerCgroup, LIMIT_FILES, locate, parseProcCgroup } from '../cgroups.js';
 import { BUILTIN_PROBE_IMAGE } from '../config.js';
 import { EcsGvisorError, messageOf, sentence } from '../errors.js';
+import { Later } from '../later.js';
 import type { Logger } from '../logger.js';
 import type { Clock, DockerPort, FilesPort, HostPort } from '../ports.js';
 import type { StateStore } from '../state-store.js';
@@ -149,7 +151,7 @@ export class SandboxProver {
    * What a successful prove() left for later, started by settled() or the next proof: its network modes
    * (with modesLater), then the removal of its probes.
    */
-  private rest: Promise<Networks | undefined> | ((skipModes: boolean) => Promise<Networks | undefined>) = Promise.resolve(undefined);
+  private rest: Later<boolean, Networks | undefined> = Later.done(undefined);
 
   /**
    * Finishes what the last proof left: proves its network modes if it left them (resolving to them;
@@ -160,8 +162,7 @@ export class SandboxProver {
    * (what follows the proof failed, so nothing will read them); it resolves to undefined then.
    */
   settled(opts: { skipModes?: boolean } = {}): Promise<Networks | undefined> {
-    if (typeof this.rest === 'function') this.rest = this.rest(opts.skipModes === true);
-    return this.rest;
+    return this.rest.get(opts.skipModes === true);
   }
 
   /** Remove probes a killed earlier run may have left: those it recorded, never a container by its label. */
@@ -235,11 +236,11 @@ export class SandboxProver {
       return n;
     };
     if (opts.modesLater) {
-      this.rest = (skipModes) => finish(skipModes ? undefined : this.proveModes(runtimeName, policy, own, created));
+      this.rest = new Later((skipModes: boolean) => finish(skipModes ? undefined : this.proveModes(runtimeName, policy, own, created)));
       return evidence;
     }
     const networks = await this.proveModes(runtimeName, policy, own, created);
-    this.rest = () => finish(undefined);
+    this.rest = new Later(() => finish(undefined));
     return { ...evidence, networks };
   }
 

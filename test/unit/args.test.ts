@@ -25,6 +25,11 @@ describe('parseArgs', () => {
     [['bootstrap', '--only'], /--only needs a list of steps/],
     [['status', '--only', 'runtime'], /Unknown option "--only" for status/],
     [['bootstrap', '--json'], /Unknown option "--json" for bootstrap/],
+    [['status', 'extra'], /Unknown option "extra" for status/],
+    [['status', '--json=yes'], /--json takes no value/],
+    [['plan', '--only', 'runtime', '--only=agent'], /--only given twice/],
+    [['plan', '--only='], /--only needs a list of steps/],
+    [['run', '-x'], /Unknown option "-x" for run/],
   ])('rejects %j', (argv, message) => {
     expect(() => parseArgs(argv)).toThrow(message);
   });
