@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WatchMetrics } from '../../src/watch/metrics.js';
+import { Counter, WatchMetrics } from '../../src/watch/metrics.js';
 
 describe('WatchMetrics', () => {
   it('renders what was recorded, in the exposition format, as of the scrape', async () => {
@@ -33,5 +33,15 @@ describe('WatchMetrics', () => {
     const later = (await m.render()).text;
     expect(later).toMatch(/^ecs_gvisor_agent_restarts_total 4$/m);
     expect(later).toMatch(/^ecs_gvisor_seconds_since_verification 65$/m);
+  });
+
+  it('writes each metric’s HELP and TYPE, and escapes help text and label values as the format says', async () => {
+    const text = (await new WatchMetrics(() => 0).render()).text;
+    expect(text).toContain('# HELP ecs_gvisor_agent_up The agent container is running (1) or not (0).\n# TYPE ecs_gvisor_agent_up gauge\n');
+    expect(text).toContain('# TYPE ecs_gvisor_agent_restarts_total counter\n');
+    expect(text.endsWith('\n')).toBe(true);
+    const c = new Counter('x_total', 'a \\ b\nc', ['k']);
+    c.inc({ k: 'say "hi"\\\n' });
+    expect(c.samples()).toEqual([{ labels: '{k="say \\"hi\\"\\\\\\n"}', value: 1 }]);
   });
 });
