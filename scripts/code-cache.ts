@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Script } from 'node:vm';
-import { CHUNK_PREFIX, CHUNKS, chunkRequire, lazyBuiltins } from '../src/cli/code-chunks.js';
+import { CHUNK_PREFIX, CHUNKS, chunkRequire, lazyBuiltins } from '../src/entry/code-chunks.js';
 
 const dir = process.argv[2];
 if (!dir) throw new Error('usage: code-cache.cjs <dir with the chunks>');

@@ -32,7 +32,7 @@ const ARCHES = {
 };
 
 /**
- * The executable's chunks (cli/code-chunks.ts CHUNKS): the program, `status` (the same CLI without the
+ * The executable's chunks (entry/code-chunks.ts CHUNKS): the program, `status` (the same CLI without the
  * modules only the other commands import), and each SDK module the program imports on first use.
  */
 const SDK_CHUNKS = { 'ecs-autoscaling': 'src/adapters/aws-sdk/ecs-autoscaling.ts', ec2: 'src/adapters/aws-sdk/ec2.ts' };
@@ -116,7 +116,7 @@ const depEdits = rewrites('dependency-edits', [
 // on demand (the adapters, the AWS SDK) are wrapped to be evaluated on first import, and V8 compiles a
 // function on its first call (the executable's code cache holds what startup compiles).
 const common = {
-  entryPoints: [join(root, 'src/cli/entry.ts')],
+  entryPoints: [join(root, 'src/entry/bundle-entry.ts')],
   bundle: true,
   platform: 'node',
   target: 'node24',
@@ -183,7 +183,7 @@ function runner(arch) {
 
 /**
  * The executable's scripts, CommonJS (what Node's single-executable builder takes), in `dir`: the entry
- * (cli/sea-entry.ts: --help, --version, else the program chunk), the chunks of cli/code-chunks.ts (the
+ * (entry/sea-entry.ts: --help, --version, else the program chunk), the chunks of entry/code-chunks.ts (the
  * program, and the AWS SDK modules it imports on first use, each left to the loader's require), and the
  * warm-up that makes their code caches (scripts/code-cache.ts).
  */
@@ -206,7 +206,7 @@ async function buildChunks(dir) {
       }));
     },
   };
-  await build({ ...cjs, entryPoints: [join(root, 'src/cli/sea-entry.ts')], outfile: join(dir, 'entry.cjs') });
+  await build({ ...cjs, entryPoints: [join(root, 'src/entry/sea-entry.ts')], outfile: join(dir, 'entry.cjs') });
   await build({
     ...cjs,
     entryPoints: [join(root, 'src/cli/main.ts')],

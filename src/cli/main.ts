@@ -26,7 +26,7 @@ export async function main(
   env: Readonly<Record<string, string | undefined>>,
   io: Io = process,
   signal?: AbortSignal,
-  /** What the entry already asked of Docker for this command (cli/early-asks.ts). */
+  /** What the entry already asked of Docker for this command (entry/early-asks.ts). */
   early?: EarlyDockerInfo,
 ): Promise<number> {
   const fail = (err: unknown): number => {

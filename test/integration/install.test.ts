@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CHUNKS } from '../../src/cli/code-chunks.js';
+import { CHUNKS } from '../../src/entry/code-chunks.js';
 import { BUNDLE, EXECUTABLE } from '../harness/cli.js';
 import { RUNSC } from '../harness/docker-state.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CHUNK_PREFIX, chunkRequire, compileChunk, lazyBuiltins } from '../../src/cli/code-chunks.js';
+import { CHUNK_PREFIX, chunkRequire, compileChunk, lazyBuiltins } from '../../src/entry/code-chunks.js';
 
 const builtin = (id: string) => require(id) as unknown;
 

@@ -1,12 +1,12 @@
 /**
  * The release executable's entry (scripts/package.mjs; CommonJS, what Node's single-executable builder
  * takes): --help and --version answer from here; anything else loads the program chunk from the
- * executable (cli/code-chunks.ts) and runs the CLI. The ESM bundle's entry is cli/entry.ts.
+ * executable (entry/code-chunks.ts) and runs the CLI. The ESM bundle's entry is entry/bundle-entry.ts.
  */
-import { quickAnswer } from './args.js';
+import { quickAnswer } from '../cli/args.js';
 import { CHUNK_PREFIX, chunkFor, chunkRequire, lazyBuiltins } from './code-chunks.js';
 import { earlyAsks } from './early-asks.js';
-import type { main as Main } from './main.js';
+import type { main as Main } from '../cli/main.js';
 
 const argv = process.argv.slice(2);
 const quick = quickAnswer(argv);
