@@ -4,9 +4,9 @@
  * executable (entry/code-chunks.ts) and runs the CLI. The ESM bundle's entry is entry/bundle-entry.ts.
  */
 import { quickAnswer } from '../cli/args.js';
+import type { main as Main } from '../cli/main.js';
 import { CHUNK_PREFIX, chunkFor, chunkRequire, lazyBuiltins } from './code-chunks.js';
 import { earlyAsks } from './early-asks.js';
-import type { main as Main } from '../cli/main.js';
 
 const argv = process.argv.slice(2);
 const quick = quickAnswer(argv);
