@@ -15,6 +15,9 @@ import type { StateStore } from '../state-store.js';
 import { PROBE_CMD, type ProbeArch, probeRootfs } from './probe-image.js';
 import { modesAllowed, NETWORK_MODES, type NetworkMode, type NetworkPolicy, stackFor } from './runtime-entry.js';
 
+/** How long a removed probe's sandbox, gofer and shim get to exit on their own before they are killed. */
+const PROBE_EXIT_GRACE_MS = 3_000;
+
 export const PROBE_LABEL = 'ecs-gvisor.probe';
 /**
  * The names of the probes this host's ecs-gvisor created and has not removed yet, each recorded before
@@ -329,13 +332,19 @@ export class SandboxProver {
       },
     );
     const killed = new Set<number>();
-    const deadline = this.deps.clock.now() + 10_000;
+    const start = this.deps.clock.now();
     for (;;) {
       const left = await this.deps.host.processesMentioning(id);
       if (left.length === 0) break;
-      if (this.deps.clock.now() >= deadline) {
+      if (this.deps.clock.now() >= start + 10_000) {
         this.deps.log.warn({ id, pids: left.map((p) => p.pid) }, 'processes of the removed probe are still running');
         break;
+      }
+      // A removed sandbox's processes take a moment to go on a slow host (seen under emulation): only
+      // those still there after PROBE_EXIT_GRACE_MS were left behind.
+      if (removed && this.deps.clock.now() < start + PROBE_EXIT_GRACE_MS) {
+        await this.deps.clock.sleep(100);
+        continue;
       }
       // Kill the sandbox, gofer and shim; let the `delete` clean-ups containerd starts in reply finish.
       for (const { pid, argv } of left) {
@@ -345,7 +354,7 @@ export class SandboxProver {
       }
       await this.deps.clock.sleep(100);
     }
-    if (killed.size > 0) this.deps.log.warn({ id, pids: [...killed] }, 'killed sandbox processes the failed probe left behind');
+    if (killed.size > 0) this.deps.log.warn({ id, pids: [...killed] }, 'killed sandbox processes the removed probe left behind');
     return removed;
   }
 
