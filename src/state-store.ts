@@ -7,11 +7,14 @@ import { redact } from './redact.js';
  * dir is root's alone (0700; refused when a link, someone else's or writable by others), its files are
  * 0600 (they name containers, clusters and ARNs), and no symbolic link inside it is followed.
  */
+/** What the state store asks of the files. */
+export type StateFiles = Pick<FilesPort, 'readText' | 'writeAtomic' | 'remove' | 'privateDir'>;
+
 export class StateStore {
   private ready?: Promise<void>;
 
   constructor(
-    private readonly files: FilesPort,
+    private readonly files: StateFiles,
     private readonly dir: string,
   ) {}
 
@@ -45,7 +48,7 @@ export class StateStore {
 }
 
 /** A directory of ecs-gvisor's state (root's alone, created 0700 when missing); STATE_DIR_UNSAFE naming `what` otherwise. */
-export async function privateStateDir(files: FilesPort, dir: string, what: string): Promise<void> {
+export async function privateStateDir(files: Pick<FilesPort, 'privateDir'>, dir: string, what: string): Promise<void> {
   await files.privateDir(dir, 0o700).catch((err: unknown) => {
     throw new EcsGvisorError('STATE_DIR_UNSAFE', `${what} is not safe to use: ${messageOf(err)}; nothing was changed.`, { cause: err });
   });

@@ -45,6 +45,26 @@ export interface AgentStepOptions {
   replaceSettleMs?: number;
 }
 
+/**
+ * What the agent step asks of Docker and of the files: its own narrow ports (a fake for its tests needs
+ * only these; DockerodeDocker and NodeFiles provide them).
+ */
+export type AgentDocker = Pick<
+  DockerPort,
+  | 'imageId'
+  | 'imageExists'
+  | 'inspectContainer'
+  | 'createContainer'
+  | 'startContainer'
+  | 'stopContainer'
+  | 'removeContainer'
+  | 'renameContainer'
+  | 'containerLogs'
+  | 'loadImage'
+  | 'pullImage'
+>;
+export type AgentFiles = Pick<FilesPort, 'readText' | 'kind' | 'writeAtomic' | 'mkdirp'>;
+
 export type ContainerAction = 'create' | 'keep' | 'start' | 'recreate' | 'replace-foreign';
 
 export interface AgentPlan {
@@ -78,8 +98,8 @@ export async function ourAgentId(state: StateStore): Promise<string | undefined>
 export class AgentStep {
   constructor(
     private readonly deps: {
-      docker: DockerPort;
-      files: FilesPort;
+      docker: AgentDocker;
+      files: AgentFiles;
       state: StateStore;
       log: Logger;
       sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -412,7 +432,7 @@ export function containerAction(
  * The loaded AppArmor profiles when AppArmor is on by containerd's check, which ecs-init uses
  * (securityfs, apparmor_parser and enabled=Y); undefined when it is off.
  */
-async function apparmorEnabled(files: FilesPort): Promise<ReadonlySet<string> | undefined> {
+async function apparmorEnabled(files: AgentFiles): Promise<ReadonlySet<string> | undefined> {
   const [fs, parser, enabled] = await Promise.all([
     files.kind('/sys/kernel/security/apparmor'),
     files.kind('/sbin/apparmor_parser'),

@@ -66,7 +66,7 @@ export interface EcsConfigs {
 }
 
 /** Read and parse both files ecs-init reads; a missing file is empty, an unreadable one an error. */
-export async function loadEcsConfigs(files: FilesPort, instancePath: string, userPath: string): Promise<EcsConfigs> {
+export async function loadEcsConfigs(files: Pick<FilesPort, 'readText'>, instancePath: string, userPath: string): Promise<EcsConfigs> {
   const read = (p: string) =>
     files.readText(p).catch((err: unknown) => {
       throw new EcsGvisorError('ECS_CONFIG_INVALID', `${p} cannot be read (${messageOf(err)}).`, { cause: err });
