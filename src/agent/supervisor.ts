@@ -39,6 +39,12 @@ export interface SupervisorState {
 /** Errors of a configuration Docker or the agent refuses, as opposed to Docker being unavailable. */
 const REFUSALS: ReadonlySet<string> = new Set(['ECS_CONFIG_INVALID', 'AGENT_SPEC_REFUSED', 'AGENT_EXITED']);
 
+/** What the supervisor asks of Docker (its own narrow port). */
+export type SupervisorDocker = Pick<
+  DockerPort,
+  'containerEvents' | 'containerLogs' | 'info' | 'inspectContainer' | 'loadImage' | 'removeContainer' | 'stopContainer'
+>;
+
 export class AgentSupervisor {
   private readonly backoff: Backoff;
   private st: SupervisorState = { restarts: 0 };
@@ -48,7 +54,7 @@ export class AgentSupervisor {
 
   constructor(
     private readonly deps: {
-      docker: DockerPort;
+      docker: SupervisorDocker;
       agent: AgentStep;
       files: FilesPort;
       state: StateStore;

@@ -52,7 +52,7 @@ export class NetworkStep {
   private v6Problem?: string;
 
   constructor(
-    private readonly deps: { commands: CommandsPort; files: FilesPort; state: StateStore; log: Logger },
+    private readonly deps: { commands: CommandsPort; files: Pick<FilesPort, 'overwrite' | 'readText'>; state: StateStore; log: Logger },
     private readonly opts: { iptables: string; ecsConfig: string; instanceConfig: string; blockTaskImds: boolean },
   ) {}
 

@@ -27,7 +27,7 @@ export class BackupStore {
   private readonly dir: string;
 
   constructor(
-    private readonly files: FilesPort,
+    private readonly files: Pick<FilesPort, 'read' | 'readText' | 'writeAtomic' | 'remove' | 'privateDir'>,
     stateDir: string,
   ) {
     this.dir = `${stateDir}/backup`;

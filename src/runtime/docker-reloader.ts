@@ -23,9 +23,9 @@ export interface DockerdProcess {
 export class DockerReloader {
   constructor(
     private readonly deps: {
-      docker: DockerPort;
-      files: FilesPort;
-      host: HostPort;
+      docker: Pick<DockerPort, 'info'>;
+      files: Pick<FilesPort, 'readText'>;
+      host: Pick<HostPort, 'cmdline' | 'signal' | 'systemdRunning'>;
       services: ServiceManagerPort;
       clock: Clock;
       log: Logger;

@@ -30,13 +30,22 @@ import type { SandboxEvidence, SandboxProver } from './sandbox-proof.js';
 
 export const DEFAULT_DOCKERD_CONFIG = '/etc/docker/daemon.json';
 
+/**
+ * What the runtime step asks of Docker, the files, the reloader and the proof: its own narrow ports (a
+ * fake for its tests needs only these).
+ */
+export type RuntimeDocker = Pick<DockerPort, 'info' | 'imageExists' | 'listContainers' | 'removeImage'>;
+export type RuntimeFiles = Pick<FilesPort, 'read' | 'readText' | 'writeAtomic' | 'remove' | 'realpath' | 'mkdirp'>;
+export type Reloader = Pick<DockerReloader, 'locate' | 'reload' | 'apply'>;
+export type Prover = Pick<SandboxProver, 'builtinImage' | 'image' | 'ensureImage' | 'prove' | 'removeStale' | 'settled'>;
+
 export interface RuntimeStepDeps {
-  docker: DockerPort;
-  files: FilesPort;
+  docker: RuntimeDocker;
+  files: RuntimeFiles;
   clock: Clock;
   log: Logger;
-  reloader: DockerReloader;
-  prover: SandboxProver;
+  reloader: Reloader;
+  prover: Prover;
   backups: BackupStore;
   state: StateStore;
   /** Installs runsc when a source is configured, then reports its version (apply). */

@@ -123,9 +123,17 @@ export function cgroupPlacementProblem(procCgroup: string, containerId: string):
   return `the sandbox is in cgroup ${at.path}, not the one Docker made for its container: a task's cgroup would not contain it (with Docker's systemd cgroup driver, runsc needs cgroup v2 and --systemd-cgroup)`;
 }
 
+/** What the proof asks of Docker, the files and the host (its own narrow ports). */
+export type ProverDocker = Pick<
+  DockerPort,
+  'createContainer' | 'imageExists' | 'importImage' | 'inspectContainer' | 'listContainers' | 'removeContainer' | 'startContainer'
+>;
+export type ProverFiles = Pick<FilesPort, 'identity' | 'readText'>;
+export type ProverHost = Pick<HostPort, 'cmdline' | 'exe' | 'parentOf' | 'processesMentioning' | 'signal'>;
+
 export class SandboxProver {
   constructor(
-    private readonly deps: { docker: DockerPort; files: FilesPort; host: HostPort; clock: Clock; log: Logger; state: StateStore },
+    private readonly deps: { docker: ProverDocker; files: ProverFiles; host: ProverHost; clock: Clock; log: Logger; state: StateStore },
     private readonly opts: { image: string; timeoutMs: number; arch: ProbeArch; runscPath: string; cgroupRoot?: string },
   ) {}
 

@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto';
 import type { AgentDocker } from '../../src/agent/agent-step.js';
 import { EcsGvisorError } from '../../src/errors.js';
-import type { ContainerSpec, ContainerState } from '../../src/ports.js';
+import type { ContainerSpec, ContainerState, DockerInfo } from '../../src/ports.js';
+import type { RuntimeDocker } from '../../src/runtime/runtime-step.js';
 
 interface Image {
   id: string;
@@ -15,11 +16,19 @@ interface Image {
   exitsWith?: number;
 }
 
-export class MemoryDocker implements AgentDocker {
+export class MemoryDocker implements AgentDocker, RuntimeDocker {
   readonly containers = new Map<string, ContainerState & { spec?: ContainerSpec; log: string[] }>();
   readonly images = new Map<string, Image>();
   /** Every call that changed something, in order: `create ecs-agent`, `start <id12>`, … */
   readonly changes: string[] = [];
+  /** What dockerd runs with now (as its last start or reload read daemon.json). */
+  live: DockerInfo = {
+    serverVersion: '25.0.8',
+    defaultRuntime: 'runc',
+    runtimes: { runc: { path: 'runc' } },
+    cgroupVersion: '2',
+    cgroupDriver: 'systemd',
+  };
   /** Docker refuses the next create with this message (a spec it cannot take). */
   refuseCreate?: string;
   private seq = 0;
@@ -72,6 +81,33 @@ export class MemoryDocker implements AgentDocker {
     const c = this.find(ref);
     if (!c) throw new EcsGvisorError('DOCKER_API', `No such container: ${ref}`);
     return c;
+  }
+
+  /** dockerd reading daemon.json (a start or a SIGHUP): its default runtime and its runtimes. */
+  readDaemonJson(text: string | undefined): void {
+    const doc = (text ? JSON.parse(text) : {}) as {
+      'default-runtime'?: string;
+      runtimes?: Record<string, { path: string; runtimeArgs?: string[] }>;
+    };
+    this.live = {
+      ...this.live,
+      defaultRuntime: doc['default-runtime'] ?? 'runc',
+      runtimes: { runc: { path: 'runc' }, ...(doc.runtimes ?? {}) },
+    };
+    this.changes.push(`reload (default ${this.live.defaultRuntime})`);
+  }
+
+  async info() {
+    return structuredClone(this.live);
+  }
+
+  async listContainers(filter: { all?: boolean }) {
+    const all = await Promise.all([...this.containers.keys()].map((id) => this.inspectContainer(id)));
+    return all.filter((c): c is ContainerState => c !== undefined && (filter.all === true || c.running));
+  }
+
+  async removeImage(ref: string) {
+    if (this.images.delete(ref)) this.changes.push(`remove image ${ref}`);
   }
 
   async imageId(ref: string) {

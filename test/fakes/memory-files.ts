@@ -4,9 +4,10 @@
  * FilesPort; the real adapter is proven on disk by the integration tests.
  */
 import type { AgentFiles } from '../../src/agent/agent-step.js';
+import type { RuntimeFiles } from '../../src/runtime/runtime-step.js';
 import type { StateFiles } from '../../src/state-store.js';
 
-export class MemoryFiles implements AgentFiles, StateFiles {
+export class MemoryFiles implements AgentFiles, StateFiles, RuntimeFiles {
   readonly files = new Map<string, { text: string; mode: number }>();
   readonly dirs = new Set<string>(['/']);
 
@@ -24,6 +25,15 @@ export class MemoryFiles implements AgentFiles, StateFiles {
 
   async readText(path: string) {
     return this.files.get(path)?.text;
+  }
+
+  async read(path: string) {
+    const f = this.files.get(path);
+    return f === undefined ? undefined : new TextEncoder().encode(f.text);
+  }
+
+  async realpath(path: string) {
+    return path;
   }
 
   async kind(path: string) {

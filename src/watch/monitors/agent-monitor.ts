@@ -14,7 +14,7 @@ import { SUPERVISOR_STALL_MS } from '../watchdog.js';
 import { MINUTES, type WatchContext } from './context.js';
 
 export interface AgentMonitorDeps {
-  docker: DockerPort;
+  docker: Pick<DockerPort, 'inspectContainer'>;
   supervisor: AgentSupervisor;
   metrics: WatchMetrics;
   log: Logger;

@@ -22,6 +22,10 @@ const INSPECT_MAX_AGE_MS = 10 * MINUTES;
 /** Ends kept in the status, the latest last. */
 export const ENDS_KEPT = 20;
 
+/** What the audit asks of Docker and of the host (its own narrow ports). */
+export type AuditDocker = Pick<DockerPort, 'info' | 'inspectContainer' | 'runningIds' | 'stopContainer'>;
+export type AuditHost = Pick<HostPort, 'childrenOf' | 'cmdline' | 'kernelText' | 'oomKills' | 'parentOf'>;
+
 export class AuditMonitor implements Monitor {
   readonly name = 'audit';
   /** Gofer PIDs by container ID and sandbox PID. */
@@ -38,8 +42,8 @@ export class AuditMonitor implements Monitor {
 
   constructor(
     private readonly deps: {
-      docker: DockerPort;
-      host: HostPort;
+      docker: AuditDocker;
+      host: AuditHost;
       clock: Clock;
       log: Logger;
       metrics: WatchMetrics;
