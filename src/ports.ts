@@ -184,6 +184,11 @@ export interface HostPort {
   exe(pid: number): Promise<string | undefined>;
   /** The parent PID of a live process, or undefined when it does not exist. */
   parentOf(pid: number): Promise<number | undefined>;
+  /**
+   * When a live process started (clock ticks since boot, /proc/<pid>/stat), or undefined when it does not
+   * exist: with its PID, a process's identity (a PID can be reused, not with the same start).
+   */
+  startTime(pid: number): Promise<number | undefined>;
   /** Live processes whose command line contains `text`, with that command line. */
   processesMentioning(text: string): Promise<Array<{ pid: number; argv: string[] }>>;
   /** Whether systemd is PID 1's init (/run/systemd/system exists). */

@@ -59,6 +59,13 @@ export class LinuxHost implements HostPort {
     return ppid === undefined ? undefined : Number(ppid);
   }
 
+  async startTime(pid: number): Promise<number | undefined> {
+    const stat = await fs.readFile(`${this.procRoot}/${pid}/stat`, 'utf8').catch(() => undefined);
+    // Field 22 (starttime); the fields after the last ')' start at field 3.
+    const start = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return start === undefined ? undefined : Number(start);
+  }
+
   async processesMentioning(text: string): Promise<Array<{ pid: number; argv: string[] }>> {
     const pids = (await fs.readdir(this.procRoot)).filter((e) => /^[0-9]+$/.test(e)).map(Number);
     const found: Array<{ pid: number; argv: string[] }> = [];

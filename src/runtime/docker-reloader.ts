@@ -25,8 +25,8 @@ export class DockerReloader {
     private readonly deps: {
       docker: Pick<DockerPort, 'info'>;
       files: Pick<FilesPort, 'readText'>;
-      host: Pick<HostPort, 'cmdline' | 'signal' | 'systemdRunning'>;
-      services: ServiceManagerPort;
+      host: Pick<HostPort, 'cmdline' | 'signal' | 'systemdRunning' | 'startTime'>;
+      services: Pick<ServiceManagerPort, 'mainPid' | 'reload'>;
       clock: Clock;
       log: Logger;
     },
@@ -40,7 +40,7 @@ export class DockerReloader {
     let pid = Number.isInteger(fromFile) && fromFile > 0 ? fromFile : undefined;
     let viaSystemd = false;
     if (await this.deps.host.systemdRunning()) {
-      const main = await this.deps.services.mainPid(this.opts.unit);
+      const main = await this.mainPid();
       // Only reload through systemd when its unit runs the dockerd of our pidfile (or there is no pidfile).
       if (main && (pid === undefined || main === pid)) {
         viaSystemd = true;
@@ -49,6 +49,23 @@ export class DockerReloader {
     }
     const cmdline = pid === undefined ? undefined : await this.deps.host.cmdline(pid);
     return { pid: cmdline ? pid : undefined, cmdline, viaSystemd };
+  }
+
+  /** The unit's main PID as systemd last said, while that very process (PID and start) still runs. */
+  private known?: { pid: number; start: number };
+
+  /**
+   * The docker unit's main PID. systemd is asked (an exec of systemctl) only when the process it named
+   * last is gone: the drift check locates dockerd every minute, and the answer changes only when dockerd
+   * does.
+   */
+  private async mainPid(): Promise<number | undefined> {
+    const k = this.known;
+    if (k && (await this.deps.host.startTime(k.pid)) === k.start) return k.pid;
+    const main = await this.deps.services.mainPid(this.opts.unit);
+    const start = main ? await this.deps.host.startTime(main) : undefined;
+    this.known = main && start !== undefined ? { pid: main, start } : undefined;
+    return main;
   }
 
   async reload(proc: DockerdProcess): Promise<void> {
