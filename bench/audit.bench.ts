@@ -18,12 +18,9 @@ import { NodeFiles } from '../src/adapters/node-files.js';
 import { SystemClock } from '../src/adapters/system-clock.js';
 import { AwsCaller } from '../src/aws/aws-caller.js';
 import { StateStore } from '../src/state-store.js';
-import { AttributePublisher } from '../src/watch/attribute-publisher.js';
 import { EcsTaskDirectory, TASK_LOOKUP_MS } from '../src/watch/ecs-tasks.js';
-import { Healer } from '../src/watch/healer.js';
 import { WatchMetrics } from '../src/watch/metrics.js';
 import { AuditMonitor } from '../src/watch/monitors/audit-monitor.js';
-import { Scheduler } from '../src/watch/scheduler.js';
 import { WatchState } from '../src/watch/watch-state.js';
 import { applyDaemonJson } from '../test/harness/docker-state.js';
 import { BUSYBOX_IMAGE, buildBusyboxImage } from '../test/harness/images.js';
@@ -82,8 +79,11 @@ try {
   const docker = new DockerodeDocker(d.host);
   const host = new LinuxHost();
   const store = new StateStore(new NodeFiles(), `${dir}/state`);
-  const state = new WatchState({ clock, log }, { auditAction: 'report', network: false }, undefined);
-  const sched = new Scheduler(clock);
+  const state = new WatchState(
+    { clock, log, metrics: new WatchMetrics(() => clock.now()) },
+    { auditAction: 'report', network: false },
+    undefined,
+  );
   const unused = () => {
     throw new Error('no AWS in this bench');
   };
@@ -91,25 +91,13 @@ try {
     { ecs: unused, autoScaling: unused, ec2: unused, imds: { get: unused }, clock, log },
     { maxCallsPerHour: 60, retry: { retries: 0, minMs: 1, maxMs: 1 } },
   );
-  const ctx = {
-    state,
-    sched,
-    attributes: new AttributePublisher({ aws, log, state, sched }, { publish: false, alertPollMs: 60_000 }),
-    healer: new Healer(
-      { aws, supervisor: {} as never, clock, log, state, sched },
-      { unhealthyMs: 1, maxRestarts: 0, windowMs: 1, setInstanceHealth: false },
-    ),
-  };
   // Not registered here, so ECS is never asked about the tasks (their labels are looked at, no more).
   const tasks = new EcsTaskDirectory({ aws, clock, log }, { minIntervalMs: TASK_LOOKUP_MS });
-  const monitor = new AuditMonitor({ docker, host, clock, log, metrics: new WatchMetrics(() => clock.now()), store, tasks }, ctx, {
-    auditMs: 60_000,
-    runtimeName: 'runsc',
-    action: 'report',
-    hygiene: [],
-  });
+  const audit = new AuditMonitor({ docker, host, clock, log, store, tasks }, state, { auditMs: 60_000, runtimeName: 'runsc', hygiene: [] });
+  // A pass: what the audit observed, recorded as the watch records it.
+  const monitor = { run: async (signal: AbortSignal) => state.record(await audit.run(signal)), forget: (id?: string) => audit.forget(id) };
   // The enforcement part alone: what the same pass spends reading cgroups and judging.
-  const enforcement = (monitor as unknown as { enforcement: (c: unknown, u: boolean) => Promise<unknown> }).enforcement.bind(monitor);
+  const enforcement = (audit as unknown as { enforcement: (c: unknown, u: boolean) => Promise<unknown> }).enforcement.bind(audit);
   await monitor.run(new AbortController().signal); // warm
   const containers = await docker.listContainers({ all: false });
   const cpuOf = async (fn: () => Promise<unknown>) => {

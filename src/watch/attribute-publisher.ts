@@ -46,9 +46,10 @@ export class AttributePublisher implements Monitor {
     return this.retryInMs;
   }
 
-  /** A round of its own: the pending publish, when its hold or retry is over. */
-  run(): Promise<void> {
-    return this.republish();
+  /** A round of its own: the pending publish, when its hold or retry is over. Observes nothing. */
+  async run(): Promise<undefined> {
+    await this.republish();
+    return undefined;
   }
 
   /**

@@ -5,8 +5,9 @@
  * legitimate one (a drift repair that downloads runsc again) does not.
  */
 import type { Clock } from '../ports.js';
+import type { Observation } from './reactor.js';
 
-/** One thing the watch observes, behind one small interface. */
+/** One thing the watch observes, behind one small interface: it reports, the reactor decides. */
 export interface Monitor {
   readonly name: string;
   /**
@@ -14,8 +15,8 @@ export interface Monitor {
    * retries, a repair). Past it the loop counts as hung.
    */
   readonly deadlineMs: number;
-  /** One round: observe, decide, act. Errors are recorded by the loop, never fatal. */
-  run(signal: AbortSignal): Promise<void>;
+  /** One round: what it observed (nothing: nothing to say). Errors are recorded by the loop, never fatal. */
+  run(signal: AbortSignal): Promise<Observation | undefined>;
   /** After a round: the wait until the next one; undefined: only when another monitor asks for it. */
   nextInMs(): number | undefined;
 }
@@ -64,13 +65,14 @@ export class Scheduler {
     return Math.max(0, Math.min(...this.due.values()) - this.clock.now());
   }
 
-  /** Run one phase of the loop under its deadline. */
+  /** Run one phase of the loop under its deadline (a phase inside another has its own, then the outer's again). */
   async within<T>(name: string, deadlineMs: number, fn: () => Promise<T>): Promise<T> {
+    const outer = this.current;
     this.current = { name, since: this.clock.now(), deadlineMs };
     try {
       return await fn();
     } finally {
-      this.current = undefined;
+      this.current = outer;
     }
   }
 

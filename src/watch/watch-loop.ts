@@ -10,7 +10,7 @@ import { AGENT_NAME } from '../agent/agent-spec.js';
 import type { AgentStep } from '../agent/agent-step.js';
 import type { AgentSupervisor } from '../agent/supervisor.js';
 import type { AwsCaller } from '../aws/aws-caller.js';
-import type { EcsBudget } from '../aws/budget.js';
+import { type EcsBudget, firstPollMs } from '../aws/budget.js';
 import type { HygieneItem } from '../config.js';
 import { messageOf } from '../errors.js';
 import type { Lifecycle } from '../lifecycle/lifecycle.js';
@@ -22,16 +22,17 @@ import { WATCH_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
 import { watchSummary } from '../status/summary.js';
 import { AttributePublisher } from './attribute-publisher.js';
+import { DriftRepair } from './drift-repair.js';
 import { EcsTaskDirectory, TASK_LOOKUP_MS } from './ecs-tasks.js';
-import { Healer } from './healer.js';
 import type { HealingOptions } from './health.js';
 import type { WatchMetrics } from './metrics.js';
 import { AgentMonitor } from './monitors/agent-monitor.js';
 import { AuditMonitor } from './monitors/audit-monitor.js';
-import { MINUTES, type WatchContext } from './monitors/context.js';
-import { DriftMonitor } from './monitors/drift-monitor.js';
+import { MINUTES } from './monitors/context.js';
+import { DriftMonitor, detectDrift } from './monitors/drift-monitor.js';
 import { EcsMonitor } from './monitors/ecs-monitor.js';
 import { LifecycleMonitor } from './monitors/lifecycle-monitor.js';
+import { type Action, type Observation, Reactor } from './reactor.js';
 import { type Monitor, Scheduler } from './scheduler.js';
 import { type WatchSnapshot, WatchState } from './watch-state.js';
 import { SUPERVISOR_STALL_MS, Watchdog } from './watchdog.js';
@@ -93,6 +94,26 @@ export interface WatchOptions {
 
 /** Publishing the snapshot: a state file write and a notify message. */
 const PUBLISH_DEADLINE_MS = 2 * MINUTES;
+/** An action's deadline: AWS calls with their retries and budget waits, a change to the agent by the supervisor. */
+const ACT_MS = SUPERVISOR_STALL_MS + 10 * MINUTES;
+const ACTION_DEADLINE_MS: Partial<Record<Action['kind'], number>> = {
+  poll: MINUTES,
+  /** A repair may download and unpack runsc again (5 + 2 min), reload Docker, prove the sandbox and pull the agent image. */
+  repair: 30 * MINUTES,
+  /** Stopping violators, 10 s each under Docker's deadline. */
+  'stop-containers': 15 * MINUTES,
+};
+/** Whose failure an action's is, in status's last errors. */
+const ACTOR_OF: Partial<Record<Action['kind'], string>> = {
+  'restart-agent': 'introspect',
+  'mark-unhealthy': 'healing',
+  republish: 'attributes',
+  'sync-attributes': 'ecs',
+  'hold-agent': 'drift',
+  'release-agent': 'drift',
+  'stop-containers': 'audit',
+  repair: 'drift',
+};
 
 type InboxEvent = ContainerEvent | { action: 'docker-back' } | { action: 'proven'; state: RuntimeState };
 
@@ -104,6 +125,9 @@ export class WatchLoop {
   private readonly monitors = new Map<string, Monitor>();
   private readonly audit: AuditMonitor;
   private readonly attributes: AttributePublisher;
+  private readonly reactor: Reactor;
+  private readonly repairs: DriftRepair;
+  private readonly random: () => number;
   private restartsCounted = 0;
   private lastStatus?: string;
   private lastWritten?: { json: string; at: number };
@@ -115,58 +139,40 @@ export class WatchLoop {
   ) {
     const { clock, log, aws, supervisor, metrics } = deps;
     const random = deps.random ?? Math.random;
+    this.random = random;
     this.sched = new Scheduler(clock);
     this.st = new WatchState(
-      { clock, log },
+      { clock, log, metrics },
       { auditAction: opts.auditAction, network: deps.network !== undefined, region: opts.region },
       runtime,
     );
+    this.reactor = new Reactor(opts.healing);
     this.attributes = new AttributePublisher(
       { aws, log, state: this.st, sched: this.sched },
       { publish: opts.publishAttributes, alertPollMs: opts.budget.alertPollMs },
     );
-    const ctx: WatchContext = {
-      state: this.st,
-      sched: this.sched,
-      attributes: this.attributes,
-      healer: new Healer({ aws, supervisor, clock, log, state: this.st, sched: this.sched }, opts.healing),
-    };
-    const ecs = new EcsMonitor({ aws, metrics, log, random }, ctx, { budget: opts.budget });
+    const driftDeps = { runtime: deps.runtime, agent: deps.agent, supervisor, network: deps.network };
+    this.repairs = new DriftRepair({ ...driftDeps, lock: deps.lock, metrics, log, detect: () => detectDrift(driftDeps, this.st) });
     const tasks = new EcsTaskDirectory({ aws, clock, log }, { minIntervalMs: TASK_LOOKUP_MS });
-    this.audit = new AuditMonitor({ docker: deps.docker, host: deps.host, clock, log, metrics, store: deps.state, tasks }, ctx, {
+    this.audit = new AuditMonitor({ docker: deps.docker, host: deps.host, clock, log, store: deps.state, tasks }, this.st, {
       auditMs: opts.auditMs,
       runtimeName: opts.runtimeName,
-      action: opts.auditAction,
       hygiene: opts.hygiene ?? [],
     });
     const monitors: Monitor[] = [
       new AgentMonitor(
-        {
-          docker: deps.docker,
-          supervisor,
-          metrics,
-          log,
-          introspection: deps.introspection,
-          introspectionOwner: deps.introspectionOwner,
-          random,
-        },
-        ctx,
-        { introspectMs: opts.introspectMs, budget: opts.budget },
+        { docker: deps.docker, supervisor, log, introspection: deps.introspection, introspectionOwner: deps.introspectionOwner },
+        this.st,
+        { introspectMs: opts.introspectMs },
       ),
-      ecs,
-      new DriftMonitor(
-        { runtime: deps.runtime, agent: deps.agent, supervisor, network: deps.network, lock: deps.lock, metrics, log },
-        ctx,
-        { driftMs: opts.driftMs },
-      ),
+      new EcsMonitor({ aws, random }, this.st, { budget: opts.budget }),
+      new DriftMonitor(driftDeps, this.st, { driftMs: opts.driftMs }),
       this.audit,
-      ...(deps.lifecycle
-        ? [new LifecycleMonitor({ lifecycle: deps.lifecycle, supervisor, ecs }, ctx, { alertPollMs: opts.budget.alertPollMs })]
-        : []),
+      ...(deps.lifecycle ? [new LifecycleMonitor({ lifecycle: deps.lifecycle, supervisor }, this.st)] : []),
       // Pending publishes only: a withdrawal ECS has not taken yet, `verified` after its hold.
       this.attributes,
       // Only wakes the loop, so the snapshot is rewritten for status.
-      { name: 'heartbeat', deadlineMs: PUBLISH_DEADLINE_MS, run: async () => {}, nextInMs: () => opts.heartbeatMs },
+      { name: 'heartbeat', deadlineMs: PUBLISH_DEADLINE_MS, run: async () => undefined, nextInMs: () => opts.heartbeatMs },
     ];
     for (const m of monitors) this.monitors.set(m.name, m);
   }
@@ -201,7 +207,7 @@ export class WatchLoop {
       : undefined;
     try {
       while (!signal.aborted) {
-        this.drainInbox();
+        await this.drainInbox(signal);
         for (const name of this.sched.takeDue()) {
           if (signal.aborted) break;
           await this.runMonitor(this.monitors.get(name)!, signal);
@@ -217,14 +223,100 @@ export class WatchLoop {
   }
 
   private async runMonitor(m: Monitor, signal: AbortSignal): Promise<void> {
+    let seen: Observation | undefined;
     try {
-      await this.sched.within(m.name, this.opts.deadlinesMs?.[m.name] ?? m.deadlineMs, () => m.run(signal));
+      seen = await this.sched.within(m.name, this.opts.deadlinesMs?.[m.name] ?? m.deadlineMs, () => m.run(signal));
     } catch (err) {
       if (!signal.aborted) this.st.recordError(m.name, err);
-    } finally {
-      // A round that asked for itself again (an event, another monitor) keeps that time.
-      const next = m.nextInMs();
-      if (!this.sched.isPlanned(m.name) && next !== undefined) this.sched.after(m.name, next);
+    }
+    if (seen && !signal.aborted) await this.observe(seen, signal);
+    // A round that asked for itself again (an event, the reactor) keeps that time.
+    const next = m.nextInMs();
+    if (!this.sched.isPlanned(m.name) && next !== undefined) this.sched.after(m.name, next);
+  }
+
+  /** What was observed: recorded, then the reactor's actions carried out. */
+  private async observe(o: Observation, signal: AbortSignal): Promise<void> {
+    this.st.record(o);
+    const r = this.reactor.react(o, this.st.facts(this.opts.budget.alertPollMs), this.deps.clock.now());
+    if (r.healing) {
+      const l = r.healing.ladder;
+      this.st.snap.verdict = r.healing.verdict;
+      this.st.snap.healing = {
+        wrongSince: l.wrongSince === undefined ? undefined : new Date(l.wrongSince).toISOString(),
+        restartsInWindow: l.restarts.length,
+        markedUnhealthy: l.markedUnhealthy,
+      };
+    }
+    for (const a of r.actions) {
+      if (signal.aborted) return;
+      try {
+        await this.sched.within(`act:${a.kind}`, ACTION_DEADLINE_MS[a.kind] ?? ACT_MS, () => this.act(a, signal));
+      } catch (err) {
+        if (!signal.aborted) this.st.recordError(ACTOR_OF[a.kind] ?? 'watch', err);
+      }
+    }
+  }
+
+  /** One of the reactor's actions. */
+  private async act(a: Action, signal: AbortSignal): Promise<void> {
+    const { supervisor, log, aws, docker } = this.deps;
+    const { st, sched } = this;
+    switch (a.kind) {
+      case 'poll':
+        return sched.soon(a.monitor, a.inMs);
+      case 'first-ecs-poll':
+        return sched.after('ecs', firstPollMs(this.opts.budget, this.random));
+      case 'restart-agent':
+        log.warn(
+          { reason: a.reason, attempt: a.attempt, maxRestarts: this.opts.healing.maxRestarts },
+          'the agent is unhealthy: restarting it',
+        );
+        return supervisor.restartAgent(a.reason);
+      case 'forget-registration-answer':
+        st.obs.metadata = undefined; // it registers again
+        return;
+      case 'mark-unhealthy': {
+        log.error(
+          { reason: a.reason },
+          'the agent cannot be healed here: marking the instance Unhealthy in Auto Scaling so it is replaced',
+        );
+        const instanceId = await aws.instanceId();
+        await aws.autoScaling(st.region(), 'SetInstanceHealth', (as) => as.setInstanceHealth(instanceId, 'Unhealthy', true), signal);
+        log.error({ instanceId }, 'instance marked Unhealthy in Auto Scaling');
+        return;
+      }
+      case 'healing-exhausted':
+        log.error(
+          { reason: a.reason },
+          'the agent is still unhealthy after the allowed restarts; ECS_GVISOR_SET_INSTANCE_HEALTH is off, so an operator must look',
+        );
+        return;
+      case 'republish':
+        return this.attributes.republish();
+      case 'sync-attributes':
+        return this.attributes.sync(a.current, signal);
+      case 'hold-agent':
+        return supervisor.hold(a.reason, a.by);
+      case 'release-agent':
+        return supervisor.release(a.by);
+      case 'stop-containers':
+        for (const id of a.ids) {
+          await docker.stopContainer(id, 10);
+          st.snap.audit.stopped.push(id);
+          const v = st.snap.audit.violations.find((x) => x.id === id);
+          log.warn({ container: v?.name, id: id.slice(0, 12) }, 'sandbox audit: stopped (ECS_GVISOR_AUDIT_ACTION=stop)');
+        }
+        return;
+      case 'repair':
+        return this.repairs.repair((o) => this.observe(o, signal));
+      case 'lapse':
+        return st.lapse(a.reason);
+      case 'audit-forget':
+        return this.audit.forget(a.id, a.died ? 'die' : undefined);
+      case 'ecs-urgent':
+        st.ecsUrgent = a.urgent;
+        return;
     }
   }
 
@@ -257,36 +349,20 @@ export class WatchLoop {
     }
   }
 
-  private drainInbox(): void {
-    const { sched } = this;
+  /** Docker's events and the proof's completion, through the reactor (which monitors to bring forward). */
+  private async drainInbox(signal: AbortSignal): Promise<void> {
     while (this.inbox.length > 0) {
       const ev = this.inbox.shift()!;
       if ('state' in ev) {
         const v = this.st.verified;
         const at = ev.state.verifiedAt;
-        if (v.ok && at !== undefined && v.at === Date.parse(at)) {
-          v.networks = ev.state.evidence?.networks;
-          sched.soon('attributes', 0); // the verification changed outside a monitor
-        }
+        // Ignored when the watch has proven the sandbox again since.
+        if (!(v.ok && at !== undefined && v.at === Date.parse(at))) continue;
+        v.networks = ev.state.evidence?.networks;
+        await this.observe({ kind: 'event', event: { action: 'proven' }, agentName: AGENT_NAME }, signal);
         continue;
       }
-      if (ev.action === 'docker-back') {
-        // dockerd restarted: settings may have changed with it; check everything soon.
-        this.audit.forget();
-        sched.soon('drift', 0);
-        sched.soon('audit', 0);
-        sched.soon('introspect', 0);
-        continue;
-      }
-      const e = ev as ContainerEvent;
-      this.audit.forget(e.id, e.action);
-      if (e.name === AGENT_NAME) {
-        if (e.action.startsWith('health_status')) sched.soon('introspect', 0);
-        if (e.action === 'start' || e.action === 'die') sched.soon('introspect', 1_000);
-      } else if (e.action === 'start' || e.action === 'die') {
-        // A new container: audit it now, not at the next round; one gone: its violation with it.
-        sched.soon('audit', 500);
-      }
+      await this.observe({ kind: 'event', event: ev, agentName: AGENT_NAME }, signal);
     }
   }
 

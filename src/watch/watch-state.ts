@@ -11,6 +11,8 @@ import type { SandboxEvidence } from '../runtime/sandbox-proof.js';
 import type { ContainerNetwork, Violation } from './audit.js';
 import type { SandboxEnd, TaskEnforcement } from './enforcement.js';
 import type { Observations, Verdict } from './health.js';
+import type { WatchMetrics } from './metrics.js';
+import type { Facts, Observation } from './reactor.js';
 
 export interface WatchSnapshot {
   pid: number;
@@ -89,9 +91,11 @@ export class WatchState {
   ecsAt?: number;
   /** What ECS said of the registered ARN's EC2 instance. */
   identity?: { arn: string; ok: boolean };
+  /** The lifecycle awaits ECS's answer (a launch gate, a drain): ECS is polled at the alert interval. */
+  ecsUrgent = false;
 
   constructor(
-    private readonly deps: { clock: Clock; log: Logger },
+    private readonly deps: { clock: Clock; log: Logger; metrics: WatchMetrics },
     private readonly opts: { auditAction: 'report' | 'stop'; network: boolean; region?: string },
     runtime: RuntimeState | undefined,
   ) {
@@ -141,6 +145,158 @@ export class WatchState {
    */
   region(): string {
     return regionOf(this.obs.metadata?.containerInstanceArn ?? this.snap.registration.containerInstanceArn ?? '', this.opts.region);
+  }
+
+  /**
+   * What a monitor observed (or a repair did), written into what the watch knows: the snapshot `status`
+   * reads, the observations the verdict is drawn from, the metrics. The one writer of them all.
+   */
+  record(o: Observation): void {
+    switch (o.kind) {
+      case 'agent':
+        this.recordAgent(o);
+        return;
+      case 'ecs':
+        this.recordEcs(o);
+        return;
+      case 'audit':
+        this.recordAudit(o);
+        return;
+      case 'drift': {
+        const r = o.drift.rules;
+        if (r && this.snap.network) Object.assign(this.snap.network, { rules: r.total, missing: r.missing.length, checkedAt: this.now() });
+        return;
+      }
+      case 'repaired': {
+        if (o.network && this.snap.network)
+          Object.assign(this.snap.network, { missing: 0, repairs: this.snap.network.repairs + 1, repairedAt: this.now() });
+        const rt = o.runtime;
+        if (rt?.ok)
+          this.verified = {
+            ok: true,
+            at: Date.parse(rt.state.verifiedAt!),
+            version: rt.state.runscVersion,
+            networks: rt.state.evidence?.networks,
+          };
+        return;
+      }
+      case 'lifecycle': {
+        // We set DRAINING ourselves: say so now rather than ACTIVE until the next poll.
+        const view = this.obs.ecs;
+        if (o.drainingByUs && view && view !== 'missing' && view.status === 'ACTIVE') {
+          this.obs.ecs = { ...view, status: 'DRAINING' };
+          this.snap.registration.status = 'DRAINING';
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private recordAgent(o: Extract<Observation, { kind: 'agent' }>): void {
+    const c = o.container;
+    this.obs.agent = c ? { running: c.running, health: c.health } : undefined;
+    Object.assign(this.snap.agent, {
+      id: c?.id,
+      runtime: c?.runtime,
+      state: c?.status,
+      running: c?.running ?? false,
+      health: c?.health,
+      ...o.supervisor,
+    });
+    this.deps.metrics.agentUp.set(c?.running ? 1 : 0);
+    const meta = o.metadata;
+    this.obs.metadata = meta;
+    if (!meta || !o.registered) return;
+    this.deps.log.info(
+      { cluster: meta.cluster, containerInstanceArn: meta.containerInstanceArn, agentVersion: meta.version },
+      'the agent registered',
+    );
+    Object.assign(this.snap.registration, {
+      cluster: meta.cluster,
+      containerInstanceArn: meta.containerInstanceArn,
+      identity: undefined,
+      ec2InstanceId: undefined,
+      agentVersion: meta.version,
+      registeredAt: this.now(),
+    });
+    this.obs.ecs = undefined;
+    this.snap.attributes = { published: {} };
+  }
+
+  private recordEcs(o: Extract<Observation, { kind: 'ecs' }>): void {
+    const r = this.snap.registration;
+    r.lastCall = o.lastCall;
+    r.callsLastHour = o.callsLastHour;
+    if (!o.answer) return;
+    const { view, thisInstance } = o.answer;
+    // An ARN that ECS says is another EC2 instance is not our registration, whatever introspection said.
+    const mine = view ? this.confirmIdentity(o.arn, view.ec2InstanceId, thisInstance) : false;
+    r.identity = view ? (mine ? 'confirmed' : 'mismatch') : undefined;
+    r.ec2InstanceId = view?.ec2InstanceId;
+    this.obs.ecs = view && mine ? view : 'missing';
+    this.ecsAt = this.ms();
+    Object.assign(r, {
+      status: view?.status,
+      agentConnected: view?.agentConnected,
+      healthStatus: view?.healthStatus,
+      runningTasksCount: view?.runningTasksCount,
+      missing: view ? undefined : true,
+      checkedAt: this.now(),
+    });
+    this.deps.metrics.agentConnected.set(view?.agentConnected && mine ? 1 : 0);
+  }
+
+  /** Whether ECS says `arn` is this EC2 instance; a mismatch is logged once, with both IDs. */
+  private confirmIdentity(arn: string, ecsSays: string | undefined, own: string | undefined): boolean {
+    const ok = ecsSays !== undefined && ecsSays === own;
+    if (!ok && !(this.identity?.arn === arn && !this.identity.ok)) {
+      this.deps.log.error(
+        { containerInstanceArn: arn, ecsSaysEc2Instance: ecsSays ?? '(none)', thisEc2Instance: own },
+        'ECS says the container instance introspection named is another EC2 instance: no attributes, drain or lifecycle action for it',
+      );
+      this.recordError(
+        'ecs',
+        new EcsGvisorError('AWS_API', `ECS says ${arn} is EC2 instance ${ecsSays ?? '(none)'}, not this instance ${own}.`),
+      );
+    }
+    this.identity = { arn, ok };
+    return ok;
+  }
+
+  private recordAudit(o: Extract<Observation, { kind: 'audit' }>): void {
+    const a = o.audit;
+    const known = new Set(this.snap.audit.violations.map((v) => `${v.id} ${v.reason}`));
+    for (const v of a.violations.filter((x) => !known.has(`${x.id} ${x.reason}`))) {
+      const what = v.reason.startsWith('not enforced')
+        ? 'sandbox audit: a task’s limits are not enforced'
+        : v.reason.startsWith('hygiene')
+          ? 'sandbox audit: a task breaks the hygiene policy'
+          : 'sandbox audit: a container runs outside gVisor';
+      this.deps.log.error(
+        { container: v.name, id: v.id.slice(0, 12), runtime: v.runtime, reason: v.reason, action: this.opts.auditAction },
+        what,
+      );
+    }
+    const ended = new Set((this.snap.audit.ended ?? []).map((e) => e.id));
+    for (const e of a.ended ?? []) if (!ended.has(e.id)) this.deps.metrics.limitKills.inc({ limit: e.limit });
+    this.snap.audit = { ...a, action: this.opts.auditAction, stopped: [] };
+    const m = this.deps.metrics;
+    m.auditViolations.set(a.violations.length);
+    m.auditedContainers.set(a.checked);
+    m.tightPidsLimits.set((a.tasks ?? []).filter((t) => t.pids?.tight).length);
+  }
+
+  /** What the reactor needs of the watch's knowledge. */
+  facts(alertPollMs: number): Facts {
+    return {
+      health: this.obs,
+      confirmed: this.confirmedMetadata() !== undefined,
+      ecsUrgent: this.ecsUrgent,
+      alertPollMs,
+      auditAction: this.opts.auditAction,
+    };
   }
 
   lapse(reason: string): void {

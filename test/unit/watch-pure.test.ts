@@ -15,6 +15,7 @@ import {
 } from '../../src/watch/attributes.js';
 import { audit } from '../../src/watch/audit.js';
 import { classify, HealingLadder } from '../../src/watch/health.js';
+import { WatchMetrics } from '../../src/watch/metrics.js';
 import { WatchState } from '../../src/watch/watch-state.js';
 import { FakeClock } from '../harness/fake-clock.js';
 
@@ -240,7 +241,7 @@ describe('introspection metadata', () => {
 describe('the region of calls about the registration', () => {
   it('while introspection has not answered again (the agent restarting), the recorded ARN gives it: no false configuration error', () => {
     const st = new WatchState(
-      { clock: new FakeClock(), log: pino({ level: 'silent' }) },
+      { clock: new FakeClock(), log: pino({ level: 'silent' }), metrics: new WatchMetrics(() => 0) },
       { auditAction: 'report', network: false },
       undefined,
     );

@@ -1,22 +1,21 @@
 /**
  * The agent container (Docker) and its registration (introspection). A new registration is believed
- * only from the agent container's own listener; then ECS is asked about it (the ECS monitor).
+ * only from the agent container's own listener; the reactor then has ECS asked about it.
  */
 import { AGENT_NAME } from '../../agent/agent-spec.js';
 import type { AgentSupervisor } from '../../agent/supervisor.js';
-import { type EcsBudget, firstPollMs } from '../../aws/budget.js';
 import { EcsGvisorError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import type { AgentMetadata, DockerPort } from '../../ports.js';
-import type { WatchMetrics } from '../metrics.js';
+import type { Observation } from '../reactor.js';
 import type { Monitor } from '../scheduler.js';
+import type { WatchState } from '../watch-state.js';
 import { SUPERVISOR_STALL_MS } from '../watchdog.js';
-import { MINUTES, type WatchContext } from './context.js';
+import { MINUTES } from './context.js';
 
 export interface AgentMonitorDeps {
   docker: Pick<DockerPort, 'inspectContainer'>;
-  supervisor: AgentSupervisor;
-  metrics: WatchMetrics;
+  supervisor: Pick<AgentSupervisor, 'snapshot'>;
   log: Logger;
   /** The agent's introspection /v1/metadata; undefined while nothing listens. */
   introspection: () => Promise<AgentMetadata | undefined>;
@@ -25,7 +24,6 @@ export interface AgentMonitorDeps {
    * Undefined itself when the URL is not on this host's loopback (nothing to check here).
    */
   introspectionOwner?: (agentPid: number) => Promise<string | undefined>;
-  random: () => number;
 }
 
 export class AgentMonitor implements Monitor {
@@ -37,32 +35,19 @@ export class AgentMonitor implements Monitor {
 
   constructor(
     private readonly deps: AgentMonitorDeps,
-    private readonly ctx: WatchContext,
-    private readonly opts: { introspectMs: number; budget: EcsBudget },
+    private readonly state: Pick<WatchState, 'obs' | 'recordError'>,
+    private readonly opts: { introspectMs: number },
   ) {}
 
   nextInMs(): number {
     return this.opts.introspectMs;
   }
 
-  async run(signal: AbortSignal): Promise<void> {
-    const { docker, supervisor, metrics, log } = this.deps;
-    const { state } = this.ctx;
+  async run(): Promise<Observation> {
+    const { docker, supervisor, log } = this.deps;
+    const { state } = this;
     const c = await docker.inspectContainer(AGENT_NAME);
-    state.obs.agent = c ? { running: c.running, health: c.health } : undefined;
     const sup = supervisor.snapshot;
-    Object.assign(state.snap.agent, {
-      id: c?.id,
-      runtime: c?.runtime,
-      state: c?.status,
-      running: c?.running ?? false,
-      health: c?.health,
-      held: sup.held,
-      stopped: sup.stopped,
-      lastExit: sup.lastExit && { code: sup.lastExit.code, decision: sup.lastExit.decision, at: sup.lastExit.at },
-    });
-    metrics.agentUp.set(c?.running ? 1 : 0);
-
     let meta: AgentMetadata | undefined;
     try {
       meta = c?.running ? await this.deps.introspection() : undefined;
@@ -88,24 +73,16 @@ export class AgentMonitor implements Monitor {
         this.listenerProblem = undefined;
       }
     }
-    state.obs.metadata = meta;
-    if (meta && meta.containerInstanceArn !== before) {
-      log.info(
-        { cluster: meta.cluster, containerInstanceArn: meta.containerInstanceArn, agentVersion: meta.version },
-        'the agent registered',
-      );
-      Object.assign(state.snap.registration, {
-        cluster: meta.cluster,
-        containerInstanceArn: meta.containerInstanceArn,
-        identity: undefined,
-        ec2InstanceId: undefined,
-        agentVersion: meta.version,
-        registeredAt: state.now(),
-      });
-      state.obs.ecs = undefined;
-      state.snap.attributes = { published: {} };
-      this.ctx.sched.after('ecs', firstPollMs(this.opts.budget, this.deps.random));
-    }
-    await this.ctx.healer.heal(signal);
+    return {
+      kind: 'agent',
+      container: c && { id: c.id, runtime: c.runtime, status: c.status, running: c.running, health: c.health },
+      supervisor: {
+        held: sup.held,
+        stopped: sup.stopped,
+        lastExit: sup.lastExit && { code: sup.lastExit.code, decision: sup.lastExit.decision, at: sup.lastExit.at },
+      },
+      metadata: meta,
+      registered: meta !== undefined && meta.containerInstanceArn !== before,
+    };
   }
 }

@@ -1,8 +1,9 @@
 /**
  * The sandbox audit: every running container but ours must run under the gVisor runtime, its sandbox in
  * the cgroup Docker made for it with the limits it was asked for (enforcement.ts); workload hygiene is
- * reported, and is a violation where ECS_GVISOR_HYGIENE_VIOLATIONS says so. A violation is logged once,
- * counted, withdraws `verified` from the attributes, and is stopped when configured.
+ * reported, and is a violation where ECS_GVISOR_HYGIENE_VIOLATIONS says so. It reports the pass; the
+ * watch logs each violation once and counts it, and the reactor withdraws `verified` from the attributes
+ * and stops violators when configured.
  */
 import { ourAgentId } from '../../agent/agent-step.js';
 import type { HygieneItem } from '../../config.js';
@@ -13,9 +14,10 @@ import type { StateStore } from '../../state-store.js';
 import { audit, type Violation } from '../audit.js';
 import { claimOf, type EcsTaskDirectory, plausibleTaskArn, TASK_ARN_LABEL, type TaskClaim } from '../ecs-tasks.js';
 import { cgroupFilesFor, judgeTask, type SandboxEnd, sandboxEnd, type TaskEnforcement } from '../enforcement.js';
-import type { WatchMetrics } from '../metrics.js';
+import type { Observation } from '../reactor.js';
 import type { Monitor } from '../scheduler.js';
-import { MINUTES, type WatchContext } from './context.js';
+import type { WatchState } from '../watch-state.js';
+import { MINUTES } from './context.js';
 
 /** A container inspected this long ago is inspected again, events or not. */
 const INSPECT_MAX_AGE_MS = 10 * MINUTES;
@@ -23,7 +25,7 @@ const INSPECT_MAX_AGE_MS = 10 * MINUTES;
 export const ENDS_KEPT = 20;
 
 /** What the audit asks of Docker and of the host (its own narrow ports). */
-export type AuditDocker = Pick<DockerPort, 'info' | 'inspectContainer' | 'runningIds' | 'stopContainer'>;
+export type AuditDocker = Pick<DockerPort, 'info' | 'inspectContainer' | 'runningIds'>;
 export type AuditHost = Pick<HostPort, 'childrenOf' | 'cmdline' | 'kernelText' | 'oomKills' | 'parentOf'>;
 
 export class AuditMonitor implements Monitor {
@@ -46,21 +48,20 @@ export class AuditMonitor implements Monitor {
       host: AuditHost;
       clock: Clock;
       log: Logger;
-      metrics: WatchMetrics;
       store: StateStore;
       tasks: EcsTaskDirectory;
     },
-    private readonly ctx: WatchContext,
-    private readonly opts: { auditMs: number; runtimeName: string; action: 'report' | 'stop'; hygiene: readonly HygieneItem[] },
+    private readonly state: Pick<WatchState, 'snap' | 'now' | 'region' | 'recordError'>,
+    private readonly opts: { auditMs: number; runtimeName: string; hygiene: readonly HygieneItem[] },
   ) {}
 
   nextInMs(): number {
     return this.opts.auditMs;
   }
 
-  async run(signal: AbortSignal): Promise<void> {
-    const { docker, host, log, metrics } = this.deps;
-    const { state, attributes } = this.ctx;
+  async run(signal: AbortSignal): Promise<Observation> {
+    const { host } = this.deps;
+    const { state } = this;
     const [running, usernsRemap] = await Promise.all([this.runningContainers(), this.usernsRemap()]);
     const cmdlines = new Map<number, readonly string[] | undefined>();
     await Promise.all(
@@ -84,38 +85,12 @@ export class AuditMonitor implements Monitor {
       for (const h of t.hygieneViolations)
         violations.push({ ...base, reason: `hygiene: ${hygieneText(h, t)} (ECS_GVISOR_HYGIENE_VIOLATIONS)` });
     }
-    const known = new Set(state.snap.audit.violations.map((v) => `${v.id} ${v.reason}`));
-    for (const v of violations.filter((x) => !known.has(`${x.id} ${x.reason}`))) {
-      const what = v.reason.startsWith('not enforced')
-        ? 'sandbox audit: a task’s limits are not enforced'
-        : v.reason.startsWith('hygiene')
-          ? 'sandbox audit: a task breaks the hygiene policy'
-          : 'sandbox audit: a container runs outside gVisor';
-      log.error({ container: v.name, id: v.id.slice(0, 12), runtime: v.runtime, reason: v.reason, action: this.opts.action }, what);
-    }
-    const stopped: string[] = [];
-    if (this.opts.action === 'stop') {
-      for (const v of new Map(violations.map((x) => [x.id, x])).values()) {
-        await docker.stopContainer(v.id, 10);
-        stopped.push(v.id);
-        log.warn({ container: v.name, id: v.id.slice(0, 12) }, 'sandbox audit: stopped (ECS_GVISOR_AUDIT_ACTION=stop)');
-      }
-    }
-    const wasViolated = state.snap.audit.violations.length > 0;
-    state.snap.audit = {
-      checkedAt: state.now(),
-      checked: result.checked,
-      violations,
-      action: this.opts.action,
-      stopped,
-      networks: result.networks,
-      tasks,
-      ended,
+    return {
+      kind: 'audit',
+      audit: { checkedAt: state.now(), checked: result.checked, violations, networks: result.networks, tasks, ended },
+      wasViolated: state.snap.audit.violations.length > 0,
+      stop: [...new Set(violations.map((v) => v.id))],
     };
-    metrics.auditViolations.set(violations.length);
-    metrics.auditedContainers.set(result.checked);
-    // The scheduler must know at once: no untrusted task is placed here while a violation stands.
-    if (wasViolated !== violations.length > 0) await attributes.republish();
   }
 
   /**
@@ -135,7 +110,7 @@ export class AuditMonitor implements Monitor {
    * container is inspected (Docker's word, not its event's attributes, which carry the task's labels).
    */
   private async ends(ours: ReadonlySet<string>): Promise<SandboxEnd[]> {
-    const { state } = this.ctx;
+    const { state } = this;
     const known = state.snap.audit.ended ?? [];
     const ids = [...this.died];
     this.died.clear();
@@ -151,7 +126,6 @@ export class AuditMonitor implements Monitor {
       const end = sandboxEnd(c, last.get(id), c.exitCode === 137 && kills ? await kills : []);
       if (!end) continue;
       found.push(end);
-      this.deps.metrics.limitKills.inc({ limit: end.limit });
       this.deps.log.warn(
         { container: end.name, id: id.slice(0, 12), exitCode: end.exitCode, reason: end.reason },
         'sandbox audit: a limit ended a task’s sandbox',
@@ -173,7 +147,6 @@ export class AuditMonitor implements Monitor {
         'sandbox audit: a task’s pids limit is within reach of its sandbox’s own use (at the limit gVisor ends the whole sandbox)',
       );
     }
-    this.deps.metrics.tightPidsLimits.set(tight.length);
   }
 
   /** Whether dockerd remaps container root (userns-remap): asked once, and again after dockerd comes back. */
@@ -209,7 +182,7 @@ export class AuditMonitor implements Monitor {
    * this registration's, and only once ECS has confirmed the registration is this instance.
    */
   private async taskClaims(containers: readonly ContainerState[], signal: AbortSignal): Promise<Map<string, TaskClaim | undefined>> {
-    const { state } = this.ctx;
+    const { state } = this;
     const r = state.snap.registration;
     const ours = r.identity === 'confirmed' ? { containerInstanceArn: r.containerInstanceArn, cluster: r.cluster } : {};
     if (ours.containerInstanceArn && ours.cluster) {

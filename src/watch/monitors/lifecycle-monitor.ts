@@ -1,28 +1,32 @@
-/** Auto Scaling lifecycle (launch gate, warm pools, drains) as a monitor of the watch. */
+/**
+ * Auto Scaling lifecycle (launch gate, warm pools, drains) as a monitor of the watch. Its hooks and
+ * drains are lifecycle.ts's own (a pure planner and its runner); what it wants of the agent (held for a
+ * warm pool, running again) and of ECS polls goes to the reactor.
+ */
 import type { AgentSupervisor } from '../../agent/supervisor.js';
 import type { Lifecycle } from '../../lifecycle/lifecycle.js';
+import type { Observation } from '../reactor.js';
 import type { Monitor } from '../scheduler.js';
-import { MINUTES, type WatchContext } from './context.js';
-import type { EcsMonitor } from './ecs-monitor.js';
+import type { WatchState } from '../watch-state.js';
+import { MINUTES } from './context.js';
 
 export class LifecycleMonitor implements Monitor {
   readonly name = 'lifecycle';
-  /** IMDS, a hook call and a drain with their retries and budget waits, a hold or release of the agent. */
+  /** IMDS, a hook call and a drain with their retries and budget waits. */
   readonly deadlineMs = 15 * MINUTES;
 
   constructor(
-    private readonly deps: { lifecycle: Lifecycle; supervisor: AgentSupervisor; ecs: EcsMonitor },
-    private readonly ctx: WatchContext,
-    private readonly opts: { alertPollMs: number },
+    private readonly deps: { lifecycle: Lifecycle; supervisor: Pick<AgentSupervisor, 'snapshot'> },
+    private readonly state: Pick<WatchState, 'confirmedMetadata' | 'verified' | 'snap' | 'obs' | 'ecsAt'>,
   ) {}
 
   nextInMs(): number {
     return this.deps.lifecycle.pollMs;
   }
 
-  async run(signal: AbortSignal): Promise<void> {
-    const { lifecycle, supervisor, ecs } = this.deps;
-    const { state, sched } = this.ctx;
+  async run(signal: AbortSignal): Promise<Observation> {
+    const { lifecycle, supervisor } = this.deps;
+    const { state } = this;
     // Hooks and drains act on the ECS record only once ECS has said it is this instance's.
     const meta = state.confirmedMetadata();
     const r = await lifecycle.tick(
@@ -36,20 +40,12 @@ export class LifecycleMonitor implements Monitor {
       },
       signal,
     );
-    const heldForLifecycle = supervisor.snapshot.holds?.lifecycle !== undefined;
-    if (r.agent?.want === 'hold' && !heldForLifecycle) await supervisor.hold(r.agent.reason, 'lifecycle');
-    if (r.agent?.want === 'run' && heldForLifecycle) {
-      await supervisor.release('lifecycle');
-      sched.soon('introspect', 1_000);
-    }
-    // We set DRAINING ourselves: say so now rather than ACTIVE until the next poll.
-    const drain = lifecycle.record.drain;
-    const view = state.obs.ecs;
-    if (drain?.by === 'ecs-gvisor' && view && view !== 'missing' && view.status === 'ACTIVE') {
-      state.obs.ecs = { ...view, status: 'DRAINING' };
-      state.snap.registration.status = 'DRAINING';
-    }
-    if (r.urgentEcs && !ecs.urgent && state.obs.metadata) sched.soon('ecs', this.opts.alertPollMs);
-    ecs.urgent = r.urgentEcs;
+    return {
+      kind: 'lifecycle',
+      agent: r.agent,
+      heldForLifecycle: supervisor.snapshot.holds?.lifecycle !== undefined,
+      urgentEcs: r.urgentEcs,
+      drainingByUs: lifecycle.record.drain?.by === 'ecs-gvisor',
+    };
   }
 }
