@@ -13,7 +13,7 @@ import type { Drift } from './monitors/drift-monitor.js';
 import type { WatchSnapshot } from './watch-state.js';
 
 /** The monitors by name (the scheduler's keys). */
-export type MonitorName = 'introspect' | 'ecs' | 'drift' | 'audit' | 'lifecycle' | 'attributes' | 'heartbeat';
+export type MonitorName = 'agent' | 'ecs' | 'drift' | 'audit' | 'lifecycle' | 'attributes' | 'heartbeat';
 
 export type Observation =
   /**
@@ -173,7 +173,7 @@ export function react(ladder: HealingLadder, obs: Observation, f: Facts, now: nu
       if (obs.agent?.want === 'hold' && !obs.heldForLifecycle)
         actions.push({ kind: 'hold-agent', by: 'lifecycle', reason: obs.agent.reason });
       if (obs.agent?.want === 'run' && obs.heldForLifecycle)
-        actions.push({ kind: 'release-agent', by: 'lifecycle' }, { kind: 'poll', monitor: 'introspect', inMs: 1_000 });
+        actions.push({ kind: 'release-agent', by: 'lifecycle' }, { kind: 'poll', monitor: 'agent', inMs: 1_000 });
       if (obs.urgentEcs && !f.ecsUrgent && f.health.metadata) actions.push({ kind: 'poll', monitor: 'ecs', inMs: f.alertPollMs });
       if (obs.urgentEcs !== f.ecsUrgent) actions.push({ kind: 'ecs-urgent', urgent: obs.urgentEcs });
       return { actions };
@@ -192,7 +192,7 @@ function healActions(a: HealAction): Action[] {
       return [
         { kind: 'restart-agent', reason: a.reason, attempt: a.attempt },
         { kind: 'forget-registration-answer' },
-        { kind: 'poll', monitor: 'introspect', inMs: AFTER_RESTART_MS },
+        { kind: 'poll', monitor: 'agent', inMs: AFTER_RESTART_MS },
       ];
     case 'mark-unhealthy':
       return [{ kind: 'mark-unhealthy', reason: a.reason }];
@@ -209,13 +209,13 @@ function eventActions(ev: ContainerEvent | { action: 'docker-back' } | { action:
       { kind: 'audit-forget' },
       { kind: 'poll', monitor: 'drift', inMs: 0 },
       { kind: 'poll', monitor: 'audit', inMs: 0 },
-      { kind: 'poll', monitor: 'introspect', inMs: 0 },
+      { kind: 'poll', monitor: 'agent', inMs: 0 },
     ];
   const e = ev as ContainerEvent;
   const actions: Action[] = [{ kind: 'audit-forget', id: e.id, died: e.action === 'die' }];
   if (e.name === agentName) {
-    if (e.action.startsWith('health_status')) actions.push({ kind: 'poll', monitor: 'introspect', inMs: 0 });
-    if (e.action === 'start' || e.action === 'die') actions.push({ kind: 'poll', monitor: 'introspect', inMs: 1_000 });
+    if (e.action.startsWith('health_status')) actions.push({ kind: 'poll', monitor: 'agent', inMs: 0 });
+    if (e.action === 'start' || e.action === 'die') actions.push({ kind: 'poll', monitor: 'agent', inMs: 1_000 });
   } else if (e.action === 'start' || e.action === 'die') {
     // A new container: audit it now, not at the next round; one gone: its violation with it.
     actions.push({ kind: 'poll', monitor: 'audit', inMs: 500 });

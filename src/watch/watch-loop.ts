@@ -105,7 +105,7 @@ const ACTION_DEADLINE_MS: Partial<Record<Action['kind'], number>> = {
 };
 /** Whose failure an action's is, in status's last errors. */
 const ACTOR_OF: Partial<Record<Action['kind'], string>> = {
-  'restart-agent': 'introspect',
+  'restart-agent': 'agent',
   'mark-unhealthy': 'healing',
   republish: 'attributes',
   'sync-attributes': 'ecs',
@@ -187,8 +187,8 @@ export class WatchLoop {
    */
   async run(signal: AbortSignal, ready?: () => void): Promise<void> {
     const { supervisor, notify, log } = this.deps;
-    // Lifecycle after introspect: its first round should know whether the agent registered.
-    for (const name of ['introspect', 'drift', 'audit', 'heartbeat', 'lifecycle']) if (this.monitors.has(name)) this.sched.soon(name, 0);
+    // Lifecycle after the agent's round: its first should know whether the agent registered.
+    for (const name of ['agent', 'drift', 'audit', 'heartbeat', 'lifecycle']) if (this.monitors.has(name)) this.sched.soon(name, 0);
     const supervising = supervisor.run(signal, (ev) => this.push(ev));
     await this.notify({ READY: '1', STATUS: 'bootstrap verified; watching' });
     ready?.();

@@ -719,7 +719,7 @@ describe('watch: systemd watchdog', () => {
     await start(
       { ECS_GVISOR_INTROSPECTION_SECONDS: '1' },
       { notifySocket: sock.path, watchdogUsec: 2_000_000 },
-      { introspectionOwner, deadlinesMs: { introspect: deadlineMs } },
+      { introspectionOwner, deadlinesMs: { agent: deadlineMs } },
     );
     await until('a watchdog ping', () => sock.with('WATCHDOG').length >= 1);
     await register();

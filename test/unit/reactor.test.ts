@@ -145,7 +145,7 @@ describe('the reactor', () => {
       {},
       [
         { kind: 'release-agent', by: 'lifecycle' },
-        { kind: 'poll', monitor: 'introspect', inMs: 1_000 },
+        { kind: 'poll', monitor: 'agent', inMs: 1_000 },
       ],
     ],
     [
@@ -181,7 +181,7 @@ describe('the reactor', () => {
       {},
       [
         { kind: 'audit-forget', id: 'a1', died: true },
-        { kind: 'poll', monitor: 'introspect', inMs: 1_000 },
+        { kind: 'poll', monitor: 'agent', inMs: 1_000 },
       ],
     ],
     [
@@ -192,7 +192,7 @@ describe('the reactor', () => {
         { kind: 'audit-forget' },
         { kind: 'poll', monitor: 'drift', inMs: 0 },
         { kind: 'poll', monitor: 'audit', inMs: 0 },
-        { kind: 'poll', monitor: 'introspect', inMs: 0 },
+        { kind: 'poll', monitor: 'agent', inMs: 0 },
       ],
     ],
     [
@@ -217,7 +217,7 @@ describe('the reactor', () => {
       { kind: 'sync-attributes', current: { 'ecs-gvisor.sandbox': 'verified' } },
       { kind: 'restart-agent', reason: 'ECS reports the agent disconnected for 60 s', attempt: 1 },
       { kind: 'forget-registration-answer' },
-      { kind: 'poll', monitor: 'introspect', inMs: AFTER_RESTART_MS },
+      { kind: 'poll', monitor: 'agent', inMs: AFTER_RESTART_MS },
     ]);
     // The restarted agent gets the full minute again.
     expect(kinds(at(100 * S).actions)).toEqual(['sync-attributes']);

@@ -27,7 +27,7 @@ export interface AgentMonitorDeps {
 }
 
 export class AgentMonitor implements Monitor {
-  readonly name = 'introspect';
+  readonly name = 'agent';
   /** Docker's and introspection's deadlines, and a restart by the supervisor (its own stall limit). */
   readonly deadlineMs = SUPERVISOR_STALL_MS + 5 * MINUTES;
   /** The last reason the introspection answer was refused (logged once per reason). */
