@@ -104,16 +104,27 @@ const ACTION_DEADLINE_MS: Partial<Record<Action['kind'], number>> = {
   'stop-containers': 15 * MINUTES,
 };
 /** Whose failure an action's is, in status's last errors. */
-const ACTOR_OF: Partial<Record<Action['kind'], string>> = {
-  'restart-agent': 'agent',
-  'mark-unhealthy': 'healing',
-  republish: 'attributes',
-  'sync-attributes': 'ecs',
-  'hold-agent': 'drift',
-  'release-agent': 'drift',
-  'stop-containers': 'audit',
-  repair: 'drift',
-};
+function actorOf(a: Action): string {
+  switch (a.kind) {
+    case 'restart-agent':
+      return 'agent';
+    case 'mark-unhealthy':
+      return 'healing';
+    case 'republish':
+      return 'attributes';
+    case 'sync-attributes':
+      return 'ecs';
+    case 'hold-agent':
+    case 'release-agent':
+      return a.by === 'lifecycle' ? 'lifecycle' : 'drift';
+    case 'stop-containers':
+      return 'audit';
+    case 'repair':
+      return 'drift';
+    default:
+      return 'watch';
+  }
+}
 
 type InboxEvent = ContainerEvent | { action: 'docker-back' } | { action: 'proven'; state: RuntimeState };
 
@@ -253,7 +264,7 @@ export class WatchLoop {
       try {
         await this.sched.within(`act:${a.kind}`, ACTION_DEADLINE_MS[a.kind] ?? ACT_MS, () => this.act(a, signal));
       } catch (err) {
-        if (!signal.aborted) this.st.recordError(ACTOR_OF[a.kind] ?? 'watch', err);
+        if (!signal.aborted) this.st.recordError(actorOf(a), err);
       }
     }
   }
