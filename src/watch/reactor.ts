@@ -1,7 +1,8 @@
 /**
  * The watch's rules, in one place: what a monitor observed (or an event, or the outcome of a repair) goes
- * in, with the facts the watch holds after recording it; what to do comes out. Pure: no I/O and no
- * clock of its own. Its only memory is the healing ladder's (health.ts), passed in and returned.
+ * in, with the facts the watch holds after recording it; what to do comes out. No I/O and no clock of its
+ * own: the same inputs give the same actions. Its one memory is the healing ladder (health.ts), which it
+ * is given and advances.
  *
  * The monitors observe and report; WatchState records what they saw (the snapshot `status` reads); the
  * loop carries out the actions (watch-loop.ts). So every "when X, do Y" of the watch is a line here.
