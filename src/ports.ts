@@ -2,6 +2,7 @@
  * Ports: what the planners and steps need from the outside world. Adapters in src/adapters implement
  * them; tests and other environments can pass their own.
  */
+import type { TcpConnection } from './agent/acs-evidence.js';
 
 export interface ReadOptions {
   /** Refuse a larger file (default: 128 MiB for bytes, 4 MiB for text). */
@@ -180,6 +181,8 @@ export interface HostPort {
   signal(pid: number, signal: NodeJS.Signals): boolean;
   /** PIDs holding a TCP socket that listens on `port` (IPv4 or IPv6) in our network namespace. */
   listeners(port: number): Promise<number[]>;
+  /** The ESTABLISHED TCP connections of a live process (IPv4 and IPv6, in its network namespace); [] when it does not exist. */
+  connectionsOf(pid: number): Promise<TcpConnection[]>;
   /** What a live process executes, as its /proc/<pid>/exe link reads (a path in its own mount namespace). */
   exe(pid: number): Promise<string | undefined>;
   /** The parent PID of a live process, or undefined when it does not exist. */

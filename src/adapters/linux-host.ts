@@ -1,4 +1,5 @@
 import { closeSync, constants, promises as fs, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import { establishedConnections, type TcpConnection } from '../agent/acs-evidence.js';
 import type { HostPort, OomKill } from '../ports.js';
 import { isCode } from './node-files.js';
 
@@ -46,6 +47,17 @@ export class LinuxHost implements HostPort {
       }
     }
     return owners;
+  }
+
+  async connectionsOf(pid: number): Promise<TcpConnection[]> {
+    const fds = await fs.readdir(`${this.procRoot}/${pid}/fd`).catch(() => [] as string[]);
+    const links = await Promise.all(fds.map((fd) => fs.readlink(`${this.procRoot}/${pid}/fd/${fd}`).catch(() => '')));
+    const inodes = new Set(links.filter((l) => l.startsWith('socket:[')));
+    if (!inodes.size) return [];
+    const tables = await Promise.all(
+      ['net/tcp', 'net/tcp6'].map((t) => fs.readFile(`${this.procRoot}/${pid}/${t}`, 'utf8').catch(() => '')),
+    );
+    return tables.flatMap((t) => establishedConnections(t, inodes));
   }
 
   async exe(pid: number): Promise<string | undefined> {

@@ -83,6 +83,8 @@ export class FakeEcs {
   assumedEc2InstanceId?: string;
   /** Runs before each instance is described (tasks leaving a draining instance, say). */
   onDescribe: (i: FakeInstance) => void = () => undefined;
+  /** The ACS endpoint DiscoverPollEndpoint names (a fake ACS's URL); default a closed port: the agent only logs reconnects. */
+  acsEndpoint = 'https://127.0.0.1:1/';
   url = '';
   private server?: Server;
 
@@ -113,6 +115,7 @@ export class FakeEcs {
     this.calls.length = 0;
     this.behaviour = () => 'ok';
     this.onDescribe = () => undefined;
+    this.acsEndpoint = 'https://127.0.0.1:1/';
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -189,9 +192,9 @@ export class FakeEcs {
         });
       }
       case 'DiscoverPollEndpoint':
-        // Where the real agent opens its ACS and TCS websockets: a closed port, so it only logs reconnects.
+        // Where the real agent opens its ACS and TCS websockets (TCS: a closed port, so it only logs reconnects).
         return send(200, {
-          endpoint: 'https://127.0.0.1:1/',
+          endpoint: this.acsEndpoint,
           telemetryEndpoint: 'https://127.0.0.1:1/',
           serviceConnectEndpoint: 'https://127.0.0.1:1/',
         });

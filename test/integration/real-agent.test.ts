@@ -10,9 +10,12 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { LinuxHost } from '../../src/adapters/linux-host.js';
+import { acsEvents } from '../../src/agent/acs-evidence.js';
 import { type App, buildApp } from '../../src/cli/composition.js';
 import { parseConfig } from '../../src/config.js';
 import { dockerClient, liveRuntime } from '../harness/docker-state.js';
+import { FakeAcs } from '../harness/fake-acs.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';
 import {
   agentMetadata,
@@ -89,6 +92,45 @@ describe('the real ECS agent', () => {
     expect(st.agent).toMatchObject({ runtime: 'runc', running: true, lastExit: { code: 0, decision: 'done' } });
     expect(st.agent.stopped).toBeUndefined();
     expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
+  });
+
+  it('holds its ACS connection on a real websocket: the kernel and its log say so, a cut is seen in both, and so is the reconnect', async () => {
+    const acs = await FakeAcs.start(5_000);
+    host.aws.ecs.acsEndpoint = acs.url;
+    try {
+      await start();
+      const arn = await registeredArn();
+      const conn = await until('the agent connected to ACS', () => acs.open.find((c) => c.query.containerInstanceArn === arn), 90_000);
+      const pid = (await agent()).State.Pid;
+      const port = Number(new URL(acs.url).port);
+      const linux = new LinuxHost();
+      const toAcs = async () => (await linux.connectionsOf(pid)).filter((c) => c.remotePort === port);
+      // The kernel's word: the agent process holds that very connection.
+      expect(await until('the kernel lists it', async () => (await toAcs()).find((c) => c.localPort === conn.remotePort))).toMatchObject({
+        remoteAddress: '127.0.0.1',
+      });
+      const log = () => readFileSync('/var/log/ecs/ecs-agent.log', 'utf8');
+      await until('the agent’s log says it', () => acsEvents(log()).at(-1)?.state === 'connected' || undefined, 30_000);
+      process.stderr.write(`the agent's messages on its ACS connection: ${[...new Set(conn.received)].join(', ') || 'none'}\n`);
+
+      const cutAt = Date.now();
+      acs.cut();
+      await until('the kernel: no connection to ACS', async () => (await toAcs()).length === 0 || undefined, 60_000);
+      const kernelMs = Date.now() - cutAt;
+      await until('the log: disconnected', () => acsEvents(log()).at(-1)?.state === 'disconnected' || undefined, 180_000);
+      process.stderr.write(
+        `a cut ACS connection: gone from the kernel's table in ${kernelMs} ms, in the agent's log in ${Date.now() - cutAt} ms\n`,
+      );
+
+      const restoredAt = Date.now();
+      acs.restore();
+      const again = await until('reconnected', () => acs.open.find((c) => c.query.containerInstanceArn === arn), 180_000);
+      await until('the kernel lists the new one', async () => (await toAcs()).some((c) => c.localPort === again.remotePort) || undefined);
+      await until('the log: connected', () => acsEvents(log()).at(-1)?.state === 'connected' || undefined, 30_000);
+      process.stderr.write(`ACS back: the agent reconnected in ${again.at - restoredAt} ms\n`);
+    } finally {
+      await acs.stop();
+    }
   });
 
   it('a new image under the same name is picked up: the agent is recreated on it and registers as the same instance', async () => {
