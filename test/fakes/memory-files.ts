@@ -44,6 +44,10 @@ export class MemoryFiles implements AgentFiles, StateFiles, RuntimeFiles {
     this.put(path, typeof data === 'string' ? data : Buffer.from(data).toString('utf8'), mode);
   }
 
+  async overwrite(path: string, data: string) {
+    this.put(path, data, this.files.get(path)?.mode ?? 0o644);
+  }
+
   async remove(path: string) {
     this.files.delete(path);
   }
