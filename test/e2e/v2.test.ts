@@ -84,10 +84,9 @@ describe('an instance on cgroup v2 (Amazon Linux 2023’s layout), in a virtual 
       300_000,
     );
     expect(healthy.registration).toMatchObject({ containerInstanceArn: arn, agentVersion: expect.stringMatching(/1\.101\.2/) });
-    // The agent's own cgroup v2 set-up through systemd (over the bus, /var/run bound in as ecs-init binds
-    // it): the root slice its tasks' slices go under.
+    // The agent's own cgroup v2 set-up, through systemd over the bus (/var/run bound in as ecs-init binds
+    // it). The root slice it makes for its tasks' slices holds nothing yet, so systemd stops it again.
     expect(await i().sh('cat /var/log/ecs/ecs-agent.log')).toContain('ECS task resource limits cgroupv2 functionality initialized');
-    expect((await i().sh('systemctl show ecstasks.slice -p ActiveState --value')).trim()).toBe('active');
     const fakes = await i().fakes();
     expect(fakes.autoScaling.actions[`${GROUP}/launch/${INSTANCE_ID}`]).toMatchObject({ result: 'CONTINUE' });
     timed('scenario v2-1', t0);
