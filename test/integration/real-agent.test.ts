@@ -101,10 +101,14 @@ describe('the real ECS agent', () => {
       await start();
       const arn = await registeredArn();
       const conn = await until('the agent connected to ACS', () => acs.open.find((c) => c.query.containerInstanceArn === arn), 90_000);
-      const pid = (await agent()).State.Pid;
+      // The container's first process is docker-init (ecs-init's Init: true); the agent is its child.
+      const init = (await agent()).State.Pid;
       const port = Number(new URL(acs.url).port);
       const linux = new LinuxHost();
-      const toAcs = async () => (await linux.connectionsOf(pid)).filter((c) => c.remotePort === port);
+      const toAcs = async () => {
+        const pids = [init, ...(await linux.childrenOf(init))];
+        return (await Promise.all(pids.map((p) => linux.connectionsOf(p)))).flat().filter((c) => c.remotePort === port);
+      };
       // The kernel's word: the agent process holds that very connection.
       expect(await until('the kernel lists it', async () => (await toAcs()).find((c) => c.localPort === conn.remotePort))).toMatchObject({
         remoteAddress: '127.0.0.1',
