@@ -2,7 +2,7 @@
  * Ports: what the planners and steps need from the outside world. Adapters in src/adapters implement
  * them; tests and other environments can pass their own.
  */
-import type { TcpConnection } from './agent/acs-evidence.js';
+import type { TcpConnection } from './proc-net.js';
 
 export interface ReadOptions {
   /** Refuse a larger file (default: 128 MiB for bytes, 4 MiB for text). */

@@ -1,6 +1,7 @@
 import { closeSync, constants, promises as fs, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
-import { establishedConnections, type TcpConnection } from '../agent/acs-evidence.js';
+
 import type { HostPort, OomKill } from '../ports.js';
+import { establishedConnections, type TcpConnection, tcpSockets } from '../proc-net.js';
 import { isCode } from './node-files.js';
 
 /** Facts about processes on this host from /proc, and signals. */
@@ -27,12 +28,8 @@ export class LinuxHost implements HostPort {
     const inodes = new Set<string>();
     for (const table of ['net/tcp', 'net/tcp6']) {
       const text = await fs.readFile(`${this.procRoot}/${table}`, 'utf8').catch(() => '');
-      for (const line of text.split('\n').slice(1)) {
-        // sl local_address rem_address st … inode: state 0A is LISTEN; the port is the hex after the last ':'.
-        const cols = line.trim().split(/\s+/);
-        if (cols.length < 10 || cols[3] !== '0A') continue;
-        if (parseInt(cols[1]!.slice(cols[1]!.lastIndexOf(':') + 1), 16) === port) inodes.add(`socket:[${cols[9]}]`);
-      }
+      // State 0A is LISTEN.
+      for (const s of tcpSockets(text)) if (s.state === '0A' && s.localPort === port) inodes.add(s.inode);
     }
     if (!inodes.size) return [];
     const owners: number[] = [];
@@ -65,17 +62,21 @@ export class LinuxHost implements HostPort {
   }
 
   async parentOf(pid: number): Promise<number | undefined> {
-    const stat = await fs.readFile(`${this.procRoot}/${pid}/stat`, 'utf8').catch(() => undefined);
-    // pid (comm) state ppid …: comm may hold spaces and parentheses, so read after the last ')'.
-    const ppid = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[1];
-    return ppid === undefined ? undefined : Number(ppid);
+    return this.statField(pid, 4); // ppid
   }
 
   async startTime(pid: number): Promise<number | undefined> {
+    return this.statField(pid, 22); // starttime
+  }
+
+  /**
+   * Field `n` (1-based, as proc(5) numbers them) of /proc/<pid>/stat, a number. `pid (comm) state …`:
+   * comm may hold spaces and parentheses, so the fields are read after the last ')', from field 3 on.
+   */
+  private async statField(pid: number, n: number): Promise<number | undefined> {
     const stat = await fs.readFile(`${this.procRoot}/${pid}/stat`, 'utf8').catch(() => undefined);
-    // Field 22 (starttime); the fields after the last ')' start at field 3.
-    const start = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-    return start === undefined ? undefined : Number(start);
+    const field = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[n - 3];
+    return field === undefined ? undefined : Number(field);
   }
 
   async processesMentioning(text: string): Promise<Array<{ pid: number; argv: string[] }>> {

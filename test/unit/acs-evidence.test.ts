@@ -4,7 +4,8 @@
  * writes them are checked against it in test/integration/real-agent.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { acsEvents, establishedConnections } from '../../src/agent/acs-evidence.js';
+import { acsEvents } from '../../src/agent/acs-evidence.js';
+import { establishedConnections } from '../../src/proc-net.js';
 
 describe('ACS evidence from the agent’s log', () => {
   it('reads connections and losses in logfmt and in the older seelog lines, with their times', () => {
