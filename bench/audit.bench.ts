@@ -81,7 +81,7 @@ try {
   const store = new StateStore(new NodeFiles(), `${dir}/state`);
   const state = new WatchState(
     { clock, log, metrics: new WatchMetrics(() => clock.now()) },
-    { auditAction: 'report', network: false },
+    { auditAction: 'report', network: false, acsGraceMs: 30_000 },
     undefined,
   );
   const unused = () => {

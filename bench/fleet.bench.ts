@@ -29,6 +29,8 @@ const budget: EcsBudget = {
   callsPerHour: cfg.ECS_CALLS_PER_HOUR,
   maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR,
   alertPollMs: cfg.ECS_ALERT_POLL_SECONDS * 1000,
+  heartbeatMs: cfg.ECS_HEARTBEAT_MINUTES * 60_000,
+  acsGraceMs: cfg.ACS_GRACE_SECONDS * 1000,
 };
 
 /** A binary min-heap of events by time. */

@@ -144,6 +144,15 @@ const schema = z.object({
   ECS_MAX_CALLS_PER_HOUR: positiveInt(3600).default(60),
   /** Poll interval while something is wrong (bounded by the ceiling above). */
   ECS_ALERT_POLL_SECONDS: positiveInt(3600).default(60),
+  /**
+   * While the agent's ACS connection is seen on the instance (its log and the kernel), ECS is asked only
+   * this often (±25 %), besides at registration and when that evidence changes.
+   */
+  ECS_HEARTBEAT_MINUTES: positiveInt(10_080).default(720),
+  /** How long the instance's own evidence of a lost ACS connection must last before ECS is asked to confirm it. */
+  ACS_GRACE_SECONDS: positiveInt(3600).default(30),
+  /** The agent's log on the host (ecs-init mounts /var/log/ecs as its /log): read for its ACS connection. */
+  AGENT_LOG_FILE: absolutePath.default('/var/log/ecs/ecs-agent.log'),
   INTROSPECTION_SECONDS: positiveInt(3600).default(15),
   DRIFT_CHECK_SECONDS: positiveInt(86_400).default(60),
   AUDIT_INTERVAL_SECONDS: positiveInt(86_400).default(60),

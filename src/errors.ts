@@ -38,6 +38,8 @@ const exitByCode = {
   ECS_CONFIG_INVALID: ExitCode.hostInput,
   /** The state dir is a link, someone else's or writable by others. */
   STATE_DIR_UNSAFE: ExitCode.hostInput,
+  /** The agent's log is someone else's or writable by others: its word on ACS is not believed. */
+  AGENT_LOG_UNSAFE: ExitCode.hostInput,
   HOST_WRITE_FAILED: ExitCode.unavailable,
   DOCKER_UNAVAILABLE: ExitCode.unavailable,
   DOCKER_API: ExitCode.unavailable,

@@ -2,6 +2,7 @@
  * Composition: the real adapters wired into the steps, the supervisor, the lifecycle and the watch.
  * Wiring only — what a command does is in commands.ts, how configuration becomes options in options.ts.
  */
+import { lookup } from 'node:dns/promises';
 import { AwsAutoScaling, AwsEc2, AwsEcs } from '../adapters/aws.js';
 import { writeConsoleLine } from '../adapters/console.js';
 import { DockerodeDocker } from '../adapters/dockerode-docker.js';
@@ -10,6 +11,7 @@ import { FetchHttp } from '../adapters/fetch-http.js';
 import { FlockHostLock } from '../adapters/host-lock.js';
 import { ImdsV2 } from '../adapters/imds-v2.js';
 import { LinuxHost } from '../adapters/linux-host.js';
+import { LogTail } from '../adapters/log-tail.js';
 import { NodeFiles } from '../adapters/node-files.js';
 import { NodeHttp } from '../adapters/node-http.js';
 import { SystemClock } from '../adapters/system-clock.js';
@@ -275,6 +277,11 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
           lifecycle,
           notify: new SystemdNotify(commands, service.notifySocket, process.pid),
           metrics,
+          acs: {
+            log: new LogTail(cfg.AGENT_LOG_FILE),
+            host,
+            resolve: async (name) => (await lookup(name, { all: true })).map((a) => a.address),
+          },
         },
         { ...watchOptions(cfg, service, overrides.supervisorStallMs), deadlinesMs: overrides.deadlinesMs },
         runtimeState,

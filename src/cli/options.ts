@@ -97,6 +97,8 @@ export function watchOptions(cfg: Config, service: ServiceEnv, supervisorStallMs
       callsPerHour: cfg.ECS_CALLS_PER_HOUR,
       maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR,
       alertPollMs: cfg.ECS_ALERT_POLL_SECONDS * 1000,
+      heartbeatMs: cfg.ECS_HEARTBEAT_MINUTES * 60_000,
+      acsGraceMs: cfg.ACS_GRACE_SECONDS * 1000,
     },
     introspectMs: cfg.INTROSPECTION_SECONDS * 1000,
     driftMs: cfg.DRIFT_CHECK_SECONDS * 1000,

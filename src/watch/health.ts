@@ -6,8 +6,8 @@
 import type { AgentMetadata, ContainerInstanceView } from '../ports.js';
 
 export interface Observations {
-  /** The agent container: undefined when absent. */
-  agent?: { running: boolean; health?: string };
+  /** The agent container: undefined when absent. `pid`: its first process (docker-init); `startedAt`: Docker's. */
+  agent?: { running: boolean; health?: string; pid?: number; startedAt?: string };
   /** Introspection's answer; undefined while nothing listens (not registered yet). */
   metadata?: AgentMetadata;
   /** ECS's view: undefined = not asked yet or the last call failed; 'missing' = ECS does not know the ARN. */

@@ -7,6 +7,8 @@
  * The monitors observe and report; WatchState records what they saw (the snapshot `status` reads); the
  * loop carries out the actions (watch-loop.ts). So every "when X, do Y" of the watch is a line here.
  */
+import type { AcsLocal } from '../agent/acs-evidence.js';
+import { type AcsConfirmation, acsConfirmAt } from '../aws/budget.js';
 import type { AgentMetadata, ContainerEvent, ContainerInstanceView } from '../ports.js';
 import type { RuntimeState } from '../runtime/runtime-step.js';
 import { classify, type HealAction, HealingLadder, type HealingOptions, type Observations, type Verdict } from './health.js';
@@ -14,7 +16,7 @@ import type { Drift } from './monitors/drift-monitor.js';
 import type { WatchSnapshot } from './watch-state.js';
 
 /** The monitors by name (the scheduler's keys). */
-export type MonitorName = 'agent' | 'ecs' | 'drift' | 'audit' | 'lifecycle' | 'attributes' | 'heartbeat';
+export type MonitorName = 'agent' | 'acs' | 'ecs' | 'drift' | 'audit' | 'lifecycle' | 'attributes' | 'heartbeat';
 
 export type Observation =
   /**
@@ -23,7 +25,7 @@ export type Observation =
    */
   | {
       kind: 'agent';
-      container?: { id: string; runtime: string; status: string; running: boolean; health?: string };
+      container?: { id: string; runtime: string; status: string; running: boolean; health?: string; pid?: number; startedAt?: string };
       supervisor: { held?: string; stopped?: string; lastExit?: { code: number; decision: string; at: string } };
       metadata?: AgentMetadata;
       registered: boolean;
@@ -39,6 +41,11 @@ export type Observation =
       lastCall: { outcome: string; at: string };
       callsLastHour: number;
     }
+  /**
+   * The instance's own evidence of the agent's ACS connection (acs-evidence.ts): its log and the kernel.
+   * `since`: when it last changed (ms).
+   */
+  | { kind: 'acs'; state: AcsLocal; why: string; since: number }
   /** The audit's pass; `stop`: the containers of its violations (stopped when the action says so). */
   | { kind: 'audit'; audit: AuditRecord; wasViolated: boolean; stop: string[] }
   | { kind: 'drift'; drift: Drift }
@@ -99,6 +106,9 @@ export interface Facts {
   ecsUrgent: boolean;
   alertPollMs: number;
   auditAction: 'report' | 'stop';
+  /** The local evidence of the ACS connection and ECS's answers since it changed; the grace period. */
+  acs?: AcsConfirmation;
+  acsGraceMs: number;
 }
 
 export interface Reaction {
@@ -134,6 +144,14 @@ export function react(ladder: HealingLadder, obs: Observation, f: Facts, now: nu
       const h = heal();
       // A new registration: ECS is asked about it (which EC2 instance it is) before anything is done for it.
       return { ...h, actions: [...(obs.registered ? [{ kind: 'first-ecs-poll' } as const] : []), ...h.actions] };
+    }
+    case 'acs': {
+      // A lost connection that lasted the grace period: ECS is asked to confirm it (again while it
+      // disagrees, a few times). Asked only once due: evidence that changes back asks nothing.
+      const at = f.acs && f.confirmed ? acsConfirmAt(f.acs, f.acsGraceMs) : undefined;
+      const h = heal();
+      const ask = at !== undefined && now >= at ? [{ kind: 'poll', monitor: 'ecs', inMs: 0 } as const] : [];
+      return { ...h, actions: [...ask, ...h.actions] };
     }
     case 'ecs': {
       if (!obs.answer) return { actions: [] }; // the call failed: nothing new to act on

@@ -26,6 +26,7 @@ import { DriftRepair } from './drift-repair.js';
 import { EcsTaskDirectory, TASK_LOOKUP_MS } from './ecs-tasks.js';
 import type { HealingOptions } from './health.js';
 import type { WatchMetrics } from './metrics.js';
+import { AcsMonitor, type AcsMonitorDeps } from './monitors/acs-monitor.js';
 import { AgentMonitor } from './monitors/agent-monitor.js';
 import { AuditMonitor } from './monitors/audit-monitor.js';
 import { MINUTES } from './monitors/context.js';
@@ -66,6 +67,8 @@ export interface WatchDeps {
   metrics: WatchMetrics;
   /** Auto Scaling lifecycle (launch gate, warm pools, drains), when configured. */
   lifecycle?: Lifecycle;
+  /** The agent's log and the kernel, for its ACS connection (without: ECS is polled at the steady rate). */
+  acs?: AcsMonitorDeps;
   random?: () => number;
 }
 
@@ -154,7 +157,7 @@ export class WatchLoop {
     this.sched = new Scheduler(clock);
     this.st = new WatchState(
       { clock, log, metrics },
-      { auditAction: opts.auditAction, network: deps.network !== undefined, region: opts.region },
+      { auditAction: opts.auditAction, network: deps.network !== undefined, region: opts.region, acsGraceMs: opts.budget.acsGraceMs },
       runtime,
     );
     this.reactor = new Reactor(opts.healing);
@@ -176,6 +179,7 @@ export class WatchLoop {
         this.st,
         { introspectMs: opts.introspectMs },
       ),
+      ...(deps.acs ? [new AcsMonitor(deps.acs, this.st, { everyMs: opts.introspectMs })] : []),
       new EcsMonitor({ aws, random }, this.st, { budget: opts.budget }),
       new DriftMonitor(driftDeps, this.st, { driftMs: opts.driftMs }),
       this.audit,
@@ -199,7 +203,7 @@ export class WatchLoop {
   async run(signal: AbortSignal, ready?: () => void): Promise<void> {
     const { supervisor, notify, log } = this.deps;
     // Lifecycle after the agent's round: its first should know whether the agent registered.
-    for (const name of ['agent', 'drift', 'audit', 'heartbeat', 'lifecycle']) if (this.monitors.has(name)) this.sched.soon(name, 0);
+    for (const name of ['agent', 'acs', 'drift', 'audit', 'heartbeat', 'lifecycle']) if (this.monitors.has(name)) this.sched.soon(name, 0);
     const supervising = supervisor.run(signal, (ev) => this.push(ev));
     await this.notify({ READY: '1', STATUS: 'bootstrap verified; watching' });
     ready?.();
@@ -249,7 +253,7 @@ export class WatchLoop {
   /** What was observed: recorded, then the reactor's actions carried out. */
   private async observe(o: Observation, signal: AbortSignal): Promise<void> {
     this.st.record(o);
-    const r = this.reactor.react(o, this.st.facts(this.opts.budget.alertPollMs), this.deps.clock.now());
+    const r = this.reactor.react(o, this.st.facts(this.opts.budget.alertPollMs, this.opts.budget.acsGraceMs), this.deps.clock.now());
     if (r.healing) {
       const l = r.healing.ladder;
       this.st.snap.verdict = r.healing.verdict;

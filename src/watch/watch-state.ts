@@ -2,7 +2,10 @@
  * What the watch knows, shared by its monitors: their observations, the proof's one record, the
  * registration ECS has confirmed, and the snapshot written to watch.json for `status`.
  */
+
+import type { AcsLocal } from '../agent/acs-evidence.js';
 import { regionOf } from '../aws/aws-caller.js';
+import type { AcsConfirmation } from '../aws/budget.js';
 import { EcsGvisorError, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { AgentMetadata, Clock } from '../ports.js';
@@ -45,6 +48,11 @@ export interface WatchSnapshot {
     healthStatus?: string;
     runningTasksCount?: number;
     missing?: boolean;
+    /**
+     * The agent's ACS connection by the instance's own evidence (its log, the kernel), since when, and
+     * why; `unknown` while the log says nothing of it (ECS is then polled as the budget's steady rate).
+     */
+    acs?: { state: AcsLocal; since: string; why: string };
     checkedAt?: string;
     lastCall?: { outcome: string; at: string };
     callsLastHour: number;
@@ -93,10 +101,12 @@ export class WatchState {
   identity?: { arn: string; ok: boolean };
   /** The lifecycle awaits ECS's answer (a launch gate, a drain): ECS is polled at the alert interval. */
   ecsUrgent = false;
+  /** The local evidence of the agent's ACS connection, and ECS's answers since it changed. */
+  acs?: AcsConfirmation;
 
   constructor(
     private readonly deps: { clock: Clock; log: Logger; metrics: WatchMetrics },
-    private readonly opts: { auditAction: 'report' | 'stop'; network: boolean; region?: string },
+    private readonly opts: { auditAction: 'report' | 'stop'; network: boolean; region?: string; acsGraceMs: number },
     runtime: RuntimeState | undefined,
   ) {
     const now = deps.clock.now();
@@ -159,6 +169,9 @@ export class WatchState {
       case 'ecs':
         this.recordEcs(o);
         return;
+      case 'acs':
+        this.recordAcs(o);
+        return;
       case 'audit':
         this.recordAudit(o);
         return;
@@ -196,7 +209,7 @@ export class WatchState {
 
   private recordAgent(o: Extract<Observation, { kind: 'agent' }>): void {
     const c = o.container;
-    this.obs.agent = c ? { running: c.running, health: c.health } : undefined;
+    this.obs.agent = c ? { running: c.running, health: c.health, pid: c.pid, startedAt: c.startedAt } : undefined;
     Object.assign(this.snap.agent, {
       id: c?.id,
       runtime: c?.runtime,
@@ -246,6 +259,29 @@ export class WatchState {
       checkedAt: this.now(),
     });
     this.deps.metrics.agentConnected.set(view?.agentConnected && mine ? 1 : 0);
+    if (this.acs) this.acs = { ...this.acs, asks: this.acs.asks + 1, ecsConnected: view && mine ? view.agentConnected : undefined };
+  }
+
+  private recordAcs(o: Extract<Observation, { kind: 'acs' }>): void {
+    const before = this.acs;
+    if (before?.state !== o.state) {
+      // An answer from within the grace period before the change counts as ECS asked about it (the
+      // first poll of a registration, made as the restarted agent began to reconnect).
+      const view = this.obs.ecs;
+      const fresh = this.ecsAt !== undefined && o.since - this.ecsAt <= this.opts.acsGraceMs;
+      this.acs = fresh
+        ? { state: o.state, since: o.since, asks: 1, ecsConnected: view && view !== 'missing' ? view.agentConnected : undefined }
+        : { state: o.state, since: o.since, asks: 0 };
+      if (before) this.deps.log.info({ acs: o.state, why: o.why }, 'the agent’s ACS connection, as seen on this instance');
+    }
+    this.snap.registration.acs = { state: o.state, since: iso(o.since), why: o.why };
+    // Connected again since ECS last said otherwise: believed without asking (it only stops healing).
+    const view = this.obs.ecs;
+    if (o.state === 'connected' && view && view !== 'missing' && !view.agentConnected && (this.ecsAt ?? 0) <= o.since) {
+      this.obs.ecs = { ...view, agentConnected: true };
+      this.snap.registration.agentConnected = true;
+      this.deps.metrics.agentConnected.set(1);
+    }
   }
 
   /** Whether ECS says `arn` is this EC2 instance; a mismatch is logged once, with both IDs. */
@@ -289,13 +325,15 @@ export class WatchState {
   }
 
   /** What the reactor needs of the watch's knowledge. */
-  facts(alertPollMs: number): Facts {
+  facts(alertPollMs: number, acsGraceMs: number): Facts {
     return {
       health: this.obs,
       confirmed: this.confirmedMetadata() !== undefined,
       ecsUrgent: this.ecsUrgent,
       alertPollMs,
       auditAction: this.opts.auditAction,
+      acs: this.acs,
+      acsGraceMs,
     };
   }
 

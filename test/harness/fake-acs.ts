@@ -49,6 +49,11 @@ export class FakeAcs {
     return this.connections.filter((c) => c.closedAt === undefined);
   }
 
+  /** Whether the agent of `arn` holds an ACS connection now (its telemetry one does not count). */
+  connected(arn: string): boolean {
+    return this.open.some((c) => c.query.containerInstanceArn === arn);
+  }
+
   /** Drop every connection (no close frame: as a network path that went away) and refuse new ones. */
   cut(): void {
     this.refusing = true;

@@ -85,6 +85,8 @@ export class FakeEcs {
   onDescribe: (i: FakeInstance) => void = () => undefined;
   /** The ACS endpoint DiscoverPollEndpoint names (a fake ACS's URL); default a closed port: the agent only logs reconnects. */
   acsEndpoint = 'https://127.0.0.1:1/';
+  /** With a fake ACS: whether the agent of an ARN holds its connection, which `agentConnected` then reports, as ECS's does. */
+  acsConnected?: (arn: string) => boolean;
   url = '';
   private server?: Server;
 
@@ -116,6 +118,7 @@ export class FakeEcs {
     this.behaviour = () => 'ok';
     this.onDescribe = () => undefined;
     this.acsEndpoint = 'https://127.0.0.1:1/';
+    this.acsConnected = undefined;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -162,7 +165,7 @@ export class FakeEcs {
               containerInstanceArn: arn,
               ...((i.ec2InstanceId ?? this.assumedEc2InstanceId) ? { ec2InstanceId: i.ec2InstanceId ?? this.assumedEc2InstanceId } : {}),
               status: i.status,
-              agentConnected: i.agentConnected,
+              agentConnected: i.agentConnected && (this.acsConnected?.(arn) ?? true),
               runningTasksCount: i.runningTasksCount,
               pendingTasksCount: 0,
               attributes: Object.entries(i.attributes).map(([name, value]) => ({ name, value })),

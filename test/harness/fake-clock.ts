@@ -34,6 +34,14 @@ export class FakeClock implements Clock {
     });
   }
 
+  /** Move simulated time on by `ms` (waking any sleeper due by then). */
+  advance(ms: number): void {
+    this.t += ms;
+    const due = this.sleepers.filter((s) => s.at <= this.t);
+    this.sleepers = this.sleepers.filter((s) => s.at > this.t);
+    for (const s of due) s.wake();
+  }
+
   /** Advance simulated time, sleeper to sleeper, until `p` settles; returns its result. */
   async drive<T>(p: Promise<T>): Promise<T> {
     let settled = false;

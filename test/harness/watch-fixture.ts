@@ -76,6 +76,8 @@ export function watchEnv(
     ECS_GVISOR_ECS_INSTANCE_CONFIG: `${o.dir}/none`,
     ECS_GVISOR_AGENT_CACHE_DIR: `${o.dir}/cache`,
     ECS_GVISOR_INTROSPECTION_URL: o.intro.url,
+    // Stand-in agents write no log: ECS is polled at the steady rate, as without local evidence.
+    ECS_GVISOR_AGENT_LOG_FILE: `${o.dir}/log/ecs-agent.log`,
     ...(o.imdsUrl ? { ECS_GVISOR_IMDS_URL: o.imdsUrl } : {}),
     ECS_GVISOR_INTROSPECTION_SECONDS: '1',
     ECS_GVISOR_ECS_ALERT_POLL_SECONDS: '1',

@@ -41,7 +41,7 @@ beforeAll(async () => {
 }, 120_000);
 
 /** Wire the app as main does, with the real agent, bootstrap runtime + agent, and start the watch. */
-async function start(): Promise<void> {
+async function start(extra: Record<string, string> = {}): Promise<void> {
   const { ecs, imds } = host.aws;
   seedRealAgentImds(imds);
   forgetAgentState();
@@ -49,7 +49,13 @@ async function start(): Promise<void> {
   env = watchEnv(
     d,
     { dir: host.dir, agentImage: REAL_AGENT_IMAGE, intro: host.intro, imdsUrl: imds.url },
-    { ECS_GVISOR_INTROSPECTION_URL: 'http://127.0.0.1:51678', ECS_GVISOR_DRIFT_CHECK_SECONDS: '2', ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '2' },
+    {
+      ECS_GVISOR_INTROSPECTION_URL: 'http://127.0.0.1:51678',
+      ECS_GVISOR_DRIFT_CHECK_SECONDS: '2',
+      ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '2',
+      ECS_GVISOR_AGENT_LOG_FILE: AGENT_LOG,
+      ...extra,
+    },
   );
   app = buildApp(
     parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env }),
@@ -61,6 +67,8 @@ async function start(): Promise<void> {
 }
 
 const agent = () => docker.getContainer('ecs-agent').inspect();
+/** Where ecs-init's mount puts the agent's log on the host. */
+const AGENT_LOG = '/var/log/ecs/ecs-agent.log';
 /** The ARN the agent itself reports once registered. */
 const registeredArn = () =>
   until('the agent registered (introspection)', async () => (await agentMetadata())?.ContainerInstanceArn || undefined, 90_000, 250);
@@ -94,11 +102,14 @@ describe('the real ECS agent', () => {
     expect((await liveRuntime(d)).defaultRuntime).toBe('runsc');
   });
 
-  it('holds its ACS connection on a real websocket: the kernel and its log say so, a cut is seen in both, and so is the reconnect', async () => {
+  it('its ACS connection, seen on the instance: an idle stretch costs no ECS call; a cut is seen within the grace period, confirmed by one call, healed, and its end seen with no call', async () => {
+    const GRACE_S = 8;
     const acs = await FakeAcs.start(5_000);
-    host.aws.ecs.acsEndpoint = acs.url;
+    const { ecs } = host.aws;
+    ecs.acsEndpoint = acs.url;
+    ecs.acsConnected = (a) => acs.connected(a); // ECS's agentConnected is ACS's word, as in AWS
     try {
-      await start();
+      await start({ ECS_GVISOR_ACS_GRACE_SECONDS: String(GRACE_S), ECS_GVISOR_UNHEALTHY_SECONDS: '5', ECS_GVISOR_HEAL_MAX_RESTARTS: '1' });
       const arn = await registeredArn();
       const conn = await until('the agent connected to ACS', () => acs.open.find((c) => c.query.containerInstanceArn === arn), 90_000);
       // The container's first process is docker-init (ecs-init's Init: true); the agent is its child.
@@ -109,29 +120,86 @@ describe('the real ECS agent', () => {
         const pids = [init, ...(await linux.childrenOf(init))];
         return (await Promise.all(pids.map((p) => linux.connectionsOf(p)))).flat().filter((c) => c.remotePort === port);
       };
-      // The kernel's word: the agent process holds that very connection.
+      // The kernel's word: the agent process holds that very connection; and its log says so.
       expect(await until('the kernel lists it', async () => (await toAcs()).find((c) => c.localPort === conn.remotePort))).toMatchObject({
         remoteAddress: '127.0.0.1',
       });
-      const log = () => readFileSync('/var/log/ecs/ecs-agent.log', 'utf8');
-      await until('the agent’s log says it', () => acsEvents(log()).at(-1)?.state === 'connected' || undefined, 30_000);
+      await until('the agent’s log says it', () => acsEvents(readFileSync(AGENT_LOG, 'utf8')).at(-1)?.state === 'connected' || undefined);
+      const watch = async () => (await app.status()).registration;
+      await until('the watch sees it connected, and ECS confirmed the registration', async () => {
+        const r = await watch();
+        return r.acs?.state === 'connected' && r.identity === 'confirmed' && r.agentConnected === true;
+      });
       process.stderr.write(`the agent's messages on its ACS connection: ${[...new Set(conn.received)].join(', ') || 'none'}\n`);
+
+      // Idle and connected: no ECS call (the steady rate of this test's configuration would be one every 2 s).
+      const described = () => ecs.count('DescribeContainerInstances');
+      await new Promise((r) => setTimeout(r, 3_000)); // a poll planned before the evidence came may still land
+      const idleFrom = described();
+      await new Promise((r) => setTimeout(r, 20_000));
+      expect(described()).toBe(idleFrom);
 
       const cutAt = Date.now();
       acs.cut();
-      await until('the kernel: no connection to ACS', async () => (await toAcs()).length === 0 || undefined, 60_000);
-      const kernelMs = Date.now() - cutAt;
-      await until('the log: disconnected', () => acsEvents(log()).at(-1)?.state === 'disconnected' || undefined, 180_000);
+      const lost = await until(
+        'the watch sees the loss',
+        async () => ((await watch()).acs?.state === 'disconnected' ? Date.now() : undefined),
+        60_000,
+      );
+      expect(lost - cutAt).toBeLessThan(GRACE_S * 1000);
+      expect(described()).toBe(idleFrom); // nothing asked within the grace period
+      const confirmed = await until(
+        'ECS asked: it says disconnected',
+        async () => ((await watch()).agentConnected === false ? Date.now() : undefined),
+        60_000,
+      );
+      expect(confirmed - lost).toBeGreaterThanOrEqual((GRACE_S - 1) * 1000);
+      expect(described()).toBe(idleFrom + 1); // one call confirmed it
       process.stderr.write(
-        `a cut ACS connection: gone from the kernel's table in ${kernelMs} ms, in the agent's log in ${Date.now() - cutAt} ms\n`,
+        `an ACS cut: seen on the instance in ${lost - cutAt} ms, confirmed by ECS ${confirmed - cutAt} ms after the cut\n`,
+      );
+
+      // The healing follows: the agent restarted (once: HEAL_MAX_RESTARTS=1), as ECS still says disconnected.
+      const before = (await agent()).State.StartedAt;
+      await until('the agent restarted', async () => (await agent()).State.StartedAt !== before || undefined, 90_000);
+      await until(
+        'registered again, and ECS asked about it',
+        async () => {
+          const r = await watch();
+          return r.identity === 'confirmed' && r.agentConnected === false && r.acs?.state === 'disconnected';
+        },
+        90_000,
+      );
+      // Settled: the instance and ECS agree, so nothing is asked (checked over 10 s).
+      let settled = described();
+      await until(
+        'no ECS call for 10 s',
+        async () => {
+          await new Promise((r) => setTimeout(r, 10_000));
+          const now = described();
+          const quiet = now === settled;
+          settled = now;
+          return quiet;
+        },
+        120_000,
+        0,
       );
 
       const restoredAt = Date.now();
       acs.restore();
-      const again = await until('reconnected', () => acs.open.find((c) => c.query.containerInstanceArn === arn), 180_000);
-      await until('the kernel lists the new one', async () => (await toAcs()).some((c) => c.localPort === again.remotePort) || undefined);
-      await until('the log: connected', () => acsEvents(log()).at(-1)?.state === 'connected' || undefined, 30_000);
-      process.stderr.write(`ACS back: the agent reconnected in ${again.at - restoredAt} ms\n`);
+      await until(
+        'the watch sees it connected again, and healthy',
+        async () => {
+          const s = await app.status();
+          return s.registration.acs?.state === 'connected' && s.registration.agentConnected === true && s.verdict?.kind === 'healthy';
+        },
+        180_000,
+      );
+      const back = Date.now();
+      expect(acs.connected(arn)).toBe(true);
+      await new Promise((r) => setTimeout(r, 10_000));
+      expect(described()).toBe(settled); // its end was seen here: no call
+      process.stderr.write(`ACS back: seen and healthy ${back - restoredAt} ms after the restore, with no ECS call\n`);
     } finally {
       await acs.stop();
     }

@@ -4,7 +4,7 @@
  * writes them are checked against it in test/integration/real-agent.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { acsEvents } from '../../src/agent/acs-evidence.js';
+import { acsEndpointOf, acsEvents, judgeAcs } from '../../src/agent/acs-evidence.js';
 import { establishedConnections } from '../../src/proc-net.js';
 
 describe('ACS evidence from the agent’s log', () => {
@@ -12,7 +12,7 @@ describe('ACS evidence from the agent’s log', () => {
     const text = [
       'level=info time=2026-12-07T04:50:01Z msg="Connected to ACS endpoint" containerInstanceARN="arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc"',
       'level=info time=2026-12-07T04:50:02Z msg="Waiting for any previous stops to complete" module=docker_task_engine.go',
-      'level=warn time=2026-12-07T04:55:10Z msg="ACS WebSocket connection closed" containerInstanceARN="arn:…" error="unexpected EOF"',
+      'level=warn time=2026-12-07T04:55:10Z msg="ACS WebSocket connection closed" containerInstanceARN=arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc error="unexpected EOF"',
       'level=error time=2026-12-07T04:55:11Z msg="Failed to connect to ACS" error="dial tcp 127.0.0.1:443: connect: connection refused"',
       'level=info time=2026-12-07T04:55:40Z msg="Disconnected from ACS"',
       '2019-06-10T21:21:40Z [INFO] Connected to ACS endpoint',
@@ -20,13 +20,41 @@ describe('ACS evidence from the agent’s log', () => {
       'level=info time=2026-12-07T04:56:00Z msg="TCS Websocket connection closed for a valid reason"',
     ].join('\n');
     expect(acsEvents(text)).toEqual([
-      { state: 'connected', at: '2026-12-07T04:50:01Z' },
-      { state: 'disconnected', at: '2026-12-07T04:55:10Z' },
+      { state: 'connected', at: '2026-12-07T04:50:01Z', arn: 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc' },
+      { state: 'disconnected', at: '2026-12-07T04:55:10Z', arn: 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc' },
       { state: 'disconnected', at: '2026-12-07T04:55:11Z' },
       { state: 'disconnected', at: '2026-12-07T04:55:40Z' },
       { state: 'connected', at: '2019-06-10T21:21:40Z' },
       { state: 'disconnected' },
     ]);
+  });
+});
+
+describe('the ACS endpoint the agent dialled, and the two sources as one word', () => {
+  it('takes the endpoint from the ACS websocket’s URL, not the telemetry one’s, the latest last', () => {
+    const text = [
+      'level=info time=2026-12-07T06:20:39Z msg="Establishing a Websocket connection" url="https://ecs-a-1.us-east-1.amazonaws.com/ws?agentHash=13d0cb7d&clusterArn=prod&containerInstanceArn=arn%3Aaws%3Aecs&seqNum=1"',
+      'level=info time=2026-12-07T06:20:40Z msg="Establishing a Websocket connection" url="https://ecs-t-1.us-east-1.amazonaws.com/ws?cluster=prod&containerInstance=arn%3Aaws%3Aecs"',
+    ].join('\n');
+    expect(acsEndpointOf(text)).toEqual({ host: 'ecs-a-1.us-east-1.amazonaws.com', port: 443 });
+    expect(acsEndpointOf('msg="Establishing a Websocket connection" url="http://127.0.0.1:8123/ws?containerInstanceArn=x"')).toEqual({
+      host: '127.0.0.1',
+      port: 8123,
+    });
+    expect(acsEndpointOf('msg="Establishing a Websocket connection" url="https://ecs-t-1/ws?containerInstance=x"')).toBeUndefined();
+    expect(acsEndpointOf('msg="Establishing a Websocket connection" url="::not a url"')).toBeUndefined();
+  });
+
+  it('connected only when the log says so and the kernel does not deny it; nothing from the log is unknown', () => {
+    const up = { state: 'connected' as const, at: 't' };
+    expect(judgeAcs(up, 'held').state).toBe('connected');
+    expect(judgeAcs(up, 'unknown').state).toBe('connected');
+    expect(judgeAcs(up, 'none')).toEqual({
+      state: 'disconnected',
+      why: 'the agent’s log says connected (t), but it holds no connection to the ACS endpoint',
+    });
+    expect(judgeAcs({ state: 'disconnected' }, 'held').state).toBe('disconnected');
+    expect(judgeAcs(undefined, 'held').state).toBe('unknown');
   });
 });
 

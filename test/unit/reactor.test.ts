@@ -31,6 +31,7 @@ const facts = (o: Partial<Facts> = {}): Facts => ({
   ecsUrgent: false,
   alertPollMs: 10 * S,
   auditAction: 'report',
+  acsGraceMs: 30 * S,
   ...o,
 });
 const ladder = () => new HealingLadder({ unhealthyMs: 60 * S, maxRestarts: 2, windowMs: 3_600 * S, setInstanceHealth: true });
@@ -203,6 +204,30 @@ describe('the reactor', () => {
     ],
   ])('%s', (_, obs, f, want) => {
     expect(react(ladder(), obs, facts(f), 0).actions).toEqual(want);
+  });
+
+  it('a lost ACS connection: ECS is asked once it has lasted the grace period, again while ECS disagrees, and not when it came back first', () => {
+    const acsObs = (state: 'connected' | 'disconnected', since = 0): Observation => ({ kind: 'acs', state, why: '', since });
+    const asks = (acs: Facts['acs'], now: number, confirmed = true) =>
+      react(
+        ladder(),
+        acsObs(acs?.state === 'connected' ? 'connected' : 'disconnected', acs?.since),
+        facts({ acs, confirmed }),
+        now,
+      ).actions.filter((a) => a.kind === 'poll' && a.monitor === 'ecs').length;
+    const lost = { state: 'disconnected' as const, since: 0, asks: 0 };
+    expect(asks(lost, 29 * S)).toBe(0); // within the grace period: a reconnect, a blip
+    expect(asks(lost, 30 * S)).toBe(1);
+    expect(asks(lost, 40 * S, false)).toBe(0); // a registration ECS has not confirmed is never asked about here
+    // ECS agrees: nothing more to ask (the instance sees the connection come back itself).
+    expect(asks({ ...lost, asks: 1, ecsConnected: false }, 10_000 * S)).toBe(0);
+    // ECS says connected: asked again after 2×, 4×, 8× the grace, then no more until the evidence changes.
+    expect(asks({ ...lost, asks: 1, ecsConnected: true }, 59 * S)).toBe(0);
+    expect(asks({ ...lost, asks: 1, ecsConnected: true }, 60 * S)).toBe(1);
+    expect(asks({ ...lost, asks: 3, ecsConnected: true }, 240 * S)).toBe(1);
+    expect(asks({ ...lost, asks: 4, ecsConnected: true }, 10_000 * S)).toBe(0);
+    // Connected (or back before the grace ran out): never asked.
+    expect(asks({ state: 'connected', since: 0, asks: 0 }, 10_000 * S)).toBe(0);
   });
 
   it('heals on the simulated clock: wrong for a minute restarts the agent, twice; then Auto Scaling replaces the instance, once', () => {

@@ -19,7 +19,7 @@ import { WatchMetrics } from '../../src/watch/metrics.js';
 import { WatchState } from '../../src/watch/watch-state.js';
 import { FakeClock } from '../harness/fake-clock.js';
 
-const budget = { callsPerHour: 12, maxCallsPerHour: 60, alertPollMs: 60_000 };
+const budget = { callsPerHour: 12, maxCallsPerHour: 60, alertPollMs: 60_000, heartbeatMs: 12 * 3_600_000, acsGraceMs: 30_000 };
 const meta = { cluster: 'prod', containerInstanceArn: 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc' };
 const view = (o: Partial<ContainerInstanceView> = {}): ContainerInstanceView => ({
   arn: meta.containerInstanceArn,
@@ -242,7 +242,7 @@ describe('the region of calls about the registration', () => {
   it('while introspection has not answered again (the agent restarting), the recorded ARN gives it: no false configuration error', () => {
     const st = new WatchState(
       { clock: new FakeClock(), log: pino({ level: 'silent' }), metrics: new WatchMetrics(() => 0) },
-      { auditAction: 'report', network: false },
+      { auditAction: 'report', network: false, acsGraceMs: 30_000 },
       undefined,
     );
     expect(() => st.region()).toThrow(/No AWS region/);

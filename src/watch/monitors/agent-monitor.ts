@@ -75,7 +75,15 @@ export class AgentMonitor implements Monitor {
     }
     return {
       kind: 'agent',
-      container: c && { id: c.id, runtime: c.runtime, status: c.status, running: c.running, health: c.health },
+      container: c && {
+        id: c.id,
+        runtime: c.runtime,
+        status: c.status,
+        running: c.running,
+        health: c.health,
+        pid: c.pid || undefined,
+        startedAt: c.startedAt || undefined,
+      },
       supervisor: {
         held: sup.held,
         stopped: sup.stopped,

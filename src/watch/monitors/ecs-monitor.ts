@@ -1,9 +1,12 @@
 /**
  * ECS's view of the registration (DescribeContainerInstances, inside the budget): whether ECS says it is
- * this EC2 instance, its status and connection, and the attributes ECS holds for us.
+ * this EC2 instance, its status and connection, and the attributes ECS holds for us. How often it asks
+ * (budget.ts): on the heartbeat while the agent's ACS connection is seen on the instance, at the alert
+ * interval while ECS reports something that evidence does not explain, at the steady rate without it;
+ * the reactor brings it forward at registration and to confirm a lost connection.
  */
 import { type AwsCaller, BudgetSpent, outcomeOf } from '../../aws/aws-caller.js';
-import { type EcsBudget, nextPollMs } from '../../aws/budget.js';
+import { type EcsBudget, heartbeatMs, nextPollMs } from '../../aws/budget.js';
 import type { ContainerInstanceView } from '../../ports.js';
 import { classify } from '../health.js';
 import type { Observation } from '../reactor.js';
@@ -21,7 +24,7 @@ export class EcsMonitor implements Monitor {
 
   constructor(
     private readonly deps: { aws: AwsCaller; random: () => number },
-    private readonly state: Pick<WatchState, 'obs' | 'ecsUrgent' | 'region' | 'now' | 'recordError'>,
+    private readonly state: Pick<WatchState, 'obs' | 'ecsUrgent' | 'acs' | 'region' | 'now' | 'recordError'>,
     private readonly opts: { budget: EcsBudget },
   ) {}
 
@@ -29,14 +32,28 @@ export class EcsMonitor implements Monitor {
   nextInMs(): number | undefined {
     if (!this.state.obs.metadata) return undefined;
     if (this.budgetRetryMs !== undefined) return this.budgetRetryMs;
-    const wrong = this.wrong() || this.state.ecsUrgent;
-    return nextPollMs(this.opts.budget, { wrong, throttledStreak: this.throttledStreak }, this.deps.random);
+    const { budget } = this.opts;
+    const local = this.state.acs?.state ?? 'unknown';
+    const wrong = (local === 'unknown' ? this.wrong() : this.ecsWrong(local)) || this.state.ecsUrgent;
+    if (local !== 'unknown' && !wrong && this.throttledStreak === 0) return heartbeatMs(budget, this.deps.random);
+    return nextPollMs(budget, { wrong, throttledStreak: this.throttledStreak }, this.deps.random);
   }
 
+  /** Without local evidence: anything wrong is watched at the alert interval. */
   private wrong(): boolean {
     const o = this.state.obs;
     const e = o.ecs;
     return classify(o).kind !== 'healthy' || e === undefined || e === 'missing' || e.status !== 'ACTIVE' || !e.agentConnected;
+  }
+
+  /**
+   * With it: only what ECS reports and the instance cannot see (not ACTIVE, impaired, unknown, no answer),
+   * or a lost connection the instance does not see; one it sees is watched here, and its end believed.
+   */
+  private ecsWrong(local: 'connected' | 'disconnected'): boolean {
+    const e = this.state.obs.ecs;
+    if (e === undefined || e === 'missing' || e.status !== 'ACTIVE' || e.healthStatus === 'IMPAIRED') return true;
+    return !e.agentConnected && local === 'connected';
   }
 
   async run(signal: AbortSignal): Promise<Observation | undefined> {
