@@ -31,7 +31,13 @@ function setup() {
   st.obs.agent = { running: true, pid: 100, startedAt: '2026-12-07T09:59:00Z' };
   st.obs.metadata = { cluster: 'prod', containerInstanceArn: ARN };
   let pending = '';
-  const tail = { read: async () => ((t) => ((pending = ''), t))(pending) };
+  const tail = {
+    read: async () => {
+      const t = pending;
+      pending = '';
+      return t;
+    },
+  };
   const conns = new Map<number, TcpConnection[]>();
   const host: Pick<HostPort, 'connectionsOf' | 'childrenOf'> = {
     childrenOf: async (pid) => (pid === 100 ? [101] : []),
@@ -39,7 +45,14 @@ function setup() {
   };
   const resolved: string[] = [];
   const mon = new AcsMonitor(
-    { log: tail, host, resolve: async (n) => (resolved.push(n), n === 'ecs-a-1.example' ? ['10.0.0.7'] : []) },
+    {
+      log: tail,
+      host,
+      resolve: async (n) => {
+        resolved.push(n);
+        return n === 'ecs-a-1.example' ? ['10.0.0.7'] : [];
+      },
+    },
     st,
     { everyMs: 10_000 },
   );
