@@ -6,7 +6,7 @@
  * simulated hour: the steady budget (≤ 12 calls per instance-hour), the bounded faster polling while
  * something is wrong, detection latency, and throttling backed off.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildApp } from '../../src/cli/composition.js';
@@ -120,4 +120,73 @@ describe('a simulated day of ECS monitoring', () => {
     expect((await app.status()).agent.restarts).toBe(0);
     expect(describes.at(-1)!.at).toBeGreaterThan(t0 + 23 * HOUR);
   }, 240_000);
+  it('with the agent’s ACS connection seen on the instance: idle hours cost no call but the heartbeat; a loss is confirmed by one call after the grace period, and its end seen with none', async () => {
+    await resetDocker(d, '{}\n');
+    ecs.reset();
+    ecs.assumedEc2InstanceId = TEST_INSTANCE_ID;
+    const dir = mkdtempSync('/tmp/egv-day-acs-');
+    writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
+    const agentLog = `${dir}/ecs-agent.log`;
+    // The agent's own words (no time field: the simulated day is not the container's clock).
+    const say = (msg: string) => appendFileSync(agentLog, `level=info msg="${msg}" containerInstanceARN="${ARN}"\n`);
+    writeFileSync(agentLog, '', { mode: 0o644 });
+    say('Connected to ACS endpoint');
+    const env = cliEnv(d, {
+      ECS_GVISOR_AGENT_IMAGE: agentImage,
+      ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
+      ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
+      ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
+      ECS_GVISOR_AGENT_LOG_FILE: agentLog,
+      ECS_GVISOR_INTROSPECTION_URL: intro.url,
+      ECS_GVISOR_IMDS_URL: imds.url,
+      ECS_GVISOR_INTROSPECTION_SECONDS: '30',
+      ECS_GVISOR_DRIFT_CHECK_SECONDS: '86400',
+      ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '86400',
+      ECS_GVISOR_UNHEALTHY_SECONDS: '86400',
+    });
+    const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
+    const app = buildApp(
+      cfg,
+      pino({ level: 'silent' }),
+      {},
+      { clock, ecsRetry: { retries: 2, minMs: 1, maxMs: 5 }, ...ACCEPT_STAND_IN_LISTENER },
+    );
+    const runtime = await clock.drive(app.runtime.apply());
+    await clock.drive(app.agent.apply());
+    ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 0, attributes: {} });
+    await intro.register({ Cluster: 'prod', ContainerInstanceArn: ARN });
+
+    const ac = new AbortController();
+    const start = clock.now();
+    const at = (h: number) => start + h * HOUR;
+    const running = app.watch(runtime).run(ac.signal);
+    await clock.runUntil(at(10));
+    // 10:00: ACS drops the connection; ECS knows at once (as for a closed connection).
+    ecs.instances.get(ARN)!.agentConnected = false;
+    say('ACS WebSocket connection closed');
+    await clock.runUntil(at(10.5));
+    ecs.instances.get(ARN)!.agentConnected = true;
+    say('Connected to ACS endpoint');
+    await clock.runUntil(at(24));
+    ac.abort();
+    await running;
+
+    const describes = ecs.calls.filter((c) => c.operation === 'DescribeContainerInstances').map((c) => c.at - start);
+    const within = (from: number, to: number) => describes.filter((ms) => ms >= from * HOUR && ms < to * HOUR);
+    // Registration: one call (which EC2 instance the ARN is) in the first minute.
+    expect(within(0, 1 / 60)).toHaveLength(1);
+    // Idle and connected: nothing until the heartbeat (12 h ± 25 %: not before 9 h).
+    expect(within(1 / 60, 9)).toEqual([]);
+    // The loss: one call, after the grace period (30 s) and within two checks (30 s each) more.
+    const loss = within(10, 10.5);
+    expect(loss).toHaveLength(1);
+    expect(loss[0]! - 10 * HOUR).toBeGreaterThanOrEqual(30_000);
+    expect(loss[0]! - 10 * HOUR).toBeLessThanOrEqual(30_000 + 2 * 30_000);
+    // Its end is seen here: nothing asked for it; and the whole day stayed within a handful of calls.
+    expect(within(10.5, 11.5)).toEqual([]);
+    expect(describes.length).toBeLessThanOrEqual(4);
+    const st = await app.status();
+    expect(st.registration).toMatchObject({ agentConnected: true, acs: { state: 'connected' } });
+    expect(st.agent.restarts).toBe(0);
+  }, 300_000);
 });
