@@ -5,8 +5,8 @@
  *
  * Each instance decides with the product's own rules: the first poll of a registration (`firstPollMs`),
  * the heartbeat (`heartbeatMs`), when a lost ACS connection is confirmed and asked again (`acsConfirmAt`),
- * the hourly ceiling (`RollingWindow`), throttled attempts retried as `AWS_RETRY` says, and DescribeTasks
- * batched as `TASK_LOOKUP_MS` allows. The defaults come from `parseConfig`.
+ * the hourly ceiling (`RollingWindow`), and throttled attempts retried as `AWS_RETRY` says. The defaults
+ * come from `parseConfig`.
  *
  * The day: the fleet is registered and connected at its start. 2 % of the agents lose their ACS connection
  * once, at a random time: 80 % of them closed (ECS and the instance see it at once; the instance at its
@@ -14,8 +14,11 @@
  * and ECS notices after its own); 30 % of the losses are blips of 2–20 s, the rest last 1–30 min. A lost
  * connection confirmed by ECS and lasting UNHEALTHY_SECONDS has the agent restarted (up to
  * HEAL_MAX_RESTARTS), each restart a new registration and its first poll. At hour 12, 2,000 instances
- * launch within 5 minutes and register after a 1–3 minute boot; tasks are placed on each within 2 minutes.
- * Each instance also starts new tasks 4 times a day (deploys), one DescribeTasks batch each.
+ * launch within 5 minutes and register after a 1–3 minute boot.
+ *
+ * Tasks cost no call: the audit learns a container's task and its limits from the agent (its introspection
+ * and task metadata endpoint, agent-tasks.ts); DescribeTasks is left for a container the agent cannot
+ * speak for, which the agents in use do not leave (test/integration/real-agent.test.ts).
  *
  * Usage: node <bundle> [instances=20000] [hours=24].
  */
@@ -24,7 +27,6 @@ import { acsConfirmAt, type EcsBudget, firstPollMs, heartbeatMs, RollingWindow }
 import { AWS_RETRY } from '../src/cli/options.js';
 import { parseConfig } from '../src/config.js';
 import { backoffMs } from '../src/retry.js';
-import { TASK_LOOKUP_MS } from '../src/watch/ecs-tasks.js';
 import { TokenBucket } from '../test/harness/fake-aws.js';
 import { percentile, report, seeded } from './figures.js';
 
@@ -37,7 +39,6 @@ const HOUR = 60 * MIN;
 const BUCKET = { burst: 50, perSecond: 20 };
 const CUSTOMER_PER_S = 10;
 const SCALE_OUT = { at: 12 * HOUR, instances: 2_000, withinMs: 5 * MIN };
-const TASK_STARTS_PER_DAY = 4;
 
 const cfg = parseConfig({ fileText: undefined, filePath: '/nonexistent', env: {} });
 const budget: EcsBudget = {
@@ -107,16 +108,13 @@ interface Instance {
   /** The phase of its evidence checks. */
   phase: number;
   outage?: Outage;
-  lastTasksCall: number;
-  tasksPending: boolean;
 }
 
-type Why = 'first' | 'heartbeat' | 'confirm' | 'tasks';
+type Why = 'first' | 'heartbeat' | 'confirm';
 type Ev =
   | { at: number; kind: 'call'; i: number; why: Why; n: number }
   | { at: number; kind: 'check'; i: number }
   | { at: number; kind: 'register'; i: number }
-  | { at: number; kind: 'task-start'; i: number }
   | { at: number; kind: 'restart'; i: number }
   | { at: number; kind: 'customer' };
 
@@ -128,7 +126,7 @@ function simulate(random: () => number) {
   const fleet: Instance[] = [];
   const end = HOURS * HOUR;
   const ours: number[] = []; // times of our calls that reached ECS (throttled or not)
-  const byWhy: Record<Why, number> = { first: 0, heartbeat: 0, confirm: 0, tasks: 0 };
+  const byWhy: Record<Why, number> = { first: 0, heartbeat: 0, confirm: 0 };
   let throttled = 0;
   let customerThrottled = 0;
   let customerThrottledAlone = 0;
@@ -142,8 +140,6 @@ function simulate(random: () => number) {
       cluster,
       window: new RollingWindow(budget.maxCallsPerHour),
       phase: random() * CHECK_MS,
-      lastTasksCall: Number.NEGATIVE_INFINITY,
-      tasksPending: false,
     };
     fleet.push(inst);
     if (outage) {
@@ -159,17 +155,7 @@ function simulate(random: () => number) {
     if (atStart) {
       // Registered before the day: its heartbeat anywhere in one interval.
       q.push({ at: heartbeatMs(budget, random) * random(), kind: 'call', i, why: 'heartbeat', n: 0 });
-    } else {
-      q.push({ at: registered, kind: 'register', i });
-      q.push({ at: registered + (30 + 90 * random()) * S, kind: 'task-start', i });
-    }
-    // Deploys through the day.
-    for (
-      let t = registered - Math.log(1 - random()) * (24 / TASK_STARTS_PER_DAY) * HOUR;
-      t < end;
-      t -= Math.log(1 - random()) * (24 / TASK_STARTS_PER_DAY) * HOUR
-    )
-      q.push({ at: t, kind: 'task-start', i });
+    } else q.push({ at: registered, kind: 'register', i });
   };
 
   for (let k = 0; k < N; k++) add(0, k % CLUSTERS, random() < 0.02, true);
@@ -199,13 +185,6 @@ function simulate(random: () => number) {
         // The agent restarted by the healing ladder registers again: its first poll.
         if (o && e.at < o.to) call(e.i, 'first', e.at + 5 * S + firstPollMs(budget, random));
         continue;
-      case 'task-start': {
-        // DescribeTasks at the next audit pass, at most once per TASK_LOOKUP_MS (new tasks batched).
-        if (inst.tasksPending) continue;
-        inst.tasksPending = true;
-        call(e.i, 'tasks', Math.max(e.at + 60 * S * random(), inst.lastTasksCall + TASK_LOOKUP_MS));
-        continue;
-      }
       case 'check': {
         // The instance's evidence check while the connection is gone: asks ECS when acsConfirmAt says so.
         if (!o || e.at >= o.to || o.confirmedAt !== undefined) continue;
@@ -232,13 +211,8 @@ function simulate(random: () => number) {
             q.push({ ...e, at: e.at + backoffMs(e.n + 1, AWS_RETRY, random), n: e.n + 1 });
             continue;
           }
-          // Given up: a heartbeat or confirmation is asked again at the next check; tasks at the next pass.
-          q.push({ ...e, at: e.at + (e.why === 'tasks' ? TASK_LOOKUP_MS : CHECK_MS), n: 0 });
-          continue;
-        }
-        if (e.why === 'tasks') {
-          inst.tasksPending = false;
-          inst.lastTasksCall = e.at;
+          // Given up: asked again at the next check.
+          q.push({ ...e, at: e.at + CHECK_MS, n: 0 });
           continue;
         }
         // ECS's answer about the registration.
@@ -315,21 +289,21 @@ console.log(JSON.stringify(day));
 const fleetN = `${N.toLocaleString('en')} instances`;
 report('fleet', [
   {
-    metric: `steady rate of ${fleetN} (all ECS reads, DescribeTasks at ${TASK_STARTS_PER_DAY} deploys a day included; 2 % losing ACS)`,
+    metric: `steady rate of ${fleetN} (every ECS read; 2 % losing ACS; tasks learned from the agent)`,
     value: day.steadyRate,
     unit: '/s',
     target: '≤ 1/s (5 % of 20/s)',
     ok: day.steadyRate <= 1,
   },
   {
-    metric: `of the day's calls: first polls / heartbeats / confirmations / DescribeTasks`,
-    value: `${day.byWhy.first} / ${day.byWhy.heartbeat} / ${day.byWhy.confirm} / ${day.byWhy.tasks}`,
+    metric: `of the day's calls: first polls / heartbeats / confirmations`,
+    value: `${day.byWhy.first} / ${day.byWhy.heartbeat} / ${day.byWhy.confirm}`,
     unit: '',
     target: 'report',
     ok: true,
   },
   {
-    metric: `scale-out of ${SCALE_OUT.instances} in 5 min: busiest minute (first polls and DescribeTasks) / busiest second`,
+    metric: `scale-out of ${SCALE_OUT.instances} in 5 min: busiest minute / busiest second`,
     value: `${day.peakMinute.toFixed(2)} /s / ${day.peakSecond}`,
     unit: '',
     target: '≤ 5/s',

@@ -110,6 +110,8 @@ export interface ContainerState {
   /** HostConfig.NetworkMode: none, bridge, host, container:<id>, a network's name. */
   networkMode?: string;
   labels: Record<string, string>;
+  /** The agent's task metadata (v4) endpoint ID it gave this container, when it did (its creator's word only). */
+  metadataEndpointId?: string;
   /** Docker's health check verdict (healthy, unhealthy, starting), when the container has one. */
   health?: string;
   /** The limits it was created with (HostConfig) and its cgroup parent; 0 or absent: none. */

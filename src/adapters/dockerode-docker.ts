@@ -355,6 +355,7 @@ function toState(i: Docker.ContainerInspectInfo): ContainerState {
     imageId: i.Image,
     networkMode: String((i.HostConfig as { NetworkMode?: string }).NetworkMode ?? ''),
     labels: i.Config.Labels ?? {},
+    metadataEndpointId: metadataEndpointIdOf(i.Config.Env),
     health: (i.State as { Health?: { Status?: string } }).Health?.Status,
     resources: {
       memory: h.Memory,
@@ -384,4 +385,14 @@ function demux(buf: Buffer): string {
     i += 8 + len;
   }
   return i === 0 ? buf.toString('utf8') : Buffer.concat(out).toString('utf8');
+}
+
+/**
+ * The agent's task metadata endpoint ID of a container, from the one variable the agent sets at creation
+ * (`ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/<id>`); nothing else of the environment (which
+ * holds a task's secrets) is kept.
+ */
+export function metadataEndpointIdOf(env: readonly string[] | null | undefined): string | undefined {
+  const v = env?.find((e) => e.startsWith('ECS_CONTAINER_METADATA_URI_V4='));
+  return v ? /^ECS_CONTAINER_METADATA_URI_V4=http:\/\/169\.254\.170\.2\/v4\/([A-Za-z0-9-]{1,64})$/.exec(v)?.[1] : undefined;
 }

@@ -18,6 +18,7 @@ import { SystemClock } from '../adapters/system-clock.js';
 import { Systemctl } from '../adapters/systemctl.js';
 import { SystemdNotify } from '../adapters/systemd-notify.js';
 import { AgentStep } from '../agent/agent-step.js';
+import { AgentTasks, TMDS_URL } from '../agent/agent-tasks.js';
 import { AgentIntrospection, introspectionListenerProblem, loopbackPort } from '../agent/introspection.js';
 import { AgentSupervisor } from '../agent/supervisor.js';
 import { AwsCaller } from '../aws/aws-caller.js';
@@ -277,6 +278,20 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
           lifecycle,
           notify: new SystemdNotify(commands, service.notifySocket, process.pid),
           metrics,
+          agentTasks: (agentPid) =>
+            new AgentTasks({
+              http: new NodeHttp(),
+              introspectionUrl: cfg.INTROSPECTION_URL,
+              tmdsUrl: TMDS_URL,
+              // Believed only from the agent container's own listeners (a local user can bind a free port first).
+              listenerProblem: async (url) => {
+                const port = loopbackPort(url);
+                const pid = agentPid();
+                if (port === undefined) return undefined;
+                if (!pid) return 'the agent container is not running';
+                return (overrides.introspectionOwner ?? ((p: number) => introspectionListenerProblem(host, port, p)))(pid);
+              },
+            }),
           acs: {
             log: new LogTail(cfg.AGENT_LOG_FILE),
             host,

@@ -64,14 +64,16 @@ export function isTaskCgroup(path: string, taskId: string): boolean {
 }
 
 /**
- * What a container's task label amounts to, given what ECS said of that task (undefined: not asked yet;
- * null: ECS does not know it). Undefined when the container claims no task.
+ * What a container's task label amounts to, given what `who` (ECS, or the agent on this instance) said
+ * of that task (undefined: not asked yet; null: it does not know it). Undefined when the container claims
+ * no task.
  */
 export function claimOf(
   c: Pick<ContainerState, 'id' | 'labels'>,
   view: EcsTaskView | null | undefined,
   ours: { containerInstanceArn?: string; cluster?: string },
   notAsked = 'ECS not asked yet',
+  who: 'ECS' | 'the agent' = 'ECS',
 ): TaskClaim | undefined {
   const arn = c.labels[TASK_ARN_LABEL];
   if (!arn) return undefined;
@@ -80,64 +82,95 @@ export function claimOf(
   if (!plausibleTaskArn(arn, ours.containerInstanceArn, ours.cluster))
     return { state: 'unconfirmed', arn, reason: `not a task ARN of cluster ${ours.cluster} in this account and region` };
   if (view === undefined) return { state: 'unknown', arn, reason: notAsked };
-  if (view === null) return { state: 'unconfirmed', arn, reason: 'ECS does not know this task' };
+  if (view === null)
+    return {
+      state: 'unconfirmed',
+      arn,
+      reason: who === 'ECS' ? 'ECS does not know this task' : 'the agent did not create this container for that task',
+    };
   if (view.containerInstanceArn !== ours.containerInstanceArn)
     return { state: 'unconfirmed', arn, reason: `ECS runs this task on ${view.containerInstanceArn ?? 'no container instance'}, not here` };
-  if (!view.runtimeIds.includes(c.id)) return { state: 'unconfirmed', arn, reason: 'ECS does not list this container among the task’s' };
+  if (!view.runtimeIds.includes(c.id)) return { state: 'unconfirmed', arn, reason: `${who} does not list this container among the task’s` };
   return { state: 'confirmed', arn, taskId: taskIdOf(arn), asked: taskLimits(view) };
 }
 
+/** The agent's own word on a container's task (agent-tasks.ts): undefined when it cannot be asked. */
+export interface AgentTaskSource {
+  view(c: { id: string; metadataEndpointId?: string }, containerInstanceArn: string): Promise<EcsTaskView | null | undefined>;
+}
+
 /**
- * What ECS said of each task ARN a running container names, asked in one DescribeTasks call (up to 100
- * ARNs) at most every `minIntervalMs`, so tasks cost a bounded share of the hourly ECS budget however many
- * containers come and go. A task's limits do not change: each ARN is asked once, and again only while
- * ECS does not yet list a container that names it (ECS learns Docker IDs from the agent, a moment late).
+ * What is known of each task ARN a running container names. The agent on this instance is asked first
+ * (it created the task's containers and holds the limits ECS sent it; no AWS call); ECS only about the
+ * rest, in one DescribeTasks call (up to 100 ARNs) at most every `minIntervalMs`, so tasks cost a bounded
+ * share of the hourly ECS budget however many containers come and go. A task's limits do not change: each
+ * ARN is asked once, and again only while the answer does not list a container that names it (ECS learns
+ * Docker IDs from the agent, a moment late; the agent is asked per container).
  */
 export class EcsTaskDirectory {
-  private readonly known = new Map<string, EcsTaskView | null>();
+  private readonly known = new Map<string, { view: EcsTaskView | null; by: 'ECS' | 'the agent' }>();
+  /** Containers the agent said are not the task's they name (asked again only when they come back). */
+  private readonly disowned = new Set<string>();
   private askedAt = Number.NEGATIVE_INFINITY;
   /** Why the last DescribeTasks failed (AccessDenied without the IAM permission, say); cleared by an answer. */
   failure?: string;
 
   constructor(
-    private readonly deps: { aws: AwsCaller; clock: Clock; log: Logger },
+    private readonly deps: { aws: AwsCaller; clock: Clock; log: Logger; agent?: AgentTaskSource },
     private readonly opts: { minIntervalMs: number },
   ) {}
 
   view(arn: string): EcsTaskView | null | undefined {
-    return this.known.get(arn);
+    return this.known.get(arn)?.view;
+  }
+
+  /** Who gave what is known of `arn`. */
+  source(arn: string): 'ECS' | 'the agent' {
+    return this.known.get(arn)?.by ?? 'ECS';
   }
 
   /**
-   * Ask ECS about the ARNs (those `wanted` by a container ID it does not list yet) when the interval
-   * allows; forget ARNs no running container names. A spent budget waits for the next interval.
+   * Learn about the ARNs (those `wanted` by a container ID not listed yet): the agent first, ECS about what
+   * it could not answer when the interval allows; forget ARNs no running container names. A spent budget
+   * waits for the next interval.
    */
   async learn(
     cluster: string,
     region: string,
-    wanted: ReadonlyArray<{ arn: string; containerId: string }>,
+    containerInstanceArn: string,
+    wanted: ReadonlyArray<{ arn: string; containerId: string; metadataEndpointId?: string }>,
     signal?: AbortSignal,
   ): Promise<void> {
     const named = new Set(wanted.map((w) => w.arn));
     for (const arn of this.known.keys()) if (!named.has(arn)) this.known.delete(arn);
+    const live = new Set(wanted.map((w) => w.containerId));
+    for (const id of this.disowned) if (!live.has(id)) this.disowned.delete(id);
+    const unknown = (w: { arn: string; containerId: string }) => {
+      const k = this.known.get(w.arn);
+      return !this.disowned.has(w.containerId) && (k === undefined || (k.view !== null && !k.view.runtimeIds.includes(w.containerId)));
+    };
+    const forEcs: Array<{ arn: string }> = [];
+    for (const w of wanted.filter(unknown)) {
+      const v = this.deps.agent
+        ? await this.deps.agent.view({ id: w.containerId, metadataEndpointId: w.metadataEndpointId }, containerInstanceArn)
+        : undefined;
+      if (v === undefined) forEcs.push(w);
+      else if (v === null || v.arn !== w.arn) this.disowned.add(w.containerId);
+      else {
+        const k = this.known.get(w.arn);
+        const ids = k?.view ? [...k.view.runtimeIds, w.containerId] : [w.containerId];
+        this.known.set(w.arn, { view: { ...v, runtimeIds: ids }, by: 'the agent' });
+      }
+    }
     const now = this.deps.clock.now();
     if (now - this.askedAt < this.opts.minIntervalMs) return;
-    const ask = [
-      ...new Set(
-        wanted
-          .filter((w) => {
-            const v = this.known.get(w.arn);
-            return v === undefined || (v !== null && !v.runtimeIds.includes(w.containerId));
-          })
-          .map((w) => w.arn),
-      ),
-    ].slice(0, MAX_ARNS_PER_CALL);
+    const ask = [...new Set(forEcs.map((w) => w.arn))].slice(0, MAX_ARNS_PER_CALL);
     if (!ask.length) return;
     this.askedAt = now;
     try {
       // Never waits for budget: the audit pass it runs in has runtimes to check; the next interval asks.
       const views = await this.deps.aws.ecs(region, 'DescribeTasks', (ecs) => ecs.describeTasks(cluster, ask), signal, 0);
-      for (const arn of ask) this.known.set(arn, views.find((v) => v.arn === arn) ?? null);
+      for (const arn of ask) this.known.set(arn, { view: views.find((v) => v.arn === arn) ?? null, by: 'ECS' });
       this.failure = undefined;
       this.deps.log.debug({ asked: ask.length, known: views.length }, 'ECS asked about the tasks running here');
     } catch (err) {
@@ -145,5 +178,10 @@ export class EcsTaskDirectory {
       this.failure = messageOf(err);
       throw err;
     }
+  }
+
+  /** Whether the agent said this container is not the task's it names. */
+  isDisowned(containerId: string): boolean {
+    return this.disowned.has(containerId);
   }
 }

@@ -23,7 +23,7 @@ import type { StateStore } from '../state-store.js';
 import { watchSummary } from '../status/summary.js';
 import { AttributePublisher } from './attribute-publisher.js';
 import { DriftRepair } from './drift-repair.js';
-import { EcsTaskDirectory, TASK_LOOKUP_MS } from './ecs-tasks.js';
+import { type AgentTaskSource, EcsTaskDirectory, TASK_LOOKUP_MS } from './ecs-tasks.js';
 import type { HealingOptions } from './health.js';
 import type { WatchMetrics } from './metrics.js';
 import { AcsMonitor, type AcsMonitorDeps } from './monitors/acs-monitor.js';
@@ -69,6 +69,8 @@ export interface WatchDeps {
   lifecycle?: Lifecycle;
   /** The agent's log and the kernel, for its ACS connection (without: ECS is polled at the steady rate). */
   acs?: AcsMonitorDeps;
+  /** The agent's word on the task of a container, given how to find the agent container's init PID (without: ECS). */
+  agentTasks?: (agentPid: () => number | undefined) => AgentTaskSource;
   random?: () => number;
 }
 
@@ -167,7 +169,8 @@ export class WatchLoop {
     );
     const driftDeps = { runtime: deps.runtime, agent: deps.agent, supervisor, network: deps.network };
     this.repairs = new DriftRepair({ ...driftDeps, lock: deps.lock, metrics, log, detect: () => detectDrift(driftDeps, this.st) });
-    const tasks = new EcsTaskDirectory({ aws, clock, log }, { minIntervalMs: TASK_LOOKUP_MS });
+    const agentTasks = deps.agentTasks?.(() => this.st.obs.agent?.pid);
+    const tasks = new EcsTaskDirectory({ aws, clock, log, agent: agentTasks }, { minIntervalMs: TASK_LOOKUP_MS });
     this.audit = new AuditMonitor({ docker: deps.docker, host: deps.host, clock, log, store: deps.state, tasks }, this.st, {
       auditMs: opts.auditMs,
       runtimeName: opts.runtimeName,

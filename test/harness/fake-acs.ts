@@ -54,6 +54,27 @@ export class FakeAcs {
     return this.open.some((c) => c.query.containerInstanceArn === arn);
   }
 
+  /**
+   * Send a task to the agent of `arn` as ACS does (a PayloadMessage on its connection): what ECS would
+   * place here. `task` is the payload's task (arn, family, version, desiredStatus, containers, cpu, memory…).
+   */
+  sendTask(arn: string, cluster: string, task: Record<string, unknown>): void {
+    const conn = this.open.find((c) => c.query.containerInstanceArn === arn);
+    const socket = conn && [...this.sockets].find((s) => s.remotePort === conn.remotePort);
+    if (!socket) throw new Error(`no ACS connection of ${arn}`);
+    this.send(socket, {
+      type: 'PayloadMessage',
+      message: {
+        messageId: `payload-${++seq}`,
+        clusterArn: cluster,
+        containerInstanceArn: arn,
+        seqNum: seq,
+        generatedAt: Date.now(),
+        tasks: [task],
+      },
+    });
+  }
+
   /** Drop every connection (no close frame: as a network path that went away) and refuse new ones. */
   cut(): void {
     this.refusing = true;

@@ -256,6 +256,11 @@ export class FakeEcs {
         }
         return send(200, { attributes: attrs });
       }
+      case 'SubmitTaskStateChange':
+      case 'SubmitContainerStateChange':
+      case 'SubmitAttachmentStateChanges':
+        // The real agent reports its tasks' state (what ECS learns of them): acknowledged.
+        return send(200, { acknowledgment: 'ok' });
       default:
         return send(400, { __type: 'InvalidParameterException', message: `unknown operation ${operation}` });
     }

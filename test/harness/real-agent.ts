@@ -5,7 +5,8 @@
  * matters: it exits 0 on SIGTERM (what dockerd sends when it stops), and it re-registers with the same
  * container-instance ARN while /var/lib/ecs/data/agent.db survives.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
@@ -22,6 +23,7 @@ export const AGENT_DATA = '/var/lib/ecs/data';
 
 /** Import the real agent's image into a dockerd (once per engine; `ref` re-tags it). */
 export async function importRealAgent(socket: string, ref = REAL_AGENT_IMAGE): Promise<string> {
+  mountAgentCgroups();
   if (!existsSync(REAL_AGENT_TARBALL)) throw new Error(`the real ECS agent image is missing: ${REAL_AGENT_TARBALL}`);
   const docker = new Docker({ socketPath: socket });
   const [repo, tag] = ref.split(':');
@@ -30,6 +32,34 @@ export async function importRealAgent(socket: string, ref = REAL_AGENT_IMAGE): P
     docker.modem.followProgress(stream as NodeJS.ReadableStream, (err: unknown) => (err ? rej(err) : res())),
   );
   return String((await docker.getImage(ref).inspect()).Id);
+}
+
+/**
+ * Mount the cgroup v1 controllers the kernel has that this host leaves unmounted (net_cls, net_prio,
+ * perf_event, hugetlb), as an Amazon Linux AMI mounts them all: the agent creates its `/ecs` cgroup in
+ * every controller /proc/cgroups lists, and without them turns task-level limits off. Idempotent; on
+ * cgroup v2 there is nothing to do.
+ */
+export function mountAgentCgroups(): void {
+  const mounts = readFileSync('/proc/self/mounts', 'utf8');
+  if (!/ \/sys\/fs\/cgroup\/memory cgroup /.test(mounts)) return;
+  const enabled = readFileSync('/proc/cgroups', 'utf8')
+    .split('\n')
+    .filter((l) => /\s1$/.test(l))
+    .map((l) => l.split('\t')[0]!);
+  const groups: Array<[string, string]> = [
+    ['net_cls', 'net_cls,net_prio'],
+    ['net_prio', 'net_cls,net_prio'],
+    ['perf_event', 'perf_event'],
+    ['hugetlb', 'hugetlb'],
+  ];
+  for (const [dir, opts] of groups) {
+    if (!opts.split(',').every((c) => enabled.includes(c))) continue;
+    if (!existsSync(`/sys/fs/cgroup/${dir}`)) continue;
+    const at = realpathSync(`/sys/fs/cgroup/${dir}`); // net_cls and net_prio: links to net_cls,net_prio
+    if (mounts.includes(` ${at} cgroup `)) continue;
+    execFileSync('mount', ['-t', 'cgroup', '-o', opts, 'cgroup', at]);
+  }
 }
 
 /** What the agent needs in ecs.config to register with the fakes (its own endpoint overrides). */
@@ -48,6 +78,8 @@ export function realAgentSettings(o: { ecsUrl: string; imdsUrl: string }): strin
     // No CNI plugins in this build (its README), and no task ENIs here.
     'ECS_ENABLE_TASK_ENI=false',
     'ECS_LOGLEVEL=info',
+    // There is no registry here: a task's image is the one already loaded.
+    'ECS_IMAGE_PULL_BEHAVIOR=prefer-cached',
   ];
 }
 

@@ -7,13 +7,15 @@
  * the agent's own introspection answer and status.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { LinuxHost } from '../../src/adapters/linux-host.js';
 import { acsEvents } from '../../src/agent/acs-evidence.js';
 import { type App, buildApp } from '../../src/cli/composition.js';
 import { parseConfig } from '../../src/config.js';
+import { TASK_ARN_LABEL } from '../../src/watch/ecs-tasks.js';
 import { dockerClient, liveRuntime } from '../harness/docker-state.js';
 import { FakeAcs } from '../harness/fake-acs.js';
 import { restartPrivateDockerd } from '../harness/private-dockerd.js';
@@ -202,6 +204,96 @@ describe('the real ECS agent', () => {
       process.stderr.write(`ACS back: seen and healthy ${back - restoredAt} ms after the restore, with no ECS call\n`);
     } finally {
       await acs.stop();
+    }
+  });
+
+  it('runs a task ACS places, in gVisor under the task cgroup it made; the audit has the task and its limits from the agent itself, with no DescribeTasks', async () => {
+    const acs = await FakeAcs.start(5_000);
+    const { ecs } = host.aws;
+    ecs.acsEndpoint = acs.url;
+    const taskId = randomBytes(16).toString('hex');
+    const taskArn = `arn:aws:ecs:us-east-1:111122223333:task/prod/${taskId}`;
+    try {
+      await start();
+      const arn = await registeredArn();
+      await until('the agent connected to ACS', () => acs.connected(arn) || undefined, 90_000);
+      await until('ECS confirmed the registration', async () => (await app.status()).registration.identity === 'confirmed');
+      // What ECS sends for a task definition of 0.25 vCPU and 128 MiB, one container of 64 MiB.
+      acs.sendTask(arn, 'prod', {
+        arn: taskArn,
+        family: 'sandboxed',
+        version: '1',
+        desiredStatus: 'RUNNING',
+        cpu: 0.25,
+        memory: 128,
+        containers: [
+          {
+            name: 'app',
+            image: busybox,
+            command: ['sleep', '600'],
+            cpu: 0,
+            memory: 64,
+            essential: true,
+            containerArn: `arn:aws:ecs:us-east-1:111122223333:container/prod/${taskId}/${randomUUID()}`,
+          },
+        ],
+      });
+      const listed = await until(
+        'the task’s container',
+        async () => (await docker.listContainers()).find((c) => c.Labels[TASK_ARN_LABEL] === taskArn),
+        120_000,
+        250,
+      );
+      const task = await docker.getContainer(listed.Id).inspect();
+      expect(task.HostConfig.Runtime).toBe('runsc'); // the default runtime: gVisor
+      expect(task.HostConfig.CgroupParent).toBe(`/ecs/${taskId}`); // the agent's own task cgroup
+
+      const audited = await until(
+        'the audit confirmed it by the agent’s word',
+        async () => (await app.status()).audit?.tasks?.find((t) => t.id === listed.Id && t.task?.state === 'confirmed'),
+        60_000,
+      );
+      expect(audited.task).toMatchObject({
+        state: 'confirmed',
+        arn: taskArn,
+        asked: { memoryBytes: 128 * 1024 * 1024, cpuPeriodUs: 100_000, cpuQuotaUs: 25_000 },
+      });
+      expect(audited.parent).toMatchObject({ path: expect.stringContaining(`/ecs/${taskId}`), limits: { memoryBytes: 128 * 1024 * 1024 } });
+      expect(audited.problems).toEqual([]);
+      expect(ecs.count('DescribeTasks')).toBe(0);
+
+      // A container someone else made, naming the task and copying its metadata endpoint: the agent disowns it.
+      const v4 = task.Config.Env.find((e: string) => e.startsWith('ECS_CONTAINER_METADATA_URI_V4='))!;
+      const forged = await docker.createContainer({
+        Image: busybox,
+        Cmd: ['sleep', '600'],
+        Labels: { [TASK_ARN_LABEL]: taskArn },
+        Env: [v4],
+        HostConfig: { CgroupParent: `/ecs/${taskId}` },
+      });
+      await forged.start();
+      const f = await until(
+        'the forged container audited',
+        async () => (await app.status()).audit?.tasks?.find((t) => t.id === forged.id && t.task),
+        60_000,
+      );
+      expect(f.task).toMatchObject({ state: 'unconfirmed', reason: 'the agent did not create this container for that task' });
+      expect(ecs.count('DescribeTasks')).toBe(0);
+      process.stderr.write(
+        `a task placed over ACS: ${task.Name} in ${task.HostConfig.Runtime} under ${task.HostConfig.CgroupParent}; 0 DescribeTasks\n`,
+      );
+    } finally {
+      await acs.stop();
+      // The task cgroups the agent made outlive its containers when they are removed under it.
+      for (const c of await docker.listContainers({ all: true }))
+        if (c.Labels[TASK_ARN_LABEL] === taskArn) await docker.getContainer(c.Id).remove({ force: true });
+      for (const ctl of readdirSync('/sys/fs/cgroup')) {
+        try {
+          rmdirSync(`/sys/fs/cgroup/${ctl}/ecs/${taskId}`);
+        } catch {
+          // not made in this controller, or already gone
+        }
+      }
     }
   });
 

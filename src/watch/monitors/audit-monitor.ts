@@ -188,17 +188,26 @@ export class AuditMonitor implements Monitor {
     if (ours.containerInstanceArn && ours.cluster) {
       const wanted = containers.flatMap((c) => {
         const arn = c.labels[TASK_ARN_LABEL];
-        return arn && plausibleTaskArn(arn, ours.containerInstanceArn!, ours.cluster!) ? [{ arn, containerId: c.id }] : [];
+        return arn && plausibleTaskArn(arn, ours.containerInstanceArn!, ours.cluster!)
+          ? [{ arn, containerId: c.id, metadataEndpointId: c.metadataEndpointId }]
+          : [];
       });
       try {
-        await this.deps.tasks.learn(ours.cluster, state.region(), wanted, signal);
+        await this.deps.tasks.learn(ours.cluster, state.region(), ours.containerInstanceArn, wanted, signal);
       } catch (err) {
         state.recordError('ecs', err); // the rest of the audit goes on; the task limits wait
       }
     }
     const { tasks } = this.deps;
     const notAsked = tasks.failure ? `ECS not asked yet (DescribeTasks failed: ${tasks.failure})` : undefined;
-    return new Map(containers.map((c) => [c.id, claimOf(c, tasks.view(c.labels[TASK_ARN_LABEL] ?? ''), ours, notAsked)]));
+    return new Map(
+      containers.map((c) => {
+        const arn = c.labels[TASK_ARN_LABEL] ?? '';
+        // The agent said it did not create this container for that task: whatever ECS knows of the task.
+        if (tasks.isDisowned(c.id)) return [c.id, claimOf(c, null, ours, notAsked, 'the agent')];
+        return [c.id, claimOf(c, tasks.view(arn), ours, notAsked, tasks.source(arn))];
+      }),
+    );
   }
 
   /** Read what one container's enforcement is judged on: its sandbox's and gofers' cgroups, the limit files. */
