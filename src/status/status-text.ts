@@ -68,7 +68,8 @@ function agentRow(a: StatusReport['agent']): string {
 function registrationRow(g: StatusReport['registration']): string {
   if (!g.containerInstanceArn) return 'not registered';
   const ecs = g.status ? `${g.status}, agentConnected=${g.agentConnected}, health ${g.healthStatus ?? '-'}` : 'ECS not asked yet';
-  return `${g.cluster} ${g.containerInstanceArn}; ${ecs}${ago(g.checkedAt)}`;
+  const acs = g.acs ? lines([`ACS connection seen here: ${g.acs.state} since ${g.acs.since} (${g.acs.why})`]) : '';
+  return `${g.cluster} ${g.containerInstanceArn}; ${ecs}${ago(g.checkedAt)}${acs}`;
 }
 
 function auditRow(audit: StatusReport['audit']): string {

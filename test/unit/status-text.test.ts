@@ -51,3 +51,38 @@ describe('status while Docker is not answering', () => {
     expect(renderStatusText(s)).toMatch(/^healthy +NO: Docker is not answering/m);
   });
 });
+
+describe('status text: the registration row', () => {
+  it('says what the instance itself sees of the agent’s ACS connection, beside what ECS last said', () => {
+    const s = buildStatus({
+      version: '0',
+      config: { runtimeName: 'runsc', runscPath: '/r', networkPolicy: 'auto', lifecycle: { enabled: false, spotDrain: false } },
+      runtimeState: { name: 'runsc', runscPath: '/r', verified: true },
+      runsc: { version: 'x' },
+      docker: { problem: 'not asked here' },
+      watch: {
+        pid: 1,
+        updatedAt: new Date().toISOString(),
+        summary: '',
+        healthy: true,
+        agent: { running: true, restarts: 0 },
+        registration: {
+          cluster: 'prod',
+          containerInstanceArn: 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc',
+          status: 'ACTIVE',
+          agentConnected: false,
+          acs: {
+            state: 'connected',
+            since: '2026-12-07T07:00:00.000Z',
+            why: 'the agent’s log says connected, and it holds the connection',
+          },
+          callsLastHour: 1,
+        },
+      } as unknown as WatchSnapshot,
+      watchLive: true,
+    });
+    expect(renderStatusText(s)).toContain(
+      'ACTIVE, agentConnected=false, health -\n  ACS connection seen here: connected since 2026-12-07T07:00:00.000Z (the agent’s log says connected, and it holds the connection)',
+    );
+  });
+});
