@@ -99,7 +99,11 @@ describe('the task directory', () => {
   function directory(agentSays: (id: string) => EcsTaskView | null | undefined) {
     const clock = new FakeClock();
     const asked: string[][] = [];
-    const ecs = { describeTasks: async (_c: string, arns: readonly string[]) => (asked.push([...arns]), views) } as unknown as EcsPort;
+    const describeTasks = async (_c: string, arns: readonly string[]) => {
+      asked.push([...arns]);
+      return views;
+    };
+    const ecs = { describeTasks } as unknown as EcsPort;
     const aws = new AwsCaller(
       {
         ecs: () => ecs,
