@@ -149,6 +149,11 @@ const schema = z.object({
    * this often (±25 %), besides at registration and when that evidence changes.
    */
   ECS_HEARTBEAT_MINUTES: positiveInt(10_080).default(720),
+  /**
+   * The first poll of a registration comes within this many seconds (uniformly spread). Longer spreads a
+   * fleet's scale-out over the shared read budget, at the cost of new instances taking untrusted tasks later.
+   */
+  ECS_FIRST_POLL_SPREAD_SECONDS: wholeNumber(3600).default(10),
   /** How long the instance's own evidence of a lost ACS connection must last before ECS is asked to confirm it. */
   ACS_GRACE_SECONDS: positiveInt(3600).default(30),
   /** The agent's log on the host (ecs-init mounts /var/log/ecs as its /log): read for its ACS connection. */

@@ -20,6 +20,8 @@ export interface EcsBudget {
   heartbeatMs: number;
   /** How long the local evidence of a lost ACS connection must last before ECS is asked. */
   acsGraceMs: number;
+  /** The first poll of a registration comes within this long (uniformly spread). */
+  firstPollSpreadMs: number;
 }
 
 const HOUR = 3_600_000;
@@ -77,9 +79,13 @@ export function acsConfirmAt(c: AcsConfirmation, graceMs: number): number | unde
   return c.since + graceMs * 2 ** c.asks;
 }
 
-/** The first poll after registration: soon (launch gates wait on it), spread over the alert interval. */
+/**
+ * The first poll after registration: soon by default (new capacity takes untrusted tasks only once ECS
+ * has said the registration is this instance), spread so a scale-out's instances do not ask together. A
+ * launch hook awaiting ECS polls at the alert interval whatever the spread.
+ */
 export function firstPollMs(b: EcsBudget, random: () => number): number {
-  return Math.round(Math.min(b.alertPollMs, 10_000) * random());
+  return Math.round(b.firstPollSpreadMs * random());
 }
 
 /** At most `limit` calls in any `windowMs`: how long the next call must wait. */

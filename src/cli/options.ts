@@ -98,6 +98,7 @@ export function watchOptions(cfg: Config, service: ServiceEnv, supervisorStallMs
       maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR,
       alertPollMs: cfg.ECS_ALERT_POLL_SECONDS * 1000,
       heartbeatMs: cfg.ECS_HEARTBEAT_MINUTES * 60_000,
+      firstPollSpreadMs: cfg.ECS_FIRST_POLL_SPREAD_SECONDS * 1000,
       acsGraceMs: cfg.ACS_GRACE_SECONDS * 1000,
     },
     introspectMs: cfg.INTROSPECTION_SECONDS * 1000,

@@ -118,7 +118,14 @@ describe('what the local evidence changes in ECS polling', () => {
     attributes: {},
     ...o,
   });
-  const budget = { callsPerHour: 12, maxCallsPerHour: 60, alertPollMs: 60_000, heartbeatMs: 12 * 3_600_000, acsGraceMs: 30_000 };
+  const budget = {
+    callsPerHour: 12,
+    maxCallsPerHour: 60,
+    alertPollMs: 60_000,
+    heartbeatMs: 12 * 3_600_000,
+    acsGraceMs: 30_000,
+    firstPollSpreadMs: 10_000,
+  };
   const ecsMonitor = (st: WatchState, r = 0.5) => new EcsMonitor({ aws: {} as AwsCaller, random: () => r }, st, { budget });
   const acs = (st: WatchState, state: 'connected' | 'disconnected' | 'unknown', since: number) =>
     st.record({ kind: 'acs', state, why: '', since });

@@ -19,7 +19,14 @@ import { WatchMetrics } from '../../src/watch/metrics.js';
 import { WatchState } from '../../src/watch/watch-state.js';
 import { FakeClock } from '../harness/fake-clock.js';
 
-const budget = { callsPerHour: 12, maxCallsPerHour: 60, alertPollMs: 60_000, heartbeatMs: 12 * 3_600_000, acsGraceMs: 30_000 };
+const budget = {
+  callsPerHour: 12,
+  maxCallsPerHour: 60,
+  alertPollMs: 60_000,
+  heartbeatMs: 12 * 3_600_000,
+  acsGraceMs: 30_000,
+  firstPollSpreadMs: 10_000,
+};
 const meta = { cluster: 'prod', containerInstanceArn: 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc' };
 const view = (o: Partial<ContainerInstanceView> = {}): ContainerInstanceView => ({
   arn: meta.containerInstanceArn,
