@@ -43,32 +43,37 @@ afterAll(async () => {
   await Promise.all([ecs.stop(), intro.stop(), imds.stop()]);
 });
 
+/** The app wired as `run` wires it, on the simulated clock: the runtime applied and the agent started. */
+async function dayApp(dir: string, extra: Record<string, string>) {
+  writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
+  const env = cliEnv(d, {
+    ECS_GVISOR_AGENT_IMAGE: agentImage,
+    ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
+    ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
+    ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
+    ECS_GVISOR_INTROSPECTION_URL: intro.url,
+    ECS_GVISOR_IMDS_URL: imds.url,
+    ECS_GVISOR_DRIFT_CHECK_SECONDS: '86400',
+    ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '86400',
+    ECS_GVISOR_UNHEALTHY_SECONDS: '86400',
+    ...extra,
+  });
+  const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
+  const app = buildApp(
+    cfg,
+    pino({ level: 'silent' }),
+    {},
+    { clock, ecsRetry: { retries: 2, minMs: 1, maxMs: 5 }, ...ACCEPT_STAND_IN_LISTENER },
+  );
+  const runtime = await clock.drive(app.runtime.apply());
+  await clock.drive(app.agent.apply());
+  return { cfg, app, runtime };
+}
+
 describe('a simulated day of ECS monitoring', () => {
   it('stays within 12 calls per instance-hour when healthy, polls faster (bounded) only while wrong, backs off when throttled', async () => {
     await resetDocker(d, '{}\n');
-    const dir = mkdtempSync('/tmp/egv-day-');
-    writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
-    const env = cliEnv(d, {
-      ECS_GVISOR_AGENT_IMAGE: agentImage,
-      ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
-      ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
-      ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
-      ECS_GVISOR_INTROSPECTION_URL: intro.url,
-      ECS_GVISOR_IMDS_URL: imds.url,
-      ECS_GVISOR_INTROSPECTION_SECONDS: '300',
-      ECS_GVISOR_DRIFT_CHECK_SECONDS: '86400',
-      ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '86400',
-      ECS_GVISOR_UNHEALTHY_SECONDS: '86400',
-    });
-    const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
-    const app = buildApp(
-      cfg,
-      pino({ level: 'silent' }),
-      {},
-      { clock, ecsRetry: { retries: 2, minMs: 1, maxMs: 5 }, ...ACCEPT_STAND_IN_LISTENER },
-    );
-    const runtime = await clock.drive(app.runtime.apply());
-    await clock.drive(app.agent.apply());
+    const { cfg, app, runtime } = await dayApp(mkdtempSync('/tmp/egv-day-'), { ECS_GVISOR_INTROSPECTION_SECONDS: '300' });
 
     ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 0, attributes: {} });
     ecs.behaviour = (_op, n) => {
@@ -125,34 +130,12 @@ describe('a simulated day of ECS monitoring', () => {
     ecs.reset();
     ecs.assumedEc2InstanceId = TEST_INSTANCE_ID;
     const dir = mkdtempSync('/tmp/egv-day-acs-');
-    writeFileSync(`${dir}/ecs.config`, 'ECS_CLUSTER=prod\n');
     const agentLog = `${dir}/ecs-agent.log`;
     // The agent's own words (no time field: the simulated day is not the container's clock).
     const say = (msg: string) => appendFileSync(agentLog, `level=info msg="${msg}" containerInstanceARN="${ARN}"\n`);
     writeFileSync(agentLog, '', { mode: 0o644 });
     say('Connected to ACS endpoint');
-    const env = cliEnv(d, {
-      ECS_GVISOR_AGENT_IMAGE: agentImage,
-      ECS_GVISOR_ECS_CONFIG: `${dir}/ecs.config`,
-      ECS_GVISOR_ECS_INSTANCE_CONFIG: `${dir}/none`,
-      ECS_GVISOR_AGENT_CACHE_DIR: `${dir}/cache`,
-      ECS_GVISOR_AGENT_LOG_FILE: agentLog,
-      ECS_GVISOR_INTROSPECTION_URL: intro.url,
-      ECS_GVISOR_IMDS_URL: imds.url,
-      ECS_GVISOR_INTROSPECTION_SECONDS: '30',
-      ECS_GVISOR_DRIFT_CHECK_SECONDS: '86400',
-      ECS_GVISOR_AUDIT_INTERVAL_SECONDS: '86400',
-      ECS_GVISOR_UNHEALTHY_SECONDS: '86400',
-    });
-    const cfg = parseConfig({ fileText: undefined, filePath: env.ECS_GVISOR_CONFIG!, env });
-    const app = buildApp(
-      cfg,
-      pino({ level: 'silent' }),
-      {},
-      { clock, ecsRetry: { retries: 2, minMs: 1, maxMs: 5 }, ...ACCEPT_STAND_IN_LISTENER },
-    );
-    const runtime = await clock.drive(app.runtime.apply());
-    await clock.drive(app.agent.apply());
+    const { app, runtime } = await dayApp(dir, { ECS_GVISOR_AGENT_LOG_FILE: agentLog, ECS_GVISOR_INTROSPECTION_SECONDS: '30' });
     ecs.instances.set(ARN, { status: 'ACTIVE', agentConnected: true, healthStatus: 'OK', runningTasksCount: 0, attributes: {} });
     await intro.register({ Cluster: 'prod', ContainerInstanceArn: ARN });
 
