@@ -12,6 +12,7 @@ import { WatchMetrics } from '../../src/watch/metrics.js';
 import { AcsMonitor } from '../../src/watch/monitors/acs-monitor.js';
 import { EcsMonitor } from '../../src/watch/monitors/ecs-monitor.js';
 import { WatchState } from '../../src/watch/watch-state.js';
+import { testBudget as budget, containerInstanceView as view } from '../fakes/ecs-views.js';
 import { FakeClock } from '../harness/fake-clock.js';
 
 const ARN = 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc';
@@ -108,24 +109,6 @@ describe('the ACS monitor', () => {
 });
 
 describe('what the local evidence changes in ECS polling', () => {
-  const view = (o: Partial<ContainerInstanceView> = {}): ContainerInstanceView => ({
-    arn: ARN,
-    status: 'ACTIVE',
-    agentConnected: true,
-    healthStatus: 'OK',
-    runningTasksCount: 0,
-    pendingTasksCount: 0,
-    attributes: {},
-    ...o,
-  });
-  const budget = {
-    callsPerHour: 12,
-    maxCallsPerHour: 60,
-    alertPollMs: 60_000,
-    heartbeatMs: 12 * 3_600_000,
-    acsGraceMs: 30_000,
-    firstPollSpreadMs: 10_000,
-  };
   const ecsMonitor = (st: WatchState, r = 0.5) => new EcsMonitor({ aws: {} as AwsCaller, random: () => r }, st, { budget });
   const acs = (st: WatchState, state: 'connected' | 'disconnected' | 'unknown', since: number) =>
     st.record({ kind: 'acs', state, why: '', since });

@@ -17,27 +17,10 @@ import { audit } from '../../src/watch/audit.js';
 import { classify, HealingLadder } from '../../src/watch/health.js';
 import { WatchMetrics } from '../../src/watch/metrics.js';
 import { WatchState } from '../../src/watch/watch-state.js';
+import { testBudget as budget, containerInstanceView as view } from '../fakes/ecs-views.js';
 import { FakeClock } from '../harness/fake-clock.js';
 
-const budget = {
-  callsPerHour: 12,
-  maxCallsPerHour: 60,
-  alertPollMs: 60_000,
-  heartbeatMs: 12 * 3_600_000,
-  acsGraceMs: 30_000,
-  firstPollSpreadMs: 10_000,
-};
 const meta = { cluster: 'prod', containerInstanceArn: 'arn:aws:ecs:us-east-1:111122223333:container-instance/prod/abc' };
-const view = (o: Partial<ContainerInstanceView> = {}): ContainerInstanceView => ({
-  arn: meta.containerInstanceArn,
-  status: 'ACTIVE',
-  agentConnected: true,
-  healthStatus: 'OK',
-  runningTasksCount: 0,
-  pendingTasksCount: 0,
-  attributes: {},
-  ...o,
-});
 
 describe('ECS budget', () => {
   it('steady polls never come sooner than 3600/callsPerHour seconds and at most 10 % later', () => {
