@@ -32,8 +32,17 @@ function setup() {
   st.obs.agent = { running: true, pid: 100, startedAt: '2026-12-07T09:59:00Z' };
   st.obs.metadata = { cluster: 'prod', containerInstanceArn: ARN };
   let pending = '';
+  let failure: Error | undefined;
+  const failNext = (e: Error) => {
+    failure = e;
+  };
   const tail = {
     read: async () => {
+      if (failure) {
+        const e = failure;
+        failure = undefined;
+        throw e;
+      }
       const t = pending;
       pending = '';
       return t;
@@ -65,7 +74,7 @@ function setup() {
     if (o) st.record(o);
     return o;
   };
-  return { clock, st, write, conns, round, resolved };
+  return { clock, st, write, conns, round, resolved, failNext };
 }
 
 describe('the ACS monitor', () => {
@@ -95,6 +104,16 @@ describe('the ACS monitor', () => {
     write(line('2026-12-07T10:00:04Z', 'Disconnected from ACS')); // names none: the current one's
     write(line('2026-12-07T10:00:05Z', 'Connected to ACS endpoint', ARN));
     expect(await round()).toMatchObject({ state: 'connected' });
+  });
+
+  it('a log that can no longer be believed makes the evidence unknown at once (ECS polled again), never stale', async () => {
+    const { st, write, conns, round, failNext } = setup();
+    write(dial('2026-12-07T10:00:01Z', '127.0.0.1:8123') + line('2026-12-07T10:00:01Z', 'Connected to ACS endpoint', ARN));
+    conns.set(101, [{ remoteAddress: '127.0.0.1', remotePort: 8123, localPort: 40000 }]);
+    expect(await round()).toMatchObject({ state: 'connected' });
+    failNext(new Error('The agent’s log /var/log/ecs/ecs-agent.log is not believed: its file is writable by group or others (mode 666).'));
+    expect(await round()).toMatchObject({ state: 'unknown' });
+    expect(st.snap.lastErrors[0]).toMatchObject({ component: 'acs', message: expect.stringContaining('not believed') });
   });
 
   it('a named endpoint is resolved here: a connection to another address on its port is not ACS', async () => {

@@ -1,8 +1,9 @@
 /**
  * The agent's ACS connection as the instance itself sees it (acs-evidence.ts), as often as the agent's
- * introspection is asked and without an AWS call: the lines its log gained since the last round, and the connections the agent's
- * processes hold in the kernel. Only lines about the current registration, written since the agent
- * container started, count: the log outlives agents and registrations.
+ * introspection is asked and without an AWS call: the lines its log gained since the last round, and the
+ * connections the agent's processes hold in the kernel. Only lines about the current registration,
+ * written since the agent container started, count: the log outlives agents and registrations. A log
+ * that cannot be read or believed makes the evidence unknown (ECS is then polled), never stale.
  */
 
 import type { LogTailPort } from '../../adapters/log-tail.js';
@@ -42,7 +43,7 @@ export class AcsMonitor implements Monitor {
 
   constructor(
     private readonly deps: AcsMonitorDeps,
-    private readonly state: Pick<WatchState, 'obs' | 'ms'>,
+    private readonly state: Pick<WatchState, 'obs' | 'ms' | 'recordError'>,
     private readonly opts: { everyMs: number },
   ) {}
 
@@ -51,7 +52,14 @@ export class AcsMonitor implements Monitor {
   }
 
   async run(): Promise<Observation | undefined> {
-    const text = await this.deps.log.read();
+    let text: string;
+    try {
+      text = await this.deps.log.read();
+    } catch (err) {
+      this.state.recordError('acs', err);
+      this.last = undefined;
+      return this.observe({ state: 'unknown', why: 'the agent’s log cannot be read or believed (see the last errors)' });
+    }
     const agent = this.state.obs.agent;
     const arn = this.state.obs.metadata?.containerInstanceArn;
     const startedMs = agent?.startedAt ? Date.parse(agent.startedAt) - START_SLACK_MS : Number.NEGATIVE_INFINITY;
@@ -62,9 +70,11 @@ export class AcsMonitor implements Monitor {
     this.endpoint = acsEndpointOf(text) ?? this.endpoint;
     if (!arn || !agent?.running) return undefined;
     const kernel = this.last?.state === 'connected' ? await this.kernel(agent.pid) : 'unknown';
-    const { state, why } = judgeAcs(this.last, kernel);
-    const now = this.state.ms();
-    if (this.seen?.state !== state) this.seen = { state, since: now };
+    return this.observe(judgeAcs(this.last, kernel));
+  }
+
+  private observe({ state, why }: { state: AcsLocal; why: string }): Observation {
+    if (this.seen?.state !== state) this.seen = { state, since: this.state.ms() };
     return { kind: 'acs', state, why, since: this.seen.since };
   }
 
