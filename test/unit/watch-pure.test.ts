@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { parseMetadata } from '../../src/agent/introspection.js';
 import { firstPollMs, nextPollMs, RollingWindow, steadyPollMs } from '../../src/aws/budget.js';
-import type { ContainerInstanceView, ContainerState } from '../../src/ports.js';
+import type { ContainerState } from '../../src/ports.js';
 import {
   attributeValue,
   desiredAttributes,
