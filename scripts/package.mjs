@@ -3,7 +3,9 @@
 //   ecs-gvisor        a single executable: the bundle injected into the pinned Node.js of tools/node
 //                     (Node's single-executable applications), with V8's code cache for that Node inside
 //   ecs-gvisor.mjs    the same program as one ESM file, for operators who bring their own Node (>= 24)
-//   the systemd unit, install.sh, the userdata example and the README.
+//   the systemd unit, install.sh, the userdata example, the README, LICENSE and NOTICE, and the SBOM
+//   (sbom.cdx.json, CycloneDX from the lockfiles: scripts/sbom.mjs), which is also beside the tarball and
+//   listed with it in the .sha512 file.
 //
 //   node scripts/package.mjs                  everything
 //   node scripts/package.mjs --arch x64       one architecture's executable and tarball
@@ -19,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { sbom } from './sbom.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
@@ -291,7 +294,10 @@ async function executable(arch, chunks) {
   return exe;
 }
 
-/** ecs-gvisor-<version>-linux-<arch>.tar.gz and its .sha512 (`<hex>  <name>`, as sha512sum -c reads it). */
+/**
+ * ecs-gvisor-<version>-linux-<arch>.tar.gz, its SBOM beside it (.cdx.json), and the .sha512 listing both
+ * (`<hex>  <name>` lines, as sha512sum -c reads them).
+ */
 function release(arch, exe) {
   const name = `ecs-gvisor-${version}`;
   const out = join(root, 'dist/release');
@@ -305,12 +311,18 @@ function release(arch, exe) {
     ['scripts/install.sh', 'install.sh'],
     ['scripts/userdata.sh', 'userdata.sh'],
     ['README.md', 'README.md'],
+    ['LICENSE', 'LICENSE'],
+    ['NOTICE', 'NOTICE'],
   ]) {
     copyFileSync(from.startsWith('/') ? from : join(root, from), join(stage, to));
     chmodSync(join(stage, to), /\.(sh|mjs)$|^ecs-gvisor$/.test(to) ? 0o755 : 0o644);
   }
+  const bom = `${JSON.stringify(sbom(arch, root), null, 2)}\n`;
+  writeFileSync(join(stage, 'sbom.cdx.json'), bom, { mode: 0o644 });
   const file = `${name}-linux-${arch}.tar.gz`;
   const tarball = join(out, file);
+  const bomFile = `${name}-linux-${arch}.cdx.json`;
+  writeFileSync(join(out, bomFile), bom);
   // Owner and times fixed, so the same inputs give the same tarball.
   execFileSync('tar', [
     '--owner=0',
@@ -324,7 +336,10 @@ function release(arch, exe) {
     tarball,
     name,
   ]);
-  const hex = createHash('sha512').update(readFileSync(tarball)).digest('hex');
-  writeFileSync(`${tarball}.sha512`, `${hex}  ${file}\n`);
+  const sum = (f) =>
+    `${createHash('sha512')
+      .update(readFileSync(join(out, f)))
+      .digest('hex')}  ${f}\n`;
+  writeFileSync(`${tarball}.sha512`, sum(file) + sum(bomFile));
   return tarball;
 }

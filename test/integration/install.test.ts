@@ -225,21 +225,41 @@ describe('the bundle and the release', () => {
     expect(readFileSync(exe).readUInt16LE(18)).toBe(0xb7);
   });
 
-  it('one tarball per architecture, each with its .sha512: the executable, the bundle, the unit and the scripts', () => {
+  it('one tarball per architecture, each with its .sha512: the executable, the bundle, the unit, the scripts, the license and the SBOM', () => {
     const dir = `${repo}dist/release`;
     for (const arch of ['x64', 'arm64']) {
       const file = `ecs-gvisor-0.1.0-linux-${arch}.tar.gz`;
       const list = execFileSync('tar', ['-tzvf', `${dir}/${file}`], { encoding: 'utf8' });
       for (const f of ['ecs-gvisor', 'ecs-gvisor.mjs', 'install.sh', 'userdata.sh'])
         expect(list).toMatch(new RegExp(`^-rwxr-xr-x 0/0 .* ecs-gvisor-0\\.1\\.0/${f.replace('.', '\\.')}$`, 'm'));
-      expect(list).toMatch(/^-rw-r--r-- 0\/0 .* ecs-gvisor-0\.1\.0\/ecs-gvisor\.service$/m);
-      const sum = readFileSync(`${dir}/${file}.sha512`, 'utf8');
-      expect(sum).toBe(
-        `${createHash('sha512')
-          .update(readFileSync(`${dir}/${file}`))
-          .digest('hex')}  ${file}\n`,
+      for (const f of ['ecs-gvisor.service', 'LICENSE', 'NOTICE', 'sbom.cdx.json'])
+        expect(list).toMatch(new RegExp(`^-rw-r--r-- 0/0 .* ecs-gvisor-0\\.1\\.0/${f.replace('.', '\\.')}$`, 'm'));
+      // The SBOM beside the tarball is the one inside it, and the checksum file lists both.
+      const bomFile = `ecs-gvisor-0.1.0-linux-${arch}.cdx.json`;
+      const inside = execFileSync('tar', ['-xzOf', `${dir}/${file}`, 'ecs-gvisor-0.1.0/sbom.cdx.json'], { encoding: 'utf8' });
+      expect(readFileSync(`${dir}/${bomFile}`, 'utf8')).toBe(inside);
+      const bom = JSON.parse(inside) as {
+        bomFormat: string;
+        specVersion: string;
+        components: Array<{ name: string; version: string; hashes: unknown[] }>;
+      };
+      expect(bom).toMatchObject({ bomFormat: 'CycloneDX', specVersion: '1.5' });
+      const lock = JSON.parse(readFileSync(`${repo}package-lock.json`, 'utf8')) as { packages: Record<string, { version: string }> };
+      expect(bom.components).toContainEqual(
+        expect.objectContaining({
+          name: 'dockerode',
+          version: lock.packages['node_modules/dockerode']!.version,
+          hashes: [expect.objectContaining({ alg: 'SHA-512' })],
+        }),
       );
-      expect(execFileSync('sha512sum', ['-c', `${file}.sha512`], { cwd: dir, encoding: 'utf8' })).toBe(`${file}: OK\n`);
+      expect(bom.components).toContainEqual(expect.objectContaining({ name: `node-linux-${arch}`, type: 'platform' }));
+      expect(bom.components.some((c) => c.name === 'vitest')).toBe(false); // dev packages are not shipped
+      const hex = (f: string) =>
+        createHash('sha512')
+          .update(readFileSync(`${dir}/${f}`))
+          .digest('hex');
+      expect(readFileSync(`${dir}/${file}.sha512`, 'utf8')).toBe(`${hex(file)}  ${file}\n${hex(bomFile)}  ${bomFile}\n`);
+      expect(execFileSync('sha512sum', ['-c', `${file}.sha512`], { cwd: dir, encoding: 'utf8' })).toBe(`${file}: OK\n${bomFile}: OK\n`);
     }
   });
 
