@@ -216,6 +216,8 @@ const schema = z.object({
 });
 
 type Raw = z.infer<typeof schema>;
+/** A configuration key, without the ECS_GVISOR_ prefix. */
+export type ConfigKey = keyof Raw;
 export type Config = Readonly<
   Omit<Raw, 'RUNSC_ARGS'> & {
     RUNSC_ARGS: readonly string[];
@@ -236,48 +238,54 @@ export interface ConfigSource {
   env: Readonly<Record<string, string | undefined>>;
 }
 
+/** Every key's default (undefined: none), as the schema gives it. */
+export function configDefaults(): Readonly<Partial<Record<ConfigKey, unknown>>> {
+  return schema.parse({});
+}
+
 /** Where to look for the config file. */
 export function configPath(env: Readonly<Record<string, string | undefined>>): string {
   return env[`${PREFIX}CONFIG`] || DEFAULT_CONFIG_PATH;
 }
 
-/** Parse and validate. Throws CONFIG_INVALID naming the file (or environment), key and value. */
+/** Parse and validate. Throws CONFIG_INVALID naming the file (or environment), key and value (the first problem). */
 export function parseConfig(src: ConfigSource): Config {
+  const r = checkConfig(src);
+  if (!r.config) throw invalid(r.problems[0]!);
+  return r.config;
+}
+
+export interface ConfigCheck {
+  /** The configuration, when there is no problem. */
+  config?: Config;
+  /** Every problem, each one sentence naming the file (or environment), key and value. */
+  problems: string[];
+  /** ECS_GVISOR_* variables in the environment that are no key: ignored by the commands, refused by check-config. */
+  unknownEnv: string[];
+}
+
+/** Every problem of the file and the environment at once (`check-config`); parseConfig stops at the first. */
+export function checkConfig(src: ConfigSource): ConfigCheck {
   const values: Record<string, string> = {};
   const origin: Record<string, string> = {};
+  const problems: string[] = [];
 
   if (src.fileText !== undefined) {
     src.fileText.split(/\r?\n/).forEach((rawLine, i) => {
-      const line = rawLine.trim();
-      if (line === '' || line.startsWith('#')) return;
-      const where = `${src.filePath} line ${i + 1}`;
-      // systemd reads this file too (EnvironmentFile=): only the grammar both read alike is accepted.
-      if (line.startsWith(';'))
-        throw invalid(`${where}: "${clip(line)}" is a ";" comment, which systemd skips and ecs-gvisor does not; use "#".`);
-      if (/\\$/.test(line))
-        throw invalid(`${where}: "${clip(line)}" ends in a backslash, which systemd joins with the next line and ecs-gvisor does not.`);
-      const eq = line.indexOf('=');
-      if (eq <= 0) throw invalid(`${where}: "${clip(line)}" is not a KEY=VALUE line.`);
-      const key = line.slice(0, eq).trim();
-      const value = line.slice(eq + 1).trim();
-      const short = key.startsWith(PREFIX) ? key.slice(PREFIX.length) : undefined;
-      if (short === undefined || !KNOWN.has(short)) {
-        throw invalid(`${where}: unknown key ${key} (keys start with ${PREFIX}; see the README's configuration reference).`);
-      }
-      if (/["'\\]/.test(value)) {
-        throw invalid(
-          `${where}: ${key}=${clip(value)} has quotes or a backslash, which systemd removes and ecs-gvisor keeps; write the value bare (spaces are fine).`,
-        );
-      }
-      values[short] = value;
-      origin[short] = src.filePath;
+      const problem = fileLine(src.filePath, rawLine, i + 1, values, origin);
+      if (problem) problems.push(problem);
     });
   }
 
+  const unknownEnv: string[] = [];
   for (const [key, value] of Object.entries(src.env)) {
     if (!key.startsWith(PREFIX) || value === undefined) continue;
     const short = key.slice(PREFIX.length);
-    if (!KNOWN.has(short) || ENV_ONLY.has(short)) continue;
+    if (ENV_ONLY.has(short)) continue;
+    if (!KNOWN.has(short)) {
+      unknownEnv.push(`environment: ${key} is no ecs-gvisor setting${didYouMean(short)}; it is ignored.`);
+      continue;
+    }
     values[short] = value;
     origin[short] = 'environment';
   }
@@ -287,29 +295,82 @@ export function parseConfig(src: ConfigSource): Config {
 
   const parsed = schema.safeParse(values);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const key = String(issue.path[0] ?? '');
-    const where = origin[key] ?? 'configuration';
-    throw invalid(`${where}: ${PREFIX}${key}="${clip(values[key] ?? '')}" ${issue.message}.`);
+    for (const issue of parsed.error.issues) {
+      const key = String(issue.path[0] ?? '');
+      const where = origin[key] ?? 'configuration';
+      problems.push(`${where}: ${PREFIX}${key}="${clip(values[key] ?? '')}" ${issue.message}.`);
+    }
+    return { problems, unknownEnv };
   }
   const cfg = parsed.data;
   if (cfg.ECS_MAX_CALLS_PER_HOUR < cfg.ECS_CALLS_PER_HOUR) {
     const key = 'ECS_MAX_CALLS_PER_HOUR';
-    throw invalid(
+    problems.push(
       `${origin[key] ?? origin.ECS_CALLS_PER_HOUR ?? 'configuration'}: ${PREFIX}${key}=${cfg.ECS_MAX_CALLS_PER_HOUR} must be at least ${PREFIX}ECS_CALLS_PER_HOUR=${cfg.ECS_CALLS_PER_HOUR}.`,
     );
   }
   if (cfg.RUNSC_SOURCE?.startsWith('http://') && cfg.RUNSC_SHA512 === undefined) {
-    throw invalid(
+    problems.push(
       `${origin.RUNSC_SOURCE}: ${PREFIX}RUNSC_SOURCE="${clip(cfg.RUNSC_SOURCE)}" is plain http:// and needs ${PREFIX}RUNSC_SHA512 (a checksum from the same server proves nothing).`,
     );
   }
-  return Object.freeze({
+  if (problems.length) return { problems, unknownEnv };
+  const config = Object.freeze({
     ...cfg,
     RUNSC_ARGS: Object.freeze(cfg.RUNSC_ARGS.trim() === '' ? [] : cfg.RUNSC_ARGS.trim().split(/\s+/)),
     CONFIG_FILE: src.filePath,
     CONFIG_FILE_FOUND: src.fileText !== undefined,
   });
+  return { config, problems, unknownEnv };
+}
+
+/** One line of the file into `values`; its problem, if it has one. */
+function fileLine(
+  file: string,
+  rawLine: string,
+  n: number,
+  values: Record<string, string>,
+  origin: Record<string, string>,
+): string | undefined {
+  const line = rawLine.trim();
+  if (line === '' || line.startsWith('#')) return undefined;
+  const where = `${file} line ${n}`;
+  // systemd reads this file too (EnvironmentFile=): only the grammar both read alike is accepted.
+  if (line.startsWith(';')) return `${where}: "${clip(line)}" is a ";" comment, which systemd skips and ecs-gvisor does not; use "#".`;
+  if (/\\$/.test(line))
+    return `${where}: "${clip(line)}" ends in a backslash, which systemd joins with the next line and ecs-gvisor does not.`;
+  const eq = line.indexOf('=');
+  if (eq <= 0) return `${where}: "${clip(line)}" is not a KEY=VALUE line.`;
+  const key = line.slice(0, eq).trim();
+  const value = line.slice(eq + 1).trim();
+  const short = key.startsWith(PREFIX) ? key.slice(PREFIX.length) : undefined;
+  if (short === undefined || !KNOWN.has(short))
+    return `${where}: unknown key ${key}${didYouMean(short ?? key)} (keys start with ${PREFIX}; see docs/configuration.md).`;
+  if (/["'\\]/.test(value))
+    return `${where}: ${key}=${clip(value)} has quotes or a backslash, which systemd removes and ecs-gvisor keeps; write the value bare (spaces are fine).`;
+  values[short] = value;
+  origin[short] = file;
+  return undefined;
+}
+
+/** ` (did you mean ECS_GVISOR_X?)` for the closest key within a few edits, or nothing. */
+function didYouMean(short: string): string {
+  let best: { key: string; d: number } | undefined;
+  for (const k of KNOWN) {
+    const d = editDistance(short, k);
+    if (d <= Math.max(2, Math.floor(k.length / 5)) && (!best || d < best.d)) best = { key: k, d };
+  }
+  return best ? ` (did you mean ${PREFIX}${best.key}?)` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 function invalid(message: string): EcsGvisorError {

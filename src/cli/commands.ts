@@ -1,6 +1,6 @@
 /**
  * What the commands do beyond running the steps: `status` (read everything, build one report), `plan`
- * (each step's plan as text), `rollback` (the steps undone in reverse), withdrawing the proof from ECS
+ * (each step's plan, as data and as text), `check-config`'s look at the host, `rollback` (the steps undone in reverse), withdrawing the proof from ECS
  * before a rollback, serving metrics, and checking inputs before any step changes the host.
  */
 
@@ -9,7 +9,7 @@ import { ecsInitSwitches } from '../agent/agent-spec.js';
 import { loadEcsConfigs } from '../agent/ecs-config.js';
 import { type AwsCaller, regionOf } from '../aws/aws-caller.js';
 import type { Config } from '../config.js';
-import { EcsGvisorError, ExitCode, messageOf } from '../errors.js';
+import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Clock, DockerPort, FilesPort } from '../ports.js';
 import { METRICS_STATE, WATCH_STATE } from '../state-files.js';
@@ -165,10 +165,44 @@ async function undo(app: App, steps: Step[], log: Logger): Promise<number> {
   return ExitCode.ok;
 }
 
-export async function plan(app: App, steps: Step[]): Promise<string> {
+/** What `plan` found, step by step (`--json` prints it as it is); `unreadable`: the steps it could not read, and why. */
+export interface PlanReport {
+  ecsInit?: Awaited<ReturnType<App['ecsInit']['plan']>>;
+  runtime?: Awaited<ReturnType<App['runtime']['plan']>>;
+  network?: Awaited<ReturnType<App['network']['plan']>>;
+  agent?: Awaited<ReturnType<App['agent']['plan']>>;
+  unreadable: Array<{ step: Step; problem: string }>;
+}
+
+/**
+ * Each step's plan. A step whose source is unavailable (the runtime and the agent without Docker) is
+ * named with why, and the others are still shown: ecs-init and the network need no Docker. A refused input
+ * (a malformed daemon.json) still stops the plan with its own exit code, as it stops bootstrap.
+ */
+export async function plan(app: App, steps: Step[]): Promise<PlanReport> {
+  const report: PlanReport = { unreadable: [] };
+  const read = async <T>(step: Step, fn: () => Promise<T>): Promise<T | undefined> => {
+    if (!steps.includes(step)) return undefined;
+    try {
+      return await fn();
+    } catch (err) {
+      if (exitCodeOf(err) !== ExitCode.unavailable) throw err;
+      report.unreadable.push({ step, problem: messageOf(err) });
+      return undefined;
+    }
+  };
+  report.ecsInit = await read('ecs-init', () => app.ecsInit.plan());
+  report.runtime = await read('runtime', () => app.runtime.plan());
+  report.network = await read('network', () => app.network.plan());
+  report.agent = await read('agent', () => app.agent.plan());
+  return report;
+}
+
+/** The plan as people read it. */
+export function renderPlan(r: PlanReport): string {
   const lines: string[] = [];
-  if (steps.includes('ecs-init')) {
-    const p = await app.ecsInit.plan();
+  if (r.ecsInit) {
+    const p = r.ecsInit;
     const state = p.state ? `${p.state.load}, ${p.state.active}, ${p.state.fileState || 'no unit file'}` : 'no systemd';
     lines.push(
       'ecs-init:',
@@ -176,8 +210,8 @@ export async function plan(app: App, steps: Step[]): Promise<string> {
       `  actions: ${p.actions.length ? p.actions.map((a) => `systemctl ${a}`).join(', ') : 'none'}`,
     );
   }
-  if (steps.includes('runtime')) {
-    const p = await app.runtime.plan();
+  if (r.runtime) {
+    const p = r.runtime;
     lines.push('runtime:');
     lines.push(`  runsc: ${p.runsc.path} ${p.runsc.version ? `(version ${p.runsc.version})` : `(problem: ${p.runsc.problem})`}`);
     if (p.daemonJson.changed) {
@@ -195,15 +229,15 @@ export async function plan(app: App, steps: Step[]): Promise<string> {
       `  probe: ${p.probe.image} image${p.probe.build ? ' (to be built)' : ''}, then a probe container proves the sandbox and its memory limit`,
     );
   }
-  if (steps.includes('network')) {
-    const p = await app.network.plan();
+  if (r.network) {
+    const p = r.network;
     lines.push('network:');
     lines.push(`  route_localnet: ${p.routeLocalnet.now ?? '?'}${p.routeLocalnet.change ? ' -> 1' : ' (already 1)'}`);
-    for (const r of p.rules)
-      lines.push(`  ${r.present ? 'present' : 'add    '}  -t ${r.table} ${r.insert ? '-I' : '-A'} ${r.chain} ${r.args.join(' ')}`);
+    for (const x of p.rules)
+      lines.push(`  ${x.present ? 'present' : 'add    '}  -t ${x.table} ${x.insert ? '-I' : '-A'} ${x.chain} ${x.args.join(' ')}`);
   }
-  if (steps.includes('agent')) {
-    const p = await app.agent.plan();
+  if (r.agent) {
+    const p = r.agent;
     lines.push('agent:');
     lines.push(
       `  image: ${p.image.ref} (${{ use: 'present', load: 'to be loaded from the ecs-init cache', pull: 'to be pulled' }[p.image.action]})`,
@@ -219,5 +253,53 @@ export async function plan(app: App, steps: Step[]): Promise<string> {
     for (const w of p.warnings) lines.push(`  warning: ${w}`);
     if (p.container.diff) lines.push(...p.container.diff.split('\n').map((l) => `    ${l}`));
   }
+  for (const u of r.unreadable) lines.push(`${u.step}: could not be read: ${u.problem}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** What `check-config` reports of the host. */
+export interface HostFacts {
+  docker?: { version: string; cgroupVersion: string; cgroupDriver: string; defaultRuntime: string; runtimes: string[] };
+  runsc?: { path: string; version?: string };
+}
+
+/**
+ * The host as the configuration will meet it (`check-config`): Docker's version, cgroup driver and
+ * runtimes, runsc, the agent's ecs.config; every problem bootstrap would stop on, found without changing
+ * anything.
+ */
+export async function checkHost(
+  d: { files: FilesPort; docker: Pick<DockerPort, 'info'>; detectRunsc: () => Promise<{ version: string }> },
+  cfg: Config,
+): Promise<{ facts: HostFacts; problems: string[] }> {
+  const facts: HostFacts = {};
+  const problems: string[] = [];
+  try {
+    const i = await d.docker.info();
+    facts.docker = {
+      version: i.serverVersion,
+      cgroupVersion: i.cgroupVersion,
+      cgroupDriver: i.cgroupDriver,
+      defaultRuntime: i.defaultRuntime,
+      runtimes: Object.keys(i.runtimes).sort(),
+    };
+    if (![cfg.RUNTIME_NAME, 'runc'].includes(i.defaultRuntime) && !cfg.REPLACE_DEFAULT_RUNTIME)
+      problems.push(
+        `Docker's default runtime is "${i.defaultRuntime}": bootstrap replaces it only with ECS_GVISOR_REPLACE_DEFAULT_RUNTIME=true.`,
+      );
+  } catch (err) {
+    problems.push(messageOf(err));
+  }
+  try {
+    facts.runsc = { path: cfg.RUNSC_PATH, version: (await d.detectRunsc()).version };
+  } catch (err) {
+    facts.runsc = { path: cfg.RUNSC_PATH };
+    if (!cfg.RUNSC_SOURCE) problems.push(`${messageOf(err)} Set ECS_GVISOR_RUNSC_SOURCE to have bootstrap install it.`);
+  }
+  try {
+    await checkInputs(d, cfg, ['ecs-init', 'runtime', 'network', 'agent']);
+  } catch (err) {
+    problems.push(messageOf(err));
+  }
+  return { facts, problems };
 }

@@ -43,7 +43,7 @@ import type { StatusReport } from '../status/status-report.js';
 import { WatchMetrics } from '../watch/metrics.js';
 import { WatchLoop } from '../watch/watch-loop.js';
 import type { Step } from './args.js';
-import { checkInputs, readStatus, startMetrics, withdrawProof } from './commands.js';
+import { checkHost, checkInputs, type HostFacts, readStatus, startMetrics, withdrawProof } from './commands.js';
 import { failClosed } from './fail-closed.js';
 import {
   AWS_RETRY,
@@ -66,6 +66,8 @@ export type { ServiceEnv } from './options.js';
 export interface App {
   /** Read every input the steps will need before any of them changes the host (commands.ts). */
   checkInputs(steps: readonly Step[]): Promise<void>;
+  /** The host as the configuration will meet it, changing nothing (`check-config`; commands.ts). */
+  checkHost(): Promise<{ facts: HostFacts; problems: string[] }>;
   /** systemd, for ecs-gvisor's own unit (rollback takes it down first). */
   services: ServiceManagerPort;
   ecsInit: EcsInitStep;
@@ -235,6 +237,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
 
   return {
     checkInputs: (steps) => checkInputs({ files, docker }, cfg, steps),
+    checkHost: () => checkHost({ files, docker, detectRunsc: detect }, cfg),
     services,
     ecsInit,
     runtime,

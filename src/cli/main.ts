@@ -6,7 +6,7 @@
 import { fstatSync } from 'node:fs';
 import type { EarlyDockerInfo } from '../adapters/early-docker-info.js';
 import { NodeFiles } from '../adapters/node-files.js';
-import { type Config, configPath, parseConfig } from '../config.js';
+import { type Config, type ConfigCheck, checkConfig, configDefaults, configPath } from '../config.js';
 import { EcsGvisorError, ExitCode, exitCodeOf, messageOf } from '../errors.js';
 import { createLogger, stdoutIsJournal } from '../logger.js';
 import { redact } from '../redact.js';
@@ -14,6 +14,7 @@ import type { StatusReport } from '../status/status-report.js';
 import { renderStatusText } from '../status/status-text.js';
 import { VERSION } from '../version.js';
 import { answerOf, parseArgs } from './args.js';
+import type { HostFacts } from './commands.js';
 import type { ServiceEnv } from './options.js';
 
 export interface Io {
@@ -40,21 +41,35 @@ export async function main(
   } catch (err) {
     return fail(err);
   }
+  if (parsed.kind === 'usage') {
+    // No command: what there is to run, on stderr (a script that forgot its argument fails, exit 2).
+    io.stderr.write(answerOf(parsed) ?? '');
+    return ExitCode.usage;
+  }
   if (parsed.kind !== 'command') {
-    io.stdout.write(answerOf(parsed) ?? '');
+    let text = answerOf(parsed) ?? '';
+    if (parsed.kind === 'help' && !parsed.command) {
+      const { keysHelp } = await import('../config-reference.js');
+      text += keysHelp(configDefaults());
+    }
+    io.stdout.write(text);
     return ExitCode.ok;
   }
 
-  let cfg: Config;
+  const path = configPath(env);
+  let checked: ConfigCheck;
   try {
-    const files = new NodeFiles();
-    const path = configPath(env);
-    cfg = parseConfig({ fileText: await files.readText(path), filePath: path, env });
+    checked = checkConfig({ fileText: await new NodeFiles().readText(path), filePath: path, env });
   } catch (err) {
     return fail(
       err instanceof EcsGvisorError ? err : new EcsGvisorError('CONFIG_INVALID', `Cannot read the configuration: ${messageOf(err)}.`),
     );
   }
+  if (parsed.command === 'check-config') return checkConfigCommand(checked, parsed.json, io);
+  // Said, not fatal: a variable meant for another version or a typo must not stop the service.
+  for (const w of checked.unknownEnv) io.stderr.write(`ecs-gvisor: warning: ${w}\n`);
+  if (!checked.config) return fail(new EcsGvisorError('CONFIG_INVALID', checked.problems[0]!));
+  const cfg: Config = checked.config;
 
   const { command, steps } = parsed;
   // Commands whose answer is stdout log to stderr; the service commands log to stdout for journald.
@@ -74,7 +89,7 @@ export async function main(
       const { readStatus, statusSources } = await import('../status/read-status.js');
       return await status(() => readStatus(statusSources(cfg, early), cfg), parsed.json, io);
     }
-    const [{ buildApp }, { bootstrap, serve }, { plan, rollback }] = await Promise.all([
+    const [{ buildApp }, { bootstrap, serve }, { plan, renderPlan, rollback }] = await Promise.all([
       import('./composition.js'),
       import('./run.js'),
       import('./commands.js'),
@@ -91,8 +106,12 @@ export async function main(
       case 'run':
         await serve(app, steps, log, signal ?? stopSignal());
         return ExitCode.ok;
-      case 'plan':
-        return await answer(io, redact(await plan(app, steps)), ExitCode.ok);
+      case 'plan': {
+        const report = await plan(app, steps);
+        const text = parsed.json ? `${JSON.stringify(report, null, 2)}\n` : renderPlan(report);
+        // What could not be read (Docker down) is named in the answer; the exit code says it is partial.
+        return await answer(io, redact(text), report.unreadable.length ? ExitCode.unavailable : ExitCode.ok);
+      }
       case 'rollback':
         return await rollback(app, steps, log);
     }
@@ -143,6 +162,42 @@ function serviceEnv(env: Readonly<Record<string, string | undefined>>): ServiceE
     notifySocket: env.NOTIFY_SOCKET || undefined,
     watchdogUsec: forUs && Number.isFinite(usec) && usec > 0 ? usec : undefined,
   };
+}
+
+/**
+ * `check-config`: every problem of the file and the environment (unknown ECS_GVISOR_* variables
+ * included), then, with a valid configuration, of the host (Docker, runsc, ecs.config). Exit 0 or 2.
+ */
+async function checkConfigCommand(checked: ConfigCheck, json: boolean, io: Io): Promise<number> {
+  const problems = [...checked.problems, ...checked.unknownEnv.map((w) => w.replace(/; it is ignored\.$/, '.'))];
+  let host: { facts: HostFacts; problems: string[] } | undefined;
+  if (checked.config) {
+    const [{ buildApp }, { createLogger: quiet }] = await Promise.all([import('./composition.js'), import('../logger.js')]);
+    host = await buildApp(checked.config, quiet('silent', io.stderr, false)).checkHost();
+    problems.push(...host.problems);
+  }
+  const report = {
+    ok: problems.length === 0,
+    configFile: { path: checked.config?.CONFIG_FILE, found: checked.config?.CONFIG_FILE_FOUND },
+    host: host?.facts,
+    problems,
+  };
+  const text = json ? `${JSON.stringify(report, null, 2)}\n` : renderCheck(report);
+  return answer(io, redact(text), report.ok ? ExitCode.ok : ExitCode.usage);
+}
+
+function renderCheck(r: { ok: boolean; configFile: { path?: string; found?: boolean }; host?: HostFacts; problems: string[] }): string {
+  const lines: string[] = [];
+  if (r.configFile.path)
+    lines.push(`configuration: ${r.configFile.path}${r.configFile.found ? '' : ' (not found: defaults and environment only)'}`);
+  const d = r.host?.docker;
+  if (d)
+    lines.push(
+      `docker: ${d.version}, cgroup v${d.cgroupVersion} (${d.cgroupDriver} driver), default runtime ${d.defaultRuntime}, runtimes ${d.runtimes.join(', ')}`,
+    );
+  if (r.host?.runsc) lines.push(`runsc: ${r.host.runsc.path}${r.host.runsc.version ? ` (version ${r.host.runsc.version})` : ''}`);
+  lines.push(r.ok ? 'OK: no problem found' : `${r.problems.length} problem(s):`, ...r.problems.map((p) => `  - ${p}`));
+  return `${lines.join('\n')}\n`;
 }
 
 /** Exit 0 only when healthy (like `systemctl is-active`): scripts and health checks need not parse. */

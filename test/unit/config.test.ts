@@ -80,7 +80,7 @@ describe('parseConfig', () => {
     [
       'ECS_GVISOR_RUNSC_PAHT=/x\n',
       {},
-      `${FILE} line 1: unknown key ECS_GVISOR_RUNSC_PAHT (keys start with ECS_GVISOR_; see the README's configuration reference).`,
+      `${FILE} line 1: unknown key ECS_GVISOR_RUNSC_PAHT (did you mean ECS_GVISOR_RUNSC_PATH?) (keys start with ECS_GVISOR_; see docs/configuration.md).`,
     ],
     ['\njust words\n', {}, `${FILE} line 2: "just words" is not a KEY=VALUE line.`],
     // One grammar with systemd's EnvironmentFile=: what the two would read differently is refused.
