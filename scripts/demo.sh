@@ -43,7 +43,7 @@ ECS_GVISOR_DAEMON_JSON=$dir/daemon.json
 ECS_GVISOR_DOCKER_PIDFILE=$dir/docker.pid
 ECS_GVISOR_STATE_DIR=$dir/state
 ECS_GVISOR_RUNSC_PATH=$(command -v runsc)
-# Debian's runsc (20221219) needs a network flag on current kernels; see the README.
+# Debian's runsc (20221219) needs a network flag on current kernels; see docs/network-modes.md.
 ECS_GVISOR_RUNSC_ARGS=--network=none
 CONF
 egv() { node bin/ecs-gvisor.js "$@"; }

@@ -15,6 +15,7 @@ ROOT=/
 EXE=$HERE/ecs-gvisor
 BUNDLE=$HERE/ecs-gvisor.mjs
 UNIT=$HERE/ecs-gvisor.service
+DOCS=$HERE/doc
 RUNSC_URL=
 RUNSC_FILE=
 RUNSC_SHA512=
@@ -27,6 +28,7 @@ SETS=()
 LIBDIR=/usr/local/lib/ecs-gvisor
 BINLINK=/usr/local/bin/ecs-gvisor
 UNITDIR=/etc/systemd/system
+DOCDIR=/usr/local/share/doc/ecs-gvisor
 CONFIG=/etc/ecs/ecs-gvisor.config
 STATEDIR=/var/lib/ecs-gvisor
 RELEASES=https://storage.googleapis.com/gvisor/releases/release
@@ -50,6 +52,7 @@ usage: install.sh [options]
   --node PATH            run the bundle with this node (>= 24) instead of installing the executable
   --bundle PATH          ecs-gvisor.mjs, for --node (default: beside this script)
   --unit PATH            ecs-gvisor.service (default: beside this script)
+  --docs DIR             the documentation to install in /usr/local/share/doc/ecs-gvisor (default: doc/ here)
   --no-start             enable the unit but do not start it now
   --root DIR             install into DIR instead of / (image building, tests): no systemctl, no rollback
   --uninstall            stop and disable ecs-gvisor, roll the host back, remove what install added
@@ -75,6 +78,7 @@ while (($#)); do
     --executable) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; EXE=$2; shift 2 ;;
     --bundle) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; BUNDLE=$2; shift 2 ;;
     --unit) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; UNIT=$2; shift 2 ;;
+    --docs) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; DOCS=$2; shift 2 ;;
     --node) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; NODE=$2; shift 2 ;;
     --root) [[ $# -ge 2 ]] || die 2 "$1 needs a value"; ROOT=$2; shift 2 ;;
     --no-start) START=0; shift ;;
@@ -141,7 +145,7 @@ keep_original() { # keep_original PATH
 ours() { # ours KIND PATH
   [[ $2 == /* && $2 != *..* ]] || return 1
   case $1:$2 in
-    file:"$LIBDIR/ecs-gvisor.mjs" | file:"$BINLINK" | file:"$UNITDIR/ecs-gvisor.service" | config:"$CONFIG" | dir:"$LIBDIR") return 0 ;;
+    file:"$LIBDIR/ecs-gvisor.mjs" | file:"$BINLINK" | file:"$UNITDIR/ecs-gvisor.service" | config:"$CONFIG" | dir:"$LIBDIR" | dir:"$DOCDIR") return 0 ;;
     file:*/runsc | dir:*/gvisor-bin | restore:*/runsc | restore:*/gvisor-bin) [[ $2 != /runsc && $2 != /gvisor-bin ]] ;;
     *) return 1 ;;
   esac
@@ -235,7 +239,7 @@ compose_config() {
   if [[ -e $file ]]; then
     cat "$file" > "$NEWCONFIG"
   else
-    printf '# ecs-gvisor settings (KEY=VALUE); see the README for every key.\n' > "$NEWCONFIG"
+    printf '# ecs-gvisor settings (KEY=VALUE); every key: ecs-gvisor --help, or configuration.md in the docs.\n' > "$NEWCONFIG"
   fi
   [[ $RUNSC_PATH == /usr/local/bin/runsc ]] || SETS+=("ECS_GVISOR_RUNSC_PATH=$RUNSC_PATH")
   for kv in "${SETS[@]}"; do
@@ -262,6 +266,18 @@ install_config() {
   NEWCONFIG=
 }
 
+# The release's doc/ (what the unit's Documentation= and --help point to), replaced as a whole; the
+# license beside it. A tree without docs installs without them.
+install_docs() {
+  local f
+  [[ -d $DOCS ]] || return 0
+  record dir "$DOCDIR"
+  rm -rf -- "$R$DOCDIR"
+  for f in "$DOCS"/*.md "$HERE"/LICENSE "$HERE"/NOTICE; do
+    if [[ -f $f ]]; then put 0644 "$f" "$R$DOCDIR/$(basename "$f")"; fi
+  done
+}
+
 do_install() {
   [[ -f $UNIT ]] || die 4 "no unit at $UNIT (pass --unit)"
   find_program
@@ -284,6 +300,7 @@ do_install() {
   record file "$BINLINK"
   put 0644 "$UNIT" "$R$UNITDIR/ecs-gvisor.service"
   record file "$UNITDIR/ecs-gvisor.service"
+  install_docs
   install_config
   if systemd_here; then
     systemctl daemon-reload

@@ -15,7 +15,18 @@
 // code cache is made by the Node that will read it): Debian's qemu-user-static and its <arch>-cross libc.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -156,7 +167,7 @@ console.log(`bundle  ${bundle} (${kib(bundle)})`);
 if (!args.includes('--bundle-only')) {
   const at = args.indexOf('--arch');
   const arches = at >= 0 ? args[at + 1].split(',') : Object.keys(ARCHES);
-  for (const a of arches) if (!ARCHES[a]) throw new Error(`--arch ${a}: not one of ${Object.keys(ARCHES).join(', ')}`);
+  for (const a of arches) if (!ARCHES[a]) missing(`--arch ${a}: not one of ${Object.keys(ARCHES).join(', ')}`);
   rmSync(join(root, 'dist/release'), { recursive: true, force: true });
   const chunks = await buildChunks(join(root, 'dist/sea/chunks'));
   for (const arch of arches) {
@@ -167,18 +178,24 @@ if (!args.includes('--bundle-only')) {
   }
 }
 
+/** A missing prerequisite: one sentence on stderr, exit 1, never a stack trace. */
+function missing(sentence) {
+  console.error(`package: ${sentence}`);
+  process.exit(1);
+}
+
 /** How to run a Node of `arch` here: itself on its own architecture, under qemu-user-static otherwise. */
 function runner(arch) {
   const { uname, node } = ARCHES[arch];
   if (!existsSync(node)) {
-    throw new Error(`no Node.js for ${arch} at ${node}: run \`npm ci --prefix tools/node --force\` (the pinned official binaries)`);
+    missing(`no Node.js for ${arch} at ${node}: run \`npm ci --prefix tools/node --force\` (the pinned official binaries)`);
   }
   if (arch === process.arch) return { cmd: node, args: [], env: process.env };
   const qemu = `qemu-${uname}-static`;
   const sysroot = `/usr/${uname}-linux-gnu`;
   if (!existsSync(`${sysroot}/lib`)) {
-    throw new Error(
-      `building the ${arch} executable runs its Node under ${qemu}, with the ${uname} C library in ${sysroot}: install qemu-user-static and libc6-${arch}-cross, libstdc++6-${arch}-cross`,
+    missing(
+      `building the ${arch} executable runs its Node under ${qemu}, with the ${uname} C library in ${sysroot}: install qemu-user-static and libc6-${arch}-cross, libstdc++6-${arch}-cross (bash scripts/test-deps.sh)`,
     );
   }
   return { cmd: qemu, args: [node], env: { ...process.env, QEMU_LD_PREFIX: sysroot } };
@@ -313,7 +330,11 @@ function release(arch, exe) {
     ['README.md', 'README.md'],
     ['LICENSE', 'LICENSE'],
     ['NOTICE', 'NOTICE'],
+    ...readdirSync(join(root, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => [`docs/${f}`, `doc/${f}`]),
   ]) {
+    mkdirSync(dirname(join(stage, to)), { recursive: true });
     copyFileSync(from.startsWith('/') ? from : join(root, from), join(stage, to));
     chmodSync(join(stage, to), /\.(sh|mjs)$|^ecs-gvisor$/.test(to) ? 0o755 : 0o644);
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs with apt (as root, on Debian) the commands the tests need that this machine lacks, without
 # starting the system's Docker: the tests run a private dockerd, and a system one would bring its own
-# bridge and iptables rules. `npm test` runs it first (pretest), `.ci/run` and the demo too.
+# bridge and iptables rules. `npm test` (scripts/test.sh) runs it first, `.ci/run` and the demo too.
 #   scripts/test-deps.sh [COMMAND:PACKAGE ...]   (default: everything the tests use)
 set -euo pipefail
 

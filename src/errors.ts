@@ -1,6 +1,6 @@
 /**
  * Typed errors. Every failure the operator can see carries a stable code; the CLI maps codes to the
- * documented exit codes (README "Exit codes"). Messages are one sentence naming the file, key or value
+ * documented exit codes (docs/operations.md "Exit codes"). Messages are one sentence naming the file, key or value
  * at fault.
  */
 

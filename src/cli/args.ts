@@ -1,4 +1,4 @@
-/** Pure command-line parsing for the operator contract (README: Usage, Configuration, Exit codes). */
+/** Pure command-line parsing for the operator contract (docs/operations.md, docs/configuration.md). */
 import { parseArgs as nodeParseArgs } from 'node:util';
 import { EcsGvisorError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -36,8 +36,8 @@ Options:
   -V, --version          show the version
 
 Configuration: KEY=VALUE lines in /etc/ecs/ecs-gvisor.config (or $ECS_GVISOR_CONFIG),
-overridden by environment variables of the same names. Documentation: /usr/share/doc/ecs-gvisor
-(README.md, docs/); the keys are listed below.
+overridden by environment variables of the same names; the keys are listed below. Documentation:
+/usr/share/doc/ecs-gvisor (the rpm) or /usr/local/share/doc/ecs-gvisor (install.sh).
 `;
 
 /** Each command's own help: what it does, its options, its exit codes. */
@@ -50,7 +50,7 @@ ECS agent under runc. Steps, in order: ${STEPS.join(', ')}.
 
 Exit 0: converged and verified. 2: bad configuration or arguments; 3: a host file refused (nothing
 changed); 4: Docker, runsc, systemctl or the network unavailable; 5: the sandbox not proven (rolled back);
-16-31: not proven and not fully taken out of service (docs/operations.md).
+16-31: not proven and not fully taken out of service (operations.md).
 `,
   run: `Usage: ecs-gvisor run
 

@@ -4,7 +4,7 @@
  * anything else. The agent is stopped first (with it down nothing new lands here, whatever ECS still
  * reads), then `ecs-gvisor.sandbox=verified` is withdrawn from ECS, a pending launch action abandoned and,
  * when configured, the instance marked Unhealthy. What could not be done makes the exit code 16 + the
- * sum of FENCE_BITS (README "Exit codes").
+ * sum of FENCE_BITS (docs/operations.md "Exit codes").
  */
 import { EcsGvisorError, type FenceAction, messageOf, NotFencedError, sentence } from '../errors.js';
 import { isTransient, type LaunchAbandon } from '../lifecycle/lifecycle.js';

@@ -1,5 +1,5 @@
 /**
- * The simulated ECS instance's image (README: End to end): a Debian bookworm rootfs from debootstrap with
+ * The simulated ECS instance's image (docs/testing.md: End to end): a Debian bookworm rootfs from debootstrap with
  * systemd, Docker and runsc, plus stand-ins for what an ECS-optimized AMI has around the product: an
  * `ecs.service` shaped like ecs-init's, cloud-init's final stage (runs the userdata once), and a unit for
  * the fake AWS endpoints. The product itself is not in the image: each instance's userdata installs the

@@ -90,7 +90,7 @@ describe('a healthy instance, from launch to rollback', () => {
     const agent = (await i().inspect('ecs-agent'))!;
     expect(agent.State.Running).toBe(true);
     expect(agent.Config.Image).toBe('amazon/amazon-ecs-agent:latest');
-    // ecs-init parity (README: The agent step), and runc stated explicitly.
+    // ecs-init parity (docs/how-it-works.md: The agent step), and runc stated explicitly.
     expect(agent.HostConfig).toMatchObject({ Runtime: 'runc', NetworkMode: 'host', UsernsMode: 'host', Init: true });
     expect(agent.HostConfig.CapAdd).toEqual(expect.arrayContaining(['NET_ADMIN', 'SYS_ADMIN']));
     expect(agent.HostConfig.Binds).toEqual(
@@ -502,7 +502,7 @@ describe('an instance on Docker’s systemd cgroup driver (cgroup v1)', () => {
     expect((await i().sh("docker info --format '{{.CgroupDriver}}'")).trim()).toBe('systemd');
     expect(journal).toMatch(/system\.slice:docker:[0-9a-f]{64}, not the one Docker made for its container/);
 
-    // The evidence behind the README's advice, kept honest against the runsc under test: a task-like
+    // The evidence behind the advice of docs/network-modes.md, kept honest against the runsc under test: a task-like
     // container under an ECS task slice, run by that runsc with --systemd-cgroup, and the same under runc.
     await i().sh(
       `printf '%s' '{"exec-opts":["native.cgroupdriver=systemd"],"runtimes":{"gv":{"path":"/opt/e2e/runsc","runtimeArgs":["--systemd-cgroup"]}}}' > /etc/docker/daemon.json && systemctl reload docker`,

@@ -1,5 +1,5 @@
 /**
- * One simulated ECS instance (README: End to end): the instance image booted with systemd as PID 1 in a
+ * One simulated ECS instance (docs/testing.md: End to end): the instance image booted with systemd as PID 1 in a
  * container of the outer private dockerd, its own network namespace (loopback only), its own nested
  * dockerd on a volume, the test's node at /opt/e2e-node (off PATH: it runs the fakes, never the product),
  * and /opt/e2e holding its userdata, the release (this architecture's executable) and the fakes. Its first boot runs the userdata (install.sh from the release), as cloud-init would.
@@ -47,7 +47,7 @@ export interface ExecResult {
   stderr: string;
 }
 
-/** Where AWS is (the fakes on the instance's loopback), and Debian's runsc on this kernel (README: Network modes). */
+/** Where AWS is (the fakes on the instance's loopback), and Debian's runsc on this kernel (docs/network-modes.md). */
 const ENDPOINTS: Record<string, string> = {
   ECS_GVISOR_RUNSC_ARGS: '--network=none',
   ECS_GVISOR_IMDS_URL: `http://127.0.0.1:${E2E_PORTS.imds}`,

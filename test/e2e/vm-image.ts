@@ -1,5 +1,5 @@
 /**
- * The simulated instance as a virtual machine on a cgroup v2 kernel (README: End to end), for what this
+ * The simulated instance as a virtual machine on a cgroup v2 kernel (docs/testing.md: End to end), for what this
  * machine's own kernel (cgroup v1 only) cannot show: Amazon Linux 2023's cgroup v2 with Docker's systemd
  * driver. The same rootfs as the container instance (instance-image.ts), plus Debian's cloud kernel
  * (its NVMe driver and ext4 are built in, so the root disk needs no initramfs, as on EC2's Nitro

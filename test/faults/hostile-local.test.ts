@@ -1,6 +1,6 @@
 /**
  * Faults: hostile or careless local actors against whole CLI runs on the real private dockerd. Each
- * case is counted (tried / held) and the tally printed for the README's fault table.
+ * case is counted (tried / held) and the tally printed for the fault table of docs/testing.md.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';

@@ -4,7 +4,7 @@
  * through the CLI, exit 2 (configuration) or 3 (a host file) with one line on stderr naming the file, key
  * and value, and nothing written (daemon.json byte-identical, no backup, no state, no reload); through
  * the adapters against the fakes, a typed error naming the endpoint or operation and the value, never
- * a value passed on. The counts are reported for the README's fault table.
+ * a value passed on. The counts are reported for the fault table of docs/testing.md.
  */
 import { execFileSync } from 'node:child_process';
 import {

@@ -4,7 +4,7 @@ import Docker from 'dockerode';
 import type { DockerdInfo } from './private-dockerd.js';
 
 export const RUNSC = '/usr/bin/runsc';
-/** Debian's runsc predates the root-netns fix; on this kernel it needs a network flag (README: Network modes). */
+/** Debian's runsc predates the root-netns fix; on this kernel it needs a network flag (docs/network-modes.md). */
 export const RUNSC_ARGS = '--network=none';
 
 export function dockerClient(d: DockerdInfo): Docker {

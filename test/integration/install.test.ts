@@ -32,7 +32,10 @@ const UNIT = `${repo}scripts/ecs-gvisor.service`;
 const clean = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' };
 
 function install(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync('bash', [INSTALL, '--executable', EXECUTABLE, '--unit', UNIT, ...args], { env: clean, encoding: 'utf8' });
+  const r = spawnSync('bash', [INSTALL, '--executable', EXECUTABLE, '--unit', UNIT, '--docs', `${repo}docs`, ...args], {
+    env: clean,
+    encoding: 'utf8',
+  });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -232,7 +235,7 @@ describe('the bundle and the release', () => {
       const list = execFileSync('tar', ['-tzvf', `${dir}/${file}`], { encoding: 'utf8' });
       for (const f of ['ecs-gvisor', 'ecs-gvisor.mjs', 'install.sh', 'userdata.sh'])
         expect(list).toMatch(new RegExp(`^-rwxr-xr-x 0/0 .* ecs-gvisor-0\\.1\\.0/${f.replace('.', '\\.')}$`, 'm'));
-      for (const f of ['ecs-gvisor.service', 'LICENSE', 'NOTICE', 'sbom.cdx.json'])
+      for (const f of ['ecs-gvisor.service', 'LICENSE', 'NOTICE', 'sbom.cdx.json', 'doc/configuration.md', 'doc/operations.md'])
         expect(list).toMatch(new RegExp(`^-rw-r--r-- 0/0 .* ecs-gvisor-0\\.1\\.0/${f.replace('.', '\\.')}$`, 'm'));
       // The SBOM beside the tarball is the one inside it, and the checksum file lists both.
       const bomFile = `ecs-gvisor-0.1.0-linux-${arch}.cdx.json`;
@@ -306,6 +309,12 @@ describe('install.sh', () => {
     expect(unit).toMatch(/^Type=notify$/m);
     expect(unit).toMatch(/^RestartPreventExitStatus=2 3 5 6$/m);
     expect(unit).toMatch(/^Conflicts=ecs\.service$/m);
+    // Documentation= names a page that is there (the --help text points to the same directory).
+    expect(unit).toMatch(/^Documentation=.* file:\/usr\/local\/share\/doc\/ecs-gvisor\/operations\.md$/m);
+    const docs = `${root}/usr/local/share/doc/ecs-gvisor`;
+    expect(readFileSync(`${docs}/configuration.md`, 'utf8')).toBe(readFileSync(`${repo}docs/configuration.md`, 'utf8'));
+    expect(existsSync(`${docs}/operations.md`)).toBe(true);
+    expect(statSync(`${docs}/configuration.md`).mode & 0o777).toBe(0o644);
     // systemd's own checker accepts it (stderr would name any line it could not parse); it also wants the
     // command to exist, so a copy names the one installed under the test's root.
     const check = `${mkdtempSync('/tmp/egv-unit-')}/ecs-gvisor.service`;
@@ -334,6 +343,7 @@ describe('install.sh', () => {
       'usr/local/bin/runsc',
       'usr/local/bin/gvisor-bin',
       'usr/local/lib/ecs-gvisor',
+      'usr/local/share/doc/ecs-gvisor',
       'usr/local/bin/ecs-gvisor',
       'etc/systemd/system/ecs-gvisor.service',
       'etc/ecs/ecs-gvisor.config',
