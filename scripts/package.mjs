@@ -5,7 +5,8 @@
 //   ecs-gvisor.mjs    the same program as one ESM file, for operators who bring their own Node (>= 24)
 //   the systemd unit, install.sh, the userdata example, the README, LICENSE and NOTICE, and the SBOM
 //   (sbom.cdx.json, CycloneDX from the lockfiles: scripts/sbom.mjs), which is also beside the tarball and
-//   listed with it in the .sha512 file.
+//   listed with it in the .sha512 file; the docs in doc/.
+// Then the rpm of each architecture (scripts/rpm.sh, scripts/ecs-gvisor.spec) from the same files.
 //
 //   node scripts/package.mjs                  everything
 //   node scripts/package.mjs --arch x64       one architecture's executable and tarball
@@ -176,6 +177,9 @@ if (!args.includes('--bundle-only')) {
     const tarball = release(arch, exe);
     console.log(`release ${tarball} (${mib(tarball)})`);
   }
+  // The rpm of each architecture, from the release directories just made.
+  const rpm = spawnSync('bash', [join(root, 'scripts/rpm.sh'), ...arches], { stdio: 'inherit' });
+  if (rpm.status !== 0) process.exit(rpm.status ?? 1);
 }
 
 /** A missing prerequisite: one sentence on stderr, exit 1, never a stack trace. */

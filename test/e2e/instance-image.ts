@@ -16,8 +16,9 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-// iproute2: the network-mode scenario plays the CNI plugin (a veth into a pause container's namespace).
-const PACKAGES = ['systemd', 'systemd-sysv', 'dbus', 'procps', 'iptables', 'iproute2', 'docker.io', 'runsc'];
+// iproute2: the network-mode scenario plays the CNI plugin (a veth into a pause container's namespace);
+// rpm: the rpm scenario installs and erases the release's rpm.
+const PACKAGES = ['systemd', 'systemd-sysv', 'dbus', 'procps', 'iptables', 'iproute2', 'docker.io', 'runsc', 'rpm'];
 
 /** ecs-init as the agent sees it: load the cached image, run `ecs-agent` under Docker's default runtime. */
 const ECS_INIT = `#!/bin/sh

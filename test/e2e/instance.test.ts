@@ -531,3 +531,51 @@ describe('an instance on Docker’s systemd cgroup driver (cgroup v1)', () => {
     expect(gv.limit).toBe(String(64 << 20));
   });
 });
+
+describe('an instance from an AMI pipeline that installed the rpm', () => {
+  let inst: Instance | undefined;
+  const i = () => inst!;
+  const repo = fileURLToPath(new URL('../../', import.meta.url));
+  const target = process.arch === 'arm64' ? 'aarch64' : 'x86_64';
+  const RPM = `${repo}dist/release/ecs-gvisor-0.1.0-1.${target}.rpm`;
+
+  beforeAll(async () => {
+    inst = await Instance.launch(world, 'rpm', { install: 'rpm', copies: { 'ecs-gvisor.rpm': RPM } });
+  });
+  afterAll(async () => {
+    await inst?.destroy();
+  });
+
+  it('12. the rpm: enabled on install, the sandbox proven and the agent under runc; erased, the host is given back as by --uninstall', async () => {
+    diagnoseOnFailure(i);
+    await i().until('ecs-gvisor.service active', async () => (await i().unit('ecs-gvisor.service')).active === 'active');
+    expect(await i().unit('ecs-gvisor.service')).toMatchObject({ enabled: 'enabled' });
+    // (Debian's systemd names /usr/lib by its /lib link.)
+    expect((await i().sh('systemctl show ecs-gvisor.service -p FragmentPath -p ExecStart')).trim()).toMatch(
+      /^ExecStart=\{ path=\/usr\/bin\/ecs-gvisor ; argv\[\]=\/usr\/bin\/ecs-gvisor run ;[^\n]*\nFragmentPath=(\/usr)?\/lib\/systemd\/system\/ecs-gvisor\.service$/,
+    );
+    await i().until('the agent under runc', async () => (await i().inspect('ecs-agent'))?.State.Running === true);
+    expect((await i().inspect('ecs-agent'))!.HostConfig.Runtime).toBe('runc');
+    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runsc');
+    expect((await i().status()).runtime.verified).toBe(true);
+
+    // Erased from an operator's session: the preuninstall scriptlet stops the service and rolls back.
+    const r = await i().exec(['systemd-run', '--quiet', '--wait', '--pipe', '--collect', '--', 'rpm', '-e', 'ecs-gvisor']);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    await i().until(
+      'ecs.service running its agent',
+      async () => (await i().unit('ecs.service')).active === 'active' && (await i().inspect('ecs-agent'))?.State.Running === true,
+      90_000,
+    );
+    expect(await i().unit('ecs.service')).toMatchObject({ active: 'active', enabled: 'enabled' });
+    expect(await i().sh('cat /etc/docker/daemon.json')).toBe(SEED_DAEMON_JSON);
+    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
+    expect(ours(await i().sh('iptables-save'))).toEqual([]);
+    expect((await i().inspect('ecs-agent'))!.HostConfig.Runtime).toBe('runc');
+    expect((await i().sh('systemctl show ecs-gvisor.service -p LoadState')).trim()).toBe('LoadState=not-found');
+    expect((await i().sh('ls /usr/bin/ecs-gvisor /usr/lib/systemd/system/ecs-gvisor.service 2>&1 || true')).split('\n').filter(Boolean)).toEqual([
+      "ls: cannot access '/usr/bin/ecs-gvisor': No such file or directory",
+      "ls: cannot access '/usr/lib/systemd/system/ecs-gvisor.service': No such file or directory",
+    ]);
+  });
+});

@@ -31,8 +31,12 @@ export interface InstanceOptions {
   settings?: Record<string, string>;
   /** The scenarios' short intervals and 10 s watchdog (default), or the product's own (benchmarks). */
   fast?: boolean;
-  /** install.sh starts the service (default), only enables it, or is not run at all. */
-  install?: 'start' | 'no-start' | 'none';
+  /**
+   * install.sh starts the service (default), only enables it, or is not run at all; or the release's rpm
+   * (copied to /opt/e2e/ecs-gvisor.rpm) is installed, the settings appended to its config, and the
+   * service started, as an AMI pipeline's image would be at boot.
+   */
+  install?: 'start' | 'no-start' | 'none' | 'rpm';
   /** Shell lines the userdata runs before the install. */
   before?: string;
   /** The AMI's cache holds the real ECS agent (1.101.2) instead of the stand-in; it registers with the fakes itself. */
@@ -104,6 +108,16 @@ Environment=AWS_ACCESS_KEY_ID=AKIAE2E AWS_SECRET_ACCESS_KEY=e2e AWS_EC2_METADATA
 EOF
 ${o.before ?? ''}
 ${install === 'none' ? 'exit 0' : ''}
+${
+  install === 'rpm'
+    ? `rpm -i --nodeps /opt/e2e/ecs-gvisor.rpm
+printf '%s\n' ${Object.entries({ ECS_GVISOR_RUNSC_PATH: o.runscPath ?? '/usr/bin/runsc', ...settings })
+        .map(([k, v]) => `'${k}=${v}'`)
+        .join(' ')} >> /etc/ecs/ecs-gvisor.config
+systemctl start --no-block ecs-gvisor.service
+exit 0`
+    : ''
+}
 work=$(mktemp -d)
 tar -xzf /opt/e2e/release.tar.gz -C "$work"
 "$work"/ecs-gvisor-*/install.sh --runsc-path ${o.runscPath ?? '/usr/bin/runsc'} ${install === 'no-start' ? '--no-start' : ''} ${o.installArgs ?? ''} ${sets}
