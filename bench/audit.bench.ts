@@ -80,7 +80,7 @@ try {
   const host = new LinuxHost();
   const store = new StateStore(new NodeFiles(), `${dir}/state`);
   const state = new WatchState(
-    { clock, log, metrics: new WatchMetrics(() => clock.now()) },
+    { clock, log, metrics: new WatchMetrics() },
     { auditAction: 'report', network: false, acsGraceMs: 30_000 },
     undefined,
   );

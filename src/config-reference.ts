@@ -107,7 +107,17 @@ export const CONFIG_REFERENCE: Record<ConfigKey, KeyDoc> = {
   INTROSPECTION_SECONDS: { group: 'ecs', meaning: 'how often introspection and the agent container are looked at' },
   DRIFT_CHECK_SECONDS: { group: 'ecs', meaning: "how often daemon.json, Docker's default, runsc and the agent spec are checked" },
   PUBLISH_ATTRIBUTES: { group: 'ecs', meaning: 'publish `ecs-gvisor.sandbox` / `ecs-gvisor.runsc-version` on the container instance' },
-  METRICS_PORT: { group: 'ecs', meaning: 'serve Prometheus metrics on `127.0.0.1:PORT`', unset: '(off)' },
+  METRICS_PORT: { group: 'ecs', meaning: 'serve Prometheus metrics on `METRICS_ADDRESS:PORT` at `/metrics`', unset: '(off)' },
+  METRICS_ADDRESS: {
+    group: 'ecs',
+    meaning: 'the address the metrics port listens on; anything but loopback needs a firewall that admits only your collector',
+  },
+  METRICS_TEXTFILE: {
+    group: 'ecs',
+    meaning:
+      "also write the metrics every 15 s to this `*.prom` file for node_exporter's textfile collector (atomically; its directory must be root's and writable by no one else)",
+    unset: '(off)',
+  },
   AUDIT_INTERVAL_SECONDS: { group: 'audit', meaning: 'how often every running container is audited (also on each start)' },
   AUDIT_ACTION: { group: 'audit', meaning: '`report` or `stop` containers running outside gVisor' },
   HYGIENE_VIOLATIONS: {

@@ -3,6 +3,7 @@
  * the path), overridden by process environment variables of the same names. Parsed once, validated with
  * zod, frozen. This module is pure: the caller reads the file and passes the environment.
  */
+import { isIP } from 'node:net';
 // A namespace import lets the bundler drop what is unused (the named `z` export pulls in every locale).
 import * as z from 'zod';
 import { DEFAULT_DOCKER_HOST, PREFIX } from './config-defaults.js';
@@ -210,8 +211,15 @@ const schema = z.object({
   SPOT_DRAIN: bool.optional(),
   /** How often IMDS is asked for the target lifecycle state and spot notices (local, no API budget). */
   LIFECYCLE_POLL_SECONDS: positiveInt(300).default(5),
-  /** Serve Prometheus metrics on 127.0.0.1:PORT (off when unset). */
+  /** Serve Prometheus metrics on METRICS_ADDRESS:PORT (off when unset). */
   METRICS_PORT: positiveInt(65_535).optional(),
+  /** The address the metrics port listens on: loopback unless an operator opens it to a collector. */
+  METRICS_ADDRESS: z
+    .string()
+    .refine((v) => isIP(v) !== 0, 'must be an IP address of this host (127.0.0.1, 0.0.0.0, ::, or one of its own)')
+    .default('127.0.0.1'),
+  /** Also write the metrics to this file for node_exporter's textfile collector (off when unset). */
+  METRICS_TEXTFILE: absolutePath.regex(/\.prom$/, "must end in .prom (node_exporter's textfile collector reads only those)").optional(),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 });
 

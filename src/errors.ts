@@ -40,6 +40,7 @@ const exitByCode = {
   STATE_DIR_UNSAFE: ExitCode.hostInput,
   /** The agent's log is someone else's or writable by others: its word on ACS is not believed. */
   AGENT_LOG_UNSAFE: ExitCode.hostInput,
+  METRICS_TEXTFILE_UNSAFE: ExitCode.hostInput,
   HOST_WRITE_FAILED: ExitCode.unavailable,
   DOCKER_UNAVAILABLE: ExitCode.unavailable,
   DOCKER_API: ExitCode.unavailable,

@@ -13,6 +13,8 @@ import { INSTANCE_ID_PATH, instanceIdOf } from './imds-values.js';
 export type { RetryOptions } from '../retry.js';
 
 export type CallOutcome = 'ok' | AwsOutcome;
+/** Which service a call went to, as the metrics label it (Prometheus's lower-case label values). */
+export type AwsService = 'ecs' | 'autoscaling' | 'ec2';
 
 /** The region for ECS calls about a container instance: the configured one, else the ARN's own. */
 export function regionOf(containerInstanceArn: string, configured: string | undefined): string {
@@ -100,7 +102,7 @@ export class AwsCaller {
       imds: ImdsPort;
       clock: Clock;
       log: Logger;
-      onCall?: (operation: string, outcome: CallOutcome) => void;
+      onCall?: (service: AwsService, operation: string, outcome: CallOutcome) => void;
     },
     private readonly opts: {
       maxCallsPerHour: number;
@@ -169,29 +171,29 @@ export class AwsCaller {
         else this.truthWindow.record(clock.now());
         return fn(ecs);
       },
-      this.retryOptions(operation, signal),
+      this.retryOptions('ecs', operation, signal),
     );
   }
 
   /** One Auto Scaling call, retried like ECS's (Auto Scaling has its own, separate rate limits). */
   autoScaling<T>(region: string, operation: string, fn: (as: AutoScalingPort) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const as = this.deps.autoScaling(region);
-    return withAwsRetries(operation, () => fn(as), this.retryOptions(operation, signal));
+    return withAwsRetries(operation, () => fn(as), this.retryOptions('autoscaling', operation, signal));
   }
 
   /** One EC2 call, retried the same way. */
   ec2<T>(region: string, operation: string, fn: (ec2: Ec2Port) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const ec2 = this.deps.ec2(region);
-    return withAwsRetries(operation, () => fn(ec2), this.retryOptions(operation, signal));
+    return withAwsRetries(operation, () => fn(ec2), this.retryOptions('ec2', operation, signal));
   }
 
-  private retryOptions(operation: string, signal: AbortSignal | undefined) {
+  private retryOptions(service: AwsService, operation: string, signal: AbortSignal | undefined) {
     return {
       retry: this.opts.retry,
       clock: this.deps.clock,
       log: this.deps.log,
       signal,
-      onOutcome: (outcome: CallOutcome) => this.deps.onCall?.(operation, outcome),
+      onOutcome: (outcome: CallOutcome) => this.deps.onCall?.(service, operation, outcome),
     };
   }
 }

@@ -5,6 +5,7 @@
  */
 
 import { startMetricsServer } from '../adapters/metrics-http.js';
+import { removeMetricsTextfile, writeMetricsTextfile } from '../adapters/metrics-textfile.js';
 import { ecsInitSwitches } from '../agent/agent-spec.js';
 import { loadEcsConfigs } from '../agent/ecs-config.js';
 import { type AwsCaller, regionOf } from '../aws/aws-caller.js';
@@ -85,29 +86,67 @@ export async function withdrawProof(d: { state: StateStore; aws: AwsCaller; cloc
   return true;
 }
 
+/** How often the node_exporter textfile is written (the collector reads it at its own scrapes). */
+export const TEXTFILE_INTERVAL_MS = 15_000;
+
 /**
- * Serve metrics when ECS_GVISOR_METRICS_PORT is set; returns a closer. A port someone else holds is
- * logged and recorded for status, never fatal: the watch matters more than its figures.
+ * Serve metrics when ECS_GVISOR_METRICS_PORT is set, and write them to ECS_GVISOR_METRICS_TEXTFILE when
+ * that is; returns a closer. A port someone else holds, or a textfile that cannot be written, is logged
+ * and recorded for status, never fatal: the watch matters more than its figures.
  */
 export async function startMetrics(
   d: { metrics: WatchMetrics; state: StateStore; clock: Clock; log: Logger },
   cfg: Config,
 ): Promise<(() => Promise<void>) | undefined> {
-  if (cfg.METRICS_PORT === undefined) return undefined;
-  const port = cfg.METRICS_PORT;
-  const record = (r: Omit<MetricsRecord, 'port' | 'at'>) =>
-    d.state.write(METRICS_STATE, { port, ...r, at: new Date(d.clock.now()).toISOString() } satisfies MetricsRecord);
-  try {
-    const server = await startMetricsServer(() => d.metrics.render(), port);
-    d.log.info({ url: `http://127.0.0.1:${server.port}/metrics` }, 'serving metrics');
-    await record({ serving: true });
-    return server.close;
-  } catch (err) {
-    const problem = `cannot listen on 127.0.0.1:${port} (${messageOf(err)})`;
-    d.log.warn({ port, err: messageOf(err) }, `metrics are off: ${problem}; watching without them`);
-    await record({ serving: false, problem });
-    return undefined;
+  const { METRICS_PORT: port, METRICS_ADDRESS: address, METRICS_TEXTFILE: textfile } = cfg;
+  if (port === undefined && textfile === undefined) return undefined;
+  const render = () => d.metrics.render();
+  const record: Omit<MetricsRecord, 'at'> = { port, address, serving: false, textfile };
+  const save = () => d.state.write(METRICS_STATE, { ...record, at: new Date(d.clock.now()).toISOString() } satisfies MetricsRecord);
+  const closers: Array<() => Promise<void>> = [];
+  if (port !== undefined) {
+    try {
+      const server = await startMetricsServer(render, port, address);
+      d.log.info({ url: `http://${hostPort(address, server.port)}/metrics` }, 'serving metrics');
+      record.serving = true;
+      closers.push(server.close);
+    } catch (err) {
+      record.problem = `cannot listen on ${hostPort(address, port)} (${messageOf(err)})`;
+      d.log.warn({ port, address, err: messageOf(err) }, `metrics are off: ${record.problem}; watching without them`);
+    }
   }
+  if (textfile !== undefined) {
+    const write = async () => {
+      const problem = await render()
+        .then(({ text }) => writeMetricsTextfile(textfile, text))
+        .then(
+          () => undefined,
+          (err: unknown) => messageOf(err),
+        );
+      // Logged and recorded when it changes, not every 15 s.
+      if (problem === record.textfileProblem && record.textfileWriting !== undefined) return;
+      record.textfileWriting = problem === undefined;
+      record.textfileProblem = problem;
+      if (problem) d.log.warn({ textfile, err: problem }, 'the metrics textfile cannot be written; trying again');
+      else d.log.info({ textfile }, 'writing the metrics textfile');
+      await save().catch(() => undefined);
+    };
+    await write();
+    const timer = setInterval(() => void write(), TEXTFILE_INTERVAL_MS);
+    closers.push(async () => {
+      clearInterval(timer);
+      await removeMetricsTextfile(textfile);
+    });
+  }
+  await save();
+  return async () => {
+    for (const close of closers) await close();
+  };
+}
+
+/** An address and port as a URL has them (an IPv6 address in brackets). */
+function hostPort(address: string, port: number): string {
+  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
 }
 
 export { readStatus, type StatusSources } from '../status/read-status.js';

@@ -197,7 +197,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
     { cacheDir: cfg.AGENT_CACHE_DIR },
   );
 
-  const metrics = new WatchMetrics(() => clock.now());
+  const metrics = new WatchMetrics();
   const cached = <T>(make: (region: string) => T) => {
     const made = new Map<string, T>();
     return (region: string): T => made.get(region) ?? made.set(region, make(region)).get(region)!;
@@ -215,7 +215,7 @@ export function buildApp(cfg: Config, log: Logger, service: ServiceEnv = {}, ove
       imds,
       clock,
       log: log.child({ component: 'aws-api' }),
-      onCall: (operation, outcome) => metrics.ecsCalls.inc({ operation, outcome }),
+      onCall: (service, operation, outcome) => metrics.awsCalls.inc({ service, operation, outcome }),
     },
     { maxCallsPerHour: cfg.ECS_MAX_CALLS_PER_HOUR, retry: overrides.ecsRetry ?? AWS_RETRY, maxBudgetWaitMs: MAX_BUDGET_WAIT_MS },
   );

@@ -84,6 +84,8 @@ export async function readStatus(d: StatusSources, cfg: Config): Promise<StatusR
         spotDrain: spotDrain(cfg),
       },
       metricsPort: cfg.METRICS_PORT,
+      metricsAddress: cfg.METRICS_ADDRESS,
+      metricsTextfile: cfg.METRICS_TEXTFILE,
     },
     runtimeState,
     runsc,

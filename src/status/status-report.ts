@@ -47,18 +47,34 @@ export interface StatusReport {
   watch: { running: boolean; pid?: number; updatedAt?: string };
   /** Auto Scaling lifecycle: off unless a hook or spot draining is configured; the record of lifecycle.json. */
   lifecycle: { enabled: boolean; launchHook?: string; terminateHook?: string; spotDrain: boolean } & LifecycleRecord;
-  /** ECS_GVISOR_METRICS_PORT's endpoint, when set: whether `run` serves it, and why not. */
-  metrics?: { port: number; serving: boolean; problem?: string };
+  /**
+   * The metrics endpoint (ECS_GVISOR_METRICS_PORT on _ADDRESS) and textfile (_TEXTFILE), when set:
+   * whether `run` serves and writes them, and why not.
+   */
+  metrics?: {
+    port?: number;
+    address: string;
+    serving: boolean;
+    problem?: string;
+    textfile?: string;
+    textfileWriting?: boolean;
+    textfileProblem?: string;
+  };
   /** Our network rules as `run` last checked them, and how often it put them back. */
   network?: WatchSnapshot['network'];
   lastErrors: WatchSnapshot['lastErrors'];
 }
 
-/** What `run` records about its metrics endpoint (metrics.json). */
+/** What `run` records about its metrics endpoint and textfile (metrics.json). */
 export interface MetricsRecord {
-  port: number;
+  port?: number;
+  address?: string;
   serving: boolean;
   problem?: string;
+  textfile?: string;
+  /** Whether the last write of the textfile worked (undefined before the first). */
+  textfileWriting?: boolean;
+  textfileProblem?: string;
   at: string;
 }
 
@@ -71,6 +87,8 @@ export interface StatusInputs {
     networkPolicy: string;
     lifecycle: { enabled: boolean; launchHook?: string; terminateHook?: string; spotDrain: boolean };
     metricsPort?: number;
+    metricsAddress: string;
+    metricsTextfile?: string;
   };
   runtimeState?: RuntimeState;
   runsc: { version: string } | { problem: string };
@@ -107,7 +125,12 @@ export function buildStatus(i: StatusInputs): StatusReport {
     stopped: sup?.stopped,
     lastExit: sup?.lastExit && { code: sup.lastExit.code, decision: sup.lastExit.decision, at: sup.lastExit.at },
   };
-  const metricsOurs = i.watchLive && i.metrics?.port === c.metricsPort;
+  // Only what the watching process recorded for these settings counts.
+  const metricsOurs =
+    i.watchLive &&
+    i.metrics?.port === c.metricsPort &&
+    (i.metrics?.address ?? '127.0.0.1') === c.metricsAddress &&
+    i.metrics?.textfile === c.metricsTextfile;
   return {
     version: i.version,
     healthy: verified && agent.running && (w ? w.healthy : true),
@@ -146,13 +169,16 @@ export function buildStatus(i: StatusInputs): StatusReport {
     watch: { running: i.watchLive, pid: i.watch?.pid, updatedAt: i.watch?.updatedAt },
     lifecycle: { ...c.lifecycle, ...(c.lifecycle.enabled ? i.lifecycle : undefined) },
     metrics:
-      c.metricsPort === undefined
+      c.metricsPort === undefined && c.metricsTextfile === undefined
         ? undefined
-        : // Only what the watching process recorded for this port counts.
-          {
+        : {
             port: c.metricsPort,
+            address: c.metricsAddress,
             serving: Boolean(metricsOurs && i.metrics?.serving),
             problem: metricsOurs ? i.metrics?.problem : undefined,
+            textfile: c.metricsTextfile,
+            textfileWriting: c.metricsTextfile === undefined ? undefined : Boolean(metricsOurs && i.metrics?.textfileWriting),
+            textfileProblem: metricsOurs ? i.metrics?.textfileProblem : undefined,
           },
     lastErrors: w?.lastErrors ?? [],
   };

@@ -149,7 +149,14 @@ function attributesRow(attributes: StatusReport['attributes']): string {
 }
 
 function metricsRow(m: NonNullable<StatusReport['metrics']>): string {
-  return m.serving ? `http://127.0.0.1:${m.port}/metrics` : `off: ${m.problem ?? 'run is not serving them'}`;
+  const parts: string[] = [];
+  if (m.port !== undefined) {
+    const host = m.address.includes(':') ? `[${m.address}]` : m.address;
+    parts.push(m.serving ? `http://${host}:${m.port}/metrics` : `off: ${m.problem ?? 'run is not serving them'}`);
+  }
+  if (m.textfile !== undefined)
+    parts.push(m.textfileWriting ? `textfile ${m.textfile}` : `textfile off: ${m.textfileProblem ?? 'run is not writing it'}`);
+  return parts.join('; ');
 }
 
 function lifecycleRow(l: StatusReport['lifecycle']): string {

@@ -1,8 +1,10 @@
 /**
- * Prometheus metrics of the watch, served on 127.0.0.1 only and only when a port is set. Each metric is
- * a plain number (or labelled numbers) the watch sets; render() writes them in Prometheus's text
- * exposition format (version 0.0.4) as of the scrape. A dozen gauges and counters need no library.
+ * Prometheus metrics of the watch, served when a port is set (on loopback unless an address is given)
+ * and written to a node_exporter textfile when a path is. Each metric is a plain number (or labelled
+ * numbers) the watch sets; render() writes them in Prometheus's text exposition format (version 0.0.4)
+ * as of the scrape. A dozen gauges and counters need no library.
  */
+import { VERSION } from '../version.js';
 
 /** Prometheus's text format, escaped: HELP text (backslash, newline) and label values (and quotes). */
 const escapeHelp = (s: string) => s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
@@ -19,11 +21,11 @@ export class Gauge implements Metric {
   readonly type = 'gauge';
   value = 0;
 
-  /** `read`: computed at scrape time instead of set. */
+  /** `read`: computed at scrape time instead of set; undefined there means no sample (never happened). */
   constructor(
     readonly name: string,
     readonly help: string,
-    private readonly read?: () => number,
+    private readonly read?: () => number | undefined,
   ) {}
 
   set(value: number): void {
@@ -31,7 +33,25 @@ export class Gauge implements Metric {
   }
 
   samples() {
-    return [{ labels: '', value: this.read ? this.read() : this.value }];
+    const value = this.read ? this.read() : this.value;
+    return value === undefined ? [] : [{ labels: '', value }];
+  }
+}
+
+/** A constant 1 whose labels say what runs: Prometheus's `*_build_info` convention. */
+class Info implements Metric {
+  readonly type = 'gauge';
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labels: Record<string, string>,
+  ) {}
+
+  samples() {
+    const l = Object.entries(this.labels)
+      .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+      .join(',');
+    return [{ labels: `{${l}}`, value: 1 }];
   }
 }
 
@@ -76,10 +96,10 @@ export class WatchMetrics {
     'ecs_gvisor_agent_restarts_total',
     'Agent container restarts by ecs-gvisor (after an exit, an update or an unhealthy spell).',
   );
-  readonly ecsCalls = new Counter(
-    'ecs_gvisor_ecs_api_calls_total',
-    'ECS API calls by operation and outcome (ok, throttled, server-error, client-error, network, timeout).',
-    ['operation', 'outcome'],
+  readonly awsCalls = new Counter(
+    'ecs_gvisor_aws_api_calls_total',
+    'AWS API calls by service (ecs, autoscaling, ec2), operation and outcome (ok, throttled, server-error, client-error, network, timeout).',
+    ['service', 'operation', 'outcome'],
   );
   readonly limitKills = new Counter(
     'ecs_gvisor_sandbox_limit_kills_total',
@@ -90,14 +110,20 @@ export class WatchMetrics {
     'ecs_gvisor_tight_pids_limits',
     'Running tasks whose pids limit is within reach of their sandbox’s own use, at the last audit.',
   );
-  readonly repairs = new Counter('ecs_gvisor_drift_repairs_total', 'Drift found and re-applied, by kind (runtime, agent).', ['kind']);
+  readonly repairs = new Counter('ecs_gvisor_drift_repairs_total', 'Drift found and re-applied, by kind (runtime, agent, network).', [
+    'kind',
+  ]);
   private verifiedAt?: number;
-  // Computed at scrape time, so it keeps counting between loop iterations.
-  private readonly sinceVerification = new Gauge(
-    'ecs_gvisor_seconds_since_verification',
-    'Seconds since the sandbox was last proven (-1 when it is not proven).',
-    () => (this.verifiedAt === undefined ? -1 : Math.max(0, (this.now() - this.verifiedAt) / 1000)),
+  // No sample while the sandbox is not proven: absent, not a sentinel (`time() - …` stays meaningful).
+  private readonly lastVerification = new Gauge(
+    'ecs_gvisor_last_verification_timestamp_seconds',
+    'When the sandbox was last proven, in seconds since the Unix epoch; absent while it is not proven.',
+    () => (this.verifiedAt === undefined ? undefined : this.verifiedAt / 1000),
   );
+  private readonly buildInfo = new Info('ecs_gvisor_build_info', 'The ecs-gvisor version and the Node.js it runs on; always 1.', {
+    version: VERSION,
+    node: process.versions.node,
+  });
   private readonly all: readonly Metric[] = [
     this.agentUp,
     this.agentConnected,
@@ -105,14 +131,13 @@ export class WatchMetrics {
     this.auditViolations,
     this.auditedContainers,
     this.restarts,
-    this.ecsCalls,
+    this.awsCalls,
     this.limitKills,
     this.tightPidsLimits,
     this.repairs,
-    this.sinceVerification,
+    this.lastVerification,
+    this.buildInfo,
   ];
-
-  constructor(private readonly now: () => number) {}
 
   markVerified(at: number | undefined): void {
     this.verifiedAt = at;

@@ -573,7 +573,9 @@ describe('an instance from an AMI pipeline that installed the rpm', () => {
     expect(ours(await i().sh('iptables-save'))).toEqual([]);
     expect((await i().inspect('ecs-agent'))!.HostConfig.Runtime).toBe('runc');
     expect((await i().sh('systemctl show ecs-gvisor.service -p LoadState')).trim()).toBe('LoadState=not-found');
-    expect((await i().sh('ls /usr/bin/ecs-gvisor /usr/lib/systemd/system/ecs-gvisor.service 2>&1 || true')).split('\n').filter(Boolean)).toEqual([
+    expect(
+      (await i().sh('ls /usr/bin/ecs-gvisor /usr/lib/systemd/system/ecs-gvisor.service 2>&1 || true')).split('\n').filter(Boolean),
+    ).toEqual([
       "ls: cannot access '/usr/bin/ecs-gvisor': No such file or directory",
       "ls: cannot access '/usr/lib/systemd/system/ecs-gvisor.service': No such file or directory",
     ]);

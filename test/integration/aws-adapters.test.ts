@@ -11,7 +11,7 @@ import { ExecCommands } from '../../src/adapters/exec-commands.js';
 import { ImdsV2 } from '../../src/adapters/imds-v2.js';
 import { SystemClock } from '../../src/adapters/system-clock.js';
 import { SystemdNotify } from '../../src/adapters/systemd-notify.js';
-import { AwsCaller, type CallOutcome } from '../../src/aws/aws-caller.js';
+import { AwsCaller, type AwsService, type CallOutcome } from '../../src/aws/aws-caller.js';
 import { EcsGvisorError } from '../../src/errors.js';
 import type { Clock, EcsPort } from '../../src/ports.js';
 import { ARN, FakeAutoScaling, FakeEc2, FakeEcs, FakeImds } from '../harness/fake-aws.js';
@@ -37,7 +37,7 @@ afterAll(async () => {
 
 function caller(maxCallsPerHour = 100, port = new AwsEcs({ region: 'us-east-1', endpoint: ecs.url, requestTimeoutMs: 500 })) {
   const outcomes: Array<[string, CallOutcome]> = [];
-  const c = awsCaller(port, new SystemClock(), { maxCallsPerHour, retry: { retries: 3, minMs: 5, maxMs: 20 } }, (op, o) =>
+  const c = awsCaller(port, new SystemClock(), { maxCallsPerHour, retry: { retries: 3, minMs: 5, maxMs: 20 } }, (_svc, op, o) =>
     outcomes.push([op, o]),
   );
   return { c, outcomes };
@@ -48,7 +48,7 @@ function awsCaller(
   port: EcsPort,
   clock: Clock,
   opts: ConstructorParameters<typeof AwsCaller>[1],
-  onCall?: (op: string, o: CallOutcome) => void,
+  onCall?: (svc: AwsService, op: string, o: CallOutcome) => void,
 ): AwsCaller {
   return new AwsCaller(
     {

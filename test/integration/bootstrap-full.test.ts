@@ -3,8 +3,8 @@
  * namespace of its own (host rules untouched), with a stand-in systemctl for ecs.service, against the real
  * private dockerd.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import type { StatusReport } from '../../src/status/status-report.js';
 import { BUNDLE, runCli } from '../harness/cli.js';
@@ -82,13 +82,18 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
     expect((await runCli(['rollback'], env, 120_000, ns)).code).toBe(0);
   });
 
-  it('run: READY only once verified, watchdog pings, status while running, metrics on loopback; a killed agent comes back; SIGTERM exits 0 leaving the agent up', async () => {
+  it('run: READY only once verified, watchdog pings, status while running, metrics on the address given and in a textfile; a killed agent comes back; SIGTERM exits 0 leaving the agent up', async () => {
     const sock = await new NotifySocket(`${dir}/notify.sock`).start();
+    mkdirSync(`${dir}/textfile`, { mode: 0o755 });
+    const textfile = `${dir}/textfile/ecs_gvisor.prom`;
     const env = {
       ...hostEnv(),
       NOTIFY_SOCKET: sock.path,
       WATCHDOG_USEC: '2000000',
       ECS_GVISOR_METRICS_PORT: '19464',
+      // Another loopback address than the default, so a listener on 127.0.0.1 would not answer.
+      ECS_GVISOR_METRICS_ADDRESS: '127.0.0.2',
+      ECS_GVISOR_METRICS_TEXTFILE: textfile,
       ECS_GVISOR_INTROSPECTION_SECONDS: '1',
     };
     const { child, output, exited } = startRun(env);
@@ -122,18 +127,34 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       expect(human.stdout).toMatch(/^watch +running \(pid /m);
       await wait('two watchdog pings', async () => sock.with('WATCHDOG').length >= 2);
       expect(sock.with('STATUS').at(-1)!.fields.STATUS).toMatch(/sandbox verified/);
-      const metrics = execFileSync(
-        'nsenter',
-        [
-          `--net=/run/netns/${ns}`,
-          process.execPath,
-          '-e',
-          'fetch("http://127.0.0.1:19464/metrics").then(r => r.text()).then(t => process.stdout.write(t))',
-        ],
-        { encoding: 'utf8' },
-      );
+      const scrape = (host: string) =>
+        spawnSync(
+          'nsenter',
+          [
+            `--net=/run/netns/${ns}`,
+            process.execPath,
+            '-e',
+            `fetch("http://${host}:19464/metrics").then(r => r.text()).then(t => process.stdout.write(t))`,
+          ],
+          { encoding: 'utf8' },
+        );
+      const metrics = scrape('127.0.0.2').stdout;
       expect(metrics).toMatch(/^ecs_gvisor_sandbox_verified 1$/m);
       expect(metrics).toMatch(/^ecs_gvisor_agent_up 1$/m);
+      expect(metrics).toMatch(/^ecs_gvisor_last_verification_timestamp_seconds \d{10}(\.\d+)?$/m);
+      expect(scrape('127.0.0.1').status).not.toBe(0);
+      expect(human.stdout).toMatch(/^metrics +http:\/\/127\.0\.0\.2:19464\/metrics; textfile /m);
+      // The textfile: the same exposition, world-readable for node_exporter, read as Prometheus reads it.
+      // Written at the start and every 15 s after: wait (by condition, generously) for a write since the proof.
+      const deadline = Date.now() + 90_000;
+      while (Date.now() < deadline && !/^ecs_gvisor_sandbox_verified 1$/m.test(existsSync(textfile) ? readFileSync(textfile, 'utf8') : ''))
+        await new Promise((r) => setTimeout(r, 250));
+      expect(statSync(textfile).mode & 0o777).toBe(0o644);
+      const fromFile = readFileSync(textfile, 'utf8');
+      expect(fromFile).toMatch(/^ecs_gvisor_sandbox_verified 1$/m);
+      const lint = spawnSync('promtool', ['check', 'metrics'], { input: fromFile, encoding: 'utf8' });
+      expect(lint.stdout + lint.stderr).toBe('');
+      expect(readdirSync(`${dir}/textfile`)).toEqual(['ecs_gvisor.prom']);
       const first = await docker.getContainer('ecs-agent').inspect();
       await docker.getContainer('ecs-agent').kill(); // SIGKILL: exit 137, an ordinary failure
       await wait('the agent back', async () => {
@@ -144,6 +165,8 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       expect(await exited).toBe(0);
       expect((await docker.getContainer('ecs-agent').inspect()).State.Running).toBe(true);
       expect(sock.with('STOPPING')).toHaveLength(1);
+      // A stopped service leaves no figures behind to be mistaken for live ones.
+      expect(existsSync(textfile)).toBe(false);
     } finally {
       child.kill('SIGKILL');
       sock.stop();
@@ -178,6 +201,7 @@ describe('bootstrap (all steps) and rollback (all steps)', () => {
       }
       expect(status?.metrics).toEqual({
         port: 19465,
+        address: '127.0.0.1',
         serving: false,
         problem: expect.stringMatching(/^cannot listen on 127\.0\.0\.1:19465 \(.*EADDRINUSE/),
       });

@@ -7,7 +7,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, inject, it } from 'vitest';
 import { runCli } from '../harness/cli.js';
-import { cliEnv } from '../harness/docker-state.js';
+import { cliEnv, resetDocker } from '../harness/docker-state.js';
 
 const d = inject('dockerd');
 const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
@@ -58,6 +58,7 @@ describe('the command line', () => {
   });
 
   it('check-config on a sound host: exit 0 with Docker’s version, cgroup driver and runtimes; --json says the same', async () => {
+    await resetDocker(d, '{}\n'); // whatever an earlier file left: Docker as a fresh instance has it
     const env = cliEnv(d);
     const text = await runCli(['check-config'], env);
     expect(text.stderr).toBe('');

@@ -24,7 +24,8 @@ const sha512 = (data: Buffer) => createHash('sha512').update(data).digest('hex')
 /** rpm, with the notice Debian's build prints before installing into any database taken off stderr. */
 function rpm(args: string[]) {
   const r = spawnSync('rpm', args, { encoding: 'utf8', timeout: 300_000 });
-  const notice = /^rpm: (RPM should not be used directly install RPM packages, use Alien instead!|However assuming you know what you are doing\.\.\.)\n\n?/gm;
+  const notice =
+    /^rpm: (RPM should not be used directly install RPM packages, use Alien instead!|However assuming you know what you are doing\.\.\.)\n\n?/gm;
   return { ...r, stderr: r.stderr.replace(notice, '') };
 }
 const WANTS = 'etc/systemd/system/multi-user.target.wants/ecs-gvisor.service';
@@ -94,7 +95,9 @@ describe('the rpm', () => {
       // Enabled by the root's own systemctl, run by the scriptlet.
       expect(lstatSync(`${root}/${WANTS}`).isSymbolicLink()).toBe(true);
       // (Debian's systemctl names it by /lib, a link to /usr/lib in that root.)
-      expect(realpathSync(`${root}${readlinkSync(`${root}/${WANTS}`)}`)).toBe(realpathSync(`${root}/usr/lib/systemd/system/ecs-gvisor.service`));
+      expect(realpathSync(`${root}${readlinkSync(`${root}/${WANTS}`)}`)).toBe(
+        realpathSync(`${root}/usr/lib/systemd/system/ecs-gvisor.service`),
+      );
       // The executable in the root runs (its own Node inside).
       expect(execFileSync(`${root}/usr/bin/ecs-gvisor`, ['--version'], { encoding: 'utf8' })).toMatch(
         new RegExp(`^ecs-gvisor ${version.replaceAll('.', '\\.')} \\(node v24\\.`),
@@ -112,7 +115,12 @@ describe('the rpm', () => {
 
       const erase = rpm(['--root', root, '-e', 'ecs-gvisor']);
       expect(erase.status, erase.stderr).toBe(0);
-      for (const f of ['usr/bin/ecs-gvisor', 'usr/lib/systemd/system/ecs-gvisor.service', 'usr/share/doc/ecs-gvisor', 'etc/ecs/ecs-gvisor.config'])
+      for (const f of [
+        'usr/bin/ecs-gvisor',
+        'usr/lib/systemd/system/ecs-gvisor.service',
+        'usr/share/doc/ecs-gvisor',
+        'etc/ecs/ecs-gvisor.config',
+      ])
         expect(existsSync(`${root}/${f}`), f).toBe(false);
       expect(existsSync(`${root}/${WANTS}`)).toBe(false);
       expect(readFileSync(`${config}.rpmsave`, 'utf8')).toMatch(/^ECS_GVISOR_RUNSC_PATH=\/usr\/bin\/runsc$/m);

@@ -134,8 +134,8 @@ describe('watch', () => {
     expect(attrs()).not.toHaveProperty('ecs-gvisor.runsc-version');
     expect(await app.withdrawProof()).toBe(false); // nothing left to withdraw
     expect(metrics).toMatch(/^ecs_gvisor_agent_restarts_total 1$/m);
-    expect(metrics).toMatch(/^ecs_gvisor_ecs_api_calls_total\{operation="DescribeContainerInstances",outcome="ok"\} [1-9]/m);
-    expect(metrics).toMatch(/^ecs_gvisor_ecs_api_calls_total\{operation="PutAttributes",outcome="ok"\} 1$/m);
+    expect(metrics).toMatch(/^ecs_gvisor_aws_api_calls_total\{service="ecs",operation="DescribeContainerInstances",outcome="ok"\} [1-9]/m);
+    expect(metrics).toMatch(/^ecs_gvisor_aws_api_calls_total\{service="ecs",operation="PutAttributes",outcome="ok"\} 1$/m);
     expect(metrics).toMatch(/^ecs_gvisor_sandbox_verified 1$/m);
     expect(metrics).toMatch(/^ecs_gvisor_agent_connected 0$/m);
   });

@@ -25,7 +25,7 @@ const dial = (time: string, host: string) =>
 function setup() {
   const clock = new FakeClock(Date.parse('2026-12-07T10:00:00Z'));
   const st = new WatchState(
-    { clock, log: pino({ level: 'silent' }), metrics: new WatchMetrics(() => 0) },
+    { clock, log: pino({ level: 'silent' }), metrics: new WatchMetrics() },
     { auditAction: 'report', network: false, acsGraceMs: 30_000 },
     undefined,
   );

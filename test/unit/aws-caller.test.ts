@@ -66,7 +66,15 @@ function caller(o: { ecs?: AwsOutcome[]; as?: AwsOutcome[]; maxCallsPerHour?: nu
     },
   };
   const aws = new AwsCaller(
-    { ecs: () => ecs, autoScaling: () => as, ec2: () => noEc2, imds, clock, log, onCall: (op, out) => outcomes.push([op, out]) },
+    {
+      ecs: () => ecs,
+      autoScaling: () => as,
+      ec2: () => noEc2,
+      imds,
+      clock,
+      log,
+      onCall: (svc, op, out) => outcomes.push([`${svc} ${op}`, out]),
+    },
     { maxCallsPerHour: o.maxCallsPerHour ?? 100, retry: { retries: 3, minMs: 2_000, maxMs: 30_000 }, maxBudgetWaitMs: o.maxBudgetWaitMs },
   );
   return { clock, ecs, as, aws, outcomes, imdsAsked };
@@ -81,6 +89,7 @@ describe('the AWS caller', () => {
     const view = await clock.drive(describe1(aws));
     expect(view?.status).toBe('ACTIVE');
     expect(outcomes.map(([, o]) => o)).toEqual(['throttled', 'server-error', 'ok']);
+    expect(new Set(outcomes.map(([call]) => call))).toEqual(new Set(['ecs DescribeContainerInstances']));
     const gaps = ecs.calls.map((t, i) => t - (ecs.calls[i - 1] ?? start));
     expect(gaps[0]).toBe(0);
     // Retry n waits minMs·2^(n−1) times a jitter in [1, 2): 2–4 s, then 4–8 s.
@@ -154,10 +163,15 @@ describe('the AWS caller', () => {
   });
 
   it('retries Auto Scaling like ECS, outside the ECS budget', async () => {
-    const { clock, as, aws } = caller({ as: ['throttled'], maxCallsPerHour: 1 });
+    const { clock, as, aws, outcomes } = caller({ as: ['throttled'], maxCallsPerHour: 1 });
     await clock.drive(describe1(aws)); // the ECS budget is spent
     await clock.drive(aws.autoScaling('us-east-1', 'SetInstanceHealth', (a) => a.setInstanceHealth('i-1', 'Unhealthy', true)));
     expect(as.health).toEqual(['i-1=Unhealthy']);
+    // Counted under its own service, not ECS's.
+    expect(outcomes.slice(-2)).toEqual([
+      ['autoscaling SetInstanceHealth', 'throttled'],
+      ['autoscaling SetInstanceHealth', 'ok'],
+    ]);
   });
 
   it('asks IMDS for the instance ID once for the process; a failed ask is asked again', async () => {

@@ -108,6 +108,16 @@ describe('parseConfig', () => {
     ['ECS_GVISOR_AWS_REGION=mars\n', {}, `${FILE}: ECS_GVISOR_AWS_REGION="mars" must be an AWS region such as us-east-1.`],
     ['ECS_GVISOR_METRICS_PORT=70000\n', {}, `${FILE}: ECS_GVISOR_METRICS_PORT="70000" must be at most 65535.`],
     [
+      'ECS_GVISOR_METRICS_ADDRESS=localhost\n',
+      {},
+      `${FILE}: ECS_GVISOR_METRICS_ADDRESS="localhost" must be an IP address of this host (127.0.0.1, 0.0.0.0, ::, or one of its own).`,
+    ],
+    [
+      'ECS_GVISOR_METRICS_TEXTFILE=/var/lib/node_exporter/ecs_gvisor.txt\n',
+      {},
+      `${FILE}: ECS_GVISOR_METRICS_TEXTFILE="/var/lib/node_exporter/ecs_gvisor.txt" must end in .prom (node_exporter's textfile collector reads only those).`,
+    ],
+    [
       'ECS_GVISOR_INTROSPECTION_URL=localhost:51678\n',
       {},
       `${FILE}: ECS_GVISOR_INTROSPECTION_URL="localhost:51678" must be an http:// or https:// URL.`,
@@ -169,6 +179,9 @@ describe('parseConfig', () => {
       HEAL_MAX_RESTARTS: 3,
     });
     expect(parse('').METRICS_PORT).toBeUndefined();
+    expect(parse('').METRICS_ADDRESS).toBe('127.0.0.1');
+    expect(parse('').METRICS_TEXTFILE).toBeUndefined();
+    expect(parse('ECS_GVISOR_METRICS_ADDRESS=::\n').METRICS_ADDRESS).toBe('::');
   });
 
   it('lifecycle defaults: no hooks (no IMDS lifecycle traffic), heartbeat timeout 3600 s, 30 min launch and drain limits', () => {

@@ -37,7 +37,13 @@ describe('status while Docker is not answering', () => {
     } as unknown as WatchSnapshot;
     const s = buildStatus({
       version: '0',
-      config: { runtimeName: 'runsc', runscPath: '/r', networkPolicy: 'auto', lifecycle: { enabled: false, spotDrain: false } },
+      config: {
+        runtimeName: 'runsc',
+        runscPath: '/r',
+        networkPolicy: 'auto',
+        lifecycle: { enabled: false, spotDrain: false },
+        metricsAddress: '127.0.0.1',
+      },
       runtimeState: { name: 'runsc', runscPath: '/r', verified: true },
       runsc: { version: 'x' },
       docker: { problem: 'Docker at unix:///var/run/docker.sock cannot be reached to get info (connect ENOENT).' },
@@ -56,7 +62,13 @@ describe('status text: the registration row', () => {
   it('says what the instance itself sees of the agent’s ACS connection, beside what ECS last said', () => {
     const s = buildStatus({
       version: '0',
-      config: { runtimeName: 'runsc', runscPath: '/r', networkPolicy: 'auto', lifecycle: { enabled: false, spotDrain: false } },
+      config: {
+        runtimeName: 'runsc',
+        runscPath: '/r',
+        networkPolicy: 'auto',
+        lifecycle: { enabled: false, spotDrain: false },
+        metricsAddress: '127.0.0.1',
+      },
       runtimeState: { name: 'runsc', runscPath: '/r', verified: true },
       runsc: { version: 'x' },
       docker: { problem: 'not asked here' },
@@ -84,5 +96,58 @@ describe('status text: the registration row', () => {
     expect(renderStatusText(s)).toContain(
       'ACTIVE, agentConnected=false, health -\n  ACS connection seen here: connected since 2026-12-07T07:00:00.000Z (the agent’s log says connected, and it holds the connection)',
     );
+  });
+});
+
+describe('status text: the metrics row', () => {
+  const base = {
+    version: '0',
+    runtimeState: { name: 'runsc', runscPath: '/r', verified: true },
+    runsc: { version: 'x' },
+    docker: { problem: 'not asked here' },
+    watch: {
+      pid: 1,
+      updatedAt: new Date().toISOString(),
+      summary: '',
+      healthy: true,
+      agent: { running: true, restarts: 0 },
+    } as unknown as WatchSnapshot,
+    watchLive: true,
+  };
+  const config = (o: { metricsPort?: number; metricsAddress: string; metricsTextfile?: string }) => ({
+    runtimeName: 'runsc',
+    runscPath: '/r',
+    networkPolicy: 'auto',
+    lifecycle: { enabled: false, spotDrain: false },
+    ...o,
+  });
+
+  it('names the address it listens on and the textfile it writes, and why one is off', () => {
+    const on = buildStatus({
+      ...base,
+      config: config({ metricsPort: 9101, metricsAddress: '::', metricsTextfile: '/var/lib/ne/ecs_gvisor.prom' }),
+      metrics: { port: 9101, address: '::', serving: true, textfile: '/var/lib/ne/ecs_gvisor.prom', textfileWriting: true, at: '' },
+    });
+    expect(renderStatusText(on)).toMatch(/^metrics +http:\/\/\[::\]:9101\/metrics; textfile \/var\/lib\/ne\/ecs_gvisor\.prom$/m);
+    const off = buildStatus({
+      ...base,
+      config: config({ metricsAddress: '127.0.0.1', metricsTextfile: '/tmp/x.prom' }),
+      metrics: {
+        address: '127.0.0.1',
+        serving: false,
+        textfile: '/tmp/x.prom',
+        textfileWriting: false,
+        textfileProblem: 'unsafe dir',
+        at: '',
+      },
+    });
+    expect(renderStatusText(off)).toMatch(/^metrics +textfile off: unsafe dir$/m);
+    // A record from other settings (an older run's) is not believed.
+    const other = buildStatus({
+      ...base,
+      config: config({ metricsPort: 9101, metricsAddress: '10.0.0.5' }),
+      metrics: { port: 9101, address: '127.0.0.1', serving: true, at: '' },
+    });
+    expect(renderStatusText(other)).toMatch(/^metrics +off: run is not serving them$/m);
   });
 });

@@ -231,7 +231,7 @@ describe('introspection metadata', () => {
 describe('the region of calls about the registration', () => {
   it('while introspection has not answered again (the agent restarting), the recorded ARN gives it: no false configuration error', () => {
     const st = new WatchState(
-      { clock: new FakeClock(), log: pino({ level: 'silent' }), metrics: new WatchMetrics(() => 0) },
+      { clock: new FakeClock(), log: pino({ level: 'silent' }), metrics: new WatchMetrics() },
       { auditAction: 'report', network: false, acsGraceMs: 30_000 },
       undefined,
     );
