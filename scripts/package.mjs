@@ -6,7 +6,8 @@
 //   the systemd unit, install.sh, the userdata example, the README, LICENSE and NOTICE, and the SBOM
 //   (sbom.cdx.json, CycloneDX from the lockfiles: scripts/sbom.mjs), which is also beside the tarball and
 //   listed with it in the .sha512 file; the docs in doc/.
-// Then the rpm of each architecture (scripts/rpm.sh, scripts/ecs-gvisor.spec) from the same files.
+// Then the rpm of each architecture (scripts/rpm.sh, scripts/ecs-gvisor.spec) from the same files, and the
+// plain CloudFormation template for an existing cluster and group (ecs-gvisor-<v>-existing-group.cfn.json).
 //
 //   node scripts/package.mjs                  everything
 //   node scripts/package.mjs --arch x64       one architecture's executable and tarball
@@ -180,6 +181,24 @@ if (!args.includes('--bundle-only')) {
   // The rpm of each architecture, from the release directories just made.
   const rpm = spawnSync('bash', [join(root, 'scripts/rpm.sh'), ...arches], { stdio: 'inherit' });
   if (rpm.status !== 0) process.exit(rpm.status ?? 1);
+  cloudFormation();
+}
+
+/**
+ * The plain CloudFormation template for an existing cluster and group (infra/lib/existing-group-stack.ts),
+ * synthesized by the CDK app's packages, beside the tarballs with its .sha512.
+ */
+function cloudFormation() {
+  if (!existsSync(join(root, 'infra/node_modules/aws-cdk-lib'))) {
+    missing("the CloudFormation template is synthesized with infra/'s packages: run `npm ci --prefix infra` first");
+  }
+  const file = `ecs-gvisor-${version}-existing-group.cfn.json`;
+  const out = join(root, 'dist/release', file);
+  const r = spawnSync('npx', ['tsx', 'bin/template.ts', out], { cwd: join(root, 'infra'), stdio: 'inherit' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+  const hex = createHash('sha512').update(readFileSync(out)).digest('hex');
+  writeFileSync(`${out}.sha512`, `${hex}  ${file}\n`);
+  console.log(`cfn     ${out}`);
 }
 
 /** A missing prerequisite: one sentence on stderr, exit 1, never a stack trace. */

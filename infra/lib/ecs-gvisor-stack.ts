@@ -1,78 +1,33 @@
 /**
- * An ECS cluster on EC2 whose instances run every task in gVisor: a launch template (IMDSv2 required,
- * hop limit 1, ecs-gvisor's userdata), an Auto Scaling group with the launch and terminate hooks
- * ecs-gvisor completes from the instance, a capacity provider, a least-privilege instance role, and an
- * example service that lands only on instances whose sandbox is proven.
+ * The example app: a new VPC and ECS cluster on EC2 whose instances run every task in gVisor. A launch
+ * template (IMDSv2 required, hop limit 1, the userdata of the EcsGvisor construct), an Auto Scaling group,
+ * a capacity provider, a least-privilege instance role for the agent, an example service that lands only
+ * on instances whose sandbox is proven, and the EcsGvisor construct (ecs-gvisor's calls on the role, the
+ * lifecycle hooks inside the group, the launch-failure alarm). For a cluster you already have, use the
+ * construct (infra/construct) alone.
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Annotations, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
-import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
-import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
+import {
+  type Artifacts,
+  architectureOf,
+  DEFAULT_AGENT_IMAGE,
+  EcsGvisor,
+  fill,
+  RELEASE_ARCH,
+  releaseUrlFor,
+  SANDBOX_CONSTRAINT,
+  s3Object,
+} from '../construct/src/index.js';
 
-/** Where the instances get ecs-gvisor and runsc; both pinned by SHA-512. */
-export interface Artifacts {
-  /**
-   * The ecs-gvisor release tarball for the instance type's architecture (`npm run package` builds
-   * ecs-gvisor-<version>-linux-x64.tar.gz and -linux-arm64.tar.gz), on S3 (s3://…) or HTTPS; `{arch}` in it
-   * becomes x64 or arm64. Its SHA-512 is the one in that tarball's .sha512.
-   */
-  releaseUrl: string;
-  releaseSha512: string;
-  /**
-   * A gVisor point release (e.g. 20261012.0) and the SHA-512 of its gvisor.tar.bz2 for the instance
-   * type's architecture (gVisor publishes one per architecture).
-   */
-  runscRelease: string;
-  runscSha512: string;
-  /**
-   * A copy of that gvisor.tar.bz2 (s3://… or https://…), so instances do not fetch runsc from gVisor's
-   * storage on every boot; pinned by the same runscSha512.
-   */
-  runscMirrorUrl?: string;
-}
-
-/**
- * The CPU architecture of an EC2 instance type: Graviton families carry a "g" right after the
- * generation (m7g, c6gn, t4g, x2gd, im4gn, g5g), and a1 is the first Graviton.
- */
-export function architectureOf(instanceType: string): 'arm64' | 'x86_64' {
-  const family = instanceType.split('.')[0] ?? '';
-  return family === 'a1' || /^[a-z]+\d+g[a-z]*$/.test(family) ? 'arm64' : 'x86_64';
-}
-
-/** The release's name for an architecture. */
-export const RELEASE_ARCH = { x86_64: 'x64', arm64: 'arm64' } as const;
-
-/**
- * The release tarball URL for instances of `architecture`: `{arch}` filled in; a URL that names the
- * other architecture's tarball is refused at synth, not at every boot.
- */
-export function releaseUrlFor(url: string, architecture: 'arm64' | 'x86_64', instanceType: string): string {
-  const arch = RELEASE_ARCH[architecture];
-  const filled = url.replaceAll('{arch}', arch);
-  const named = /-linux-(x64|arm64)\.tar\.gz$/.exec(filled)?.[1];
-  if (named && named !== arch) {
-    throw new Error(
-      `releaseUrl ${filled} is the ${named} release; ${instanceType} instances are ${arch}: use ecs-gvisor-<version>-linux-${arch}.tar.gz and its SHA-512.`,
-    );
-  }
-  return filled;
-}
-
-/** The bucket and key of an s3:// URL. */
-export function s3Object(url: string): { bucket: string; key: string } | undefined {
-  const m = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
-  return m ? { bucket: m[1]!, key: m[2]! } : undefined;
-}
+// The example app's own tests and bin/ read these from here.
+export { type Artifacts, architectureOf, DEFAULT_AGENT_IMAGE, fill, RELEASE_ARCH, releaseUrlFor, SANDBOX_CONSTRAINT, s3Object };
 
 export interface EcsGvisorStackProps extends StackProps {
   clusterName: string;
@@ -105,19 +60,12 @@ export interface EcsGvisorStackProps extends StackProps {
   alarmTopicArn?: string;
 }
 
-/** The ECS agent this release was tested with. */
-export const DEFAULT_AGENT_IMAGE = 'amazon/amazon-ecs-agent:v1.101.2';
-
-/** The attribute ecs-gvisor publishes once it has proven the sandbox on an instance. */
-export const SANDBOX_CONSTRAINT = 'attribute:ecs-gvisor.sandbox == verified';
-
-const USERDATA = fileURLToPath(new URL('../../scripts/userdata.sh', import.meta.url));
-
 export class EcsGvisorStack extends Stack {
   readonly cluster: ecs.Cluster;
   readonly group: autoscaling.AutoScalingGroup;
   readonly role: iam.Role;
   readonly launchFailures: cloudwatch.Alarm;
+  readonly ecsGvisor: EcsGvisor;
 
   constructor(scope: Construct, id: string, props: EcsGvisorStackProps) {
     super(scope, id, props);
@@ -142,7 +90,7 @@ export class EcsGvisorStack extends Stack {
       description: 'ECS container instance with ecs-gvisor: the ECS agent, plus only the calls ecs-gvisor makes',
     });
     const arn = (service: string, resource: string) => `arn:${this.partition}:${service}:${this.region}:${this.account}:${resource}`;
-    const clusterArn = arn('ecs', `cluster/${clusterName}`);
+    const _clusterArn = arn('ecs', `cluster/${clusterName}`);
     const instancesArn = arn('ecs', `container-instance/${clusterName}/*`);
     this.role.addToPolicy(
       new iam.PolicyStatement({
@@ -160,35 +108,6 @@ export class EcsGvisorStack extends Stack {
         resources: ['*'],
       }),
     );
-    // ecs-gvisor's own calls, each scoped to this cluster's container instances or this group.
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'EcsGvisorContainerInstance',
-        actions: ['ecs:DescribeContainerInstances', 'ecs:UpdateContainerInstancesState', 'ecs:PutAttributes', 'ecs:DeleteAttributes'],
-        resources: [instancesArn],
-        conditions: { ArnEquals: { 'ecs:cluster': clusterArn } },
-      }),
-    );
-    // The audit asks ECS which task a container is part of and what that task's limits are.
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'EcsGvisorTaskLimits',
-        actions: ['ecs:DescribeTasks'],
-        resources: [arn('ecs', `task/${clusterName}/*`)],
-        conditions: { ArnEquals: { 'ecs:cluster': clusterArn } },
-      }),
-    );
-    // The release and the runsc mirror, when they are on S3: exactly those objects.
-    const objects = [releaseUrl, props.artifacts.runscMirrorUrl ?? ''].map(s3Object).filter((o) => o !== undefined);
-    if (objects.length) {
-      this.role.addToPolicy(
-        new iam.PolicyStatement({
-          sid: 'EcsGvisorArtifacts',
-          actions: ['s3:GetObject'],
-          resources: objects.map((o) => `arn:${this.partition}:s3:::${o.bucket}/${o.key}`),
-        }),
-      );
-    }
     if (props.sessionManager) {
       // What SSM's agent needs for Session Manager (no managed policy: see above).
       this.role.addToPolicy(
@@ -205,36 +124,22 @@ export class EcsGvisorStack extends Stack {
         }),
       );
     }
-    // Auto Scaling scopes these to a group (and its tags) only: no condition names the instance the call
-    // is about, so an instance's role can act on any instance of its own group, never another group's.
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'EcsGvisorLifecycle',
-        actions: [
-          'autoscaling:CompleteLifecycleAction',
-          'autoscaling:RecordLifecycleActionHeartbeat',
-          ...(props.setInstanceHealth ? ['autoscaling:SetInstanceHealth'] : []),
-        ],
-        resources: [arn('autoscaling', `autoScalingGroup:*:autoScalingGroupName/${groupName}`)],
-      }),
-    );
 
-    const userData = ec2.UserData.custom(
-      fill(readFileSync(USERDATA, 'utf8'), {
-        ECS_CLUSTER: clusterName,
-        RELEASE_URL: releaseUrl,
-        RELEASE_SHA512: props.artifacts.releaseSha512,
-        RUNSC_RELEASE: props.artifacts.runscRelease,
-        RUNSC_SHA512: props.artifacts.runscSha512,
-        LAUNCH_HOOK: props.launchHookName,
-        TERMINATE_HOOK: props.terminateHookName,
-        HEARTBEAT_TIMEOUT: String(heartbeat),
-        ASG_NAME: groupName,
-        SET_INSTANCE_HEALTH: props.setInstanceHealth ? 'true' : 'false',
-        RUNSC_MIRROR_URL: props.artifacts.runscMirrorUrl ?? '',
-        AGENT_IMAGE: props.agentImage,
-      }),
-    );
+    // ecs-gvisor itself: its calls on the role, its userdata, the hooks and the launch-failure alarm. The
+    // group is made below with the userdata; the construct puts the hooks inside it once it exists.
+    const gvisorProps = {
+      clusterName,
+      autoScalingGroupName: groupName,
+      role: this.role,
+      artifacts: { ...props.artifacts, releaseUrl },
+      heartbeatTimeout: Duration.seconds(heartbeat),
+      launchHookName: props.launchHookName,
+      terminateHookName: props.terminateHookName,
+      agentImage: props.agentImage,
+      setInstanceHealth: props.setInstanceHealth,
+      ...(props.alarmTopicArn ? { alarmTopic: sns.Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn) } : {}),
+    };
+    const userData = ec2.UserData.custom(EcsGvisor.userDataFor(gvisorProps));
 
     const launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
       // The ECS-optimized AMI for the instance type's architecture (Graviton: arm64).
@@ -262,73 +167,8 @@ export class EcsGvisorStack extends Stack {
       minCapacity: props.minCapacity,
       maxCapacity: props.maxCapacity,
     });
-    // The hooks are part of the group itself, so the very first instances (launched while the stack is
-    // created) wait at the launch gate too; hooks added as resources of their own come after the group.
-    (this.group.node.defaultChild as autoscaling.CfnAutoScalingGroup).lifecycleHookSpecificationList = [
-      {
-        lifecycleHookName: props.launchHookName,
-        lifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
-        heartbeatTimeout: heartbeat,
-        // No word from the instance means no proof: replace it.
-        defaultResult: 'ABANDON',
-      },
-      {
-        lifecycleHookName: props.terminateHookName,
-        lifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING',
-        heartbeatTimeout: heartbeat,
-        defaultResult: 'CONTINUE',
-      },
-    ];
-
-    // A launch that fails (ecs-gvisor abandoned its hook, the hook timed out, or EC2 could not launch)
-    // is an "EC2 Instance Launch Unsuccessful" event from Auto Scaling; its StatusMessage says which.
-    // Each is kept in a log group and counted by EventBridge's TriggeredRules metric, which the alarm
-    // watches: a broken release or proof replaces instances in a loop, and this makes the loop visible.
-    const failures = new logs.LogGroup(this, 'LaunchFailureLog', {
-      retention: logs.RetentionDays.ONE_MONTH,
-      removalPolicy: RemovalPolicy.DESTROY,
-    });
-    // The log group's own resource policy lets EventBridge write to it (CDK's log-group target would add
-    // a Lambda-backed custom resource to do the same).
-    new logs.CfnResourcePolicy(this, 'LaunchFailureLogPolicy', {
-      policyName: `${this.stackName}-ecs-gvisor-launch-failures`,
-      policyDocument: JSON.stringify({
-        Version: '2012-10-17',
-        Statement: [
-          {
-            Effect: 'Allow',
-            Principal: { Service: 'events.amazonaws.com' },
-            Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-            Resource: `${failures.logGroupArn}`,
-          },
-        ],
-      }),
-    });
-    const rule = new events.Rule(this, 'LaunchFailureRule', {
-      description: `Launches of ${groupName} that did not complete (why: the event's detail.StatusMessage)`,
-      eventPattern: {
-        source: ['aws.autoscaling'],
-        detailType: ['EC2 Instance Launch Unsuccessful'],
-        detail: { AutoScalingGroupName: [groupName] },
-      },
-      targets: [{ bind: () => ({ arn: arn('logs', `log-group:${failures.logGroupName}`) }) }],
-    });
-    this.launchFailures = new cloudwatch.Alarm(this, 'LaunchFailureAlarm', {
-      alarmDescription: `An instance of ${groupName} failed to launch. Why: the log group ${failures.logGroupName}, or aws autoscaling describe-scaling-activities; ecs-gvisor's own reason: aws ec2 get-console-output --instance-id <id>.`,
-      metric: new cloudwatch.Metric({
-        namespace: 'AWS/Events',
-        metricName: 'TriggeredRules',
-        dimensionsMap: { RuleName: rule.ruleName },
-        statistic: 'Sum',
-        period: Duration.minutes(5),
-      }),
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    if (props.alarmTopicArn)
-      this.launchFailures.addAlarmAction(new cwActions.SnsAction(sns.Topic.fromTopicArn(this, 'AlarmTopic', props.alarmTopicArn)));
+    this.ecsGvisor = new EcsGvisor(this, 'EcsGvisor', { ...gvisorProps, autoScalingGroup: this.group });
+    this.launchFailures = this.ecsGvisor.launchFailures;
 
     const provider = new ecs.AsgCapacityProvider(this, 'CapacityProvider', {
       autoScalingGroup: this.group,
@@ -362,24 +202,5 @@ export class EcsGvisorStack extends Stack {
         capacityProviderStrategies: [{ capacityProvider: provider.capacityProviderName, weight: 1 }],
       });
     }
-
-    if (Object.values(props.artifacts).some((v) => v.includes('example.invalid') || /^0+$/.test(v))) {
-      Annotations.of(this).addWarning(
-        'ecs-gvisor artifacts are placeholders: pass -c releaseUrl=… -c releaseSha512=… -c runscRelease=… -c runscSha512=… before deploying (instances would refuse to install).',
-      );
-    }
   }
-}
-
-/** Replace `__KEY__` placeholders, refusing to leave one unfilled or to put a quote into the shell. */
-export function fill(template: string, values: Record<string, string>): string {
-  let out = template;
-  for (const [k, v] of Object.entries(values)) {
-    if (/['\n\\]/.test(v))
-      throw new Error(`userdata value for ${k} must not contain quotes, backslashes or newlines: ${JSON.stringify(v)}`);
-    out = out.replaceAll(`__${k}__`, v);
-  }
-  const left = /__[A-Z0-9_]+__/.exec(out);
-  if (left) throw new Error(`userdata placeholder ${left[0]} has no value`);
-  return out;
 }

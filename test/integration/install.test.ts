@@ -264,6 +264,10 @@ describe('the bundle and the release', () => {
       expect(readFileSync(`${dir}/${file}.sha512`, 'utf8')).toBe(`${hex(file)}  ${file}\n${hex(bomFile)}  ${bomFile}\n`);
       expect(execFileSync('sha512sum', ['-c', `${file}.sha512`], { cwd: dir, encoding: 'utf8' })).toBe(`${file}: OK\n${bomFile}: OK\n`);
     }
+    // The plain CloudFormation template for an existing cluster and group, with its checksum.
+    const cfn = 'ecs-gvisor-0.1.0-existing-group.cfn.json';
+    expect(JSON.parse(readFileSync(`${dir}/${cfn}`, 'utf8')).Parameters).toHaveProperty('AutoScalingGroupName');
+    expect(execFileSync('sha512sum', ['-c', `${cfn}.sha512`], { cwd: dir, encoding: 'utf8' })).toBe(`${cfn}: OK\n`);
   });
 
   it('the scripts pass shellcheck', () => {
