@@ -19,6 +19,24 @@ const ours = (s: string) =>
     .sort();
 
 /**
+ * The host as it was before ecs-gvisor (after `rollback`, or erasing the rpm): ecs-init enabled and
+ * running its own agent under the default runtime, runc the default again, daemon.json byte for byte the
+ * seed, no rule of ours left.
+ */
+async function hostGivenBack(i: Instance): Promise<void> {
+  await i.until(
+    'ecs.service running its agent',
+    async () => (await i.unit('ecs.service')).active === 'active' && (await i.inspect('ecs-agent'))?.State.Running === true,
+    90_000,
+  );
+  expect(await i.unit('ecs.service')).toMatchObject({ active: 'active', enabled: 'enabled' });
+  expect(await i.sh('cat /etc/docker/daemon.json')).toBe(SEED_DAEMON_JSON);
+  expect((await i.sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
+  expect(ours(await i.sh('iptables-save'))).toEqual([]);
+  expect((await i.inspect('ecs-agent'))!.HostConfig.Runtime).toBe('runc');
+}
+
+/**
  * The sandbox not proven, closed as it should be: the unit failed with exit 5 and was not restarted, no
  * agent, the operator's daemon.json back byte for byte, Docker's default runc, the launch ABANDONed.
  * Returns ecs-gvisor's journal.
@@ -235,18 +253,8 @@ describe('a healthy instance, from launch to rollback', () => {
     // As from an operator's login session (sshd's children run in systemd's context, not docker exec's).
     const r = await i().exec(['systemd-run', '--quiet', '--wait', '--pipe', '--collect', '--', 'ecs-gvisor', 'rollback']);
     expect(r.code, r.stderr + r.stdout).toBe(0);
-    await i().until(
-      'ecs.service running its agent',
-      async () => (await i().unit('ecs.service')).active === 'active' && (await i().inspect('ecs-agent'))?.State.Running === true,
-      90_000,
-    );
-    expect(await i().unit('ecs.service')).toMatchObject({ active: 'active', enabled: 'enabled' });
+    await hostGivenBack(i());
     expect(await i().unit('ecs-gvisor.service')).toMatchObject({ active: 'inactive', enabled: 'disabled' });
-    expect(await i().sh('cat /etc/docker/daemon.json')).toBe(SEED_DAEMON_JSON);
-    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
-    expect(ours(await i().sh('iptables-save'))).toEqual([]);
-    // ecs-init's own agent, under the default runtime again.
-    expect((await i().inspect('ecs-agent'))!.HostConfig.Runtime).toBe('runc');
   });
 });
 
@@ -562,16 +570,7 @@ describe('an instance from an AMI pipeline that installed the rpm', () => {
     // Erased from an operator's session: the preuninstall scriptlet stops the service and rolls back.
     const r = await i().exec(['systemd-run', '--quiet', '--wait', '--pipe', '--collect', '--', 'rpm', '-e', 'ecs-gvisor']);
     expect(r.code, r.stderr + r.stdout).toBe(0);
-    await i().until(
-      'ecs.service running its agent',
-      async () => (await i().unit('ecs.service')).active === 'active' && (await i().inspect('ecs-agent'))?.State.Running === true,
-      90_000,
-    );
-    expect(await i().unit('ecs.service')).toMatchObject({ active: 'active', enabled: 'enabled' });
-    expect(await i().sh('cat /etc/docker/daemon.json')).toBe(SEED_DAEMON_JSON);
-    expect((await i().sh("docker info --format '{{.DefaultRuntime}}'")).trim()).toBe('runc');
-    expect(ours(await i().sh('iptables-save'))).toEqual([]);
-    expect((await i().inspect('ecs-agent'))!.HostConfig.Runtime).toBe('runc');
+    await hostGivenBack(i());
     expect((await i().sh('systemctl show ecs-gvisor.service -p LoadState')).trim()).toBe('LoadState=not-found');
     expect(
       (await i().sh('ls /usr/bin/ecs-gvisor /usr/lib/systemd/system/ecs-gvisor.service 2>&1 || true')).split('\n').filter(Boolean),
