@@ -8,6 +8,8 @@ import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from
 import { fileURLToPath } from 'node:url';
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { describe, expect, it } from 'vitest';
 import { EcsGvisor } from '../construct/src/index.js';
@@ -115,6 +117,57 @@ describe('the EcsGvisor construct on an existing group', () => {
   });
 });
 
+describe('the EcsGvisor construct on a group and launch template of the same app', () => {
+  it('adds its userdata after the template’s own lines and the hooks inside the group', () => {
+    const stack = new Stack(new App(), 'Mine', { env: { account: '111122223333', region: 'eu-west-1' } });
+    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0 });
+    const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+    const userData = ec2.UserData.forLinux();
+    userData.addCommands('echo "the operator\'s own line"');
+    const launchTemplate = new ec2.LaunchTemplate(stack, 'Lt', {
+      machineImage: ec2.MachineImage.latestAmazonLinux2023(),
+      instanceType: new ec2.InstanceType('m6i.large'),
+      role,
+      userData,
+    });
+    const group = new autoscaling.AutoScalingGroup(stack, 'Group', { vpc, launchTemplate, autoScalingGroupName: 'mine-asg' });
+    new EcsGvisor(stack, 'EcsGvisor', {
+      clusterName: 'mine',
+      autoScalingGroupName: 'mine-asg',
+      autoScalingGroup: group,
+      launchTemplate,
+      role,
+      artifacts: ARTIFACTS,
+    });
+    const t = Template.fromStack(stack);
+    const lt = Object.values(t.findResources('AWS::EC2::LaunchTemplate'))[0] as {
+      Properties: { LaunchTemplateData: { UserData: { 'Fn::Base64': string } } };
+    };
+    const text = lt.Properties.LaunchTemplateData.UserData['Fn::Base64'];
+    expect(text.indexOf("the operator's own line")).toBeGreaterThan(0);
+    expect(text.indexOf("ECS_CLUSTER_NAME='mine'")).toBeGreaterThan(text.indexOf("the operator's own line"));
+    t.resourceCountIs('AWS::AutoScaling::LifecycleHook', 0);
+    t.hasResourceProperties('AWS::AutoScaling::AutoScalingGroup', {
+      LifecycleHookSpecificationList: [
+        Match.objectLike({ LifecycleHookName: 'ecs-gvisor-launch', DefaultResult: 'ABANDON', HeartbeatTimeout: 600 }),
+        Match.objectLike({ LifecycleHookName: 'ecs-gvisor-terminate', DefaultResult: 'CONTINUE' }),
+      ],
+    });
+    // A launch template without userdata of its own cannot be added to: one sentence, at synth.
+    const bare = new ec2.LaunchTemplate(stack, 'Bare', { machineImage: ec2.MachineImage.latestAmazonLinux2023() });
+    expect(
+      () =>
+        new EcsGvisor(stack, 'Again', {
+          clusterName: 'mine',
+          autoScalingGroupName: 'other',
+          launchTemplate: bare,
+          role,
+          artifacts: ARTIFACTS,
+        }),
+    ).toThrow(/has no userData to add to/);
+  });
+});
+
 describe('the plain CloudFormation template', () => {
   const template = () => Template.fromStack(new EcsGvisorExistingGroupStack(new App(), 'Plain'));
 
@@ -189,6 +242,8 @@ describe('the construct as a package', () => {
     writeFileSync(
       `${app}/app.mjs`,
       `import { App, Stack } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { EcsGvisor } from 'ecs-gvisor-cdk';
 const app = new App({ outdir: process.argv[2] });

@@ -12,6 +12,7 @@ import { Annotations, Duration, RemovalPolicy, Stack, Token, Tokenization } from
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -44,6 +45,12 @@ export interface EcsGvisorProps {
    * hooks are resources of their own, which apply to instances launched after they exist.
    */
   autoScalingGroup?: autoscaling.AutoScalingGroup;
+  /**
+   * The group's launch template, when this app defines it: the userdata is added to its own (which it
+   * must have: `userData: ec2.UserData.forLinux()`), after whatever that already runs. Without it, put
+   * `userData` in the launch template yourself.
+   */
+  launchTemplate?: ec2.LaunchTemplate;
   /** The instances' role: ecs-gvisor's calls are added to it. */
   role: iam.IRole;
   /**
@@ -229,6 +236,14 @@ export class EcsGvisor extends Construct {
     );
 
     this.userData = artifacts ? EcsGvisor.userDataFor({ ...props, artifacts }) : undefined;
+    if (props.launchTemplate) {
+      if (!this.userData) throw new Error('launchTemplate needs artifacts: the userdata installs that release.');
+      const own = props.launchTemplate.userData;
+      if (!own)
+        throw new Error('The launch template has no userData to add to: create it with userData: ec2.UserData.forLinux().');
+      // Its own lines first (they may set up what the instance needs), then ecs-gvisor's script, whole.
+      own.addCommands(this.userData);
+    }
 
     const hooks = [
       // No word from the instance means no proof: replace it.
