@@ -1,7 +1,8 @@
 /**
  * What the commands do beyond running the steps: `status` (read everything, build one report), `plan`
- * (each step's plan, as data and as text), `check-config`'s look at the host, `rollback` (the steps undone in reverse), withdrawing the proof from ECS
- * before a rollback, serving metrics, and checking inputs before any step changes the host.
+ * (each step's plan, as data and as text), `check-config`'s look at the host, `rollback` (the steps
+ * undone in reverse), withdrawing the proof from ECS before a rollback, serving and writing metrics, and
+ * checking inputs before any step changes the host.
  */
 
 import { startMetricsServer } from '../adapters/metrics-http.js';
