@@ -109,7 +109,9 @@ export async function main(
       case 'plan': {
         const report = await plan(app, steps);
         const text = parsed.json ? `${JSON.stringify(report, null, 2)}\n` : renderPlan(report);
-        // What could not be read (Docker down) is named in the answer; the exit code says it is partial.
+        // What could not be read (Docker down) is named in the answer and, as any failure is, on stderr;
+        // the exit code says the plan is partial.
+        for (const problem of new Set(report.unreadable.map((u) => u.problem))) io.stderr.write(`ecs-gvisor: ${redact(problem)}\n`);
         return await answer(io, redact(text), report.unreadable.length ? ExitCode.unavailable : ExitCode.ok);
       }
       case 'rollback':

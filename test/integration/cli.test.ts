@@ -88,6 +88,8 @@ describe('the command line', () => {
     expect(p.stdout).toContain('network:');
     expect(p.stdout).toMatch(/^runtime: could not be read: .*nonexistent\/docker\.sock/m);
     expect(p.stdout).toMatch(/^agent: could not be read: /m);
+    // And on stderr, one line a problem, as any failure is said.
+    expect(p.stderr).toMatch(/^ecs-gvisor: Docker at unix:\/\/\/nonexistent\/docker\.sock cannot be reached to /m);
     const j = await runCli(['plan', '--json'], env);
     expect(j.code).toBe(4);
     const report = JSON.parse(j.stdout) as { network?: { rules: unknown[] }; runtime?: unknown; unreadable: Array<{ step: string }> };
