@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ((EUID == 0)) || { echo "demo.sh: run it as root: it starts a private dockerd" >&2; exit 1; }
 [[ -f dist/cli/main.js ]] || npm run build >/dev/null
+# The product runs on Node 24 (the release's); this machine's may be older.
+# shellcheck source=scripts/pinned-node.sh
+. scripts/pinned-node.sh
+pinned_node || { echo "demo.sh: no Node.js 24 (see above)" >&2; exit 1; }
 bash scripts/test-deps.sh dockerd:docker.io runsc:runsc
 
 dir=$(mktemp -d /tmp/egv-demo-XXXXXX)

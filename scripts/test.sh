@@ -13,20 +13,9 @@ command -v npm > /dev/null || die "npm is not on PATH (on Debian: apt-get instal
 
 bash scripts/test-deps.sh
 
-case $(uname -m) in
-  x86_64) arch=x64 ;;
-  aarch64) arch=arm64 ;;
-  *) die "there is no pinned Node.js for $(uname -m); the release is built for x86_64 and aarch64" ;;
-esac
-bin="$PWD/tools/node/node_modules/node-linux-$arch/bin"
-if [[ ! -x $bin/node ]]; then
-  echo "npm test: installing the pinned Node.js 24 into tools/node"
-  # --force: the other architecture's package is for another CPU, on purpose (it builds that executable).
-  npm ci --prefix tools/node --force --ignore-scripts --no-audit --no-fund > /tmp/egv-node-ci.log 2>&1 ||
-    { tail -20 /tmp/egv-node-ci.log >&2; die "npm ci --prefix tools/node failed (the log is above)"; }
-fi
-PATH="$bin:$PATH"
-export PATH
+# shellcheck source=scripts/pinned-node.sh
+. scripts/pinned-node.sh
+pinned_node || die "no Node.js 24 (see above)"
 echo "npm test: Node.js $(node --version) from tools/node"
 
 [[ -x node_modules/.bin/vitest ]] || npm ci --no-audit --no-fund
