@@ -26,6 +26,20 @@ describe('status text: the networks row', () => {
   });
 });
 
+/** What every report below starts from: runsc verified by its last proof, metrics settings at their defaults. */
+const VERIFIED = {
+  version: '0',
+  config: {
+    runtimeName: 'runsc',
+    runscPath: '/r',
+    networkPolicy: 'auto',
+    lifecycle: { enabled: false, spotDrain: false },
+    metricsAddress: '127.0.0.1',
+  },
+  runtimeState: { name: 'runsc', runscPath: '/r', verified: true },
+  runsc: { version: 'x' },
+};
+
 describe('status while Docker is not answering', () => {
   it('the first line says so and gives the watch’s last words as such, so it never contradicts the rows below', () => {
     const watch = {
@@ -36,16 +50,7 @@ describe('status while Docker is not answering', () => {
       agent: { running: true, restarts: 0 },
     } as unknown as WatchSnapshot;
     const s = buildStatus({
-      version: '0',
-      config: {
-        runtimeName: 'runsc',
-        runscPath: '/r',
-        networkPolicy: 'auto',
-        lifecycle: { enabled: false, spotDrain: false },
-        metricsAddress: '127.0.0.1',
-      },
-      runtimeState: { name: 'runsc', runscPath: '/r', verified: true },
-      runsc: { version: 'x' },
+      ...VERIFIED,
       docker: { problem: 'Docker at unix:///var/run/docker.sock cannot be reached to get info (connect ENOENT).' },
       watch,
       watchLive: true,
@@ -61,16 +66,7 @@ describe('status while Docker is not answering', () => {
 describe('status text: the registration row', () => {
   it('says what the instance itself sees of the agent’s ACS connection, beside what ECS last said', () => {
     const s = buildStatus({
-      version: '0',
-      config: {
-        runtimeName: 'runsc',
-        runscPath: '/r',
-        networkPolicy: 'auto',
-        lifecycle: { enabled: false, spotDrain: false },
-        metricsAddress: '127.0.0.1',
-      },
-      runtimeState: { name: 'runsc', runscPath: '/r', verified: true },
-      runsc: { version: 'x' },
+      ...VERIFIED,
       docker: { problem: 'not asked here' },
       watch: {
         pid: 1,
@@ -101,9 +97,7 @@ describe('status text: the registration row', () => {
 
 describe('status text: the metrics row', () => {
   const base = {
-    version: '0',
-    runtimeState: { name: 'runsc', runscPath: '/r', verified: true },
-    runsc: { version: 'x' },
+    ...VERIFIED,
     docker: { problem: 'not asked here' },
     watch: {
       pid: 1,
@@ -114,13 +108,7 @@ describe('status text: the metrics row', () => {
     } as unknown as WatchSnapshot,
     watchLive: true,
   };
-  const config = (o: { metricsPort?: number; metricsAddress: string; metricsTextfile?: string }) => ({
-    runtimeName: 'runsc',
-    runscPath: '/r',
-    networkPolicy: 'auto',
-    lifecycle: { enabled: false, spotDrain: false },
-    ...o,
-  });
+  const config = (o: { metricsPort?: number; metricsAddress: string; metricsTextfile?: string }) => ({ ...VERIFIED.config, ...o });
 
   it('names the address it listens on and the textfile it writes, and why one is off', () => {
     const on = buildStatus({
