@@ -17,6 +17,7 @@ import type { Clock, DockerPort, FilesPort } from '../ports.js';
 import { METRICS_STATE, WATCH_STATE } from '../state-files.js';
 import type { StateStore } from '../state-store.js';
 import type { MetricsRecord } from '../status/status-report.js';
+import { hostPort } from '../status/status-text.js';
 import { desiredAttributes, NETWORK_ATTRIBUTES, RUNSC_ATTRIBUTE, SANDBOX_ATTRIBUTE } from '../watch/attributes.js';
 import type { WatchMetrics } from '../watch/metrics.js';
 import type { WatchSnapshot } from '../watch/watch-loop.js';
@@ -143,11 +144,6 @@ export async function startMetrics(
   return async () => {
     for (const close of closers) await close();
   };
-}
-
-/** An address and port as a URL has them (an IPv6 address in brackets). */
-function hostPort(address: string, port: number): string {
-  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
 }
 
 export { readStatus, type StatusSources } from '../status/read-status.js';

@@ -148,11 +148,15 @@ function attributesRow(attributes: StatusReport['attributes']): string {
   return stale ? `${published}; STALE since ${stale.since}: should be ${list(stale.want)} (${stale.reason})` : published;
 }
 
+/** An address and port as a URL has them (an IPv6 address in brackets). */
+export function hostPort(address: string, port: number): string {
+  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
+}
+
 function metricsRow(m: NonNullable<StatusReport['metrics']>): string {
   const parts: string[] = [];
   if (m.port !== undefined) {
-    const host = m.address.includes(':') ? `[${m.address}]` : m.address;
-    parts.push(m.serving ? `http://${host}:${m.port}/metrics` : `off: ${m.problem ?? 'run is not serving them'}`);
+    parts.push(m.serving ? `http://${hostPort(m.address, m.port)}/metrics` : `off: ${m.problem ?? 'run is not serving them'}`);
   }
   if (m.textfile !== undefined)
     parts.push(m.textfileWriting ? `textfile ${m.textfile}` : `textfile off: ${m.textfileProblem ?? 'run is not writing it'}`);
